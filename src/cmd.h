@@ -1,0 +1,25 @@
+/* One file per command; each exports a struct cmd_entry listed in main.c's table. */
+#ifndef DS_CMD_H
+#define DS_CMD_H
+
+struct config;
+
+struct cmd_entry {
+	const char	*name;
+	const char	*usage;		/* arguments after the command name */
+	const char	*summary;	/* one line for "distsync --help" */
+	int		 needs_config;	/* 1: main loads -c FILE (default distsync.yml) first */
+	/*
+	 * Runs the command with argv[0] == name; returns a DS_ERR_* code that
+	 * main maps to the exit code. config is NULL when needs_config is 0.
+	 */
+	int		(*exec)(int argc, char **argv, const struct config *config);
+};
+
+/* Prints "usage: distsync NAME USAGE" and the command's options to stderr. */
+void	cmd_usage(const struct cmd_entry *entry, const char *options);
+
+/* The -c value given to main, or NULL. */
+extern const char *cmd_config_file;
+
+#endif

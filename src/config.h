@@ -1,0 +1,110 @@
+/* distsync.yml: parsed once with libyaml into a validated, read-only struct. */
+#ifndef DS_CONFIG_H
+#define DS_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum config_restart {
+	CONFIG_RESTART_NONE,	/* static files: never restarted, except reload_on */
+	CONFIG_RESTART_COMPOSE,	/* docker compose restart SERVICE */
+	CONFIG_RESTART_COMMAND,	/* run an argv, no shell */
+};
+
+struct config_health {
+	char		**command;	/* argv, NULL-terminated, or NULL */
+	char		 *url;		/* HTTP GET must answer 2xx, or NULL */
+	int		  container;	/* 1: wait for the container's own healthcheck */
+	unsigned	  timeout;	/* seconds; default 300 */
+};
+
+struct config_service {
+	char		 *name;
+	char		**paths;	/* globs ("**" crosses '/'), NULL-terminated */
+	enum config_restart restart;
+	char		**command;	/* argv for CONFIG_RESTART_COMMAND, NULL-terminated */
+	char		**reload_on;	/* globs, NULL-terminated, may be empty */
+	char		**after;	/* names of services restarted before this one */
+	struct config_health health;
+	unsigned	  line;		/* where it was defined, for messages */
+};
+
+struct config_run_once {
+	char		**paths;	/* globs, NULL-terminated */
+	char		**command;	/* argv, NULL-terminated; matched files' content on stdin is not implied */
+	unsigned	  line;
+};
+
+struct config_host {
+	char		 *name;
+	char		 *address;	/* NULL: a local target, no SSH */
+	char		 *user;		/* NULL: from ~/.ssh/config or the login name */
+	unsigned	  port;		/* 0: from ~/.ssh/config or 22 */
+	char		 *identity;	/* identity file or NULL */
+	char		 *known_hosts;	/* default ~/.ssh/known_hosts */
+	char		 *path;		/* target directory (absolute, or relative to the config's dir) */
+	char		 *state;	/* state directory; default: dirname(path)/.<basename(path)>.distsync */
+	char		 *compose;	/* compose project directory or NULL */
+	char		 *compose_project; /* compose project name or NULL */
+	char		 *remote_command; /* default "distsync" */
+	char		 *owner;	/* chown applied files, or NULL */
+	char		 *group;
+	char		**groups;	/* group names, NULL-terminated */
+	uint64_t	  bwlimit;	/* bytes per second, 0 = none */
+	unsigned	  retries;
+	unsigned	  retry_max_wait; /* seconds */
+	unsigned	  connect_timeout; /* seconds */
+	unsigned	  idle_timeout;	/* seconds */
+	unsigned	  keep_backups;	/* releases kept in backup/ */
+	unsigned	  line;
+};
+
+struct config_distribution {
+	char		*name;
+	char		*source;	/* absolute after loading */
+	char		*store;		/* absolute after loading */
+	unsigned	 keep_releases;	/* default 10 */
+	char		*signing_key;	/* absolute, or NULL */
+	char		*public_key;	/* for sites that verify, or NULL */
+	int		 level;		/* zstd level for deltas; default 9 */
+};
+
+struct config {
+	char		*file;		/* as given */
+	char		*dir;		/* absolute directory of the file; base of relative paths */
+	struct config_distribution distribution;
+	struct config_service *services;
+	size_t		 nservices;
+	struct config_run_once *run_once;
+	size_t		 nrun_once;
+	struct config_host *hosts;	/* defaults already merged into each host */
+	size_t		 nhosts;
+	unsigned	 parallel;	/* default -j */
+};
+
+/*
+ * Loads and validates FILE. On error logs "FILE:LINE:COLUMN: key: message"
+ * (with "did you mean ..." for an unknown key), sets *out to NULL and returns
+ * DS_ERR_CONFIG. The caller frees *out with config_free().
+ */
+int	config_load(const char *file, struct config **out);
+void	config_free(struct config *config);
+
+/* Writes the effective configuration (defaults filled in) as YAML to fp. */
+void	config_print(const struct config *config, void *fp);
+
+/* Returns the host named NAME, or NULL. */
+const struct config_host *config_host(const struct config *config, const char *name);
+
+/*
+ * Resolves names (hosts or groups) to a list of hosts, in config order, without
+ * duplicates. Logs and returns DS_ERR_NOTFOUND for a name that is neither.
+ * *out is an array of *count pointers into config; caller frees the array.
+ */
+int	config_resolve_hosts(const struct config *config, char *const *names, size_t nnames,
+	    const struct config_host ***out, size_t *count);
+
+/* Returns the service named NAME, or NULL. */
+const struct config_service *config_service(const struct config *config, const char *name);
+
+#endif

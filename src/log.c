@@ -1,0 +1,99 @@
+#include "autoconf.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <syslog.h>
+
+#include "log.h"
+
+static enum log_level current_level = LOG_LEVEL_INFO;
+static int syslog_open;
+static char prefix[128];
+
+void
+log_set_level(enum log_level level)
+{
+	current_level = level;
+}
+
+enum log_level
+log_get_level(void)
+{
+	return current_level;
+}
+
+void
+log_set_prefix(const char *p)
+{
+	if (p == NULL)
+		prefix[0] = '\0';
+	else
+		snprintf(prefix, sizeof(prefix), "%s: ", p);
+}
+
+void
+log_open_syslog(void)
+{
+	if (!syslog_open)
+		openlog("distsync", LOG_PID, LOG_USER);
+	syslog_open = 1;
+}
+
+void
+log_syslog_event(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!syslog_open)
+		log_open_syslog();
+	va_start(ap, fmt);
+	vsyslog(LOG_NOTICE, fmt, ap);
+	va_end(ap);
+}
+
+static void
+vlog(enum log_level level, int priority, const char *err, const char *fmt, va_list ap)
+{
+	char line[4096];
+
+	vsnprintf(line, sizeof(line), fmt, ap);
+	if (level <= current_level) {
+		/* One write per line so concurrent hosts do not interleave. */
+		if (err != NULL)
+			fprintf(stderr, "distsync: %s%s%s: %s\n", prefix,
+			    level == LOG_LEVEL_WARN ? "warning: " : "", line, err);
+		else
+			fprintf(stderr, "distsync: %s%s%s\n", prefix,
+			    level == LOG_LEVEL_WARN ? "warning: " : "", line);
+	}
+	if (syslog_open && level <= LOG_LEVEL_WARN)
+		syslog(priority, "%s%s%s%s", prefix, line, err ? ": " : "", err ? err : "");
+}
+
+#define LOG_FN(name, level, priority)				\
+void								\
+name(const char *fmt, ...)					\
+{								\
+	va_list ap;						\
+	va_start(ap, fmt);					\
+	vlog(level, priority, NULL, fmt, ap);			\
+	va_end(ap);						\
+}
+LOG_FN(log_error, LOG_LEVEL_ERROR, LOG_ERR)
+LOG_FN(log_warn, LOG_LEVEL_WARN, LOG_WARNING)
+LOG_FN(log_info, LOG_LEVEL_INFO, LOG_INFO)
+LOG_FN(log_debug, LOG_LEVEL_DEBUG, LOG_DEBUG)
+
+void
+log_errno(const char *fmt, ...)
+{
+	int saved = errno;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlog(LOG_LEVEL_ERROR, LOG_ERR, strerror(saved), fmt, ap);
+	va_end(ap);
+	errno = saved;
+}

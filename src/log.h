@@ -1,0 +1,24 @@
+/* Logging to stderr (and syslog when opened). Messages are one line each. */
+#ifndef DS_LOG_H
+#define DS_LOG_H
+
+enum log_level { LOG_LEVEL_ERROR, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
+
+/* Sets the most verbose level printed to stderr (default: info). */
+void	log_set_level(enum log_level level);
+enum log_level log_get_level(void);
+/* Prefixes every stderr line with "prefix: " (e.g. a host name); NULL clears. */
+void	log_set_prefix(const char *prefix);
+/* Also sends warnings and errors to syslog under the ident "distsync". */
+void	log_open_syslog(void);
+/* Sends one line to syslog at notice level whether or not it was opened. */
+void	log_syslog_event(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+void	log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void	log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void	log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void	log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Like log_error, with ": strerror(errno)" appended. */
+void	log_errno(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif
