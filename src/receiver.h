@@ -1,0 +1,33 @@
+/*
+ * The side that owns a target: answers HELLO, opens the target (lock,
+ * journal recovery, drift check), reports its state, stages the objects it
+ * is sent, applies a COMMIT with the atomic engine, runs the restarts and
+ * answers RESULT. It runs in `distsync serve` (over SSH) and in the child of
+ * xport-local, the same code either way.
+ */
+#ifndef DS_RECEIVER_H
+#define DS_RECEIVER_H
+
+struct config;
+struct config_host;
+struct xport;
+
+struct receiver_options {
+	/*
+	 * The host's config when known locally (xport-local). NULL (serve):
+	 * taken from the YAML the initiator sends in OPEN.
+	 */
+	const struct config *config;
+	const struct config_host *host;
+	const char	*root;		/* serve --root: targets must be under it; NULL: any */
+	const char	*state;		/* serve --state: state dir override, or NULL */
+};
+
+/*
+ * Serves one session on x. Returns 0 when the operation succeeded, else the
+ * DS_ERR_* that ended it (already reported to the peer in RESULT or ERROR
+ * when the stream still worked, and logged).
+ */
+int	receiver_run(struct xport *x, const struct receiver_options *opt);
+
+#endif

@@ -1,0 +1,52 @@
+/*
+ * The initiating side of a session: for a push it is the sender (plans from
+ * the receiver's state and streams the objects the receiver lacks, then
+ * COMMIT); for rollback and verify it only asks and reads the RESULT.
+ * Only sender.c and receiver.c speak proto.
+ */
+#ifndef DS_SENDER_H
+#define DS_SENDER_H
+
+#include <stdint.h>
+
+#include "proto.h"
+
+struct config;
+struct config_host;
+struct store;
+struct xport;
+
+struct sender_options {
+	uint8_t		 op;		/* PROTO_OP_PUSH, _ROLLBACK or _VERIFY */
+	const struct config *config;	/* the repository's config */
+	const struct config_host *host;	/* the target host */
+	struct store	*store;		/* push: the repository's store (not owned) */
+	const char	*release;	/* push: release id; NULL: the latest */
+	uint32_t	 flags;		/* PROTO_FLAG_* */
+	unsigned	 lock_timeout;	/* seconds the receiver waits for its lock */
+	int		 level;		/* zstd level for whole-file objects; 0: config's */
+};
+
+struct sender_report {
+	struct proto_result result;	/* what the receiver answered */
+	char		*release;	/* release pushed (push only) */
+	uint64_t	 objects_sent;
+	uint64_t	 object_bytes;	/* decoded bytes of the objects sent */
+	uint64_t	 bytes_sent;	/* on the wire */
+	uint64_t	 bytes_received;
+	unsigned	 round_trips;	/* times the sender waited for the peer */
+	int		 manifest_fetched; /* 1: the receiver's manifest was unknown */
+};
+
+/*
+ * Runs one session over x as the initiator. Returns 0 when the receiver
+ * reported success, else a DS_ERR_* (the peer's status when it sent one);
+ * report is filled as far as the session got either way and must be
+ * released with sender_report_release. Errors are logged once, prefixed by
+ * the host name for remote ones.
+ */
+int	sender_run(struct xport *x, const struct sender_options *opt,
+	    struct sender_report *report);
+void	sender_report_release(struct sender_report *report);
+
+#endif
