@@ -39,6 +39,8 @@ int	store_object_open(const struct store *store, const uint8_t hash[HASH_LEN]);
  * object is mode 0444. Does nothing if the object is present.
  */
 int	store_add_file(struct store *store, const char *path, const uint8_t hash[HASH_LEN]);
+/* Flushes the store's filesystem (one syncfs after many adds, not one fsync per object). */
+int	store_sync(struct store *store);
 /* Adds a memory block (e.g. a symlink target) as an object. */
 int	store_add_bytes(struct store *store, const void *data, size_t len, uint8_t hash_out[HASH_LEN]);
 

@@ -1,0 +1,407 @@
+#include "autoconf.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hash.h"
+#include "manifest.h"
+#include "plan.h"
+#include "xmalloc.h"
+
+const char *
+plan_basis_name(enum plan_basis_kind kind)
+{
+	switch (kind) {
+	case PLAN_BASIS_SAME_PATH:	return "same path";
+	case PLAN_BASIS_IDENTITY:	return "artifact identity";
+	case PLAN_BASIS_NAME:		return "similar name";
+	default:			return "none";
+	}
+}
+
+static int
+is_sep(char c)
+{
+	return c == '-' || c == '_' || c == '.' || c == '/' || c == '@' || c == '+' || c == '~';
+}
+
+/*
+ * Length of a version token at s (after a separator or at the start of a
+ * component): optional 'v', digits, at least one ".digits", then optional
+ * qualifiers like "-SNAPSHOT", "-beta.2", "-rc1", "-pre.123". 0 if none.
+ */
+static size_t
+version_token(const char *s)
+{
+	const char *p = s;
+	int dots = 0;
+
+	if (*p == 'v' || *p == 'V')
+		p++;
+	if (!isdigit((unsigned char)*p))
+		return 0;
+	while (isdigit((unsigned char)*p))
+		p++;
+	while (p[0] == '.' && isdigit((unsigned char)p[1])) {
+		p++;
+		while (isdigit((unsigned char)*p))
+			p++;
+		dots++;
+	}
+	if (dots == 0)
+		return 0;
+	/* Qualifiers: "-word" or "-word.N" or "-wordN", repeated. */
+	for (;;) {
+		const char *q = p;
+		if (*q != '-' && *q != '.' && *q != '+')
+			break;
+		q++;
+		size_t alpha = 0;
+		while (isalpha((unsigned char)q[alpha]))
+			alpha++;
+		static const char *const words[] = { "SNAPSHOT", "snapshot", "alpha", "beta",
+		    "rc", "RC", "pre", "dev", "next", "M", "final", "Final", "GA", NULL };
+		int known = 0;
+		for (size_t i = 0; words[i] != NULL; i++)
+			if (strlen(words[i]) == alpha && strncmp(q, words[i], alpha) == 0)
+				known = 1;
+		if (!known)
+			break;
+		q += alpha;
+		if (*q == '.' && isdigit((unsigned char)q[1]))
+			q++;
+		while (isdigit((unsigned char)*q))
+			q++;
+		p = q;
+	}
+	return p - s;
+}
+
+/* Length of a content-hash token: >= 8 hex chars with both digits and letters, or 20+ alnum. */
+static size_t
+hash_token(const char *s)
+{
+	size_t n = 0, digits = 0, letters = 0;
+
+	while (isxdigit((unsigned char)s[n])) {
+		if (isdigit((unsigned char)s[n]))
+			digits++;
+		else
+			letters++;
+		n++;
+	}
+	if (n >= 8 && digits > 0 && letters > 0 && (s[n] == '\0' || is_sep(s[n])))
+		return n;
+	return 0;
+}
+
+char *
+plan_identity(const char *path)
+{
+	size_t len = strlen(path), n = 0;
+	char *out = xmalloc(len + 1);
+
+	for (size_t i = 0; i < len;) {
+		if (i == 0 || is_sep(path[i - 1])) {
+			size_t t = version_token(path + i);
+			if (t == 0)
+				t = hash_token(path + i);
+			/* A token must end at a separator or the end, not mid-word. */
+			if (t > 0 && (path[i + t] == '\0' || is_sep(path[i + t]))) {
+				out[n++] = '#';
+				i += t;
+				continue;
+			}
+		}
+		out[n++] = path[i++];
+	}
+	out[n] = '\0';
+	return out;
+}
+
+struct ident {
+	char				*identity;
+	const struct manifest_entry	*entry;
+};
+
+static int
+ident_cmp(const void *a, const void *b)
+{
+	const struct ident *x = a, *y = b;
+	int c = strcmp(x->identity, y->identity);
+
+	if (c != 0)
+		return c;
+	return strcmp(x->entry->path, y->entry->path);
+}
+
+struct hashref {
+	const uint8_t *hash;
+};
+
+static int
+hashref_cmp(const void *a, const void *b)
+{
+	return memcmp(((const struct hashref *)a)->hash, ((const struct hashref *)b)->hash, HASH_LEN);
+}
+
+/* Levenshtein distance of two short strings, capped. */
+static size_t
+name_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b), *row, best;
+
+	if (la > 255 || lb > 255)
+		return (size_t)-1;
+	row = xcalloc(lb + 1, sizeof(*row));
+	for (size_t j = 0; j <= lb; j++)
+		row[j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		size_t prev = row[0];
+		row[0] = i;
+		for (size_t j = 1; j <= lb; j++) {
+			size_t cur = row[j];
+			size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+			size_t v = prev + cost;
+			if (row[j] + 1 < v)
+				v = row[j] + 1;
+			if (row[j - 1] + 1 < v)
+				v = row[j - 1] + 1;
+			row[j] = v;
+			prev = cur;
+		}
+	}
+	best = row[lb];
+	free(row);
+	return best;
+}
+
+static const char *
+extension(const char *name)
+{
+	const char *dot = strrchr(name, '.');
+	return dot ? dot : "";
+}
+
+/* Picks the closest-in-size candidate among n identity matches. */
+static const struct manifest_entry *
+closest_size(const struct ident *c, size_t n, uint64_t size)
+{
+	const struct manifest_entry *best = NULL;
+	uint64_t bestd = UINT64_MAX;
+
+	for (size_t i = 0; i < n; i++) {
+		uint64_t s = c[i].entry->size, d = s > size ? s - size : size - s;
+		if (d < bestd) {
+			bestd = d;
+			best = c[i].entry;
+		}
+	}
+	return best;
+}
+
+/* Same-directory fallback: the file with the nearest name and the same extension. */
+static const struct manifest_entry *
+similar_name(const struct manifest *current, const char *path)
+{
+	const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+	size_t dirlen = slash ? (size_t)(slash - path + 1) : 0, best = (size_t)-1;
+	const struct manifest_entry *found = NULL;
+
+	for (size_t i = 0; i < current->count; i++) {
+		const struct manifest_entry *e = &current->entries[i];
+		const char *eb;
+		size_t d;
+
+		if (e->type != MANIFEST_FILE || e->size == 0)
+			continue;
+		if (strncmp(e->path, path, dirlen) != 0 || strchr(e->path + dirlen, '/') != NULL)
+			continue;
+		eb = e->path + dirlen;
+		if (strcmp(extension(eb), extension(base)) != 0)
+			continue;
+		d = name_distance(eb, base);
+		if (d < best && d * 2 <= strlen(base)) {
+			best = d;
+			found = e;
+		}
+	}
+	return found;
+}
+
+static const struct plan_object *sort_base;
+
+static int
+object_index_cmp(const void *a, const void *b)
+{
+	size_t x = *(const size_t *)a, y = *(const size_t *)b;
+	int c = memcmp(sort_base[x].entry->hash, sort_base[y].entry->hash, HASH_LEN);
+
+	if (c != 0)
+		return c;
+	return x < y ? -1 : x > y;
+}
+
+/* Keeps the first object (in path order) of each content hash. */
+static void
+dedup_objects(struct plan *p)
+{
+	size_t *idx = xcalloc(p->nobjects + 1, sizeof(*idx)), n = 0;
+	char *keep = xcalloc(p->nobjects + 1, 1);
+
+	for (size_t i = 0; i < p->nobjects; i++)
+		idx[i] = i;
+	sort_base = p->objects;
+	qsort(idx, p->nobjects, sizeof(*idx), object_index_cmp);
+	for (size_t i = 0; i < p->nobjects; i++)
+		keep[idx[i]] = i == 0 || memcmp(p->objects[idx[i]].entry->hash,
+		    p->objects[idx[i - 1]].entry->hash, HASH_LEN) != 0;
+	p->object_bytes = 0;
+	for (size_t i = 0; i < p->nobjects; i++) {
+		if (!keep[i])
+			continue;
+		p->objects[n++] = p->objects[i];
+		p->object_bytes += p->objects[i].entry->size;
+	}
+	p->nobjects = n;
+	free(idx);
+	free(keep);
+}
+
+struct plan *
+plan_make(const struct manifest *current, const struct manifest *target)
+{
+	struct manifest empty = { 0 };
+	struct plan *p = xcalloc(1, sizeof(*p));
+	struct ident *idents = NULL;
+	struct hashref *have = NULL;
+	size_t nidents = 0, nhave = 0, allocp = 0, alloco = 0, allocc = 0;
+
+	if (current == NULL)
+		current = &empty;
+	/* Every path difference, in order. */
+	{
+		size_t i = 0, j = 0;
+		while (i < current->count || j < target->count) {
+			const struct manifest_entry *a = i < current->count ? &current->entries[i] : NULL;
+			const struct manifest_entry *b = j < target->count ? &target->entries[j] : NULL;
+			int c = a == NULL ? 1 : b == NULL ? -1 : strcmp(a->path, b->path);
+			struct plan_item it = { 0 };
+			int record = 1;
+
+			if (c < 0) {
+				it.change = MANIFEST_DELETED;
+				it.old = a;
+				p->deleted++;
+				i++;
+			} else if (c > 0) {
+				it.change = MANIFEST_ADDED;
+				it.new = b;
+				p->added++;
+				j++;
+			} else {
+				it.old = a;
+				it.new = b;
+				if (a->type != b->type || a->size != b->size ||
+				    memcmp(a->hash, b->hash, HASH_LEN) != 0) {
+					it.change = MANIFEST_CHANGED;
+					p->updated++;
+				} else if (a->mode != b->mode) {
+					it.change = MANIFEST_MODE;
+					p->mode_changed++;
+				} else {
+					p->unchanged++;
+					record = 0;
+				}
+				i++;
+				j++;
+			}
+			if (!record)
+				continue;
+			p->items = xgrow(p->items, &allocp, p->count + 1, sizeof(*p->items));
+			p->items[p->count++] = it;
+			if (it.change != MANIFEST_ADDED || it.new->type != MANIFEST_DIR) {
+				p->changed_paths = xgrow(p->changed_paths, &allocc,
+				    p->nchanged_paths + 2, sizeof(char *));
+				p->changed_paths[p->nchanged_paths++] =
+				    xstrdup(it.new ? it.new->path : it.old->path);
+			}
+		}
+		p->changed_paths = xgrow(p->changed_paths, &allocc, p->nchanged_paths + 1,
+		    sizeof(char *));
+		p->changed_paths[p->nchanged_paths] = NULL;
+	}
+	/* Content the site holds, and content already claimed, by hash. */
+	have = xcalloc(current->count + 1, sizeof(*have));
+	for (size_t i = 0; i < current->count; i++)
+		if (current->entries[i].type != MANIFEST_DIR)
+			have[nhave++].hash = current->entries[i].hash;
+	qsort(have, nhave, sizeof(*have), hashref_cmp);
+	idents = xcalloc(current->count + 1, sizeof(*idents));
+	for (size_t i = 0; i < current->count; i++) {
+		if (current->entries[i].type != MANIFEST_FILE || current->entries[i].size == 0)
+			continue;
+		idents[nidents].identity = plan_identity(current->entries[i].path);
+		idents[nidents].entry = &current->entries[i];
+		nidents++;
+	}
+	qsort(idents, nidents, sizeof(*idents), ident_cmp);
+	for (size_t i = 0; i < p->count; i++) {
+		const struct plan_item *it = &p->items[i];
+		struct plan_object o = { 0 };
+		struct hashref key;
+
+		if (it->new == NULL || it->new->type == MANIFEST_DIR || it->change == MANIFEST_MODE)
+			continue;
+		key.hash = it->new->hash;
+		if (bsearch(&key, have, nhave, sizeof(*have), hashref_cmp) != NULL)
+			continue;	/* the site holds this content somewhere */
+		o.entry = it->new;
+		if (it->new->type == MANIFEST_FILE) {
+			if (it->old != NULL && it->old->type == MANIFEST_FILE && it->old->size > 0) {
+				o.basis = it->old;
+				o.basis_kind = PLAN_BASIS_SAME_PATH;
+			} else {
+				struct ident k = { plan_identity(it->new->path), NULL };
+				size_t lo = 0, hi = nidents;
+				while (lo < hi) {
+					size_t mid = (lo + hi) / 2;
+					if (strcmp(idents[mid].identity, k.identity) < 0)
+						lo = mid + 1;
+					else
+						hi = mid;
+				}
+				size_t n = 0;
+				while (lo + n < nidents && strcmp(idents[lo + n].identity, k.identity) == 0)
+					n++;
+				if (n > 0) {
+					o.basis = closest_size(&idents[lo], n, it->new->size);
+					o.basis_kind = PLAN_BASIS_IDENTITY;
+				} else if ((o.basis = similar_name(current, it->new->path)) != NULL)
+					o.basis_kind = PLAN_BASIS_NAME;
+				free(k.identity);
+			}
+		}
+		p->objects = xgrow(p->objects, &alloco, p->nobjects + 1, sizeof(*p->objects));
+		p->objects[p->nobjects++] = o;
+		p->object_bytes += it->new->size;
+	}
+	dedup_objects(p);
+	for (size_t i = 0; i < nidents; i++)
+		free(idents[i].identity);
+	free(idents);
+	free(have);
+	return p;
+}
+
+void
+plan_free(struct plan *p)
+{
+	if (p == NULL)
+		return;
+	free(p->items);
+	free(p->objects);
+	xfree_strv(p->changed_paths);
+	free(p);
+}
