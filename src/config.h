@@ -50,7 +50,7 @@ struct config_host {
 	char		 *owner;	/* chown applied files, or NULL */
 	char		 *group;
 	char		**groups;	/* group names, NULL-terminated */
-	uint64_t	  bwlimit;	/* bytes per second, 0 = none */
+	uint64_t	  bwlimit;	/* bytes per second, 0 = none; see config_parse_bwlimit() */
 	unsigned	  retries;
 	unsigned	  retry_max_wait; /* seconds */
 	unsigned	  connect_timeout; /* seconds */
@@ -79,8 +79,12 @@ struct config {
 	size_t		 nrun_once;
 	struct config_host *hosts;	/* defaults already merged into each host */
 	size_t		 nhosts;
+	char		**groups;	/* the optional top-level "groups:" list, or NULL */
 	unsigned	 parallel;	/* default -j */
 };
+
+/* A configuration larger than this is refused before parsing. */
+#define CONFIG_MAX_SIZE	(1024 * 1024)
 
 /*
  * Loads and validates FILE. On error logs "FILE:LINE:COLUMN: key: message"
@@ -88,10 +92,37 @@ struct config {
  * DS_ERR_CONFIG. The caller frees *out with config_free().
  */
 int	config_load(const char *file, struct config **out);
+
+/*
+ * Like config_load() for LEN bytes at DATA; NAME is used in messages and its
+ * directory (against the cwd) is the base of relative paths.
+ */
+int	config_load_mem(const char *data, size_t len, const char *name, struct config **out);
 void	config_free(struct config *config);
 
-/* Writes the effective configuration (defaults filled in) as YAML to fp. */
+/*
+ * Writes the effective configuration (defaults filled in) as YAML to fp, a
+ * FILE *. The output loads again with config_load_mem().
+ */
 void	config_print(const struct config *config, void *fp);
+
+/*
+ * Writes the document the receiver of HOST needs to fp (a FILE *): the
+ * distribution's name and level, services, run_once and HOST alone (name,
+ * path, state, compose, compose_project, owner, group, keep_backups, no
+ * address). config_load_mem() reads it back into an equivalent local host.
+ */
+void	config_print_host(const struct config *config, const struct config_host *host, void *fp);
+
+/*
+ * Parses a bandwidth limit into bytes per second (0 = no limit):
+ *   "0", "250000"      plain numbers are bytes per second;
+ *   "256k", "2M", "1G" binary multiples of bytes per second (K = 1024, as rsync);
+ *   "256kbit", "2Mbit" decimal bits per second (a link's speed: 256kbit = 32000 B/s).
+ * Suffixes are case-insensitive; no spaces. Returns 0, or DS_ERR_INVALID with
+ * *why set to a static reason (why may be NULL). Nothing is logged.
+ */
+int	config_parse_bwlimit(const char *text, uint64_t *out, const char **why);
 
 /* Returns the host named NAME, or NULL. */
 const struct config_host *config_host(const struct config *config, const char *name);
