@@ -13,10 +13,16 @@
 
 
 /* One line per command; add yours here and in cmd_table. */
+extern const struct cmd_entry cmd_release_entry;
+extern const struct cmd_entry cmd_releases_entry;
+extern const struct cmd_entry cmd_plan_entry;
 extern const struct cmd_entry cmd_config_entry;
 
 /* Keep in the order "distsync --help" lists them. */
 static const struct cmd_entry *const cmd_table[] = {
+	&cmd_release_entry,
+	&cmd_releases_entry,
+	&cmd_plan_entry,
 	&cmd_config_entry,
 	NULL
 };

@@ -657,7 +657,8 @@ scan_dir(struct scan *s, int fd, const char *prefix, char *const *exclude)
 		s->items[s->count++] = it;
 	}
 	/* Recurse after the listing so only one DIR is open per level. */
-	for (size_t i = first; r == 0 && i < s->count; i++) {
+	size_t last = s->count;
+	for (size_t i = first; r == 0 && i < last; i++) {
 		if (s->items[i].e.type != MANIFEST_DIR)
 			continue;
 		char *sub = xstrdup(s->items[i].e.path);
@@ -794,6 +795,14 @@ int
 manifest_scan(const char *root, char *const *exclude, const char *cache_file,
     unsigned threads, struct manifest **out, struct manifest_scan_stats *stats)
 {
+	return manifest_scan_cached(root, exclude, cache_file, cache_file, threads, out, stats);
+}
+
+int
+manifest_scan_cached(const char *root, char *const *exclude, const char *cache_in,
+    const char *cache_out, unsigned threads, struct manifest **out,
+    struct manifest_scan_stats *stats)
+{
 	struct scan s = { 0 };
 	struct manifest *m = NULL;
 	pthread_t tids[16];
@@ -818,8 +827,8 @@ manifest_scan(const char *root, char *const *exclude, const char *cache_file,
 	if ((r = scan_dir(&s, fd, "", exclude)) != 0)
 		goto out;
 	qsort(s.items, s.count, sizeof(*s.items), item_cmp);
-	if (cache_file != NULL)
-		cache_load(&s, cache_file);
+	if (cache_in != NULL)
+		cache_load(&s, cache_in);
 	if (stats != NULL)
 		memset(stats, 0, sizeof(*stats));
 	for (size_t i = 0, c = 0; i < s.count; i++) {
@@ -858,6 +867,8 @@ manifest_scan(const char *root, char *const *exclude, const char *cache_file,
 		pthread_join(tids[i], NULL);
 	if ((r = s.error) != 0)
 		goto out;
+	if (cache_out != NULL && (r = cache_save(&s, cache_out)) != 0)
+		goto out;
 	m = manifest_new();
 	m->entries = xcalloc(s.count, sizeof(*m->entries));
 	m->alloc = s.count;
@@ -867,8 +878,6 @@ manifest_scan(const char *root, char *const *exclude, const char *cache_file,
 		s.items[i].e.link = NULL;
 	}
 	m->count = s.count;
-	if (cache_file != NULL && (r = cache_save(&s, cache_file)) != 0)
-		goto out;
 	*out = m;
 	m = NULL;
 	r = 0;

@@ -109,4 +109,9 @@ struct manifest_scan_stats {
 int	manifest_scan(const char *root, char *const *exclude, const char *cache_file,
 	    unsigned threads, struct manifest **out, struct manifest_scan_stats *stats);
 
+/* Like manifest_scan, reading the cache from CACHE_IN and writing it to CACHE_OUT (either may be NULL). */
+int	manifest_scan_cached(const char *root, char *const *exclude, const char *cache_in,
+	    const char *cache_out, unsigned threads, struct manifest **out,
+	    struct manifest_scan_stats *stats);
+
 #endif

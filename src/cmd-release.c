@@ -1,0 +1,182 @@
+/* distsync release: snapshot the source tree into the store as an immutable release. */
+#include "autoconf.h"
+
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cmd.h"
+#include "config.h"
+#include "err.h"
+#include "log.h"
+#include "manifest.h"
+#include "path.h"
+#include "store.h"
+#include "unpack.h"
+#include "util.h"
+#include "xmalloc.h"
+
+extern const struct cmd_entry cmd_release_entry;
+
+static const char release_options[] =
+    "  --version V     release id (default: UTC time, e.g. 20261122T172800Z)\n"
+    "  --from ARCHIVE  take the tree from a zip or tar.* instead of the source directory\n"
+    "  --strip N       drop N leading path components of archive entries\n"
+    "  --no-prune      keep every release (ignore keep_releases this time)\n"
+    "  -h, --help      this help\n";
+
+/* Name of the store's top-level directory when it lies inside the source, else NULL. */
+static char *
+store_inside_source(const char *source, const char *store)
+{
+	size_t n = strlen(source);
+	const char *rest;
+
+	if (strncmp(store, source, n) != 0 || store[n] != '/')
+		return NULL;
+	rest = store + n + 1;
+	return xstrndup(rest, strcspn(rest, "/"));
+}
+
+static int
+release_exec(int argc, char **argv, const struct config *config)
+{
+	static const struct option options[] = {
+		{ "version", required_argument, NULL, 'V' },
+		{ "from", required_argument, NULL, 'f' },
+		{ "strip", required_argument, NULL, 's' },
+		{ "no-prune", no_argument, NULL, 'P' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const char *version = NULL, *from = NULL;
+	char *id = NULL, *tree = NULL, *unpacked = NULL, *cache = NULL, *exclude[2] = { NULL, NULL };
+	struct store *store = NULL;
+	struct manifest *m = NULL;
+	struct manifest_scan_stats stats;
+	uint64_t new_objects = 0, new_bytes = 0;
+	unsigned strip = 0;
+	int ch, r, prune = 1;
+
+	while ((ch = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+		switch (ch) {
+		case 'V':
+			version = optarg;
+			break;
+		case 'f':
+			from = optarg;
+			break;
+		case 's':
+			if (util_parse_uint(optarg, 64, &strip) != 0) {
+				log_error("--strip: '%s' is not a number of components", optarg);
+				return DS_ERR_USAGE;
+			}
+			break;
+		case 'P':
+			prune = 0;
+			break;
+		case 'h':
+			cmd_usage(&cmd_release_entry, release_options);
+			return 0;
+		default:
+			cmd_usage(&cmd_release_entry, release_options);
+			return DS_ERR_USAGE;
+		}
+	}
+	if (optind != argc) {
+		cmd_usage(&cmd_release_entry, release_options);
+		return DS_ERR_USAGE;
+	}
+	if (version != NULL) {
+		if (store_release_id_check(version) != 0) {
+			log_error("--version '%s': use 1 to 128 letters, digits, '.', '_', '+' or '-'",
+			    version);
+			return DS_ERR_USAGE;
+		}
+		id = xstrdup(version);
+	} else {
+		char buf[32];
+		time_t now = time(NULL);
+		strftime(buf, sizeof(buf), "%Y%m%dT%H%M%SZ", gmtime(&now));
+		id = xstrdup(buf);
+	}
+	if ((r = store_open(config->distribution.store, 1, &store)) != 0)
+		goto out;
+	if (from != NULL) {
+		unpacked = store_tmp_path(store, "unpack");
+		if (path_mkdirs(unpacked) == -1) {
+			log_errno("%s", unpacked);
+			r = DS_ERR_SYSTEM;
+			goto out;
+		}
+		if ((r = unpack_archive(from, unpacked, strip)) != 0)
+			goto out;
+		tree = xstrdup(unpacked);
+	} else {
+		tree = xstrdup(config->distribution.source);
+		exclude[0] = store_inside_source(tree, config->distribution.store);
+		cache = path_join(config->distribution.store, "statcache");
+	}
+	log_info("scanning %s", tree);
+	r = manifest_scan(tree, exclude[0] ? exclude : NULL, cache, 0, &m, &stats);
+	if (r != 0)
+		goto out;
+	for (size_t i = 0; i < m->count; i++) {
+		const struct manifest_entry *e = &m->entries[i];
+		uint8_t h[HASH_LEN];
+
+		if (e->type == MANIFEST_DIR || store_has(store, e->hash))
+			continue;
+		if (e->type == MANIFEST_SYMLINK) {
+			r = store_add_bytes(store, e->link, strlen(e->link), h);
+		} else {
+			char *p = path_join(tree, e->path);
+			r = store_add_file(store, p, e->hash);
+			free(p);
+		}
+		if (r != 0)
+			goto out;
+		new_objects++;
+		new_bytes += e->size;
+	}
+	if ((r = store_sync(store)) != 0 || (r = store_release_save(store, id, m)) != 0)
+		goto out;
+	{
+		uint8_t digest[HASH_LEN];
+		char hex[HASH_HEX_LEN + 1], total[32], added[32];
+		manifest_digest(m, digest);
+		hash_to_hex(digest, hex);
+		util_format_bytes(manifest_total_size(m), total, sizeof(total));
+		util_format_bytes(new_bytes, added, sizeof(added));
+		printf("release %s: %" PRIu64 " files, %s; %" PRIu64 " new objects (%s); manifest %.16s\n",
+		    id, stats.files, total, new_objects, added, hex);
+	}
+	if (prune) {
+		size_t rr = 0, ro = 0;
+		if ((r = store_prune(store, config->distribution.keep_releases, &rr, &ro)) != 0)
+			goto out;
+		if (rr > 0)
+			printf("pruned %zu old release%s and %zu unreferenced objects (keep_releases: %u)\n",
+			    rr, rr == 1 ? "" : "s", ro, config->distribution.keep_releases);
+	}
+out:
+	if (unpacked != NULL)
+		(void)path_remove_tree(unpacked);
+	manifest_free(m);
+	store_free(store);
+	free(exclude[0]);
+	free(unpacked);
+	free(tree);
+	free(cache);
+	free(id);
+	return r;
+}
+
+const struct cmd_entry cmd_release_entry = {
+	"release", "[--version V] [--from ARCHIVE [--strip N]]",
+	"cut a release: snapshot the source tree into the store", 1, release_exec
+};

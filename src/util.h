@@ -1,0 +1,15 @@
+/* Small helpers shared by commands: number parsing and human-readable figures. */
+#ifndef DS_UTIL_H
+#define DS_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Parses a decimal unsigned int no larger than max; returns 0 or DS_ERR_INVALID. */
+int	util_parse_uint(const char *s, unsigned max, unsigned *out);
+/* Formats a byte count as "812 B", "12.3 KB", "4.56 MB", "1.23 GB" (powers of 1000). */
+void	util_format_bytes(uint64_t bytes, char *buf, size_t len);
+/* Writes s as a JSON string literal (with quotes) to fp. */
+void	util_json_string(void *fp, const char *s);
+
+#endif
