@@ -2,6 +2,8 @@
 #ifndef DS_XPORT_LOCAL_H
 #define DS_XPORT_LOCAL_H
 
+#include <sys/types.h>
+
 struct config;
 struct config_host;
 struct xport;
@@ -19,5 +21,8 @@ int	xport_local_open(const struct config *config, const struct config_host *host
  * transport named PEER. close closes both fds and returns 0.
  */
 struct xport *xport_fd_new(int in_fd, int out_fd, const char *peer);
+
+/* Makes closing x also reap CHILD, returning its exit status (or DS_ERR_CHILD on a signal). */
+void	xport_fd_set_child(struct xport *x, pid_t child);
 
 #endif

@@ -35,6 +35,10 @@ struct xport {
 	uint64_t	 bytes_out;
 	uint64_t	 bwlimit;	/* bytes per second to send; 0 = none */
 	unsigned	 idle_timeout;	/* seconds without progress before DS_ERR_TIMEOUT; 0 = none */
+	uint64_t	 bw_last_ns;	/* token bucket of bwlimit: last refill (monotonic) */
+	uint64_t	 bw_tokens;	/* bytes that may be sent now */
+	int		 closed;	/* set by xport_close: ops->close runs once */
+	int		 close_status;	/* what ops->close returned */
 };
 
 /* Wrappers that count bytes and apply bwlimit; use these, not ops directly. */

@@ -14,8 +14,9 @@ static int tap_count, tap_failed, tap_test_failed;
 static char tap_dir[256];
 
 #define CHECK(cond, ...) do {						\
+	int tap_ok_ = (cond) ? 1 : 0;	/* evaluated once: cond may have effects */ \
 	tap_count++;							\
-	if (cond) {							\
+	if (tap_ok_) {							\
 		printf("ok %d - ", tap_count);				\
 	} else {							\
 		printf("not ok %d - ", tap_count);			\
@@ -24,7 +25,7 @@ static char tap_dir[256];
 	}								\
 	printf(__VA_ARGS__);						\
 	printf("\n");							\
-	if (!(cond))							\
+	if (!tap_ok_)							\
 		printf("# failed at %s:%d: %s\n", __FILE__, __LINE__, #cond); \
 	fflush(stdout);							\
 } while (0)
