@@ -1,0 +1,109 @@
+#include "autoconf.h"
+
+#include "tap.h"
+#include "manifest.h"
+#include "plan.h"
+#include "xmalloc.h"
+
+static void
+test_identity(void)
+{
+	static const struct { const char *a, *b; int same; } table[] = {
+		{ "openmrs_modules/htmlformentry-5.3.1.omod", "openmrs_modules/htmlformentry-5.4.0.omod", 1 },
+		{ "frontend/openmrs-esm-login-app-10.0.1/149.js", "frontend/openmrs-esm-login-app-10.0.2/149.js", 1 },
+		{ "frontend/app-1.2.0/149.js", "frontend/app-1.3.0/149.js", 1 },
+		{ "frontend/app-1.2.0/149.js", "frontend/app-1.2.0/150.js", 0 },
+		{ "m/idgen-4.10.0-SNAPSHOT.omod", "m/idgen-4.11.0.omod", 1 },
+		{ "m/fhir2-2.2.0-beta.3.omod", "m/fhir2-2.3.0.omod", 1 },
+		{ "m/webservices.rest-v2.40.0.omod", "m/webservices.rest-v2.41.0.omod", 1 },
+		{ "m/htmlformentry-5.3.1.omod", "m/htmlwidgets-5.3.1.omod", 0 },
+		{ "f/main.1a2b3c4d5e.js", "f/main.9f8e7d6c5b.js", 1 },
+		{ "f/main.js", "f/vendor.js", 0 },
+		{ "openmrs_core/openmrs-2.6.7.war", "openmrs_core/openmrs-2.7.0.war", 1 },
+		{ "a/readme.txt", "a/readme.txt", 1 },
+		{ "a/1.txt", "a/2.txt", 0 },
+	};
+	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+		char *x = plan_identity(table[i].a), *y = plan_identity(table[i].b);
+		CHECK((strcmp(x, y) == 0) == table[i].same, "identity %s %s %s (%s | %s)", table[i].a,
+		    table[i].same ? "==" : "!=", table[i].b, x, y);
+		free(x);
+		free(y);
+	}
+}
+
+static void
+add(struct manifest *m, char type, const char *path, uint64_t size, int content)
+{
+	struct manifest_entry e = { 0 };
+
+	e.path = (char *)path;
+	e.type = type;
+	e.mode = type == MANIFEST_DIR ? 0755 : 0644;
+	e.size = type == MANIFEST_DIR ? 0 : size;
+	if (type != MANIFEST_DIR)
+		memset(e.hash, content, HASH_LEN);
+	manifest_add(m, &e);
+}
+
+static void
+test_plan(void)
+{
+	struct manifest *a = manifest_new(), *b = manifest_new();
+	struct plan *p;
+
+	add(a, 'd', "m", 0, 0);
+	add(a, 'f', "m/htmlformentry-5.3.1.omod", 1000, 1);
+	add(a, 'f', "m/same.omod", 10, 2);
+	add(a, 'f', "m/old-only.omod", 10, 3);
+	add(a, 'f', "war", 5000, 4);
+	add(a, 'f', "m/legacy-report.omod", 300, 9);
+	manifest_sort(a);
+	add(b, 'd', "m", 0, 0);
+	add(b, 'f', "m/htmlformentry-5.4.0.omod", 1010, 5);
+	add(b, 'f', "m/same.omod", 10, 2);
+	add(b, 'f', "m/moved.omod", 10, 3);	/* content the site has under another name */
+	add(b, 'f', "war", 5100, 6);
+	add(b, 'f', "m/copy1.omod", 20, 7);
+	add(b, 'f', "m/copy2.omod", 20, 7);	/* same content twice: one object */
+	add(b, 'f', "m/legacy-reports.omod", 310, 8);
+	manifest_sort(b);
+	p = plan_make(a, b);
+	CHECK(p->added == 5 && p->deleted == 3 && p->updated == 1 && p->unchanged == 2,
+	    "counts: %zu added %zu deleted %zu updated %zu unchanged", p->added, p->deleted,
+	    p->updated, p->unchanged);
+	CHECK(p->nobjects == 4, "4 objects to send (got %zu)", p->nobjects);
+	int identity = 0, same = 0, name = 0;
+	for (size_t i = 0; i < p->nobjects; i++) {
+		const struct plan_object *o = &p->objects[i];
+		if (strcmp(o->entry->path, "m/htmlformentry-5.4.0.omod") == 0)
+			identity = o->basis_kind == PLAN_BASIS_IDENTITY &&
+			    strcmp(o->basis->path, "m/htmlformentry-5.3.1.omod") == 0;
+		if (strcmp(o->entry->path, "war") == 0)
+			same = o->basis_kind == PLAN_BASIS_SAME_PATH;
+		if (strcmp(o->entry->path, "m/legacy-reports.omod") == 0)
+			name = o->basis_kind == PLAN_BASIS_NAME;
+	}
+	CHECK(identity, "a versioned module pairs with its older version");
+	CHECK(same, "an updated file uses its old content");
+	CHECK(name, "a similar name in the same directory is the fallback");
+	CHECK(p->object_bytes == 1010 + 5100 + 20 + 310, "object bytes");
+	CHECK(p->nchanged_paths == 9, "changed paths include deletions (%zu)", p->nchanged_paths);
+	plan_free(p);
+	p = plan_make(NULL, b);
+	CHECK(p->added == b->count && p->nobjects == 6, "an empty site needs every distinct object");
+	plan_free(p);
+	p = plan_make(b, b);
+	CHECK(p->count == 0 && p->nobjects == 0 && p->nchanged_paths == 0, "no change, nothing to do");
+	plan_free(p);
+	manifest_free(a);
+	manifest_free(b);
+}
+
+int
+main(void)
+{
+	tap_run("identity", test_identity);
+	tap_run("plan", test_plan);
+	return tap_done();
+}
