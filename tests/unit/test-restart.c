@@ -1,0 +1,549 @@
+#include "autoconf.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "tap.h"
+#include "config.h"
+#include "err.h"
+#include "hash.h"
+#include "manifest.h"
+#include "restart.h"
+#include "xmalloc.h"
+
+#define SV(...)	((char *[]){ __VA_ARGS__, NULL })
+
+/*
+ * The shape of a site: gateway first, backend after it, a worker after the
+ * backend, frontend static files that only reload for a few paths.
+ * Listed out of order on purpose, to see after: at work.
+ */
+static char *worker_paths[] = { "openmrs_modules/**", "worker/**", NULL };
+static char *worker_command[] = { "sh", "-c", "echo worker >> restarts.log", NULL };
+static char *worker_after[] = { "backend", NULL };
+static char *backend_paths[] = { "openmrs_core/**", "openmrs_modules/**", "openmrs_config/**", NULL };
+static char *backend_command[] = { "sh", "-c", "echo backend >> restarts.log", NULL };
+static char *backend_after[] = { "gateway", NULL };
+static char *frontend_paths[] = { "frontend/**", NULL };
+static char *frontend_command[] = { "sh", "-c", "echo frontend >> restarts.log", NULL };
+static char *frontend_reload[] = { "frontend/index.html", "frontend/service-worker.js", NULL };
+static char *gateway_paths[] = { "gateway/**", "openmrs_core/**", NULL };
+static char *gateway_command[] = { "sh", "-c", "echo gateway >> restarts.log", NULL };
+
+/*
+ * The shape of a site: gateway first, backend after it, a worker after the
+ * backend, frontend static files that only reload for a few paths.
+ * Listed out of order on purpose, to see after: at work.
+ */
+static void
+demo_config(struct config *c, struct config_service *s)
+{
+	memset(c, 0, sizeof(*c));
+	memset(s, 0, 4 * sizeof(*s));
+	s[0].name = "worker";
+	s[0].paths = worker_paths;
+	s[0].restart = CONFIG_RESTART_COMMAND;
+	s[0].command = worker_command;
+	s[0].after = worker_after;
+	s[0].line = 1;
+	s[1].name = "backend";
+	s[1].paths = backend_paths;
+	s[1].restart = CONFIG_RESTART_COMMAND;
+	s[1].command = backend_command;
+	s[1].after = backend_after;
+	s[1].line = 2;
+	s[2].name = "frontend";
+	s[2].paths = frontend_paths;
+	s[2].restart = CONFIG_RESTART_NONE;
+	s[2].command = frontend_command;
+	s[2].reload_on = frontend_reload;
+	s[2].line = 3;
+	s[3].name = "gateway";
+	s[3].paths = gateway_paths;
+	s[3].restart = CONFIG_RESTART_COMMAND;
+	s[3].command = gateway_command;
+	s[3].line = 4;
+	c->file = "distsync.yml";
+	c->services = s;
+	c->nservices = 4;
+}
+
+static char *
+describe(const struct restart_plan *plan)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *fp = open_memstream(&buf, &len);
+
+	restart_describe(plan, NULL, fp);
+	fclose(fp);
+	return buf;
+}
+
+static void
+test_select(void)
+{
+	static const struct {
+		const char *changed[4];
+		const char *want;
+	} table[] = {
+		{ { NULL }, "no service restarts\n" },
+		{ { "openmrs_modules/a-1.0.omod", NULL },
+		  "restart backend: openmrs_modules/a-1.0.omod changed\n"
+		  "restart worker: openmrs_modules/a-1.0.omod changed\n" },
+		{ { "openmrs_core/openmrs.war", NULL },
+		  "restart gateway: openmrs_core/openmrs.war changed\n"
+		  "restart backend: openmrs_core/openmrs.war changed\n" },
+		{ { "frontend/main.js", "frontend/x/y.css", NULL },
+		  "not restarted frontend (restart: none): frontend/main.js changed\n"
+		  "no service restarts\n" },
+		{ { "frontend/a.js", "frontend/index.html", NULL },
+		  "restart frontend (reload_on): frontend/index.html changed\n" },
+		{ { "README", "other/x", NULL }, "no service restarts\n" },
+		/* The first changed path (in the caller's order) is the reason. */
+		{ { "openmrs_config/b.xml", "openmrs_modules/a.omod", "worker/conf", NULL },
+		  "restart backend: openmrs_config/b.xml changed\n"
+		  "restart worker: openmrs_modules/a.omod changed\n" },
+		{ { "gateway/nginx.conf", "frontend/service-worker.js", NULL },
+		  "restart frontend (reload_on): frontend/service-worker.js changed\n"
+		  "restart gateway: gateway/nginx.conf changed\n" },
+		/* Globs stay inside their directory. */
+		{ { "openmrs_modulesX/a.omod", "frontendx/index.html", NULL }, "no service restarts\n" },
+	};
+	struct config c;
+	struct config_service s[4];
+
+	demo_config(&c, s);
+	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+		struct restart_plan *plan = NULL;
+		size_t n = 0;
+		char *text;
+		int r;
+
+		while (table[i].changed[n] != NULL)
+			n++;
+		r = restart_select(&c, (char *const *)table[i].changed, n, &plan);
+		text = r == 0 ? describe(plan) : xstrdup("(error)");
+		CHECK(r == 0 && strcmp(text, table[i].want) == 0, "plan for %s%s",
+		    n ? table[i].changed[0] : "nothing", n > 1 ? ", ..." : "");
+		if (strcmp(text, table[i].want) != 0)
+			printf("# got:\n%s", text);
+		free(text);
+		restart_plan_free(plan);
+	}
+	restart_plan_free(NULL);
+}
+
+static void
+test_select_bad(void)
+{
+	struct config c;
+	struct config_service s[4];
+	struct restart_plan *plan = (struct restart_plan *)&c;
+	char *changed[] = { "openmrs_core/x.war" };
+
+	demo_config(&c, s);
+	s[3].after = SV("worker");	/* gateway after worker after backend after gateway */
+	CHECK(restart_select(&c, changed, 1, &plan) == DS_ERR_CONFIG && plan == NULL,
+	    "an after: cycle is a config error");
+	s[3].after = SV("nosuch");
+	plan = (struct restart_plan *)&c;
+	CHECK(restart_select(&c, changed, 1, &plan) == DS_ERR_CONFIG && plan == NULL,
+	    "an after: naming no service is a config error");
+	s[3].after = SV("gateway");
+	CHECK(restart_select(&c, changed, 1, &plan) == DS_ERR_CONFIG, "after: itself is a cycle");
+	s[3].after = NULL;
+	c.nservices = 0;
+	CHECK(restart_select(&c, changed, 1, &plan) == 0 && plan->count == 0,
+	    "no services, no restarts");
+	restart_plan_free(plan);
+}
+
+static char *
+slurp(const char *file)
+{
+	char buf[4096];
+	FILE *fp = fopen(file, "r");
+	size_t n;
+
+	if (fp == NULL)
+		return xstrdup("");
+	n = fread(buf, 1, sizeof(buf) - 1, fp);
+	buf[n] = '\0';
+	fclose(fp);
+	return xstrdup(buf);
+}
+
+static void
+test_run(void)
+{
+	struct config c;
+	struct config_service s[4];
+	struct config_host host;
+	struct restart_plan *plan = NULL;
+	struct restart_report report;
+	char *changed[] = { "openmrs_core/openmrs.war", "frontend/index.html" };
+	char *log;
+	int r;
+
+	demo_config(&c, s);
+	memset(&host, 0, sizeof(host));
+	host.name = "site";
+	host.path = tap_dir;
+	for (int i = 0; i < 4; i++)
+		s[i].health.timeout = 5;
+	s[1].health.command = SV("test", "-f", "restarts.log");
+
+	/* All succeed, in order: frontend (reload_on), gateway, backend. */
+	r = restart_select(&c, changed, 2, &plan);
+	restart_report_init(&report);
+	CHECK(r == 0 && restart_run(&c, &host, plan, &report) == 0, "restart_run succeeds");
+	log = slurp("restarts.log");
+	CHECK(strcmp(log, "frontend\ngateway\nbackend\n") == 0, "ran in after: order");
+	free(log);
+	CHECK(report.count == 3 && report.failed == NULL && report.items[2].status == RESTART_OK &&
+	    strcmp(report.items[2].why, "openmrs_core/openmrs.war") == 0,
+	    "the report has each service and its reason");
+	restart_report_release(&report);
+
+	/* Health fails for gateway: it is named, and backend is not run. */
+	unlink("restarts.log");
+	s[3].health.timeout = 2;
+	s[3].health.command = SV("sh", "-c", "echo gateway is sick; exit 1");
+	restart_report_init(&report);
+	r = restart_run(&c, &host, plan, &report);
+	log = slurp("restarts.log");
+	CHECK(r == DS_ERR_HEALTH, "a failing health check fails the run (%d)", r);
+	CHECK(report.failed != NULL && strcmp(report.failed, "gateway") == 0 &&
+	    report.failed_output != NULL && strstr(report.failed_output, "gateway is sick") != NULL,
+	    "the report names gateway and its health output");
+	CHECK(report.count == 3 && report.items[1].status == RESTART_UNHEALTHY &&
+	    report.items[2].status == RESTART_NOT_RUN, "later services are reported as not run");
+	CHECK(strcmp(log, "frontend\ngateway\n") == 0, "backend did not restart");
+	CHECK(report.items[1].elapsed_ms >= 1900, "the check was retried until its timeout (%lu ms)",
+	    report.items[1].elapsed_ms);
+	free(log);
+	restart_report_release(&report);
+
+	/* The restart action itself fails. */
+	s[3].health.command = NULL;
+	s[3].command = SV("sh", "-c", "echo cannot restart; exit 4");
+	restart_report_init(&report);
+	r = restart_run(&c, &host, plan, &report);
+	CHECK(r == DS_ERR_CHILD && report.failed && strcmp(report.failed, "gateway") == 0 &&
+	    report.items[1].status == RESTART_FAILED &&
+	    strstr(report.failed_output, "cannot restart") != NULL &&
+	    strstr(report.failed_output, "exit 4") != NULL,
+	    "a failing restart command is reported with its output");
+	{
+		char *buf = NULL;
+		size_t len = 0;
+		FILE *fp = open_memstream(&buf, &len);
+		restart_report_print(&report, "site: ", fp);
+		fclose(fp);
+		CHECK(strstr(buf, "site: gateway: failed (openmrs_core/openmrs.war)") != NULL &&
+		    strstr(buf, "site:   | cannot restart") != NULL &&
+		    strstr(buf, "site: backend: not run") != NULL, "report printed");
+		free(buf);
+	}
+	restart_report_release(&report);
+
+	/* compose without a compose directory is a configuration error. */
+	s[3].command = NULL;
+	s[3].restart = CONFIG_RESTART_COMPOSE;
+	restart_report_init(&report);
+	r = restart_run(&c, &host, plan, &report);
+	CHECK(r == DS_ERR_CONFIG && report.failed && strcmp(report.failed, "gateway") == 0,
+	    "compose on a host without a compose directory: %d", r);
+	restart_report_release(&report);
+	restart_plan_free(plan);
+}
+
+static void
+manifest_entry_set(struct manifest_entry *e, const char *path, char type, const char *content)
+{
+	memset(e, 0, sizeof(*e));
+	e->path = (char *)path;
+	e->type = type;
+	e->mode = type == MANIFEST_DIR ? 0755 : 0644;
+	if (content != NULL) {
+		e->size = strlen(content);
+		hash_bytes(content, e->size, e->hash);
+	}
+}
+
+static void
+test_run_once(void)
+{
+	struct config c;
+	struct config_run_once ro[2];
+	struct config_host host;
+	struct manifest m;
+	struct manifest_entry e[5];
+	struct restart_report report;
+	char hex1[65], hex2[65], *log;
+	int r;
+
+	memset(&c, 0, sizeof(c));
+	memset(ro, 0, sizeof(ro));
+	ro[0].paths = SV("trusted_sql/*.sql");
+	ro[0].command = SV("sh", "-c", "echo \"sql $DISTSYNC_RUN_ONCE_HASH\" >> ../hooks.log");
+	ro[0].line = 7;
+	ro[1].paths = SV("nothing/**");
+	ro[1].command = SV("sh", "-c", "echo never >> ../hooks.log");
+	c.file = "distsync.yml";
+	c.run_once = ro;
+	c.nrun_once = 2;
+	memset(&host, 0, sizeof(host));
+	host.name = "site";
+	host.path = xasprintf("%s/target", tap_dir);
+	host.state = xasprintf("%s/state", tap_dir);
+	if (mkdir("target", 0755) != 0)
+		CHECK(0, "mkdir target");
+
+	manifest_entry_set(&e[0], "openmrs_core/a.war", MANIFEST_FILE, "war");
+	manifest_entry_set(&e[1], "trusted_sql", MANIFEST_DIR, NULL);
+	manifest_entry_set(&e[2], "trusted_sql/1.sql", MANIFEST_FILE, "create table a;");
+	manifest_entry_set(&e[3], "trusted_sql/2.sql", MANIFEST_FILE, "insert into a;");
+	manifest_entry_set(&e[4], "trusted_sql/sub/3.sql", MANIFEST_FILE, "not matched");
+	memset(&m, 0, sizeof(m));
+	m.entries = e;
+	m.count = 5;
+
+	CHECK(restart_run_once_hash(&c, 0, &m, hex1) == 1 && strlen(hex1) == 64,
+	    "hash of the matched files: %s", hex1);
+	CHECK(restart_run_once_hash(&c, 1, &m, hex2) == 0 && hex2[0] == '\0',
+	    "a hook matching nothing has no hash");
+
+	restart_report_init(&report);
+	r = restart_run_once(&c, &host, &m, NULL, &report);
+	CHECK(r == 0 && report.count == 1 && report.items[0].status == RESTART_OK,
+	    "first run: the hook runs");
+	restart_report_release(&report);
+	restart_report_init(&report);
+	r = restart_run_once(&c, &host, &m, NULL, &report);
+	CHECK(r == 0 && report.count == 1 && report.items[0].status == RESTART_SKIPPED,
+	    "same content again: skipped");
+	restart_report_release(&report);
+	log = slurp("hooks.log");
+	{
+		char *want = xasprintf("sql %s\n", hex1);
+		CHECK(strcmp(log, want) == 0, "ran once, with its hash in the environment");
+		free(want);
+	}
+	free(log);
+	log = slurp("state/run_once.done");
+	CHECK(strncmp(log, hex1, 64) == 0 && strcmp(log + 64, " 0\n") == 0,
+	    "recorded in the state dir");
+	free(log);
+
+	/* A file outside the glob changes: same hash. One inside: runs again. */
+	manifest_entry_set(&e[4], "trusted_sql/sub/3.sql", MANIFEST_FILE, "changed, unmatched");
+	CHECK(restart_run_once_hash(&c, 0, &m, hex2) == 1 && strcmp(hex1, hex2) == 0,
+	    "unmatched files do not change the hash");
+	manifest_entry_set(&e[3], "trusted_sql/2.sql", MANIFEST_FILE, "insert into a values (1);");
+	CHECK(restart_run_once_hash(&c, 0, &m, hex2) == 1 && strcmp(hex1, hex2) != 0,
+	    "a matched file's content changes the hash");
+	/* A rename with the same content is new content too. */
+	manifest_entry_set(&e[2], "trusted_sql/0.sql", MANIFEST_FILE, "create table a;");
+	CHECK(restart_run_once_hash(&c, 0, &m, hex1) == 1 && strcmp(hex1, hex2) != 0,
+	    "a path change changes the hash");
+
+	/* A failing hook is reported, not recorded, and runs again next time. */
+	ro[0].command = SV("sh", "-c", "echo sql failed; exit 2");
+	restart_report_init(&report);
+	r = restart_run_once(&c, &host, &m, NULL, &report);
+	CHECK(r == DS_ERR_CHILD && report.failed != NULL &&
+	    strcmp(report.failed, "run_once[0]") == 0 &&
+	    strstr(report.failed_output, "sql failed") != NULL, "a failing hook fails the run");
+	restart_report_release(&report);
+	ro[0].command = SV("sh", "-c", "echo retried >> ../hooks.log");
+	restart_report_init(&report);
+	r = restart_run_once(&c, &host, &m, NULL, &report);
+	CHECK(r == 0 && report.items[0].status == RESTART_OK, "after a failure it runs again");
+	restart_report_release(&report);
+
+	/* No state directory at all. */
+	free(host.state);
+	host.state = NULL;
+	restart_report_init(&report);
+	CHECK(restart_run_once(&c, &host, &m, NULL, &report) == DS_ERR_CONFIG,
+	    "run_once without a state dir is a config error");
+	restart_report_release(&report);
+	free(host.path);
+}
+
+/* A one-shot HTTP server in a child: answers each connection with ANSWER (NULL: silence). */
+static pid_t
+http_server(const char *answer, int count, int *port)
+{
+	struct sockaddr_in sin;
+	socklen_t len = sizeof(sin);
+	pid_t pid;
+	int fd;
+
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd == -1 || bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == -1 ||
+	    listen(fd, 8) == -1 || getsockname(fd, (struct sockaddr *)&sin, &len) == -1)
+		return -1;
+	*port = ntohs(sin.sin_port);
+	if ((pid = fork()) != 0) {
+		close(fd);
+		return pid;
+	}
+	for (int i = 0; i < count; i++) {
+		char req[2048];
+		int c = accept(fd, NULL, NULL);
+		ssize_t n;
+		if (c == -1)
+			_exit(1);
+		n = read(c, req, sizeof(req) - 1);
+		if (n > 0 && answer != NULL) {
+			req[n] = '\0';
+			/* Echo the request line in a header so the test can see it. */
+			dprintf(c, "%s\r\nX-Request: %.*s\r\n\r\nbody", answer,
+			    (int)strcspn(req, "\r\n"), req);
+		}
+		if (answer == NULL)
+			sleep(5);
+		close(c);
+	}
+	_exit(0);
+}
+
+static void
+server_stop(pid_t pid)
+{
+	if (pid > 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+	}
+}
+
+static void
+test_http(void)
+{
+	static const struct { const char *url; int r; } bad[] = {
+		{ "https://localhost/", DS_ERR_UNSUPPORTED },
+		{ "ftp://localhost/", DS_ERR_INVALID },
+		{ "http://", DS_ERR_INVALID },
+		{ "http://:80/", DS_ERR_INVALID },
+		{ "http://host:/", DS_ERR_INVALID },
+		{ "http://host:99999999/", DS_ERR_INVALID },
+		{ "http://host:8x/", DS_ERR_INVALID },
+		{ "http://host/a b", DS_ERR_INVALID },
+		{ "http://host/a\r\nX-Evil: 1", DS_ERR_INVALID },
+		{ "http://user@host/", DS_ERR_INVALID },
+		{ "http://[::1/", DS_ERR_INVALID },
+		{ "localhost:80", DS_ERR_INVALID },
+	};
+	int port = 0, status;
+	char *detail = NULL, *url;
+	pid_t pid;
+	int r;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		r = restart_http_get(bad[i].url, 1000, &status, &detail);
+		CHECK(r == bad[i].r && detail != NULL, "bad URL %zu refused (%d)", i, r);
+		free(detail);
+	}
+
+	pid = http_server("HTTP/1.1 200 OK", 1, &port);
+	url = xasprintf("http://127.0.0.1:%d/openmrs/health?x=1", port);
+	r = restart_http_get(url, 5000, &status, &detail);
+	CHECK(r == 0 && status == 200, "200 is healthy: %s", detail);
+	free(detail);
+	free(url);
+	server_stop(pid);
+
+	pid = http_server("HTTP/1.0 503 Service Unavailable", 1, &port);
+	url = xasprintf("http://localhost:%d/", port);
+	r = restart_http_get(url, 5000, &status, &detail);
+	CHECK(r == DS_ERR_HEALTH && status == 503 && strstr(detail, "503 Service Unavailable"),
+	    "503 is not: %s", detail);
+	free(detail);
+	free(url);
+	server_stop(pid);
+
+	pid = http_server("garbage", 1, &port);
+	url = xasprintf("http://127.0.0.1:%d", port);
+	r = restart_http_get(url, 5000, &status, &detail);
+	CHECK(r == DS_ERR_HEALTH && status == 0, "a non-HTTP answer is not healthy: %s", detail);
+	free(detail);
+	free(url);
+	server_stop(pid);
+
+	/* Nobody listens there any more. */
+	url = xasprintf("http://127.0.0.1:%d/", port);
+	r = restart_http_get(url, 2000, &status, &detail);
+	CHECK(r == DS_ERR_HEALTH && status == 0 && strstr(detail, "refused") != NULL,
+	    "connection refused: %s", detail);
+	free(detail);
+	free(url);
+
+	pid = http_server(NULL, 1, &port);
+	url = xasprintf("http://127.0.0.1:%d/", port);
+	{
+		time_t t0 = time(NULL);
+		r = restart_http_get(url, 500, &status, &detail);
+		CHECK(r == DS_ERR_HEALTH && time(NULL) - t0 <= 2 && strstr(detail, "timed out"),
+		    "a silent server times out: %s", detail);
+	}
+	free(detail);
+	free(url);
+	server_stop(pid);
+
+	/* As a service's health check: polled until the server answers 2xx. */
+	{
+		struct config c;
+		struct config_service s[4];
+		struct config_host host;
+		struct restart_plan *plan = NULL;
+		struct restart_report report;
+		char *changed[] = { "gateway/x" };
+
+		demo_config(&c, s);
+		memset(&host, 0, sizeof(host));
+		host.name = "site";
+		host.path = tap_dir;
+		pid = http_server("HTTP/1.0 204 No Content", 1, &port);
+		s[3].health.url = xasprintf("http://127.0.0.1:%d/ping", port);
+		s[3].health.timeout = 5;
+		restart_report_init(&report);
+		r = restart_select(&c, changed, 1, &plan);
+		CHECK(r == 0 && restart_run(&c, &host, plan, &report) == 0, "URL health passes");
+		restart_report_release(&report);
+		server_stop(pid);
+		restart_report_init(&report);
+		s[3].health.timeout = 1;
+		r = restart_run(&c, &host, plan, &report);
+		CHECK(r == DS_ERR_HEALTH && report.failed_output &&
+		    strstr(report.failed_output, "/ping") != NULL, "URL health fails once nobody answers: %s",
+		    report.failed_output ? report.failed_output : "");
+		restart_report_release(&report);
+		restart_plan_free(plan);
+		free(s[3].health.url);
+	}
+}
+
+int
+main(void)
+{
+	tap_run("select", test_select);
+	tap_run("select-bad", test_select_bad);
+	tap_run("run", test_run);
+	tap_run("run-once", test_run_once);
+	tap_run("http", test_http);
+	return tap_done();
+}
