@@ -220,14 +220,16 @@ stack_context(struct node *const *stack, size_t depth, char *buf, size_t size)
 	buf[0] = '\0';
 	for (size_t i = 0; i < depth && used < size; i++) {
 		const struct node *n = stack[i];
+		/* An outer collection already holds the open child as its last item. */
+		size_t open = i + 1 < depth ? 1 : 0;
 		int w = 0;
 
-		if (n->type == NODE_MAPPING && n->nitems % 2 == 1 &&
-		    n->items[n->nitems - 1]->type == NODE_SCALAR)
+		if (n->type == NODE_MAPPING && (n->nitems - open) % 2 == 1 &&
+		    n->items[n->nitems - open - 1]->type == NODE_SCALAR)
 			w = snprintf(buf + used, size - used, "%s%s", used ? "." : "",
-			    n->items[n->nitems - 1]->value);
+			    n->items[n->nitems - open - 1]->value);
 		else if (n->type == NODE_SEQUENCE)
-			w = snprintf(buf + used, size - used, "[%zu]", n->nitems);
+			w = snprintf(buf + used, size - used, "[%zu]", n->nitems - open);
 		if (w < 0)
 			break;
 		used += (size_t)w;
@@ -1311,7 +1313,7 @@ parse_root(struct loader *ld)
 	int r;
 
 	if (is_null(root))
-		return fail(ld, root, NULL, NULL, "the configuration is empty: expected a "
+		return fail(ld, NULL, NULL, NULL, "the configuration is empty: expected a "
 		    "mapping with 'distribution', 'services' and 'hosts'");
 	if (root->type != NODE_MAPPING)
 		return fail(ld, root, NULL, NULL, "expected a mapping at the top level "
