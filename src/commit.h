@@ -74,6 +74,13 @@ int	commit_apply(struct target *t, const struct commit_opts *o, struct commit_re
  */
 int	commit_rollback(struct target *t, const struct commit_opts *o, struct commit_report *r);
 
+/*
+ * Called by target_open with the lock held: rolls forward a journal left by an
+ * interrupted apply, or discards prep/ when the crash came before the commit
+ * point. Returns 0 when the tree is exactly one release again.
+ */
+int	commit_recover(struct target *t);
+
 /* Frees what r holds and zeroes it. */
 void	commit_report_release(struct commit_report *r);
 

@@ -54,6 +54,12 @@ int	target_root_fd(const struct target *t);
 int	target_state_fd(const struct target *t);
 
 /*
+ * Reads the one-line state file NAME (e.g. "current.id", "previous.id") of the
+ * state directory into *out (caller frees; NULL when the file is absent).
+ */
+int	target_read_id(struct target *t, const char *name, char **out);
+
+/*
  * The release applied last: *release_id (caller frees; NULL if never applied)
  * and *m (caller frees with manifest_free; an empty manifest if never
  * applied). Either out pointer may be NULL.
