@@ -16,6 +16,10 @@
 extern const struct cmd_entry cmd_release_entry;
 extern const struct cmd_entry cmd_releases_entry;
 extern const struct cmd_entry cmd_plan_entry;
+extern const struct cmd_entry cmd_push_entry;
+extern const struct cmd_entry cmd_rollback_entry;
+extern const struct cmd_entry cmd_verify_entry;
+extern const struct cmd_entry cmd_serve_entry;
 extern const struct cmd_entry cmd_config_entry;
 
 /* Keep in the order "distsync --help" lists them. */
@@ -23,6 +27,10 @@ static const struct cmd_entry *const cmd_table[] = {
 	&cmd_release_entry,
 	&cmd_releases_entry,
 	&cmd_plan_entry,
+	&cmd_push_entry,
+	&cmd_rollback_entry,
+	&cmd_verify_entry,
+	&cmd_serve_entry,
 	&cmd_config_entry,
 	NULL
 };

@@ -8,6 +8,7 @@
 #define DS_SENDER_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "proto.h"
 
@@ -48,5 +49,24 @@ struct sender_report {
 int	sender_run(struct xport *x, const struct sender_options *opt,
 	    struct sender_report *report);
 void	sender_report_release(struct sender_report *report);
+
+/*
+ * Opens the transport to HOST's receiver: a forked local receiver for a host
+ * without address, else SSH running the host's remote_command serve. Caller
+ * frees *out with xport_free.
+ */
+int	sender_connect(const struct config *config, const struct config_host *host,
+	    struct xport **out);
+
+/*
+ * Prints what a session did on HOST, for people: from -> to release, counts,
+ * bytes sent, drift, services restarted and health; or the error. STATUS is
+ * what sender_run returned.
+ */
+void	sender_report_print(const struct sender_report *report, const char *host, uint8_t op,
+	    int status, FILE *fp);
+/* The same as one JSON object (no newline). */
+void	sender_report_json(const struct sender_report *report, const char *host, uint8_t op,
+	    int status, FILE *fp);
 
 #endif

@@ -1,0 +1,701 @@
+/*
+ * The role that owns a target: HELLO, OPEN (lock, journal recovery, drift),
+ * STATE, then objects into staging, COMMIT with the atomic engine, restarts,
+ * RESULT. Everything the peer sends is checked before use: frames by proto,
+ * paths by path_check, content by its SHA-256 (stage_finish).
+ */
+#include "autoconf.h"
+
+#include <sys/statvfs.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <zstd.h>
+
+#include "buf.h"
+#include "commit.h"
+#include "compat/compat.h"
+#include "config.h"
+#include "err.h"
+#include "log.h"
+#include "manifest.h"
+#include "path.h"
+#include "proto.h"
+#include "receiver.h"
+#include "restart.h"
+#include "stage.h"
+#include "store.h"
+#include "target.h"
+#include "xmalloc.h"
+#include "xport.h"
+
+/* Lists sent back (drift) stop at this many bytes so a frame always fits. */
+#define LIST_BUDGET	(8u * 1024 * 1024)
+
+struct receiver {
+	struct xport		*x;
+	const struct receiver_options *opt;
+	struct config		*own_config;	/* loaded from OPEN (serve) */
+	const struct config	*config;
+	const struct config_host *host;
+	struct target		*t;
+	struct proto_open	 open;
+	struct buf		*payload;
+	uint64_t		 caps;
+	uint64_t		 objects;	/* received */
+	uint64_t		 in0;		/* bytes_in at the start */
+	ZSTD_DCtx		*dctx;
+	uint8_t			*outbuf;
+	size_t			 outsize;
+};
+
+static int
+write_all(int fd, const void *data, size_t len)
+{
+	const uint8_t *p = data;
+	ssize_t n;
+
+	while (len > 0) {
+		n = write(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Copies paths into a list that fits LIST_BUDGET; returns the count kept. */
+static size_t
+budget_list(char **paths, size_t n)
+{
+	size_t bytes = 0, i;
+
+	for (i = 0; i < n && i < PROTO_LIST_MAX; i++) {
+		bytes += strlen(paths[i]) + 4;
+		if (bytes > LIST_BUDGET)
+			break;
+	}
+	return i;
+}
+
+static size_t
+strv_len(char **v)
+{
+	size_t n = 0;
+
+	while (v != NULL && v[n] != NULL)
+		n++;
+	return n;
+}
+
+/* Is PATH (absolute) ROOT itself or under it? Both resolved through symlinks as far as they exist. */
+static int
+under_root(const char *root, const char *path)
+{
+	char rroot[PATH_MAX], rpath[PATH_MAX], *dir = NULL, *base = NULL, *joined = NULL;
+	size_t len;
+	int ok = 0;
+
+	if (realpath(root, rroot) == NULL)
+		return 0;
+	if (realpath(path, rpath) == NULL) {
+		/* A target not made yet: resolve its parent. */
+		dir = path_dirname(path);
+		base = path_basename(path);
+		if (realpath(dir, rpath) == NULL || strcmp(base, "..") == 0)
+			goto out;
+		joined = path_join(rpath, base);
+		if (strlen(joined) >= sizeof(rpath))
+			goto out;
+		memcpy(rpath, joined, strlen(joined) + 1);
+	}
+	len = strlen(rroot);
+	if (strcmp(rroot, "/") == 0)
+		ok = 1;
+	else
+		ok = strncmp(rpath, rroot, len) == 0 && (rpath[len] == '\0' || rpath[len] == '/');
+out:
+	free(dir);
+	free(base);
+	free(joined);
+	return ok;
+}
+
+/* Resolves the host to serve: given locally, or from the YAML in OPEN. */
+static int
+resolve_host(struct receiver *rc)
+{
+	char *name = NULL;
+	int r;
+
+	if (rc->opt->host != NULL) {
+		rc->config = rc->opt->config;
+		rc->host = rc->opt->host;
+		return 0;
+	}
+	if (rc->open.config_len == 0) {
+		log_error("%s: OPEN carries no configuration for host %s", rc->x->peer,
+		    rc->open.host);
+		return DS_ERR_PROTO;
+	}
+	name = xasprintf("%s (from %s)", "distsync.yml", rc->x->peer);
+	r = config_load_mem((const char *)rc->open.config, rc->open.config_len, name,
+	    &rc->own_config);
+	free(name);
+	if (r != 0)
+		return r;
+	rc->config = rc->own_config;
+	rc->host = config_host(rc->config, rc->open.host);
+	if (rc->host == NULL) {
+		log_error("%s: the configuration sent has no host '%s'", rc->x->peer,
+		    rc->open.host);
+		return DS_ERR_CONFIG;
+	}
+	return 0;
+}
+
+static int
+open_target(struct receiver *rc)
+{
+	const char *root = rc->opt->root;
+	char *state = NULL, *target = NULL, *deflt = NULL;
+	int r;
+
+	target = path_absolute(NULL, rc->host->path);
+	if (rc->opt->state != NULL)
+		state = path_absolute(NULL, rc->opt->state);
+	else if (rc->host->state != NULL)
+		state = path_absolute(NULL, rc->host->state);
+	if (root != NULL) {
+		if (!under_root(root, target)) {
+			log_error("refusing target %s: it is outside --root %s", target, root);
+			r = DS_ERR_PRECONDITION;
+			goto out;
+		}
+		deflt = target_default_state_dir(target);
+		if (state != NULL && rc->opt->state == NULL && strcmp(state, deflt) != 0 &&
+		    !under_root(root, state)) {
+			log_error("refusing state directory %s: it is outside --root %s and is "
+			    "not the target's default state directory", state, root);
+			r = DS_ERR_PRECONDITION;
+			goto out;
+		}
+	}
+	r = target_open(target, state, rc->open.lock_timeout, &rc->t);
+out:
+	free(deflt);
+	free(target);
+	free(state);
+	return r;
+}
+
+static uint64_t
+free_bytes(struct receiver *rc)
+{
+	struct statvfs sv;
+
+	if (fstatvfs(target_state_fd(rc->t), &sv) != 0)
+		return UINT64_MAX;
+	return (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
+}
+
+static int
+send_state(struct receiver *rc)
+{
+	struct proto_state st;
+	struct stage_object *staged = NULL;
+	struct manifest *m = NULL;
+	char *id = NULL, **drift = NULL;
+	size_t nstaged = 0;
+	int r;
+
+	memset(&st, 0, sizeof(st));
+	if ((r = target_current(rc->t, &id, &m)) != 0)
+		goto out;
+	if (id != NULL)
+		manifest_digest(m, st.digest);
+	st.release = id != NULL ? id : (char *)"";
+	st.free_bytes = free_bytes(rc);
+	if ((r = stage_list(rc->t, &staged, &nstaged)) != 0)
+		goto out;
+	if (nstaged > PROTO_LIST_MAX)
+		nstaged = PROTO_LIST_MAX;
+	st.staged = xcalloc(nstaged + 1, sizeof(*st.staged));
+	st.nstaged = nstaged;
+	for (size_t i = 0; i < nstaged; i++) {
+		memcpy(st.staged[i].hash, staged[i].hash, HASH_LEN);
+		st.staged[i].complete = staged[i].complete ? 1 : 0;
+		st.staged[i].offset = staged[i].complete ? 0 : staged[i].size;
+	}
+	if (id != NULL && (r = target_verify(rc->t, NULL, &drift)) != 0)
+		goto out;
+	st.drift = drift;
+	st.ndrift = budget_list(drift, strv_len(drift));
+	r = proto_send_msg(rc->x, PROTO_STATE, &st);
+out:
+	free(st.staged);
+	free(staged);
+	free(id);
+	manifest_free(m);
+	xfree_strv(drift);
+	return r;
+}
+
+static int
+send_manifest(struct receiver *rc)
+{
+	struct proto_manifest pm;
+	struct manifest *m = NULL;
+	char *data = NULL;
+	int r;
+
+	if ((r = target_current(rc->t, NULL, &m)) != 0)
+		return r;
+	manifest_encode(m, &data, &pm.len);
+	pm.data = (uint8_t *)data;
+	r = proto_send_msg(rc->x, PROTO_MANIFEST, &pm);
+	free(data);
+	manifest_free(m);
+	return r;
+}
+
+/* Writes one DATA chunk of an object, decoding it by encoding. */
+static int
+object_data(struct receiver *rc, const struct proto_object *ob, int fd, const uint8_t *data,
+    size_t len, uint64_t *written, size_t *zstd_left, const char *what)
+{
+	uint64_t want = ob->size - ob->offset;
+	ZSTD_inBuffer in = { data, len, 0 };
+	ZSTD_outBuffer out;
+	size_t rem;
+
+	if (ob->encoding == PROTO_ENC_RAW) {
+		if (len > want - *written) {
+			log_error("%s: %s: more data than the object's size", rc->x->peer, what);
+			return DS_ERR_PROTO;
+		}
+		if (write_all(fd, data, len) != 0) {
+			log_errno("%s: staging %s", target_state_dir(rc->t), what);
+			return DS_ERR_SYSTEM;
+		}
+		*written += len;
+		return 0;
+	}
+	while (in.pos < in.size) {
+		if (*zstd_left == 0) {
+			log_error("%s: %s: data after the end of the zstd frame", rc->x->peer, what);
+			return DS_ERR_CORRUPT;
+		}
+		out = (ZSTD_outBuffer){ rc->outbuf, rc->outsize, 0 };
+		rem = ZSTD_decompressStream(rc->dctx, &out, &in);
+		if (ZSTD_isError(rem)) {
+			log_error("%s: %s: zstd: %s", rc->x->peer, what, ZSTD_getErrorName(rem));
+			return DS_ERR_CORRUPT;
+		}
+		if (out.pos > want - *written) {
+			log_error("%s: %s: decodes to more than the object's size", rc->x->peer,
+			    what);
+			return DS_ERR_CORRUPT;
+		}
+		if (out.pos > 0 && write_all(fd, rc->outbuf, out.pos) != 0) {
+			log_errno("%s: staging %s", target_state_dir(rc->t), what);
+			return DS_ERR_SYSTEM;
+		}
+		*written += out.pos;
+		*zstd_left = rem;
+	}
+	return 0;
+}
+
+/* Receives DATA... OBJECT_END for the object announced by ob into staging. */
+static int
+recv_object(struct receiver *rc, const struct proto_object *ob)
+{
+	struct proto_msg m;
+	uint64_t have = 0, written = 0;
+	size_t zstd_left = 1;
+	char hex[HASH_HEX_LEN + 1], what[HASH_HEX_LEN + 16];
+	int fd = -1, r;
+
+	hash_to_hex(ob->hash, hex);
+	snprintf(what, sizeof(what), "object %s", hex);
+	if (ob->encoding != PROTO_ENC_RAW && ob->encoding != PROTO_ENC_ZSTD) {
+		/* Delta encodings (delta.c) plug in here with their basis. */
+		log_error("%s: %s: encoding %u is not supported by this receiver", rc->x->peer,
+		    what, ob->encoding);
+		return DS_ERR_UNSUPPORTED;
+	}
+	if (ob->offset > 0) {
+		if ((r = stage_partial(rc->t, ob->hash, &have)) != 0)
+			return r;
+		if (ob->offset > have) {
+			log_error("%s: %s: resume at byte %" PRIu64 " but only %" PRIu64
+			    " are staged", rc->x->peer, what, ob->offset, have);
+			return DS_ERR_PROTO;
+		}
+	}
+	if ((r = stage_open(rc->t, ob->hash, ob->offset, &fd)) != 0)
+		return r;
+	if (ob->encoding == PROTO_ENC_ZSTD)
+		ZSTD_DCtx_reset(rc->dctx, ZSTD_reset_session_only);
+	for (;;) {
+		if ((r = proto_recv_msg(rc->x, 0, rc->payload, &m)) != 0)
+			goto out;
+		if (m.type == PROTO_OBJECT_END)
+			break;
+		if (m.type != PROTO_DATA) {
+			log_error("%s: expected DATA or OBJECT_END in %s, got %s", rc->x->peer,
+			    what, proto_type_name(m.type));
+			proto_msg_free(&m);
+			r = DS_ERR_PROTO;
+			goto out;
+		}
+		r = object_data(rc, ob, fd, m.data, m.data_len, &written, &zstd_left, what);
+		proto_msg_free(&m);
+		if (r != 0)
+			goto out;
+	}
+	if (written != ob->size - ob->offset ||
+	    (ob->encoding == PROTO_ENC_ZSTD && zstd_left != 0)) {
+		log_error("%s: %s: got %" PRIu64 " of %" PRIu64 " bytes", rc->x->peer, what,
+		    written, ob->size - ob->offset);
+		r = DS_ERR_CORRUPT;
+		goto out;
+	}
+	r = stage_finish(rc->t, ob->hash, fd);
+	fd = -1;
+	if (r == 0)
+		rc->objects++;
+out:
+	if (fd >= 0)
+		stage_abort(rc->t, ob->hash, fd);
+	return r;
+}
+
+/* Joins names with ',' for history.log; "-" when empty. Caller frees. */
+static char *
+join_names(char **names, size_t n)
+{
+	size_t len = 2;
+	char *s;
+
+	for (size_t i = 0; i < n; i++)
+		len += strlen(names[i]) + 1;
+	s = xcalloc(1, len);
+	for (size_t i = 0; i < n; i++) {
+		if (i > 0)
+			strlcat(s, ",", len);
+		strlcat(s, names[i], len);
+	}
+	if (n == 0)
+		strlcpy(s, "-", len);
+	return s;
+}
+
+/*
+ * Restarts what the changed paths touch. On a failure the files are rolled
+ * back and the same services restarted again on the old files.
+ */
+static int
+run_restarts(struct receiver *rc, const struct manifest *to, struct commit_report *rep,
+    const struct commit_opts *co, struct proto_result *res)
+{
+	struct restart_report rr, rr2;
+	struct restart_plan *plan = NULL;
+	struct commit_report back;
+	struct commit_opts bo = *co;
+	size_t n = strv_len(rep->changed_paths);
+	int r;
+
+	restart_report_init(&rr);
+	restart_report_init(&rr2);
+	memset(&back, 0, sizeof(back));
+	if (rc->config == NULL || (rc->config->nservices == 0 && rc->config->nrun_once == 0)) {
+		res->health = xstrdup("none");
+		return 0;
+	}
+	if (to != NULL && (r = restart_run_once(rc->config, rc->host, to,
+	    target_state_dir(rc->t), &rr)) != 0)
+		goto failed;
+	if ((r = restart_select(rc->config, rep->changed_paths, n, &plan)) != 0)
+		goto out;
+	if ((r = restart_run(rc->config, rc->host, plan, &rr)) != 0)
+		goto failed;
+	goto out;
+failed:
+	log_error("%s: %s failed; rolling the files back", rc->host->name,
+	    rr.failed ? rr.failed : "a restart");
+	bo.fail_on_drift = 0;
+	bo.dry_run = 0;
+	if (commit_rollback(rc->t, &bo, &back) != 0)
+		log_error("%s: rollback after the failed restart failed too", rc->host->name);
+	else if (plan != NULL)
+		restart_run(rc->config, rc->host, plan, &rr2);
+	commit_report_release(&back);
+out:
+	for (size_t i = 0; i < rr.count; i++) {
+		if (rr.items[i].status != RESTART_OK ||
+		    strncmp(rr.items[i].name, "run_once", 8) == 0)
+			continue;
+		res->services = xreallocarray(res->services, res->nservices + 2, sizeof(char *));
+		res->services[res->nservices++] = xstrdup(rr.items[i].name);
+		res->services[res->nservices] = NULL;
+	}
+	if (r != 0 && rr.failed != NULL)
+		res->health = xasprintf("%s failed%s%s", rr.failed,
+		    rr.failed_output ? ": " : "", rr.failed_output ? rr.failed_output : "");
+	else if (r != 0)
+		res->health = xstrdup("failed");
+	else
+		res->health = xstrdup(res->nservices > 0 ? "ok" : "none");
+	if (res->health != NULL && strlen(res->health) > PROTO_STRING_MAX)
+		res->health[PROTO_STRING_MAX] = '\0';
+	restart_plan_free(plan);
+	restart_report_release(&rr);
+	restart_report_release(&rr2);
+	return r;
+}
+
+/* Fills res from a commit report. */
+static void
+result_from_report(struct receiver *rc, const struct commit_report *rep,
+    struct proto_result *res)
+{
+	size_t nd = strv_len(rep->drifted_paths);
+
+	res->from = xstrdup(rep->from_release ? rep->from_release : "");
+	res->to = xstrdup(rep->to_release ? rep->to_release : "");
+	res->added = rep->added;
+	res->updated = rep->updated + rep->mode_changed;
+	res->deleted = rep->deleted;
+	res->changed = strv_len(rep->changed_paths);
+	res->objects = rc->objects;
+	res->bytes = rc->x->bytes_in - rc->in0;
+	if (nd > 0) {
+		nd = budget_list(rep->drifted_paths, nd);
+		res->drift = xcalloc(nd + 1, sizeof(char *));
+		for (size_t i = 0; i < nd; i++)
+			res->drift[i] = xstrdup(rep->drifted_paths[i]);
+		res->ndrift = nd;
+	}
+}
+
+static void
+commit_options(struct receiver *rc, uint32_t flags, struct commit_opts *co)
+{
+	memset(co, 0, sizeof(*co));
+	co->owner = rc->host->owner;
+	co->group = rc->host->group;
+	co->keep_backups = rc->host->keep_backups;
+	co->fail_on_drift = (flags & PROTO_FLAG_FAIL_ON_DRIFT) != 0;
+	co->dry_run = (flags & PROTO_FLAG_DRY_RUN) != 0;
+}
+
+/* Applies a COMMIT: the manifest, the atomic engine, restarts, history. */
+static int
+do_commit(struct receiver *rc, const struct proto_commit *c, struct proto_result *res)
+{
+	struct manifest *to = NULL;
+	struct commit_report rep;
+	struct commit_opts co;
+	char *restarted = NULL;
+	int r, hr;
+
+	memset(&rep, 0, sizeof(rep));
+	res->flags = c->flags;
+	if (store_release_id_check(c->release) != 0) {
+		log_error("%s: COMMIT names an invalid release id", rc->x->peer);
+		return DS_ERR_PROTO;
+	}
+	if ((r = manifest_decode((const char *)c->manifest, c->manifest_len, c->release,
+	    &to)) != 0)
+		return DS_ERR_PROTO;
+	commit_options(rc, c->flags, &co);
+	co.release_id = c->release;
+	co.to = to;
+	r = commit_apply(rc->t, &co, &rep);
+	result_from_report(rc, &rep, res);
+	if (r == 0 && !co.dry_run && !rep.noop && (c->flags & PROTO_FLAG_NO_RESTART) == 0)
+		r = run_restarts(rc, to, &rep, &co, res);
+	if (res->health == NULL)
+		res->health = xstrdup((c->flags & PROTO_FLAG_NO_RESTART) ? "not restarted" : "none");
+	restarted = join_names(res->services, res->nservices);
+	if (!co.dry_run && (hr = commit_history_write(rc->t, "apply", &rep, restarted, r)) != 0)
+		log_warn("%s: history.log not written", target_state_dir(rc->t));
+	free(restarted);
+	commit_report_release(&rep);
+	manifest_free(to);
+	return r;
+}
+
+static int
+do_rollback(struct receiver *rc, struct proto_result *res)
+{
+	struct commit_report rep;
+	struct commit_opts co;
+	char *restarted;
+	int r;
+
+	memset(&rep, 0, sizeof(rep));
+	commit_options(rc, rc->open.flags, &co);
+	r = commit_rollback(rc->t, &co, &rep);
+	result_from_report(rc, &rep, res);
+	res->flags = rc->open.flags;
+	if (r == 0 && !co.dry_run && !rep.noop && (rc->open.flags & PROTO_FLAG_NO_RESTART) == 0)
+		r = run_restarts(rc, NULL, &rep, &co, res);
+	if (res->health == NULL)
+		res->health = xstrdup("none");
+	restarted = join_names(res->services, res->nservices);
+	if (!co.dry_run)
+		commit_history_write(rc->t, "rollback", &rep, restarted, r);
+	free(restarted);
+	commit_report_release(&rep);
+	return r;
+}
+
+static int
+do_verify(struct receiver *rc, struct proto_result *res)
+{
+	char **drift = NULL, *id = NULL;
+	size_t n;
+	int r;
+
+	if ((r = target_current(rc->t, &id, NULL)) != 0)
+		return r;
+	res->from = id != NULL ? id : xstrdup("");
+	res->to = xstrdup(res->from);
+	res->health = xstrdup("none");
+	if ((r = target_verify(rc->t, NULL, &drift)) != 0)
+		return r;
+	n = budget_list(drift, strv_len(drift));
+	res->drift = xcalloc(n + 1, sizeof(char *));
+	for (size_t i = 0; i < n; i++)
+		res->drift[i] = xstrdup(drift[i]);
+	res->ndrift = n;
+	res->changed = strv_len(drift);
+	xfree_strv(drift);
+	return 0;
+}
+
+/* Serves the push after STATE: manifest requests, objects, then COMMIT. */
+static int
+serve_push(struct receiver *rc, struct proto_result *res)
+{
+	struct proto_msg m;
+	int r;
+
+	for (;;) {
+		if ((r = proto_recv_msg(rc->x, 0, rc->payload, &m)) != 0)
+			return r;
+		switch (m.type) {
+		case PROTO_MANIFEST_REQUEST:
+			r = send_manifest(rc);
+			break;
+		case PROTO_OBJECT:
+			r = recv_object(rc, &m.u.object);
+			break;
+		case PROTO_COMMIT:
+			r = do_commit(rc, &m.u.commit, res);
+			proto_msg_free(&m);
+			return r;
+		default:
+			log_error("%s: unexpected %s frame during a push", rc->x->peer,
+			    proto_type_name(m.type));
+			r = DS_ERR_PROTO;
+		}
+		proto_msg_free(&m);
+		if (r != 0)
+			return r;
+	}
+}
+
+/* Reports the end of the session to the peer as RESULT; best effort. */
+static void
+send_result(struct receiver *rc, struct proto_result *res, int status)
+{
+	res->status = status;
+	if (res->from == NULL)
+		res->from = xstrdup("");
+	if (res->to == NULL)
+		res->to = xstrdup("");
+	if (res->health == NULL)
+		res->health = xstrdup("none");
+	if (res->message == NULL)
+		res->message = xstrdup(status == 0 ? "" : ds_strerror(status));
+	if (res->bytes == 0)
+		res->bytes = rc->x->bytes_in - rc->in0;
+	res->objects = rc->objects;
+	if (proto_send_msg(rc->x, PROTO_RESULT, res) != 0)
+		log_debug("%s: RESULT not delivered", rc->x->peer);
+}
+
+int
+receiver_run(struct xport *x, const struct receiver_options *opt)
+{
+	struct receiver rc;
+	struct proto_result res;
+	struct proto_msg m;
+	int r, opened = 0;
+
+	memset(&rc, 0, sizeof(rc));
+	memset(&res, 0, sizeof(res));
+	rc.x = x;
+	rc.opt = opt;
+	rc.in0 = x->bytes_in;
+	rc.payload = buf_new(PROTO_FRAME_MAX);
+	rc.dctx = ZSTD_createDCtx();
+	rc.outsize = ZSTD_DStreamOutSize();
+	rc.outbuf = xmalloc(rc.outsize);
+
+	if ((r = proto_recv_msg(x, PROTO_HELLO, rc.payload, &m)) != 0)
+		goto out;
+	r = proto_hello_check(&m.u.hello, x->peer, PROTO_ROLE_INITIATOR, PROTO_CAP_ALL, &rc.caps);
+	proto_msg_free(&m);
+	if ((r = r != 0 ? r : proto_send_hello(x, PROTO_ROLE_RECEIVER, PROTO_CAP_ALL)) != 0)
+		goto out;
+	if ((r = proto_recv_msg(x, PROTO_OPEN, rc.payload, &m)) != 0)
+		goto out;
+	rc.open = m.u.open;
+	memset(&m, 0, sizeof(m));
+	opened = 1;
+	if ((r = resolve_host(&rc)) != 0 || (r = open_target(&rc)) != 0)
+		goto out;
+	switch (rc.open.op) {
+	case PROTO_OP_PUSH:
+		if ((r = send_state(&rc)) != 0)
+			goto out;
+		r = serve_push(&rc, &res);
+		break;
+	case PROTO_OP_ROLLBACK:
+		r = do_rollback(&rc, &res);
+		break;
+	case PROTO_OP_VERIFY:
+		r = do_verify(&rc, &res);
+		break;
+	}
+out:
+	/* A broken stream cannot carry a result; anything else is reported. */
+	if (opened && r != DS_ERR_CONNECT && r != DS_ERR_TIMEOUT)
+		send_result(&rc, &res, r);
+	else if (!opened && r != DS_ERR_CONNECT && r != DS_ERR_TIMEOUT)
+		proto_send_error(x, r, "%s", ds_strerror(r));
+	xport_shutdown(x);
+	proto_result_free(&res);
+	target_close(rc.t);
+	proto_open_free(&rc.open);
+	config_free(rc.own_config);
+	ZSTD_freeDCtx(rc.dctx);
+	free(rc.outbuf);
+	buf_free(rc.payload);
+	return r;
+}

@@ -1,0 +1,667 @@
+/*
+ * The initiating role: HELLO and OPEN, then for a push plan from the
+ * receiver's STATE, stream the objects it lacks (pipelined, no round trip
+ * per object), COMMIT and read the RESULT. Rollback and verify only read
+ * the RESULT. See proto.h for the exchange.
+ */
+#include "autoconf.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <zstd.h>
+
+#include "buf.h"
+#include "config.h"
+#include "err.h"
+#include "log.h"
+#include "manifest.h"
+#include "plan.h"
+#include "proto.h"
+#include "sender.h"
+#include "store.h"
+#include "util.h"
+#include "xmalloc.h"
+#include "xport-local.h"
+#include "xport.h"
+
+#define READ_CHUNK	(128u * 1024)
+/* Content whose first block zstd cannot shrink by this fraction goes raw. */
+#define ZSTD_PROBE_BYTES (64u * 1024)
+#define ZSTD_PROBE_RATIO 0.97
+
+struct sender {
+	struct xport		*x;
+	const struct sender_options *opt;
+	struct sender_report	*report;
+	uint64_t		 caps;
+	struct buf		*payload;	/* received frames */
+	struct buf		*chunk;		/* DATA being filled */
+	uint8_t			*readbuf;
+	ZSTD_CCtx		*cctx;
+};
+
+/*
+ * After a failed write the peer has usually said why before it hung up:
+ * read its ERROR so the user sees the cause, not "broken pipe".
+ */
+static int
+peer_reason(struct sender *s, int r)
+{
+	struct proto_msg m;
+	int r2;
+
+	if (r != DS_ERR_CONNECT)
+		return r;
+	r2 = proto_recv_msg(s->x, PROTO_RESULT, s->payload, &m);
+	if (r2 == 0) {
+		s->report->result = m.u.result;
+		return m.u.result.status != 0 ? m.u.result.status : r;
+	}
+	proto_msg_free(&m);
+	return r2 == DS_ERR_CONNECT ? r : r2;
+}
+
+static int
+flush_chunk(struct sender *s)
+{
+	int r;
+
+	if (buf_len(s->chunk) == 0)
+		return 0;
+	r = proto_send(s->x, PROTO_DATA, s->chunk);
+	buf_reset(s->chunk);
+	return r;
+}
+
+/* Appends bytes to the DATA chunk, sending full chunks. */
+static int
+put_data(struct sender *s, const void *data, size_t len)
+{
+	const uint8_t *p = data;
+	size_t room, n;
+	int r;
+
+	while (len > 0) {
+		room = PROTO_CHUNK_MAX - buf_len(s->chunk);
+		n = len < room ? len : room;
+		if ((r = buf_put(s->chunk, p, n)) != 0)
+			return r;
+		p += n;
+		len -= n;
+		if (buf_len(s->chunk) == PROTO_CHUNK_MAX && (r = flush_chunk(s)) != 0)
+			return r;
+	}
+	return 0;
+}
+
+static ssize_t
+read_some(int fd, void *buf, size_t len)
+{
+	ssize_t n;
+
+	do
+		n = read(fd, buf, len);
+	while (n < 0 && errno == EINTR);
+	return n;
+}
+
+/* Picks raw for content zstd cannot shrink (zip-based .war/.omod mostly), else zstd. */
+static uint8_t
+choose_encoding(struct sender *s, int fd, uint64_t offset, uint64_t size)
+{
+	size_t probe = size - offset < ZSTD_PROBE_BYTES ? (size_t)(size - offset) : ZSTD_PROBE_BYTES;
+	size_t bound, out;
+	uint8_t *dst;
+	ssize_t n;
+
+	if ((s->caps & PROTO_CAP_ZSTD) == 0 || probe < 128)
+		return PROTO_ENC_RAW;
+	n = pread(fd, s->readbuf, probe, (off_t)offset);
+	if (n <= 0)
+		return PROTO_ENC_ZSTD;
+	bound = ZSTD_compressBound((size_t)n);
+	dst = xmalloc(bound);
+	out = ZSTD_compress(dst, bound, s->readbuf, (size_t)n, 1);
+	free(dst);
+	if (ZSTD_isError(out) || (double)out > (double)n * ZSTD_PROBE_RATIO)
+		return PROTO_ENC_RAW;
+	return PROTO_ENC_ZSTD;
+}
+
+/* Streams fd from offset to its end as DATA frames, by enc. */
+static int
+send_content(struct sender *s, int fd, uint64_t offset, uint64_t size, uint8_t enc,
+    const char *what)
+{
+	uint64_t left = size - offset;
+	ZSTD_outBuffer out;
+	ZSTD_inBuffer in;
+	size_t outsz = ZSTD_CStreamOutSize(), rem;
+	uint8_t *obuf = NULL;
+	ssize_t n;
+	int r = 0, level;
+
+	if (lseek(fd, (off_t)offset, SEEK_SET) < 0) {
+		log_errno("%s: seek", what);
+		return DS_ERR_SYSTEM;
+	}
+	if (enc == PROTO_ENC_ZSTD) {
+		level = s->opt->level;
+		if (level == 0 && s->opt->config != NULL)
+			level = s->opt->config->distribution.level;
+		if (level <= 0)
+			level = 3;
+		ZSTD_CCtx_reset(s->cctx, ZSTD_reset_session_and_parameters);
+		ZSTD_CCtx_setParameter(s->cctx, ZSTD_c_compressionLevel, level);
+		ZSTD_CCtx_setParameter(s->cctx, ZSTD_c_checksumFlag, 1);
+		ZSTD_CCtx_setPledgedSrcSize(s->cctx, left);
+		obuf = xmalloc(outsz);
+	}
+	while (left > 0) {
+		n = read_some(fd, s->readbuf, left < READ_CHUNK ? (size_t)left : READ_CHUNK);
+		if (n < 0) {
+			log_errno("%s: read", what);
+			r = DS_ERR_SYSTEM;
+			goto out;
+		}
+		if (n == 0) {
+			log_error("%s: object is shorter than its manifest size", what);
+			r = DS_ERR_CORRUPT;
+			goto out;
+		}
+		left -= (uint64_t)n;
+		if (enc == PROTO_ENC_RAW) {
+			if ((r = put_data(s, s->readbuf, (size_t)n)) != 0)
+				goto out;
+			continue;
+		}
+		in = (ZSTD_inBuffer){ s->readbuf, (size_t)n, 0 };
+		do {
+			out = (ZSTD_outBuffer){ obuf, outsz, 0 };
+			rem = ZSTD_compressStream2(s->cctx, &out, &in,
+			    left == 0 ? ZSTD_e_end : ZSTD_e_continue);
+			if (ZSTD_isError(rem)) {
+				log_error("%s: zstd: %s", what, ZSTD_getErrorName(rem));
+				r = DS_ERR_SYSTEM;
+				goto out;
+			}
+			if ((r = put_data(s, obuf, out.pos)) != 0)
+				goto out;
+		} while (in.pos < in.size || (left == 0 && rem != 0));
+	}
+	if (enc == PROTO_ENC_ZSTD && size == offset) {
+		/* An empty remainder still needs a (tiny) frame. */
+		in = (ZSTD_inBuffer){ NULL, 0, 0 };
+		do {
+			out = (ZSTD_outBuffer){ obuf, outsz, 0 };
+			rem = ZSTD_compressStream2(s->cctx, &out, &in, ZSTD_e_end);
+			if (ZSTD_isError(rem)) {
+				r = DS_ERR_SYSTEM;
+				goto out;
+			}
+			if ((r = put_data(s, obuf, out.pos)) != 0)
+				goto out;
+		} while (rem != 0);
+	}
+	r = flush_chunk(s);
+out:
+	free(obuf);
+	return r;
+}
+
+/*
+ * Sends one object: OBJECT, DATA..., OBJECT_END. Delta encodings plug in
+ * here: pick a basis from the plan, encode (or reuse the store's cached
+ * encoding) and send those bytes instead.
+ */
+static int
+send_object(struct sender *s, const struct plan_object *po, uint64_t offset)
+{
+	const struct manifest_entry *e = po->entry;
+	struct proto_object ob;
+	char hex[HASH_HEX_LEN + 1], *what;
+	int fd, r;
+
+	memset(&ob, 0, sizeof(ob));
+	hash_to_hex(e->hash, hex);
+	what = xasprintf("%s (object %.16s)", e->path, hex);
+	fd = store_object_open(s->opt->store, e->hash);
+	if (fd < 0) {
+		log_errno("%s: object missing from the store", what);
+		r = DS_ERR_NOTFOUND;
+		goto out;
+	}
+	if (offset > e->size || (s->caps & PROTO_CAP_RESUME) == 0)
+		offset = 0;
+	memcpy(ob.hash, e->hash, HASH_LEN);
+	ob.size = e->size;
+	ob.offset = offset;
+	ob.encoding = choose_encoding(s, fd, offset, e->size);
+	if ((r = proto_send_msg(s->x, PROTO_OBJECT, &ob)) != 0)
+		goto out;
+	if ((r = send_content(s, fd, offset, e->size, ob.encoding, what)) != 0)
+		goto out;
+	if ((r = proto_send(s->x, PROTO_OBJECT_END, NULL)) != 0)
+		goto out;
+	s->report->objects_sent++;
+	s->report->object_bytes += e->size - offset;
+	log_debug("%s: sent %s from byte %" PRIu64 " as %s", s->x->peer, e->path, offset,
+	    ob.encoding == PROTO_ENC_ZSTD ? "zstd" : "raw");
+out:
+	if (fd >= 0)
+		close(fd);
+	free(what);
+	return r;
+}
+
+/* Finds the release of the store whose manifest has DIGEST; hint is tried first. */
+static int
+known_manifest(struct sender *s, const char *hint, const uint8_t digest[HASH_LEN],
+    struct manifest **out)
+{
+	char **ids = NULL;
+	size_t count = 0;
+	uint8_t d[HASH_LEN];
+	struct manifest *m = NULL;
+	int r;
+
+	*out = NULL;
+	if (hint != NULL && hint[0] != '\0' && store_release_id_check(hint) == 0) {
+		char *path = xasprintf("%s/releases/%s.manifest", store_dir(s->opt->store), hint);
+
+		if (access(path, F_OK) == 0 && store_release_load(s->opt->store, hint, &m) == 0) {
+			manifest_digest(m, d);
+			if (memcmp(d, digest, HASH_LEN) == 0) {
+				free(path);
+				*out = m;
+				return 0;
+			}
+			manifest_free(m);
+			m = NULL;
+		}
+		free(path);
+	}
+	if ((r = store_release_list(s->opt->store, &ids, &count)) != 0)
+		return r;
+	for (size_t i = count; i-- > 0;) {
+		if (store_release_load(s->opt->store, ids[i], &m) != 0)
+			continue;
+		manifest_digest(m, d);
+		if (memcmp(d, digest, HASH_LEN) == 0) {
+			*out = m;
+			break;
+		}
+		manifest_free(m);
+		m = NULL;
+	}
+	xfree_strv(ids);
+	return 0;
+}
+
+/* Gets the receiver's current manifest: from the store, else over the wire. */
+static int
+receiver_manifest(struct sender *s, const struct proto_state *st, struct manifest **out)
+{
+	struct proto_msg m;
+	uint8_t d[HASH_LEN];
+	int r;
+
+	*out = NULL;
+	if (hash_is_zero(st->digest)) {
+		*out = manifest_new();
+		return 0;
+	}
+	if ((r = known_manifest(s, st->release, st->digest, out)) != 0)
+		return r;
+	if (*out != NULL)
+		return 0;
+	/* Unknown to us (pruned, or from another repository): ask for it. */
+	s->report->manifest_fetched = 1;
+	if ((r = proto_send(s->x, PROTO_MANIFEST_REQUEST, NULL)) != 0)
+		return peer_reason(s, r);
+	s->report->round_trips++;
+	if ((r = proto_recv_msg(s->x, PROTO_MANIFEST, s->payload, &m)) != 0)
+		return r;
+	r = manifest_decode((const char *)m.u.manifest.data, m.u.manifest.len, s->x->peer, out);
+	proto_msg_free(&m);
+	if (r != 0) {
+		log_error("%s: the receiver's manifest does not decode", s->x->peer);
+		return DS_ERR_PROTO;
+	}
+	manifest_digest(*out, d);
+	if (memcmp(d, st->digest, HASH_LEN) != 0) {
+		log_error("%s: the receiver's manifest does not match the digest it announced",
+		    s->x->peer);
+		manifest_free(*out);
+		*out = NULL;
+		return DS_ERR_PROTO;
+	}
+	return 0;
+}
+
+/* Copy of CURRENT without the drifted paths: their content cannot serve as a source. */
+static struct manifest *
+without_drift(const struct manifest *current, char **drift, size_t ndrift)
+{
+	struct manifest *m = manifest_new();
+	size_t j = 0;
+
+	/* Both lists are in path order. */
+	for (size_t i = 0; i < current->count; i++) {
+		const char *p = current->entries[i].path;
+		int c = 1;
+
+		while (j < ndrift && (c = strcmp(drift[j], p)) < 0)
+			j++;
+		if (j < ndrift && c == 0)
+			continue;
+		manifest_add(m, &current->entries[i]);
+	}
+	return m;
+}
+
+static int
+staged_offset(const struct proto_state *st, const uint8_t hash[HASH_LEN], int *complete,
+    uint64_t *offset)
+{
+	for (size_t i = 0; i < st->nstaged; i++) {
+		if (memcmp(st->staged[i].hash, hash, HASH_LEN) == 0) {
+			*complete = st->staged[i].complete;
+			*offset = st->staged[i].offset;
+			return 1;
+		}
+	}
+	*complete = 0;
+	*offset = 0;
+	return 0;
+}
+
+static int
+run_push(struct sender *s, const struct proto_state *st)
+{
+	const struct sender_options *opt = s->opt;
+	struct manifest *target = NULL, *current = NULL, *usable = NULL;
+	struct plan *plan = NULL;
+	struct proto_commit commit;
+	struct proto_msg m;
+	char *release = NULL;
+	size_t len;
+	int r;
+
+	memset(&commit, 0, sizeof(commit));
+	if (opt->release != NULL)
+		release = xstrdup(opt->release);
+	else if ((r = store_release_latest(opt->store, &release)) != 0) {
+		log_error("%s: no release in the store: make one with 'distsync release'",
+		    store_dir(opt->store));
+		goto out;
+	}
+	s->report->release = xstrdup(release);
+	if ((r = store_release_load(opt->store, release, &target)) != 0)
+		goto out;
+	if ((r = receiver_manifest(s, st, &current)) != 0)
+		goto out;
+	usable = without_drift(current, st->drift, st->ndrift);
+	plan = plan_make(usable, target);
+	if ((opt->flags & PROTO_FLAG_DRY_RUN) == 0) {
+		for (size_t i = 0; i < plan->nobjects; i++) {
+			const struct plan_object *po = &plan->objects[i];
+			uint64_t offset;
+			int complete;
+
+			if (po->entry->type != MANIFEST_FILE && po->entry->type != MANIFEST_SYMLINK)
+				continue;
+			staged_offset(st, po->entry->hash, &complete, &offset);
+			if (complete)
+				continue;
+			if ((r = send_object(s, po, offset)) != 0) {
+				r = peer_reason(s, r);
+				goto out;
+			}
+		}
+	}
+	commit.release = release;
+	manifest_encode(target, (char **)&commit.manifest, &len);
+	commit.manifest_len = len;
+	commit.flags = opt->flags;
+	if ((r = proto_send_msg(s->x, PROTO_COMMIT, &commit)) != 0) {
+		r = peer_reason(s, r);
+		goto out;
+	}
+	s->report->round_trips++;
+	if ((r = proto_recv_msg(s->x, PROTO_RESULT, s->payload, &m)) != 0)
+		goto out;
+	s->report->result = m.u.result;
+	r = m.u.result.status;
+out:
+	free(commit.manifest);
+	free(release);
+	plan_free(plan);
+	manifest_free(target);
+	manifest_free(current);
+	manifest_free(usable);
+	return r;
+}
+
+/* The effective config of the host as YAML, for a receiver that has none (serve). */
+static void
+host_yaml(const struct sender_options *opt, uint8_t **out, size_t *len)
+{
+	char *data = NULL;
+	size_t size = 0;
+	FILE *fp;
+
+	*out = NULL;
+	*len = 0;
+	if (opt->config == NULL || opt->host == NULL)
+		return;
+	if ((fp = open_memstream(&data, &size)) == NULL)
+		return;
+	config_print_host(opt->config, opt->host, fp);
+	if (fclose(fp) != 0) {
+		free(data);
+		return;
+	}
+	*out = (uint8_t *)data;
+	*len = size;
+}
+
+int
+sender_run(struct xport *x, const struct sender_options *opt, struct sender_report *report)
+{
+	struct sender s;
+	struct proto_open open;
+	struct proto_msg m;
+	uint64_t in0 = x->bytes_in, out0 = x->bytes_out;
+	int r;
+
+	memset(report, 0, sizeof(*report));
+	memset(&s, 0, sizeof(s));
+	memset(&open, 0, sizeof(open));
+	memset(&m, 0, sizeof(m));
+	s.x = x;
+	s.opt = opt;
+	s.report = report;
+	s.payload = buf_new(PROTO_FRAME_MAX);
+	s.chunk = buf_new(PROTO_CHUNK_MAX);
+	s.readbuf = xmalloc(READ_CHUNK > ZSTD_PROBE_BYTES ? READ_CHUNK : ZSTD_PROBE_BYTES);
+	s.cctx = ZSTD_createCCtx();
+
+	open.op = opt->op;
+	open.flags = opt->flags;
+	open.lock_timeout = opt->lock_timeout;
+	open.host = opt->host != NULL ? opt->host->name : (char *)"local";
+	host_yaml(opt, &open.config, &open.config_len);
+	/* HELLO and OPEN go together: the first answer is the peer's HELLO and STATE. */
+	if ((r = proto_send_hello(x, PROTO_ROLE_INITIATOR, PROTO_CAP_ALL)) != 0 ||
+	    (r = proto_send_msg(x, PROTO_OPEN, &open)) != 0) {
+		r = peer_reason(&s, r);
+		goto out;
+	}
+	report->round_trips++;
+	if ((r = proto_recv_msg(x, PROTO_HELLO, s.payload, &m)) != 0)
+		goto out;
+	r = proto_hello_check(&m.u.hello, x->peer, PROTO_ROLE_RECEIVER, PROTO_CAP_ALL, &s.caps);
+	proto_msg_free(&m);
+	if (r != 0)
+		goto out;
+	if (opt->op != PROTO_OP_PUSH) {
+		if ((r = proto_recv_msg(x, PROTO_RESULT, s.payload, &m)) != 0)
+			goto out;
+		report->result = m.u.result;
+		r = m.u.result.status;
+		goto out;
+	}
+	if ((r = proto_recv_msg(x, PROTO_STATE, s.payload, &m)) != 0)
+		goto out;
+	r = run_push(&s, &m.u.state);
+	proto_msg_free(&m);
+out:
+	if (r != 0 && report->result.message != NULL && report->result.message[0] != '\0')
+		log_error("%s: %s", x->peer, report->result.message);
+	report->bytes_sent = x->bytes_out - out0;
+	report->bytes_received = x->bytes_in - in0;
+	free(open.config);
+	ZSTD_freeCCtx(s.cctx);
+	free(s.readbuf);
+	buf_free(s.chunk);
+	buf_free(s.payload);
+	return r;
+}
+
+void
+sender_report_release(struct sender_report *report)
+{
+	proto_result_free(&report->result);
+	free(report->release);
+	memset(report, 0, sizeof(*report));
+}
+
+int
+sender_connect(const struct config *config, const struct config_host *host, struct xport **out)
+{
+	*out = NULL;
+	if (host->address == NULL)
+		return xport_local_open(config, host, out);
+	/* The SSH transport (xport-ssh.c) plugs in here. */
+	log_error("%s: pushing over SSH (address %s) is not built yet", host->name, host->address);
+	return DS_ERR_UNSUPPORTED;
+}
+
+static const char *
+op_name(uint8_t op)
+{
+	switch (op) {
+	case PROTO_OP_PUSH:	return "push";
+	case PROTO_OP_ROLLBACK:	return "rollback";
+	case PROTO_OP_VERIFY:	return "verify";
+	}
+	return "?";
+}
+
+void
+sender_report_print(const struct sender_report *rep, const char *host, uint8_t op, int status,
+    FILE *fp)
+{
+	const struct proto_result *res = &rep->result;
+	const char *from = res->from != NULL && res->from[0] != '\0' ? res->from : "(none)";
+	const char *to = res->to != NULL && res->to[0] != '\0' ? res->to :
+	    (rep->release ? rep->release : "?");
+	int dry = (res->flags & PROTO_FLAG_DRY_RUN) != 0;
+	char sent[32], recv[32];
+
+	if (op == PROTO_OP_VERIFY) {
+		if (status != 0 && status != DS_ERR_CORRUPT) {
+			fprintf(fp, "%s: verify failed: %s\n", host, ds_strerror(status));
+			return;
+		}
+		fprintf(fp, "%s: release %s: %s\n", host, from,
+		    res->changed == 0 ? "no drift" : "drifted");
+		for (size_t i = 0; i < res->ndrift; i++)
+			fprintf(fp, "  drift   %s\n", res->drift[i]);
+		if (res->changed > res->ndrift)
+			fprintf(fp, "  ... and %" PRIu64 " more\n", res->changed - res->ndrift);
+		return;
+	}
+	if (status != 0 && res->to == NULL) {
+		fprintf(fp, "%s: %s failed: %s\n", host, op_name(op), ds_strerror(status));
+		return;
+	}
+	util_format_bytes(rep->bytes_sent, sent, sizeof(sent));
+	util_format_bytes(rep->object_bytes, recv, sizeof(recv));
+	fprintf(fp, "%s: %s%s %s -> %s: %" PRIu64 " added, %" PRIu64 " updated, %" PRIu64
+	    " deleted%s\n", host, dry ? "dry run, " : "", op_name(op), from, to, res->added,
+	    res->updated, res->deleted, status == 0 ? "" : " (not applied)");
+	if (op == PROTO_OP_PUSH)
+		fprintf(fp, "  %" PRIu64 " object%s sent (%s of content, %s on the wire), "
+		    "%u round trip%s\n", rep->objects_sent, rep->objects_sent == 1 ? "" : "s",
+		    recv, sent, rep->round_trips, rep->round_trips == 1 ? "" : "s");
+	for (size_t i = 0; i < res->ndrift; i++)
+		fprintf(fp, "  drift   %s (changed on the host since the last apply%s)\n",
+		    res->drift[i], status == DS_ERR_DRIFT ? "" : dry ? "; would be overwritten" :
+		    "; overwritten");
+	if (res->nservices > 0) {
+		fprintf(fp, "  restarted:");
+		for (size_t i = 0; i < res->nservices; i++)
+			fprintf(fp, " %s", res->services[i]);
+		fprintf(fp, " (health: %s)\n", res->health ? res->health : "?");
+	} else if (res->health != NULL && strcmp(res->health, "none") != 0)
+		fprintf(fp, "  services: %s\n", res->health);
+	else if (!dry && status == 0)
+		fprintf(fp, "  no service restarted\n");
+	if (status != 0)
+		fprintf(fp, "  failed: %s\n", res->message && res->message[0] ? res->message :
+		    ds_strerror(status));
+}
+
+void
+sender_report_json(const struct sender_report *rep, const char *host, uint8_t op, int status,
+    FILE *fp)
+{
+	const struct proto_result *res = &rep->result;
+
+	fprintf(fp, "{\"host\":");
+	util_json_string(fp, host);
+	fprintf(fp, ",\"operation\":\"%s\",\"ok\":%s,\"error\":", op_name(op),
+	    status == 0 ? "true" : "false");
+	if (status == 0)
+		fprintf(fp, "null");
+	else
+		util_json_string(fp, res->message && res->message[0] ? res->message :
+		    ds_strerror(status));
+	fprintf(fp, ",\"dry_run\":%s,\"from\":", (res->flags & PROTO_FLAG_DRY_RUN) ? "true" : "false");
+	if (res->from != NULL && res->from[0] != '\0')
+		util_json_string(fp, res->from);
+	else
+		fprintf(fp, "null");
+	fprintf(fp, ",\"to\":");
+	if (res->to != NULL && res->to[0] != '\0')
+		util_json_string(fp, res->to);
+	else if (rep->release != NULL)
+		util_json_string(fp, rep->release);
+	else
+		fprintf(fp, "null");
+	fprintf(fp, ",\"added\":%" PRIu64 ",\"updated\":%" PRIu64 ",\"deleted\":%" PRIu64
+	    ",\"changed\":%" PRIu64 ",\"objects_sent\":%" PRIu64 ",\"object_bytes\":%" PRIu64
+	    ",\"bytes_sent\":%" PRIu64 ",\"bytes_received\":%" PRIu64 ",\"round_trips\":%u"
+	    ",\"services\":[", res->added, res->updated, res->deleted, res->changed,
+	    rep->objects_sent, rep->object_bytes, rep->bytes_sent, rep->bytes_received,
+	    rep->round_trips);
+	for (size_t i = 0; i < res->nservices; i++) {
+		fprintf(fp, "%s", i ? "," : "");
+		util_json_string(fp, res->services[i]);
+	}
+	fprintf(fp, "],\"health\":");
+	util_json_string(fp, res->health ? res->health : "none");
+	fprintf(fp, ",\"drift\":[");
+	for (size_t i = 0; i < res->ndrift; i++) {
+		fprintf(fp, "%s", i ? "," : "");
+		util_json_string(fp, res->drift[i]);
+	}
+	fprintf(fp, "]}");
+}
