@@ -1277,9 +1277,11 @@ parse_hosts(struct loader *ld, const struct node *root)
 
 			if (config_host(c, c->hosts[i].groups[g]) == NULL)
 				continue;
+			/* The per-host ctx buffers are gone; rebuild the name. */
 			snprintf(ctx, sizeof(ctx), "hosts.%s", c->hosts[i].name);
 			r = fail(ld, list_item(origins[i].groups.node, g),
-			    origins[i].groups.ctx ? origins[i].groups.ctx : ctx, "groups",
+			    origins[i].groups.node == default_origins.groups.node ? "defaults" : ctx,
+			    "groups",
 			    "'%s' is a host name; a group cannot share a name with a host",
 			    c->hosts[i].groups[g]);
 			goto out;

@@ -114,6 +114,8 @@ static const struct {
 	{ D "hosts:\n  a: {path: /t}\n  b: {path: /u, groups: [x, a]}\n", 4, "hosts.b.groups",
 	    "host name" },
 	{ D "groups: [prod, a]\nhosts:\n  a: {path: /t}\n", 2, "groups", "host name" },
+	{ D "defaults: {groups: [a]}\nhosts:\n  a: {path: /t}\n", 2, "defaults.groups",
+	    "host name" },
 	{ D "groups: [prod, prod]\n", 2, "groups", "twice" },
 	{ D "groups: [all]\n", 2, "groups", "reserved" },
 	/* services: after, cycles, restart */
