@@ -121,7 +121,7 @@ release_exec(int argc, char **argv, const struct config *config)
 		exclude[0] = store_inside_source(tree, config->distribution.store);
 		cache = path_join(config->distribution.store, "statcache");
 	}
-	log_info("scanning %s", tree);
+	log_debug("scanning %s", tree);
 	r = manifest_scan(tree, exclude[0] ? exclude : NULL, cache, 0, &m, &stats);
 	if (r != 0)
 		goto out;

@@ -2,13 +2,20 @@
 #ifndef DS_LOG_H
 #define DS_LOG_H
 
-enum log_level { LOG_LEVEL_ERROR, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
+enum log_level { LOG_LEVEL_SILENT = -1, LOG_LEVEL_ERROR, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
 
 /* Sets the most verbose level printed to stderr (default: info). */
 void	log_set_level(enum log_level level);
 enum log_level log_get_level(void);
 /* Prefixes every stderr line with "prefix: " (e.g. a host name); NULL clears. */
 void	log_set_prefix(const char *prefix);
+/*
+ * Hands each error line (without "distsync: " and the prefix) to fn first;
+ * when fn returns nonzero the line is not printed to stderr (it is still
+ * sent to syslog). NULL removes it. The receiver uses it to send its errors
+ * to the peer, which prints them prefixed by the host name.
+ */
+void	log_set_capture(int (*fn)(const char *line, void *arg), void *arg);
 /* Also sends warnings and errors to syslog under the ident "distsync". */
 void	log_open_syslog(void);
 /* Sends one line to syslog at notice level whether or not it was opened. */

@@ -697,23 +697,32 @@ cache_load(struct scan *s, const char *file)
 		goto out;
 	while ((n = getline(&line, &cap, fp)) > 0) {
 		struct scan_item it = { 0 };
-		char hex[HASH_HEX_LEN + 1];
-		int off = 0;
-		uintmax_t size, ino;
-		intmax_t mt, ct;
+		char *p = line + HASH_HEX_LEN + 1, *end;
+		uint64_t v[4];
 
 		if (line[n - 1] == '\n')
 			line[--n] = '\0';
-		if (sscanf(line, "%64s %ju %jd %jd %ju %n", hex, &size, &mt, &ct, &ino, &off) != 5 ||
-		    off == 0 || hash_from_hex(hex, strlen(hex), it.e.hash) != 0)
-			continue;	/* a damaged cache only costs a rehash */
-		it.e.path = unescape(line + off, strlen(line + off));
+		/* A damaged line only costs a rehash of that file. */
+		if (n < HASH_HEX_LEN + 1 || line[HASH_HEX_LEN] != ' ' ||
+		    hash_from_hex(line, HASH_HEX_LEN, it.e.hash) != 0)
+			continue;
+		int bad = 0;
+		for (int k = 0; k < 4 && !bad; k++) {
+			errno = 0;
+			v[k] = strtoull(p, &end, 10);
+			if (errno != 0 || end == p || *end != ' ')
+				bad = 1;
+			p = end + 1;
+		}
+		if (bad)
+			continue;
+		it.e.size = v[0];
+		it.mtime_ns = (int64_t)v[1];
+		it.ctime_ns = (int64_t)v[2];
+		it.ino = v[3];
+		it.e.path = unescape(p, strlen(p));
 		if (it.e.path == NULL)
 			continue;
-		it.e.size = size;
-		it.mtime_ns = mt;
-		it.ctime_ns = ct;
-		it.ino = ino;
 		s->cache = xgrow(s->cache, &alloc, s->ncache + 1, sizeof(*s->cache));
 		s->cache[s->ncache++] = it;
 	}
@@ -738,8 +747,8 @@ cache_save(const struct scan *s, const char *file)
 		if (it->e.type != MANIFEST_FILE)
 			continue;
 		hash_to_hex(it->e.hash, hex);
-		n = snprintf(line, sizeof(line), "%s %ju %jd %jd %ju ", hex, (uintmax_t)it->e.size,
-		    (intmax_t)it->mtime_ns, (intmax_t)it->ctime_ns, (uintmax_t)it->ino);
+		n = snprintf(line, sizeof(line), "%s %ju %ju %ju %ju ", hex, (uintmax_t)it->e.size,
+		    (uintmax_t)it->mtime_ns, (uintmax_t)it->ctime_ns, (uintmax_t)it->ino);
 		out_put(&o, line, n);
 		out_escape(&o, it->e.path);
 		out_put(&o, "\n", 1);
@@ -807,6 +816,7 @@ manifest_scan_cached(const char *root, char *const *exclude, const char *cache_i
 	struct manifest *m = NULL;
 	pthread_t tids[16];
 	unsigned started = 0;
+	size_t cache_hits = 0, hashed = 0;
 	int fd, r;
 
 	*out = NULL;
@@ -842,7 +852,9 @@ manifest_scan_cached(const char *root, char *const *exclude, const char *cache_i
 		    s.cache[c].ctime_ns == it->ctime_ns && s.cache[c].ino == it->ino) {
 			memcpy(it->e.hash, s.cache[c].e.hash, HASH_LEN);
 			it->need_hash = 0;
-		}
+			cache_hits++;
+		} else
+			hashed++;
 		if (stats != NULL) {
 			stats->files++;
 			stats->bytes += it->e.size;
@@ -867,7 +879,10 @@ manifest_scan_cached(const char *root, char *const *exclude, const char *cache_i
 		pthread_join(tids[i], NULL);
 	if ((r = s.error) != 0)
 		goto out;
-	if (cache_out != NULL && (r = cache_save(&s, cache_out)) != 0)
+	/* An unchanged tree leaves an identical cache: skip the write and its fsync. */
+	if (cache_out != NULL && (cache_hits != s.ncache || hashed > 0 ||
+	    (cache_in != NULL && strcmp(cache_in, cache_out) != 0)) &&
+	    (r = cache_save(&s, cache_out)) != 0)
 		goto out;
 	m = manifest_new();
 	m->entries = xcalloc(s.count, sizeof(*m->entries));
