@@ -833,9 +833,11 @@ parse_service(struct loader *ld, const struct node *key, const struct node *map,
 	if (s->restart == CONFIG_RESTART_COMMAND && s->command == NULL)
 		return fail(ld, v, ctx, "command", "missing: 'restart: command' needs "
 		    "command: [program, arg, ...]");
-	if (s->restart != CONFIG_RESTART_COMMAND && s->command != NULL)
+	/* A restart: none service may name the command its reload_on runs. */
+	if (s->restart == CONFIG_RESTART_COMPOSE && s->command != NULL)
 		return fail(ld, map_get(map, "command"), ctx, "command",
-		    "only used with 'restart: command'");
+		    "only used with 'restart: command' (or as the reload_on action of "
+		    "'restart: none')");
 	if ((v = map_get(map, "health")) != NULL && !is_null(v)) {
 		char hctx[160];
 
