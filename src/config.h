@@ -22,7 +22,8 @@ struct config_service {
 	char		 *name;
 	char		**paths;	/* globs ("**" crosses '/'), NULL-terminated */
 	enum config_restart restart;
-	char		**command;	/* argv for CONFIG_RESTART_COMMAND, NULL-terminated */
+	char		**command;	/* argv for CONFIG_RESTART_COMMAND, or the reload_on
+					   action of CONFIG_RESTART_NONE; NULL-terminated or NULL */
 	char		**reload_on;	/* globs, NULL-terminated, may be empty */
 	char		**after;	/* names of services restarted before this one */
 	struct config_health health;

@@ -546,6 +546,69 @@ test_bwlimit(void)
 	}
 }
 
+/*
+ * The receiver parses the sender's host document: flipped bytes and every
+ * truncation of a valid file must load or fail cleanly, never crash or leak.
+ */
+static void
+test_mutations(void)
+{
+	static const char replacements[] = { ':', '[', '{', '\n', '&', '*', '-', '"', '\t', 0x01 };
+	char *path = xasprintf("%s/tests/unit/configs/good-full.yml", srcdir);
+	char *data = NULL, *copy;
+	FILE *fp = fopen(path, "rb");
+	size_t len = 0, runs = 0, bad_codes = 0, loaded = 0;
+	int saved, devnull;
+
+	free(path);
+	CHECK(fp != NULL, "read good-full.yml");
+	if (fp == NULL)
+		return;
+	data = xmalloc(CONFIG_MAX_SIZE);
+	len = fread(data, 1, CONFIG_MAX_SIZE, fp);
+	fclose(fp);
+	copy = xmalloc(len + 1);
+	fflush(stderr);
+	saved = dup(2);
+	devnull = open("/dev/null", O_WRONLY);
+	dup2(devnull, 2);
+	close(devnull);
+	for (size_t i = 0; i < len; i++) {
+		/* Two mutations per byte keep the pass short under valgrind. */
+		for (size_t k = 0; k < 2; k++) {
+			struct config *c = NULL;
+			int r;
+
+			memcpy(copy, data, len);
+			if (k == 1)
+				copy[i] ^= 0x20;
+			else
+				copy[i] = replacements[i % sizeof(replacements)];
+			r = config_load_mem(copy, len, "mutated.yml", &c);
+			runs++;
+			loaded += r == 0;
+			bad_codes += !(r == 0 ? c != NULL : r == DS_ERR_CONFIG && c == NULL);
+			config_free(c);
+		}
+		{
+			struct config *c = NULL;
+			int r = config_load_mem(data, i, "truncated.yml", &c);
+
+			runs++;
+			loaded += r == 0;
+			bad_codes += !(r == 0 ? c != NULL : r == DS_ERR_CONFIG && c == NULL);
+			config_free(c);
+		}
+	}
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	CHECK(runs > 1000 && bad_codes == 0, "%zu mutated or truncated inputs: %zu loaded, "
+	    "the rest refused with DS_ERR_CONFIG", runs, loaded);
+	free(copy);
+	free(data);
+}
+
 /* Every shipped sample passes validation. */
 static void
 test_samples(void)
@@ -600,6 +663,7 @@ main(void)
 	tap_run("config-round-trip", test_round_trip);
 	tap_run("config-bwlimit", test_bwlimit);
 	tap_run("config-samples", test_samples);
+	tap_run("config-mutations", test_mutations);
 	free(srcdir);
 	return tap_done();
 }
