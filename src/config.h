@@ -1,4 +1,13 @@
 /* distsync.yml: parsed once with libyaml into a validated, read-only struct. */
+/*
+ * Rules beyond DESIGN.md's example: "defaults:" may set any host key (and
+ * "parallel"); a host's own value replaces the default, lists included.
+ * Groups exist by being named in hosts' "groups:"; when the optional
+ * top-level "groups:" list is present, naming any other group is an error.
+ * A group may not share a name with a host, and "all" (every host) is
+ * reserved. Durations are seconds, or a number with s, m, h or d. YAML
+ * aliases and tags are refused, and so is a file over CONFIG_MAX_SIZE.
+ */
 #ifndef DS_CONFIG_H
 #define DS_CONFIG_H
 
@@ -41,29 +50,34 @@ struct config_host {
 	char		 *address;	/* NULL: a local target, no SSH */
 	char		 *user;		/* NULL: from ~/.ssh/config or the login name */
 	unsigned	  port;		/* 0: from ~/.ssh/config or 22 */
-	char		 *identity;	/* identity file or NULL */
-	char		 *known_hosts;	/* default ~/.ssh/known_hosts */
-	char		 *path;		/* target directory (absolute, or relative to the config's dir) */
+	char		 *identity;	/* identity file (absolute; "~" expanded) or NULL */
+	char		 *known_hosts;	/* absolute; ~/.ssh/known_hosts when address is set, else NULL */
+	/*
+	 * path, state and compose are absolute after loading. With an address
+	 * they must be written absolute (they name directories there); without
+	 * one, relative values resolve against the config file's directory.
+	 */
+	char		 *path;		/* target directory; never "/" */
 	char		 *state;	/* state directory; default: dirname(path)/.<basename(path)>.distsync */
 	char		 *compose;	/* compose project directory or NULL */
 	char		 *compose_project; /* compose project name or NULL */
 	char		 *remote_command; /* default "distsync" */
 	char		 *owner;	/* chown applied files, or NULL */
 	char		 *group;
-	char		**groups;	/* group names, NULL-terminated */
+	char		**groups;	/* group names, NULL-terminated (maybe empty) */
 	uint64_t	  bwlimit;	/* bytes per second, 0 = none; see config_parse_bwlimit() */
-	unsigned	  retries;
-	unsigned	  retry_max_wait; /* seconds */
-	unsigned	  connect_timeout; /* seconds */
-	unsigned	  idle_timeout;	/* seconds */
-	unsigned	  keep_backups;	/* releases kept in backup/ */
+	unsigned	  retries;	/* default 3 */
+	unsigned	  retry_max_wait; /* seconds; default 300 */
+	unsigned	  connect_timeout; /* seconds; default 30 */
+	unsigned	  idle_timeout;	/* seconds; default 300 */
+	unsigned	  keep_backups;	/* releases kept in backup/; default 2 */
 	unsigned	  line;
 };
 
 struct config_distribution {
 	char		*name;
-	char		*source;	/* absolute after loading */
-	char		*store;		/* absolute after loading */
+	char		*source;	/* absolute after loading; default "dist" */
+	char		*store;		/* absolute after loading; default ".distsync" */
 	unsigned	 keep_releases;	/* default 10 */
 	char		*signing_key;	/* absolute, or NULL */
 	char		*public_key;	/* for sites that verify, or NULL */
