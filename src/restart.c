@@ -271,6 +271,7 @@ report_add(struct restart_report *report, const char *name, const char *why,
 	o->status = status;
 	o->output = output;
 	o->elapsed_ms = elapsed_ms;
+	o->run_once = 0;
 	/* items may have moved: refresh the pointers into it. */
 	report->failed = NULL;
 	report->failed_output = NULL;
@@ -292,8 +293,13 @@ restart_report_print(const struct restart_report *report, const char *prefix, FI
 
 	for (size_t i = 0; i < report->count; i++) {
 		const struct restart_outcome *o = &report->items[i];
-		fprintf(fp, "%s%s: %s", p, o->name, restart_status_name(o->status));
-		if (o->status == RESTART_OK)
+		if (o->run_once && o->status == RESTART_OK)
+			fprintf(fp, "%s%s: ran", p, o->name);
+		else if (o->run_once && o->status == RESTART_SKIPPED)
+			fprintf(fp, "%s%s: already ran", p, o->name);
+		else
+			fprintf(fp, "%s%s: %s", p, o->name, restart_status_name(o->status));
+		if (o->status == RESTART_OK && !o->run_once)
 			fprintf(fp, ", healthy");
 		if (o->why != NULL)
 			fprintf(fp, " (%s)", o->why);
@@ -320,6 +326,8 @@ struct restart_ctx {
 	char	*target;	/* absolute target directory */
 	char	*compose_dir;	/* absolute, or NULL */
 	char	*compose_file;	/* absolute, or NULL: let compose look */
+	char	*workdir;	/* where commands run: compose dir, else config dir, else target */
+	char	*env[5];	/* DISTSYNC_TARGET, DISTSYNC_HOST, COMPOSE_PROJECT_NAME for commands */
 };
 
 static char *
@@ -336,12 +344,28 @@ ctx_init(struct restart_ctx *ctx, const struct config *config, const struct conf
 	static const char *const names[] = {
 		"compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml", NULL
 	};
+	size_t n = 0;
 
 	memset(ctx, 0, sizeof(*ctx));
 	ctx->config = config;
 	ctx->host = host;
 	ctx->target = config_relative(config, host->path);
 	ctx->compose_dir = config_relative(config, host->compose);
+	/*
+	 * Commands such as "docker compose exec db ..." expect the compose
+	 * directory; without one, paths in a command are the config's.
+	 */
+	if (ctx->compose_dir != NULL)
+		ctx->workdir = xstrdup(ctx->compose_dir);
+	else if (config->dir != NULL)
+		ctx->workdir = xstrdup(config->dir);
+	else if (ctx->target != NULL)
+		ctx->workdir = xstrdup(ctx->target);
+	ctx->env[n++] = xasprintf("DISTSYNC_TARGET=%s", ctx->target ? ctx->target : "");
+	ctx->env[n++] = xasprintf("DISTSYNC_HOST=%s", host->name ? host->name : "");
+	if (host->compose_project != NULL)
+		ctx->env[n++] = xasprintf("COMPOSE_PROJECT_NAME=%s", host->compose_project);
+	ctx->env[n] = NULL;
 	for (size_t i = 0; ctx->compose_dir != NULL && names[i] != NULL; i++) {
 		char *f = path_join(ctx->compose_dir, names[i]);
 		if (access(f, R_OK) == 0) {
@@ -358,6 +382,9 @@ ctx_release(struct restart_ctx *ctx)
 	free(ctx->target);
 	free(ctx->compose_dir);
 	free(ctx->compose_file);
+	free(ctx->workdir);
+	for (size_t i = 0; ctx->env[i] != NULL; i++)
+		free(ctx->env[i]);
 }
 
 enum compose_kind { COMPOSE_UNKNOWN, COMPOSE_V2, COMPOSE_V1, COMPOSE_MISSING };
@@ -534,11 +561,12 @@ remaining_ms(uint64_t deadline)
  */
 static int
 health_wait(const struct restart_ctx *ctx, const struct config_service *s,
-    const char *started_before, char **detail)
+    const char *container_id, const char *started_before, char **detail)
 {
 	const struct config_health *h = &s->health;
 	uint64_t deadline = now_ms() + (uint64_t)(h->timeout ? h->timeout : 300) * 1000;
-	char *id = NULL, *last = NULL;
+	char *id = container_id ? xstrdup(container_id) : NULL, *last = NULL;
+	unsigned pause = RESTART_POLL_MIN_MS;
 	int r = DS_ERR_HEALTH;
 
 	*detail = NULL;
@@ -548,7 +576,7 @@ health_wait(const struct restart_ctx *ctx, const struct config_service *s,
 		free(last);
 		last = NULL;
 		if (h->command != NULL) {
-			struct spawn_opts opts = { .cwd = ctx->target,
+			struct spawn_opts opts = { .cwd = ctx->workdir, .env = ctx->env,
 			    .timeout_ms = remaining_ms(deadline) > 1000 ? remaining_ms(deadline) : 1000 };
 			struct spawn_result res;
 			int rr = spawn_run(h->command, &opts, &res);
@@ -616,8 +644,9 @@ health_wait(const struct restart_ctx *ctx, const struct config_service *s,
 		}
 		if (remaining_ms(deadline) == 0)
 			break;
-		sleep_ms(remaining_ms(deadline) < RESTART_POLL_MS ? remaining_ms(deadline) :
-		    RESTART_POLL_MS);
+		/* Quick probes first: most services come up within a second or never. */
+		sleep_ms(remaining_ms(deadline) < pause ? remaining_ms(deadline) : pause);
+		pause = pause * 2 < RESTART_POLL_MS ? pause * 2 : RESTART_POLL_MS;
 	}
 	if (r != 0)
 		*detail = last ? last : xstrdup("health check did not pass");
@@ -634,23 +663,25 @@ restart_one(const struct restart_ctx *ctx, const struct restart_item *it, int *u
 {
 	const struct config_service *s = it->service;
 	unsigned timeout_ms = (s->health.timeout ? s->health.timeout : 300) * 1000U;
-	char *before = NULL, *detail = NULL;
+	char *before = NULL, *detail = NULL, *id = NULL;
 	struct spawn_result res;
 	int r;
 
 	*unhealthy = 0;
 	*output = NULL;
 	memset(&res, 0, sizeof(res));
+	/* The container keeps its id across a restart; StartedAt tells the new run. */
 	if (s->health.container && ctx->compose_dir != NULL) {
-		char *why = NULL, *status = NULL, *id = compose_container_id(ctx, s->name, &why);
+		char *why = NULL, *status = NULL;
+		id = compose_container_id(ctx, s->name, &why);
 		if (id != NULL && container_state(id, &before, &status, &why) != 0)
 			before = NULL;
-		free(id);
 		free(why);
 		free(status);
 	}
 	if (s->command != NULL) {
-		struct spawn_opts opts = { .cwd = ctx->target, .timeout_ms = timeout_ms };
+		struct spawn_opts opts = { .cwd = ctx->workdir, .env = ctx->env,
+		    .timeout_ms = timeout_ms };
 		r = spawn_run(s->command, &opts, &res);
 	} else {
 		char *args[] = { "restart", s->name, NULL };
@@ -672,7 +703,7 @@ restart_one(const struct restart_ctx *ctx, const struct restart_item *it, int *u
 			r = DS_ERR_CHILD;
 		goto out;
 	}
-	if ((r = health_wait(ctx, s, before, &detail)) != 0) {
+	if ((r = health_wait(ctx, s, id, before, &detail)) != 0) {
 		log_error("host %s: service %s: health check failed: %.*s", ctx->host->name,
 		    s->name, (int)strcspn(detail, "\n"), detail);
 		*unhealthy = 1;
@@ -688,6 +719,7 @@ out:
 	spawn_result_release(&res);
 	free(before);
 	free(detail);
+	free(id);
 	return r;
 }
 
@@ -884,23 +916,27 @@ restart_run_once(const struct config *config, const struct config_host *host,
 		goto out;
 	for (size_t i = 0; i < config->nrun_once; i++) {
 		const struct config_run_once *ro = &config->run_once[i];
-		char hex[HASH_HEX_LEN + 1], name[32], *env[4], *cmd;
-		struct spawn_opts opts = { .cwd = ctx.target, .env = env,
+		char hex[HASH_HEX_LEN + 1], name[32], *env[8], *cmd;
+		struct spawn_opts opts = { .cwd = ctx.workdir, .env = env,
 		    .timeout_ms = RESTART_RUN_ONCE_TIMEOUT * 1000U };
 		struct spawn_result res;
+		size_t nenv = 0;
 
 		snprintf(name, sizeof(name), "run_once[%zu]", i);
 		if (!restart_run_once_hash(config, i, manifest, hex))
 			continue;
 		if (run_once_seen(done, hex)) {
 			log_debug("host %s: %s: content %.12s already ran", host->name, name, hex);
-			report_add(report, name, hex, RESTART_SKIPPED, NULL, 0);
+			report_add(report, name, hex, RESTART_SKIPPED, NULL, 0)->run_once = 1;
 			continue;
 		}
-		env[0] = xasprintf("DISTSYNC_TARGET=%s", ctx.target ? ctx.target : "");
-		env[1] = xasprintf("DISTSYNC_STATE=%s", dir);
-		env[2] = xasprintf("DISTSYNC_RUN_ONCE_HASH=%s", hex);
-		env[3] = NULL;
+		while (ctx.env[nenv] != NULL) {
+			env[nenv] = xstrdup(ctx.env[nenv]);
+			nenv++;
+		}
+		env[nenv++] = xasprintf("DISTSYNC_STATE=%s", dir);
+		env[nenv++] = xasprintf("DISTSYNC_RUN_ONCE_HASH=%s", hex);
+		env[nenv] = NULL;
 		r = spawn_run(ro->command, &opts, &res);
 		cmd = spawn_argv_string(ro->command);
 		if (r != 0) {
@@ -909,17 +945,17 @@ restart_run_once(const struct config *config, const struct config_host *host,
 			    res.exit_code);
 			report_add(report, name, hex, RESTART_FAILED,
 			    xasprintf("%s: %s (exit %d)\n%s", cmd, ds_strerror(r), res.exit_code,
-			    res.output), res.elapsed_ms);
+			    res.output), res.elapsed_ms)->run_once = 1;
 			if (r != DS_ERR_TIMEOUT)
 				r = DS_ERR_CHILD;
 		} else {
 			log_info("host %s: %s ran %s for content %.12s", host->name, name, cmd, hex);
-			report_add(report, name, hex, RESTART_OK, NULL, res.elapsed_ms);
+			report_add(report, name, hex, RESTART_OK, NULL, res.elapsed_ms)->run_once = 1;
 			r = run_once_record(dir, file, hex, i);
 		}
 		free(cmd);
 		spawn_result_release(&res);
-		for (size_t k = 0; k < 3; k++)
+		for (size_t k = 0; env[k] != NULL; k++)
 			free(env[k]);
 		if (r != 0)
 			goto out;

@@ -65,7 +65,8 @@ void	restart_plan_free(struct restart_plan *plan);
 void	restart_describe(const struct restart_plan *plan, const char *prefix, FILE *fp);
 
 #define RESTART_RUN_ONCE_TIMEOUT	3600	/* seconds a run_once command may take */
-#define RESTART_POLL_MS			1000	/* between two health probes */
+#define RESTART_POLL_MIN_MS		200	/* first pause between two health probes, doubling */
+#define RESTART_POLL_MS			1000	/* longest pause between two health probes */
 
 enum restart_status {
 	RESTART_OK,		/* restarted (or ran) and healthy */
@@ -81,6 +82,7 @@ struct restart_outcome {
 	enum restart_status status;
 	char		*output;	/* the action's or health check's output (failures), or NULL */
 	unsigned long	 elapsed_ms;
+	int		 run_once;	/* 1: a run_once hook, not a service */
 };
 
 /* What restart_run / restart_run_once did; the receiver sends it back. */
@@ -94,7 +96,11 @@ struct restart_report {
 
 void	restart_report_init(struct restart_report *report);
 void	restart_report_release(struct restart_report *report);
-/* Prints one line per outcome ("backend: restarted, healthy (12.3 s)") and failure output. */
+/*
+ * Prints one line per outcome and, indented, a failure's output:
+ *	backend: restarted, healthy (openmrs_modules/a.omod) 12.3 s
+ *	run_once[0]: ran (HASH) 0.4 s	run_once[0]: already ran (HASH)
+ */
 void	restart_report_print(const struct restart_report *report, const char *prefix, FILE *fp);
 /* Returns a static word for a status: "restarted", "failed", "unhealthy", "not run", "skipped". */
 const char *restart_status_name(enum restart_status status);
@@ -111,13 +117,19 @@ const char *restart_status_name(enum restart_status status);
  * with "-f FILE" when the host's compose directory holds one of the usual
  * compose file names, "--project-directory DIR", "-p NAME" when set, run in
  * that directory; the environment variable DISTSYNC_COMPOSE ("docker compose"
- * or "docker-compose") overrides the detection. command: the argv, run in the
- * target directory. A restart: none service triggered by reload_on restarts
- * with its command if it has one, else with compose.
+ * or "docker-compose") overrides the detection. command: the argv. A
+ * restart: none service triggered by reload_on restarts with its command if it
+ * has one, else with compose. The restart action may take health.timeout.
+ *
+ * Commands (restart, health and run_once) run in the host's compose
+ * directory, else the config file's directory, else the target, with
+ * DISTSYNC_TARGET (absolute target), DISTSYNC_HOST and, when the host names a
+ * compose project, COMPOSE_PROJECT_NAME in their environment.
  *
  * Health: the command argv until it exits 0; the URL (http:// only) until GET
  * answers 2xx; the container's healthcheck until "healthy" (after the restart
- * began); each polled once a second until health.timeout seconds passed.
+ * began); each polled, 0.2 s apart at first and at most 1 s, until
+ * health.timeout seconds passed.
  */
 int	restart_run(const struct config *config, const struct config_host *host,
 	    const struct restart_plan *plan, struct restart_report *report);
@@ -127,8 +139,8 @@ int	restart_run(const struct config *config, const struct config_host *host,
  * committed) have a content hash not yet recorded in STATE_DIR/run_once.done
  * (STATE_DIR NULL: host->state). The hash is SHA-256 over the hook's argv
  * and, for each matching entry in path order, "path\0sha256hex\n"; a hook that
- * matches no entry does not run. The command runs in the target directory
- * with DISTSYNC_TARGET, DISTSYNC_STATE and DISTSYNC_RUN_ONCE_HASH set, and a
+ * matches no entry does not run. The command runs like restart_run's, with
+ * DISTSYNC_STATE and DISTSYNC_RUN_ONCE_HASH also set, and a
  * time limit of RESTART_RUN_ONCE_TIMEOUT seconds. The hash is recorded (fsync'd)
  * only after it succeeds. Stops at the first failure and returns DS_ERR_CHILD
  * or DS_ERR_TIMEOUT (logged), DS_ERR_SYSTEM when the state file cannot be

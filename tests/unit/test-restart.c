@@ -295,7 +295,7 @@ test_run_once(void)
 	memset(&c, 0, sizeof(c));
 	memset(ro, 0, sizeof(ro));
 	ro[0].paths = SV("trusted_sql/*.sql");
-	ro[0].command = SV("sh", "-c", "echo \"sql $DISTSYNC_RUN_ONCE_HASH\" >> ../hooks.log");
+	ro[0].command = SV("sh", "-c", "echo \"sql $DISTSYNC_RUN_ONCE_HASH\" >> \"$DISTSYNC_TARGET/../hooks.log\"");
 	ro[0].line = 7;
 	ro[1].paths = SV("nothing/**");
 	ro[1].command = SV("sh", "-c", "echo never >> ../hooks.log");
@@ -365,7 +365,7 @@ test_run_once(void)
 	    strcmp(report.failed, "run_once[0]") == 0 &&
 	    strstr(report.failed_output, "sql failed") != NULL, "a failing hook fails the run");
 	restart_report_release(&report);
-	ro[0].command = SV("sh", "-c", "echo retried >> ../hooks.log");
+	ro[0].command = SV("sh", "-c", "echo retried >> \"$DISTSYNC_TARGET/../hooks.log\"");
 	restart_report_init(&report);
 	r = restart_run_once(&c, &host, &m, NULL, &report);
 	CHECK(r == 0 && report.items[0].status == RESTART_OK, "after a failure it runs again");
