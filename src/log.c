@@ -11,6 +11,15 @@
 static enum log_level current_level = LOG_LEVEL_INFO;
 static int syslog_open;
 static char prefix[128];
+static int (*capture_fn)(const char *, void *);
+static void *capture_arg;
+
+void
+log_set_capture(int (*fn)(const char *line, void *arg), void *arg)
+{
+	capture_fn = fn;
+	capture_arg = arg;
+}
 
 void
 log_set_level(enum log_level level)
@@ -57,9 +66,17 @@ static void
 vlog(enum log_level level, int priority, const char *err, const char *fmt, va_list ap)
 {
 	char line[4096];
+	int captured = 0;
 
 	vsnprintf(line, sizeof(line), fmt, ap);
-	if (level <= current_level) {
+	if (capture_fn != NULL && level == LOG_LEVEL_ERROR) {
+		char full[4200];
+
+		snprintf(full, sizeof(full), "%s%s%s", line, err ? ": " : "", err ? err : "");
+		if (capture_fn(full, capture_arg))
+			captured = 1;
+	}
+	if (level <= current_level && !captured) {
 		/* One write per line so concurrent hosts do not interleave. */
 		if (err != NULL)
 			fprintf(stderr, "distsync: %s%s%s: %s\n", prefix,

@@ -715,6 +715,22 @@ proto_recv(struct xport *x, uint8_t *type, struct buf *payload)
 	return 0;
 }
 
+void
+proto_log_lines(const char *peer, const char *text)
+{
+	const char *p = text, *nl;
+
+	if (text == NULL || text[0] == '\0')
+		return;
+	while (*p != '\0') {
+		nl = strchr(p, '\n');
+		if (nl == NULL)
+			nl = p + strlen(p);
+		log_error("%s: %.*s", peer, (int)(nl - p), p);
+		p = *nl == '\n' ? nl + 1 : nl;
+	}
+}
+
 int
 proto_recv_msg(struct xport *x, uint8_t want, struct buf *payload, struct proto_msg *m)
 {
@@ -728,7 +744,7 @@ proto_recv_msg(struct xport *x, uint8_t want, struct buf *payload, struct proto_
 		return r;
 	if (type == PROTO_ERROR && want != PROTO_ERROR) {
 		r = m->u.error.code;
-		log_error("%s: %s", x->peer, m->u.error.message);
+		proto_log_lines(x->peer, m->u.error.message);
 		proto_msg_free(m);
 		/* Preconditions keep their meaning for the exit code; the rest is the peer's. */
 		switch (r) {

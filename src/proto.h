@@ -259,6 +259,9 @@ int	proto_recv(struct xport *x, uint8_t *type, struct buf *payload);
  */
 int	proto_recv_msg(struct xport *x, uint8_t want, struct buf *payload, struct proto_msg *m);
 
+/* Logs each line of a peer's message (ERROR, RESULT) as "peer: line". */
+void	proto_log_lines(const char *peer, const char *text);
+
 /* Convenience senders: encode into a scratch buffer and send. */
 int	proto_send_hello(struct xport *x, uint8_t role, uint64_t caps);
 int	proto_send_error(struct xport *x, int code, const char *fmt, ...)

@@ -53,7 +53,37 @@ struct receiver {
 	ZSTD_DCtx		*dctx;
 	uint8_t			*outbuf;
 	size_t			 outsize;
+	char			*errors;	/* error lines logged during the session, for the peer */
+	size_t			 errors_len;
 };
+
+#define ERRORS_MAX	(PROTO_MESSAGE_MAX - 256)
+
+/* log_set_capture hook: keeps error lines for the peer instead of printing them. */
+static int
+capture_error(const char *line, void *arg)
+{
+	struct receiver *rc = arg;
+	size_t len = strlen(line);
+
+	if (rc->errors_len + len + 2 > ERRORS_MAX)
+		return 0;	/* too many to carry: print the rest here */
+	rc->errors = xreallocarray(rc->errors, rc->errors_len + len + 2, 1);
+	if (rc->errors_len > 0)
+		rc->errors[rc->errors_len++] = '\n';
+	memcpy(rc->errors + rc->errors_len, line, len + 1);
+	rc->errors_len += len;
+	return 1;
+}
+
+/* Prints the kept error lines here when they could not reach the peer. */
+static void
+print_errors(struct receiver *rc)
+{
+	log_set_capture(NULL, NULL);
+	if (rc->errors != NULL)
+		proto_log_lines(rc->x->peer, rc->errors);
+}
 
 static int
 write_all(int fd, const void *data, size_t len)
@@ -619,8 +649,8 @@ serve_push(struct receiver *rc, struct proto_result *res)
 	}
 }
 
-/* Reports the end of the session to the peer as RESULT; best effort. */
-static void
+/* Reports the end of the session to the peer as RESULT; returns 0 when sent. */
+static int
 send_result(struct receiver *rc, struct proto_result *res, int status)
 {
 	res->status = status;
@@ -631,12 +661,12 @@ send_result(struct receiver *rc, struct proto_result *res, int status)
 	if (res->health == NULL)
 		res->health = xstrdup("none");
 	if (res->message == NULL)
-		res->message = xstrdup(status == 0 ? "" : ds_strerror(status));
+		res->message = xstrdup(status == 0 ? "" : rc->errors != NULL ? rc->errors :
+		    ds_strerror(status));
 	if (res->bytes == 0)
 		res->bytes = rc->x->bytes_in - rc->in0;
 	res->objects = rc->objects;
-	if (proto_send_msg(rc->x, PROTO_RESULT, res) != 0)
-		log_debug("%s: RESULT not delivered", rc->x->peer);
+	return proto_send_msg(rc->x, PROTO_RESULT, res);
 }
 
 int
@@ -645,7 +675,7 @@ receiver_run(struct xport *x, const struct receiver_options *opt)
 	struct receiver rc;
 	struct proto_result res;
 	struct proto_msg m;
-	int r, opened = 0;
+	int r, opened = 0, answered = 0, delivered = 1;
 
 	memset(&rc, 0, sizeof(rc));
 	memset(&res, 0, sizeof(res));
@@ -656,6 +686,7 @@ receiver_run(struct xport *x, const struct receiver_options *opt)
 	rc.dctx = ZSTD_createDCtx();
 	rc.outsize = ZSTD_DStreamOutSize();
 	rc.outbuf = xmalloc(rc.outsize);
+	log_set_capture(capture_error, &rc);
 
 	if ((r = proto_recv_msg(x, PROTO_HELLO, rc.payload, &m)) != 0)
 		goto out;
@@ -674,21 +705,34 @@ receiver_run(struct xport *x, const struct receiver_options *opt)
 	case PROTO_OP_PUSH:
 		if ((r = send_state(&rc)) != 0)
 			goto out;
+		answered = 1;
 		r = serve_push(&rc, &res);
 		break;
 	case PROTO_OP_ROLLBACK:
 		r = do_rollback(&rc, &res);
+		answered = 1;
 		break;
 	case PROTO_OP_VERIFY:
 		r = do_verify(&rc, &res);
+		answered = 1;
 		break;
 	}
 out:
-	/* A broken stream cannot carry a result; anything else is reported. */
-	if (opened && r != DS_ERR_CONNECT && r != DS_ERR_TIMEOUT)
-		send_result(&rc, &res, r);
-	else if (!opened && r != DS_ERR_CONNECT && r != DS_ERR_TIMEOUT)
-		proto_send_error(x, r, "%s", ds_strerror(r));
+	/*
+	 * Before the first answer an error is an ERROR frame, after it a RESULT.
+	 * A broken stream carries neither: the errors are printed here then.
+	 */
+	if (r == DS_ERR_CONNECT || r == DS_ERR_TIMEOUT)
+		delivered = 0;
+	else if (answered || (opened && rc.open.op != PROTO_OP_PUSH && r == 0))
+		delivered = send_result(&rc, &res, r) == 0;
+	else if (r != 0)
+		delivered = proto_send_error(x, r, "%s", rc.errors != NULL ? rc.errors :
+		    ds_strerror(r)) == 0;
+	if (!delivered)
+		print_errors(&rc);
+	log_set_capture(NULL, NULL);
+	free(rc.errors);
 	xport_shutdown(x);
 	proto_result_free(&res);
 	target_close(rc.t);

@@ -408,7 +408,19 @@ run_push(struct sender *s, const struct proto_state *st)
 		goto out;
 	usable = without_drift(current, st->drift, st->ndrift);
 	plan = plan_make(usable, target);
-	if ((opt->flags & PROTO_FLAG_DRY_RUN) == 0) {
+	if (plan->object_bytes > st->free_bytes) {
+		char need[32], have[32];
+
+		util_format_bytes(plan->object_bytes, need, sizeof(need));
+		util_format_bytes(st->free_bytes, have, sizeof(have));
+		log_error("%s: the release needs %s of new content but only %s are free; "
+		    "nothing sent", s->x->peer, need, have);
+		r = DS_ERR_NOSPACE;
+		goto out;
+	}
+	/* A refusal for drift is the receiver's to make; it needs no objects for it. */
+	if ((opt->flags & PROTO_FLAG_DRY_RUN) == 0 &&
+	    ((opt->flags & PROTO_FLAG_FAIL_ON_DRIFT) == 0 || st->ndrift == 0)) {
 		for (size_t i = 0; i < plan->nobjects; i++) {
 			const struct plan_object *po = &plan->objects[i];
 			uint64_t offset;
@@ -522,8 +534,8 @@ sender_run(struct xport *x, const struct sender_options *opt, struct sender_repo
 	r = run_push(&s, &m.u.state);
 	proto_msg_free(&m);
 out:
-	if (r != 0 && report->result.message != NULL && report->result.message[0] != '\0')
-		log_error("%s: %s", x->peer, report->result.message);
+	if (r != 0 && report->result.message != NULL)
+		proto_log_lines(x->peer, report->result.message);
 	report->bytes_sent = x->bytes_out - out0;
 	report->bytes_received = x->bytes_in - in0;
 	free(open.config);
@@ -545,7 +557,20 @@ sender_report_release(struct sender_report *report)
 int
 sender_connect(const struct config *config, const struct config_host *host, struct xport **out)
 {
+	const char *root = getenv("DISTSYNC_SERVE_ROOT");
+	char *argv[] = { (char *)"/proc/self/exe", (char *)"serve", (char *)"--root", NULL, NULL };
+	int r;
+
 	*out = NULL;
+	if (host->address == NULL && root != NULL && root[0] != '\0') {
+		/* Tests: run `distsync serve` as a child, the remote code path without SSH. */
+		argv[3] = (char *)root;
+		if ((r = xport_exec_open(argv, host->name, out)) == 0) {
+			(*out)->idle_timeout = host->idle_timeout;
+			(*out)->bwlimit = host->bwlimit;
+		}
+		return r;
+	}
 	if (host->address == NULL)
 		return xport_local_open(config, host, out);
 	/* The SSH transport (xport-ssh.c) plugs in here. */

@@ -56,3 +56,34 @@ xport_local_open(const struct config *config, const struct config_host *host,
 	(*out)->bwlimit = host->bwlimit;
 	return 0;
 }
+
+int
+xport_exec_open(char *const *argv, const char *peer, struct xport **out)
+{
+	int sv[2];
+	pid_t pid;
+
+	*out = NULL;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+		log_errno("%s: socketpair", peer);
+		return DS_ERR_SYSTEM;
+	}
+	fflush(NULL);
+	if ((pid = fork()) < 0) {
+		log_errno("%s: fork", peer);
+		close(sv[0]);
+		close(sv[1]);
+		return DS_ERR_SYSTEM;
+	}
+	if (pid == 0) {
+		if (dup2(sv[1], STDIN_FILENO) < 0 || dup2(sv[1], STDOUT_FILENO) < 0)
+			_exit(127);
+		execv(argv[0], argv);
+		log_errno("%s: cannot run %s", peer, argv[0]);
+		_exit(127);
+	}
+	close(sv[1]);
+	*out = xport_fd_new(sv[0], sv[0], peer);
+	xport_fd_set_child(*out, pid);
+	return 0;
+}

@@ -17,6 +17,13 @@ int	xport_local_open(const struct config *config, const struct config_host *host
 	    struct xport **out);
 
 /*
+ * Runs ARGV (no shell) with its stdin and stdout on a socketpair and returns
+ * the other end as *out, named PEER; closing reaps the child. Used to run
+ * `distsync serve` locally, which exercises the remote path without SSH.
+ */
+int	xport_exec_open(char *const *argv, const char *peer, struct xport **out);
+
+/*
  * Wraps two already open fds (e.g. stdin and stdout of `serve`) as a
  * transport named PEER. close closes both fds and returns 0.
  */
