@@ -129,11 +129,13 @@ write_atomic_at(int dirfd, const char *dirname, const char *name, const void *da
 	int fd, r = DS_ERR_SYSTEM;
 
 	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+	fault_point("atomic-tmp-created");
 	if (fd == -1 || write_all(fd, data, len) == -1 || fsync(fd) == -1) {
 		r = errno == ENOSPC ? DS_ERR_NOSPACE : DS_ERR_SYSTEM;
 		log_errno("%s/%s", dirname, tmp);
 		goto out;
 	}
+	fault_point("atomic-tmp-synced");
 	if (renameat(dirfd, tmp, dirfd, name) == -1) {
 		log_errno("%s/%s", dirname, name);
 		goto out;
@@ -486,8 +488,10 @@ perform_op(struct target *t, int prepfd, const struct op *op)
 	switch (op->kind) {
 	case 'U':
 		fault_point("perform-unlink-before");
-		if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == -1 || S_ISDIR(st.st_mode))
+		if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == -1 || S_ISDIR(st.st_mode)) {
+			fault_point("perform-unlink-skip");
 			break;
+		}
 		if (unlinkat(pfd, base, 0) == -1 && errno != ENOENT)
 			goto fail;
 		fault_point("perform-unlink-after");
@@ -528,6 +532,7 @@ perform_op(struct target *t, int prepfd, const struct op *op)
 			if (errno != ENOENT || fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == -1)
 				goto fail;
 			/* Already renamed by the run that crashed. */
+			fault_point("perform-rename-replayed");
 		}
 		fault_point("perform-rename-after");
 		if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == -1)
@@ -588,8 +593,8 @@ fsync_dirs(struct target *t, const struct plan *p)
 		else
 			fd = path_openat(target_root_fd(t), dirs[i], O_RDONLY | O_DIRECTORY, 0);
 		if (fd == -1) {
-			if (errno == ENOENT)
-				continue;	/* removed with its parent */
+			if (errno == ENOENT || errno == ENOTDIR)
+				continue;	/* removed, or replaced by a file */
 			log_errno("%s/%s", target_dir(t), dirs[i]);
 			r = DS_ERR_SYSTEM;
 			continue;
@@ -651,6 +656,7 @@ prune_backups(struct target *t, unsigned keep, const char *keep_id)
 		sets[n++].mtime = st.st_mtime;
 	}
 	qsort(sets, n, sizeof(*sets), backup_cmp);
+	fault_point("prune-start");
 	for (size_t i = 0; i < n; i++) {
 		if (i >= keep && (keep_id == NULL || strcmp(sets[i].name, keep_id) != 0)) {
 			fault_point("prune-backup");
@@ -716,6 +722,7 @@ replay(struct target *t)
 		}
 		if ((r = perform_op(t, prepfd, &p.ops[i])) != 0)
 			goto out;
+		fault_point("replay-op-done");
 	}
 	fault_point("replay-ops-done");
 	if ((r = fsync_dirs(t, &p)) != 0)
@@ -786,6 +793,7 @@ commit_recover(struct target *t)
 
 	if (fstatat(sfd, "journal", &st, AT_SYMLINK_NOFOLLOW) == 0) {
 		log_warn("%s: completing an apply that was interrupted", target_dir(t));
+		fault_point("recover-journal-found");
 		if ((r = replay(t)) != 0)
 			return r;
 		return 0;
@@ -799,6 +807,7 @@ commit_recover(struct target *t)
 	if (fstatat(sfd, "prep", &st, AT_SYMLINK_NOFOLLOW) == 0) {
 		log_info("%s: discarding files prepared by an apply that did not commit",
 		    target_dir(t));
+		fault_point("recover-discard-prep");
 		if (remove_tree_at(sfd, "prep") == -1) {
 			log_errno("%s/prep", target_state_dir(t));
 			return DS_ERR_SYSTEM;
@@ -1134,6 +1143,7 @@ prepare_one(struct target *t, int prepfd, const struct op *op)
 		fault_point("prepare-link");
 		if (stfd != -1 && linkat(stfd, hex, prepfd, name, 0) == 0) {
 			close(stfd);
+			fault_point("prepare-link-done");
 			if (fchmodat(prepfd, name, op->mode, 0) == -1) {
 				log_errno("%s/prep/%s", target_state_dir(t), name);
 				goto out;
@@ -1158,6 +1168,7 @@ prepare_one(struct target *t, int prepfd, const struct op *op)
 		goto out;
 	}
 	fault_point("prepare-copy-written");
+	fault_point("prepare-copy-chmod");
 	if (fchmod(out, op->mode) == -1) {
 		log_errno("%s/prep/%s", target_state_dir(t), name);
 		goto out;
@@ -1203,6 +1214,7 @@ backup_one(struct target *t, int objfd, const struct op *op)
 	}
 	fault_point("backup-one");
 	if (op->type == MANIFEST_SYMLINK) {
+		fault_point("backup-symlink");
 		if ((n = readlinkat(pfd, base, buf, sizeof(buf) - 1)) == -1)
 			goto fail;
 		out = openat(objfd, "tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -1212,6 +1224,7 @@ backup_one(struct target *t, int objfd, const struct op *op)
 	} else if (linkat(pfd, base, objfd, hex, 0) == -1) {
 		if (errno == EEXIST)
 			goto done;
+		fault_point("backup-copy");
 		if ((in = openat(pfd, base, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) == -1)
 			goto fail;
 		out = openat(objfd, "tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -1295,6 +1308,7 @@ apply(struct target *t, const struct commit_opts *o, const struct manifest *to,
 	pl.r = r;
 	if ((ret = resolve_owner(o->owner, o->group, &pl.uid, &pl.gid)) != 0)
 		goto out;
+	fault_point("apply-start");
 	if ((ret = target_current(t, &r->from_release, &cur)) != 0)
 		goto out;
 	fault_point("apply-verify");
@@ -1337,6 +1351,7 @@ apply(struct target *t, const struct commit_opts *o, const struct manifest *to,
 		goto out;
 	}
 	tree_index_build(&ix, scan);
+	fault_point("apply-planned");
 	missing = resolve_sources(t, &plan, &ix, use_backups, !o->dry_run, &copy_bytes);
 	r->bytes_copied = copy_bytes;
 	if (o->dry_run) {
@@ -1382,6 +1397,7 @@ apply(struct target *t, const struct commit_opts *o, const struct manifest *to,
 		file = xasprintf("%s/backup/%s/manifest", target_state_dir(t), plan.from);
 		if (access(file, F_OK) == -1 && (ret = manifest_save(cur, file)) != 0)
 			goto out;
+		fault_point("prepare-backup-manifest");
 		for (size_t i = 0; i < plan.count; i++) {
 			if (plan.ops[i].kind != 'B')
 				continue;
@@ -1403,6 +1419,7 @@ apply(struct target *t, const struct commit_opts *o, const struct manifest *to,
 		goto out;
 	}
 #endif
+	fault_point("prepare-syncfs-done");
 	if (fsync_dirfd(prepfd, "prep") != 0 || (objfd != -1 && fsync_dirfd(objfd, objdir) != 0)) {
 		ret = DS_ERR_SYSTEM;
 		goto out;
