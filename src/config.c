@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 #include <yaml.h>
 
@@ -401,6 +402,57 @@ count_strings(const char *const *v)
 	return n;
 }
 
+struct key_position {
+	const char	*name;
+	size_t		 index;	/* of the key in the mapping's items */
+};
+
+/* Orders keys by name, then by position, so duplicates are adjacent. */
+static int
+compare_keys(const void *a, const void *b)
+{
+	const struct key_position *x = a, *y = b;
+	int c = strcmp(x->name, y->name);
+
+	if (c != 0)
+		return c;
+	return x->index < y->index ? -1 : x->index > y->index;
+}
+
+/*
+ * Finds the first repeated key in file order; sorting keeps a mapping of
+ * thousands of hosts linear-logarithmic. Returns 0 or logs and fails.
+ */
+static int
+check_duplicates(struct loader *ld, const struct node *map, const char *ctx)
+{
+	size_t n = map->nitems / 2, dup = SIZE_MAX, first = 0;
+	struct key_position *keys;
+	int r = 0;
+
+	if (n < 2)
+		return 0;
+	keys = xcalloc(n, sizeof(*keys));
+	for (size_t i = 0; i < n; i++) {
+		keys[i].name = map->items[2 * i]->value;
+		keys[i].index = 2 * i;
+	}
+	qsort(keys, n, sizeof(*keys), compare_keys);
+	/* The second of each run of equal names is that name's first repeat. */
+	for (size_t i = 1; i < n; i++)
+		if (strcmp(keys[i].name, keys[i - 1].name) == 0 &&
+		    (i < 2 || strcmp(keys[i - 1].name, keys[i - 2].name) != 0) &&
+		    keys[i].index < dup) {
+			dup = keys[i].index;
+			first = keys[i - 1].index;
+		}
+	if (dup != SIZE_MAX)
+		r = fail(ld, map->items[dup], ctx, map->items[dup]->value,
+		    "duplicate key (first at line %u)", map->items[first]->line);
+	free(keys);
+	return r;
+}
+
 /*
  * Checks a mapping's keys: scalars, no duplicates, and (when KNOWN is not
  * NULL) only known names, with a suggestion for a misspelt one.
@@ -409,20 +461,21 @@ static int
 check_keys(struct loader *ld, const struct node *map, const char *ctx, const char *const *known)
 {
 	char buf[128];
+	int r;
 
 	for (size_t i = 0; i + 1 < map->nitems; i += 2) {
 		const struct node *key = map->items[i];
-		int found = 0;
 
 		if (key->type != NODE_SCALAR)
 			return fail(ld, key, ctx, NULL, "expected a plain key, got %s",
 			    describe(key, buf, sizeof(buf)));
-		for (size_t j = 0; j < i; j += 2)
-			if (strcmp(map->items[j]->value, key->value) == 0)
-				return fail(ld, key, ctx, key->value,
-				    "duplicate key (first at line %u)", map->items[j]->line);
-		if (known == NULL)
-			continue;
+	}
+	if ((r = check_duplicates(ld, map, ctx)) != 0)
+		return r;
+	for (size_t i = 0; known != NULL && i + 1 < map->nitems; i += 2) {
+		const struct node *key = map->items[i];
+		int found = 0;
+
 		for (size_t j = 0; known[j] != NULL; j++)
 			if (strcmp(known[j], key->value) == 0)
 				found = 1;
@@ -1125,6 +1178,12 @@ parse_host_fields(struct loader *ld, const struct node *map, const char *ctx,
 	return 0;
 }
 
+static int
+compare_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 /* A directory on the target: absolute for a remote host, else resolved here. */
 static int
 target_path(struct loader *ld, const struct config_host *h, const struct origin *o,
@@ -1215,6 +1274,7 @@ parse_hosts(struct loader *ld, const struct node *root)
 	struct host_origins default_origins, *origins = NULL;
 	struct config_host template;
 	const char **keys = NULL;
+	char **names = NULL;
 	int r;
 
 	memset(&template, 0, sizeof(template));
@@ -1273,11 +1333,16 @@ parse_hosts(struct loader *ld, const struct node *root)
 			goto out;
 	}
 	/* A name on the command line must mean one thing: a host or a group. */
+	names = xcalloc(c->nhosts + 1, sizeof(*names));
+	for (size_t i = 0; i < c->nhosts; i++)
+		names[i] = c->hosts[i].name;
+	qsort(names, c->nhosts, sizeof(*names), compare_names);
 	for (size_t i = 0; i < c->nhosts; i++) {
 		for (size_t g = 0; c->hosts[i].groups[g] != NULL; g++) {
 			char ctx[128];
 
-			if (config_host(c, c->hosts[i].groups[g]) == NULL)
+			if (bsearch(&c->hosts[i].groups[g], names, c->nhosts, sizeof(*names),
+			    compare_names) == NULL)
 				continue;
 			/* The per-host ctx buffers are gone; rebuild the name. */
 			snprintf(ctx, sizeof(ctx), "hosts.%s", c->hosts[i].name);
@@ -1293,7 +1358,8 @@ parse_hosts(struct loader *ld, const struct node *root)
 		const struct node *list = map_get(root, "groups");
 
 		for (size_t g = 0; c->groups[g] != NULL; g++)
-			if (config_host(c, c->groups[g]) != NULL) {
+			if (bsearch(&c->groups[g], names, c->nhosts, sizeof(*names),
+			    compare_names) != NULL) {
 				r = fail(ld, list_item(list, g), NULL, "groups", "'%s' is a host "
 				    "name; a group cannot share a name with a host", c->groups[g]);
 				goto out;
@@ -1304,6 +1370,7 @@ parse_hosts(struct loader *ld, const struct node *root)
 	host_release(&template);
 	free(keys);
 	free(origins);
+	free(names);
 	return r;
 }
 

@@ -90,6 +90,8 @@ static const struct {
 	/* duplicate keys */
 	{ D "hosts:\n  a: {path: /t}\n  a: {path: /u}\n", 4, "hosts.a", "duplicate" },
 	{ H "    port: 22\n    port: 23\n", 6, "hosts.a.port", "first at line 5" },
+	{ D "hosts:\n  a: {path: /t}\n  b: {path: /u}\n  b: {path: /w}\n  a: {path: /v}\n"
+	    "  a: {path: /x}\n", 5, "hosts.b", "first at line 4" },
 	{ D "distribution: {name: y}\n", 2, "distribution", "duplicate" },
 	/* unknown keys */
 	{ D "hostz:\n  a: {path: /t}\n", 2, "hostz", "did you mean 'hosts'" },
@@ -246,6 +248,34 @@ test_bad_files(void)
 		    strstr(err, "1 MiB") != NULL, "10 MB file refused: %.*s",
 		    (int)strcspn(err, "\n"), err);
 		free(err);
+	}
+
+	/* Many hosts load quickly; a repeat among them is still found. */
+	{
+		size_t cap = 900 * 1024, used;
+		char *many = xmalloc(cap);
+		int w;
+
+		used = (size_t)snprintf(many, cap, D "hosts:\n");
+		for (int k = 0; k < 20000; k++) {
+			w = snprintf(many + used, cap - used, "  h%d: {path: /t/%d, groups: [g%d]}\n",
+			    k, k, k % 50);
+			used += (size_t)w;
+		}
+		tap_write_file("many.yml", many, used);
+		r = load_captured("many.yml", &c, &err);
+		CHECK(r == 0 && c != NULL && c->nhosts == 20000, "20000 hosts load");
+		config_free(c);
+		free(err);
+		w = snprintf(many + used, cap - used, "  h7: {path: /u}\n");
+		used += (size_t)w;
+		tap_write_file("many.yml", many, used);
+		r = load_captured("many.yml", &c, &err);
+		CHECK(r == DS_ERR_CONFIG && strstr(err, "many.yml:20003:3: hosts.h7: duplicate key "
+		    "(first at line 10)") != NULL, "a repeat after 20000 hosts: %.*s",
+		    (int)strcspn(err, "\n"), err);
+		free(err);
+		free(many);
 	}
 
 	/* Nesting deeper than any config needs. */
