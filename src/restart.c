@@ -194,6 +194,61 @@ restart_plan_free(struct restart_plan *plan)
 	free(plan);
 }
 
+struct changed_list {
+	char	**paths;
+	size_t	  count;
+	size_t	  alloc;
+};
+
+static int
+changed_collect(enum manifest_change change, const struct manifest_entry *old_entry,
+    const struct manifest_entry *new_entry, void *arg)
+{
+	struct changed_list *list = arg;
+	const struct manifest_entry *e = new_entry ? new_entry : old_entry;
+
+	(void)change;
+	list->paths = xgrow(list->paths, &list->alloc, list->count + 1, sizeof(*list->paths));
+	list->paths[list->count++] = e->path;	/* borrowed: the manifests outlive the list */
+	return 0;
+}
+
+int
+restart_select_manifests(const struct config *config, const struct manifest *old,
+    const struct manifest *new, struct restart_plan **out)
+{
+	struct changed_list list = { NULL, 0, 0 };
+	int r;
+
+	*out = NULL;
+	if ((r = manifest_diff(old, new, changed_collect, &list)) == 0)
+		r = restart_select(config, list.paths, list.count, out);
+	free(list.paths);
+	return r;
+}
+
+char *
+restart_plan_names(const struct restart_plan *plan)
+{
+	size_t len = 0, off = 0;
+	char *s;
+
+	if (plan == NULL || plan->nrestart == 0)
+		return NULL;
+	for (size_t i = 0; i < plan->nrestart; i++)
+		len += strlen(plan->items[i].service->name) + 1;
+	s = xmalloc(len);
+	for (size_t i = 0; i < plan->nrestart; i++) {
+		size_t n = strlen(plan->items[i].service->name);
+		if (i > 0)
+			s[off++] = ',';
+		memcpy(s + off, plan->items[i].service->name, n);
+		off += n;
+	}
+	s[off] = '\0';
+	return s;
+}
+
 void
 restart_describe(const struct restart_plan *plan, const char *prefix, FILE *fp)
 {

@@ -54,6 +54,21 @@ int	restart_select(const struct config *config, char *const *changed_paths, size
 void	restart_plan_free(struct restart_plan *plan);
 
 /*
+ * restart_select for the change from OLD (NULL: nothing applied yet) to NEW:
+ * every path whose content, mode or type changed, plus deletions, in path
+ * order. For plan and push --dry-run, where no commit report exists.
+ */
+int	restart_select_manifests(const struct config *config, const struct manifest *old,
+	    const struct manifest *new, struct restart_plan **out);
+
+/*
+ * Names of the services the plan restarts, comma-separated in restart
+ * order ("backend,gateway"), or NULL when none does; caller frees. For
+ * commit_history_write's RESTARTED.
+ */
+char	*restart_plan_names(const struct restart_plan *plan);
+
+/*
  * Prints what the plan would do, one line per service, for plan and
  * push --dry-run:
  *	restart backend: openmrs_modules/x-1.2.omod changed

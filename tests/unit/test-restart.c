@@ -167,6 +167,59 @@ test_select_bad(void)
 	restart_plan_free(plan);
 }
 
+static void
+test_select_manifests(void)
+{
+	struct config c;
+	struct config_service s[4];
+	struct manifest *old = manifest_new(), *new = manifest_new();
+	struct restart_plan *plan = NULL;
+	struct manifest_entry e;
+	char *text, *names;
+
+	demo_config(&c, s);
+	memset(&e, 0, sizeof(e));
+	e.type = MANIFEST_FILE;
+	e.mode = 0644;
+	e.path = "frontend/main.js";
+	hash_bytes("1", 1, e.hash);
+	manifest_add(old, &e);
+	manifest_add(new, &e);
+	e.path = "openmrs_modules/a-1.0.omod";
+	manifest_add(old, &e);
+	e.path = "openmrs_modules/a-1.1.omod";
+	manifest_add(new, &e);
+	e.path = "gateway/nginx.conf";
+	manifest_add(old, &e);
+	e.mode = 0600;		/* only the mode changes */
+	manifest_add(new, &e);
+	CHECK(manifest_sort(old) == 0 && manifest_sort(new) == 0, "manifests built");
+
+	CHECK(restart_select_manifests(&c, old, new, &plan) == 0, "select from two manifests");
+	text = describe(plan);
+	CHECK(strcmp(text, "restart gateway: gateway/nginx.conf changed\n"
+	    "restart backend: openmrs_modules/a-1.0.omod changed\n"
+	    "restart worker: openmrs_modules/a-1.0.omod changed\n") == 0,
+	    "a mode change and a deletion count, unchanged files do not");
+	if (plan == NULL || strstr(text, "worker") == NULL)
+		printf("# got:\n%s", text);
+	names = restart_plan_names(plan);
+	CHECK(names != NULL && strcmp(names, "gateway,backend,worker") == 0, "names: %s",
+	    names ? names : "(null)");
+	free(names);
+	free(text);
+	restart_plan_free(plan);
+
+	CHECK(restart_select_manifests(&c, new, new, &plan) == 0 && plan->count == 0 &&
+	    restart_plan_names(plan) == NULL, "the same manifest twice: nothing");
+	restart_plan_free(plan);
+	CHECK(restart_select_manifests(&c, NULL, new, &plan) == 0 && plan->nrestart == 3,
+	    "first apply: everything matched restarts");
+	restart_plan_free(plan);
+	manifest_free(old);
+	manifest_free(new);
+}
+
 static char *
 slurp(const char *file)
 {
@@ -542,6 +595,7 @@ main(void)
 {
 	tap_run("select", test_select);
 	tap_run("select-bad", test_select_bad);
+	tap_run("select-manifests", test_select_manifests);
 	tap_run("run", test_run);
 	tap_run("run-once", test_run_once);
 	tap_run("http", test_http);
