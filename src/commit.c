@@ -615,7 +615,7 @@ fsync_dirs(struct target *t, const struct plan *p)
 
 struct backup_set {
 	char	*name;
-	time_t	 mtime;
+	int64_t	 mtime;	/* ns: several applies can fall in one second */
 };
 
 static int
@@ -653,7 +653,7 @@ prune_backups(struct target *t, unsigned keep, const char *keep_id)
 			continue;
 		sets = xgrow(sets, &alloc, n + 1, sizeof(*sets));
 		sets[n].name = xstrdup(de->d_name);
-		sets[n++].mtime = st.st_mtime;
+		sets[n++].mtime = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
 	}
 	qsort(sets, n, sizeof(*sets), backup_cmp);
 	fault_point("prune-start");
@@ -728,7 +728,8 @@ replay(struct target *t)
 	if ((r = fsync_dirs(t, &p)) != 0)
 		goto out;
 	fault_point("replay-dirs-synced");
-	if (p.from != NULL) {
+	/* Re-applying the current release (repairing drift) keeps the rollback target. */
+	if (p.from != NULL && strcmp(p.from, p.to) != 0) {
 		char *line = xasprintf("%s\n", p.from);
 		r = write_atomic_at(sfd, target_state_dir(t), "previous.id", line, strlen(line));
 		free(line);

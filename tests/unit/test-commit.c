@@ -1,0 +1,376 @@
+/* Unit tests of target + commit: layout checks, lock, apply, no-op, drift, rollback, journals. */
+#include "autoconf.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "commit.h"
+#include "err.h"
+#include "log.h"
+#include "manifest.h"
+#include "path.h"
+#include "stage.h"
+#include "target.h"
+#include "xmalloc.h"
+#include "tap.h"
+
+/* Writes a source tree for release number n: a few files that change with n. */
+static void
+make_release(const char *dir, int n)
+{
+	char path[256], text[64];
+
+	mkdir(dir, 0755);
+	snprintf(path, sizeof(path), "%s/mods", dir);
+	mkdir(path, 0755);
+	snprintf(path, sizeof(path), "%s/mods/a-%d.omod", dir, n);
+	snprintf(text, sizeof(text), "module version %d\n", n);
+	tap_write_file(path, text, strlen(text));
+	snprintf(path, sizeof(path), "%s/core.war", dir);
+	tap_write_file(path, text, strlen(text));
+	snprintf(path, sizeof(path), "%s/static.txt", dir);
+	tap_write_file(path, "same\n", 5);
+	snprintf(path, sizeof(path), "%s/run.sh", dir);
+	tap_write_file(path, "#!/bin/sh\n", 10);
+	chmod(path, n % 2 ? 0755 : 0700);
+}
+
+/* Scans SRC, stages its content, applies it as ID; returns the apply's result. */
+static int
+apply_dir(struct target *t, const char *src, const char *id, struct commit_opts *o,
+    struct commit_report *r)
+{
+	struct manifest *m = NULL;
+	uint8_t (*missing)[HASH_LEN] = NULL;
+	size_t n = 0;
+	int ret;
+
+	if ((ret = manifest_scan(src, NULL, NULL, 1, &m, NULL)) != 0)
+		return ret;
+	if ((ret = commit_missing(t, m, &missing, &n)) != 0)
+		goto out;
+	for (size_t i = 0; i < m->count; i++) {
+		const struct manifest_entry *e = &m->entries[i];
+		char *file;
+		int fd;
+
+		if (e->type != MANIFEST_FILE)
+			continue;
+		file = xasprintf("%s/%s", src, e->path);
+		fd = open(file, O_RDONLY);
+		free(file);
+		if (fd == -1 || (ret = stage_add_fd(t, e->hash, fd)) != 0) {
+			if (fd != -1)
+				close(fd);
+			ret = ret != 0 ? ret : DS_ERR_SYSTEM;
+			goto out;
+		}
+		close(fd);
+	}
+	o->to = m;
+	o->release_id = id;
+	ret = commit_apply(t, o, r);
+out:
+	free(missing);
+	manifest_free(m);
+	return ret;
+}
+
+static int
+same_tree(const char *a, const char *b)
+{
+	struct manifest *x = NULL, *y = NULL;
+	char *ex = NULL, *ey = NULL;
+	size_t lx = 0, ly = 0;
+	int same = 0;
+
+	if (manifest_scan(a, NULL, NULL, 1, &x, NULL) == 0 &&
+	    manifest_scan(b, NULL, NULL, 1, &y, NULL) == 0) {
+		manifest_encode(x, &ex, &lx);
+		manifest_encode(y, &ey, &ly);
+		same = lx == ly && memcmp(ex, ey, lx) == 0;
+	}
+	free(ex);
+	free(ey);
+	manifest_free(x);
+	manifest_free(y);
+	return same;
+}
+
+static void
+test_layout(void)
+{
+	static const struct {
+		const char *target, *state;
+		int want;
+	} cases[] = {
+		{ "t", "state", 0 },
+		{ "t", "t/.state", DS_ERR_PRECONDITION },
+		{ "t", "t", DS_ERR_PRECONDITION },
+		{ "s/t", "s", DS_ERR_PRECONDITION },
+		{ "a/b/t", "a/b/.t.distsync", 0 },
+		{ "/dev/shm/ds-layout-test-target", "state2", DS_ERR_PRECONDITION },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct target *t = NULL;
+		struct stat st;
+		int r;
+
+		if (strncmp(cases[i].target, "/dev/shm", 8) == 0 &&
+		    (stat("/dev/shm", &st) == -1 || path_same_fs("/dev/shm", ".") != 0))
+			continue;
+		r = target_open(cases[i].target, cases[i].state, 0, &t);
+		CHECK(r == cases[i].want, "target %s state %s: %d (got %d)", cases[i].target,
+		    cases[i].state, cases[i].want, r);
+		target_close(t);
+	}
+	rmdir("/dev/shm/ds-layout-test-target");
+	{
+		char *d = target_default_state_dir("/opt/openmrs/distribution");
+		CHECK(strcmp(d, "/opt/openmrs/.distribution.distsync") == 0, "default state dir %s", d);
+		free(d);
+	}
+}
+
+static void
+test_lock(void)
+{
+	struct target *t = NULL;
+	int fds[2], r;
+	pid_t pid;
+	char c;
+
+	CHECK(pipe(fds) == 0, "pipe");
+	pid = fork();
+	if (pid == 0) {
+		close(fds[0]);
+		if (target_open("t", "state", 0, &t) != 0)
+			_exit(1);
+		if (write(fds[1], "L", 1) != 1)
+			_exit(1);
+		sleep(30);
+		_exit(0);
+	}
+	close(fds[1]);
+	CHECK(read(fds[0], &c, 1) == 1, "child holds the lock");
+	close(fds[0]);
+	r = target_open("t", "state", 1, &t);
+	CHECK(r == DS_ERR_LOCKED, "second opener gets DS_ERR_LOCKED after 1 s (%d)", r);
+	target_close(t);
+	t = NULL;
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	r = target_open("t", "state", 1, &t);
+	CHECK(r == 0, "lock is free once the holder died");
+	target_close(t);
+}
+
+static void
+test_apply(void)
+{
+	struct commit_opts o;
+	struct commit_report r;
+	struct target *t = NULL;
+	char **drifted = NULL, *id = NULL;
+	int ret;
+
+	memset(&o, 0, sizeof(o));
+	make_release("r1", 1);
+	make_release("r2", 2);
+	CHECK(target_open("t", "state", 0, &t) == 0, "open");
+	if (t == NULL)
+		return;
+	ret = apply_dir(t, "r1", "1", &o, &r);
+	CHECK(ret == 0 && r.added == 5 && r.from_release == NULL, "first apply adds 5 (%d, %zu)",
+	    ret, r.added);
+	CHECK(same_tree("r1", "t"), "tree is release 1");
+	commit_report_release(&r);
+	ret = apply_dir(t, "r1", "1", &o, &r);
+	CHECK(ret == 0 && r.noop == 1, "same release again is a no-op");
+	commit_report_release(&r);
+	ret = apply_dir(t, "r2", "2", &o, &r);
+	CHECK(ret == 0 && r.added == 1 && r.deleted == 1 && r.updated == 1 && r.mode_changed == 1,
+	    "release 2: +1 -1 ~1 mode 1 (%zu %zu %zu %zu)", r.added, r.deleted, r.updated,
+	    r.mode_changed);
+	CHECK(r.changed_paths[0] != NULL && strcmp(r.changed_paths[0], "core.war") == 0,
+	    "changed paths start with core.war");
+	CHECK(same_tree("r2", "t"), "tree is release 2");
+	CHECK(commit_history_write(t, "apply", &r, "backend", 0) == 0, "history line");
+	commit_report_release(&r);
+	CHECK(target_current(t, &id, NULL) == 0 && id != NULL && strcmp(id, "2") == 0,
+	    "current id is 2");
+	free(id);
+
+	/* Drift: an edited file and an extra one. */
+	tap_write_file("t/static.txt", "edited\n", 7);
+	tap_write_file("t/extra", "x", 1);
+	CHECK(target_verify(t, NULL, &drifted) == 0 && drifted[0] != NULL &&
+	    strcmp(drifted[0], "extra") == 0 && drifted[1] != NULL &&
+	    strcmp(drifted[1], "static.txt") == 0 && drifted[2] == NULL, "verify lists 2 drifted paths");
+	xfree_strv(drifted);
+	o.fail_on_drift = 1;
+	ret = apply_dir(t, "r1", "1", &o, &r);
+	CHECK(ret == DS_ERR_DRIFT, "fail_on_drift refuses (%d)", ret);
+	CHECK(access("t/extra", F_OK) == 0, "and touched nothing");
+	commit_report_release(&r);
+	o.fail_on_drift = 0;
+	ret = apply_dir(t, "r2", "2", &o, &r);
+	CHECK(ret == 0 && r.drifted_paths[0] != NULL, "drift is overwritten and listed");
+	CHECK(same_tree("r2", "t"), "tree is release 2 again");
+	commit_report_release(&r);
+
+	/* A missing object: nothing is touched. */
+	{
+		struct manifest *m = manifest_new();
+		struct manifest_entry e = { 0 };
+		e.path = "new-file";
+		e.type = MANIFEST_FILE;
+		e.mode = 0644;
+		e.size = 5;
+		hash_bytes("never", 5, e.hash);
+		manifest_add(m, &e);
+		o.to = m;
+		o.release_id = "3";
+		ret = commit_apply(t, &o, &r);
+		CHECK(ret == DS_ERR_NOTFOUND, "missing object: DS_ERR_NOTFOUND (%d)", ret);
+		CHECK(same_tree("r2", "t"), "tree unchanged");
+		commit_report_release(&r);
+		o.dry_run = 1;
+		ret = commit_apply(t, &o, &r);
+		CHECK(ret == 0 && r.added == 1 && r.deleted == 5, "dry run reports the plan");
+		CHECK(same_tree("r2", "t"), "dry run changed nothing");
+		commit_report_release(&r);
+		o.dry_run = 0;
+		manifest_free(m);
+	}
+
+	/* Rollback to 1, then to 2 again. */
+	ret = commit_rollback(t, &o, &r);
+	CHECK(ret == 0 && strcmp(r.to_release, "1") == 0, "rollback to 1 (%d)", ret);
+	CHECK(same_tree("r1", "t"), "tree is release 1");
+	commit_report_release(&r);
+	ret = commit_rollback(t, &o, &r);
+	CHECK(ret == 0 && strcmp(r.to_release, "2") == 0, "rollback again returns to 2");
+	CHECK(same_tree("r2", "t"), "tree is release 2");
+	commit_report_release(&r);
+	target_close(t);
+}
+
+static void
+test_keep_backups(void)
+{
+	struct commit_opts o;
+	struct commit_report r;
+	struct target *t = NULL;
+	char name[32];
+	int n = 0;
+
+	memset(&o, 0, sizeof(o));
+	o.keep_backups = 1;
+	CHECK(target_open("t", "state", 0, &t) == 0, "open");
+	if (t == NULL)
+		return;
+	for (int i = 1; i <= 5; i++) {
+		snprintf(name, sizeof(name), "r%d", i);
+		make_release(name, i);
+		CHECK(apply_dir(t, name, name + 1, &o, &r) == 0, "apply %d", i);
+		commit_report_release(&r);
+	}
+	for (int i = 1; i <= 5; i++) {
+		char path[64];
+		snprintf(path, sizeof(path), "state/backup/%d", i);
+		n += access(path, F_OK) == 0;
+	}
+	CHECK(n == 1 && access("state/backup/4", F_OK) == 0, "one backup set kept, of 4 (%d)", n);
+	CHECK(access("state/staging", F_OK) == 0, "staging dir kept");
+	target_close(t);
+}
+
+static void
+test_bad_journal(void)
+{
+	static const char *const journals[] = {
+		"",
+		"garbage\n",
+		"distsync-journal 1\nfrom -\nto 1\nkeep 3\n",			/* no end */
+		"distsync-journal 1\nfrom -\nto 1\nkeep 3\nU ../x\nend\n",	/* unclean path */
+		"distsync-journal 1\nfrom -\nto 1\nkeep 3\nU /etc/passwd\nend\n",
+		"distsync-journal 1\nfrom -\nto 1\nkeep 3\nX a\nend\n",
+		"distsync-journal 1\nfrom -\nto ../1\nkeep 3\nend\n",
+		"distsync-journal 1\nfrom -\nto 1\nkeep 3\nP 0 99999 -1 -1 a\nend\n",
+		"distsync-journal 1\nfrom -\nto 1\nkeep 3\nend\nU a\n",
+		"distsync-journal 1\nfrom -\nto 1\nkeep 3\nU a%2\nend\n",
+		"distsync-journal 1\nfrom -\nto 1\nkeep 3\nU a%00b\nend\n",
+		"distsync-journal 1\nfrom -\nto 1\nkeep 3\nend",
+	};
+	for (size_t i = 0; i < sizeof(journals) / sizeof(journals[0]); i++) {
+		struct target *t = NULL;
+		int r;
+
+		mkdir("state", 0755);
+		mkdir("t", 0755);
+		tap_write_file("t/keep", "k", 1);
+		tap_write_file("state/journal", journals[i], strlen(journals[i]));
+		r = target_open("t", "state", 0, &t);
+		CHECK(r == DS_ERR_CORRUPT, "damaged journal %zu refused (%d)", i, r);
+		CHECK(access("t/keep", F_OK) == 0, "and the tree untouched");
+		target_close(t);
+	}
+	/* A valid empty journal rolls forward to its release. */
+	{
+		const char *j = "distsync-journal 1\nfrom -\nto 7\nkeep 3\nend\n";
+		struct target *t = NULL;
+		char *id = NULL;
+
+		tap_write_file("state/journal", j, strlen(j));
+		CHECK(target_open("t", "state", 0, &t) == 0, "valid journal replayed");
+		CHECK(t != NULL && target_current(t, &id, NULL) == 0 && id != NULL &&
+		    strcmp(id, "7") == 0, "current id from the journal");
+		CHECK(access("state/journal", F_OK) == -1, "journal removed");
+		free(id);
+		target_close(t);
+	}
+	/* Prepared files without a journal are discarded. */
+	{
+		struct target *t = NULL;
+		mkdir("state/prep", 0700);
+		tap_write_file("state/prep/0", "x", 1);
+		CHECK(target_open("t", "state", 0, &t) == 0 && access("state/prep", F_OK) == -1,
+		    "uncommitted prep/ discarded");
+		target_close(t);
+	}
+}
+
+static void
+test_no_previous(void)
+{
+	struct commit_opts o;
+	struct commit_report r;
+	struct target *t = NULL;
+
+	memset(&o, 0, sizeof(o));
+	CHECK(target_open("t", NULL, 0, &t) == 0, "open with the default state dir");
+	CHECK(access(".t.distsync/lock", F_OK) == 0, "default state dir is .t.distsync");
+	CHECK(commit_rollback(t, &o, &r) == DS_ERR_NOTFOUND, "nothing to roll back to");
+	commit_report_release(&r);
+	o.release_id = "bad/id";
+	o.to = NULL;
+	CHECK(commit_apply(t, &o, &r) == DS_ERR_INVALID, "no manifest: invalid");
+	commit_report_release(&r);
+	target_close(t);
+}
+
+int
+main(void)
+{
+	log_set_level(LOG_LEVEL_ERROR);
+	tap_run("commit-layout", test_layout);
+	tap_run("commit-lock", test_lock);
+	tap_run("commit-apply", test_apply);
+	tap_run("commit-keep-backups", test_keep_backups);
+	tap_run("commit-bad-journal", test_bad_journal);
+	tap_run("commit-no-previous", test_no_previous);
+	return tap_done();
+}
