@@ -20,6 +20,7 @@ extern const struct cmd_entry cmd_push_entry;
 extern const struct cmd_entry cmd_rollback_entry;
 extern const struct cmd_entry cmd_verify_entry;
 extern const struct cmd_entry cmd_serve_entry;
+extern const struct cmd_entry cmd_trust_entry;
 extern const struct cmd_entry cmd_manifest_entry;
 extern const struct cmd_entry cmd_config_entry;
 
@@ -32,6 +33,7 @@ static const struct cmd_entry *const cmd_table[] = {
 	&cmd_rollback_entry,
 	&cmd_verify_entry,
 	&cmd_serve_entry,
+	&cmd_trust_entry,
 	&cmd_manifest_entry,
 	&cmd_config_entry,
 	NULL
