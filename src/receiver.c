@@ -699,7 +699,12 @@ receiver_run(struct xport *x, const struct receiver_options *opt)
 	rc.open = m.u.open;
 	memset(&m, 0, sizeof(m));
 	opened = 1;
-	if ((r = resolve_host(&rc)) != 0 || (r = open_target(&rc)) != 0)
+	if ((r = resolve_host(&rc)) != 0)
+		goto out;
+	/* Waiting for objects: the host's idle limit; the sender may be slow to encode. */
+	if (x->idle_timeout == 0)
+		x->idle_timeout = rc.host->idle_timeout;
+	if ((r = open_target(&rc)) != 0)
 		goto out;
 	switch (rc.open.op) {
 	case PROTO_OP_PUSH:

@@ -446,6 +446,11 @@ run_push(struct sender *s, const struct proto_state *st)
 		goto out;
 	}
 	s->report->round_trips++;
+	/*
+	 * The apply, restarts and health checks may take longer than any idle
+	 * limit while the link is quiet; a dead link is the transport's to notice.
+	 */
+	s->x->idle_timeout = 0;
 	if ((r = proto_recv_msg(s->x, PROTO_RESULT, s->payload, &m)) != 0)
 		goto out;
 	s->report->result = m.u.result;
@@ -523,6 +528,7 @@ sender_run(struct xport *x, const struct sender_options *opt, struct sender_repo
 	if (r != 0)
 		goto out;
 	if (opt->op != PROTO_OP_PUSH) {
+		x->idle_timeout = 0;	/* a rollback restarts services: see run_push */
 		if ((r = proto_recv_msg(x, PROTO_RESULT, s.payload, &m)) != 0)
 			goto out;
 		report->result = m.u.result;

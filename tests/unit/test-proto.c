@@ -367,6 +367,7 @@ test_xport(void)
 	buf_reserve(big, PROTO_CHUNK_MAX, &dst);
 	for (size_t i = 0; i < PROTO_CHUNK_MAX; i++)
 		dst[i] = (uint8_t)(i * 7);
+	fflush(NULL);
 	pid = fork();
 	if (pid == 0) {
 		close(sv[0]);
@@ -375,6 +376,8 @@ test_xport(void)
 		proto_send(a, PROTO_DATA, big);
 		proto_send_error(a, DS_ERR_LOCKED, "locked by pid %d", 42);
 		xport_free(a);
+		buf_free(pl);
+		buf_free(big);
 		_exit(0);
 	}
 	close(sv[1]);
