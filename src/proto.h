@@ -141,7 +141,7 @@ struct proto_object {
 
 struct proto_commit {
 	char		*release;
-	uint8_t		*manifest;	/* canonical bytes */
+	uint8_t		*manifest;	/* canonical bytes; empty: the receiver's current one */
 	size_t		 manifest_len;
 	uint8_t		*signature;	/* may be empty */
 	size_t		 signature_len;

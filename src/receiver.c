@@ -547,8 +547,12 @@ do_commit(struct receiver *rc, const struct proto_commit *c, struct proto_result
 		log_error("%s: COMMIT names an invalid release id", rc->x->peer);
 		return DS_ERR_PROTO;
 	}
-	if ((r = manifest_decode((const char *)c->manifest, c->manifest_len, c->release,
-	    &to)) != 0)
+	if (c->manifest_len == 0) {
+		/* The sender saw our digest: the release is the manifest we hold. */
+		if ((r = target_current(rc->t, NULL, &to)) != 0)
+			return r;
+	} else if ((r = manifest_decode((const char *)c->manifest, c->manifest_len,
+	    c->release, &to)) != 0)
 		return DS_ERR_PROTO;
 	commit_options(rc, c->flags, &co);
 	co.release_id = c->release;

@@ -440,6 +440,14 @@ run_push(struct sender *s, const struct proto_state *st)
 	commit.release = release;
 	manifest_encode(target, (char **)&commit.manifest, &len);
 	commit.manifest_len = len;
+	{
+		uint8_t d[HASH_LEN];
+
+		/* The receiver holds this very manifest: an empty one says "yours". */
+		hash_bytes(commit.manifest, len, d);
+		if (memcmp(d, st->digest, HASH_LEN) == 0)
+			commit.manifest_len = 0;
+	}
 	commit.flags = opt->flags;
 	if ((r = proto_send_msg(s->x, PROTO_COMMIT, &commit)) != 0) {
 		r = peer_reason(s, r);
