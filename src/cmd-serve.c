@@ -61,7 +61,8 @@ serve_exec(int argc, char **argv, const struct config *config)
 		cmd_usage(&cmd_serve_entry, serve_options);
 		return DS_ERR_USAGE;
 	}
-	if (stat(ro.root, &st) != 0 || !S_ISDIR(st.st_mode)) {
+	/* A root that does not exist yet is the target of a first push, made then. */
+	if (stat(ro.root, &st) == 0 && !S_ISDIR(st.st_mode)) {
 		log_error("--root %s: not a directory", ro.root);
 		return DS_ERR_USAGE;
 	}

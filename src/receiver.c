@@ -128,37 +128,55 @@ strv_len(char **v)
 	return n;
 }
 
-/* Is PATH (absolute) ROOT itself or under it? Both resolved through symlinks as far as they exist. */
+/*
+ * Resolves PATH (absolute) through symlinks into out (PATH_MAX bytes); the
+ * part that does not exist yet (a first push creates it) is appended to its
+ * nearest existing ancestor as written. Returns 0 or -1.
+ */
+static int
+resolve_path(const char *path, char *out)
+{
+	char *dir, *base, *joined;
+	int r;
+
+	if (realpath(path, out) != NULL)
+		return 0;
+	if (errno != ENOENT || strcmp(path, "/") == 0 || path[0] != '/')
+		return -1;
+	dir = path_dirname(path);
+	base = path_basename(path);
+	r = -1;
+	if (strcmp(base, "..") != 0 && strcmp(base, ".") != 0 && resolve_path(dir, out) == 0) {
+		joined = path_join(out, base);
+		if (strlen(joined) < PATH_MAX) {
+			memcpy(out, joined, strlen(joined) + 1);
+			r = 0;
+		}
+		free(joined);
+	}
+	free(dir);
+	free(base);
+	return r;
+}
+
+/* Is PATH ROOT itself or under it, both resolved through symlinks? */
 static int
 under_root(const char *root, const char *path)
 {
-	char rroot[PATH_MAX], rpath[PATH_MAX], *dir = NULL, *base = NULL, *joined = NULL;
+	char rroot[PATH_MAX], rpath[PATH_MAX];
 	size_t len;
-	int ok = 0;
 
-	if (realpath(root, rroot) == NULL)
+	char *aroot = path_absolute(NULL, root);
+	int r;
+
+	r = resolve_path(aroot, rroot);
+	free(aroot);
+	if (r != 0 || resolve_path(path, rpath) != 0)
 		return 0;
-	if (realpath(path, rpath) == NULL) {
-		/* A target not made yet: resolve its parent. */
-		dir = path_dirname(path);
-		base = path_basename(path);
-		if (realpath(dir, rpath) == NULL || strcmp(base, "..") == 0)
-			goto out;
-		joined = path_join(rpath, base);
-		if (strlen(joined) >= sizeof(rpath))
-			goto out;
-		memcpy(rpath, joined, strlen(joined) + 1);
-	}
-	len = strlen(rroot);
 	if (strcmp(rroot, "/") == 0)
-		ok = 1;
-	else
-		ok = strncmp(rpath, rroot, len) == 0 && (rpath[len] == '\0' || rpath[len] == '/');
-out:
-	free(dir);
-	free(base);
-	free(joined);
-	return ok;
+		return 1;
+	len = strlen(rroot);
+	return strncmp(rpath, rroot, len) == 0 && (rpath[len] == '\0' || rpath[len] == '/');
 }
 
 /* Resolves the host to serve: given locally, or from the YAML in OPEN. */

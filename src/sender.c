@@ -27,6 +27,7 @@
 #include "util.h"
 #include "xmalloc.h"
 #include "xport-local.h"
+#include "xport-ssh.h"
 #include "xport.h"
 
 #define READ_CHUNK	(128u * 1024)
@@ -587,9 +588,15 @@ sender_connect(const struct config *config, const struct config_host *host, stru
 	}
 	if (host->address == NULL)
 		return xport_local_open(config, host, out);
-	/* The SSH transport (xport-ssh.c) plugs in here. */
-	log_error("%s: pushing over SSH (address %s) is not built yet", host->name, host->address);
-	return DS_ERR_UNSUPPORTED;
+	{
+		/* The remote serve confines itself to the target (and its state beside it). */
+		char *args[] = { (char *)"serve", (char *)"--root", host->path, NULL };
+		char *quoted = xport_ssh_quote_argv(args);
+
+		r = xport_ssh_open(host, quoted, NULL, out);
+		free(quoted);
+		return r;
+	}
 }
 
 static const char *
