@@ -189,6 +189,7 @@ expect_exit 0 "the server takes the next connection" drv -i "$key" -k "$kh" -r t
 
 # push over SSH (when push speaks SSH): a full push, a no-op, then a link cut
 # mid-transfer leaves the target at the old release and the next run completes.
+mkdir -p site
 cd repo || exit 1
 sed -i "s|known_hosts: .*|known_hosts: $kh|" distsync.yml
 mkdir -p dist/openmrs_modules dist/frontend
@@ -218,6 +219,8 @@ else
 	i=0
 	while ! grep -q '^exit' "$T_DIR/push-cut.out" && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
 	ok "the cut push fails" grep -q '^exit 1' "$T_DIR/push-cut.out"
+	ok "the failure is the lost connection" grep -q "site-a: connection to 127.0.0.1:$port lost" \
+		"$T_DIR/push-cut.out"
 	ok "the target stays at release 1" same_tree "$site" ../dist-r1
 	sed -i '/bwlimit: 500000/d' distsync.yml
 	# The receiver may still hold the lock a moment after the cut.
