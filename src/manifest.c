@@ -64,7 +64,8 @@ entry_cmp(const void *a, const void *b)
 int
 manifest_sort(struct manifest *m)
 {
-	qsort(m->entries, m->count, sizeof(*m->entries), entry_cmp);
+	if (m->count > 1)
+		qsort(m->entries, m->count, sizeof(*m->entries), entry_cmp);
 	for (size_t i = 1; i < m->count; i++) {
 		if (strcmp(m->entries[i - 1].path, m->entries[i].path) == 0) {
 			log_error("duplicate path in manifest: %s", m->entries[i].path);
@@ -729,7 +730,8 @@ cache_load(struct scan *s, const char *file)
 out:
 	free(line);
 	fclose(fp);
-	qsort(s->cache, s->ncache, sizeof(*s->cache), item_cmp);
+	if (s->ncache > 1)
+		qsort(s->cache, s->ncache, sizeof(*s->cache), item_cmp);
 }
 
 static int
@@ -836,7 +838,8 @@ manifest_scan_cached(const char *root, char *const *exclude, const char *cache_i
 	}
 	if ((r = scan_dir(&s, fd, "", exclude)) != 0)
 		goto out;
-	qsort(s.items, s.count, sizeof(*s.items), item_cmp);
+	if (s.count > 1)
+		qsort(s.items, s.count, sizeof(*s.items), item_cmp);
 	if (cache_in != NULL)
 		cache_load(&s, cache_in);
 	if (stats != NULL)

@@ -462,7 +462,8 @@ store_prune(struct store *s, unsigned keep, size_t *releases_removed, size_t *ob
 		}
 		manifest_free(m);
 	}
-	qsort(refs, nrefs, HASH_LEN, hash_cmp);
+	if (nrefs > 1)
+		qsort(refs, nrefs, HASH_LEN, hash_cmp);
 	if (first > 0) {
 		/* Rewrite ORDER first: a crash then leaves unreferenced files, never a dangling id. */
 		size_t total = 1;
@@ -504,7 +505,7 @@ store_prune(struct store *s, unsigned keep, size_t *releases_removed, size_t *ob
 				snprintf(hex, sizeof(hex), "%s%s", de->d_name, oe->d_name);
 				if (hash_from_hex(hex, HASH_HEX_LEN, h) != 0)
 					continue;
-				if (bsearch(h, refs, nrefs, HASH_LEN, hash_cmp) == NULL &&
+				if ((nrefs == 0 || bsearch(h, refs, nrefs, HASH_LEN, hash_cmp) == NULL) &&
 				    unlinkat(dirfd(d), oe->d_name, 0) == 0)
 					robj++;
 			}
