@@ -154,4 +154,88 @@ echo "insert into a values (1);" >"$DIST/trusted_sql/002.sql"
 ok "run_once with new content" "$DRIVER" -r distsync.yml site trusted_sql/002.sql
 check "it ran again" "[ \$(wc -l <'$SITE/run_once.log') -eq 2 ]"
 
+# Part 2: the same through real pushes of releases (distsync release, push).
+# compose.yml and the services as above, in a second project whose target
+# only distsync writes.
+# shellcheck disable=SC2086
+compose $COMPOSE_ARGS down -t 1 >/dev/null 2>&1
+PROJECT="dspush$$"
+SITE="$T_DIR/site2"
+DIST="$SITE/distribution"
+COMPOSE_ARGS="--project-directory $SITE -f $SITE/compose.yml -p $PROJECT"
+mkdir -p "$SITE" repo/dist/openmrs_core repo/dist/openmrs_modules repo/dist/frontend \
+	repo/dist/gateway repo/dist/trusted_sql
+sed -e "s|@IMAGE@|$IMAGE|" -e "s|@PORT@|$PORT|" "$top_srcdir/tests/func/docker/compose.yml" \
+	>"$SITE/compose.yml"
+sed -e "s|@PORT@|$PORT|" -e "s|@PROJECT@|$PROJECT|" -e "s|path: site/distribution|path: ../site2/distribution|" \
+	-e "s|compose: site|compose: ../site2|" "$top_srcdir/tests/func/docker/distsync.yml" \
+	>repo/distsync.yml
+cd repo || exit 1
+echo "war 1" >dist/openmrs_core/openmrs.war
+echo "module 1.0" >dist/openmrs_modules/htmlformentry-1.0.omod
+echo "<h1>index</h1>" >dist/frontend/index.html
+echo "console.log(1)" >dist/frontend/main.js
+echo "gateway" >dist/gateway/index.html
+echo "create table a (x int);" >dist/trusted_sql/001.sql
+
+# push_release LABEL VERSION [push options]: cut a release and push it; output in $T_DIR/out.
+push_release() {
+	push_label=$1
+	push_version=$2
+	shift 2
+	ok "release $push_version" "$DISTSYNC" release --version "$push_version"
+	ok "$push_label" "$DISTSYNC" push site "$@"
+	cp "$T_DIR/.last.out" "$T_DIR/out"
+}
+
+push_release "push release 1 without restarts" 1 --no-restart
+# shellcheck disable=SC2086
+at_exit "cd '$T_DIR' && compose $COMPOSE_ARGS down -t 1"
+# shellcheck disable=SC2086
+ok "compose project on the pushed tree comes up" compose $COMPOSE_ARGS up -d
+ok "backend healthy" wait_healthy backend 30
+
+snapshot before
+echo "module 1.1" >dist/openmrs_modules/htmlformentry-1.0.omod
+push_release "push: only a module changed" 2
+check "push reports backend restarted and healthy" \
+	"grep -q 'restarted: backend (health: ok)' '$T_DIR/out'"
+ok "push: only backend restarted" restarted_only before backend
+backend_id=$(container_of backend)
+check "the restarted container sees the pushed module through its bind mount" \
+	"docker exec $backend_id cat /openmrs/modules/htmlformentry-1.0.omod | grep -qx 'module 1.1'"
+check "run_once ran with the commit" "[ \$(wc -l <'$SITE/run_once.log') -eq 1 ]"
+
+snapshot before
+echo "console.log(2)" >dist/frontend/main.js
+push_release "push: only frontend static files changed" 3
+check "push says no service restarted" "grep -q 'no service restarted' '$T_DIR/out'"
+ok "push: nothing restarted" restarted_only before
+
+snapshot before
+echo "<h1>index 2</h1>" >dist/frontend/index.html
+push_release "push: a reload_on file changed" 4
+check "push reports frontend restarted" "grep -q 'restarted: frontend' '$T_DIR/out'"
+ok "push: only frontend restarted" restarted_only before frontend
+
+snapshot before
+ok "push: nothing changed" "$DISTSYNC" push site
+ok "push: nothing restarted" restarted_only before
+check "run_once ran once across all those pushes of the same content" \
+	"[ \$(wc -l <'$SITE/run_once.log') -eq 1 ]"
+
+# A release whose new module breaks backend's healthcheck: rolled back, restarted, exit 1.
+snapshot before
+echo "broken" >dist/openmrs_modules/broken.omod
+sed -i 's/health: {container: true, timeout: 20}/health: {container: true, timeout: 6}/' distsync.yml
+ok "release 5" "$DISTSYNC" release --version 5
+expect_exit 1 "push of a release failing its health check exits 1" "$DISTSYNC" push site
+cp "$T_DIR/.last.out" "$T_DIR/out"
+check "the failure names backend and docker's health output" \
+	"grep -q 'backend' '$T_DIR/out' && grep -q 'module broken.omod failed to start' '$T_DIR/out'"
+check "the files were rolled back" "[ ! -e '$DIST/openmrs_modules/broken.omod' ]"
+ok "backend was restarted again" restarted_only before backend
+ok "backend healthy on the old files" wait_healthy backend 20
+cd "$T_DIR" || exit 1
+
 done_testing
