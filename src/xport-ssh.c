@@ -64,6 +64,7 @@ struct ssh_priv {
 	int		 closed;
 	int		 close_result;
 	int		 failed;	/* an error was logged; the session is unusable */
+	int		 error;		/* what failed first: DS_ERR_* */
 	int		 notfound_logged;
 	unsigned	 keepalive;	/* seconds */
 	time_t		 last_progress;	/* monotonic seconds */
@@ -585,6 +586,8 @@ lost(struct ssh_priv *p, const char *doing)
 	if (!p->failed)
 		log_error("%s: connection to %s lost while %s: %s", p->name, p->address, doing,
 		    ssh_get_error(p->session));
+	if (!p->failed)
+		p->error = DS_ERR_CONNECT;
 	p->failed = 1;
 	return DS_ERR_CONNECT;
 }
@@ -602,6 +605,8 @@ idle_check(struct xport *x, const char *doing)
 		if (!p->failed)
 			log_error("%s: no data from %s for %u s while %s: timed out", p->name,
 			    p->address, x->idle_timeout, doing);
+		if (!p->failed)
+			p->error = DS_ERR_TIMEOUT;
 		p->failed = 1;
 		return DS_ERR_TIMEOUT;
 	}
@@ -642,6 +647,7 @@ log_not_found(struct ssh_priv *p)
 		log_error("distsync not found on %s: install it there or set remote_command",
 		    p->name);
 	p->notfound_logged = 1;
+	p->error = DS_ERR_NOTFOUND;
 	p->failed = 1;
 }
 
@@ -774,7 +780,7 @@ ssh_xport_close(struct xport *x)
 		    "(killed by a signal, or the connection dropped)", p->name);
 		r = DS_ERR_PEER;
 	} else if (r == 0)
-		r = p->notfound_logged ? DS_ERR_NOTFOUND : DS_ERR_CONNECT;
+		r = p->error;
 	ssh_channel_close(p->channel);
 	/* libssh's ssh_disconnect frees the session's channels itself. */
 	ssh_channel_free(p->channel);
