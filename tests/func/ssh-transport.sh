@@ -159,6 +159,20 @@ expect_exit $((100 + 11)) "an explicit port wins over the alias's Port" \
 expect_exit 0 "trust through the alias" "$DISTSYNC" trust --yes --known-hosts "$T_DIR/kh-alias" sitealias
 check "alias recorded under the real host and port" \
 	"ssh-keygen -F '[127.0.0.1]:$port' -f '$T_DIR/kh-alias' | grep -q ssh-ed25519"
+# ProxyCommand from ~/.ssh/config (what libssh 0.10 turns ProxyJump into, too):
+# hop through the same server with OpenSSH's ssh -W.
+cat > home/.ssh/config <<EOF
+Host viaproxy
+	HostName 127.0.0.1
+	Port $port
+	User $(id -un)
+	IdentityFile $key
+	ProxyCommand ssh -i $key -o UserKnownHostsFile=$kh -o StrictHostKeyChecking=yes -o BatchMode=yes -p $port -W %h:%p $(id -un)@127.0.0.1
+EOF
+expect_exit 0 "ProxyCommand from ~/.ssh/config is honoured" \
+	sh -c "echo via-proxy | '$DRIVER' driver -N site-e -a viaproxy -k '$kh' -r cat"
+keep
+ok "output through the proxy" out_has "via-proxy"
 rm -f home/.ssh/config
 
 # Idle timeout: a silent peer is given up after idle_timeout seconds.
@@ -171,6 +185,14 @@ at_exit "kill \$(cat '$T_DIR/idle.pid')"
 took=$(( $(date +%s) - start ))
 ok "idle timeout message names the host" out_has "site-a: no data from 127.0.0.1:$port for 2 s"
 check "gave up within 2..8 s (took ${took}s)" "[ $took -ge 2 ] && [ $took -le 8 ]"
+
+# Keepalives while the peer is quiet (idle_timeout 6 s: one every 2 s) keep
+# the session usable.
+expect_exit 0 "a quiet peer under keepalives finishes" \
+	drv -v -t 6 -i "$key" -k "$kh" -r sh -- -c 'sleep 4; echo after-quiet'
+keep
+ok "keepalives were sent" out_has "site-a: sending a keepalive"
+ok "the output after the quiet spell arrived" out_has "after-quiet"
 
 # A link cut under a running command: a clear connection error, promptly.
 : > cut.out
