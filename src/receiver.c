@@ -761,6 +761,14 @@ out:
 	log_set_capture(NULL, NULL);
 	free(rc.errors);
 	xport_shutdown(x);
+	if (opt->result != NULL) {
+		res.status = r;
+		/* Errors the peer got (not printed here) go to the caller too. */
+		if (delivered && res.message == NULL && rc.errors != NULL)
+			res.message = xstrdup(rc.errors);
+		*opt->result = res;
+		memset(&res, 0, sizeof(res));
+	}
 	proto_result_free(&res);
 	target_close(rc.t);
 	proto_open_free(&rc.open);

@@ -10,6 +10,7 @@
 
 struct config;
 struct config_host;
+struct proto_result;
 struct xport;
 
 struct receiver_options {
@@ -21,6 +22,11 @@ struct receiver_options {
 	const struct config_host *host;
 	const char	*root;		/* serve --root: targets must be under it; NULL: any */
 	const char	*state;		/* serve --state: state dir override, or NULL */
+	/*
+	 * When set, receives what the RESULT said (also when it could not be
+	 * delivered): pull prints it. The caller frees it with proto_result_free.
+	 */
+	struct proto_result *result;
 };
 
 /*
