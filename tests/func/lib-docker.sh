@@ -28,6 +28,10 @@ compose() {
 docker_stop() {
 	[ -n "$DOCKER_OWN_DIR" ] || return 0
 	if [ -n "$DOCKER_OWN_PID" ] && kill -0 "$DOCKER_OWN_PID" 2>/dev/null; then
+		# Every container of our own engine is ours; no shim may outlive it.
+		ids=$(docker ps -aq 2>/dev/null)
+		# shellcheck disable=SC2086
+		[ -z "$ids" ] || docker rm -f $ids >/dev/null 2>&1
 		kill -TERM "$DOCKER_OWN_PID" 2>/dev/null
 		i=0
 		while kill -0 "$DOCKER_OWN_PID" 2>/dev/null && [ $i -lt 100 ]; do
