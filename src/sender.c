@@ -76,6 +76,9 @@ flush_chunk(struct sender *s)
 		return 0;
 	r = proto_send(s->x, PROTO_DATA, s->chunk);
 	buf_reset(s->chunk);
+	if (s->opt->progress != NULL)
+		s->opt->progress(s->opt->progress_arg, s->x->bytes_out, s->report->object_bytes,
+		    s->report->planned_bytes);
 	return r;
 }
 
@@ -409,6 +412,9 @@ run_push(struct sender *s, const struct proto_state *st)
 		goto out;
 	usable = without_drift(current, st->drift, st->ndrift);
 	plan = plan_make(usable, target);
+	s->report->planned_bytes = plan->object_bytes;
+	if (opt->progress != NULL)
+		opt->progress(opt->progress_arg, s->x->bytes_out, 0, plan->object_bytes);
 	if (plan->object_bytes > st->free_bytes) {
 		char need[32], have[32];
 

@@ -26,6 +26,12 @@ struct sender_options {
 	uint32_t	 flags;		/* PROTO_FLAG_* */
 	unsigned	 lock_timeout;	/* seconds the receiver waits for its lock */
 	int		 level;		/* zstd level for whole-file objects; 0: config's */
+	/*
+	 * Push progress (may be NULL): wire bytes sent so far, content bytes of
+	 * the objects sent and planned; called after the plan and per DATA chunk.
+	 */
+	void		(*progress)(void *arg, uint64_t wire, uint64_t done, uint64_t total);
+	void		*progress_arg;
 };
 
 struct sender_report {
@@ -33,6 +39,7 @@ struct sender_report {
 	char		*release;	/* release pushed (push only) */
 	uint64_t	 objects_sent;
 	uint64_t	 object_bytes;	/* decoded bytes of the objects sent */
+	uint64_t	 planned_bytes;	/* push: content bytes the plan needs sent */
 	uint64_t	 bytes_sent;	/* on the wire */
 	uint64_t	 bytes_received;
 	unsigned	 round_trips;	/* times the sender waited for the peer */
