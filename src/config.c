@@ -1374,11 +1374,50 @@ parse_hosts(struct loader *ld, const struct node *root)
 	return r;
 }
 
+/* "site:" (pull): upstream names a host with an address; host is a name. */
+static int
+parse_site(struct loader *ld, const struct node *root)
+{
+	static const char *const keys[] = { "upstream", "repository", "host", NULL };
+	const struct node *map = map_get(root, "site");
+	struct config_site *s = &ld->config->site;
+	const struct config_host *h;
+	int r;
+
+	if (map == NULL)
+		return 0;
+	if ((r = expect_mapping(ld, map, NULL, "site")) != 0 ||
+	    (r = check_keys(ld, map, "site", keys)) != 0 ||
+	    (r = get_string(ld, map, "site", "upstream", &s->upstream)) != 0 ||
+	    (r = get_string(ld, map, "site", "repository", &s->repository)) != 0 ||
+	    (r = get_string(ld, map, "site", "host", &s->host)) != 0)
+		return r;
+	if (s->upstream == NULL)
+		return fail(ld, map, "site", "upstream", "missing: expected the hosts: entry "
+		    "of the central repository to pull from");
+	if (s->host == NULL)
+		return fail(ld, map, "site", "host", "missing: expected this site's name in "
+		    "the repository's hosts:");
+	if (!valid_name(s->host))
+		return fail(ld, map_get(map, "host"), "site", "host", "'%s' is not a host name",
+		    s->host);
+	if ((h = config_host(ld->config, s->upstream)) == NULL)
+		return fail(ld, map_get(map, "upstream"), "site", "upstream",
+		    "no host '%s' in hosts:", s->upstream);
+	if (h->address == NULL)
+		return fail(ld, map_get(map, "upstream"), "site", "upstream",
+		    "host '%s' has no address: pull needs an SSH upstream", s->upstream);
+	if (s->repository != NULL && s->repository[0] != '/')
+		return fail(ld, map_get(map, "repository"), "site", "repository",
+		    "'%s' must be absolute (it names a file on the upstream)", s->repository);
+	return 0;
+}
+
 static int
 parse_root(struct loader *ld)
 {
 	static const char *const keys[] = { "distribution", "services", "run_once",
-	    "defaults", "hosts", "groups", NULL };
+	    "defaults", "hosts", "groups", "site", NULL };
 	const struct node *root = ld->root;
 	char buf[64];
 	int r;
@@ -1397,7 +1436,8 @@ parse_root(struct loader *ld)
 	    (r = parse_groups(ld, root)) != 0 ||
 	    (r = parse_services(ld, root)) != 0 ||
 	    (r = parse_run_once(ld, root)) != 0 ||
-	    (r = parse_hosts(ld, root)) != 0)
+	    (r = parse_hosts(ld, root)) != 0 ||
+	    (r = parse_site(ld, root)) != 0)
 		return r;
 	if (ld->config->services == NULL)
 		ld->config->services = xcalloc(1, sizeof(*ld->config->services));
@@ -1536,6 +1576,9 @@ config_free(struct config *config)
 		host_release(&config->hosts[i]);
 	free(config->hosts);
 	xfree_strv(config->groups);
+	free(config->site.upstream);
+	free(config->site.repository);
+	free(config->site.host);
 	free(config);
 }
 
@@ -1897,6 +1940,14 @@ config_print(const struct config *c, void *fp)
 			emit_key_number(&em, "keep_backups", h->keep_backups);
 			emit_mapping(&em, 0, 0);
 		}
+		emit_mapping(&em, 0, 0);
+	}
+	if (c->site.upstream != NULL) {
+		emit_string(&em, "site");
+		emit_mapping(&em, 1, 0);
+		emit_key_string(&em, "upstream", c->site.upstream);
+		emit_key_string(&em, "repository", c->site.repository);
+		emit_key_string(&em, "host", c->site.host);
 		emit_mapping(&em, 0, 0);
 	}
 	emit_end(&em, c->file);

@@ -84,6 +84,18 @@ struct config_distribution {
 	int		 level;		/* zstd level for deltas; default 9 */
 };
 
+/*
+ * "site:" in a site's own config, for `distsync pull`: where the repository
+ * is and which of its hosts this site is. The upstream's hosts: entry holds
+ * the SSH link (address, user, port, identity, known_hosts, remote_command,
+ * bwlimit, retries, timeouts) and, for pull, the local target (path, state).
+ */
+struct config_site {
+	char		*upstream;	/* name of the hosts: entry to pull from; NULL: no site: */
+	char		*repository;	/* the repository's config file on the upstream, or NULL */
+	char		*host;		/* this site's name in the repository's hosts: */
+};
+
 struct config {
 	char		*file;		/* as given */
 	char		*dir;		/* absolute directory of the file; base of relative paths */
@@ -96,6 +108,7 @@ struct config {
 	size_t		 nhosts;
 	char		**groups;	/* the optional top-level "groups:" list, or NULL */
 	unsigned	 parallel;	/* default -j */
+	struct config_site site;	/* all NULL unless "site:" is present */
 };
 
 /* A configuration larger than this is refused before parsing. */

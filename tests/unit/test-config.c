@@ -53,6 +53,7 @@ load_captured(const char *file, struct config **out, char **err)
 
 #define D "distribution: {name: x}\n"
 #define H D "hosts:\n  a:\n    path: /t\n"
+#define UP D "hosts:\n  up:\n    address: central\n    path: /t\n"
 #define S(body) D "services:\n  s:\n    paths: [a/**]\n" body
 
 /*
@@ -166,6 +167,16 @@ static const struct {
 	{ D "hosts:\n  a: {path: \"/t\\0x\"}\n", 3, "NUL", NULL },
 	{ D "? {a: 1}\n: x\n", 2, "plain key", NULL },
 	{ "distribution: {name: \"x\x01\"}\n", 1, "control", NULL },
+	/* site: (pull) */
+	{ H "site: {host: k}\n", 5, "site.upstream", "missing" },
+	{ H "site: {upstream: a, host: k}\n", 5, "site.upstream", "no address" },
+	{ UP "site: {upstream: nope, host: k}\n", 6, "site.upstream", "no host 'nope'" },
+	{ UP "site: {upstream: up}\n", 6, "site.host", "missing" },
+	{ UP "site: {upstream: up, host: \"-x\"}\n", 6, "site.host", NULL },
+	{ UP "site: {upstream: up, host: k, repository: rel/d.yml}\n", 6, "site.repository",
+	    "absolute" },
+	{ UP "site: {upstream: up, host: k, hots: x}\n", 6, "hots", "did you mean" },
+	{ UP "site: [up]\n", 6, "site", "a mapping" },
 };
 
 static void
@@ -673,6 +684,45 @@ test_samples(void)
 	free(pattern);
 }
 
+/* A site's config for pull: the site: section, its checks and a round trip. */
+static void
+test_site(void)
+{
+	static const char yaml[] = UP "site:\n  upstream: up\n  repository: /srv/d.yml\n"
+	    "  host: kirehe\n";
+	struct config *c = NULL, *c2 = NULL;
+	char *err = NULL, *data = NULL;
+	size_t size = 0;
+	FILE *fp;
+	int r;
+
+	CHECK(tap_write_file("distsync.yml", yaml, strlen(yaml)) == 0, "write site config");
+	r = load_captured("distsync.yml", &c, &err);
+	CHECK(r == 0 && c != NULL, "site config loads: %s", err ? err : "");
+	free(err);
+	if (c == NULL)
+		return;
+	CHECK(str_equal(c->site.upstream, "up") && str_equal(c->site.repository, "/srv/d.yml") &&
+	    str_equal(c->site.host, "kirehe"), "site fields");
+	fp = open_memstream(&data, &size);
+	config_print(c, fp);
+	fclose(fp);
+	r = config_load_mem(data, size, "printed.yml", &c2);
+	CHECK(r == 0 && c2 != NULL && str_equal(c2->site.upstream, "up") &&
+	    str_equal(c2->site.repository, "/srv/d.yml") && str_equal(c2->site.host, "kirehe"),
+	    "site survives config_print");
+	config_free(c2);
+	config_free(c);
+	free(data);
+	c = NULL;
+	tap_write_file("distsync.yml", UP, strlen(UP));
+	r = load_captured("distsync.yml", &c, &err);
+	CHECK(r == 0 && c != NULL && c->site.upstream == NULL && c->site.host == NULL,
+	    "no site: leaves the section empty");
+	config_free(c);
+	free(err);
+}
+
 int
 main(void)
 {
@@ -694,6 +744,7 @@ main(void)
 	tap_run("config-bwlimit", test_bwlimit);
 	tap_run("config-samples", test_samples);
 	tap_run("config-mutations", test_mutations);
+	tap_run("config-site", test_site);
 	free(srcdir);
 	return tap_done();
 }
