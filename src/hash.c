@@ -6,11 +6,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <pthread.h>
+
 #include <openssl/evp.h>
 
 #include "err.h"
 #include "hash.h"
 #include "xmalloc.h"
+
+#define HASH_READ_SIZE	(256 * 1024)
 
 struct hash_ctx {
 	EVP_MD_CTX	*md;
@@ -70,23 +74,72 @@ hash_bytes(const void *data, size_t len, uint8_t out[HASH_LEN])
 		abort();
 }
 
+/* Per-thread scratch for hash_fd, freed when the thread exits. */
+struct hash_scratch {
+	uint8_t		*buf;
+	EVP_MD_CTX	*md;
+};
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void
+scratch_free(void *p)
+{
+	struct hash_scratch *s = p;
+
+	EVP_MD_CTX_free(s->md);
+	free(s->buf);
+	free(s);
+}
+
+static void
+scratch_key_init(void)
+{
+	if (pthread_key_create(&scratch_key, scratch_free) != 0)
+		abort();
+}
+
+static struct hash_scratch *
+scratch_get(void)
+{
+	struct hash_scratch *s;
+
+	pthread_once(&scratch_once, scratch_key_init);
+	if ((s = pthread_getspecific(scratch_key)) == NULL) {
+		s = xmalloc(sizeof(*s));
+		s->buf = xmalloc(HASH_READ_SIZE);
+		if ((s->md = EVP_MD_CTX_new()) == NULL)
+			abort();
+		if (pthread_setspecific(scratch_key, s) != 0)
+			abort();
+	}
+	return s;
+}
+
+void
+hash_thread_cleanup(void)
+{
+	struct hash_scratch *s;
+
+	pthread_once(&scratch_once, scratch_key_init);
+	if ((s = pthread_getspecific(scratch_key)) != NULL) {
+		scratch_free(s);
+		pthread_setspecific(scratch_key, NULL);
+	}
+}
+
 int
 hash_fd(int fd, uint8_t out[HASH_LEN], uint64_t *size)
 {
-	/* Thread-local so parallel scanners each reuse one buffer and context. */
-	static __thread uint8_t *buf;
-	static __thread EVP_MD_CTX *md;
-	const size_t bufsize = 256 * 1024;
+	struct hash_scratch *scratch = scratch_get();
+	uint8_t *buf = scratch->buf;
+	EVP_MD_CTX *md = scratch->md;
+	const size_t bufsize = HASH_READ_SIZE;
 	uint64_t total = 0;
 	unsigned int olen = HASH_LEN;
 	ssize_t n;
 
-	if (buf == NULL) {
-		buf = xmalloc(bufsize);
-		md = EVP_MD_CTX_new();
-		if (md == NULL)
-			abort();
-	}
 	hash_init(md);
 #ifdef HAVE_POSIX_FADVISE
 	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);

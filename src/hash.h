@@ -26,6 +26,9 @@ void	hash_bytes(const void *data, size_t len, uint8_t out[HASH_LEN]);
  */
 int	hash_fd(int fd, uint8_t out[HASH_LEN], uint64_t *size);
 
+/* Frees the calling thread's hash_fd scratch now (it is also freed at thread exit). */
+void	hash_thread_cleanup(void);
+
 /* Writes 64 lowercase hex digits and a NUL to hex. */
 void	hash_to_hex(const uint8_t hash[HASH_LEN], char hex[HASH_HEX_LEN + 1]);
 

@@ -178,11 +178,9 @@ store_add_file(struct store *s, const char *path, const uint8_t hash[HASH_LEN])
 		}
 	} else {
 		struct hash_ctx *ctx = hash_ctx_new();
-		static __thread char *buf;
+		char *buf = xmalloc(256 * 1024);
 		ssize_t n;
 
-		if (buf == NULL)
-			buf = xmalloc(256 * 1024);
 		size = 0;
 		for (;;) {
 			n = read(in, buf, 256 * 1024);
@@ -198,6 +196,7 @@ store_add_file(struct store *s, const char *path, const uint8_t hash[HASH_LEN])
 				if (w == -1) {
 					log_errno("%s", tmp);
 					hash_ctx_free(ctx);
+					free(buf);
 					goto out;
 				}
 				off += w;
@@ -206,6 +205,7 @@ store_add_file(struct store *s, const char *path, const uint8_t hash[HASH_LEN])
 		}
 		hash_ctx_final(ctx, got);
 		hash_ctx_free(ctx);
+		free(buf);
 		if (n == -1) {
 			log_errno("%s", path);
 			goto out;
