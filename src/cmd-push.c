@@ -1,17 +1,24 @@
 /* distsync push: send a release to hosts and apply it there atomically. */
 #include "autoconf.h"
 
+#include <sys/stat.h>
+
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cmd.h"
 #include "config.h"
 #include "err.h"
+#include "fleet.h"
 #include "log.h"
+#include "progress.h"
 #include "proto.h"
+#include "retry.h"
 #include "sender.h"
 #include "store.h"
 #include "util.h"
@@ -19,6 +26,9 @@
 #include "xport.h"
 
 #define LOCK_TIMEOUT_DEFAULT	30	/* seconds to wait for a target's lock */
+#define PARALLEL_MAX		1000
+#define REPORT_DIR		"reports"
+#define REPORT_FILE		"last-push.json"
 
 extern const struct cmd_entry cmd_push_entry;
 
@@ -29,18 +39,210 @@ static const char push_options[] =
     "  --no-restart        apply the files but restart no service\n"
     "  --lock-timeout S    wait up to S seconds for the host's lock (default 30)\n"
     "  --json              one JSON object per host, in an array\n"
+    "  -j, --parallel N    at most N hosts at once (default: config 'parallel')\n"
+    "  --canary N          push N hosts first; the rest only if all of them applied\n"
+    "                      and passed their health checks\n"
+    "  --max-failures K    start no new host after K failures (the rest: not started)\n"
+    "  --retry-failed      push only the hosts that failed in the last push's report\n"
     "  -h, --help          this help\n";
 
-/* Worse of two results for the exit code: any failure beats success. */
+/*
+ * One host's push, in whichever process runs it: connect, send, apply, with
+ * retries of a dropped link. The single place that decides how a host is
+ * pushed.
+ */
 static int
-worse(int a, int b)
+push_host(const struct config *config, const struct config_host *host,
+    const struct sender_options *so, struct sender_report *rep)
 {
-	if (a == 0)
-		return b;
-	if (b == 0)
-		return a;
-	/* A failed host (exit 1) outranks a precondition (exit 3) for the summary. */
-	return ds_exit_code(a) == DS_EXIT_FAILED ? a : b;
+	return sync_host_with_retries(config, host, so, rep, NULL);
+}
+
+/* The fleet's view of one host's report. */
+static void
+result_from_report(const struct sender_report *rep, const struct sender_options *so, int status,
+    struct fleet_result *res)
+{
+	const struct proto_result *pr = &rep->result;
+
+	res->status = status;
+	res->dry_run = (so->flags & PROTO_FLAG_DRY_RUN) != 0;
+	if (pr->from != NULL)
+		res->from = xstrdup(pr->from);
+	if (pr->to != NULL && pr->to[0] != '\0')
+		res->to = xstrdup(pr->to);
+	else if (rep->release != NULL && pr->from != NULL)
+		res->to = xstrdup(rep->release);
+	res->added = pr->added;
+	res->updated = pr->updated;
+	res->deleted = pr->deleted;
+	res->changed = pr->changed;
+	res->objects = rep->objects_sent;
+	res->object_bytes = rep->object_bytes;
+	res->bytes_sent = rep->bytes_sent;
+	res->bytes_received = rep->bytes_received;
+	res->round_trips = rep->round_trips;
+	if (pr->nservices > 0) {
+		size_t len = 0;
+
+		for (size_t i = 0; i < pr->nservices; i++)
+			len += strlen(pr->services[i]) + 1;
+		res->services = xcalloc(1, len + 1);
+		for (size_t i = 0; i < pr->nservices; i++) {
+			if (i > 0)
+				strncat(res->services, ",", len - strlen(res->services));
+			strncat(res->services, pr->services[i], len - strlen(res->services));
+		}
+	}
+	if (pr->health != NULL)
+		res->health = xstrdup(pr->health);
+	if (status != 0 && pr->message != NULL && pr->message[0] != '\0')
+		res->reason = xstrdup(pr->message);
+}
+
+struct push_child {
+	const struct config	*config;
+	struct sender_options	 so;
+};
+
+static void
+child_progress(void *arg, uint64_t wire, uint64_t done, uint64_t total)
+{
+	struct fleet_chan *chan = arg;
+	static int sending;
+
+	if (!sending) {
+		fleet_send_phase(chan, "sending");
+		sending = 1;
+	}
+	fleet_send_bytes(chan, wire, done, total);
+}
+
+/* fleet_host_fn: one host's push in its own process. */
+static int
+push_child_run(const struct config_host *host, void *arg, struct fleet_chan *chan,
+    struct fleet_result *res)
+{
+	struct push_child *pc = arg;
+	struct sender_options so = pc->so;
+	struct sender_report rep;
+	int r;
+
+	memset(&rep, 0, sizeof(rep));
+	so.host = host;
+	so.progress = child_progress;
+	so.progress_arg = chan;
+	fleet_send_phase(chan, "connecting");
+	r = push_host(pc->config, host, &so, &rep);
+	result_from_report(&rep, &so, r, res);
+	sender_report_release(&rep);
+	return r;
+}
+
+/* Writes the report of this run to STORE/reports/last-push.json, atomically. */
+static void
+save_report(struct store *store, const struct config_host *const *hosts,
+    const struct fleet_result *res, size_t n)
+{
+	char *dir = xasprintf("%s/%s", store_dir(store), REPORT_DIR);
+	char *path = xasprintf("%s/%s", dir, REPORT_FILE);
+	char *tmp = xasprintf("%s.%ld.tmp", path, (long)getpid());
+	FILE *fp = NULL;
+
+	if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+		log_errno("%s: cannot keep the push report", dir);
+		goto out;
+	}
+	if ((fp = fopen(tmp, "we")) == NULL) {
+		log_errno("%s", tmp);
+		goto out;
+	}
+	fleet_print_json(hosts, res, n, fp);
+	if (fflush(fp) != 0 || fsync(fileno(fp)) != 0) {
+		log_errno("%s", tmp);
+		fclose(fp);
+		unlink(tmp);
+		goto out;
+	}
+	fclose(fp);
+	if (rename(tmp, path) != 0) {
+		log_errno("%s", path);
+		unlink(tmp);
+	}
+out:
+	free(tmp);
+	free(path);
+	free(dir);
+}
+
+/* The hosts that failed in the last report, limited to the named ones if any. */
+static int
+failed_hosts(const struct config *config, struct store *store, char **names, size_t nnames,
+    const struct config_host ***out, size_t *count)
+{
+	const struct config_host **named = NULL, **v;
+	char *path = xasprintf("%s/%s/%s", store_dir(store), REPORT_DIR, REPORT_FILE);
+	char **failed = NULL;
+	size_t nnamed = 0, n = 0;
+	int r;
+
+	*out = NULL;
+	*count = 0;
+	if ((r = fleet_report_failed(path, &failed)) != 0)
+		goto out;
+	if (nnames > 0 && (r = config_resolve_hosts(config, names, nnames, &named, &nnamed)) != 0)
+		goto out;
+	while (failed[n] != NULL)
+		n++;
+	v = xcalloc(n + 1, sizeof(*v));
+	n = 0;
+	for (size_t i = 0; failed[i] != NULL; i++) {
+		const struct config_host *h = config_host(config, failed[i]);
+		int keep = nnames == 0;
+
+		if (h == NULL) {
+			log_warn("%s: failed in the last push but no longer configured", failed[i]);
+			continue;
+		}
+		for (size_t j = 0; j < nnamed && !keep; j++)
+			keep = named[j] == h;
+		if (keep)
+			v[n++] = h;
+	}
+	*out = v;
+	*count = n;
+out:
+	xfree_strv(failed);
+	free(named);
+	free(path);
+	return r;
+}
+
+/* One host in this process, printed as before the fleet existed. */
+static int
+push_single(const struct config *config, const struct config_host *host,
+    const struct sender_options *so, int json, struct fleet_result *res)
+{
+	struct sender_report rep;
+	double t0 = retry_now_ns() / 1e9;
+	int r;
+
+	memset(&rep, 0, sizeof(rep));
+	r = push_host(config, host, so, &rep);
+	if (json) {
+		printf("[");
+		sender_report_json(&rep, host->name, PROTO_OP_PUSH, r, stdout);
+		printf("]\n");
+	} else
+		sender_report_print(&rep, host->name, PROTO_OP_PUSH, r, stdout);
+	fflush(stdout);
+	result_from_report(&rep, so, r, res);
+	res->started = 1;
+	res->seconds = retry_now_ns() / 1e9 - t0;
+	if (r != 0 && res->reason == NULL)
+		res->reason = xstrdup(ds_strerror(r));
+	sender_report_release(&rep);
+	return r;
 }
 
 static int
@@ -52,20 +254,28 @@ push_exec(int argc, char **argv, const struct config *config)
 		{ "fail-on-drift", no_argument, NULL, 'F' },
 		{ "no-restart", no_argument, NULL, 'R' },
 		{ "lock-timeout", required_argument, NULL, 'L' },
-		{ "json", no_argument, NULL, 'j' },
+		{ "json", no_argument, NULL, 'J' },
+		{ "parallel", required_argument, NULL, 'j' },
+		{ "canary", required_argument, NULL, 'C' },
+		{ "max-failures", required_argument, NULL, 'M' },
+		{ "retry-failed", no_argument, NULL, 'E' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
 	const struct config_host **hosts = NULL;
+	struct fleet_result *results = NULL;
+	struct fleet_options fo;
+	struct push_child pc;
 	struct sender_options so;
 	struct store *store = NULL;
 	size_t nhosts = 0;
-	unsigned lock_timeout = LOCK_TIMEOUT_DEFAULT;
-	int ch, json = 0, r, worst = 0;
+	unsigned lock_timeout = LOCK_TIMEOUT_DEFAULT, parallel = 0, canary = 0, max_failures = 0;
+	int ch, json = 0, retry_failed = 0, fleet_mode = 0, r;
 
 	memset(&so, 0, sizeof(so));
+	memset(&fo, 0, sizeof(fo));
 	so.op = PROTO_OP_PUSH;
-	while ((ch = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "hj:", options, NULL)) != -1) {
 		switch (ch) {
 		case 'r':
 			if (store_release_id_check(optarg) != 0) {
@@ -90,8 +300,35 @@ push_exec(int argc, char **argv, const struct config *config)
 				return DS_ERR_USAGE;
 			}
 			break;
-		case 'j':
+		case 'J':
 			json = 1;
+			break;
+		case 'j':
+			if (util_parse_uint(optarg, PARALLEL_MAX, &parallel) != 0 || parallel == 0) {
+				log_error("--parallel: '%s' is not a number of hosts (1..%d)", optarg,
+				    PARALLEL_MAX);
+				return DS_ERR_USAGE;
+			}
+			fleet_mode = 1;
+			break;
+		case 'C':
+			if (util_parse_uint(optarg, 1000000, &canary) != 0) {
+				log_error("--canary: '%s' is not a number of hosts", optarg);
+				return DS_ERR_USAGE;
+			}
+			fleet_mode = 1;
+			break;
+		case 'M':
+			if (util_parse_uint(optarg, 1000000, &max_failures) != 0 ||
+			    max_failures == 0) {
+				log_error("--max-failures: '%s' is not a number of hosts (1 or more)",
+				    optarg);
+				return DS_ERR_USAGE;
+			}
+			fleet_mode = 1;
+			break;
+		case 'E':
+			retry_failed = 1;
 			break;
 		case 'h':
 			cmd_usage(&cmd_push_entry, push_options);
@@ -103,49 +340,53 @@ push_exec(int argc, char **argv, const struct config *config)
 	}
 	argc -= optind;
 	argv += optind;
-	if (argc == 0) {
+	if (argc == 0 && !retry_failed) {
 		cmd_usage(&cmd_push_entry, push_options);
 		return DS_ERR_USAGE;
 	}
-	if ((r = config_resolve_hosts(config, argv, (size_t)argc, &hosts, &nhosts)) != 0)
-		return r;
 	if ((r = store_open(config->distribution.store, 0, &store)) != 0)
 		goto out;
+	if (retry_failed)
+		r = failed_hosts(config, store, argv, (size_t)argc, &hosts, &nhosts);
+	else
+		r = config_resolve_hosts(config, argv, (size_t)argc, &hosts, &nhosts);
+	if (r != 0)
+		goto out;
+	if (nhosts == 0) {
+		printf("no host failed in the last push: nothing to retry\n");
+		goto out;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	so.config = config;
 	so.store = store;
 	so.lock_timeout = lock_timeout;
 	so.level = config->distribution.level;
-	if (json)
-		printf("[");
-	for (size_t i = 0; i < nhosts; i++) {
-		struct sender_report rep;
-		struct xport *x = NULL;
-		int hr, cr;
-
-		memset(&rep, 0, sizeof(rep));
-		so.host = hosts[i];
-		hr = sender_connect(config, hosts[i], &x);
-		if (hr == 0) {
-			hr = sender_run(x, &so, &rep);
-			cr = xport_close(x);
-			if (hr == 0 && cr != 0)
-				log_warn("%s: the receiver exited with status %d", hosts[i]->name, cr);
-		}
-		if (json) {
-			printf("%s", i ? "," : "");
-			sender_report_json(&rep, hosts[i]->name, PROTO_OP_PUSH, hr, stdout);
-		} else
-			sender_report_print(&rep, hosts[i]->name, PROTO_OP_PUSH, hr, stdout);
+	results = xcalloc(nhosts, sizeof(*results));
+	if (nhosts == 1 && !fleet_mode) {
+		r = push_single(config, hosts[0], &so, json, &results[0]);
+	} else {
+		pc.config = config;
+		pc.so = so;
+		fo.parallel = parallel > 0 ? parallel : config->parallel > 0 ? config->parallel : 1;
+		fo.canary = canary;
+		fo.max_failures = max_failures;
+		fo.run = push_child_run;
+		fo.arg = &pc;
+		fo.progress = progress_new(stderr, progress_mode_for(stderr), "push", nhosts);
+		r = fleet_run(&fo, hosts, nhosts, results);
+		progress_free(fo.progress);
+		if (json)
+			fleet_print_json(hosts, results, nhosts, stdout);
+		else
+			fleet_print_table(hosts, results, nhosts, stdout);
 		fflush(stdout);
-		worst = worse(worst, hr);
-		sender_report_release(&rep);
-		xport_free(x);
 	}
-	if (json)
-		printf("]\n");
-	r = worst;
+	if ((so.flags & PROTO_FLAG_DRY_RUN) == 0)
+		save_report(store, hosts, results, nhosts);
 out:
+	for (size_t i = 0; results != NULL && i < nhosts; i++)
+		fleet_result_release(&results[i]);
+	free(results);
 	store_free(store);
 	free(hosts);
 	return r;
@@ -154,7 +395,8 @@ out:
 const struct cmd_entry cmd_push_entry = {
 	.name = "push",
 	.usage = "[--release ID] [--dry-run] [--fail-on-drift] [--no-restart] "
-	    "[--lock-timeout S] [--json] HOST|GROUP...",
+	    "[--lock-timeout S] [--json] [-j N] [--canary N] [--max-failures K] "
+	    "[--retry-failed] HOST|GROUP...",
 	.summary = "send a release to hosts and apply it atomically",
 	.needs_config = 1,
 	.exec = push_exec,

@@ -17,6 +17,7 @@ extern const struct cmd_entry cmd_release_entry;
 extern const struct cmd_entry cmd_releases_entry;
 extern const struct cmd_entry cmd_plan_entry;
 extern const struct cmd_entry cmd_push_entry;
+extern const struct cmd_entry cmd_status_entry;
 extern const struct cmd_entry cmd_pull_entry;
 extern const struct cmd_entry cmd_rollback_entry;
 extern const struct cmd_entry cmd_verify_entry;
@@ -31,6 +32,7 @@ static const struct cmd_entry *const cmd_table[] = {
 	&cmd_releases_entry,
 	&cmd_plan_entry,
 	&cmd_push_entry,
+	&cmd_status_entry,
 	&cmd_pull_entry,
 	&cmd_rollback_entry,
 	&cmd_verify_entry,

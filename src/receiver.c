@@ -6,9 +6,11 @@
  */
 #include "autoconf.h"
 
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -584,6 +586,11 @@ do_commit(struct receiver *rc, const struct proto_commit *c, struct proto_result
 	restarted = join_names(res->services, res->nservices);
 	if (!co.dry_run && (hr = commit_history_write(rc->t, "apply", &rep, restarted, r)) != 0)
 		log_warn("%s: history.log not written", target_state_dir(rc->t));
+	/* The site's logs show each release's arrival, whatever the initiator keeps. */
+	if (!co.dry_run)
+		log_syslog_event("host %s: apply release %s (from %s) in %s: %s", rc->host->name,
+		    c->release, rep.from_release != NULL && rep.from_release[0] != '\0' ?
+		    rep.from_release : "none", target_dir(rc->t), r == 0 ? "ok" : ds_strerror(r));
 	free(restarted);
 	commit_report_release(&rep);
 	manifest_free(to);
@@ -615,6 +622,40 @@ do_rollback(struct receiver *rc, struct proto_result *res)
 	return r;
 }
 
+/* The last line of STATE/history.log without its newline (caller frees), or NULL. */
+static char *
+last_history_line(struct target *t)
+{
+	char buf[4096], *nl, *line = NULL;
+	struct stat st;
+	off_t from;
+	ssize_t n;
+	int fd;
+
+	fd = openat(target_state_fd(t), "history.log", O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return NULL;
+	if (fstat(fd, &st) != 0 || st.st_size <= 0)
+		goto out;
+	from = st.st_size > (off_t)sizeof(buf) - 1 ? st.st_size - (off_t)sizeof(buf) + 1 : 0;
+	if ((n = pread(fd, buf, sizeof(buf) - 1, from)) <= 0)
+		goto out;
+	buf[n] = '\0';
+	while (n > 0 && buf[n - 1] == '\n')
+		buf[--n] = '\0';
+	nl = strrchr(buf, '\n');
+	if (nl == NULL && from > 0)
+		goto out;	/* a line longer than the buffer: not worth showing */
+	line = xstrdup(nl != NULL ? nl + 1 : buf);
+out:
+	close(fd);
+	return line;
+}
+
+/*
+ * A verify's RESULT carries the current release, the drift, and as its
+ * message the last history.log line (for "distsync status").
+ */
 static int
 do_verify(struct receiver *rc, struct proto_result *res)
 {
@@ -636,6 +677,7 @@ do_verify(struct receiver *rc, struct proto_result *res)
 	res->ndrift = n;
 	res->changed = strv_len(drift);
 	xfree_strv(drift);
+	res->message = last_history_line(rc->t);
 	return 0;
 }
 
