@@ -536,7 +536,12 @@ struct scan {
 	struct scan_item	*cache;		/* sorted by path */
 	size_t			 ncache;
 	size_t			 next;		/* next item for a hashing thread */
+	char			**dirs;		/* directories left to list */
+	size_t			 ndirs, adirs;
+	unsigned		 busy;		/* walkers listing a directory */
+	char *const		*exclude;	/* top-level names to skip */
 	pthread_mutex_t		 lock;
+	pthread_cond_t		 more;
 	int			 error;
 };
 
@@ -572,18 +577,24 @@ link_inside(const char *rel, const char *target)
 	return 1;
 }
 
+/*
+ * Lists one directory: an item per entry (stat data, symlink target) into
+ * *items, and the relative paths of subdirectories into *subdirs.
+ */
 static int
-scan_dir(struct scan *s, int fd, const char *prefix, char *const *exclude)
+list_dir(struct scan *s, const char *prefix, char *const *exclude, struct scan_item **items,
+    size_t *nitems, size_t *aitems, char ***subdirs, size_t *nsub, size_t *asub)
 {
 	DIR *dir;
 	struct dirent *de;
-	int r = 0;
-	size_t first = s->count;
+	int fd, r = 0;
 
-	dir = fdopendir(fd);
-	if (dir == NULL) {
+	fd = *prefix == '\0' ? dup(s->rootfd) :
+	    openat(s->rootfd, prefix, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd == -1 || (dir = fdopendir(fd)) == NULL) {
 		log_errno("%s/%s", s->root, prefix);
-		close(fd);
+		if (fd != -1)
+			close(fd);
 		return DS_ERR_SYSTEM;
 	}
 	while ((de = readdir(dir)) != NULL) {
@@ -625,6 +636,8 @@ scan_dir(struct scan *s, int fd, const char *prefix, char *const *exclude)
 			it.need_hash = 1;
 		} else if (S_ISDIR(st.st_mode)) {
 			it.e.type = MANIFEST_DIR;
+			*subdirs = xgrow(*subdirs, asub, *nsub + 1, sizeof(char *));
+			(*subdirs)[(*nsub)++] = xstrdup(rel);
 		} else if (S_ISLNK(st.st_mode)) {
 			char target[PATH_MAX + 1];
 			ssize_t n = readlinkat(dirfd(dir), de->d_name, target, PATH_MAX);
@@ -654,27 +667,59 @@ scan_dir(struct scan *s, int fd, const char *prefix, char *const *exclude)
 			r = DS_ERR_INVALID;
 			break;
 		}
-		s->items = xgrow(s->items, &s->alloc, s->count + 1, sizeof(*s->items));
-		s->items[s->count++] = it;
-	}
-	/* Recurse after the listing so only one DIR is open per level. */
-	size_t last = s->count;
-	for (size_t i = first; r == 0 && i < last; i++) {
-		if (s->items[i].e.type != MANIFEST_DIR)
-			continue;
-		char *sub = xstrdup(s->items[i].e.path);
-		const char *base = strrchr(sub, '/');
-		int subfd = openat(dirfd(dir), base ? base + 1 : sub,
-		    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (subfd == -1) {
-			log_errno("%s/%s", s->root, sub);
-			r = DS_ERR_SYSTEM;
-		} else
-			r = scan_dir(s, subfd, sub, NULL);
-		free(sub);
+		*items = xgrow(*items, aitems, *nitems + 1, sizeof(**items));
+		(*items)[(*nitems)++] = it;
 	}
 	closedir(dir);
 	return r;
+}
+
+/*
+ * A walker thread: takes directories from the queue until it is empty and no
+ * walker is busy (a busy one may still add subdirectories). Stat calls dominate
+ * a warm re-scan, so walking on every CPU is what keeps it cheap.
+ */
+static void *
+walk_worker(void *arg)
+{
+	struct scan *s = arg;
+	struct scan_item *items = NULL;
+	char **subdirs = NULL;
+	size_t aitems = 0, asub = 0;
+
+	pthread_mutex_lock(&s->lock);
+	for (;;) {
+		size_t nitems = 0, nsub = 0;
+		char *dir;
+		int r;
+
+		while (s->ndirs == 0 && s->busy > 0 && s->error == 0)
+			pthread_cond_wait(&s->more, &s->lock);
+		if (s->ndirs == 0 || s->error != 0)
+			break;
+		dir = s->dirs[--s->ndirs];
+		s->busy++;
+		pthread_mutex_unlock(&s->lock);
+		r = list_dir(s, dir, *dir == '\0' ? s->exclude : NULL, &items, &nitems, &aitems,
+		    &subdirs, &nsub, &asub);
+		free(dir);
+		pthread_mutex_lock(&s->lock);
+		s->items = xgrow(s->items, &s->alloc, s->count + nitems, sizeof(*s->items));
+		memcpy(s->items + s->count, items, nitems * sizeof(*items));
+		s->count += nitems;
+		s->dirs = xgrow(s->dirs, &s->adirs, s->ndirs + nsub, sizeof(*s->dirs));
+		memcpy(s->dirs + s->ndirs, subdirs, nsub * sizeof(*subdirs));
+		s->ndirs += nsub;
+		if (r != 0 && s->error == 0)
+			s->error = r;
+		s->busy--;
+		pthread_cond_broadcast(&s->more);
+	}
+	pthread_cond_broadcast(&s->more);
+	pthread_mutex_unlock(&s->lock);
+	free(items);
+	free(subdirs);
+	return NULL;
 }
 
 static int
@@ -819,24 +864,38 @@ manifest_scan_cached(const char *root, char *const *exclude, const char *cache_i
 	pthread_t tids[16];
 	unsigned started = 0;
 	size_t cache_hits = 0, hashed = 0;
-	int fd, r;
+	int r;
 
 	*out = NULL;
 	s.root = root;
 	s.rootfd = -1;
 	pthread_mutex_init(&s.lock, NULL);
+	pthread_cond_init(&s.more, NULL);
 	s.rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (s.rootfd == -1) {
 		r = errno == ENOENT ? DS_ERR_NOTFOUND : DS_ERR_SYSTEM;
 		log_errno("%s", root);
 		goto out;
 	}
-	if ((fd = dup(s.rootfd)) == -1) {
-		log_errno("%s", root);
-		r = DS_ERR_SYSTEM;
-		goto out;
+	if (threads == 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		threads = n > 0 ? (unsigned)n : 1;
 	}
-	if ((r = scan_dir(&s, fd, "", exclude)) != 0)
+	if (threads > sizeof(tids) / sizeof(tids[0]))
+		threads = sizeof(tids) / sizeof(tids[0]);
+	s.exclude = exclude;
+	s.dirs = xcalloc(1, sizeof(*s.dirs));
+	s.adirs = 1;
+	s.dirs[s.ndirs++] = xstrdup("");
+	for (started = 0; started < threads; started++)
+		if (pthread_create(&tids[started], NULL, walk_worker, &s) != 0)
+			break;
+	if (started == 0)
+		walk_worker(&s);
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(tids[i], NULL);
+	started = 0;
+	if ((r = s.error) != 0)
 		goto out;
 	if (s.count > 1)
 		qsort(s.items, s.count, sizeof(*s.items), item_cmp);
@@ -867,12 +926,6 @@ manifest_scan_cached(const char *root, char *const *exclude, const char *cache_i
 			}
 		}
 	}
-	if (threads == 0) {
-		long n = sysconf(_SC_NPROCESSORS_ONLN);
-		threads = n > 0 ? (unsigned)n : 1;
-	}
-	if (threads > sizeof(tids) / sizeof(tids[0]))
-		threads = sizeof(tids) / sizeof(tids[0]);
 	for (; started < threads; started++)
 		if (pthread_create(&tids[started], NULL, hash_worker, &s) != 0)
 			break;
@@ -910,6 +963,10 @@ out:
 	free(s.cache);
 	if (s.rootfd != -1)
 		close(s.rootfd);
+	for (size_t i = 0; i < s.ndirs; i++)
+		free(s.dirs[i]);
+	free(s.dirs);
+	pthread_cond_destroy(&s.more);
 	pthread_mutex_destroy(&s.lock);
 	manifest_free(m);
 	return r;
