@@ -483,7 +483,7 @@ pull_send(const struct pull_send_options *opt)
 		return r;
 	if ((host = config_host(config, opt->host)) == NULL) {
 		log_error("%s: no host '%s' in hosts: (the site's site.host)", file, opt->host);
-		r = DS_ERR_NOTFOUND;
+		r = DS_ERR_CONFIG;
 		goto out;
 	}
 	if ((r = store_open(config->distribution.store, 0, &store)) != 0)

@@ -1,0 +1,127 @@
+#!/bin/sh
+# pull over a real sshd: the site fetches and applies the repository's
+# release; --quiet is silent on a no-op; a held lock is exit 3 with a message;
+# an unknown upstream host key is refused; a dry run changes nothing; a
+# missing site: section is a config error.
+. "$top_srcdir/tests/func/lib.sh"
+. "$top_srcdir/tests/func/lib-sshd.sh"
+need_prog sha256sum flock
+sshd_need
+sshd_start up || { echo "not ok 1 - sshd starts"; echo "1..1"; exit 1; }
+
+cd "$T_DIR" || exit 1
+mkdir -p repo/dist/openmrs_modules repo/dist/frontend site
+cat > repo/distsync.yml <<YML
+distribution: {name: test, source: dist, store: .distsync}
+hosts:
+  kirehe: {path: $T_DIR/site/distribution}
+YML
+echo '<html>1</html>' > repo/dist/frontend/index.html
+head -c 300000 /dev/urandom > repo/dist/openmrs_modules/a-1.0.omod
+seq 1 20000 > repo/dist/frontend/big.txt
+
+# The site's own config: the upstream link, this site's target, site:.
+site_yml() {
+	cat <<YML
+distribution: {name: test}
+hosts:
+  central:
+    address: 127.0.0.1
+    port: $(sshd_port up)
+    user: $(id -un)
+    identity: $SSHD_CLIENT_KEY
+    known_hosts: $1
+    remote_command: $DISTSYNC
+    path: $T_DIR/site/distribution
+    connect_timeout: 10
+    retries: 1
+    retry_max_wait: 2
+site: {upstream: central, repository: $T_DIR/repo/distsync.yml, host: kirehe}
+YML
+}
+site_yml "$SSHD_KNOWN_HOSTS" > site.yml
+: > empty_known_hosts
+site_yml "$T_DIR/empty_known_hosts" > site-unknown.yml
+R() { (cd repo && "$DISTSYNC" "$@"); }
+P() { "$DISTSYNC" -c "$T_DIR/site.yml" pull "$@"; }
+keep() { cp "$T_DIR/.last.out" "$T_DIR/out"; }
+out_has() { grep -q -- "$1" "$T_DIR/out"; }
+state=$T_DIR/site/.distribution.distsync
+
+ok "release 1" R release --version 1.0
+cp -a repo/dist dist-r1
+expect_exit 0 "first pull applies release 1" P
+keep
+ok "site equals release 1" test "$(tree_digest site/distribution)" = "$(tree_digest repo/dist)"
+ok "summary names the release" out_has "kirehe: pull (none) -> 1.0: [0-9]* added"
+check "current.manifest written" "[ -f $state/current.manifest ]"
+
+expect_exit 0 "pull --quiet when nothing changed" P --quiet
+ok "--quiet no-op prints nothing" test ! -s "$T_DIR/.last.out"
+
+echo '<html>2</html>' > repo/dist/frontend/index.html
+rm repo/dist/frontend/big.txt
+ok "release 2" R release --version 2.0
+before=$(tree_digest site/distribution)
+expect_exit 0 "dry run" P --dry-run
+keep
+ok "dry run changes nothing" test "$(tree_digest site/distribution)" = "$before"
+ok "dry run says so" out_has "dry run"
+expect_exit 0 "pull --quiet applies release 2" P --quiet
+keep
+ok "--quiet still reports a change" out_has "1.0 -> 2.0: 0 added, 1 updated, 1 deleted"
+ok "site equals release 2" test "$(tree_digest site/distribution)" = "$(tree_digest repo/dist)"
+check "history records the pull" "grep -q 2.0 $state/history.log"
+
+# Locks: another pull (pull.lock), then a push/apply (the target's lock).
+# hold FILE: a process (whose pid is $!) holding FILE's flock until killed.
+hold() { (exec 9>>"$1" && flock 9 && exec sleep 30) & }
+hold "$state/pull.lock"
+holder=$!
+at_exit "kill $holder"
+sleep 0.3
+expect_exit 3 "pull while another pull runs: exit 3" P --quiet
+keep
+ok "the message says another pull is running" out_has "another distsync pull is running"
+kill $holder; wait $holder 2>/dev/null
+hold "$state/lock"
+holder=$!
+at_exit "kill $holder"
+sleep 0.3
+expect_exit 3 "pull while the target is locked: exit 3" P
+keep
+ok "the message names the lock" out_has "locked by"
+kill $holder; wait $holder 2>/dev/null
+
+# An unknown host key is refused with its fingerprint; nothing is pulled.
+echo '<html>3</html>' > repo/dist/frontend/index.html
+ok "release 3" R release --version 3.0
+before=$(tree_digest site/distribution)
+expect_exit 1 "unknown upstream host key: refused" "$DISTSYNC" -c "$T_DIR/site-unknown.yml" pull
+keep
+ok "the refusal shows the fingerprint" out_has "$(sshd_fingerprint up)"
+ok "nothing changed" test "$(tree_digest site/distribution)" = "$before"
+check "the key was not recorded" "[ ! -s $T_DIR/empty_known_hosts ]"
+
+# A specific release, then back to the latest.
+expect_exit 0 "pull --release 1.0" P --release 1.0
+ok "site equals release 1 again" test "$(tree_digest site/distribution)" = "$(tree_digest dist-r1)"
+expect_exit 0 "pull the latest" P --quiet
+ok "site equals release 3" test "$(tree_digest site/distribution)" = "$(tree_digest repo/dist)"
+
+# Config and usage errors are exit 2.
+cat > nosite.yml <<YML
+distribution: {name: test}
+hosts:
+  central: {address: 127.0.0.1, path: $T_DIR/site/distribution}
+YML
+expect_exit 2 "no site: section: exit 2" "$DISTSYNC" -c "$T_DIR/nosite.yml" pull
+keep
+ok "the message asks for site:" out_has "no site: section"
+expect_exit 2 "bad --bwlimit: exit 2" P --bwlimit fast
+expect_exit 2 "unknown host on the upstream: exit 2" sh -c \
+    "sed 's/host: kirehe/host: nosuch/' '$T_DIR/site.yml' > '$T_DIR/s2.yml' && '$DISTSYNC' -c '$T_DIR/s2.yml' pull"
+keep
+ok "the upstream's reason is shown" out_has "no host 'nosuch'"
+
+done_testing
