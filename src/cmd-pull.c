@@ -165,7 +165,7 @@ remote_exit_error(int status)
 }
 
 static int
-pull_attempt(void *arg, unsigned n)
+pull_attempt(void *arg, unsigned n, int *progress)
 {
 	struct pull *p = arg;
 	struct receiver_options ro;
@@ -185,6 +185,7 @@ pull_attempt(void *arg, unsigned n)
 	r = receiver_run(x, &ro);
 	cr = xport_close(x);
 	p->bytes_in += x->bytes_in;
+	*progress = x->bytes_in >= RETRY_PROGRESS_BYTES;
 	p->bytes_out += x->bytes_out;
 	xport_free(x);
 	/*

@@ -78,19 +78,24 @@ retry_sleep_ms(unsigned ms, uint64_t deadline_ns)
 
 int
 retry_run(const char *host, unsigned retries, unsigned max_wait_s,
-    int (*attempt)(void *arg, unsigned n), void *arg, const struct retry_hooks *hooks,
-    unsigned *attempts)
+    int (*attempt)(void *arg, unsigned n, int *progress), void *arg,
+    const struct retry_hooks *hooks, unsigned *attempts)
 {
 	uint64_t deadline = hooks != NULL ? hooks->deadline_ns : 0;
-	unsigned n = 0, delay;
-	int r;
+	unsigned n = 0, failed = 0, delay;
+	int r, progress;
 
 	for (;;) {
 		n++;
-		r = attempt(arg, n);
-		if (r == 0 || !retry_is_transient(r) || n > retries)
+		progress = 0;
+		r = attempt(arg, n, &progress);
+		if (r == 0 || !retry_is_transient(r))
 			break;
-		delay = retry_delay_ms(n, RETRY_BASE_MS, max_wait_s, retry_random());
+		/* Only failures in a row that moved nothing count and back off. */
+		failed = progress ? 1 : failed + 1;
+		if (failed > retries)
+			break;
+		delay = retry_delay_ms(failed, RETRY_BASE_MS, max_wait_s, retry_random());
 		if (deadline != 0 && retry_now_ns() + (uint64_t)delay * 1000000u >= deadline) {
 			log_error("%s: %s; no time left to retry", host, ds_strerror(r));
 			break;
@@ -98,8 +103,9 @@ retry_run(const char *host, unsigned retries, unsigned max_wait_s,
 		if (hooks != NULL && hooks->on_retry != NULL &&
 		    hooks->on_retry(hooks->arg, n, r, delay) != 0)
 			break;
-		log_info("%s: %s; retrying in %u.%u s (attempt %u of %u)", host, ds_strerror(r),
-		    delay / 1000, delay % 1000 / 100, n + 1, retries + 1);
+		log_info("%s: %s; retrying in %u.%u s (attempt %u, %u of %u retries left)",
+		    host, ds_strerror(r), delay / 1000, delay % 1000 / 100, n + 1,
+		    retries - failed, retries);
 		retry_sleep_ms(delay, deadline);
 	}
 	if (attempts != NULL)
@@ -116,7 +122,7 @@ struct push_attempt {
 };
 
 static int
-push_attempt(void *arg, unsigned n)
+push_attempt(void *arg, unsigned n, int *progress)
 {
 	struct push_attempt *pa = arg;
 	struct xport *x = NULL;
@@ -133,6 +139,7 @@ push_attempt(void *arg, unsigned n)
 	if ((r = sender_connect(pa->config, pa->host, &x)) != 0)
 		return r;
 	r = sender_run(x, pa->opt, pa->report);
+	*progress = pa->report->bytes_sent >= RETRY_PROGRESS_BYTES;
 	cr = xport_close(x);
 	if (r == 0 && cr != 0)
 		log_warn("%s: the receiver exited with status %d", pa->host->name, cr);

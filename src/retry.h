@@ -50,15 +50,21 @@ uint64_t retry_now_ns(void);
 void	retry_sleep_ms(unsigned ms, uint64_t deadline_ns);
 
 /*
- * Runs attempt(arg, n) for n = 1, 2, ... while it returns a transient error
- * and n <= retries (so at most retries + 1 attempts), sleeping
- * retry_delay_ms between them and logging "HOST: ERROR; retrying in S s
- * (attempt N of M)" at info level. Returns the last attempt's result;
- * *attempts (may be NULL) gets the number made.
+ * Runs attempt(arg, n, &progress) for n = 1, 2, ... while it returns a
+ * transient error, sleeping retry_delay_ms between attempts and logging
+ * "HOST: ERROR; retrying in S s (attempt N)" at info level. An attempt
+ * sets progress to 1 when it moved the transfer on (RETRY_PROGRESS_BYTES or
+ * more): that resets the backoff and the count, so a link that drops every
+ * few minutes still finishes a long transfer, while one that stays down
+ * fails after `retries` attempts in a row that got nowhere (at most
+ * retries + 1 of them). Returns the last attempt's result; *attempts (may
+ * be NULL) gets the number made.
  */
+#define RETRY_PROGRESS_BYTES	(64u * 1024)
+
 int	retry_run(const char *host, unsigned retries, unsigned max_wait_s,
-	    int (*attempt)(void *arg, unsigned n), void *arg, const struct retry_hooks *hooks,
-	    unsigned *attempts);
+	    int (*attempt)(void *arg, unsigned n, int *progress), void *arg,
+	    const struct retry_hooks *hooks, unsigned *attempts);
 
 /*
  * One host's push with retries: sender_connect, sender_run, xport_close, and
