@@ -26,6 +26,10 @@ static const char *const type_names[] = {
 	[PROTO_OBJECT_END] = "OBJECT_END",
 	[PROTO_COMMIT] = "COMMIT",
 	[PROTO_RESULT] = "RESULT",
+	[PROTO_SIGNATURE_REQUEST] = "SIGNATURE_REQUEST",
+	[PROTO_SIGNATURE] = "SIGNATURE",
+	[PROTO_SIGNATURE_END] = "SIGNATURE_END",
+	[PROTO_RETRY] = "RETRY",
 };
 
 const char *
@@ -401,7 +405,8 @@ proto_object_decode(struct buf *b, const char *peer, struct proto_object *m)
 		return bad(peer, PROTO_OBJECT, "truncated");
 	if (m->encoding > PROTO_ENC_MAX)
 		return bad(peer, PROTO_OBJECT, "unknown encoding");
-	if (m->offset > m->size)
+	/* For delta encodings the offset counts bytes of the encoded stream. */
+	if (m->offset > m->size && m->encoding <= PROTO_ENC_ZSTD)
 		return bad(peer, PROTO_OBJECT, "offset past the object's size");
 	if (buf_len(b) != 0)
 		return bad(peer, PROTO_OBJECT, "trailing bytes");
@@ -542,6 +547,127 @@ proto_result_free(struct proto_result *m)
 	memset(m, 0, sizeof(*m));
 }
 
+/* SIGNATURE_REQUEST: u32 npaths × path. */
+int
+proto_signature_request_encode(struct buf *b, const struct proto_signature_request *m)
+{
+	return put_strv(b, m->paths, m->npaths);
+}
+
+int
+proto_signature_request_decode(struct buf *b, const char *peer,
+    struct proto_signature_request *m)
+{
+	const char *why = NULL;
+
+	memset(m, 0, sizeof(*m));
+	if (get_strv(b, 1, PATH_MAX_LEN, &m->paths, &m->npaths, &why) != 0)
+		return bad(peer, PROTO_SIGNATURE_REQUEST, why ? why : "bad path list");
+	if (buf_len(b) != 0) {
+		proto_signature_request_free(m);
+		return bad(peer, PROTO_SIGNATURE_REQUEST, "trailing bytes");
+	}
+	return 0;
+}
+
+void
+proto_signature_request_free(struct proto_signature_request *m)
+{
+	free_strv_n(m->paths, m->npaths);
+	memset(m, 0, sizeof(*m));
+}
+
+/* SIGNATURE: path, u8 present, hash, u64 size, string signature. */
+int
+proto_signature_encode(struct buf *b, const struct proto_signature *m)
+{
+	int r;
+
+	if (m->path == NULL || strlen(m->path) > PATH_MAX_LEN || m->present > 1)
+		return DS_ERR_INVALID;
+	if ((r = buf_put_cstring(b, m->path)) != 0 ||
+	    (r = buf_put_u8(b, m->present)) != 0 ||
+	    (r = put_hash(b, m->hash)) != 0 ||
+	    (r = buf_put_u64(b, m->size)) != 0 ||
+	    (r = buf_put_string(b, m->sig, m->sig_len)) != 0)
+		return r;
+	return 0;
+}
+
+int
+proto_signature_decode(struct buf *b, const char *peer, struct proto_signature *m)
+{
+	const char *why = NULL;
+
+	memset(m, 0, sizeof(*m));
+	if (get_str(b, &m->path, PATH_MAX_LEN) != 0)
+		why = "bad path";
+	else if (path_check(m->path, strlen(m->path), &why) != 0)
+		;
+	else if (buf_get_u8(b, &m->present) != 0 || buf_get_fixed(b, m->hash, HASH_LEN) != 0 ||
+	    buf_get_u64(b, &m->size) != 0 || buf_get_string(b, &m->sig, &m->sig_len) != 0)
+		why = "truncated";
+	else if (m->present > 1)
+		why = "bad present flag";
+	else if (!m->present && m->sig_len != 0)
+		why = "a signature for an absent file";
+	else if (buf_len(b) != 0)
+		why = "trailing bytes";
+	if (why != NULL) {
+		proto_signature_free(m);
+		return bad(peer, PROTO_SIGNATURE, why);
+	}
+	return 0;
+}
+
+void
+proto_signature_free(struct proto_signature *m)
+{
+	free(m->path);
+	free(m->sig);
+	memset(m, 0, sizeof(*m));
+}
+
+/* RETRY: u32 n × hash. */
+int
+proto_retry_encode(struct buf *b, const struct proto_retry *m)
+{
+	int r;
+
+	if (m->nhashes > PROTO_LIST_MAX)
+		return DS_ERR_INVALID;
+	if ((r = buf_put_u32(b, (uint32_t)m->nhashes)) != 0 ||
+	    (r = buf_put(b, m->hashes, m->nhashes * HASH_LEN)) != 0)
+		return r;
+	return 0;
+}
+
+int
+proto_retry_decode(struct buf *b, const char *peer, struct proto_retry *m)
+{
+	uint32_t n;
+
+	memset(m, 0, sizeof(*m));
+	if (buf_get_u32(b, &n) != 0)
+		return bad(peer, PROTO_RETRY, "truncated");
+	if (n > PROTO_LIST_MAX || n != buf_len(b) / HASH_LEN || buf_len(b) % HASH_LEN != 0)
+		return bad(peer, PROTO_RETRY, "hash count does not match the frame");
+	m->hashes = xcalloc(n == 0 ? 1 : n, HASH_LEN);
+	m->nhashes = n;
+	if (buf_get_fixed(b, m->hashes, (size_t)n * HASH_LEN) != 0) {
+		proto_retry_free(m);
+		return bad(peer, PROTO_RETRY, "truncated");
+	}
+	return 0;
+}
+
+void
+proto_retry_free(struct proto_retry *m)
+{
+	free(m->hashes);
+	memset(m, 0, sizeof(*m));
+}
+
 int
 proto_msg_decode(uint8_t type, struct buf *b, const char *peer, struct proto_msg *m)
 {
@@ -564,7 +690,14 @@ proto_msg_decode(uint8_t type, struct buf *b, const char *peer, struct proto_msg
 		return proto_commit_decode(b, peer, &m->u.commit);
 	case PROTO_RESULT:
 		return proto_result_decode(b, peer, &m->u.result);
+	case PROTO_SIGNATURE_REQUEST:
+		return proto_signature_request_decode(b, peer, &m->u.signature_request);
+	case PROTO_SIGNATURE:
+		return proto_signature_decode(b, peer, &m->u.signature);
+	case PROTO_RETRY:
+		return proto_retry_decode(b, peer, &m->u.retry);
 	case PROTO_MANIFEST_REQUEST:
+	case PROTO_SIGNATURE_END:
 	case PROTO_OBJECT_END:
 		if (buf_len(b) != 0)
 			return bad(peer, type, "trailing bytes");
@@ -607,6 +740,15 @@ proto_msg_free(struct proto_msg *m)
 		break;
 	case PROTO_RESULT:
 		proto_result_free(&m->u.result);
+		break;
+	case PROTO_SIGNATURE_REQUEST:
+		proto_signature_request_free(&m->u.signature_request);
+		break;
+	case PROTO_SIGNATURE:
+		proto_signature_free(&m->u.signature);
+		break;
+	case PROTO_RETRY:
+		proto_retry_free(&m->u.retry);
 		break;
 	}
 	memset(m, 0, sizeof(*m));
@@ -800,7 +942,17 @@ proto_send_msg(struct xport *x, uint8_t type, const void *m)
 	case PROTO_RESULT:
 		r = proto_result_encode(b, m);
 		break;
+	case PROTO_SIGNATURE_REQUEST:
+		r = proto_signature_request_encode(b, m);
+		break;
+	case PROTO_SIGNATURE:
+		r = proto_signature_encode(b, m);
+		break;
+	case PROTO_RETRY:
+		r = proto_retry_encode(b, m);
+		break;
 	case PROTO_MANIFEST_REQUEST:
+	case PROTO_SIGNATURE_END:
 	case PROTO_OBJECT_END:
 		r = 0;
 		break;

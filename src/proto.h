@@ -11,13 +11,17 @@
  *	initiator -> HELLO, OPEN                 receiver -> HELLO, STATE
  *	[sender -> MANIFEST_REQUEST              receiver -> MANIFEST]  only if the
  *	                                         sender does not know the digest
+ *	[sender -> SIGNATURE_REQUEST             receiver -> SIGNATURE... SIGNATURE_END]
+ *	                                         only for bases the sender lacks (delta)
  *	sender -> (OBJECT, DATA..., OBJECT_END)... COMMIT      (pipelined, no waits)
  *	                                         receiver -> RESULT
+ *	                                         (or RETRY: objects whose delta failed;
+ *	                                         the sender sends them whole, COMMITs again)
  *
  * For rollback and verify the receiver answers OPEN with RESULT directly.
  * Either side may send ERROR instead of the next frame; the session ends.
- * Round trips: 2 (3 when the sender must fetch the manifest), whatever the
- * file count.
+ * Round trips: 2 (one more to fetch the manifest, one more for signatures,
+ * one more after a failed delta), whatever the file count.
  */
 #ifndef DS_PROTO_H
 #define DS_PROTO_H
@@ -41,7 +45,8 @@ struct xport;
 /* Capability bits offered in HELLO; the session uses the intersection. */
 #define PROTO_CAP_ZSTD		(1u << 0)	/* OBJECT encoding zstd */
 #define PROTO_CAP_RESUME	(1u << 1)	/* OBJECT offset > 0 into a staged .part */
-#define PROTO_CAP_ALL		(PROTO_CAP_ZSTD | PROTO_CAP_RESUME)
+#define PROTO_CAP_DELTA		(1u << 2)	/* encodings zstd-patch and rsync, SIGNATURE_REQUEST, RETRY */
+#define PROTO_CAP_ALL		(PROTO_CAP_ZSTD | PROTO_CAP_RESUME | PROTO_CAP_DELTA)
 
 enum proto_type {
 	PROTO_HELLO = 1,
@@ -55,9 +60,13 @@ enum proto_type {
 	PROTO_OBJECT_END = 9,
 	PROTO_COMMIT = 10,
 	PROTO_RESULT = 11,
+	PROTO_SIGNATURE_REQUEST = 12,
+	PROTO_SIGNATURE = 13,
+	PROTO_SIGNATURE_END = 14,
+	PROTO_RETRY = 15,
 };
 #define PROTO_TYPE_MIN	PROTO_HELLO
-#define PROTO_TYPE_MAX	PROTO_RESULT
+#define PROTO_TYPE_MAX	PROTO_RETRY
 
 enum proto_role {
 	PROTO_ROLE_INITIATOR = 1,	/* runs push/rollback/verify; the sender of a push */
@@ -139,6 +148,35 @@ struct proto_object {
 
 /* DATA and OBJECT_END carry no decoded struct: DATA's payload is the chunk itself. */
 
+/*
+ * Bases the sender cannot delta against without their content (drifted
+ * files, content its store lacks): the receiver answers with one SIGNATURE
+ * per path, in order, then SIGNATURE_END. One round trip for all of them.
+ */
+struct proto_signature_request {
+	char		**paths;	/* relative to the target */
+	size_t		 npaths;
+};
+
+struct proto_signature {
+	char		*path;
+	uint8_t		 present;	/* 0: not a regular file there; the rest is empty */
+	uint8_t		 hash[HASH_LEN]; /* SHA-256 of the content signed: the basis of a delta */
+	uint64_t	 size;
+	uint8_t		*sig;		/* librsync signature (delta.h) */
+	size_t		 sig_len;
+};
+
+/*
+ * The receiver's answer to COMMIT when objects it was sent as deltas did not
+ * reconstruct to their SHA-256 (a corrupt delta, a basis not as claimed):
+ * nothing is applied; the sender sends those whole and COMMITs again.
+ */
+struct proto_retry {
+	uint8_t		*hashes;	/* nhashes × HASH_LEN */
+	size_t		 nhashes;
+};
+
 struct proto_commit {
 	char		*release;
 	uint8_t		*manifest;	/* canonical bytes; empty: the receiver's current one */
@@ -177,6 +215,9 @@ struct proto_msg {
 		struct proto_object	object;
 		struct proto_commit	commit;
 		struct proto_result	result;
+		struct proto_signature_request signature_request;
+		struct proto_signature	signature;
+		struct proto_retry	retry;
 	} u;
 	const uint8_t	*data;		/* DATA: the chunk, pointing into the payload */
 	size_t		 data_len;
@@ -197,6 +238,9 @@ int	proto_manifest_encode(struct buf *b, const struct proto_manifest *m);
 int	proto_object_encode(struct buf *b, const struct proto_object *m);
 int	proto_commit_encode(struct buf *b, const struct proto_commit *m);
 int	proto_result_encode(struct buf *b, const struct proto_result *m);
+int	proto_signature_request_encode(struct buf *b, const struct proto_signature_request *m);
+int	proto_signature_encode(struct buf *b, const struct proto_signature *m);
+int	proto_retry_encode(struct buf *b, const struct proto_retry *m);
 
 /*
  * Decoders consume the whole payload in b into *m (zeroed first) and reject
@@ -213,6 +257,10 @@ int	proto_manifest_decode(struct buf *b, const char *peer, struct proto_manifest
 int	proto_object_decode(struct buf *b, const char *peer, struct proto_object *m);
 int	proto_commit_decode(struct buf *b, const char *peer, struct proto_commit *m);
 int	proto_result_decode(struct buf *b, const char *peer, struct proto_result *m);
+int	proto_signature_request_decode(struct buf *b, const char *peer,
+	    struct proto_signature_request *m);
+int	proto_signature_decode(struct buf *b, const char *peer, struct proto_signature *m);
+int	proto_retry_decode(struct buf *b, const char *peer, struct proto_retry *m);
 
 void	proto_hello_free(struct proto_hello *m);
 void	proto_error_free(struct proto_error *m);
@@ -221,6 +269,9 @@ void	proto_state_free(struct proto_state *m);
 void	proto_manifest_free(struct proto_manifest *m);
 void	proto_commit_free(struct proto_commit *m);
 void	proto_result_free(struct proto_result *m);
+void	proto_signature_request_free(struct proto_signature_request *m);
+void	proto_signature_free(struct proto_signature *m);
+void	proto_retry_free(struct proto_retry *m);
 
 /*
  * Decodes a payload of TYPE into *m by the type's decoder (MANIFEST_REQUEST

@@ -24,6 +24,7 @@
 #include "commit.h"
 #include "compat/compat.h"
 #include "config.h"
+#include "delta.h"
 #include "err.h"
 #include "log.h"
 #include "manifest.h"
@@ -39,6 +40,8 @@
 
 /* Lists sent back (drift) stop at this many bytes so a frame always fits. */
 #define LIST_BUDGET	(8u * 1024 * 1024)
+
+struct basis_ref;
 
 struct receiver {
 	struct xport		*x;
@@ -57,6 +60,13 @@ struct receiver {
 	size_t			 outsize;
 	char			*errors;	/* error lines logged during the session, for the peer */
 	size_t			 errors_len;
+	struct basis_ref	*bases;		/* delta bases: current files, signed files */
+	size_t			 nbases, abases;
+	int			 bases_loaded, bases_sorted;
+	uint8_t			*retry;		/* objects whose delta failed, HASH_LEN each */
+	size_t			 nretry;
+	uint64_t		 delta_objects;	/* received as deltas */
+	uint64_t		 fallbacks;	/* of which asked for again whole */
 };
 
 #define ERRORS_MAX	(PROTO_MESSAGE_MAX - 256)
@@ -367,6 +377,324 @@ object_data(struct receiver *rc, const struct proto_object *ob, int fd, const ui
 	return 0;
 }
 
+/*
+ * Delta objects (zstd-patch, rsync). The encoded stream is staged as
+ * staging/HEX.ENC.part, so a cut link resumes it at its byte offset (the
+ * sender's cached encoding is a stable stream), and is decoded against the
+ * basis into HEX.part once complete. A basis the site does not hold, a
+ * delta that does not decode or content whose SHA-256 is wrong is not an
+ * error: the object is listed for RETRY and the sender sends it whole.
+ */
+
+/* Content the site holds, by hash: a delta's basis. */
+struct basis_ref {
+	uint8_t	 hash[HASH_LEN];
+	char	*path;		/* under the target */
+};
+
+static int
+basis_ref_cmp(const void *a, const void *b)
+{
+	return memcmp(((const struct basis_ref *)a)->hash, ((const struct basis_ref *)b)->hash,
+	    HASH_LEN);
+}
+
+static void
+bases_add(struct receiver *rc, const uint8_t hash[HASH_LEN], const char *path)
+{
+	rc->bases = xgrow(rc->bases, &rc->abases, rc->nbases + 1, sizeof(*rc->bases));
+	memcpy(rc->bases[rc->nbases].hash, hash, HASH_LEN);
+	rc->bases[rc->nbases].path = xstrdup(path);
+	rc->nbases++;
+	rc->bases_sorted = 0;
+}
+
+static void
+bases_free(struct receiver *rc)
+{
+	for (size_t i = 0; i < rc->nbases; i++)
+		free(rc->bases[i].path);
+	free(rc->bases);
+	rc->bases = NULL;
+	rc->nbases = rc->abases = 0;
+}
+
+/* Opens a regular file under the target without following symlinks; -1 if not one. */
+static int
+open_target_file(struct receiver *rc, const char *path)
+{
+	struct stat st;
+	int fd;
+
+	fd = path_openat(target_root_fd(rc->t), path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
+	if (fd == -1)
+		return -1;
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/*
+ * Opens the content HASH for reading: a complete staged object, else a file
+ * of the current release or one signed for the sender. The content is not
+ * rehashed here: a basis that is not what it claims yields a wrong SHA-256
+ * after decoding, which is caught there.
+ */
+static int
+open_basis(struct receiver *rc, const uint8_t hash[HASH_LEN])
+{
+	struct basis_ref key, *ref;
+	int fd;
+
+	if ((fd = stage_object_open(rc->t, hash)) != -1)
+		return fd;
+	if (!rc->bases_loaded) {
+		struct manifest *m = NULL;
+
+		rc->bases_loaded = 1;
+		if (target_current(rc->t, NULL, &m) == 0) {
+			for (size_t i = 0; i < m->count; i++)
+				if (m->entries[i].type == MANIFEST_FILE)
+					bases_add(rc, m->entries[i].hash, m->entries[i].path);
+		}
+		manifest_free(m);
+	}
+	if (!rc->bases_sorted) {
+		qsort(rc->bases, rc->nbases, sizeof(*rc->bases), basis_ref_cmp);
+		rc->bases_sorted = 1;
+	}
+	memcpy(key.hash, hash, HASH_LEN);
+	ref = rc->nbases == 0 ? NULL :
+	    bsearch(&key, rc->bases, rc->nbases, sizeof(*rc->bases), basis_ref_cmp);
+	if (ref == NULL)
+		return -1;
+	/* Equal hashes sit together; any of their files will do, the first that opens. */
+	while (ref > rc->bases && memcmp(ref[-1].hash, hash, HASH_LEN) == 0)
+		ref--;
+	for (; ref < rc->bases + rc->nbases && memcmp(ref->hash, hash, HASH_LEN) == 0; ref++)
+		if ((fd = open_target_file(rc, ref->path)) != -1)
+			return fd;
+	return -1;
+}
+
+/* Reads all of fd (from 0) into a new block of at most MAX bytes; -1 if larger or on error. */
+static int
+slurp_fd(int fd, size_t max, uint8_t **out, size_t *len)
+{
+	struct stat st;
+	uint8_t *p;
+	ssize_t n;
+	size_t got = 0;
+
+	*out = NULL;
+	*len = 0;
+	if (fstat(fd, &st) == -1 || st.st_size < 0 || (uint64_t)st.st_size > max)
+		return -1;
+	p = xmalloc((size_t)st.st_size + 1);
+	while (got < (size_t)st.st_size) {
+		n = pread(fd, p + got, (size_t)st.st_size - got, (off_t)got);
+		if (n <= 0) {
+			if (n < 0 && errno == EINTR)
+				continue;
+			free(p);
+			return -1;
+		}
+		got += (size_t)n;
+	}
+	*out = p;
+	*len = got;
+	return 0;
+}
+
+/*
+ * Answers SIGNATURE_REQUEST: one SIGNATURE per path (absent when it is not a
+ * regular file, or its signature would not fit a frame), then SIGNATURE_END.
+ * The signed files become bases for the deltas that follow.
+ */
+static int
+send_signatures(struct receiver *rc, const struct proto_signature_request *req)
+{
+	struct proto_signature sig;
+	char *tmpl = NULL;
+	int fd = -1, tfd = -1, r = 0;
+
+	for (size_t i = 0; i < req->npaths; i++) {
+		memset(&sig, 0, sizeof(sig));
+		sig.path = req->paths[i];
+		if ((fd = open_target_file(rc, req->paths[i])) != -1) {
+			tmpl = xasprintf("%s/staging/.signature.XXXXXX", target_state_dir(rc->t));
+			if ((tfd = mkstemp(tmpl)) == -1) {
+				log_errno("%s", tmpl);
+				r = DS_ERR_SYSTEM;
+				goto out;
+			}
+			unlink(tmpl);
+			free(tmpl);
+			tmpl = NULL;
+			if (hash_fd(fd, sig.hash, &sig.size) == 0 && lseek(fd, 0, SEEK_SET) == 0 &&
+			    delta_signature(fd, tfd, NULL) == 0 &&
+			    slurp_fd(tfd, PROTO_FRAME_MAX - PATH_MAX_LEN - 256, &sig.sig,
+			    &sig.sig_len) == 0) {
+				sig.present = 1;
+				bases_add(rc, sig.hash, req->paths[i]);
+			}
+			close(tfd);
+			tfd = -1;
+			close(fd);
+			fd = -1;
+		}
+		r = proto_send_msg(rc->x, PROTO_SIGNATURE, &sig);
+		free(sig.sig);
+		if (r != 0)
+			goto out;
+	}
+	r = proto_send(rc->x, PROTO_SIGNATURE_END, NULL);
+out:
+	if (fd != -1)
+		close(fd);
+	if (tfd != -1)
+		close(tfd);
+	free(tmpl);
+	return r;
+}
+
+/* Lists an object whose delta failed, for RETRY. */
+static void
+retry_add(struct receiver *rc, const uint8_t hash[HASH_LEN])
+{
+	for (size_t i = 0; i < rc->nretry; i++)
+		if (memcmp(rc->retry + i * HASH_LEN, hash, HASH_LEN) == 0)
+			return;
+	rc->retry = xreallocarray(rc->retry, rc->nretry + 1, HASH_LEN);
+	memcpy(rc->retry + rc->nretry * HASH_LEN, hash, HASH_LEN);
+	rc->nretry++;
+}
+
+/* Decodes a complete encoded stream (fd at any offset) against its basis into staging. */
+static int
+decode_staged(struct receiver *rc, const struct proto_object *ob, int encfd, const char *what)
+{
+	uint8_t got[HASH_LEN];
+	uint64_t len = 0;
+	int basis = -1, out = -1, r;
+
+	if ((basis = open_basis(rc, ob->basis)) == -1) {
+		log_warn("%s: %s: the basis of its delta is not on this site; asking for the "
+		    "whole object", rc->x->peer, what);
+		r = DS_ERR_NOTFOUND;
+		goto out;
+	}
+	if (lseek(encfd, 0, SEEK_SET) != 0) {
+		r = DS_ERR_SYSTEM;
+		goto out;
+	}
+	if ((r = stage_open(rc->t, ob->hash, 0, &out)) != 0)
+		goto out;
+	r = delta_decode(ob->encoding, basis, encfd, out, ob->size, &len, got);
+	if (r == 0 && (len != ob->size || memcmp(got, ob->hash, HASH_LEN) != 0)) {
+		log_warn("%s: %s: its delta decodes to other content than announced (a basis "
+		    "that is not what it claims, or a corrupt delta); asking for the whole "
+		    "object", rc->x->peer, what);
+		r = DS_ERR_CORRUPT;
+	} else if (r != 0)
+		log_warn("%s: %s: its delta does not decode; asking for the whole object",
+		    rc->x->peer, what);
+	if (r != 0) {
+		/* Leave no wrong bytes behind that a resume would build on. */
+		if (ftruncate(out, 0) == -1)
+			log_errno("%s: staging %s", target_state_dir(rc->t), what);
+		stage_abort(rc->t, ob->hash, out);
+		goto out;
+	}
+	r = stage_finish(rc->t, ob->hash, out);
+out:
+	if (basis != -1)
+		close(basis);
+	return r;
+}
+
+/* Receives DATA... OBJECT_END of a delta object: stage the stream, then decode it. */
+static int
+recv_delta_object(struct receiver *rc, const struct proto_object *ob, const char *what)
+{
+	struct proto_msg m;
+	struct stat st;
+	char hex[HASH_HEX_LEN + 1], *name;
+	/* The sender sends a delta only when it is not larger than the content (delta.h). */
+	uint64_t limit = ob->size + DELTA_RAW_SLACK + 4096, have;
+	int fd = -1, r, dr;
+
+	hash_to_hex(ob->hash, hex);
+	name = xasprintf("staging/%s.%s.part", hex, delta_encoding_name(ob->encoding));
+	fd = openat(target_state_fd(rc->t), name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+	    0644);
+	if (fd == -1 || fstat(fd, &st) == -1) {
+		log_errno("%s/%s", target_state_dir(rc->t), name);
+		r = DS_ERR_SYSTEM;
+		goto out;
+	}
+	if (ob->offset > (uint64_t)st.st_size) {
+		log_error("%s: %s: resume at byte %" PRIu64 " of its delta but only %jd are "
+		    "staged", rc->x->peer, what, ob->offset, (intmax_t)st.st_size);
+		r = DS_ERR_PROTO;
+		goto out;
+	}
+	if (ftruncate(fd, (off_t)ob->offset) == -1 ||
+	    lseek(fd, (off_t)ob->offset, SEEK_SET) == -1) {
+		log_errno("%s/%s", target_state_dir(rc->t), name);
+		r = DS_ERR_SYSTEM;
+		goto out;
+	}
+	have = ob->offset;
+	for (;;) {
+		if ((r = proto_recv_msg(rc->x, 0, rc->payload, &m)) != 0)
+			goto out;
+		if (m.type == PROTO_OBJECT_END)
+			break;
+		if (m.type != PROTO_DATA) {
+			log_error("%s: expected DATA or OBJECT_END in %s, got %s", rc->x->peer,
+			    what, proto_type_name(m.type));
+			proto_msg_free(&m);
+			r = DS_ERR_PROTO;
+			goto out;
+		}
+		if (m.data_len > limit - have) {
+			log_error("%s: %s: its delta is larger than the object", rc->x->peer, what);
+			proto_msg_free(&m);
+			r = DS_ERR_PROTO;
+			goto out;
+		}
+		r = write_all(fd, m.data, m.data_len);
+		have += m.data_len;
+		proto_msg_free(&m);
+		if (r != 0) {
+			log_errno("%s/%s: write", target_state_dir(rc->t), name);
+			r = DS_ERR_SYSTEM;
+			goto out;
+		}
+	}
+	rc->delta_objects++;
+	dr = decode_staged(rc, ob, fd, what);
+	unlinkat(target_state_fd(rc->t), name, 0);
+	if (dr == 0)
+		rc->objects++;
+	else if (dr == DS_ERR_SYSTEM || dr == DS_ERR_NOSPACE) {
+		r = dr;
+		goto out;
+	} else {
+		retry_add(rc, ob->hash);
+		rc->fallbacks++;
+	}
+	r = 0;
+out:
+	if (fd != -1)
+		close(fd);
+	free(name);
+	return r;
+}
+
 /* Receives DATA... OBJECT_END for the object announced by ob into staging. */
 static int
 recv_object(struct receiver *rc, const struct proto_object *ob)
@@ -380,10 +708,12 @@ recv_object(struct receiver *rc, const struct proto_object *ob)
 	hash_to_hex(ob->hash, hex);
 	snprintf(what, sizeof(what), "object %s", hex);
 	if (ob->encoding != PROTO_ENC_RAW && ob->encoding != PROTO_ENC_ZSTD) {
-		/* Delta encodings (delta.c) plug in here with their basis. */
-		log_error("%s: %s: encoding %u is not supported by this receiver", rc->x->peer,
-		    what, ob->encoding);
-		return DS_ERR_UNSUPPORTED;
+		if ((rc->caps & PROTO_CAP_DELTA) == 0 || !delta_encoding_valid(ob->encoding)) {
+			log_error("%s: %s: encoding %u is not supported by this receiver",
+			    rc->x->peer, what, ob->encoding);
+			return DS_ERR_UNSUPPORTED;
+		}
+		return recv_delta_object(rc, ob, what);
 	}
 	if (ob->offset > 0) {
 		if ((r = stage_partial(rc->t, ob->hash, &have)) != 0)
@@ -698,7 +1028,20 @@ serve_push(struct receiver *rc, struct proto_result *res)
 		case PROTO_OBJECT:
 			r = recv_object(rc, &m.u.object);
 			break;
+		case PROTO_SIGNATURE_REQUEST:
+			r = send_signatures(rc, &m.u.signature_request);
+			break;
 		case PROTO_COMMIT:
+			if (rc->nretry > 0) {
+				/* Deltas failed: the sender sends those whole, then COMMITs again. */
+				struct proto_retry rt = { rc->retry, rc->nretry };
+
+				r = proto_send_msg(rc->x, PROTO_RETRY, &rt);
+				free(rc->retry);
+				rc->retry = NULL;
+				rc->nretry = 0;
+				break;
+			}
 			r = do_commit(rc, &m.u.commit, res);
 			proto_msg_free(&m);
 			return r;
@@ -815,6 +1158,8 @@ out:
 	target_close(rc.t);
 	proto_open_free(&rc.open);
 	config_free(rc.own_config);
+	bases_free(&rc);
+	free(rc.retry);
 	ZSTD_freeDCtx(rc.dctx);
 	free(rc.outbuf);
 	buf_free(rc.payload);

@@ -6,8 +6,12 @@
  */
 #include "autoconf.h"
 
+#include <sys/stat.h>
+
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +21,7 @@
 
 #include "buf.h"
 #include "config.h"
+#include "delta.h"
 #include "err.h"
 #include "log.h"
 #include "manifest.h"
@@ -44,6 +49,9 @@ struct sender {
 	struct buf		*chunk;		/* DATA being filled */
 	uint8_t			*readbuf;
 	ZSTD_CCtx		*cctx;
+	const struct proto_state *st;		/* the receiver's STATE (push) */
+	struct proto_signature	*sigs;		/* answers to SIGNATURE_REQUEST, by path */
+	size_t			 nsigs;
 };
 
 /*
@@ -229,6 +237,7 @@ send_object(struct sender *s, const struct plan_object *po, uint64_t offset)
 	const struct manifest_entry *e = po->entry;
 	struct proto_object ob;
 	char hex[HASH_HEX_LEN + 1], *what;
+	uint64_t out0 = s->x->bytes_out;
 	int fd, r;
 
 	memset(&ob, 0, sizeof(ob));
@@ -254,6 +263,8 @@ send_object(struct sender *s, const struct plan_object *po, uint64_t offset)
 		goto out;
 	s->report->objects_sent++;
 	s->report->object_bytes += e->size - offset;
+	s->report->enc_objects[ob.encoding]++;
+	s->report->enc_bytes[ob.encoding] += s->x->bytes_out - out0;
 	log_debug("%s: sent %s from byte %" PRIu64 " as %s", s->x->peer, e->path, offset,
 	    ob.encoding == PROTO_ENC_ZSTD ? "zstd" : "raw");
 out:
@@ -385,6 +396,608 @@ staged_offset(const struct proto_state *st, const uint8_t hash[HASH_LEN], int *c
 	return 0;
 }
 
+/*
+ * Encodings. Each object the receiver lacks goes as, in this order of
+ * preference:
+ *	rsync		against the receiver's own file when its path drifted, or
+ *			when the store lacks the basis content (signature asked
+ *			for in one batch, see request_signatures)
+ *	zstd-patch	against the basis the plan chose, from the store's copy
+ *	zstd / raw	whole; raw when zstd cannot shrink it
+ * and a delta larger than the content goes raw (delta_choose). Encodings
+ * are written once into the store's deltas/ (atomically, never replaced)
+ * and streamed from there, so a second host at the same release costs a
+ * file read, and an encoded stream is stable enough to resume at an offset.
+ * A worker thread encodes ahead while the main thread sends, so CPU and
+ * the link overlap.
+ */
+
+static const struct proto_signature *find_signature(const struct sender *, const char *);
+
+static int
+strcmp_ptr(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Forgets the cached deltas of PO's object that the receiver could not use. */
+static void
+drop_cached_deltas(struct sender *s, const struct plan_object *po)
+{
+	const struct proto_signature *sig;
+	char *path;
+
+	if (po->basis != NULL) {
+		path = store_delta_path(s->opt->store, po->basis->hash, po->entry->hash,
+		    delta_encoding_name(DELTA_ZSTD_PATCH));
+		unlink(path);
+		free(path);
+	}
+	if ((sig = find_signature(s, po->entry->path)) == NULL && po->basis != NULL)
+		sig = find_signature(s, po->basis->path);
+	if (sig != NULL && sig->present) {
+		path = store_delta_path(s->opt->store, sig->hash, po->entry->hash,
+		    delta_encoding_name(DELTA_RSYNC));
+		unlink(path);
+		free(path);
+	}
+}
+
+/* How one object goes on the wire. */
+struct encoded {
+	const struct plan_object *po;
+	uint8_t		 enc;		/* PROTO_ENC_* */
+	uint8_t		 basis[HASH_LEN]; /* delta encodings: the basis content */
+	char		*cache;		/* the cached encoding to stream; NULL: stream the object */
+	uint64_t	 len;		/* bytes of the cached encoding */
+	int		 hit;		/* 1: the cache had it */
+	int		 done;		/* set by the worker under the lock */
+};
+
+struct encoder {
+	struct sender	*s;
+	struct encoded	*items;
+	size_t		 n;
+	int		 stop;
+	int		 started;
+	pthread_t	 thread;
+	pthread_mutex_t	 lock;
+	pthread_cond_t	 cond;
+};
+
+static unsigned long cache_seq;
+
+/* The signature the receiver sent for PATH (present or not), or NULL. */
+static const struct proto_signature *
+find_signature(const struct sender *s, const char *path)
+{
+	size_t lo = 0, hi = s->nsigs;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = strcmp(s->sigs[mid].path, path);
+
+		if (c == 0)
+			return &s->sigs[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+static int
+is_drifted(const struct proto_state *st, const char *path)
+{
+	size_t lo = 0, hi = st->ndrift;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = strcmp(st->drift[mid], path);
+
+		if (c == 0)
+			return 1;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return 0;
+}
+
+static int
+delta_level(const struct sender *s)
+{
+	int level = s->opt->level;
+
+	if (level == 0 && s->opt->config != NULL)
+		level = s->opt->config->distribution.level;
+	if (level < DELTA_LEVEL_MIN || level > DELTA_LEVEL_MAX)
+		level = DELTA_LEVEL_DEFAULT;
+	return level;
+}
+
+/* Does zstd shrink the first block of fd? Zip-based .war/.omod mostly not. */
+static int
+compressible(int fd, uint64_t size)
+{
+	size_t probe = size < ZSTD_PROBE_BYTES ? (size_t)size : ZSTD_PROBE_BYTES;
+	uint8_t *in, *dst;
+	size_t bound, out;
+	ssize_t n;
+	int yes = 0;
+
+	if (probe < 128)
+		return 0;
+	in = xmalloc(probe);
+	bound = ZSTD_compressBound(probe);
+	dst = xmalloc(bound);
+	n = pread(fd, in, probe, 0);
+	if (n > 0) {
+		out = ZSTD_compress(dst, bound, in, (size_t)n, 1);
+		yes = !ZSTD_isError(out) && (double)out <= (double)n * ZSTD_PROBE_RATIO;
+	}
+	free(in);
+	free(dst);
+	return yes;
+}
+
+/* A temp file holding a signature from the receiver, for delta_rsync_encode; -1 on error. */
+static int
+signature_fd(const struct sender *s, const struct proto_signature *sig)
+{
+	char *tmp = xasprintf("%s/tmp/signature.%ld.%lu", store_dir(s->opt->store),
+	    (long)getpid(), __atomic_fetch_add(&cache_seq, 1, __ATOMIC_RELAXED));
+	int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	size_t off = 0;
+	ssize_t n;
+
+	if (fd != -1) {
+		unlink(tmp);
+		while (off < sig->sig_len) {
+			n = write(fd, sig->sig + off, sig->sig_len - off);
+			if (n <= 0 && errno != EINTR) {
+				close(fd);
+				fd = -1;
+				break;
+			}
+			off += n > 0 ? (size_t)n : 0;
+		}
+	}
+	if (fd != -1 && lseek(fd, 0, SEEK_SET) != 0) {
+		close(fd);
+		fd = -1;
+	}
+	if (fd == -1)
+		log_errno("%s", tmp);
+	free(tmp);
+	return fd;
+}
+
+/*
+ * Makes e->cache exist: the encoding of e's object by e->enc against
+ * basis_fd (zstd-patch) or sig (rsync), written to a temp file and renamed
+ * into place. Returns 0 or DS_ERR_*, logged.
+ */
+static int
+cache_fill(struct sender *s, struct encoded *e, const struct proto_signature *sig, int level)
+{
+	const struct manifest_entry *ent = e->po->entry;
+	struct stat st;
+	char *tmp = NULL;
+	int tfd = -1, bfd = -1, sfd = -1, out = -1, r;
+
+	if (stat(e->cache, &st) == 0 && S_ISREG(st.st_mode)) {
+		e->len = (uint64_t)st.st_size;
+		e->hit = 1;
+		return 0;
+	}
+	if ((tfd = store_object_open(s->opt->store, ent->hash)) == -1) {
+		log_errno("%s: object missing from the store", ent->path);
+		r = DS_ERR_NOTFOUND;
+		goto out;
+	}
+	if (e->enc == PROTO_ENC_ZSTD_PATCH &&
+	    (bfd = store_object_open(s->opt->store, e->basis)) == -1) {
+		log_errno("%s: basis missing from the store", ent->path);
+		r = DS_ERR_NOTFOUND;
+		goto out;
+	}
+	if (e->enc == PROTO_ENC_RSYNC && (sfd = signature_fd(s, sig)) == -1) {
+		r = DS_ERR_SYSTEM;
+		goto out;
+	}
+	tmp = xasprintf("%s.%ld.%lu.tmp", e->cache, (long)getpid(),
+	    __atomic_fetch_add(&cache_seq, 1, __ATOMIC_RELAXED));
+	if ((out = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444)) == -1) {
+		log_errno("%s", tmp);
+		r = DS_ERR_SYSTEM;
+		goto out;
+	}
+	if (e->enc == PROTO_ENC_RSYNC)
+		r = delta_rsync_encode(sfd, tfd, level, out, &e->len);
+	else
+		r = delta_encode(e->enc, bfd, tfd, level, out, &e->len);
+	if (r != 0)
+		goto out;
+	if (close(out) != 0) {
+		out = -1;
+		log_errno("%s", tmp);
+		r = DS_ERR_SYSTEM;
+		goto out;
+	}
+	out = -1;
+	/* Not fsynced: a cache entry lost in a crash is simply made again. */
+	if (rename(tmp, e->cache) != 0) {
+		log_errno("%s", e->cache);
+		r = DS_ERR_SYSTEM;
+		goto out;
+	}
+	free(tmp);
+	tmp = NULL;
+out:
+	if (out != -1)
+		close(out);
+	if (tmp != NULL)
+		unlink(tmp);
+	free(tmp);
+	if (tfd != -1)
+		close(tfd);
+	if (bfd != -1)
+		close(bfd);
+	if (sfd != -1)
+		close(sfd);
+	return r;
+}
+
+/* Decides e's encoding and basis, encoding into the cache when it is not there yet. */
+static void
+encode_one(struct sender *s, struct encoded *e, int whole)
+{
+	const struct manifest_entry *ent = e->po->entry, *basis = e->po->basis;
+	const struct proto_signature *sig = NULL;
+	int level = delta_level(s), fd;
+
+	e->enc = PROTO_ENC_RAW;
+	e->cache = NULL;
+	if (ent->type != MANIFEST_FILE || ent->size == 0)
+		return;		/* streamed: symlink targets and empty files are tiny */
+	if (!whole && (s->caps & PROTO_CAP_DELTA) != 0) {
+		if (is_drifted(s->st, ent->path))
+			sig = find_signature(s, ent->path);
+		if ((sig == NULL || !sig->present) && basis != NULL) {
+			if (store_has(s->opt->store, basis->hash)) {
+				e->enc = PROTO_ENC_ZSTD_PATCH;
+				memcpy(e->basis, basis->hash, HASH_LEN);
+			} else
+				sig = find_signature(s, basis->path);
+		}
+		if (e->enc == PROTO_ENC_RAW && sig != NULL && sig->present) {
+			e->enc = PROTO_ENC_RSYNC;
+			memcpy(e->basis, sig->hash, HASH_LEN);
+		}
+	}
+	if (e->enc == PROTO_ENC_RAW) {
+		if ((s->caps & PROTO_CAP_ZSTD) == 0)
+			return;
+		if ((fd = store_object_open(s->opt->store, ent->hash)) == -1)
+			return;		/* send_object reports it */
+		if (compressible(fd, ent->size))
+			e->enc = PROTO_ENC_ZSTD;
+		close(fd);
+		if (e->enc == PROTO_ENC_RAW)
+			return;
+	}
+	e->cache = store_delta_path(s->opt->store, e->enc == PROTO_ENC_ZSTD ? NULL : e->basis,
+	    ent->hash, delta_encoding_name(e->enc));
+	if (cache_fill(s, e, sig, level) != 0 ||
+	    delta_choose(e->enc, e->len, ent->size) == DELTA_RAW) {
+		/* Not worth it (or not possible): the bytes as they are. */
+		free(e->cache);
+		e->cache = NULL;
+		e->enc = PROTO_ENC_RAW;
+	}
+}
+
+static void *
+encoder_main(void *arg)
+{
+	struct encoder *w = arg;
+
+	for (size_t i = 0; i < w->n; i++) {
+		int stop;
+
+		pthread_mutex_lock(&w->lock);
+		stop = w->stop;
+		pthread_mutex_unlock(&w->lock);
+		if (stop)
+			break;
+		encode_one(w->s, &w->items[i], 0);
+		pthread_mutex_lock(&w->lock);
+		w->items[i].done = 1;
+		pthread_cond_broadcast(&w->cond);
+		pthread_mutex_unlock(&w->lock);
+	}
+	return NULL;
+}
+
+/* Waits until the worker has decided item i. */
+static void
+encoder_wait(struct encoder *w, size_t i)
+{
+	pthread_mutex_lock(&w->lock);
+	while (!w->items[i].done)
+		pthread_cond_wait(&w->cond, &w->lock);
+	pthread_mutex_unlock(&w->lock);
+}
+
+static void
+encoder_stop(struct encoder *w)
+{
+	if (w->started) {
+		pthread_mutex_lock(&w->lock);
+		w->stop = 1;
+		pthread_mutex_unlock(&w->lock);
+		pthread_join(w->thread, NULL);
+		pthread_mutex_destroy(&w->lock);
+		pthread_cond_destroy(&w->cond);
+		w->started = 0;
+	}
+	for (size_t i = 0; i < w->n; i++)
+		free(w->items[i].cache);
+	free(w->items);
+	w->items = NULL;
+	w->n = 0;
+}
+
+/*
+ * Asks the receiver, in one batch, for signatures of the bases the store
+ * cannot delta against: drifted paths that the release replaces, and bases
+ * whose content the store lacks (pruned, or a site this store never synced).
+ */
+static int
+request_signatures(struct sender *s, const struct plan *plan)
+{
+	struct proto_signature_request req;
+	struct proto_msg m;
+	size_t alloc = 0, i, j;
+	int r = 0;
+
+	memset(&req, 0, sizeof(req));
+	if ((s->caps & PROTO_CAP_DELTA) == 0)
+		return 0;
+	for (i = 0; i < plan->nobjects; i++) {
+		const struct plan_object *po = &plan->objects[i];
+		const char *want = NULL;
+
+		if (po->entry->type != MANIFEST_FILE || po->entry->size == 0)
+			continue;
+		if (is_drifted(s->st, po->entry->path))
+			want = po->entry->path;
+		else if (po->basis != NULL && !store_has(s->opt->store, po->basis->hash))
+			want = po->basis->path;
+		if (want == NULL || req.npaths >= PROTO_LIST_MAX)
+			continue;
+		req.paths = xgrow(req.paths, &alloc, req.npaths + 1, sizeof(char *));
+		req.paths[req.npaths++] = (char *)want;
+	}
+	if (req.npaths == 0)
+		goto out;
+	qsort(req.paths, req.npaths, sizeof(char *), strcmp_ptr);
+	for (i = j = 0; i < req.npaths; i++)
+		if (j == 0 || strcmp(req.paths[j - 1], req.paths[i]) != 0)
+			req.paths[j++] = req.paths[i];
+	req.npaths = j;
+	if ((r = proto_send_msg(s->x, PROTO_SIGNATURE_REQUEST, &req)) != 0) {
+		r = peer_reason(s, r);
+		goto out;
+	}
+	s->report->round_trips++;
+	s->sigs = xcalloc(req.npaths, sizeof(*s->sigs));
+	for (;;) {
+		if ((r = proto_recv_msg(s->x, 0, s->payload, &m)) != 0)
+			goto out;
+		if (m.type == PROTO_SIGNATURE_END && s->nsigs == req.npaths)
+			break;
+		if (m.type != PROTO_SIGNATURE || s->nsigs == req.npaths ||
+		    strcmp(m.u.signature.path, req.paths[s->nsigs]) != 0) {
+			log_error("%s: unexpected %s in answer to SIGNATURE_REQUEST", s->x->peer,
+			    proto_type_name(m.type));
+			proto_msg_free(&m);
+			r = DS_ERR_PROTO;
+			goto out;
+		}
+		s->sigs[s->nsigs++] = m.u.signature;
+		s->report->signatures += m.u.signature.present;
+		memset(&m, 0, sizeof(m));
+	}
+	proto_msg_free(&m);
+out:
+	free(req.paths);
+	return r;
+}
+
+/* Streams LEN bytes of fd from OFFSET as DATA frames. */
+static int
+send_file_bytes(struct sender *s, int fd, uint64_t offset, uint64_t len, const char *what)
+{
+	ssize_t n;
+	int r;
+
+	while (len > 0) {
+		n = pread(fd, s->readbuf, len < READ_CHUNK ? (size_t)len : READ_CHUNK,
+		    (off_t)offset);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			log_errno("%s: read", what);
+			return DS_ERR_SYSTEM;
+		}
+		if ((r = put_data(s, s->readbuf, (size_t)n)) != 0)
+			return r;
+		offset += (uint64_t)n;
+		len -= (uint64_t)n;
+	}
+	return flush_chunk(s);
+}
+
+/* Sends one object by its cached encoding: OBJECT, DATA..., OBJECT_END. */
+static int
+send_encoded(struct sender *s, const struct encoded *e)
+{
+	const struct manifest_entry *ent = e->po->entry;
+	struct proto_object ob;
+	char *what = xasprintf("%s (%s)", ent->path, e->cache);
+	int fd, r;
+
+	memset(&ob, 0, sizeof(ob));
+	if ((fd = open(e->cache, O_RDONLY | O_CLOEXEC)) == -1) {
+		log_errno("%s", e->cache);
+		r = DS_ERR_SYSTEM;
+		goto out;
+	}
+	memcpy(ob.hash, ent->hash, HASH_LEN);
+	ob.size = ent->size;
+	ob.encoding = e->enc;
+	if (e->enc != PROTO_ENC_ZSTD)
+		memcpy(ob.basis, e->basis, HASH_LEN);
+	if ((r = proto_send_msg(s->x, PROTO_OBJECT, &ob)) != 0 ||
+	    (r = send_file_bytes(s, fd, 0, e->len, what)) != 0 ||
+	    (r = proto_send(s->x, PROTO_OBJECT_END, NULL)) != 0)
+		goto out;
+	s->report->objects_sent++;
+	s->report->object_bytes += ent->size;
+	s->report->enc_objects[e->enc]++;
+	s->report->enc_bytes[e->enc] += e->len;
+	s->report->cache_hits += e->hit;
+	log_debug("%s: sent %s as %s (%" PRIu64 " of %" PRIu64 " bytes)", s->x->peer,
+	    ent->path, delta_encoding_name(e->enc), e->len, ent->size);
+out:
+	if (fd != -1)
+		close(fd);
+	free(what);
+	return r;
+}
+
+/*
+ * Sends the objects the receiver lacks, encoded ahead by a worker thread.
+ * Objects partly staged on the receiver resume their content stream.
+ */
+static int
+send_objects(struct sender *s, const struct plan *plan, const struct proto_state *st)
+{
+	struct encoder w;
+	uint64_t *offsets;
+	size_t n = 0;
+	int r = 0;
+
+	memset(&w, 0, sizeof(w));
+	w.s = s;
+	w.items = xcalloc(plan->nobjects + 1, sizeof(*w.items));
+	offsets = xcalloc(plan->nobjects + 1, sizeof(*offsets));
+	for (size_t i = 0; i < plan->nobjects; i++) {
+		const struct plan_object *po = &plan->objects[i];
+		uint64_t offset;
+		int complete;
+
+		if (po->entry->type != MANIFEST_FILE && po->entry->type != MANIFEST_SYMLINK)
+			continue;
+		staged_offset(st, po->entry->hash, &complete, &offset);
+		if (complete)
+			continue;
+		w.items[n].po = po;
+		offsets[n] = offset;
+		n++;
+	}
+	w.n = n;
+	if ((r = request_signatures(s, plan)) != 0)
+		goto out;
+	pthread_mutex_init(&w.lock, NULL);
+	pthread_cond_init(&w.cond, NULL);
+	if (pthread_create(&w.thread, NULL, encoder_main, &w) != 0) {
+		pthread_mutex_destroy(&w.lock);
+		pthread_cond_destroy(&w.cond);
+		/* No thread: decide each object here instead. */
+		for (size_t i = 0; i < n; i++) {
+			encode_one(s, &w.items[i], 0);
+			w.items[i].done = 1;
+		}
+	} else
+		w.started = 1;
+	for (size_t i = 0; i < n; i++) {
+		encoder_wait(&w, i);
+		if (w.items[i].cache != NULL && offsets[i] == 0)
+			r = send_encoded(s, &w.items[i]);
+		else
+			r = send_object(s, w.items[i].po, offsets[i]);
+		if (r != 0) {
+			r = peer_reason(s, r);
+			goto out;
+		}
+	}
+out:
+	encoder_stop(&w);
+	free(offsets);
+	return r;
+}
+
+/*
+ * Sends COMMIT and reads RESULT. A RETRY instead lists objects whose delta
+ * the receiver could not use: their cached encodings are dropped, they go
+ * whole, and COMMIT is sent again (once).
+ */
+static int
+commit_result(struct sender *s, const struct plan *plan, const struct proto_commit *commit,
+    struct proto_msg *m)
+{
+	int r, retried = 0;
+
+	for (;;) {
+		if ((r = proto_send_msg(s->x, PROTO_COMMIT, commit)) != 0)
+			return peer_reason(s, r);
+		s->report->round_trips++;
+		/*
+		 * The apply, restarts and health checks may take longer than any idle
+		 * limit while the link is quiet; a dead link is the transport's to notice.
+		 */
+		s->x->idle_timeout = 0;
+		if ((r = proto_recv_msg(s->x, retried ? PROTO_RESULT : 0, s->payload, m)) != 0)
+			return r;
+		if (m->type == PROTO_RESULT)
+			return 0;
+		if (m->type != PROTO_RETRY) {
+			log_error("%s: expected RESULT or RETRY after COMMIT, got %s", s->x->peer,
+			    proto_type_name(m->type));
+			proto_msg_free(m);
+			return DS_ERR_PROTO;
+		}
+		retried = 1;
+		for (size_t i = 0; i < m->u.retry.nhashes && r == 0; i++) {
+			const uint8_t *h = m->u.retry.hashes + i * HASH_LEN;
+			const struct plan_object *po = NULL;
+
+			for (size_t j = 0; j < plan->nobjects && po == NULL; j++)
+				if (memcmp(plan->objects[j].entry->hash, h, HASH_LEN) == 0)
+					po = &plan->objects[j];
+			if (po == NULL) {
+				log_error("%s: RETRY names an object that was not sent", s->x->peer);
+				r = DS_ERR_PROTO;
+				break;
+			}
+			log_warn("%s: %s: the delta did not reconstruct the file on the host; sent "
+			    "whole instead", s->x->peer, po->entry->path);
+			drop_cached_deltas(s, po);
+			s->report->fallbacks++;
+			if ((r = send_object(s, po, 0)) != 0)
+				r = peer_reason(s, r);
+		}
+		proto_msg_free(m);
+		if (r != 0)
+			return r;
+	}
+}
+
 static int
 run_push(struct sender *s, const struct proto_state *st)
 {
@@ -428,21 +1041,9 @@ run_push(struct sender *s, const struct proto_state *st)
 	/* A refusal for drift is the receiver's to make; it needs no objects for it. */
 	if ((opt->flags & PROTO_FLAG_DRY_RUN) == 0 &&
 	    ((opt->flags & PROTO_FLAG_FAIL_ON_DRIFT) == 0 || st->ndrift == 0)) {
-		for (size_t i = 0; i < plan->nobjects; i++) {
-			const struct plan_object *po = &plan->objects[i];
-			uint64_t offset;
-			int complete;
-
-			if (po->entry->type != MANIFEST_FILE && po->entry->type != MANIFEST_SYMLINK)
-				continue;
-			staged_offset(st, po->entry->hash, &complete, &offset);
-			if (complete)
-				continue;
-			if ((r = send_object(s, po, offset)) != 0) {
-				r = peer_reason(s, r);
-				goto out;
-			}
-		}
+		s->st = st;
+		if ((r = send_objects(s, plan, st)) != 0)
+			goto out;
 	}
 	commit.release = release;
 	manifest_encode(target, (char **)&commit.manifest, &len);
@@ -456,17 +1057,7 @@ run_push(struct sender *s, const struct proto_state *st)
 			commit.manifest_len = 0;
 	}
 	commit.flags = opt->flags;
-	if ((r = proto_send_msg(s->x, PROTO_COMMIT, &commit)) != 0) {
-		r = peer_reason(s, r);
-		goto out;
-	}
-	s->report->round_trips++;
-	/*
-	 * The apply, restarts and health checks may take longer than any idle
-	 * limit while the link is quiet; a dead link is the transport's to notice.
-	 */
-	s->x->idle_timeout = 0;
-	if ((r = proto_recv_msg(s->x, PROTO_RESULT, s->payload, &m)) != 0)
+	if ((r = commit_result(s, plan, &commit, &m)) != 0)
 		goto out;
 	s->report->result = m.u.result;
 	r = m.u.result.status;
@@ -560,6 +1151,9 @@ out:
 	report->bytes_sent = x->bytes_out - out0;
 	report->bytes_received = x->bytes_in - in0;
 	free(open.config);
+	for (size_t i = 0; i < s.nsigs; i++)
+		proto_signature_free(&s.sigs[i]);
+	free(s.sigs);
 	ZSTD_freeCCtx(s.cctx);
 	free(s.readbuf);
 	buf_free(s.chunk);
@@ -653,6 +1247,27 @@ sender_report_print(const struct sender_report *rep, const char *host, uint8_t o
 		fprintf(fp, "  %" PRIu64 " object%s sent (%s of content, %s on the wire), "
 		    "%u round trip%s\n", rep->objects_sent, rep->objects_sent == 1 ? "" : "s",
 		    recv, sent, rep->round_trips, rep->round_trips == 1 ? "" : "s");
+	if (op == PROTO_OP_PUSH && rep->objects_sent > 0) {
+		fprintf(fp, "  encodings:");
+		for (int enc = 0; enc <= PROTO_ENC_MAX; enc++) {
+			char b[32];
+
+			if (rep->enc_objects[enc] == 0)
+				continue;
+			util_format_bytes(rep->enc_bytes[enc], b, sizeof(b));
+			fprintf(fp, " %s %" PRIu64 " (%s)", delta_encoding_name(enc),
+			    rep->enc_objects[enc], b);
+		}
+		if (rep->signatures > 0)
+			fprintf(fp, "; %" PRIu64 " signature%s", rep->signatures,
+			    rep->signatures == 1 ? "" : "s");
+		if (rep->cache_hits > 0)
+			fprintf(fp, "; %" PRIu64 " from the delta cache", rep->cache_hits);
+		fprintf(fp, "\n");
+		if (rep->fallbacks > 0)
+			fprintf(fp, "  %" PRIu64 " delta%s did not reconstruct on the host: sent whole "
+			    "instead\n", rep->fallbacks, rep->fallbacks == 1 ? "" : "s");
+	}
 	for (size_t i = 0; i < res->ndrift; i++)
 		fprintf(fp, "  drift   %s (changed on the host since the last apply%s)\n",
 		    res->drift[i], status == DS_ERR_DRIFT ? "" : dry ? "; would be overwritten" :
@@ -701,9 +1316,16 @@ sender_report_json(const struct sender_report *rep, const char *host, uint8_t op
 	fprintf(fp, ",\"added\":%" PRIu64 ",\"updated\":%" PRIu64 ",\"deleted\":%" PRIu64
 	    ",\"changed\":%" PRIu64 ",\"objects_sent\":%" PRIu64 ",\"object_bytes\":%" PRIu64
 	    ",\"bytes_sent\":%" PRIu64 ",\"bytes_received\":%" PRIu64 ",\"round_trips\":%u"
-	    ",\"services\":[", res->added, res->updated, res->deleted, res->changed,
+	    ",\"encodings\":{", res->added, res->updated, res->deleted, res->changed,
 	    rep->objects_sent, rep->object_bytes, rep->bytes_sent, rep->bytes_received,
 	    rep->round_trips);
+	for (int enc = 0; enc <= PROTO_ENC_MAX; enc++)
+		fprintf(fp, "%s\"%s\":{\"objects\":%" PRIu64 ",\"bytes\":%" PRIu64 "}",
+		    enc ? "," : "", delta_encoding_name(enc), rep->enc_objects[enc],
+		    rep->enc_bytes[enc]);
+	fprintf(fp, "},\"signatures\":%" PRIu64 ",\"delta_fallbacks\":%" PRIu64
+	    ",\"cache_hits\":%" PRIu64 ",\"services\":[", rep->signatures, rep->fallbacks,
+	    rep->cache_hits);
 	for (size_t i = 0; i < res->nservices; i++) {
 		fprintf(fp, "%s", i ? "," : "");
 		util_json_string(fp, res->services[i]);

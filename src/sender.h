@@ -44,6 +44,11 @@ struct sender_report {
 	uint64_t	 bytes_received;
 	unsigned	 round_trips;	/* times the sender waited for the peer */
 	int		 manifest_fetched; /* 1: the receiver's manifest was unknown */
+	uint64_t	 enc_objects[PROTO_ENC_MAX + 1]; /* objects sent, by PROTO_ENC_* */
+	uint64_t	 enc_bytes[PROTO_ENC_MAX + 1];	/* their encoded bytes */
+	uint64_t	 signatures;	/* bases the receiver signed (unknown to the store) */
+	uint64_t	 fallbacks;	/* deltas the receiver could not use: sent again whole */
+	uint64_t	 cache_hits;	/* encodings taken from the store's delta cache */
 };
 
 /*
