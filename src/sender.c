@@ -36,6 +36,12 @@
 #include "xport.h"
 
 #define READ_CHUNK	(128u * 1024)
+/*
+ * DATA payload per frame. The receiver stages a frame once it is whole, so a
+ * cut link loses the frame in flight: 64 KiB is 2 s at 256 kbit/s, where
+ * PROTO_CHUNK_MAX would be 33 s, longer than such a link may stay up.
+ */
+#define DATA_CHUNK	(64u * 1024)
 /* Content whose first block zstd cannot shrink by this fraction goes raw. */
 #define ZSTD_PROBE_BYTES (64u * 1024)
 #define ZSTD_PROBE_RATIO 0.97
@@ -99,13 +105,13 @@ put_data(struct sender *s, const void *data, size_t len)
 	int r;
 
 	while (len > 0) {
-		room = PROTO_CHUNK_MAX - buf_len(s->chunk);
+		room = DATA_CHUNK - buf_len(s->chunk);
 		n = len < room ? len : room;
 		if ((r = buf_put(s->chunk, p, n)) != 0)
 			return r;
 		p += n;
 		len -= n;
-		if (buf_len(s->chunk) == PROTO_CHUNK_MAX && (r = flush_chunk(s)) != 0)
+		if (buf_len(s->chunk) == DATA_CHUNK && (r = flush_chunk(s)) != 0)
 			return r;
 	}
 	return 0;
