@@ -338,7 +338,8 @@ target_verify(struct target *t, struct manifest **scan_out, char ***drifted)
 		*drifted = NULL;
 	if ((r = target_current(t, NULL, &cur)) != 0)
 		goto out;
-	if ((r = manifest_scan(t->dir, NULL, cache, 0, &scan, NULL)) != 0)
+	/* Read-only use of the cache: an apply rewrites it; drift just gets rehashed. */
+	if ((r = manifest_scan_cached(t->dir, NULL, cache, NULL, 0, &scan, NULL)) != 0)
 		goto out;
 	if ((r = manifest_diff(cur, scan, drift_add, &w)) != 0)
 		goto out;

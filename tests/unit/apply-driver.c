@@ -7,6 +7,8 @@
  *	apply-driver [options] --rollback TARGET
  *	apply-driver [options] --verify TARGET	print drifted paths
  *	apply-driver --fault			exit 0 if built with fault injection
+ *	--manifest FILE: take the release from FILE instead of scanning SOURCE, stage nothing
+ *	--stage-only: stage what is missing and stop; --save-manifest FILE: write the scan
  * options: --state DIR, --keep N, --fail-on-drift, --dry-run, --owner U, --group G,
  *	    --lock-timeout S, --hold S (keep the lock S seconds after opening)
  */
@@ -113,13 +115,17 @@ main(int argc, char **argv)
 		{ "verify", no_argument, NULL, 'V' },
 		{ "fault", no_argument, NULL, 'f' },
 		{ "quiet", no_argument, NULL, 'q' },
+		{ "manifest", required_argument, NULL, 'm' },
+		{ "save-manifest", required_argument, NULL, 'S' },
+		{ "stage-only", no_argument, NULL, 'O' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct commit_opts o;
 	struct commit_report rep;
 	struct manifest *m = NULL;
 	struct target *t = NULL;
-	const char *state = NULL;
+	const char *state = NULL, *manifest_file = NULL, *save_file = NULL;
+	int stage_only = 0;
 	unsigned lock_timeout = 0, hold = 0;
 	int ch, rollback = 0, verify = 0, r;
 
@@ -139,6 +145,9 @@ main(int argc, char **argv)
 		case 'V': verify = 1; break;
 		case 'f': return FAULT_ENABLED ? 0 : 1;
 		case 'q': log_set_level(LOG_LEVEL_ERROR); break;
+		case 'm': manifest_file = optarg; break;
+		case 'S': save_file = optarg; break;
+		case 'O': stage_only = 1; break;
 		default: return 2;
 		}
 	}
@@ -163,9 +172,18 @@ main(int argc, char **argv)
 	if (rollback) {
 		r = commit_rollback(t, &o, &rep);
 	} else {
-		if ((r = manifest_scan(argv[1], NULL, NULL, 0, &m, NULL)) != 0)
+		if (manifest_file != NULL)
+			r = manifest_load(manifest_file, &m);
+		else
+			r = manifest_scan(argv[1], NULL, NULL, 0, &m, NULL);
+		if (r != 0)
 			goto out;
-		if (!o.dry_run && (r = stage_missing(t, argv[1], m)) != 0)
+		if (save_file != NULL && (r = manifest_save(m, save_file)) != 0)
+			goto out;
+		/* With --manifest the objects were staged by an earlier --stage-only run. */
+		if (!o.dry_run && manifest_file == NULL && (r = stage_missing(t, argv[1], m)) != 0)
+			goto out;
+		if (stage_only)
 			goto out;
 		o.to = m;
 		o.release_id = argv[2];
