@@ -1,6 +1,10 @@
 /* distsync release: snapshot the source tree into the store as an immutable release. */
 #include "autoconf.h"
 
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -11,10 +15,12 @@
 
 #include "cmd.h"
 #include "config.h"
+#include "delta.h"
 #include "err.h"
 #include "log.h"
 #include "manifest.h"
 #include "path.h"
+#include "plan.h"
 #include "store.h"
 #include "unpack.h"
 #include "util.h"
@@ -27,6 +33,8 @@ static const char release_options[] =
     "  --from ARCHIVE  take the tree from a zip or tar.* instead of the source directory\n"
     "  --strip N       drop N leading path components of archive entries\n"
     "  --no-prune      keep every release (ignore keep_releases this time)\n"
+    "  --precompute N  prepare the deltas from each of the last N releases to this one\n"
+    "                  (zstd level 19) in the store's delta cache, for every push\n"
     "  -h, --help      this help\n";
 
 /* Name of the store's top-level directory when it lies inside the source, else NULL. */
@@ -42,6 +50,108 @@ store_inside_source(const char *source, const char *store)
 	return xstrndup(rest, strcspn(rest, "/"));
 }
 
+/*
+ * Writes the zstd patch of TARGET against BASIS into the delta cache at
+ * DELTA_LEVEL_PRECOMPUTE, unless it is there. Returns 1 when made, 0 when
+ * present or not worth it, or DS_ERR_*.
+ */
+static int
+precompute_one(struct store *store, const uint8_t basis[HASH_LEN], const uint8_t target[HASH_LEN],
+    uint64_t *bytes)
+{
+	char *cache = store_delta_path(store, basis, target, delta_encoding_name(DELTA_ZSTD_PATCH));
+	char *tmp = NULL;
+	struct stat st;
+	uint64_t len = 0;
+	int bfd = -1, tfd = -1, out = -1, r = 0;
+
+	if (stat(cache, &st) == 0)
+		goto out;
+	if ((bfd = store_object_open(store, basis)) == -1 ||
+	    (tfd = store_object_open(store, target)) == -1) {
+		log_errno("%s: object missing from the store", store_dir(store));
+		r = DS_ERR_NOTFOUND;
+		goto out;
+	}
+	tmp = xasprintf("%s.%ld.tmp", cache, (long)getpid());
+	if ((out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0444)) == -1) {
+		log_errno("%s", tmp);
+		r = DS_ERR_SYSTEM;
+		goto out;
+	}
+	if ((r = delta_encode(DELTA_ZSTD_PATCH, bfd, tfd, DELTA_LEVEL_PRECOMPUTE, out, &len)) != 0)
+		goto out;
+	if (close(out) != 0 || rename(tmp, cache) != 0) {
+		out = -1;
+		log_errno("%s", cache);
+		r = DS_ERR_SYSTEM;
+		goto out;
+	}
+	out = -1;
+	*bytes += len;
+	r = 1;
+out:
+	if (out != -1)
+		close(out);
+	if (tmp != NULL && r <= 0)
+		unlink(tmp);
+	if (bfd != -1)
+		close(bfd);
+	if (tfd != -1)
+		close(tfd);
+	free(tmp);
+	free(cache);
+	return r;
+}
+
+/*
+ * Prepares the zstd patches a push from each of the last N releases before
+ * ID (manifest M) would send, with the basis the sender's plan picks.
+ */
+static int
+precompute(struct store *store, const char *id, const struct manifest *m, unsigned n)
+{
+	char **ids = NULL, made_s[32];
+	size_t count = 0, made = 0, done = 0;
+	uint64_t bytes = 0;
+	int r;
+
+	if ((r = store_release_list(store, &ids, &count)) != 0)
+		return r;
+	for (size_t i = count; i-- > 0 && done < n;) {
+		struct manifest *old = NULL;
+		struct plan *plan;
+
+		if (strcmp(ids[i], id) == 0)
+			continue;
+		done++;
+		if ((r = store_release_load(store, ids[i], &old)) != 0)
+			goto out;
+		plan = plan_make(old, m);
+		for (size_t j = 0; j < plan->nobjects && r >= 0; j++) {
+			const struct plan_object *po = &plan->objects[j];
+
+			if (po->basis == NULL || po->entry->type != MANIFEST_FILE ||
+			    po->entry->size == 0)
+				continue;
+			if ((r = precompute_one(store, po->basis->hash, po->entry->hash,
+			    &bytes)) > 0)
+				made++;
+		}
+		plan_free(plan);
+		manifest_free(old);
+		if (r < 0)
+			goto out;
+		r = 0;
+	}
+	util_format_bytes(bytes, made_s, sizeof(made_s));
+	printf("precomputed %zu delta%s (%s) from %zu earlier release%s\n", made,
+	    made == 1 ? "" : "s", made_s, done, done == 1 ? "" : "s");
+out:
+	xfree_strv(ids);
+	return r;
+}
+
 static int
 release_exec(int argc, char **argv, const struct config *config)
 {
@@ -50,6 +160,7 @@ release_exec(int argc, char **argv, const struct config *config)
 		{ "from", required_argument, NULL, 'f' },
 		{ "strip", required_argument, NULL, 's' },
 		{ "no-prune", no_argument, NULL, 'P' },
+		{ "precompute", required_argument, NULL, 'p' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -59,7 +170,7 @@ release_exec(int argc, char **argv, const struct config *config)
 	struct manifest *m = NULL;
 	struct manifest_scan_stats stats;
 	uint64_t new_objects = 0, new_bytes = 0;
-	unsigned strip = 0;
+	unsigned strip = 0, precompute_n = 0;
 	int ch, r, prune = 1;
 
 	while ((ch = getopt_long(argc, argv, "h", options, NULL)) != -1) {
@@ -78,6 +189,12 @@ release_exec(int argc, char **argv, const struct config *config)
 			break;
 		case 'P':
 			prune = 0;
+			break;
+		case 'p':
+			if (util_parse_uint(optarg, 1000, &precompute_n) != 0) {
+				log_error("--precompute: '%s' is not a number of releases", optarg);
+				return DS_ERR_USAGE;
+			}
 			break;
 		case 'h':
 			cmd_usage(&cmd_release_entry, release_options);
@@ -155,6 +272,8 @@ release_exec(int argc, char **argv, const struct config *config)
 		printf("release %s: %" PRIu64 " files, %s; %" PRIu64 " new objects (%s); manifest %.16s\n",
 		    id, stats.files, total, new_objects, added, hex);
 	}
+	if (precompute_n > 0 && (r = precompute(store, id, m, precompute_n)) != 0)
+		goto out;
 	if (prune) {
 		size_t rr = 0, ro = 0;
 		if ((r = store_prune(store, config->distribution.keep_releases, &rr, &ro)) != 0)
@@ -177,6 +296,6 @@ out:
 }
 
 const struct cmd_entry cmd_release_entry = {
-	"release", "[--version V] [--from ARCHIVE [--strip N]]",
+	"release", "[--version V] [--from ARCHIVE [--strip N]] [--precompute N]",
 	"cut a release: snapshot the source tree into the store", 1, release_exec
 };
