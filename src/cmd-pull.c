@@ -28,6 +28,7 @@
 #include "config.h"
 #include "err.h"
 #include "log.h"
+#include "path.h"
 #include "proto.h"
 #include "pull.h"
 #include "receiver.h"
@@ -103,7 +104,8 @@ take_pull_lock(const struct config_host *host, int *fd_out)
 	int fd = -1, tfd = -1, r;
 
 	*fd_out = -1;
-	if (mkdir(host->state, 0755) != 0 && errno != EEXIST) {
+	/* A first pull creates the state directory (and its parents) as a first push does. */
+	if (path_mkdirs(host->state) != 0) {
 		log_errno("%s: cannot create the state directory", host->state);
 		return DS_ERR_SYSTEM;
 	}

@@ -1,0 +1,149 @@
+#!/bin/sh
+# Resume on a shaped link (network namespace, tc tbf): a pull of a large
+# update is cut at several points (the sshd connection killed, and once the
+# link taken down for longer than the idle timeout). The run retries by
+# itself, finished objects are not sent again, the object in flight resumes
+# at its byte: the bytes on the wire for the whole update stay within 1.1x an
+# uncut transfer's, and the target is always release A or release B.
+. "$top_srcdir/tests/func/lib.sh"
+. "$top_srcdir/tests/func/lib-sshd.sh"
+. "$top_srcdir/tests/func/lib-netns.sh"
+need_prog sha256sum awk
+sshd_need
+netns_need
+RATE=${RESUME_RATE:-4mbit}
+netns_start "$RATE" || { echo "not ok 1 - namespace"; echo "1..1"; exit 1; }
+netns_sshd_start up || { echo "not ok 1 - sshd in the namespace"; echo "1..1"; exit 1; }
+
+cd "$T_DIR" || exit 1
+mkdir -p repo/dist/openmrs_modules repo/dist/frontend
+cat > repo/distsync.yml <<YML
+distribution: {name: test, source: dist, store: .distsync}
+hosts:
+  uncut: {path: $T_DIR/uncut/distribution}
+  cut: {path: $T_DIR/cut/distribution}
+YML
+seq 1 5000 > repo/dist/frontend/index.txt
+head -c 100000 /dev/urandom > repo/dist/openmrs_modules/a-1.0.omod
+R() { (cd repo && "$DISTSYNC" "$@"); }
+ok "release A" R release --version A
+cp -a repo/dist dist-A
+# B: 6 MB of new incompressible content in objects of different sizes.
+head -c 3000000 /dev/urandom > repo/dist/openmrs_modules/b-2.0.omod
+head -c 2000000 /dev/urandom > repo/dist/openmrs_modules/c-2.0.omod
+head -c 1000000 /dev/urandom > repo/dist/frontend/main.js
+seq 1 6000 > repo/dist/frontend/index.txt
+ok "release B" R release --version B
+cp -a repo/dist dist-B
+digest_A=$(tree_digest dist-A)
+digest_B=$(tree_digest dist-B)
+
+site_yml() {
+	cat <<YML
+distribution: {name: test}
+hosts:
+  central:
+    address: 127.0.0.1
+    port: $(sshd_port up)
+    user: $(id -un)
+    identity: $SSHD_CLIENT_KEY
+    known_hosts: $SSHD_KNOWN_HOSTS
+    remote_command: $DISTSYNC
+    path: $T_DIR/$1/distribution
+    connect_timeout: 10
+    idle_timeout: 3
+    retries: 8
+    retry_max_wait: 2
+site: {upstream: central, repository: $T_DIR/repo/distsync.yml, host: $1}
+YML
+}
+site_yml uncut > uncut.yml
+site_yml cut > cut.yml
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+# sleep_until MS: sleeps until now_ms reaches MS.
+sleep_until() {
+	local left
+	left=$(( $1 - $(now_ms) ))
+	[ "$left" -gt 0 ] && sleep "$(awk -v l="$left" 'BEGIN { printf "%.3f", l / 1000 }')"
+	return 0
+}
+P() { NX "$DISTSYNC" -c "$T_DIR/$1.yml" pull --release "$2"; }
+# whole SITE: the site's tree is exactly release A or B (never a mix).
+whole() {
+	d=$(tree_digest "$T_DIR/$1/distribution")
+	[ "$d" = "$digest_A" ] || [ "$d" = "$digest_B" ]
+}
+
+expect_exit 0 "uncut site at A" P uncut A
+expect_exit 0 "cut site at A" P cut A
+
+netns_shape "$RATE"
+t0=$(now_ms)
+expect_exit 0 "uncut pull of B" P uncut B
+t_uncut_ms=$(( $(now_ms) - t0 ))
+t_uncut=$((t_uncut_ms / 1000))
+uncut_bytes=$(netns_bytes)
+ok "uncut site is B" test "$(tree_digest uncut/distribution)" = "$digest_B"
+echo "# uncut: $uncut_bytes bytes on the wire in ${t_uncut}s at $RATE"
+
+# The same update, cut: at 15%, 35% and 55% of the uncut time the connection
+# is killed; at 75% the link goes down for 5 s (idle timeout 3 s).
+netns_shape "$RATE"
+NX "$DISTSYNC" -v -c "$T_DIR/cut.yml" pull --release B >"$T_DIR/cut.log" 2>&1 &
+pull=$!
+at_exit "kill $pull"
+cuts=0 whole_ok=1 ms_uncut=$t_uncut_ms start_ms=$(now_ms)
+for pct in 15 35 55; do
+	sleep_until $((start_ms + ms_uncut * pct / 100))
+	kill -0 $pull 2>/dev/null || break
+	netns_cut up && cuts=$((cuts + 1))
+	whole cut || whole_ok=0
+done
+sleep_until $((start_ms + ms_uncut * 75 / 100))
+linkdown=0
+if kill -0 $pull 2>/dev/null; then
+	netns_link_down && linkdown=1
+	sleep 5
+	whole cut || whole_ok=0
+	netns_link_up
+	# the qdisc may be reset with the link: shape again, keeping the count
+	before_up=$(netns_bytes)
+	[ -z "$before_up" ] && netns_shape "$RATE"
+fi
+wait $pull
+status=$?
+cut_bytes=$(netns_bytes)
+ok "cut pull finished by itself (exit 0)" test "$status" -eq 0
+if [ "$status" -ne 0 ]; then sed 's/^/# /' "$T_DIR/cut.log" | tail -20; fi
+ok "the connection was cut 3 times" test "$cuts" -eq 3
+ok "the link was taken down once" test "$linkdown" -eq 1
+ok "the target was a whole release at every cut" test "$whole_ok" -eq 1
+ok "cut site is B" test "$(tree_digest cut/distribution)" = "$digest_B"
+ok "it retried after each cut" test "$(grep -c 'retrying in' "$T_DIR/cut.log")" -ge 4
+ok "the stall was detected by the idle timeout" grep -q "no data from .* for 3 s" "$T_DIR/cut.log"
+echo "# cut: $cut_bytes bytes on the wire ($cuts cuts, link down $linkdown time)"
+ok "bytes on the wire <= 1.1x uncut ($cut_bytes vs $uncut_bytes)" \
+    awk -v c="$cut_bytes" -v u="$uncut_bytes" 'BEGIN { exit !(c <= 1.1 * u) }'
+check "no staging debris" "[ -z \"\$(ls $T_DIR/cut/.distribution.distsync/staging 2>/dev/null)\" ]"
+
+# Resume across runs too: a pull killed mid-transfer leaves a .part that the
+# next run continues from its byte.
+netns_shape "$RATE"
+NX "$DISTSYNC" -c "$T_DIR/cut.yml" pull --release A >/dev/null 2>&1
+netns_shape "$RATE"
+NX "$DISTSYNC" -c "$T_DIR/cut.yml" pull --release B --retries 0 >"$T_DIR/run1.log" 2>&1 &
+pull=$!
+sleep_until $(( $(now_ms) + ms_uncut / 2 ))
+netns_cut up
+wait $pull
+ok "a run without retries fails on a cut (exit 1)" test $? -eq 1
+ok "the site is still A" test "$(tree_digest cut/distribution)" = "$digest_A"
+check "a partial object is staged" "ls $T_DIR/cut/.distribution.distsync/staging | grep -q '[.]part\$'"
+expect_exit 0 "the next run completes" P cut B
+runs_bytes=$(netns_bytes)
+ok "cut site is B" test "$(tree_digest cut/distribution)" = "$digest_B"
+echo "# two runs: $runs_bytes bytes on the wire"
+ok "two runs: bytes on the wire <= 1.1x uncut ($runs_bytes vs $uncut_bytes)" \
+    awk -v c="$runs_bytes" -v u="$uncut_bytes" 'BEGIN { exit !(c <= 1.1 * u) }'
+
+done_testing
