@@ -55,7 +55,10 @@ static int
 push_host(const struct config *config, const struct config_host *host,
     const struct sender_options *so, struct sender_report *rep)
 {
-	return sync_host_with_retries(config, host, so, rep, NULL);
+	struct sender_options opt = *so;
+
+	opt.host = host;
+	return sync_host_with_retries(config, host, &opt, rep, NULL);
 }
 
 /* The fleet's view of one host's report. */
@@ -329,6 +332,7 @@ push_exec(int argc, char **argv, const struct config *config)
 			break;
 		case 'E':
 			retry_failed = 1;
+			fleet_mode = 1;	/* the retried hosts' table, even for one */
 			break;
 		case 'h':
 			cmd_usage(&cmd_push_entry, push_options);

@@ -468,6 +468,14 @@ child_finish(const struct fleet_options *opt, const struct config_host *host, st
 	}
 	if (res->status != 0 && res->reason == NULL)
 		res->reason = xstrdup(ds_strerror(res->status));
+	if (res->reason != NULL) {
+		/* The table names the host already. */
+		size_t hl = strlen(host->name);
+
+		if (strncmp(res->reason, host->name, hl) == 0 && res->reason[hl] == ':' &&
+		    res->reason[hl + 1] == ' ')
+			memmove(res->reason, res->reason + hl + 2, strlen(res->reason + hl + 2) + 1);
+	}
 	if (opt->progress != NULL) {
 		fleet_result_line(res, line, sizeof(line));
 		progress_host_end(opt->progress, c->slot, res->status == 0, line);
