@@ -705,10 +705,12 @@ walk_worker(void *arg)
 		free(dir);
 		pthread_mutex_lock(&s->lock);
 		s->items = xgrow(s->items, &s->alloc, s->count + nitems, sizeof(*s->items));
-		memcpy(s->items + s->count, items, nitems * sizeof(*items));
+		if (nitems > 0)
+			memcpy(s->items + s->count, items, nitems * sizeof(*items));
 		s->count += nitems;
 		s->dirs = xgrow(s->dirs, &s->adirs, s->ndirs + nsub, sizeof(*s->dirs));
-		memcpy(s->dirs + s->ndirs, subdirs, nsub * sizeof(*subdirs));
+		if (nsub > 0)
+			memcpy(s->dirs + s->ndirs, subdirs, nsub * sizeof(*subdirs));
 		s->ndirs += nsub;
 		if (r != 0 && s->error == 0)
 			s->error = r;
