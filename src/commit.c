@@ -583,7 +583,8 @@ fsync_dirs(struct target *t, const struct plan *p)
 			continue;
 		dirs[n++] = path_dirname(p->ops[i].path);
 	}
-	qsort(dirs, n, sizeof(*dirs), cmp_str);
+	if (n > 1)
+		qsort(dirs, n, sizeof(*dirs), cmp_str);
 	for (size_t i = 0; i < n; i++) {
 		if (i > 0 && strcmp(dirs[i], dirs[i - 1]) == 0)
 			continue;
@@ -655,7 +656,8 @@ prune_backups(struct target *t, unsigned keep, const char *keep_id)
 		sets[n].name = xstrdup(de->d_name);
 		sets[n++].mtime = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
 	}
-	qsort(sets, n, sizeof(*sets), backup_cmp);
+	if (n > 1)
+		qsort(sets, n, sizeof(*sets), backup_cmp);
 	fault_point("prune-start");
 	for (size_t i = 0; i < n; i++) {
 		if (i >= keep && (keep_id == NULL || strcmp(sets[i].name, keep_id) != 0)) {
@@ -850,7 +852,8 @@ tree_index_build(struct tree_index *ix, const struct manifest *scan)
 		ix->refs[ix->count].hash = scan->entries[i].hash;
 		ix->refs[ix->count++].e = &scan->entries[i];
 	}
-	qsort(ix->refs, ix->count, sizeof(*ix->refs), hash_ref_cmp);
+	if (ix->count > 1)
+		qsort(ix->refs, ix->count, sizeof(*ix->refs), hash_ref_cmp);
 }
 
 /* A tree entry with that content and type, or NULL. */
@@ -1336,7 +1339,8 @@ apply(struct target *t, const struct commit_opts *o, const struct manifest *to,
 	r->changed_paths = pl.changed != NULL ? pl.changed : strv_empty();
 	pl.changed = NULL;
 	r->unchanged = to->count - r->added - r->updated - r->mode_changed;
-	qsort(plan.ops, plan.count, sizeof(*plan.ops), op_order);
+	if (plan.count > 1)
+		qsort(plan.ops, plan.count, sizeof(*plan.ops), op_order);
 	for (size_t i = 0; i < plan.count; i++) {
 		if (plan.ops[i].kind == 'P') {
 			plan.ops[i].prep = nprep++;
