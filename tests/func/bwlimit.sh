@@ -1,0 +1,94 @@
+#!/bin/sh
+# bwlimit: a pull capped at 512 kbit/s (64000 B/s) over a fast namespace link
+# holds the average within 10 % of the cap over 20 s, both for the content
+# staged and for the bytes on the wire, with no burst longer than a second;
+# a bwlimit in the site's config holds too.
+. "$top_srcdir/tests/func/lib.sh"
+. "$top_srcdir/tests/func/lib-sshd.sh"
+. "$top_srcdir/tests/func/lib-netns.sh"
+need_prog sha256sum awk
+sshd_need
+netns_need
+CAP=64000
+netns_start 100mbit || { echo "not ok 1 - namespace"; echo "1..1"; exit 1; }
+netns_sshd_start up || { echo "not ok 1 - sshd in the namespace"; echo "1..1"; exit 1; }
+
+cd "$T_DIR" || exit 1
+mkdir -p repo/dist/openmrs_modules
+cat > repo/distsync.yml <<YML
+distribution: {name: test, source: dist, store: .distsync}
+hosts:
+  site: {path: $T_DIR/site/distribution}
+YML
+# 2 MB of incompressible content: about 31 s at the cap.
+head -c 1200000 /dev/urandom > repo/dist/openmrs_modules/a.omod
+head -c 800000 /dev/urandom > repo/dist/openmrs_modules/b.omod
+(cd repo && "$DISTSYNC" release --version 1) >/dev/null 2>&1
+cat > site.yml <<YML
+distribution: {name: test}
+hosts:
+  central:
+    address: 127.0.0.1
+    port: $(sshd_port up)
+    user: $(id -un)
+    identity: $SSHD_CLIENT_KEY
+    known_hosts: $SSHD_KNOWN_HOSTS
+    remote_command: $DISTSYNC
+    path: $T_DIR/site/distribution
+site: {upstream: central, repository: $T_DIR/repo/distsync.yml, host: site}
+YML
+staging=$T_DIR/site/.distribution.distsync/staging
+staged() { find "$staging" -type f -printf '%s\n' 2>/dev/null | awk '{ s += $1 } END { print s + 0 }'; }
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+
+netns_shape 100mbit
+NX "$DISTSYNC" -c "$T_DIR/site.yml" pull --bwlimit 512kbit >"$T_DIR/pull.log" 2>&1 &
+pull=$!
+at_exit "kill $pull"
+# One sample a second for 23 s: time, content staged, bytes on the wire.
+: > samples
+i=0
+while [ $i -le 23 ]; do
+	echo "$(now_ms) $(staged) $(netns_bytes)" >> samples
+	sleep 1
+	i=$((i + 1))
+done
+wait $pull
+ok "the capped pull succeeded" test $? -eq 0
+ok "site has the release" test "$(tree_digest site/distribution)" = "$(tree_digest repo/dist)"
+# From sample 3 to sample 23 (20 s, past the connection setup). Content is
+# staged a 64 KiB frame at a time, too coarse for one second: bursts are
+# measured on the wire, where one longer than a second would lift a 2 s window.
+rates=$(awk -v cap=$CAP '
+	{ t[NR] = $1; s[NR] = $2; w[NR] = $3 }
+	END {
+		dt = (t[24] - t[4]) / 1000
+		printf "%.0f %.0f", (s[24] - s[4]) / dt, (w[24] - w[4]) / dt
+		max = 0
+		for (i = 6; i <= 24; i++) {
+			r = (w[i] - w[i - 2]) * 1000 / (t[i] - t[i - 2])
+			if (r > max) max = r
+		}
+		printf " %.0f\n", max
+	}' samples)
+set -- $rates
+content_rate=$1 wire_rate=$2 max_second=$3
+echo "# cap $CAP B/s; over 20 s: content $content_rate B/s, wire $wire_rate B/s; busiest 2 s $max_second B/s"
+ok "content rate within 10 % of the cap ($content_rate)" \
+    awk -v r="$content_rate" -v c=$CAP 'BEGIN { exit !(r >= 0.9 * c && r <= 1.1 * c) }'
+ok "wire rate within 10 % of the cap ($wire_rate)" \
+    awk -v r="$wire_rate" -v c=$CAP 'BEGIN { exit !(r >= 0.9 * c && r <= 1.1 * c) }'
+# Against the wire's own average, which carries the SSH and TCP overhead.
+ok "no 2 s window on the wire over 1.15x its average ($max_second)" \
+    awk -v r="$max_second" -v a="$wire_rate" 'BEGIN { exit !(r <= 1.15 * a) }'
+
+# The cap from the site's config holds too (no option given).
+sed -i "s|    path: $T_DIR/site/distribution|&\n    bwlimit: 256kbit|" site.yml
+head -c 300000 /dev/urandom > repo/dist/openmrs_modules/c.omod
+(cd repo && "$DISTSYNC" release --version 2) >/dev/null 2>&1
+t0=$(now_ms)
+expect_exit 0 "pull capped by the config's bwlimit: 256kbit" NX "$DISTSYNC" -c "$T_DIR/site.yml" pull
+t1=$(now_ms)
+ok "300 KB at 32000 B/s took 8.5 s or more ($((t1 - t0)) ms)" test $((t1 - t0)) -ge 8500
+
+done_testing
