@@ -44,6 +44,8 @@ static const char push_options[] =
     "                      and passed their health checks\n"
     "  --max-failures K    start no new host after K failures (the rest: not started)\n"
     "  --retry-failed      push only the hosts that failed in the last push's report\n"
+    "With several hosts the first goes alone, then the rest at once: the encodings\n"
+    "it leaves in the store's delta cache serve every other host.\n"
     "  -h, --help          this help\n";
 
 /*
@@ -119,6 +121,8 @@ child_progress(void *arg, uint64_t wire, uint64_t done, uint64_t total)
 		sending = 1;
 	}
 	fleet_send_bytes(chan, wire, done, total);
+	if (done >= total)
+		fleet_send_ready(chan);
 }
 
 /* fleet_host_fn: one host's push in its own process. */
@@ -374,6 +378,7 @@ push_exec(int argc, char **argv, const struct config *config)
 		fo.parallel = parallel > 0 ? parallel : config->parallel > 0 ? config->parallel : 1;
 		fo.canary = canary;
 		fo.max_failures = max_failures;
+		fo.pilot = 1;
 		fo.run = push_child_run;
 		fo.arg = &pc;
 		fo.progress = progress_new(stderr, progress_mode_for(stderr), "push", nhosts);

@@ -33,6 +33,7 @@
 struct fleet_chan {
 	int		 fd;
 	double		 last_bytes;
+	int		 ready;		/* fleet_send_ready was sent */
 	char		*first_error;	/* the first error the child logged */
 };
 
@@ -45,6 +46,7 @@ struct child {
 	char		*buf;
 	size_t		 len;
 	int		 has_result;
+	int		 ready;		/* said fleet_send_ready */
 };
 
 static double
@@ -158,6 +160,17 @@ fleet_send_phase(struct fleet_chan *chan, const char *phase)
 	if (fclose(fp) == 0)
 		chan_write(chan, line, size);
 	free(line);
+}
+
+void
+fleet_send_ready(struct fleet_chan *chan)
+{
+	char line[] = { FLEET_RECORD_MARK, 'r', 'e', 'a', 'd', 'y', '\n' };
+
+	if (chan != NULL && !chan->ready) {
+		chan->ready = 1;
+		chan_write(chan, line, sizeof(line));
+	}
 }
 
 void
@@ -399,6 +412,8 @@ child_line(const struct fleet_options *opt, const struct config_host *host, stru
 
 		if (sscanf(line + 6, "%llu %llu %llu", &w, &d, &t) == 3 && opt->progress != NULL)
 			progress_host_bytes(opt->progress, c->slot, w, d, t);
+	} else if (strcmp(line, "ready") == 0) {
+		c->ready = 1;
 	} else if (strncmp(line, "result ", 7) == 0) {
 		fleet_result_release(res);
 		parse_result(line + 7, res);
@@ -490,7 +505,9 @@ fleet_run(const struct fleet_options *opt, const struct config_host *const *host
 {
 	unsigned parallel = opt->parallel > 0 ? opt->parallel : 1;
 	size_t canary = opt->canary < n ? opt->canary : n;
-	size_t next = 0, limit = canary > 0 ? canary : n, running = 0, failures = 0;
+	int pilot = canary == 0 && opt->pilot && n > 1;
+	size_t next = 0, limit = pilot ? 1 : canary > 0 ? canary : n;
+	size_t running = 0, failures = 0;
 	struct child *children;
 	struct pollfd *pfd;
 	char *stop = NULL;
@@ -522,10 +539,21 @@ fleet_run(const struct fleet_options *opt, const struct config_host *const *host
 			next++;
 			running++;
 		}
+		if (pilot && running == 1 && next == 1) {
+			for (size_t j = 0; j < parallel; j++)
+				if (children[j].buf != NULL && children[j].ready) {
+					/* The pilot has sent all: its encodings are cached. */
+					limit = n;
+					pilot = 0;
+					break;
+				}
+			if (!pilot)
+				continue;
+		}
 		if (running == 0) {
 			if (stop == NULL && next == limit && limit < n) {
 				/* The canaries are done: go on only if every one applied. */
-				for (size_t i = 0; i < limit; i++)
+				for (size_t i = 0; i < limit && canary > 0; i++)
 					if (results[i].status != 0) {
 						stop = xasprintf("canary %s failed", hosts[i]->name);
 						break;

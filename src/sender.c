@@ -1050,6 +1050,9 @@ run_push(struct sender *s, const struct proto_state *st)
 		s->st = st;
 		if ((r = send_objects(s, plan, st)) != 0)
 			goto out;
+		if (opt->progress != NULL)	/* everything is sent (and encoded) */
+			opt->progress(opt->progress_arg, s->x->bytes_out,
+			    s->report->planned_bytes, s->report->planned_bytes);
 	}
 	commit.release = release;
 	manifest_encode(target, (char **)&commit.manifest, &len);
