@@ -38,10 +38,11 @@
 #define READ_CHUNK	(128u * 1024)
 /*
  * DATA payload per frame. The receiver stages a frame once it is whole, so a
- * cut link loses the frame in flight: 64 KiB is 2 s at 256 kbit/s, where
- * PROTO_CHUNK_MAX would be 33 s, longer than such a link may stay up.
+ * cut link loses the frame in flight: 16 KiB is half a second at 256 kbit/s,
+ * where PROTO_CHUNK_MAX would be 33 s, longer than such a link may stay up.
+ * The 5-byte header costs 0.03 %.
  */
-#define DATA_CHUNK	(64u * 1024)
+#define DATA_CHUNK	(16u * 1024)
 /* Content whose first block zstd cannot shrink by this fraction goes raw. */
 #define ZSTD_PROBE_BYTES (64u * 1024)
 #define ZSTD_PROBE_RATIO 0.97
