@@ -154,7 +154,7 @@ fleet_send_phase(struct fleet_chan *chan, const char *phase)
 
 	if (chan == NULL || (fp = open_memstream(&line, &size)) == NULL)
 		return;
-	fprintf(fp, "%cphase ", FLEET_RECORD_MARK);
+	fprintf(fp, "\n%cphase ", FLEET_RECORD_MARK);
 	put_value(fp, phase);
 	fputc('\n', fp);
 	if (fclose(fp) == 0)
@@ -165,7 +165,7 @@ fleet_send_phase(struct fleet_chan *chan, const char *phase)
 void
 fleet_send_ready(struct fleet_chan *chan)
 {
-	char line[] = { FLEET_RECORD_MARK, 'r', 'e', 'a', 'd', 'y', '\n' };
+	char line[] = { '\n', FLEET_RECORD_MARK, 'r', 'e', 'a', 'd', 'y', '\n' };
 
 	if (chan != NULL && !chan->ready) {
 		chan->ready = 1;
@@ -186,7 +186,7 @@ fleet_send_bytes(struct fleet_chan *chan, uint64_t wire, uint64_t done, uint64_t
 	if (t - chan->last_bytes < BYTES_INTERVAL && done < total)
 		return;
 	chan->last_bytes = t;
-	n = snprintf(line, sizeof(line), "%cbytes %" PRIu64 " %" PRIu64 " %" PRIu64 "\n",
+	n = snprintf(line, sizeof(line), "\n%cbytes %" PRIu64 " %" PRIu64 " %" PRIu64 "\n",
 	    FLEET_RECORD_MARK, wire, done, total);
 	if (n > 0 && (size_t)n < sizeof(line))
 		chan_write(chan, line, (size_t)n);
@@ -216,7 +216,7 @@ send_result(struct fleet_chan *chan, const struct fleet_result *res)
 
 	if ((fp = open_memstream(&line, &size)) == NULL)
 		return;
-	fprintf(fp, "%cresult status=%d", FLEET_RECORD_MARK, res->status);
+	fprintf(fp, "\n%cresult status=%d", FLEET_RECORD_MARK, res->status);
 	put_field(fp, "from", res->from);
 	put_field(fp, "to", res->to);
 	put_number(fp, "added", res->added);
@@ -271,9 +271,11 @@ parse_result(const char *fields, struct fleet_result *res)
 #define STR(k, f) else if (strcmp(key, k) == 0) { free(res->f); res->f = value; value = NULL; }
 #define NUM(k, f) else if (strcmp(key, k) == 0) res->f = number(value);
 			if (strcmp(key, "status") == 0) {
-				long v = strtol(value, NULL, 10);
+				char *rest;
+				long v = strtol(value, &rest, 10);
 
-				res->status = v < 0 && v > -1000 ? (int)v : v == 0 ? 0 : DS_ERR_PROTO;
+				res->status = *rest != '\0' || rest == value || v > 0 || v < -1000 ?
+				    DS_ERR_PROTO : (int)v;
 			}
 			STR("from", from) STR("to", to) STR("services", services)
 			STR("health", health) STR("reason", reason) STR("last", last)
@@ -396,6 +398,8 @@ static void
 child_line(const struct fleet_options *opt, const struct config_host *host, struct child *c,
     struct fleet_result *res, char *line)
 {
+	if (line[0] == '\0')
+		return;		/* records start with a newline that ends any partial line */
 	if (line[0] != FLEET_RECORD_MARK) {
 		child_log(opt, host, line);
 		return;

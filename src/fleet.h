@@ -10,6 +10,8 @@
  *	\001ready                       the pilot's encodings are done: start the rest
  *	\001result KEY=VALUE ...        the host's final result (last record)
  *
+ * Each record is preceded by a newline, which ends a log line the child left
+ * unfinished (empty lines are ignored). The last result record counts.
  * Fields are separated by one space; values are percent-encoded (every byte
  * <= 0x20, '%', '=' and 0x7f as %XX), so a record is always one line.
  * A child that ends without a result record failed ("session process died").

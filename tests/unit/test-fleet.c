@@ -1,0 +1,396 @@
+/*
+ * fleet and progress: real forked children per host, each behaving by its
+ * host name (succeeds, fails, dies, exits without a result, writes junk and
+ * control characters); canary, --max-failures and pilot ordering; the
+ * summary table, JSON and its reading back; progress lines without a terminal.
+ */
+#include "autoconf.h"
+
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "err.h"
+#include "fleet.h"
+#include "log.h"
+#include "progress.h"
+#include "tap.h"
+#include "xmalloc.h"
+
+/* Each child appends its host name here, to see the order hosts started in. */
+static const char *order_file = "order.log";
+
+static void
+note_start(const char *name)
+{
+	FILE *fp = fopen(order_file, "a");
+
+	if (fp != NULL) {
+		fprintf(fp, "%s\n", name);
+		fclose(fp);
+	}
+}
+
+static int
+run_host(const struct config_host *host, void *arg, struct fleet_chan *chan,
+    struct fleet_result *res)
+{
+	const char *n = host->name;
+
+	(void)arg;
+	note_start(n);
+	fleet_send_phase(chan, "connecting");
+	if (strncmp(n, "ok", 2) == 0) {
+		fleet_send_bytes(chan, 100, 10, 10);
+		fleet_send_ready(chan);
+		res->from = xstrdup("A");
+		res->to = xstrdup("B");
+		res->changed = 3;
+		res->bytes_sent = 1234;
+		res->services = xstrdup("backend,frontend");
+		res->health = xstrdup("ok");
+		return 0;
+	}
+	if (strncmp(n, "fail", 4) == 0) {
+		log_error("%s: health check of backend failed", n);
+		return DS_ERR_HEALTH;
+	}
+	if (strcmp(n, "crash") == 0) {
+		raise(SIGKILL);
+		return 0;
+	}
+	if (strcmp(n, "exit") == 0)
+		_exit(3);
+	if (strcmp(n, "slow") == 0) {
+		usleep(300000);
+		return 0;
+	}
+	if (strcmp(n, "noisy") == 0) {
+		char *big = xmalloc(100001);
+
+		/* Control characters, bogus records, a line longer than the buffer. */
+		fprintf(stderr, "esc \033[2J bell \a del \177 cr \r end\n");
+		fprintf(stderr, "%cresult status=abc junk %%zz =x ==\n", FLEET_RECORD_MARK);
+		fprintf(stderr, "%cbytes x y\n%cphase\n%cunknown record\n", FLEET_RECORD_MARK,
+		    FLEET_RECORD_MARK, FLEET_RECORD_MARK);
+		memset(big, 'x', 100000);
+		big[100000] = '\0';
+		fputs(big, stderr);
+		fflush(stderr);
+		free(big);
+		res->from = xstrdup("a b%c=d\ne\tf");
+		res->to = xstrdup("");
+		res->reason = NULL;
+		return 0;
+	}
+	return DS_ERR_INVALID;
+}
+
+static struct config_host *
+make_hosts(const char *const *names, size_t n, const struct config_host ***ptrs)
+{
+	struct config_host *h = xcalloc(n, sizeof(*h));
+
+	*ptrs = xcalloc(n, sizeof(**ptrs));
+	for (size_t i = 0; i < n; i++) {
+		h[i].name = (char *)names[i];
+		(*ptrs)[i] = &h[i];
+	}
+	return h;
+}
+
+static int
+file_has_control(const char *path)
+{
+	FILE *fp = fopen(path, "r");
+	int c, bad = 0;
+
+	if (fp == NULL)
+		return 1;
+	while ((c = fgetc(fp)) != EOF)
+		if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f)
+			bad = 1;
+	fclose(fp);
+	return bad;
+}
+
+static int
+file_contains(const char *path, const char *needle)
+{
+	char *data = NULL;
+	size_t size = 0;
+	FILE *fp = fopen(path, "r");
+	int found;
+
+	if (fp == NULL)
+		return 0;
+	data = xmalloc(1 << 20);
+	size = fread(data, 1, (1 << 20) - 1, fp);
+	data[size] = '\0';
+	fclose(fp);
+	found = strstr(data, needle) != NULL;
+	free(data);
+	return found;
+}
+
+static int
+run_fleet(const char *const *names, size_t n, unsigned parallel, unsigned canary,
+    unsigned max_failures, int pilot, FILE *progress_fp, struct fleet_result *res,
+    struct config_host **storage, const struct config_host ***ptrs)
+{
+	struct fleet_options fo;
+	int r;
+
+	memset(&fo, 0, sizeof(fo));
+	*storage = make_hosts(names, n, ptrs);
+	fo.parallel = parallel;
+	fo.canary = canary;
+	fo.max_failures = max_failures;
+	fo.pilot = pilot;
+	fo.run = run_host;
+	if (progress_fp != NULL)
+		fo.progress = progress_new(progress_fp, PROGRESS_PLAIN, "test", n);
+	unlink(order_file);
+	r = fleet_run(&fo, *ptrs, n, res);
+	progress_free(fo.progress);
+	return r;
+}
+
+static void
+release_all(struct fleet_result *res, size_t n, struct config_host *storage,
+    const struct config_host **ptrs)
+{
+	for (size_t i = 0; i < n; i++)
+		fleet_result_release(&res[i]);
+	free(storage);
+	free(ptrs);
+}
+
+static void
+test_mixed(void)
+{
+	static const char *const names[] = { "ok1", "fail1", "crash", "exit", "noisy", "ok2" };
+	const size_t n = sizeof(names) / sizeof(names[0]);
+	struct fleet_result res[6];
+	struct config_host *storage;
+	const struct config_host **ptrs;
+	FILE *fp = fopen("progress.out", "w");
+	int r;
+
+	r = run_fleet(names, n, 3, 0, 0, 0, fp, res, &storage, &ptrs);
+	fclose(fp);
+	CHECK(r != 0 && ds_exit_code(r) == DS_EXIT_FAILED, "a failed host: exit 1 (got %d)", r);
+	CHECK(res[0].status == 0 && res[0].started, "ok1 succeeded");
+	CHECK(res[0].from && strcmp(res[0].from, "A") == 0 && res[0].to &&
+	    strcmp(res[0].to, "B") == 0, "ok1: A -> B came through the pipe");
+	CHECK(res[0].changed == 3 && res[0].bytes_sent == 1234, "ok1: counts came through");
+	CHECK(res[0].services && strcmp(res[0].services, "backend,frontend") == 0,
+	    "ok1: services came through");
+	CHECK(res[1].status == DS_ERR_HEALTH, "fail1: its status");
+	CHECK(res[1].reason && strstr(res[1].reason, "health check of backend failed") &&
+	    strncmp(res[1].reason, "fail1:", 6) != 0,
+	    "fail1: the reason is its first error, without the host name (%s)",
+	    res[1].reason ? res[1].reason : "null");
+	CHECK(res[2].status != 0 && res[2].reason && strstr(res[2].reason, "signal 9"),
+	    "crash: died of signal 9 (%s)", res[2].reason ? res[2].reason : "null");
+	CHECK(res[3].status != 0 && res[3].reason && strstr(res[3].reason, "exit 3"),
+	    "exit: ended without a result (%s)", res[3].reason ? res[3].reason : "null");
+	CHECK(res[4].status == 0, "noisy: junk records did not override its real result");
+	CHECK(res[4].from && strcmp(res[4].from, "a b%c=d\ne\tf") == 0,
+	    "noisy: spaces, %%, = and newlines survive the encoding");
+	CHECK(res[5].status == 0, "ok2 succeeded");
+	for (size_t i = 0; i < n; i++)
+		CHECK(res[i].started, "%s was started", names[i]);
+	CHECK(!file_has_control("progress.out"), "plain progress has no control characters");
+	CHECK(file_contains("progress.out", "ok1: started") &&
+	    file_contains("progress.out", "ok1: A -> B"), "plain progress: one line per event");
+	CHECK(file_contains("progress.out", "distsync: noisy: esc"),
+	    "a child's log line is shown with its host");
+
+	fp = fopen("table.out", "w");
+	fleet_print_table(ptrs, res, n, fp);
+	fclose(fp);
+	CHECK(!file_has_control("table.out"), "the table has no control characters");
+	CHECK(file_contains("table.out", "6 hosts: 3 ok, 3 failed, 0 not started"),
+	    "the table counts");
+	CHECK(file_contains("table.out", "health check of backend failed"), "the table names reasons");
+
+	fp = fopen("report.json", "w");
+	fleet_print_json(ptrs, res, n, fp);
+	fclose(fp);
+	{
+		char **failed = NULL;
+
+		CHECK(fleet_report_failed("report.json", &failed) == 0, "report reads back");
+		CHECK(failed && failed[0] && strcmp(failed[0], "fail1") == 0 && failed[1] &&
+		    strcmp(failed[1], "crash") == 0 && failed[2] && strcmp(failed[2], "exit") == 0 &&
+		    failed[3] == NULL, "the failed hosts, in order");
+		xfree_strv(failed);
+	}
+	release_all(res, n, storage, ptrs);
+}
+
+static void
+test_canary(void)
+{
+	static const char *const bad[] = { "fail1", "ok1", "ok2", "ok3" };
+	static const char *const good[] = { "ok1", "ok2", "ok3", "ok4" };
+	struct fleet_result res[4];
+	struct config_host *storage;
+	const struct config_host **ptrs;
+	int r;
+
+	r = run_fleet(bad, 4, 4, 1, 0, 0, NULL, res, &storage, &ptrs);
+	CHECK(ds_exit_code(r) == DS_EXIT_FAILED, "failing canary: exit 1");
+	CHECK(res[0].started && res[0].status == DS_ERR_HEALTH, "the canary ran and failed");
+	for (int i = 1; i < 4; i++)
+		CHECK(!res[i].started && res[i].reason &&
+		    strstr(res[i].reason, "not started: canary fail1 failed"),
+		    "%s not started, with the reason", bad[i]);
+	release_all(res, 4, storage, ptrs);
+
+	r = run_fleet(good, 4, 4, 2, 0, 0, NULL, res, &storage, &ptrs);
+	CHECK(r == 0, "healthy canaries: everyone runs");
+	for (int i = 0; i < 4; i++)
+		CHECK(res[i].started && res[i].status == 0, "%s ran", good[i]);
+	release_all(res, 4, storage, ptrs);
+}
+
+static void
+test_max_failures(void)
+{
+	static const char *const names[] = { "ok1", "fail1", "fail2", "ok2", "ok3" };
+	struct fleet_result res[5];
+	struct config_host *storage;
+	const struct config_host **ptrs;
+	int r;
+
+	r = run_fleet(names, 5, 1, 0, 1, 0, NULL, res, &storage, &ptrs);
+	CHECK(ds_exit_code(r) == DS_EXIT_FAILED, "--max-failures: exit 1");
+	CHECK(res[0].status == 0 && res[1].status == DS_ERR_HEALTH, "hosts up to the failure ran");
+	CHECK(!res[2].started && !res[3].started && !res[4].started, "the rest were not started");
+	CHECK(res[2].reason && strstr(res[2].reason, "--max-failures 1"),
+	    "the reason names --max-failures (%s)", res[2].reason ? res[2].reason : "null");
+	release_all(res, 5, storage, ptrs);
+
+	r = run_fleet(names, 5, 2, 0, 2, 0, NULL, res, &storage, &ptrs);
+	CHECK(ds_exit_code(r) == DS_EXIT_FAILED, "--max-failures 2 with 2 failures: exit 1");
+	CHECK(res[0].started && res[1].started && res[2].started,
+	    "hosts before the second failure started");
+	release_all(res, 5, storage, ptrs);
+}
+
+static void
+test_pilot(void)
+{
+	static const char *const names[] = { "slow", "ok1", "ok2", "ok3" };
+	struct fleet_result res[4];
+	struct config_host *storage;
+	const struct config_host **ptrs;
+	char line[64];
+	FILE *fp;
+	int r;
+
+	/* slow never says ready: the others wait until it ends. */
+	r = run_fleet(names, 4, 4, 0, 0, 1, NULL, res, &storage, &ptrs);
+	CHECK(r == 0, "pilot run succeeds");
+	fp = fopen(order_file, "r");
+	CHECK(fp != NULL && fgets(line, sizeof(line), fp) != NULL && strcmp(line, "slow\n") == 0,
+	    "the pilot started first");
+	if (fp != NULL)
+		fclose(fp);
+	release_all(res, 4, storage, ptrs);
+
+	/* A failing pilot does not stop the others (that is --canary). */
+	{
+		static const char *const f[] = { "fail1", "ok1", "ok2" };
+
+		r = run_fleet(f, 3, 3, 0, 0, 1, NULL, res, &storage, &ptrs);
+		CHECK(res[1].started && res[2].started && res[1].status == 0,
+		    "a failed pilot: the others still run");
+		release_all(res, 3, storage, ptrs);
+	}
+}
+
+static void
+test_report_bad(void)
+{
+	static const char *const cases[][2] = {
+		{ "", "" },
+		{ "not json at all\n", "" },
+		{ "[\n{\"host\":\"a\",\"ok\":true}\n]\n", "" },
+		{ "{\"host\":\"b\",\"operation\":\"push\",\"ok\":false}\n", "b" },
+		{ "{\"host\":\"q\\\"x\",\"operation\":\"push\",\"ok\":false}\n", "q\"x" },
+		{ "{\"host\":\"bad\\u0001\",\"operation\":\"push\",\"ok\":false}\n", "" },
+		{ "{\"host\":\"unterminated,\"ok\":false\n", "unterminated," },
+		{ "{\"host\":\"trunc", "" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		FILE *fp = fopen("r.json", "w");
+		char **names = NULL;
+		int r;
+
+		fputs(cases[i][0], fp);
+		fclose(fp);
+		r = fleet_report_failed("r.json", &names);
+		CHECK(r == 0 && names != NULL &&
+		    (cases[i][1][0] == '\0' ? names[0] == NULL :
+		    names[0] != NULL && strcmp(names[0], cases[i][1]) == 0 && names[1] == NULL),
+		    "report case %zu", i);
+		xfree_strv(names);
+	}
+	{
+		char **names = (char **)1;
+
+		log_set_level(LOG_LEVEL_SILENT);
+		CHECK(fleet_report_failed("missing.json", &names) == DS_ERR_NOTFOUND &&
+		    names == NULL, "no report: DS_ERR_NOTFOUND");
+		log_set_level(LOG_LEVEL_INFO);
+	}
+}
+
+static void
+test_progress_tty(void)
+{
+	FILE *fp = fopen("tty.out", "w");
+	struct progress *p = progress_new(fp, PROGRESS_TTY, "push", 2);
+	int a, b;
+
+	a = progress_host_begin(p, "alpha");
+	b = progress_host_begin(p, "beta");
+	progress_host_phase(p, a, "sending");
+	progress_host_bytes(p, a, 1000, 50, 100);
+	usleep(120000);
+	progress_tick(p);
+	progress_log(p, "a log line with \033 escape");
+	progress_host_end(p, a, 1, "done");
+	progress_host_end(p, b, 0, "broke");
+	progress_host_end(p, b, 0, "twice");	/* ignored */
+	progress_host_bytes(p, 99, 1, 1, 1);	/* no such slot */
+	progress_free(p);
+	fclose(fp);
+	CHECK(file_contains("tty.out", "\033[") && file_contains("tty.out", "alpha"),
+	    "terminal mode redraws with cursor moves");
+	CHECK(file_contains("tty.out", "a log line with ? escape"),
+	    "control characters of log lines are replaced on a terminal too");
+	CHECK(file_contains("tty.out", "beta: FAILED: broke") && !file_contains("tty.out", "twice"),
+	    "a host ends once");
+}
+
+int
+main(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	tap_run("fleet-mixed", test_mixed);
+	tap_run("fleet-canary", test_canary);
+	tap_run("fleet-max-failures", test_max_failures);
+	tap_run("fleet-pilot", test_pilot);
+	tap_run("fleet-report", test_report_bad);
+	tap_run("progress-tty", test_progress_tty);
+	return tap_done();
+}
