@@ -379,9 +379,11 @@ object_data(struct receiver *rc, const struct proto_object *ob, int fd, const ui
 
 /*
  * Delta objects (zstd-patch, rsync). The encoded stream is staged as
- * staging/HEX.ENC.part, so a cut link resumes it at its byte offset (the
- * sender's cached encoding is a stable stream), and is decoded against the
- * basis into HEX.part once complete. A basis the site does not hold, a
+ * staging/HEX.ENC.part and decoded against the basis into HEX.part once
+ * complete. OBJECT.offset > 0 appends to that part: the sender's cached
+ * encoding is a stable stream, so an offset into it is meaningful. (STATE
+ * does not list these parts yet, so today a new session sends a delta
+ * object from byte 0; deltas are small, whole-file parts do resume.) A basis the site does not hold, a
  * delta that does not decode or content whose SHA-256 is wrong is not an
  * error: the object is listed for RETRY and the sender sends it whole.
  */
