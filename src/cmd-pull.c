@@ -152,9 +152,14 @@ out:
 	return r;
 }
 
-/* Maps the remote's exit code (it ended the session itself) to an error. */
+/*
+ * The upstream's exit code when it ended the session itself: 2 and 3 are
+ * its refusals (unknown host, no such release, a precondition), not worth
+ * another attempt; 1 may be a link failure seen from its side, so the error
+ * stays as it was (pull_send keeps that distinction).
+ */
 static int
-remote_exit_error(int status)
+remote_exit_error(int status, int r)
 {
 	switch (status) {
 	case DS_EXIT_USAGE:
@@ -162,7 +167,7 @@ remote_exit_error(int status)
 	case DS_EXIT_PRECONDITION:
 		return DS_ERR_PRECONDITION;
 	default:
-		return DS_ERR_PEER;
+		return r;
 	}
 }
 
@@ -195,7 +200,7 @@ pull_attempt(void *arg, unsigned n, int *progress)
 	 * release) is not a dropped link: do not retry it.
 	 */
 	if (retry_is_transient(r) && cr > 0)
-		r = remote_exit_error(cr);
+		r = remote_exit_error(cr, r);
 	return r;
 }
 
@@ -419,8 +424,6 @@ pull_exec(int argc, char **argv, const struct config *unused)
 	r = retry_run(p.host.name, p.host.retries, p.host.retry_max_wait, pull_attempt, &p,
 	    &hooks, NULL);
 	alarm(0);
-	if (r != 0 && res->message != NULL && res->message[0] != '\0')
-		proto_log_lines(config->site.host, res->message);
 report:
 	summary(&p, r, line, sizeof(line));
 	log_syslog_event("%s", line);
@@ -455,19 +458,6 @@ const struct cmd_entry cmd_pull_entry = {
 	.needs_config = 0,
 	.exec = pull_exec,
 };
-
-/*
- * The site prints its own errors; lines it sent us ("HOST: ...") are not
- * echoed back to it over our stderr.
- */
-static int
-drop_site_lines(const char *line, void *arg)
-{
-	const char *host = arg;
-	size_t len = strlen(host);
-
-	return strncmp(line, host, len) == 0 && line[len] == ':';
-}
 
 int
 pull_send(const struct pull_send_options *opt)
@@ -507,9 +497,15 @@ pull_send(const struct pull_send_options *opt)
 	if (opt->bwlimit > 0 && (x->bwlimit == 0 || opt->bwlimit < x->bwlimit))
 		x->bwlimit = opt->bwlimit;
 	x->idle_timeout = opt->idle_timeout ? opt->idle_timeout : host->idle_timeout;
-	log_set_capture(drop_site_lines, (void *)opt->host);
 	r = sender_run(x, &so, &rep);
-	log_set_capture(NULL, NULL);
+	/*
+	 * Exit 1 only for what may be the link's fault, which the site retries;
+	 * the rest of its refusals (no such release, a peer that refused) are
+	 * final, exit 2.
+	 */
+	if (r != 0 && !retry_is_transient(r) && ds_exit_code(r) == DS_EXIT_FAILED &&
+	    rep.result.to == NULL)
+		r = DS_ERR_CONFIG;
 	log_debug("%s: pull: %" PRIu64 " objects, %" PRIu64 " bytes sent", opt->host,
 	    rep.objects_sent, rep.bytes_sent);
 out:

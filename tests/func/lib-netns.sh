@@ -33,15 +33,20 @@ netns_start() {
 	netns_shape "$1"
 }
 
-# netns_shape RATE: (re)installs the tbf qdisc; a burst of a few ms of
-# traffic (at least two full frames) and a 200 ms queue, like a slow modem link.
+# netns_shape RATE: (re)installs the tbf qdisc: a burst of 10 ms of traffic
+# (at least 4 KB) and a queue of 200 ms but at least 64 KB, as a modem or
+# cellular link buffers (a 6 KB queue at 256 kbit/s drops so much that TCP
+# stalls for many seconds in retransmission backoff).
 netns_shape() {
-	local bytes_per_s burst
+	local bytes_per_s burst queue_ms
 	bytes_per_s=$(netns_rate_bytes "$1")
 	burst=$((bytes_per_s / 100))
 	[ "$burst" -lt 4096 ] && burst=4096
+	queue_ms=$((65536 * 1000 / bytes_per_s))
+	[ "$queue_ms" -lt 200 ] && queue_ms=200
 	ip netns exec "$NETNS" tc qdisc del dev lo root 2>/dev/null
-	ip netns exec "$NETNS" tc qdisc add dev lo root tbf rate "$1" burst "$burst" latency 200ms
+	ip netns exec "$NETNS" tc qdisc add dev lo root tbf rate "$1" burst "$burst" \
+	    latency "${queue_ms}ms"
 }
 
 # netns_rate_bytes RATE: "256kbit" -> 32000 (bytes per second); kbit/mbit only.
