@@ -757,12 +757,16 @@ replay(struct target *t)
 		goto out;
 	fault_point("replay-state-synced");
 	/* Refresh the stat cache so verify and the next no-op apply rehash nothing. */
+	/* The tree now holds current.manifest: stat it, do not reread it. */
 	cache = path_join(target_state_dir(t), "current.stat");
 	{
-		struct manifest *scan = NULL;
-		if (manifest_scan(target_dir(t), NULL, cache, 0, &scan, NULL) != 0)
+		char *mfile = path_join(target_state_dir(t), "current.manifest");
+		struct manifest *now = NULL;
+		if (manifest_load(mfile, &now) != 0 ||
+		    manifest_statcache_write(target_dir(t), now, cache) != 0)
 			log_warn("%s: could not refresh the stat cache", target_dir(t));
-		manifest_free(scan);
+		manifest_free(now);
+		free(mfile);
 	}
 	fault_point("replay-cache-written");
 	if (unlinkat(sfd, "journal", 0) == -1) {

@@ -807,6 +807,38 @@ cache_save(const struct scan *s, const char *file)
 	return r;
 }
 
+int
+manifest_statcache_write(const char *root, const struct manifest *m, const char *cache_file)
+{
+	struct scan s = { 0 };
+	int rootfd, r;
+
+	if ((rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
+		log_errno("%s", root);
+		return DS_ERR_SYSTEM;
+	}
+	s.items = xcalloc(m->count + 1, sizeof(*s.items));
+	for (size_t i = 0; i < m->count; i++) {
+		const struct manifest_entry *e = &m->entries[i];
+		struct scan_item *it = &s.items[s.count];
+		struct stat st;
+
+		if (e->type != MANIFEST_FILE ||
+		    fstatat(rootfd, e->path, &st, AT_SYMLINK_NOFOLLOW) == -1 ||
+		    !S_ISREG(st.st_mode) || (uint64_t)st.st_size != e->size)
+			continue;
+		it->e = *e;	/* borrowed: cache_save only reads */
+		it->ino = st.st_ino;
+		it->mtime_ns = ts_ns(&st.st_mtim);
+		it->ctime_ns = ts_ns(&st.st_ctim);
+		s.count++;
+	}
+	close(rootfd);
+	r = cache_save(&s, cache_file);
+	free(s.items);
+	return r;
+}
+
 static void *
 hash_worker(void *arg)
 {

@@ -109,6 +109,15 @@ struct manifest_scan_stats {
 int	manifest_scan(const char *root, char *const *exclude, const char *cache_file,
 	    unsigned threads, struct manifest **out, struct manifest_scan_stats *stats);
 
+/*
+ * Writes CACHE_FILE for the tree at ROOT that is known to hold M (just
+ * applied): each file is stat'ed, not read, and recorded with M's digest.
+ * A file changed between the apply and this call would be vouched for with
+ * the old digest, so call it only right after writing the tree. Files that
+ * cannot be stat'ed are left out (they will be rehashed).
+ */
+int	manifest_statcache_write(const char *root, const struct manifest *m, const char *cache_file);
+
 /* Like manifest_scan, reading the cache from CACHE_IN and writing it to CACHE_OUT (either may be NULL). */
 int	manifest_scan_cached(const char *root, char *const *exclude, const char *cache_in,
 	    const char *cache_out, unsigned threads, struct manifest **out,
