@@ -6,8 +6,8 @@
  *
  * Journal (STATE/journal), one record per line, paths %HH-escaped:
  *	distsync-journal 1
- *	from ID|-		release replaced (its backup set is backup/ID/)
- *	to ID
+ *	from ID|-		state replaced (its backup set is backup/ID/)
+ *	to ID			a release, or a state of commit.h's COMMIT_ID_*
  *	keep N			backup sets to keep
  *	B HEX PATH		old content of PATH saved as backup/FROM/objects/HEX (done before)
  *	U PATH			unlink a file or symlink (skipped if absent or now a dir)
@@ -18,6 +18,11 @@
  *	end
  * U and R come in reverse path order (children first), D and P in path order
  * (parents first). UID/GID -1 leave ownership alone.
+ *
+ * A first apply (no current.id) has "from (pre-distsync)", or "from (none)"
+ * for an empty target: the tree as found is the state a rollback returns to,
+ * backed up like a release, its manifest the scan. "to (none)" ends with no
+ * current.* at all, as before the first apply.
  */
 #include "autoconf.h"
 
@@ -444,8 +449,8 @@ journal_decode(char *data, const char *name, struct plan *p)
 		if (kind == 'B' && hash_from_hex(hex, strlen(hex), op->hash) != 0)
 			goto bad;
 	}
-	if (!ended || p->to == NULL || store_release_id_check(p->to) != 0 ||
-	    (p->from != NULL && store_release_id_check(p->from) != 0))
+	if (!ended || p->to == NULL || commit_state_id_check(p->to) != 0 ||
+	    (p->from != NULL && commit_state_id_check(p->from) != 0))
 		goto bad;
 	return 0;
 bad:
@@ -686,11 +691,30 @@ cleanup(struct target *t, const struct plan *p)
 	fault_point("cleanup-done");
 }
 
+/* Removes current.* (idempotent: a replay may do it twice). */
+static int
+remove_current(struct target *t)
+{
+	static const char *const names[] = {
+		"current.id", "current.manifest", "current.stat", "prep/manifest"
+	};
+	int sfd = target_state_fd(t);
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (unlinkat(sfd, names[i], 0) == -1 && errno != ENOENT) {
+			log_errno("%s/%s", target_state_dir(t), names[i]);
+			return DS_ERR_SYSTEM;
+		}
+	}
+	return 0;
+}
+
 /* Rolls the journal in STATE/journal forward to its end and removes it. */
 static int
 replay(struct target *t)
 {
 	char *data = NULL, *name = path_join(target_state_dir(t), "journal"), *cache = NULL;
+	char *idline = NULL;
 	struct plan p;
 	int fd = -1, prepfd = -1, sfd = target_state_fd(t), r;
 
@@ -739,16 +763,22 @@ replay(struct target *t)
 			goto out;
 	}
 	fault_point("replay-previous-written");
-	if (renameat(sfd, "prep/manifest", sfd, "current.manifest") == -1 && errno != ENOENT) {
-		log_errno("%s/current.manifest", target_state_dir(t));
-		r = DS_ERR_SYSTEM;
-		goto out;
-	}
-	fault_point("replay-manifest-renamed");
-	{
-		char *line = xasprintf("%s\n", p.to);
-		r = write_atomic_at(sfd, target_state_dir(t), "current.id", line, strlen(line));
-		free(line);
+	if (strcmp(p.to, COMMIT_ID_EMPTY) == 0) {
+		/* Back to an empty target distsync never applied to: no current state. */
+		if ((r = remove_current(t)) != 0)
+			goto out;
+		fault_point("replay-manifest-renamed");
+	} else {
+		if (renameat(sfd, "prep/manifest", sfd, "current.manifest") == -1 &&
+		    errno != ENOENT) {
+			log_errno("%s/current.manifest", target_state_dir(t));
+			r = DS_ERR_SYSTEM;
+			goto out;
+		}
+		fault_point("replay-manifest-renamed");
+		idline = xasprintf("%s\n", p.to);
+		r = write_atomic_at(sfd, target_state_dir(t), "current.id", idline,
+		    strlen(idline));
 		if (r != 0)
 			goto out;
 	}
@@ -759,7 +789,7 @@ replay(struct target *t)
 	/* Refresh the stat cache so verify and the next no-op apply rehash nothing. */
 	/* The tree now holds current.manifest: stat it, do not reread it. */
 	cache = path_join(target_state_dir(t), "current.stat");
-	{
+	if (strcmp(p.to, COMMIT_ID_EMPTY) != 0) {
 		char *mfile = path_join(target_state_dir(t), "current.manifest");
 		struct manifest *now = NULL;
 		if (manifest_load(mfile, &now) != 0 ||
@@ -789,6 +819,7 @@ out:
 	free(data);
 	free(name);
 	free(cache);
+	free(idline);
 	return r;
 }
 
@@ -1306,7 +1337,7 @@ apply(struct target *t, const struct commit_opts *o, const struct manifest *to,
 	memset(&plan, 0, sizeof(plan));
 	memset(&pl, 0, sizeof(pl));
 	r->to_release = xstrdup(to_id);
-	if (store_release_id_check(to_id) != 0) {
+	if (commit_state_id_check(to_id) != 0) {
 		log_error("'%s' is not a valid release id", to_id);
 		ret = DS_ERR_INVALID;
 		goto out;
@@ -1324,18 +1355,31 @@ apply(struct target *t, const struct commit_opts *o, const struct manifest *to,
 		goto out;
 	if (r->drifted_paths[0] != NULL) {
 		size_t n = 0;
+		const char *what = r->from_release != NULL ? "changed since the last apply" :
+		    "found before the first apply";
 		while (r->drifted_paths[n] != NULL)
 			n++;
 		if (o->fail_on_drift) {
-			log_error("%s: %zu path(s) changed since the last apply (first: %s); "
-			    "refusing (--fail-on-drift)", target_dir(t), n, r->drifted_paths[0]);
+			log_error("%s: %zu path(s) %s (first: %s); refusing (--fail-on-drift)",
+			    target_dir(t), n, what, r->drifted_paths[0]);
 			ret = DS_ERR_DRIFT;
 			goto out;
 		}
-		log_warn("%s: %zu path(s) changed since the last apply will be overwritten "
-		    "(first: %s)", target_dir(t), n, r->drifted_paths[0]);
+		if (r->from_release != NULL)
+			log_warn("%s: %zu path(s) %s will be overwritten (first: %s)",
+			    target_dir(t), n, what, r->drifted_paths[0]);
+		else
+			log_info("%s: %zu path(s) %s; what the release replaces is kept in "
+			    "backup/%s/ for a rollback", target_dir(t), n, what, COMMIT_ID_FOUND);
 	}
-	plan.from = r->from_release != NULL ? xstrdup(r->from_release) : NULL;
+	/*
+	 * A first apply replaces the tree as found: that is the state to back up
+	 * and to roll back to, named by an id no release can have.
+	 */
+	if (r->from_release != NULL)
+		plan.from = xstrdup(r->from_release);
+	else
+		plan.from = xstrdup(scan->count > 0 ? COMMIT_ID_FOUND : COMMIT_ID_EMPTY);
 	plan.to = xstrdup(to_id);
 	plan.keep = o->keep_backups != 0 ? o->keep_backups : COMMIT_KEEP_BACKUPS_DEFAULT;
 	if ((ret = manifest_diff(scan, to, plan_change, &pl)) != 0)
@@ -1391,30 +1435,32 @@ apply(struct target *t, const struct commit_opts *o, const struct manifest *to,
 			goto out;
 	}
 	fault_point("prepare-files-done");
-	if (plan.from != NULL) {
-		objdir = xasprintf("backup/%s/objects", plan.from);
-		file = xasprintf("%s/backup/%s", target_state_dir(t), plan.from);
-		if (path_mkdirs(file) == -1 || (mkdirat(sfd, objdir, 0755) == -1 && errno != EEXIST) ||
-		    (objfd = openat(sfd, objdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
-			log_errno("%s/%s", target_state_dir(t), objdir);
-			ret = DS_ERR_SYSTEM;
-			goto out;
-		}
-		/* Touch the set: pruning keeps the newest. */
-		utimensat(sfd, file + strlen(target_state_dir(t)) + 1, NULL, 0);
-		free(file);
-		file = xasprintf("%s/backup/%s/manifest", target_state_dir(t), plan.from);
-		if (access(file, F_OK) == -1 && (ret = manifest_save(cur, file)) != 0)
-			goto out;
-		fault_point("prepare-backup-manifest");
-		for (size_t i = 0; i < plan.count; i++) {
-			if (plan.ops[i].kind != 'B')
-				continue;
-			if ((ret = backup_one(t, objfd, &plan.ops[i])) != 0)
-				goto out;
-		}
-		fault_point("prepare-backups-done");
+	objdir = xasprintf("backup/%s/objects", plan.from);
+	file = xasprintf("%s/backup/%s", target_state_dir(t), plan.from);
+	if (path_mkdirs(file) == -1 || (mkdirat(sfd, objdir, 0755) == -1 && errno != EEXIST) ||
+	    (objfd = openat(sfd, objdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
+		log_errno("%s/%s", target_state_dir(t), objdir);
+		ret = DS_ERR_SYSTEM;
+		goto out;
 	}
+	/* Touch the set: pruning keeps the newest. */
+	utimensat(sfd, file + strlen(target_state_dir(t)) + 1, NULL, 0);
+	free(file);
+	file = xasprintf("%s/backup/%s/manifest", target_state_dir(t), plan.from);
+	/* The tree as found changes between first applies that did not commit. */
+	if (r->from_release == NULL) {
+		if ((ret = manifest_save(scan, file)) != 0)
+			goto out;
+	} else if (access(file, F_OK) == -1 && (ret = manifest_save(cur, file)) != 0)
+		goto out;
+	fault_point("prepare-backup-manifest");
+	for (size_t i = 0; i < plan.count; i++) {
+		if (plan.ops[i].kind != 'B')
+			continue;
+		if ((ret = backup_one(t, objfd, &plan.ops[i])) != 0)
+			goto out;
+	}
+	fault_point("prepare-backups-done");
 	free(file);
 	file = xasprintf("%s/prep/manifest", target_state_dir(t));
 	if ((ret = manifest_save(to, file)) != 0)
@@ -1472,11 +1518,26 @@ out:
 }
 
 int
+commit_state_id_check(const char *id)
+{
+	if (strcmp(id, COMMIT_ID_FOUND) == 0 || strcmp(id, COMMIT_ID_EMPTY) == 0)
+		return 0;
+	return store_release_id_check(id);
+}
+
+int
 commit_apply(struct target *t, const struct commit_opts *o, struct commit_report *r)
 {
 	if (o->to == NULL || o->release_id == NULL) {
 		memset(r, 0, sizeof(*r));
 		log_error("%s: no release to apply", target_dir(t));
+		return DS_ERR_INVALID;
+	}
+	if (store_release_id_check(o->release_id) != 0) {
+		memset(r, 0, sizeof(*r));
+		r->changed_paths = strv_empty();
+		r->drifted_paths = strv_empty();
+		log_error("'%s' is not a valid release id", o->release_id);
 		return DS_ERR_INVALID;
 	}
 	return apply(t, o, o->to, o->release_id, 0, r);
@@ -1492,7 +1553,7 @@ commit_rollback(struct target *t, const struct commit_opts *o, struct commit_rep
 	memset(r, 0, sizeof(*r));
 	if ((ret = target_read_id(t, "previous.id", &prev)) != 0)
 		goto out;
-	if (prev == NULL || store_release_id_check(prev) != 0) {
+	if (prev == NULL || commit_state_id_check(prev) != 0) {
 		log_error("%s: no previous release to roll back to", target_dir(t));
 		ret = DS_ERR_NOTFOUND;
 		goto out;
@@ -1505,6 +1566,12 @@ commit_rollback(struct target *t, const struct commit_opts *o, struct commit_rep
 	}
 	if ((ret = manifest_load(file, &m)) != 0)
 		goto out;
+	if (strcmp(prev, COMMIT_ID_FOUND) == 0)
+		log_info("%s: rolling back to the files found before distsync's first apply",
+		    target_dir(t));
+	else if (strcmp(prev, COMMIT_ID_EMPTY) == 0)
+		log_info("%s: rolling back to the empty target found before distsync's first "
+		    "apply", target_dir(t));
 	ret = apply(t, o, m, prev, 1, r);
 out:
 	if (r->changed_paths == NULL)

@@ -26,6 +26,20 @@ struct target;
 
 #define COMMIT_KEEP_BACKUPS_DEFAULT	3
 
+/*
+ * States that are not releases. A first apply (no current.id) records what
+ * it replaces as one of these, so that a rollback can return the target to
+ * the tree as it was found: backup/ID/ holds its manifest and the replaced
+ * content, previous.id names it. Neither can be a release id (parentheses),
+ * so neither can collide with one.
+ */
+#define COMMIT_ID_FOUND	"(pre-distsync)"	/* files that were there before distsync */
+#define COMMIT_ID_EMPTY	"(none)"		/* the target was empty; rolling back to it
+						   removes current.* again */
+
+/* 0 if ID is a release id (store_release_id_check) or one of the COMMIT_ID_*. */
+int	commit_state_id_check(const char *id);
+
 struct commit_opts {
 	const char	*release_id;	/* id of TO (store_release_id_check) */
 	const struct manifest *to;	/* the release to apply */
@@ -37,7 +51,7 @@ struct commit_opts {
 };
 
 struct commit_report {
-	char		*from_release;	/* NULL if never applied */
+	char		*from_release;	/* NULL if never applied (current.id absent) */
 	char		*to_release;
 	size_t		 added, updated, deleted, mode_changed, unchanged;
 	uint64_t	 bytes;		/* bytes of new content placed */
@@ -58,19 +72,24 @@ int	commit_missing(struct target *t, const struct manifest *to,
 
 /*
  * Applies o->to atomically (see above) and fills r (commit_report_release
- * frees it, also on error). Errors before the commit point leave the tree
- * unchanged: DS_ERR_NOTFOUND (an object is missing, logged), DS_ERR_NOSPACE
- * (logged with the figures), DS_ERR_DRIFT (with fail_on_drift; r lists the
- * drift), DS_ERR_CORRUPT. Staging is emptied after success. Writes no
- * history line: the caller does, after restarts, with commit_history_write.
+ * frees it, also on error). A first apply backs up the files it replaces or
+ * deletes as COMMIT_ID_FOUND (COMMIT_ID_EMPTY for an empty target) and makes
+ * that the previous state; r->from_release stays NULL. Errors before the
+ * commit point leave the tree unchanged: DS_ERR_NOTFOUND (an object is
+ * missing, logged), DS_ERR_NOSPACE (logged with the figures), DS_ERR_DRIFT
+ * (with fail_on_drift; r lists the drift), DS_ERR_CORRUPT. Staging is
+ * emptied after success. Writes no history line: the caller does, after
+ * restarts, with commit_history_write.
  */
 int	commit_apply(struct target *t, const struct commit_opts *o, struct commit_report *r);
 
 /*
- * Restores the release that was current before the last apply (previous.id)
- * from its backup set, by the same atomic apply; o->to and o->release_id are
- * ignored (may be NULL), the other options apply. DS_ERR_NOTFOUND (logged)
- * when there is no previous release or its backup set is incomplete.
+ * Restores the state that was current before the last apply (previous.id)
+ * from its backup set, by the same atomic apply: a release, or after a first
+ * apply the tree as found (COMMIT_ID_FOUND, COMMIT_ID_EMPTY). o->to and
+ * o->release_id are ignored (may be NULL), the other options apply.
+ * DS_ERR_NOTFOUND (logged) when there is no previous state or its backup set
+ * is incomplete; the tree is then unchanged.
  */
 int	commit_rollback(struct target *t, const struct commit_opts *o, struct commit_report *r);
 
