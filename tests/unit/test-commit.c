@@ -1,4 +1,7 @@
-/* Unit tests of target + commit: layout checks, lock, apply, no-op, drift, rollback, journals. */
+/*
+ * Unit tests of target + commit: layout checks, lock, apply, no-op, drift,
+ * rollback, first apply over an empty or a populated target, journals.
+ */
 #include "autoconf.h"
 
 #include <fcntl.h>
@@ -258,6 +261,260 @@ test_apply(void)
 	target_close(t);
 }
 
+/* Reads a one-line state file into buf ("" when absent). */
+static const char *
+state_id(const char *name, char *buf, size_t size)
+{
+	char path[256];
+	FILE *fp;
+
+	buf[0] = '\0';
+	snprintf(path, sizeof(path), "state/%s", name);
+	if ((fp = fopen(path, "r")) != NULL) {
+		if (fgets(buf, (int)size, fp) == NULL)
+			buf[0] = '\0';
+		fclose(fp);
+	}
+	buf[strcspn(buf, "\n")] = '\0';
+	return buf;
+}
+
+/* The tree holds current.manifest exactly and the stat cache is there: no drift. */
+static int
+state_consistent(struct target *t)
+{
+	char **drifted = NULL;
+	int ok;
+
+	ok = target_verify(t, NULL, &drifted) == 0 && drifted != NULL && drifted[0] == NULL;
+	xfree_strv(drifted);
+	return ok;
+}
+
+/*
+ * A tree that was there before distsync: a file the release replaces (other
+ * mode), one it keeps, one it deletes, a symlink, a directory tree where the
+ * release has a file and a file where it has a directory.
+ */
+static void
+make_found(const char *dir)
+{
+	char path[256];
+
+	mkdir(dir, 0755);
+	snprintf(path, sizeof(path), "%s/core.war", dir);
+	tap_write_file(path, "hand-copied core\n", 17);
+	chmod(path, 0600);
+	snprintf(path, sizeof(path), "%s/static.txt", dir);
+	tap_write_file(path, "same\n", 5);
+	snprintf(path, sizeof(path), "%s/old.txt", dir);
+	tap_write_file(path, "left by the old scripts\n", 24);
+	snprintf(path, sizeof(path), "%s/lnk", dir);
+	symlink("old.txt", path);
+	snprintf(path, sizeof(path), "%s/run.sh", dir);
+	mkdir(path, 0700);
+	snprintf(path, sizeof(path), "%s/run.sh/inner", dir);
+	tap_write_file(path, "x", 1);
+	snprintf(path, sizeof(path), "%s/mods", dir);
+	tap_write_file(path, "a file where the release has a directory\n", 41);
+	snprintf(path, sizeof(path), "%s/olddir", dir);
+	mkdir(path, 0750);
+	snprintf(path, sizeof(path), "%s/olddir/sub", dir);
+	mkdir(path, 0700);
+	snprintf(path, sizeof(path), "%s/olddir/sub/f", dir);
+	tap_write_file(path, "deep\n", 5);
+}
+
+static int
+empty_dir(const char *dir)
+{
+	struct manifest *m = NULL;
+	int empty;
+
+	empty = manifest_scan(dir, NULL, NULL, 1, &m, NULL) == 0 && m->count == 0;
+	manifest_free(m);
+	return empty;
+}
+
+/* First apply into an empty target: a rollback empties it again, and forgets the apply. */
+static void
+test_first_apply_empty(void)
+{
+	struct commit_opts o;
+	struct commit_report r;
+	struct target *t = NULL;
+	char id[128];
+	int ret;
+
+	memset(&o, 0, sizeof(o));
+	make_release("r1", 1);
+	make_release("r2", 2);
+	CHECK(target_open("t", "state", 0, &t) == 0, "open");
+	if (t == NULL)
+		return;
+	ret = apply_dir(t, "r1", "1", &o, &r);
+	CHECK(ret == 0 && r.from_release == NULL && r.drifted_paths[0] == NULL,
+	    "first apply into an empty target (%d)", ret);
+	commit_report_release(&r);
+	CHECK(strcmp(state_id("previous.id", id, sizeof(id)), COMMIT_ID_EMPTY) == 0,
+	    "previous.id is %s (%s)", COMMIT_ID_EMPTY, id);
+	CHECK(access("state/backup/" COMMIT_ID_EMPTY "/manifest", F_OK) == 0,
+	    "backup set of the empty target");
+
+	ret = commit_rollback(t, &o, &r);
+	CHECK(ret == 0 && strcmp(r.to_release, COMMIT_ID_EMPTY) == 0 &&
+	    r.from_release != NULL && strcmp(r.from_release, "1") == 0 && r.deleted == 5,
+	    "rollback 1 -> %s deletes 5 (%d, %zu)", COMMIT_ID_EMPTY, ret, r.deleted);
+	commit_report_release(&r);
+	CHECK(empty_dir("t"), "target is empty again");
+	CHECK(access("state/current.id", F_OK) == -1 &&
+	    access("state/current.manifest", F_OK) == -1 &&
+	    access("state/current.stat", F_OK) == -1, "no current.* (as before the first apply)");
+	CHECK(strcmp(state_id("previous.id", id, sizeof(id)), "1") == 0, "previous.id is 1 (%s)",
+	    id);
+	CHECK(state_consistent(t), "verify: no drift");
+
+	/* The next apply is a real one, from nothing (no "1 -> 1, no-op"). */
+	ret = apply_dir(t, "r1", "1", &o, &r);
+	CHECK(ret == 0 && r.noop == 0 && r.from_release == NULL && r.added == 5,
+	    "apply after the rollback adds everything (%d, %zu)", ret, r.added);
+	CHECK(same_tree("r1", "t"), "tree is release 1");
+	commit_report_release(&r);
+	ret = apply_dir(t, "r2", "2", &o, &r);
+	CHECK(ret == 0 && r.from_release != NULL && strcmp(r.from_release, "1") == 0, "1 -> 2");
+	commit_report_release(&r);
+	ret = commit_rollback(t, &o, &r);
+	CHECK(ret == 0 && strcmp(r.to_release, "1") == 0 && same_tree("r1", "t"),
+	    "rollback 2 -> 1 (%d)", ret);
+	commit_report_release(&r);
+	CHECK(strcmp(state_id("current.id", id, sizeof(id)), "1") == 0 &&
+	    strcmp(state_id("previous.id", id, sizeof(id)), "2") == 0,
+	    "current.id 1, previous.id 2");
+	CHECK(state_consistent(t), "verify: no drift after the rollback");
+	CHECK(access("state/current.stat", F_OK) == 0, "stat cache written");
+	target_close(t);
+}
+
+/* First apply over files that were there: a rollback restores them exactly. */
+static void
+test_first_apply_found(void)
+{
+	struct commit_opts o;
+	struct commit_report r;
+	struct target *t = NULL;
+	char id[128];
+	int ret;
+
+	memset(&o, 0, sizeof(o));
+	make_release("r1", 1);
+	make_found("orig");
+	make_found("t");
+	CHECK(same_tree("orig", "t"), "two copies of the tree as found");
+	CHECK(target_open("t", "state", 0, &t) == 0, "open");
+	if (t == NULL)
+		return;
+	o.fail_on_drift = 1;
+	ret = apply_dir(t, "r1", "1", &o, &r);
+	CHECK(ret == DS_ERR_DRIFT && same_tree("orig", "t"),
+	    "fail_on_drift refuses a first apply over foreign files (%d)", ret);
+	commit_report_release(&r);
+	o.fail_on_drift = 0;
+	ret = apply_dir(t, "r1", "1", &o, &r);
+	CHECK(ret == 0 && r.from_release == NULL && r.drifted_paths[0] != NULL,
+	    "first apply over the tree as found, which is listed (%d)", ret);
+	CHECK(same_tree("r1", "t"), "tree is release 1");
+	commit_report_release(&r);
+	CHECK(strcmp(state_id("previous.id", id, sizeof(id)), COMMIT_ID_FOUND) == 0,
+	    "previous.id is %s (%s)", COMMIT_ID_FOUND, id);
+
+	ret = commit_rollback(t, &o, &r);
+	CHECK(ret == 0 && strcmp(r.to_release, COMMIT_ID_FOUND) == 0,
+	    "rollback to %s (%d)", COMMIT_ID_FOUND, ret);
+	commit_report_release(&r);
+	CHECK(same_tree("orig", "t"), "tree is exactly as found (modes, symlink, types)");
+	CHECK(strcmp(state_id("current.id", id, sizeof(id)), COMMIT_ID_FOUND) == 0 &&
+	    strcmp(state_id("previous.id", id, sizeof(id)), "1") == 0,
+	    "current.id %s, previous.id 1", COMMIT_ID_FOUND);
+	CHECK(state_consistent(t), "verify: no drift");
+
+	/* What the C -> C report was about: the next apply is a real one. */
+	ret = apply_dir(t, "r1", "1", &o, &r);
+	CHECK(ret == 0 && r.noop == 0 && r.from_release != NULL &&
+	    strcmp(r.from_release, COMMIT_ID_FOUND) == 0 && r.drifted_paths[0] == NULL,
+	    "apply again: %s -> 1, no drift (%d)", COMMIT_ID_FOUND, ret);
+	CHECK(same_tree("r1", "t"), "tree is release 1");
+	commit_report_release(&r);
+	ret = commit_rollback(t, &o, &r);
+	CHECK(ret == 0 && same_tree("orig", "t"), "and rolled back again: as found (%d)", ret);
+	commit_report_release(&r);
+	ret = commit_rollback(t, &o, &r);
+	CHECK(ret == 0 && same_tree("r1", "t") && strcmp(r.to_release, "1") == 0,
+	    "rollback of the rollback: release 1 (%d)", ret);
+	commit_report_release(&r);
+	CHECK(state_consistent(t), "verify: no drift");
+	target_close(t);
+}
+
+/* A first apply that did not commit, then the tree changed: the backup follows the tree. */
+static void
+test_first_apply_retry(void)
+{
+	struct commit_opts o;
+	struct commit_report r;
+	struct target *t = NULL;
+	struct manifest *m = manifest_new();
+	struct manifest_entry e = { 0 };
+	int ret;
+
+	memset(&o, 0, sizeof(o));
+	make_release("r1", 1);
+	make_found("t");
+	CHECK(target_open("t", "state", 0, &t) == 0, "open");
+	if (t == NULL) {
+		manifest_free(m);
+		return;
+	}
+	e.path = "never";
+	e.type = MANIFEST_FILE;
+	e.mode = 0644;
+	e.size = 5;
+	hash_bytes("never", 5, e.hash);
+	manifest_add(m, &e);
+	o.to = m;
+	o.release_id = "0";
+	ret = commit_apply(t, &o, &r);
+	CHECK(ret == DS_ERR_NOTFOUND, "first apply with a missing object fails (%d)", ret);
+	commit_report_release(&r);
+	make_found("orig");
+	CHECK(same_tree("orig", "t"), "tree untouched");
+	tap_write_file("t/olddir/sub/f", "edited after\n", 13);
+	tap_write_file("orig/olddir/sub/f", "edited after\n", 13);
+	tap_write_file("t/added-later", "y", 1);
+	tap_write_file("orig/added-later", "y", 1);
+	ret = apply_dir(t, "r1", "1", &o, &r);
+	CHECK(ret == 0 && same_tree("r1", "t"), "first apply (%d)", ret);
+	commit_report_release(&r);
+	ret = commit_rollback(t, &o, &r);
+	CHECK(ret == 0 && same_tree("orig", "t"), "rollback gives the tree as last found (%d)", ret);
+	commit_report_release(&r);
+
+	/* Pseudo ids are not releases: nobody applies one by name. */
+	o.to = m;
+	o.release_id = COMMIT_ID_FOUND;
+	CHECK(commit_apply(t, &o, &r) == DS_ERR_INVALID, "apply of %s refused", COMMIT_ID_FOUND);
+	commit_report_release(&r);
+	o.release_id = COMMIT_ID_EMPTY;
+	CHECK(commit_apply(t, &o, &r) == DS_ERR_INVALID, "apply of %s refused", COMMIT_ID_EMPTY);
+	commit_report_release(&r);
+	CHECK(same_tree("orig", "t"), "tree untouched");
+	CHECK(commit_state_id_check(COMMIT_ID_FOUND) == 0 &&
+	    commit_state_id_check(COMMIT_ID_EMPTY) == 0 && commit_state_id_check("1.0") == 0 &&
+	    commit_state_id_check("(other)") != 0 && commit_state_id_check("") != 0 &&
+	    commit_state_id_check("../x") != 0, "commit_state_id_check");
+	manifest_free(m);
+	target_close(t);
+}
+
 static void
 test_keep_backups(void)
 {
@@ -304,6 +561,8 @@ test_bad_journal(void)
 		"distsync-journal 1\nfrom -\nto 1\nkeep 3\nU a%2\nend\n",
 		"distsync-journal 1\nfrom -\nto 1\nkeep 3\nU a%00b\nend\n",
 		"distsync-journal 1\nfrom -\nto 1\nkeep 3\nend",
+		"distsync-journal 1\nfrom -\nto (bogus)\nkeep 3\nend\n",
+		"distsync-journal 1\nfrom (pre-distsync\nto 1\nkeep 3\nend\n",
 	};
 	for (size_t i = 0; i < sizeof(journals) / sizeof(journals[0]); i++) {
 		struct target *t = NULL;
@@ -329,6 +588,19 @@ test_bad_journal(void)
 		CHECK(t != NULL && target_current(t, &id, NULL) == 0 && id != NULL &&
 		    strcmp(id, "7") == 0, "current id from the journal");
 		CHECK(access("state/journal", F_OK) == -1, "journal removed");
+		free(id);
+		target_close(t);
+	}
+	/* Rolling forward to the empty target removes current.*. */
+	{
+		const char *j = "distsync-journal 1\nfrom 7\nto (none)\nkeep 3\nend\n";
+		struct target *t = NULL;
+		char *id = NULL;
+
+		tap_write_file("state/journal", j, strlen(j));
+		CHECK(target_open("t", "state", 0, &t) == 0, "journal to (none) replayed");
+		CHECK(t != NULL && target_current(t, &id, NULL) == 0 && id == NULL &&
+		    access("state/current.manifest", F_OK) == -1, "no current release");
 		free(id);
 		target_close(t);
 	}
@@ -369,6 +641,9 @@ main(void)
 	tap_run("commit-layout", test_layout);
 	tap_run("commit-lock", test_lock);
 	tap_run("commit-apply", test_apply);
+	tap_run("commit-first-apply-empty", test_first_apply_empty);
+	tap_run("commit-first-apply-found", test_first_apply_found);
+	tap_run("commit-first-apply-retry", test_first_apply_retry);
 	tap_run("commit-keep-backups", test_keep_backups);
 	tap_run("commit-bad-journal", test_bad_journal);
 	tap_run("commit-no-previous", test_no_previous);
