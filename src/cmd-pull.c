@@ -403,7 +403,12 @@ pull_exec(int argc, char **argv, const struct config *unused)
 	so.host = config->site.host;
 	so.lock_timeout = lock_timeout;
 	so.bwlimit = p.host.bwlimit;
-	so.idle_timeout = p.host.idle_timeout;
+	/*
+	 * The idle limit is the site's to enforce, on what arrives: the
+	 * upstream's writes may wait a whole SSH window (1-2 MB, a minute at
+	 * 256 kbit/s) on a healthy link, so it keeps the repository's limit.
+	 */
+	so.idle_timeout = 0;
 	p.remote_args = remote_args(config, &so);
 	signal(SIGPIPE, SIG_IGN);
 	if (random_delay > 0) {

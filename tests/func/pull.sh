@@ -109,6 +109,21 @@ ok "site equals release 1 again" test "$(tree_digest site/distribution)" = "$(tr
 expect_exit 0 "pull the latest" P --quiet
 ok "site equals release 3" test "$(tree_digest site/distribution)" = "$(tree_digest repo/dist)"
 
+# --timeout bounds the whole run: a pull capped at 8 KiB/s of a 300 KB update
+# stops after 2 s, the site keeps its release, and the next run resumes.
+head -c 300000 /dev/urandom > repo/dist/openmrs_modules/b-1.0.omod
+ok "release 4" R release --version 4.0
+before=$(tree_digest site/distribution)
+t0=$(date +%s)
+expect_exit 1 "--timeout 2 on a slow pull: exit 1" P --bwlimit 8k --timeout 2
+keep
+t1=$(date +%s)
+ok "it stopped within a few seconds ($((t1 - t0)) s)" test $((t1 - t0)) -le 6
+ok "the message names the time limit" out_has "total time limit"
+ok "the site kept release 3" test "$(tree_digest site/distribution)" = "$before"
+expect_exit 0 "the next pull completes" P --quiet
+ok "site equals release 4" test "$(tree_digest site/distribution)" = "$(tree_digest repo/dist)"
+
 # Config and usage errors are exit 2.
 cat > nosite.yml <<YML
 distribution: {name: test}
