@@ -5,9 +5,11 @@
  *
  *	STATE/lock			flock(2); holds "pid start-time"
  *	STATE/current.manifest		release applied last (absent: never applied)
- *	STATE/current.id		its release id
+ *	STATE/current.id		its release id, or "(pre-distsync)" after a rollback
+ *					to the files a first apply found (commit.h)
  *	STATE/current.stat		stat cache of the tree written at apply
- *	STATE/previous.id		release a rollback returns to
+ *	STATE/previous.id		state a rollback returns to: a release, or after a
+ *					first apply "(pre-distsync)" or "(none)" (empty)
  *	STATE/journal			present only while an apply is committed but unfinished
  *	STATE/prep/			files prepared for the apply in progress
  *	STATE/staging/HEX[.part]	objects received (stage.h)
