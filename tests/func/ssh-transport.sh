@@ -227,7 +227,8 @@ expect_exit 0 "no-op push over SSH" "$DISTSYNC" push site-a
 head -c 4000000 /dev/urandom > dist/openmrs_modules/b-1.0.omod
 echo '<html>2</html>' > dist/frontend/index.html
 "$DISTSYNC" release --version 2.0 >> "$T_DIR/release.out" 2>&1
-sed -i 's|^    connect_timeout: 10|    connect_timeout: 10\n    bwlimit: 500000|' distsync.yml
+# retries: 0 so the cut ends this run (retries across a cut are resume.sh's subject).
+sed -i 's|^    connect_timeout: 10|    connect_timeout: 10\n    bwlimit: 500000\n    retries: 0|' distsync.yml
 ("$DISTSYNC" push site-a > "$T_DIR/push-cut.out" 2>&1; echo "exit $?" >> "$T_DIR/push-cut.out") &
 push_job=$!
 at_exit "kill $push_job"
@@ -239,7 +240,7 @@ ok "the cut push fails" grep -q '^exit 1' "$T_DIR/push-cut.out"
 ok "the failure is the lost connection" grep -q "site-a: connection to 127.0.0.1:$port lost" \
 	"$T_DIR/push-cut.out"
 ok "the target stays at release 1" same_tree "$site" ../dist-r1
-sed -i '/bwlimit: 500000/d' distsync.yml
+sed -i '/bwlimit: 500000/d; /retries: 0/d' distsync.yml
 # The receiver may still hold the lock a moment after the cut.
 expect_exit 0 "the next push completes" "$DISTSYNC" push --lock-timeout 30 site-a
 ok "the target is at release 2" same_tree "$site" dist
