@@ -52,6 +52,8 @@
 #include "xmalloc.h"
 
 #define JOURNAL_HEADER	"distsync-journal 1"
+#define FOUND_MANIFEST	"found.manifest"	/* backup/ID/: the drifted tree ID was replaced in */
+#define TREE_MANIFEST	"tree.manifest"		/* prep/: the tree, when not the state's manifest */
 #define COPY_CHUNK	(1024 * 1024)
 
 enum src_kind { SRC_NONE, SRC_STAGED_LINK, SRC_STAGED_COPY, SRC_TREE, SRC_BACKUP };
@@ -790,8 +792,14 @@ replay(struct target *t)
 	/* The tree now holds current.manifest: stat it, do not reread it. */
 	cache = path_join(target_state_dir(t), "current.stat");
 	if (strcmp(p.to, COMMIT_ID_EMPTY) != 0) {
-		char *mfile = path_join(target_state_dir(t), "current.manifest");
+		/* A rollback that restored drift: the tree is prep/tree.manifest, not the state. */
+		char *mfile = path_join(target_state_dir(t), "prep/" TREE_MANIFEST);
 		struct manifest *now = NULL;
+
+		if (access(mfile, F_OK) == -1) {
+			free(mfile);
+			mfile = path_join(target_state_dir(t), "current.manifest");
+		}
 		if (manifest_load(mfile, &now) != 0 ||
 		    manifest_statcache_write(target_dir(t), now, cache) != 0)
 			log_warn("%s: could not refresh the stat cache", target_dir(t));
@@ -1317,12 +1325,14 @@ strv_empty(void)
 }
 
 /*
- * The common apply: TO (id TO_ID) onto the target, with backups as a source
- * when use_backups (rollback).
+ * The common apply: the tree TO onto the target, recorded as state TO_ID with
+ * manifest STATE (NULL: TO itself), with backups as a source when use_backups
+ * (rollback). STATE differs from TO only when a rollback restores drift: the
+ * tree as found, under the release it had drifted from.
  */
 static int
 apply(struct target *t, const struct commit_opts *o, const struct manifest *to,
-    const char *to_id, int use_backups, struct commit_report *r)
+    const struct manifest *state, const char *to_id, int use_backups, struct commit_report *r)
 {
 	struct manifest *cur = NULL, *scan = NULL;
 	struct planner pl;
@@ -1453,6 +1463,21 @@ apply(struct target *t, const struct commit_opts *o, const struct manifest *to,
 			goto out;
 	} else if (access(file, F_OK) == -1 && (ret = manifest_save(cur, file)) != 0)
 		goto out;
+	/*
+	 * Drift is part of the state this apply replaces: the tree as found is
+	 * what a rollback restores (its content is backed up below), while the
+	 * state stays FROM, so verify reports the same drift again afterwards.
+	 */
+	free(file);
+	file = xasprintf("%s/backup/%s/" FOUND_MANIFEST, target_state_dir(t), plan.from);
+	if (r->from_release != NULL && r->drifted_paths[0] != NULL) {
+		if ((ret = manifest_save(scan, file)) != 0)
+			goto out;
+	} else if (unlink(file) == -1 && errno != ENOENT) {
+		log_errno("%s", file);
+		ret = DS_ERR_SYSTEM;
+		goto out;
+	}
 	fault_point("prepare-backup-manifest");
 	for (size_t i = 0; i < plan.count; i++) {
 		if (plan.ops[i].kind != 'B')
@@ -1463,8 +1488,14 @@ apply(struct target *t, const struct commit_opts *o, const struct manifest *to,
 	fault_point("prepare-backups-done");
 	free(file);
 	file = xasprintf("%s/prep/manifest", target_state_dir(t));
-	if ((ret = manifest_save(to, file)) != 0)
+	if ((ret = manifest_save(state != NULL ? state : to, file)) != 0)
 		goto out;
+	if (state != NULL && state != to) {
+		free(file);
+		file = xasprintf("%s/prep/" TREE_MANIFEST, target_state_dir(t));
+		if ((ret = manifest_save(to, file)) != 0)
+			goto out;
+	}
 	fault_point("prepare-manifest-saved");
 #ifdef HAVE_SYNCFS
 	/* One flush for every prepared file instead of one fsync each. */
@@ -1540,13 +1571,13 @@ commit_apply(struct target *t, const struct commit_opts *o, struct commit_report
 		log_error("'%s' is not a valid release id", o->release_id);
 		return DS_ERR_INVALID;
 	}
-	return apply(t, o, o->to, o->release_id, 0, r);
+	return apply(t, o, o->to, NULL, o->release_id, 0, r);
 }
 
 int
 commit_rollback(struct target *t, const struct commit_opts *o, struct commit_report *r)
 {
-	struct manifest *m = NULL;
+	struct manifest *m = NULL, *found = NULL;
 	char *prev = NULL, *file = NULL;
 	int ret;
 
@@ -1566,19 +1597,28 @@ commit_rollback(struct target *t, const struct commit_opts *o, struct commit_rep
 	}
 	if ((ret = manifest_load(file, &m)) != 0)
 		goto out;
+	free(file);
+	file = xasprintf("%s/backup/%s/" FOUND_MANIFEST, target_state_dir(t), prev);
+	if (access(file, F_OK) == 0) {
+		if ((ret = manifest_load(file, &found)) != 0)
+			goto out;
+		log_info("%s: release %s had drifted when it was replaced; restoring the "
+		    "tree as it was then", target_dir(t), prev);
+	}
 	if (strcmp(prev, COMMIT_ID_FOUND) == 0)
 		log_info("%s: rolling back to the files found before distsync's first apply",
 		    target_dir(t));
 	else if (strcmp(prev, COMMIT_ID_EMPTY) == 0)
 		log_info("%s: rolling back to the empty target found before distsync's first "
 		    "apply", target_dir(t));
-	ret = apply(t, o, m, prev, 1, r);
+	ret = found != NULL ? apply(t, o, found, m, prev, 1, r) : apply(t, o, m, NULL, prev, 1, r);
 out:
 	if (r->changed_paths == NULL)
 		r->changed_paths = strv_empty();
 	if (r->drifted_paths == NULL)
 		r->drifted_paths = strv_empty();
 	manifest_free(m);
+	manifest_free(found);
 	free(prev);
 	free(file);
 	return ret;

@@ -3,7 +3,8 @@
 # empty target and over files left by older scripts. A failing health check
 # must leave the tree exactly as found; a later push applies the release for
 # real (not "C -> C"); `rollback` returns to the tree as found. A failed
-# non-first apply leaves current.* consistent with the tree. With a
+# non-first apply leaves current.* consistent with the tree, and over drift
+# restores the drift too (verify reports it as before). With a
 # fault-injection build, a first apply killed at each point recovers to the
 # tree as found or the release, never a mix.
 . "$top_srcdir/tests/func/lib.sh"
@@ -123,13 +124,29 @@ check "current.id C, previous.id D" "[ \"\$(cat $fstate/current.id)\" = C ] && [
 check "current.manifest is release C's" "cmp -s $fstate/current.manifest .distsync/releases/C.manifest"
 check "stat cache written" "[ -s $fstate/current.stat ]"
 expect_exit 0 "verify: no drift" D verify found
+# The same over drift: the tree comes back as found, and so does the drift.
+echo 'patched by hand' > $site/openmrs_modules/a-1.0.omod
+echo 'hand-made' > $site/frontend/extra.js
+chmod 0600 $site/openmrs_config/config.xml
+tree_digest $site > "$T_DIR/drifted.digest"
+expect_exit 1 "verify before: drift" D verify found
+keep
+cp "$T_DIR/out" "$T_DIR/verify-before"
+expect_exit 1 "push D over drift with a failing health check" D push found
+ok "the drifted tree is exactly as found" is_digest $site "$T_DIR/drifted.digest"
+check "current.id C, previous.id D" "[ \"\$(cat $fstate/current.id)\" = C ] && [ \"\$(cat $fstate/previous.id)\" = D ]"
+expect_exit 1 "verify after: drift" D verify found
+keep
+ok "the same drift as before" cmp "$T_DIR/verify-before" "$T_DIR/out"
 health /bin/true
 expect_exit 0 "push D with a passing health check" D push found
 keep
-ok "reports C -> D" out_has "push C -> D: 1 added, 2 updated, 1 deleted"
+ok "reports C -> D" out_has "push C -> D: 1 added, 2 updated, 2 deleted"
+ok "and the drift it overwrote" out_has "drift   frontend/extra.js"
 ok "site equals release D" same_tree $site dist
+expect_exit 0 "verify: no drift" D verify found
 check "history.log: one line per apply and rollback" \
-	"[ \$(grep -c ' apply ' $fstate/history.log) -eq 5 ] && [ \$(grep -c ' rollback ' $fstate/history.log) -eq 1 ]"
+	"[ \$(grep -c ' apply ' $fstate/history.log) -eq 6 ] && [ \$(grep -c ' rollback ' $fstate/history.log) -eq 1 ]"
 
 # Crash safety of a first apply over found files (fault-injection build only).
 : "${APPLY_DRIVER:=$(dirname "$DISTSYNC")/../tests/unit/apply-driver}"

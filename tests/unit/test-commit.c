@@ -515,6 +515,86 @@ test_first_apply_retry(void)
 	target_close(t);
 }
 
+/* Writes the same drift into DIR: an edited file, an extra one, a mode change, a removal. */
+static void
+make_drift(const char *dir)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), "%s/core.war", dir);
+	tap_write_file(path, "patched by hand\n", 16);
+	snprintf(path, sizeof(path), "%s/static.txt", dir);
+	tap_write_file(path, "edited\n", 7);
+	snprintf(path, sizeof(path), "%s/mods/extra.omod", dir);
+	tap_write_file(path, "dropped in by hand\n", 19);
+	snprintf(path, sizeof(path), "%s/run.sh", dir);
+	chmod(path, 0711);
+	snprintf(path, sizeof(path), "%s/mods/a-1.omod", dir);
+	unlink(path);
+}
+
+/*
+ * An apply over drift that is then rolled back (a failed health check):
+ * the tree returns exactly as found, drift included, and verify reports the
+ * same drift against the same release as before.
+ */
+static void
+test_drift_rollback(void)
+{
+	struct commit_opts o;
+	struct commit_report r;
+	struct target *t = NULL;
+	char **before = NULL, **after = NULL, id[128];
+	size_t n = 0;
+	int ret, same;
+
+	memset(&o, 0, sizeof(o));
+	make_release("r1", 1);
+	make_release("r2", 2);
+	make_release("found", 1);
+	make_drift("found");
+	CHECK(target_open("t", "state", 0, &t) == 0, "open");
+	if (t == NULL)
+		return;
+	CHECK(apply_dir(t, "r1", "1", &o, &r) == 0, "apply 1");
+	commit_report_release(&r);
+	make_drift("t");
+	CHECK(same_tree("found", "t"), "drifted tree");
+	CHECK(target_verify(t, NULL, &before) == 0 && before[0] != NULL, "verify finds drift");
+	ret = apply_dir(t, "r2", "2", &o, &r);
+	CHECK(ret == 0 && r.drifted_paths[0] != NULL && same_tree("r2", "t"),
+	    "apply 2 overwrites the drift (%d)", ret);
+	commit_report_release(&r);
+	ret = commit_rollback(t, &o, &r);
+	CHECK(ret == 0 && strcmp(r.to_release, "1") == 0, "rollback to 1 (%d)", ret);
+	commit_report_release(&r);
+	CHECK(same_tree("found", "t"), "tree is exactly as found, drift included");
+	CHECK(strcmp(state_id("current.id", id, sizeof(id)), "1") == 0 &&
+	    strcmp(state_id("previous.id", id, sizeof(id)), "2") == 0, "current.id 1, previous.id 2");
+	CHECK(target_verify(t, NULL, &after) == 0, "verify");
+	same = before != NULL && after != NULL;
+	for (n = 0; same && before[n] != NULL; n++)
+		same = after[n] != NULL && strcmp(before[n], after[n]) == 0;
+	/* So the stat cache vouches for the drifted content, not for release 1's. */
+	CHECK(same && after[n] == NULL, "verify reports the same %zu drifted paths", n);
+	xfree_strv(after);
+
+	ret = commit_rollback(t, &o, &r);
+	CHECK(ret == 0 && strcmp(r.to_release, "2") == 0 && same_tree("r2", "t"),
+	    "rollback of the rollback: release 2 (%d)", ret);
+	commit_report_release(&r);
+	CHECK(state_consistent(t), "no drift");
+	ret = commit_rollback(t, &o, &r);
+	CHECK(ret == 0 && same_tree("found", "t"), "and back to 1 as found (%d)", ret);
+	commit_report_release(&r);
+	ret = apply_dir(t, "r1", "1", &o, &r);
+	CHECK(ret == 0 && same_tree("r1", "t"), "repairing the drift with 1 (%d)", ret);
+	commit_report_release(&r);
+	CHECK(state_consistent(t), "no drift after the repair");
+	xfree_strv(before);
+	target_close(t);
+}
+
 static void
 test_keep_backups(void)
 {
@@ -644,6 +724,7 @@ main(void)
 	tap_run("commit-first-apply-empty", test_first_apply_empty);
 	tap_run("commit-first-apply-found", test_first_apply_found);
 	tap_run("commit-first-apply-retry", test_first_apply_retry);
+	tap_run("commit-drift-rollback", test_drift_rollback);
 	tap_run("commit-keep-backups", test_keep_backups);
 	tap_run("commit-bad-journal", test_bad_journal);
 	tap_run("commit-no-previous", test_no_previous);
