@@ -86,7 +86,9 @@ int	commit_apply(struct target *t, const struct commit_opts *o, struct commit_re
 /*
  * Restores the state that was current before the last apply (previous.id)
  * from its backup set, by the same atomic apply: a release, or after a first
- * apply the tree as found (COMMIT_ID_FOUND, COMMIT_ID_EMPTY). o->to and
+ * apply the tree as found (COMMIT_ID_FOUND, COMMIT_ID_EMPTY). When the
+ * last apply overwrote drift, the tree comes back exactly as it was, drift
+ * included, and target_verify reports that drift again. o->to and
  * o->release_id are ignored (may be NULL), the other options apply.
  * DS_ERR_NOTFOUND (logged) when there is no previous state or its backup set
  * is incomplete; the tree is then unchanged.

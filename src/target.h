@@ -13,7 +13,8 @@
  *	STATE/journal			present only while an apply is committed but unfinished
  *	STATE/prep/			files prepared for the apply in progress
  *	STATE/staging/HEX[.part]	objects received (stage.h)
- *	STATE/backup/ID/		manifest + objects/HEX of release ID's replaced files
+ *	STATE/backup/ID/		manifest + objects/HEX of release ID's replaced files;
+ *					found.manifest: the drifted tree ID was replaced in
  *	STATE/history.log		one line per apply
  */
 #ifndef DS_TARGET_H

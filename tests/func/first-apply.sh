@@ -208,6 +208,41 @@ if [ -x "$APPLY_DRIVER" ] && "$APPLY_DRIVER" --fault; then
 		k=$((k + 1))
 	done
 	check "rollback to the tree as found killed at each of $rtotal points ($bad bad)" "[ $bad -eq 0 ]"
+
+	# A rollback that restores drift, killed at each point: the drifted tree
+	# with the same drift reported, or D.
+	reset_site
+	drv "$T_DIR/site/t" ../dist-C C >/dev/null
+	echo 'patched by hand' > "$T_DIR/site/t/openmrs_modules/a-1.0.omod"
+	echo 'hand-made' > "$T_DIR/site/t/frontend/extra.js"
+	tree_digest "$T_DIR/site/t" > "$T_DIR/cdrift.digest"
+	drv --verify "$T_DIR/site/t" > "$T_DIR/cdrift.verify" 2>/dev/null
+	check "the driver lists the drift" "grep -q frontend/extra.js '$T_DIR/cdrift.verify'"
+	drv "$T_DIR/site/t" dist D >/dev/null 2>&1
+	tree_digest dist > "$T_DIR/D.digest"
+	rm -rf "$T_DIR/baseD"
+	cp -a "$T_DIR/site" "$T_DIR/baseD"
+	rm -f "$T_DIR/trace"
+	DISTSYNC_FAULT_TRACE="$T_DIR/trace" drv --rollback "$T_DIR/site/t" >/dev/null
+	ok "rollback D -> drifted C" is_digest "$T_DIR/site/t" "$T_DIR/cdrift.digest"
+	rtotal=$(wc -l < "$T_DIR/trace")
+	bad=0
+	k=1
+	while [ "$k" -le "$rtotal" ]; do
+		rm -rf "$T_DIR/site"
+		cp -a "$T_DIR/baseD" "$T_DIR/site"
+		DISTSYNC_FAULT=$k drv --rollback "$T_DIR/site/t" >/dev/null 2>&1
+		drv --verify "$T_DIR/site/t" > "$T_DIR/v.out" 2>/dev/null
+		if is_digest "$T_DIR/site/t" "$T_DIR/cdrift.digest"; then
+			cmp -s "$T_DIR/v.out" "$T_DIR/cdrift.verify" ||
+				{ bad=$((bad + 1)); echo "# drift rollback point $k: drift not reported as before"; }
+		elif ! is_digest "$T_DIR/site/t" "$T_DIR/D.digest" || [ -s "$T_DIR/v.out" ]; then
+			bad=$((bad + 1))
+			echo "# drift rollback point $k: neither drifted C nor a clean D"
+		fi
+		k=$((k + 1))
+	done
+	check "drift-restoring rollback killed at each of $rtotal points ($bad bad)" "[ $bad -eq 0 ]"
 else
 	T_COUNT=$((T_COUNT + 1))
 	echo "ok $T_COUNT - # SKIP first-apply crash points: not a fault-injection build"
