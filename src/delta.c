@@ -24,6 +24,7 @@
 #include "hash.h"
 #include "log.h"
 #include "xmalloc.h"
+#include "zipdelta.h"
 
 #define IO_CHUNK		(256 * 1024)
 #define SPARSE_PIECE		(64 * 1024)
@@ -32,6 +33,8 @@
 #define RSYNC_WINDOWLOG		23	/* the librsync delta stream: 8 MiB is plenty */
 #define SIG_BLOCK_MIN		256
 #define SIG_BLOCK_MAX		(64 * 1024)
+#define ZIP_STREAM_SLACK	(64 * 1024)	/* a zip patch larger than its target by more is corrupt */
+#define ZIP_STREAM_MAX		((uint64_t)1 << 32)	/* zips without zip64 stay below 4 GiB */
 
 /* A read-only view of a whole regular file; data is never NULL. */
 struct map {
@@ -61,7 +64,7 @@ struct delta_decoder {
 	int		 frame_done;
 	rs_job_t	*job;
 	int		 job_done;
-	uint8_t		*zbuf;		/* decompressed rsync delta not yet patched */
+	uint8_t		*zbuf;		/* rsync: decompressed delta not yet patched; zippatch: the stream */
 	size_t		 zbuf_pos, zbuf_len, zbuf_cap;
 	uint8_t		*obuf;
 	size_t		 obuf_cap;
@@ -120,6 +123,8 @@ delta_encoding_name(int enc)
 		return "zpatch";
 	case DELTA_RSYNC:
 		return "rsync";
+	case DELTA_ZIP_PATCH:
+		return "zippatch";
 	}
 	return NULL;
 }
@@ -133,7 +138,7 @@ delta_encoding_valid(int enc)
 int
 delta_encoding_needs_basis(int enc)
 {
-	return enc == DELTA_ZSTD_PATCH || enc == DELTA_RSYNC;
+	return enc == DELTA_ZSTD_PATCH || enc == DELTA_RSYNC || enc == DELTA_ZIP_PATCH;
 }
 
 enum delta_encoding
@@ -711,6 +716,33 @@ out:
 	return r;
 }
 
+/* A zip patch of target against basis (see zipdelta.h). */
+static int
+encode_zip(int basis_fd, int target_fd, int level, int out_fd, uint64_t *out_len)
+{
+	struct map basis, target;
+	uint8_t *enc = NULL;
+	size_t len = 0;
+	int r;
+
+	if ((r = map_open(basis_fd, "basis", &basis)) != 0)
+		return r;
+	if ((r = map_open(target_fd, "target", &target)) != 0)
+		goto out;
+	if ((r = zipdelta_encode(basis.data, basis.size, target.data, target.size, level,
+	    &enc, &len, NULL)) != 0)
+		goto out;
+	if ((r = write_all(out_fd, enc, len)) != 0)
+		goto out;
+	if (out_len != NULL)
+		*out_len = len;
+out:
+	free(enc);
+	map_close(&target);
+	map_close(&basis);
+	return r;
+}
+
 int
 delta_encode(enum delta_encoding enc, int basis_fd, int target_fd, int level, int out_fd,
     uint64_t *out_len)
@@ -733,6 +765,8 @@ delta_encode(enum delta_encoding enc, int basis_fd, int target_fd, int level, in
 		return r;
 	case DELTA_RSYNC:
 		return encode_rsync(basis_fd, target_fd, level, out_fd, out_len);
+	case DELTA_ZIP_PATCH:
+		return encode_zip(basis_fd, target_fd, level, out_fd, out_len);
 	}
 	log_error("delta: unknown encoding %d", (int)enc);
 	return DS_ERR_INVALID;
@@ -840,7 +874,7 @@ delta_decoder_new(enum delta_encoding enc, int basis_fd, int out_fd, uint64_t ma
 		goto out;
 	d->obuf_cap = ZSTD_DStreamOutSize();
 	d->obuf = xmalloc(d->obuf_cap);
-	if (enc != DELTA_RAW) {
+	if (enc != DELTA_RAW && enc != DELTA_ZIP_PATCH) {
 		unsigned window = enc == DELTA_ZSTD_PATCH ? PATCH_WINDOWLOG_MAX :
 		    enc == DELTA_RSYNC ? RSYNC_WINDOWLOG : PLAIN_WINDOWLOG_MAX;
 
@@ -1027,6 +1061,29 @@ feed_zstd(struct delta_decoder *d, const uint8_t *data, size_t len)
 	return decompress(d, data + n, len - n);
 }
 
+/* A zip patch decodes as a whole: hold it, bounded by what its target may be. */
+static int
+feed_zip(struct delta_decoder *d, const uint8_t *data, size_t len)
+{
+	uint64_t cap = (d->out.max < ZIP_STREAM_MAX ? d->out.max : ZIP_STREAM_MAX) +
+	    ZIP_STREAM_SLACK;
+
+	if (len > cap - d->zbuf_len) {
+		log_error("delta: zippatch stream is larger than its target may be");
+		return DS_ERR_CORRUPT;
+	}
+	d->zbuf = xgrow(d->zbuf, &d->zbuf_cap, d->zbuf_len + len, 1);
+	memcpy(d->zbuf + d->zbuf_len, data, len);
+	d->zbuf_len += len;
+	return 0;
+}
+
+static int
+zip_emit(void *arg, const void *data, size_t len)
+{
+	return sink_write(arg, data, len);
+}
+
 int
 delta_decoder_feed(struct delta_decoder *d, const void *data, size_t len)
 {
@@ -1038,6 +1095,8 @@ delta_decoder_feed(struct delta_decoder *d, const void *data, size_t len)
 		return 0;
 	if (d->enc == DELTA_RAW)
 		r = sink_write(&d->out, data, len);
+	else if (d->enc == DELTA_ZIP_PATCH)
+		r = feed_zip(d, data, len);
 	else
 		r = feed_zstd(d, data, len);
 	if (r != 0)
@@ -1053,7 +1112,11 @@ delta_decoder_finish(struct delta_decoder *d, uint64_t *out_len, uint8_t out_has
 	if (d->failed)
 		return DS_ERR_INVALID;
 	d->failed = 1;
-	if (d->enc != DELTA_RAW) {
+	if (d->enc == DELTA_ZIP_PATCH) {
+		if ((r = zipdelta_decode(d->basis.data, d->basis.size, d->zbuf, d->zbuf_len,
+		    zip_emit, &d->out)) != 0)
+			return r;
+	} else if (d->enc != DELTA_RAW) {
 		if (!d->header_checked || !d->frame_done) {
 			log_error("delta: %s stream is truncated", delta_encoding_name(d->enc));
 			return DS_ERR_CORRUPT;

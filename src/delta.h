@@ -8,6 +8,10 @@
  *			window covering basis and target (like zstd --patch-from)
  *	rsync		a librsync delta against a signature of the basis,
  *			in one zstd frame
+ *	zippatch	for zips: a zstd patch between their uncompressed views
+ *			and the zlib parameters that re-deflate the target's
+ *			entries exactly (zipdelta.h); its decoder holds the
+ *			encoded stream in memory
  *
  * Every zstd frame carries its content checksum, and decoders refuse more
  * output than the caller's declared size, so a corrupt delta or a basis that
@@ -30,8 +34,9 @@ enum delta_encoding {
 	DELTA_ZSTD = 1,
 	DELTA_ZSTD_PATCH = 2,
 	DELTA_RSYNC = 3,
+	DELTA_ZIP_PATCH = 4,
 };
-#define DELTA_ENCODING_COUNT	4
+#define DELTA_ENCODING_COUNT	5
 
 #define DELTA_LEVEL_DEFAULT	9	/* a sane middle: nearly level 19's size, a fifth of its CPU */
 #define DELTA_LEVEL_PRECOMPUTE	19	/* release --precompute */
@@ -41,11 +46,11 @@ enum delta_encoding {
 /* An encoding larger than raw by more than this is not worth sending. */
 #define DELTA_RAW_SLACK		64
 
-/* Short name for file names and messages ("raw", "zst", "zpatch", "rsync"); NULL if unknown. */
+/* Short name for file names and messages ("raw", "zst", "zpatch", "rsync", "zippatch"); NULL if unknown. */
 const char	*delta_encoding_name(int enc);
 /* Returns 1 if enc (e.g. a byte from the wire) names an encoding, else 0. */
 int		 delta_encoding_valid(int enc);
-/* Returns 1 if enc needs a basis (zstd-patch, rsync), else 0. */
+/* Returns 1 if enc needs a basis (zstd-patch, rsync, zippatch), else 0. */
 int		 delta_encoding_needs_basis(int enc);
 
 /*
@@ -60,7 +65,9 @@ enum delta_encoding delta_choose(enum delta_encoding enc, uint64_t encoded_len, 
  * (may be NULL). basis_fd (a regular file) is needed by zstd-patch and rsync
  * (for rsync the signature is computed here: use delta_rsync_encode when only
  * the receiver's signature is at hand); -1 means an empty basis. LEVEL is a
- * zstd level, DELTA_LEVEL_MIN..MAX (0: default). Returns 0 or DS_ERR_*.
+ * zstd level, DELTA_LEVEL_MIN..MAX (0: default). Returns 0 or DS_ERR_*;
+ * zippatch returns DS_ERR_UNSUPPORTED (nothing written) when basis and
+ * target are not both zips it handles or it does not pay: use zstd-patch.
  */
 int	delta_encode(enum delta_encoding enc, int basis_fd, int target_fd, int level,
 	    int out_fd, uint64_t *out_len);

@@ -1,0 +1,698 @@
+/*
+ * Zip-aware deltas: uncompressed views of zips, a recipe of zlib parameters
+ * that re-deflate each entry exactly, and a zstd patch between the views.
+ * See zipdelta.h.
+ */
+#include "autoconf.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ZSTD_STATIC_LINKING_ONLY
+#include <zstd.h>
+#include <zlib.h>
+
+#include "err.h"
+#include "log.h"
+#include "xmalloc.h"
+#include "zipdelta.h"
+
+#define MAGIC			"DZP1"
+#define MAGIC_LEN		4
+#define HEADER_LEN		(MAGIC_LEN + 1)
+#define EOCD_SIG		0x06054b50u
+#define ZIP64_LOCATOR_SIG	0x07064b50u
+#define CENTRAL_SIG		0x02014b50u
+#define LOCAL_SIG		0x04034b50u
+#define EOCD_LEN		22
+#define CENTRAL_LEN		46
+#define LOCAL_LEN		30
+#define METHOD_DEFLATE		8
+#define FLAG_ENCRYPTED		0x0001
+#define CHUNK			(64 * 1024)
+#define RECORD_MAX		21	/* two 10-byte varints and a parameter byte */
+#define CONTENT_MAX		(ZIPDELTA_VIEW_MAX + (uint64_t)ZIPDELTA_ENTRIES_MAX * RECORD_MAX + 16)
+#define WINDOWLOG_MAX		31
+/* Full parameter searches for entries the common parameters do not reproduce. */
+#define SEARCH_BUDGET		64
+
+/* One entry's data in the zip, in file order. */
+struct zentry {
+	uint64_t	 header;	/* local header offset */
+	uint64_t	 start, end;	/* compressed data */
+	unsigned	 method, flags;
+};
+
+struct obuf {
+	uint8_t		*p;
+	size_t		 len, alloc;
+};
+
+/* zlib streams by parameter byte, made on first use and reset between entries. */
+struct zstreams {
+	z_stream	*deflaters[32];
+	z_stream	 inflater;
+	int		 inflater_ready;
+};
+
+/* Parameter byte: 0 opaque, else level 1..9 | (memLevel - 8) << 4. */
+static int
+param_valid(unsigned p)
+{
+	return (p & 0x0f) >= 1 && (p & 0x0f) <= 9 && (p >> 4) <= 1;
+}
+
+static unsigned
+param_make(int level, int mem_level)
+{
+	return (unsigned)level | (unsigned)(mem_level - 8) << 4;
+}
+
+static uint32_t
+get16(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8;
+}
+
+static uint32_t
+get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void
+obuf_put(struct obuf *b, const void *data, size_t len)
+{
+	if (len == 0)
+		return;
+	b->p = xgrow(b->p, &b->alloc, b->len + len, 1);
+	memcpy(b->p + b->len, data, len);
+	b->len += len;
+}
+
+static void
+obuf_varint(struct obuf *b, uint64_t v)
+{
+	uint8_t tmp[10];
+	size_t n = 0;
+
+	do {
+		tmp[n] = (uint8_t)(v & 0x7f);
+		v >>= 7;
+		if (v != 0)
+			tmp[n] |= 0x80;
+		n++;
+	} while (v != 0);
+	obuf_put(b, tmp, n);
+}
+
+static int
+get_varint(const uint8_t *p, size_t len, size_t *pos, uint64_t *v)
+{
+	uint64_t out = 0;
+
+	for (unsigned shift = 0; shift < 64; shift += 7) {
+		uint8_t c;
+
+		if (*pos >= len)
+			return -1;
+		c = p[(*pos)++];
+		if (shift == 63 && (c & 0x7e) != 0)
+			return -1;
+		out |= (uint64_t)(c & 0x7f) << shift;
+		if ((c & 0x80) == 0) {
+			*v = out;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static int
+entry_cmp(const void *a, const void *b)
+{
+	const struct zentry *x = a, *y = b;
+
+	return x->header < y->header ? -1 : x->header > y->header;
+}
+
+/*
+ * Parses the central directory of data into *out (sorted by offset, the
+ * caller frees). Returns 0 or DS_ERR_UNSUPPORTED for anything but a plain,
+ * single-disk, non-zip64 zip whose entries do not overlap.
+ */
+static int
+zip_parse(const uint8_t *data, size_t len, struct zentry **out, size_t *nout)
+{
+	struct zentry *v = NULL;
+	uint64_t eocd = UINT64_MAX, cd_off, cd_size, p, count, prev_end = 0, shift;
+	size_t lowest;
+
+	*out = NULL;
+	*nout = 0;
+	if (len < EOCD_LEN)
+		return DS_ERR_UNSUPPORTED;
+	lowest = len - EOCD_LEN > 0xffff ? len - EOCD_LEN - 0xffff : 0;
+	for (size_t i = len - EOCD_LEN + 1; i-- > lowest;) {
+		if (get32(data + i) == EOCD_SIG && i + EOCD_LEN + get16(data + i + 20) == len) {
+			eocd = i;
+			break;
+		}
+	}
+	if (eocd == UINT64_MAX)
+		return DS_ERR_UNSUPPORTED;
+	count = get16(data + eocd + 10);
+	cd_size = get32(data + eocd + 12);
+	cd_off = get32(data + eocd + 16);
+	if (get16(data + eocd + 4) != 0 || get16(data + eocd + 6) != 0 ||
+	    get16(data + eocd + 8) != count || count == 0xffff ||
+	    cd_size == 0xffffffffu || cd_off == 0xffffffffu ||
+	    (eocd >= 20 && get32(data + eocd - 20) == ZIP64_LOCATOR_SIG) ||
+	    cd_size > eocd || cd_off > eocd - cd_size || count > ZIPDELTA_ENTRIES_MAX)
+		return DS_ERR_UNSUPPORTED;
+	/*
+	 * A zip behind a prefix (a self-running jar's shell script) keeps its
+	 * offsets relative to its own start: shift them, as unzip does.
+	 */
+	shift = eocd - cd_size - cd_off;
+	cd_off += shift;
+	v = xreallocarray(NULL, count > 0 ? count : 1, sizeof(*v));
+	p = cd_off;
+	for (uint64_t k = 0; k < count; k++) {
+		const uint8_t *c = data + p, *l;
+		uint64_t csize, header, name_len, extra_len;
+
+		if (cd_off + cd_size - p < CENTRAL_LEN || get32(c) != CENTRAL_SIG)
+			goto bad;
+		csize = get32(c + 20);
+		header = get32(c + 42);
+		if (csize == 0xffffffffu || get32(c + 24) == 0xffffffffu ||
+		    header == 0xffffffffu || get16(c + 34) != 0)
+			goto bad;
+		header += shift;
+		p += CENTRAL_LEN + (uint64_t)get16(c + 28) + get16(c + 30) + get16(c + 32);
+		if (p > cd_off + cd_size || header > cd_off || cd_off - header < LOCAL_LEN)
+			goto bad;
+		l = data + header;
+		if (get32(l) != LOCAL_SIG)
+			goto bad;
+		name_len = get16(l + 26);
+		extra_len = get16(l + 28);
+		v[k].header = header;
+		v[k].start = header + LOCAL_LEN + name_len + extra_len;
+		v[k].end = v[k].start + csize;
+		v[k].method = get16(c + 10);
+		v[k].flags = get16(c + 8);
+		if (v[k].end > cd_off)
+			goto bad;
+	}
+	qsort(v, count, sizeof(*v), entry_cmp);
+	for (uint64_t k = 0; k < count; k++) {
+		if (v[k].header < prev_end)
+			goto bad;
+		prev_end = v[k].end;
+	}
+	*out = v;
+	*nout = count;
+	return 0;
+bad:
+	free(v);
+	return DS_ERR_UNSUPPORTED;
+}
+
+int
+zipdelta_is_zip(const uint8_t *data, size_t len)
+{
+	struct zentry *v;
+	size_t n;
+
+	if (zip_parse(data, len, &v, &n) != 0)
+		return 0;
+	free(v);
+	return 1;
+}
+
+static void
+zstreams_release(struct zstreams *z)
+{
+	for (size_t i = 0; i < 32; i++) {
+		if (z->deflaters[i] != NULL) {
+			deflateEnd(z->deflaters[i]);
+			free(z->deflaters[i]);
+		}
+	}
+	if (z->inflater_ready)
+		inflateEnd(&z->inflater);
+	memset(z, 0, sizeof(*z));
+}
+
+/* A raw deflater for parameter byte p, reset; NULL if zlib refuses. */
+static z_stream *
+deflater(struct zstreams *z, unsigned p)
+{
+	z_stream *s = z->deflaters[p];
+
+	if (s == NULL) {
+		s = xcalloc(1, sizeof(*s));
+		if (deflateInit2(s, (int)(p & 0x0f), Z_DEFLATED, -15, (int)(p >> 4) + 8,
+		    Z_DEFAULT_STRATEGY) != Z_OK) {
+			log_error("zipdelta: zlib deflateInit2 failed");
+			free(s);
+			return NULL;
+		}
+		z->deflaters[p] = s;
+	} else if (deflateReset(s) != Z_OK)
+		return NULL;
+	return s;
+}
+
+/*
+ * Inflates the raw DEFLATE data src[0..len) onto dst, at most cap bytes.
+ * Returns 0 when the stream ends exactly at len, else -1 with dst as it was.
+ */
+static int
+inflate_onto(struct zstreams *z, const uint8_t *src, size_t len, struct obuf *dst, uint64_t cap)
+{
+	size_t start = dst->len;
+	int ret;
+
+	if (!z->inflater_ready) {
+		if (inflateInit2(&z->inflater, -15) != Z_OK)
+			return -1;
+		z->inflater_ready = 1;
+	} else if (inflateReset(&z->inflater) != Z_OK)
+		return -1;
+	z->inflater.next_in = (Bytef *)(uintptr_t)src;
+	z->inflater.avail_in = 0;
+	for (;;) {
+		size_t room;
+		uInt give;
+
+		if (z->inflater.avail_in == 0) {
+			size_t used = (size_t)(z->inflater.next_in - src);
+
+			give = len - used > UINT32_MAX / 2 ? UINT32_MAX / 2 : (uInt)(len - used);
+			z->inflater.avail_in = give;
+		}
+		if (dst->len - start >= cap)
+			goto fail;
+		room = cap - (dst->len - start) < CHUNK * 4 ? (size_t)(cap - (dst->len - start)) :
+		    CHUNK * 4;
+		dst->p = xgrow(dst->p, &dst->alloc, dst->len + room, 1);
+		z->inflater.next_out = dst->p + dst->len;
+		z->inflater.avail_out = (uInt)room;
+		ret = inflate(&z->inflater, Z_NO_FLUSH);
+		dst->len += room - z->inflater.avail_out;
+		if (ret == Z_STREAM_END) {
+			if ((size_t)(z->inflater.next_in - src) != len ||
+			    z->inflater.avail_in != 0)
+				goto fail;
+			return 0;
+		}
+		if (ret != Z_OK && !(ret == Z_BUF_ERROR && z->inflater.avail_out == 0))
+			goto fail;
+	}
+fail:
+	dst->len = start;
+	return -1;
+}
+
+/* Returns 1 if deflating in with parameter p gives exactly orig. */
+static int
+reproduces(struct zstreams *z, unsigned p, const uint8_t *in, size_t in_len,
+    const uint8_t *orig, size_t orig_len)
+{
+	uint8_t chunk[CHUNK];
+	size_t pos = 0;
+	z_stream *s;
+	int ret;
+
+	if (in_len > UINT32_MAX || (s = deflater(z, p)) == NULL)
+		return 0;
+	s->next_in = (Bytef *)(uintptr_t)in;
+	s->avail_in = (uInt)in_len;
+	for (;;) {
+		size_t made;
+
+		s->next_out = chunk;
+		s->avail_out = sizeof(chunk);
+		ret = deflate(s, Z_FINISH);
+		made = sizeof(chunk) - s->avail_out;
+		if (made > orig_len - pos || memcmp(chunk, orig + pos, made) != 0)
+			return 0;
+		pos += made;
+		if (ret == Z_STREAM_END)
+			return pos == orig_len;
+		if (ret != Z_OK && ret != Z_BUF_ERROR)
+			return 0;
+	}
+}
+
+/*
+ * Builds the view of a zip (recipe, then bytes) into *view. For the target
+ * (stats != NULL) each DEFLATE entry is inflated only if some parameters
+ * re-deflate it exactly; for the basis every DEFLATE entry that inflates is,
+ * recorded with parameter common. data that is not a zip is its own view.
+ */
+static void
+view_build(const uint8_t *data, size_t len, unsigned common, struct zipdelta_stats *stats,
+    struct obuf *view)
+{
+	static const int levels[] = { 6, 9, 1, 2, 3, 4, 5, 7, 8 };
+	struct obuf recipe = { NULL, 0, 0 }, bytes = { NULL, 0, 0 };
+	struct zstreams z;
+	struct zentry *v = NULL;
+	uint64_t counts[32] = { 0 }, records = 0, failed_searches = 0;
+	unsigned learned = 0, seen[32];
+	size_t n = 0, pos = 0, mark = 0, nseen = 0;
+
+	memset(&z, 0, sizeof(z));
+	if (zip_parse(data, len, &v, &n) != 0)
+		n = 0;
+	for (size_t k = 0; k < n; k++) {
+		const uint8_t *src = data + v[k].start;
+		size_t clen = (size_t)(v[k].end - v[k].start), before;
+		unsigned p = 0;
+
+		if (stats != NULL)
+			stats->entries++;
+		if (v[k].method != METHOD_DEFLATE)
+			continue;
+		if (stats != NULL) {
+			stats->deflated++;
+			stats->deflated_bytes += clen;
+		}
+		obuf_put(&bytes, data + pos, (size_t)(v[k].start - pos));
+		pos = (size_t)v[k].end;
+		before = bytes.len;
+		if ((v[k].flags & FLAG_ENCRYPTED) == 0 && bytes.len < ZIPDELTA_VIEW_MAX &&
+		    inflate_onto(&z, src, clen, &bytes, ZIPDELTA_VIEW_MAX - bytes.len) == 0) {
+			const uint8_t *plain = bytes.p + before;
+			size_t plain_len = bytes.len - before;
+
+			if (stats == NULL)
+				p = common;
+			else {
+				/* Parameters seen so far first, most used first; then the rest. */
+				for (size_t i = 0; i < nseen && p == 0; i++)
+					if (reproduces(&z, seen[i], plain, plain_len, src, clen))
+						p = seen[i];
+				if (p == 0 && failed_searches < SEARCH_BUDGET) {
+					for (size_t m = 8; m <= 9 && p == 0; m++)
+						for (size_t i = 0; i < 9 && p == 0; i++) {
+							unsigned q = param_make(levels[i], (int)m);
+
+							if (counts[q] == 0 && reproduces(&z, q,
+							    plain, plain_len, src, clen))
+								p = q;
+						}
+					if (p == 0)
+						failed_searches++;
+				}
+			}
+			if (p == 0)
+				bytes.len = before;
+		}
+		if (p != 0 && stats != NULL) {
+			stats->reproduced++;
+			stats->reproduced_bytes += clen;
+			if (counts[p]++ == 0)
+				seen[nseen++] = p;
+			/* Keep seen ordered by use: one bubble step suffices per count. */
+			for (size_t i = nseen; i-- > 1;)
+				if (counts[seen[i]] > counts[seen[i - 1]]) {
+					unsigned t = seen[i];
+
+					seen[i] = seen[i - 1];
+					seen[i - 1] = t;
+				}
+			learned = seen[0];
+		}
+		if (p == 0)
+			obuf_put(&bytes, src, clen);
+		obuf_varint(&recipe, before - mark);
+		obuf_varint(&recipe, bytes.len - before);
+		obuf_put(&recipe, &(uint8_t){ (uint8_t)p }, 1);
+		mark = bytes.len;
+		records++;
+	}
+	obuf_put(&bytes, data + pos, len - pos);
+	if (stats != NULL) {
+		stats->view_bytes = bytes.len;
+		stats->level = learned != 0 ? (int)(learned & 0x0f) : 0;
+		stats->mem_level = learned != 0 ? (int)(learned >> 4) + 8 : 0;
+	}
+	view->len = 0;
+	obuf_varint(view, records);
+	obuf_put(view, recipe.p, recipe.len);
+	obuf_put(view, bytes.p, bytes.len);
+	free(recipe.p);
+	free(bytes.p);
+	free(v);
+	zstreams_release(&z);
+}
+
+static unsigned
+window_for(uint64_t span)
+{
+	unsigned w = ZSTD_WINDOWLOG_MIN;
+
+	while (w < WINDOWLOG_MAX && ((uint64_t)1 << w) < span)
+		w++;
+	return w;
+}
+
+static int
+zstd_ok(size_t r, const char *what)
+{
+	if (ZSTD_isError(r)) {
+		log_error("zipdelta: %s: %s", what, ZSTD_getErrorName(r));
+		return DS_ERR_SYSTEM;
+	}
+	return 0;
+}
+
+int
+zipdelta_encode(const uint8_t *basis, size_t basis_len, const uint8_t *target,
+    size_t target_len, int level, uint8_t **out, size_t *out_len, struct zipdelta_stats *stats)
+{
+	struct zipdelta_stats st;
+	struct obuf tview = { NULL, 0, 0 }, bview = { NULL, 0, 0 };
+	ZSTD_CCtx *cctx = NULL;
+	uint8_t *buf = NULL;
+	size_t bound, made;
+	unsigned common;
+	int r;
+
+	*out = NULL;
+	*out_len = 0;
+	memset(&st, 0, sizeof(st));
+	if (!zipdelta_is_zip(basis, basis_len) || !zipdelta_is_zip(target, target_len)) {
+		log_debug("zipdelta: basis or target is not a zip this encoding handles");
+		r = DS_ERR_UNSUPPORTED;
+		goto out;
+	}
+	view_build(target, target_len, 0, &st, &tview);
+	if (st.deflated_bytes == 0 ||
+	    st.reproduced_bytes < st.deflated_bytes / 100 * ZIPDELTA_MIN_REPRODUCIBLE) {
+		log_debug("zipdelta: %llu of %llu DEFLATE bytes re-deflate exactly: not worth it",
+		    (unsigned long long)st.reproduced_bytes, (unsigned long long)st.deflated_bytes);
+		r = DS_ERR_UNSUPPORTED;
+		goto out;
+	}
+	common = param_make(st.level, st.mem_level);
+	view_build(basis, basis_len, common, NULL, &bview);
+	if ((cctx = ZSTD_createCCtx()) == NULL) {
+		log_error("zipdelta: cannot create a zstd context");
+		r = DS_ERR_SYSTEM;
+		goto out;
+	}
+	if ((r = zstd_ok(ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level),
+	    "zstd level")) != 0 ||
+	    (r = zstd_ok(ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1),
+	    "zstd checksum")) != 0 ||
+	    (r = zstd_ok(ZSTD_CCtx_setParameter(cctx, ZSTD_c_windowLog,
+	    (int)window_for((uint64_t)tview.len + bview.len)), "zstd window")) != 0 ||
+	    (r = zstd_ok(ZSTD_CCtx_setParameter(cctx, ZSTD_c_enableLongDistanceMatching, 1),
+	    "zstd long matching")) != 0 ||
+	    (r = zstd_ok(ZSTD_CCtx_refPrefix(cctx, bview.p, bview.len), "zstd prefix")) != 0)
+		goto out;
+	bound = ZSTD_compressBound(tview.len);
+	buf = xmalloc(HEADER_LEN + bound);
+	memcpy(buf, MAGIC, MAGIC_LEN);
+	buf[MAGIC_LEN] = (uint8_t)common;
+	made = ZSTD_compress2(cctx, buf + HEADER_LEN, bound, tview.p, tview.len);
+	if ((r = zstd_ok(made, "zstd compression")) != 0)
+		goto out;
+	*out = buf;
+	*out_len = HEADER_LEN + made;
+	buf = NULL;
+	r = 0;
+out:
+	if (stats != NULL)
+		*stats = st;
+	ZSTD_freeCCtx(cctx);
+	free(buf);
+	free(tview.p);
+	free(bview.p);
+	return r;
+}
+
+/* Decompresses the frame in[0..len) against prefix into *view, bounded. */
+static int
+unpatch(const uint8_t *in, size_t len, const struct obuf *prefix, struct obuf *view)
+{
+	unsigned long long declared = ZSTD_getFrameContentSize(in, len);
+	ZSTD_DCtx *dctx = NULL;
+	ZSTD_inBuffer zi = { in, len, 0 };
+	size_t ret = 1;
+	int r;
+
+	if (declared == ZSTD_CONTENTSIZE_UNKNOWN || declared == ZSTD_CONTENTSIZE_ERROR ||
+	    declared > CONTENT_MAX) {
+		log_error("zipdelta: the stream's zstd frame is malformed or too large");
+		return DS_ERR_CORRUPT;
+	}
+	if ((dctx = ZSTD_createDCtx()) == NULL) {
+		log_error("zipdelta: cannot create a zstd context");
+		return DS_ERR_SYSTEM;
+	}
+	if ((r = zstd_ok(ZSTD_DCtx_setParameter(dctx, ZSTD_d_windowLogMax, WINDOWLOG_MAX),
+	    "zstd window limit")) != 0 ||
+	    (r = zstd_ok(ZSTD_DCtx_refPrefix(dctx, prefix->p, prefix->len), "zstd prefix")) != 0)
+		goto out;
+	while (ret != 0) {
+		ZSTD_outBuffer zo;
+		size_t room = CHUNK * 4;
+
+		if (view->len >= declared)
+			room = 1;	/* room to notice output past the declared size */
+		view->p = xgrow(view->p, &view->alloc, view->len + room, 1);
+		zo.dst = view->p + view->len;
+		zo.size = room;
+		zo.pos = 0;
+		ret = ZSTD_decompressStream(dctx, &zo, &zi);
+		if (ZSTD_isError(ret)) {
+			log_error("zipdelta: stream is corrupt or its basis differs: %s",
+			    ZSTD_getErrorName(ret));
+			r = DS_ERR_CORRUPT;
+			goto out;
+		}
+		view->len += zo.pos;
+		if (view->len > declared || (ret != 0 && zi.pos == zi.size && zo.pos < zo.size)) {
+			log_error("zipdelta: stream is truncated or longer than it declares");
+			r = DS_ERR_CORRUPT;
+			goto out;
+		}
+	}
+	if (zi.pos != zi.size || view->len != declared) {
+		log_error("zipdelta: bytes after the end of the zstd frame");
+		r = DS_ERR_CORRUPT;
+		goto out;
+	}
+	r = 0;
+out:
+	ZSTD_freeDCtx(dctx);
+	return r;
+}
+
+/* Deflates in[0..len) with parameter p through emit. */
+static int
+redeflate(struct zstreams *z, unsigned p, const uint8_t *in, size_t len, zipdelta_emit_fn emit,
+    void *arg)
+{
+	uint8_t chunk[CHUNK];
+	z_stream *s;
+	int ret, r;
+
+	if (len > UINT32_MAX || (s = deflater(z, p)) == NULL)
+		return DS_ERR_CORRUPT;
+	s->next_in = (Bytef *)(uintptr_t)in;
+	s->avail_in = (uInt)len;
+	do {
+		s->next_out = chunk;
+		s->avail_out = sizeof(chunk);
+		ret = deflate(s, Z_FINISH);
+		if (ret != Z_OK && ret != Z_STREAM_END && ret != Z_BUF_ERROR)
+			return DS_ERR_CORRUPT;
+		if ((r = emit(arg, chunk, sizeof(chunk) - s->avail_out)) != 0)
+			return r;
+	} while (ret != Z_STREAM_END);
+	return 0;
+}
+
+int
+zipdelta_decode(const uint8_t *basis, size_t basis_len, const uint8_t *in, size_t in_len,
+    zipdelta_emit_fn emit, void *arg)
+{
+	struct obuf bview = { NULL, 0, 0 }, tview = { NULL, 0, 0 };
+	struct zstreams z;
+	uint64_t records, pos = 0, gap, len;
+	size_t rpos = 0, base;
+	unsigned common;
+	int r;
+
+	memset(&z, 0, sizeof(z));
+	if (in_len < HEADER_LEN || memcmp(in, MAGIC, MAGIC_LEN) != 0 ||
+	    (in[MAGIC_LEN] != 0 && !param_valid(in[MAGIC_LEN]))) {
+		log_error("zipdelta: stream does not start with a zip patch header");
+		r = DS_ERR_CORRUPT;
+		goto out;
+	}
+	common = in[MAGIC_LEN];
+	view_build(basis, basis_len, common, NULL, &bview);
+	if ((r = unpatch(in + HEADER_LEN, in_len - HEADER_LEN, &bview, &tview)) != 0)
+		goto out;
+	free(bview.p);
+	bview.p = NULL;
+	r = DS_ERR_CORRUPT;
+	if (get_varint(tview.p, tview.len, &rpos, &records) != 0 ||
+	    records > ZIPDELTA_ENTRIES_MAX || records > (tview.len - rpos) / 3) {
+		log_error("zipdelta: recipe is malformed");
+		goto out;
+	}
+	/* Walk once to find where the bytes start, checking every record. */
+	for (uint64_t k = 0; k < records; k++) {
+		if (get_varint(tview.p, tview.len, &rpos, &gap) != 0 ||
+		    get_varint(tview.p, tview.len, &rpos, &len) != 0 || rpos >= tview.len ||
+		    (tview.p[rpos] != 0 && !param_valid(tview.p[rpos]))) {
+			log_error("zipdelta: recipe is malformed");
+			goto out;
+		}
+		rpos++;
+	}
+	base = rpos;
+	rpos = 0;
+	(void)get_varint(tview.p, tview.len, &rpos, &records);
+	for (uint64_t k = 0; k < records; k++) {
+		const uint8_t *bytes = tview.p + base;
+		uint64_t avail = tview.len - base;
+		unsigned p;
+
+		(void)get_varint(tview.p, base, &rpos, &gap);
+		(void)get_varint(tview.p, base, &rpos, &len);
+		p = tview.p[rpos++];
+		if (gap > avail - pos || len > avail - pos - gap) {
+			log_error("zipdelta: recipe points past its view");
+			goto out;
+		}
+		if ((r = emit(arg, bytes + pos, (size_t)gap)) != 0)
+			goto out;
+		pos += gap;
+		if (p == 0)
+			r = emit(arg, bytes + pos, (size_t)len);
+		else
+			r = redeflate(&z, p, bytes + pos, (size_t)len, emit, arg);
+		if (r != 0)
+			goto out;
+		pos += len;
+		r = DS_ERR_CORRUPT;
+	}
+	r = emit(arg, tview.p + base + pos, (size_t)(tview.len - base - pos));
+out:
+	zstreams_release(&z);
+	free(bview.p);
+	free(tview.p);
+	return r;
+}

@@ -1,0 +1,72 @@
+/*
+ * Zip-aware deltas (the approach of Google's archive-patcher): a jar, war or
+ * any other zip stores most entries DEFLATE-compressed, so one changed class
+ * changes its compressed bytes completely and a delta of the compressed
+ * files cannot be small. Both files are turned into an uncompressed view --
+ * the zip with each DEFLATE entry's data replaced by its inflated bytes --
+ * and the target's view is sent as a zstd patch against the basis's view.
+ * The receiver re-deflates each entry with the zlib parameters the sender
+ * found to reproduce its original bytes exactly (the recipe); an entry that
+ * no parameters reproduce stays compressed in the view.
+ *
+ * Zips are recognised by content only (end of central directory, central
+ * directory and local headers), never by name. Zip64, multi-disk or
+ * overlapping zips are refused (DS_ERR_UNSUPPORTED): the caller sends a plain
+ * zstd patch instead. Pure and in memory: no fds, no protocol.
+ *
+ * Stream: "DZP1", one byte of common zlib parameters, then one zstd frame
+ * (basis view as prefix dictionary, long window) holding the recipe (varint
+ * entry count; per entry varint bytes-before, varint length, parameter byte)
+ * and the target's view. The basis view carries a recipe of the same form,
+ * so unchanged entries cost nothing in it either.
+ */
+#ifndef DS_ZIPDELTA_H
+#define DS_ZIPDELTA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Caps on untrusted input. */
+#define ZIPDELTA_ENTRIES_MAX	(1u << 20)
+#define ZIPDELTA_VIEW_MAX	((uint64_t)1 << 30)	/* inflated view of one zip */
+
+/* Refuse a zip patch unless this share (percent) of DEFLATE bytes re-deflates exactly. */
+#define ZIPDELTA_MIN_REPRODUCIBLE	50
+
+struct zipdelta_stats {
+	uint64_t	 entries;		/* entries in the target's central directory */
+	uint64_t	 deflated;		/* of them DEFLATE */
+	uint64_t	 reproduced;		/* of them re-deflated exactly */
+	uint64_t	 deflated_bytes;	/* compressed bytes of DEFLATE entries */
+	uint64_t	 reproduced_bytes;	/* of them reproduced */
+	uint64_t	 view_bytes;		/* the target's view */
+	int		 level, mem_level;	/* the most common parameters (0: none) */
+};
+
+/* Output of the decoder: returns 0 or DS_ERR_* (which stops decoding). */
+typedef int (*zipdelta_emit_fn)(void *arg, const void *data, size_t len);
+
+/* Returns 1 if data parses as a zip this module handles, else 0. */
+int	zipdelta_is_zip(const uint8_t *data, size_t len);
+
+/*
+ * Encodes target against basis at zstd LEVEL (1..19) into *out (malloc'd,
+ * the caller frees) of *out_len bytes; stats may be NULL. Returns 0,
+ * DS_ERR_UNSUPPORTED when either is not a zip this module handles or fewer
+ * than ZIPDELTA_MIN_REPRODUCIBLE percent of the target's DEFLATE bytes
+ * re-deflate exactly (logged at debug level), or another DS_ERR_*.
+ */
+int	zipdelta_encode(const uint8_t *basis, size_t basis_len, const uint8_t *target,
+	    size_t target_len, int level, uint8_t **out, size_t *out_len,
+	    struct zipdelta_stats *stats);
+
+/*
+ * Decodes the stream in[0..in_len) (untrusted) against basis, passing the
+ * target's bytes in order to emit. Returns 0, DS_ERR_CORRUPT for a stream
+ * that is malformed, exceeds a cap or does not fit the basis, or the emit's
+ * error. The caller bounds and checks the output (length, SHA-256).
+ */
+int	zipdelta_decode(const uint8_t *basis, size_t basis_len, const uint8_t *in,
+	    size_t in_len, zipdelta_emit_fn emit, void *arg);
+
+#endif
