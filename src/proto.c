@@ -325,7 +325,9 @@ proto_state_decode(struct buf *b, const char *peer, struct proto_state *m)
 			why = "staged entry overruns the frame";
 			goto out;
 		}
-		if (m->staged[i].complete > 1) {
+		if (m->staged[i].complete > PROTO_STAGED_MAX ||
+		    m->staged[i].complete == PROTO_STAGED_ENCODED(PROTO_ENC_RAW) ||
+		    m->staged[i].complete == PROTO_STAGED_ENCODED(PROTO_ENC_ZSTD)) {
 			why = "staged entry has a bad complete flag";
 			goto out;
 		}

@@ -46,7 +46,9 @@ struct xport;
 #define PROTO_CAP_ZSTD		(1u << 0)	/* OBJECT encoding zstd */
 #define PROTO_CAP_RESUME	(1u << 1)	/* OBJECT offset > 0 into a staged .part */
 #define PROTO_CAP_DELTA		(1u << 2)	/* encodings zstd-patch and rsync, SIGNATURE_REQUEST, RETRY */
-#define PROTO_CAP_ALL		(PROTO_CAP_ZSTD | PROTO_CAP_RESUME | PROTO_CAP_DELTA)
+#define PROTO_CAP_ZIPPATCH	(1u << 3)	/* encoding zippatch (with PROTO_CAP_DELTA) */
+#define PROTO_CAP_ALL		(PROTO_CAP_ZSTD | PROTO_CAP_RESUME | PROTO_CAP_DELTA | \
+				 PROTO_CAP_ZIPPATCH)
 
 enum proto_type {
 	PROTO_HELLO = 1,
@@ -91,8 +93,9 @@ enum proto_encoding {
 	PROTO_ENC_ZSTD = 1,		/* one zstd frame of the whole (remaining) content */
 	PROTO_ENC_ZSTD_PATCH = 2,	/* zstd with the basis as prefix dictionary (delta.c) */
 	PROTO_ENC_RSYNC = 3,		/* librsync delta, zstd-compressed (delta.c) */
+	PROTO_ENC_ZIP_PATCH = 4,	/* zip-aware patch (zipdelta.c) */
 };
-#define PROTO_ENC_MAX	PROTO_ENC_RSYNC
+#define PROTO_ENC_MAX	PROTO_ENC_ZIP_PATCH
 
 struct proto_hello {
 	uint32_t	 magic;
@@ -119,9 +122,18 @@ struct proto_open {
 
 struct proto_staged {
 	uint8_t		 hash[HASH_LEN];
-	uint8_t		 complete;	/* 1: verified staging/<hash>; 0: a .part */
+	/*
+	 * 1: verified staging/<hash>; 0: a .part of decoded content (offset
+	 * counts decoded bytes); PROTO_STAGED_ENCODED(enc): the first offset
+	 * bytes of a delta stream by enc (staging/<hash>.<enc>.part), which the
+	 * sender resumes when its cached encoding is the same stream.
+	 */
+	uint8_t		 complete;
 	uint64_t	 offset;	/* bytes in the .part */
 };
+
+#define PROTO_STAGED_ENCODED(enc)	(2u + (enc))
+#define PROTO_STAGED_MAX		PROTO_STAGED_ENCODED(PROTO_ENC_MAX)
 
 struct proto_state {
 	char		*release;	/* current release id, "" when none */

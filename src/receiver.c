@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
+#include <dirent.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -269,6 +271,53 @@ free_bytes(struct receiver *rc)
 	return (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
 }
 
+/*
+ * Appends to st the delta streams cut mid-way (staging/HEX.ENC.part, see
+ * recv_delta_object) as PROTO_STAGED_ENCODED(enc) entries, so the sender
+ * resumes them at their byte instead of sending the delta again.
+ */
+static void
+list_encoded_parts(struct receiver *rc, struct proto_state *st)
+{
+	static const int encs[] = { PROTO_ENC_ZSTD_PATCH, PROTO_ENC_RSYNC, PROTO_ENC_ZIP_PATCH };
+	char name[HASH_HEX_LEN + 32], hex[HASH_HEX_LEN + 1];
+	struct dirent *de;
+	struct stat sb;
+	DIR *dir;
+	int fd;
+
+	fd = openat(target_state_fd(rc->t), "staging", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd == -1 || (dir = fdopendir(fd)) == NULL) {
+		if (fd != -1)
+			close(fd);
+		return;
+	}
+	while ((de = readdir(dir)) != NULL && st->nstaged < PROTO_LIST_MAX) {
+		size_t len = strlen(de->d_name);
+
+		if (len <= HASH_HEX_LEN + 1 || de->d_name[HASH_HEX_LEN] != '.')
+			continue;
+		memcpy(hex, de->d_name, HASH_HEX_LEN);
+		hex[HASH_HEX_LEN] = '\0';
+		for (size_t i = 0; i < sizeof(encs) / sizeof(encs[0]); i++) {
+			snprintf(name, sizeof(name), "%s.%s.part", hex,
+			    delta_encoding_name(encs[i]));
+			if (strcmp(name, de->d_name) != 0 ||
+			    fstatat(dirfd(dir), name, &sb, AT_SYMLINK_NOFOLLOW) != 0 ||
+			    !S_ISREG(sb.st_mode) || sb.st_size == 0)
+				continue;
+			st->staged = xreallocarray(st->staged, st->nstaged + 1,
+			    sizeof(*st->staged));
+			if (hash_from_hex(hex, HASH_HEX_LEN, st->staged[st->nstaged].hash) != 0)
+				continue;
+			st->staged[st->nstaged].complete = PROTO_STAGED_ENCODED(encs[i]);
+			st->staged[st->nstaged].offset = (uint64_t)sb.st_size;
+			st->nstaged++;
+		}
+	}
+	closedir(dir);
+}
+
 static int
 send_state(struct receiver *rc)
 {
@@ -297,6 +346,8 @@ send_state(struct receiver *rc)
 		st.staged[i].complete = staged[i].complete ? 1 : 0;
 		st.staged[i].offset = staged[i].complete ? 0 : staged[i].size;
 	}
+	if (rc->caps & PROTO_CAP_DELTA)
+		list_encoded_parts(rc, &st);
 	if (id != NULL && (r = target_verify(rc->t, NULL, &drift)) != 0)
 		goto out;
 	st.drift = drift;

@@ -387,11 +387,30 @@ without_drift(const struct manifest *current, char **drift, size_t ndrift)
 	return m;
 }
 
+/* Finds a delta stream of HASH the receiver holds in part: its encoding and length. */
+static void
+staged_encoded(const struct proto_state *st, const uint8_t hash[HASH_LEN], uint8_t *enc,
+    uint64_t *offset)
+{
+	*enc = 0;
+	*offset = 0;
+	for (size_t i = 0; i < st->nstaged; i++) {
+		if (st->staged[i].complete >= PROTO_STAGED_ENCODED(PROTO_ENC_ZSTD_PATCH) &&
+		    memcmp(st->staged[i].hash, hash, HASH_LEN) == 0) {
+			*enc = (uint8_t)(st->staged[i].complete - PROTO_STAGED_ENCODED(0));
+			*offset = st->staged[i].offset;
+			return;
+		}
+	}
+}
+
 static int
 staged_offset(const struct proto_state *st, const uint8_t hash[HASH_LEN], int *complete,
     uint64_t *offset)
 {
 	for (size_t i = 0; i < st->nstaged; i++) {
+		if (st->staged[i].complete > 1)
+			continue;	/* a delta stream: staged_encoded */
 		if (memcmp(st->staged[i].hash, hash, HASH_LEN) == 0) {
 			*complete = st->staged[i].complete;
 			*offset = st->staged[i].offset;
@@ -437,6 +456,10 @@ drop_cached_deltas(struct sender *s, const struct plan_object *po)
 	if (po->basis != NULL) {
 		path = store_delta_path(s->opt->store, po->basis->hash, po->entry->hash,
 		    delta_encoding_name(DELTA_ZSTD_PATCH));
+		unlink(path);
+		free(path);
+		path = store_delta_path(s->opt->store, po->basis->hash, po->entry->hash,
+		    delta_encoding_name(DELTA_ZIP_PATCH));
 		unlink(path);
 		free(path);
 	}
@@ -605,7 +628,7 @@ cache_fill(struct sender *s, struct encoded *e, const struct proto_signature *si
 		r = DS_ERR_NOTFOUND;
 		goto out;
 	}
-	if (e->enc == PROTO_ENC_ZSTD_PATCH &&
+	if ((e->enc == PROTO_ENC_ZSTD_PATCH || e->enc == PROTO_ENC_ZIP_PATCH) &&
 	    (bfd = store_object_open(s->opt->store, e->basis)) == -1) {
 		log_errno("%s: basis missing from the store", ent->path);
 		r = DS_ERR_NOTFOUND;
@@ -695,6 +718,17 @@ encode_one(struct sender *s, struct encoded *e, int whole)
 		close(fd);
 		if (e->enc == PROTO_ENC_RAW)
 			return;
+	}
+	if (e->enc == PROTO_ENC_ZSTD_PATCH && (s->caps & PROTO_CAP_ZIPPATCH) != 0) {
+		/* Zips (by content) as zippatch; delta_encode refuses anything else. */
+		e->enc = PROTO_ENC_ZIP_PATCH;
+		e->cache = store_delta_path(s->opt->store, e->basis, ent->hash,
+		    delta_encoding_name(e->enc));
+		if (cache_fill(s, e, sig, level) == 0 &&
+		    delta_choose(e->enc, e->len, ent->size) != DELTA_RAW)
+			return;
+		free(e->cache);
+		e->enc = PROTO_ENC_ZSTD_PATCH;
 	}
 	e->cache = store_delta_path(s->opt->store, e->enc == PROTO_ENC_ZSTD ? NULL : e->basis,
 	    ent->hash, delta_encoding_name(e->enc));
@@ -849,9 +883,12 @@ send_file_bytes(struct sender *s, int fd, uint64_t offset, uint64_t len, const c
 	return flush_chunk(s);
 }
 
-/* Sends one object by its cached encoding: OBJECT, DATA..., OBJECT_END. */
+/*
+ * Sends one object by its cached encoding: OBJECT, DATA..., OBJECT_END, from
+ * byte OFFSET of the encoding (a delta stream the receiver holds that much of).
+ */
 static int
-send_encoded(struct sender *s, const struct encoded *e)
+send_encoded(struct sender *s, const struct encoded *e, uint64_t offset)
 {
 	const struct manifest_entry *ent = e->po->entry;
 	struct proto_object ob;
@@ -867,16 +904,17 @@ send_encoded(struct sender *s, const struct encoded *e)
 	memcpy(ob.hash, ent->hash, HASH_LEN);
 	ob.size = ent->size;
 	ob.encoding = e->enc;
+	ob.offset = offset;
 	if (e->enc != PROTO_ENC_ZSTD)
 		memcpy(ob.basis, e->basis, HASH_LEN);
 	if ((r = proto_send_msg(s->x, PROTO_OBJECT, &ob)) != 0 ||
-	    (r = send_file_bytes(s, fd, 0, e->len, what)) != 0 ||
+	    (r = send_file_bytes(s, fd, offset, e->len - offset, what)) != 0 ||
 	    (r = proto_send(s->x, PROTO_OBJECT_END, NULL)) != 0)
 		goto out;
 	s->report->objects_sent++;
 	s->report->object_bytes += ent->size;
 	s->report->enc_objects[e->enc]++;
-	s->report->enc_bytes[e->enc] += e->len;
+	s->report->enc_bytes[e->enc] += e->len - offset;
 	s->report->cache_hits += e->hit;
 	log_debug("%s: sent %s as %s (%" PRIu64 " of %" PRIu64 " bytes)", s->x->peer,
 	    ent->path, delta_encoding_name(e->enc), e->len, ent->size);
@@ -895,7 +933,8 @@ static int
 send_objects(struct sender *s, const struct plan *plan, const struct proto_state *st)
 {
 	struct encoder w;
-	uint64_t *offsets;
+	uint64_t *offsets, *enc_offsets;
+	uint8_t *enc_kinds;
 	size_t n = 0;
 	int r = 0;
 
@@ -903,6 +942,8 @@ send_objects(struct sender *s, const struct plan *plan, const struct proto_state
 	w.s = s;
 	w.items = xcalloc(plan->nobjects + 1, sizeof(*w.items));
 	offsets = xcalloc(plan->nobjects + 1, sizeof(*offsets));
+	enc_offsets = xcalloc(plan->nobjects + 1, sizeof(*enc_offsets));
+	enc_kinds = xcalloc(plan->nobjects + 1, sizeof(*enc_kinds));
 	for (size_t i = 0; i < plan->nobjects; i++) {
 		const struct plan_object *po = &plan->objects[i];
 		uint64_t offset;
@@ -915,6 +956,7 @@ send_objects(struct sender *s, const struct plan *plan, const struct proto_state
 			continue;
 		w.items[n].po = po;
 		offsets[n] = offset;
+		staged_encoded(st, po->entry->hash, &enc_kinds[n], &enc_offsets[n]);
 		n++;
 	}
 	w.n = n;
@@ -934,8 +976,12 @@ send_objects(struct sender *s, const struct plan *plan, const struct proto_state
 		w.started = 1;
 	for (size_t i = 0; i < n; i++) {
 		encoder_wait(&w, i);
-		if (w.items[i].cache != NULL && offsets[i] == 0)
-			r = send_encoded(s, &w.items[i]);
+		/* A delta stream cut mid-way continues at its byte when it is the same stream. */
+		if (w.items[i].cache != NULL && enc_offsets[i] > 0 &&
+		    w.items[i].enc == enc_kinds[i] && enc_offsets[i] <= w.items[i].len)
+			r = send_encoded(s, &w.items[i], enc_offsets[i]);
+		else if (w.items[i].cache != NULL && offsets[i] == 0)
+			r = send_encoded(s, &w.items[i], 0);
 		else
 			r = send_object(s, w.items[i].po, offsets[i]);
 		if (r != 0) {
@@ -946,6 +992,8 @@ send_objects(struct sender *s, const struct plan *plan, const struct proto_state
 out:
 	encoder_stop(&w);
 	free(offsets);
+	free(enc_offsets);
+	free(enc_kinds);
 	return r;
 }
 

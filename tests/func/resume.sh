@@ -67,6 +67,12 @@ sleep_until() {
 	[ "$left" -gt 0 ] && sleep "$(awk -v l="$left" 'BEGIN { printf "%.3f", l / 1000 }')"
 	return 0
 }
+# wait_bytes N PID: waits until N bytes crossed the link (or PID ended).
+wait_bytes() {
+	while kill -0 "$2" 2>/dev/null && [ "$(netns_bytes)" -lt "$1" ]; do
+		sleep 0.1
+	done
+}
 P() { NX "$DISTSYNC" -c "$T_DIR/$1.yml" pull --release "$2"; }
 # whole SITE: the site's tree is exactly release A or B (never a mix).
 whole() {
@@ -86,20 +92,21 @@ uncut_bytes=$(netns_bytes)
 ok "uncut site is B" test "$(tree_digest uncut/distribution)" = "$digest_B"
 echo "# uncut: $uncut_bytes bytes on the wire in ${t_uncut}s at $RATE"
 
-# The same update, cut: at 15%, 35% and 55% of the uncut time the connection
-# is killed; at 75% the link goes down for 5 s (idle timeout 3 s).
+# The same update, cut: when 10%, 25% and 40% of the uncut bytes have crossed
+# the link the connection is killed; at 55% the link goes down for 5 s (idle
+# timeout 3 s).
 netns_shape "$RATE"
 NX "$DISTSYNC" -v -c "$T_DIR/cut.yml" pull --release B >"$T_DIR/cut.log" 2>&1 &
 pull=$!
 at_exit "kill $pull"
-cuts=0 whole_ok=1 ms_uncut=$t_uncut_ms start_ms=$(now_ms)
-for pct in 15 35 55; do
-	sleep_until $((start_ms + ms_uncut * pct / 100))
+cuts=0 whole_ok=1 ms_uncut=$t_uncut_ms
+for pct in 10 25 40; do
+	wait_bytes $((uncut_bytes * pct / 100)) $pull
 	kill -0 $pull 2>/dev/null || break
 	netns_cut up && cuts=$((cuts + 1))
 	whole cut || whole_ok=0
 done
-sleep_until $((start_ms + ms_uncut * 75 / 100))
+wait_bytes $((uncut_bytes * 55 / 100)) $pull
 linkdown=0
 if kill -0 $pull 2>/dev/null; then
 	netns_link_down && linkdown=1
@@ -133,7 +140,7 @@ NX "$DISTSYNC" -c "$T_DIR/cut.yml" pull --release A >/dev/null 2>&1
 netns_shape "$RATE"
 NX "$DISTSYNC" -c "$T_DIR/cut.yml" pull --release B --retries 0 >"$T_DIR/run1.log" 2>&1 &
 pull=$!
-sleep_until $(( $(now_ms) + ms_uncut / 2 ))
+wait_bytes $((uncut_bytes / 2)) $pull
 netns_cut up
 wait $pull
 ok "a run without retries fails on a cut (exit 1)" test $? -eq 1
@@ -145,5 +152,37 @@ ok "cut site is B" test "$(tree_digest cut/distribution)" = "$digest_B"
 echo "# two runs: $runs_bytes bytes on the wire"
 ok "two runs: bytes on the wire <= 1.1x uncut ($runs_bytes vs $uncut_bytes)" \
     awk -v c="$runs_bytes" -v u="$uncut_bytes" 'BEGIN { exit !(c <= 1.1 * u) }'
+
+# A delta stream resumes at its byte too: release C turns b-2.0.omod into
+# b-3.0.omod (a third kept, 2 MB new), sent as a zstd patch against it.
+head -c 1000000 repo/dist/openmrs_modules/b-2.0.omod > b3
+head -c 2000000 /dev/urandom >> b3
+rm repo/dist/openmrs_modules/b-2.0.omod
+mv b3 repo/dist/openmrs_modules/b-3.0.omod
+ok "release C" R release --version C
+digest_C=$(tree_digest repo/dist)
+netns_shape "$RATE"
+t0=$(now_ms)
+expect_exit 0 "uncut pull of C (a delta)" P uncut C
+t_delta_ms=$(( $(now_ms) - t0 ))
+delta_bytes=$(netns_bytes)
+ok "uncut site is C" test "$(tree_digest uncut/distribution)" = "$digest_C"
+netns_shape "$RATE"
+NX "$DISTSYNC" -c "$T_DIR/cut.yml" pull --release C >"$T_DIR/delta.log" 2>&1 &
+pull=$!
+cuts=0
+for pct in 30 60; do
+	wait_bytes $((delta_bytes * pct / 100)) $pull
+	netns_cut up && cuts=$((cuts + 1))
+done
+wait $pull
+ok "cut pull of C finished by itself" test $? -eq 0
+cut_delta_bytes=$(netns_bytes)
+ok "cut site is C" test "$(tree_digest cut/distribution)" = "$digest_C"
+ok "the delta was cut twice" test "$cuts" -eq 2
+echo "# delta: uncut $delta_bytes, cut twice $cut_delta_bytes bytes on the wire"
+ok "delta: bytes on the wire <= 1.1x uncut ($cut_delta_bytes vs $delta_bytes)" \
+    awk -v c="$cut_delta_bytes" -v u="$delta_bytes" 'BEGIN { exit !(c <= 1.1 * u) }'
+ok "the delta was smaller than the file" test "$delta_bytes" -lt 2900000
 
 done_testing

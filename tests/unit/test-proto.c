@@ -26,6 +26,7 @@ static char *services[] = { "backend", "frontend", NULL };
 static struct proto_staged staged[] = {
 	{ .hash = { 1, 2, 3 }, .complete = 1, .offset = 0 },
 	{ .hash = { 9 }, .complete = 0, .offset = 123456 },
+	{ .hash = { 7 }, .complete = PROTO_STAGED_ENCODED(PROTO_ENC_ZSTD_PATCH), .offset = 4096 },
 };
 
 static struct proto_hello hello = {
