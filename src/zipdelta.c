@@ -453,6 +453,17 @@ view_build(const uint8_t *data, size_t len, unsigned common, struct zipdelta_sta
 	zstreams_release(&z);
 }
 
+/*
+ * The dictionary: the basis's view, then the basis as it is, so an entry
+ * the target keeps compressed (opaque) still finds its old compressed bytes.
+ */
+static void
+basis_prefix(const uint8_t *basis, size_t basis_len, unsigned common, struct obuf *prefix)
+{
+	view_build(basis, basis_len, common, NULL, prefix);
+	obuf_put(prefix, basis, basis_len);
+}
+
 static unsigned
 window_for(uint64_t span)
 {
@@ -502,7 +513,7 @@ zipdelta_encode(const uint8_t *basis, size_t basis_len, const uint8_t *target,
 		goto out;
 	}
 	common = param_make(st.level, st.mem_level);
-	view_build(basis, basis_len, common, NULL, &bview);
+	basis_prefix(basis, basis_len, common, &bview);
 	if ((cctx = ZSTD_createCCtx()) == NULL) {
 		log_error("zipdelta: cannot create a zstd context");
 		r = DS_ERR_SYSTEM;
@@ -641,7 +652,7 @@ zipdelta_decode(const uint8_t *basis, size_t basis_len, const uint8_t *in, size_
 		goto out;
 	}
 	common = in[MAGIC_LEN];
-	view_build(basis, basis_len, common, NULL, &bview);
+	basis_prefix(basis, basis_len, common, &bview);
 	if ((r = unpatch(in + HEADER_LEN, in_len - HEADER_LEN, &bview, &tview)) != 0)
 		goto out;
 	free(bview.p);

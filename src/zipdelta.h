@@ -17,7 +17,8 @@
  * Stream: "DZP1", one byte of common zlib parameters, then one zstd frame
  * (basis view as prefix dictionary, long window) holding the recipe (varint
  * entry count; per entry varint bytes-before, varint length, parameter byte)
- * and the target's view. The basis view carries a recipe of the same form,
+ * and the target's view. The basis view (followed by the basis itself, for
+ * opaque entries) carries a recipe of the same form,
  * so unchanged entries cost nothing in it either.
  */
 #ifndef DS_ZIPDELTA_H

@@ -181,8 +181,8 @@ static void
 test_names(void)
 {
 	CHECK(strcmp(delta_encoding_name(DELTA_ZSTD_PATCH), "zpatch") == 0, "name of zstd-patch");
-	CHECK(delta_encoding_name(4) == NULL && delta_encoding_name(-1) == NULL, "unknown names");
-	CHECK(delta_encoding_valid(3) && !delta_encoding_valid(4) && !delta_encoding_valid(255),
+	CHECK(delta_encoding_name(5) == NULL && delta_encoding_name(-1) == NULL, "unknown names");
+	CHECK(delta_encoding_valid(4) && !delta_encoding_valid(5) && !delta_encoding_valid(255),
 	    "valid encodings");
 	CHECK(delta_encoding_needs_basis(DELTA_RSYNC) && !delta_encoding_needs_basis(DELTA_ZSTD),
 	    "basis needs");

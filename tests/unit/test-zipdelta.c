@@ -1,0 +1,407 @@
+/*
+ * zipdelta: zips written by python3's zipfile at several levels, by a
+ * hand-made writer (entries that zlib cannot reproduce, stored entries, data
+ * descriptors, a prefix, zip64) and by the zip CLI, round-tripped exactly
+ * through delta_encode/delta_decode; a changed class costs far less than a
+ * zstd-patch; zips it cannot handle are refused; a mutation pass over
+ * encoded streams never crashes nor writes past the declared size.
+ */
+#include "autoconf.h"
+
+#include <sys/stat.h>
+
+#include <fcntl.h>
+#include <stdint.h>
+
+#include "tap.h"
+#include "delta.h"
+#include "err.h"
+#include "hash.h"
+#include "log.h"
+#include "spawn.h"
+#include "zipdelta.h"
+
+/*
+ * make.py MODE OUT [ARG]: writes a zip. Entries look like class files and
+ * text; "changed" alters one of them.
+ *   py LEVEL / changed LEVEL	zipfile, deflate at LEVEL, one stored entry
+ *   mixed / mixed-changed	hand-made: zlib default, filtered and huffman-only
+ *				entries, stored ones, data descriptors, a prefix
+ *   zip64			hand-made with zip64 end records
+ */
+static const char make_py[] =
+"import sys, zipfile, zlib, struct, random\n"
+"mode, out = sys.argv[1], sys.argv[2]\n"
+"arg = sys.argv[3] if len(sys.argv) > 3 else ''\n"
+"def body(i, changed):\n"
+"    r = random.Random(i)\n"
+"    words = ['java/lang/Object', 'org/openmrs/Patient', 'getName', '()V', 'Code',\n"
+"             'LineNumberTable', 'encounter', 'concept', str(i)]\n"
+"    b = ' '.join(r.choice(words) for _ in range(200 + r.randrange(2000)))\n"
+"    if changed and i in (17, 24): b = b.replace('concept', 'CONCEPT', 3) + ' added'\n"
+"    return b.encode()\n"
+"def pyzip(level, changed):\n"
+"    with zipfile.ZipFile(out, 'w') as z:\n"
+"        z.writestr('META-INF/MANIFEST.MF', b'Manifest-Version: 1.0\\n', zipfile.ZIP_STORED)\n"
+"        for i in range(150):\n"
+"            z.writestr(zipfile.ZipInfo('org/x/C%d.class' % i, (2020,1,1,0,0,0)), body(i, changed),\n"
+"                       zipfile.ZIP_DEFLATED, level)\n"
+"def raw(data, level, strategy):\n"
+"    c = zlib.compressobj(level, zlib.DEFLATED, -15, 8, strategy)\n"
+"    return c.compress(data) + c.flush()\n"
+"def manual(changed, zip64):\n"
+"    f = bytearray(b'#!/bin/sh\\nexec java -jar \"$0\"\\n')\n"
+"    base = len(f); cd = bytearray(); n = 0\n"
+"    for i in range(60):\n"
+"        data = body(i, changed); crc = zlib.crc32(data)\n"
+"        if i % 10 == 3: comp, method = data, 0\n"
+"        elif i % 10 == 1: comp, method = raw(data, 6, zlib.Z_FILTERED), 8\n"
+"        elif i % 10 == 7: comp, method = raw(data, 6, zlib.Z_HUFFMAN_ONLY), 8\n"
+"        else: comp, method = raw(data, 9 if i % 2 else 6, zlib.Z_DEFAULT_STRATEGY), 8\n"
+"        name = ('a/E%d.class' % i).encode(); flags = 8 if i % 2 else 0\n"
+"        off = len(f) - base\n"
+"        if flags: f += struct.pack('<IHHHHHIIIHH', 0x04034b50, 20, flags, method, 0, 0, 0, 0, 0, len(name), 0)\n"
+"        else: f += struct.pack('<IHHHHHIIIHH', 0x04034b50, 20, flags, method, 0, 0, crc, len(comp), len(data), len(name), 0)\n"
+"        f += name + comp\n"
+"        if flags: f += struct.pack('<IIII', 0x08074b50, crc, len(comp), len(data))\n"
+"        cd += struct.pack('<IHHHHHHIIIHHHHHII', 0x02014b50, 20, 20, flags, method, 0, 0, crc, len(comp), len(data), len(name), 0, 0, 0, 0, 0, off) + name\n"
+"        n += 1\n"
+"    cdoff = len(f) - base; f += cd\n"
+"    if zip64:\n"
+"        z64 = len(f) - base\n"
+"        f += struct.pack('<IQHHIIQQQQ', 0x06064b50, 44, 45, 45, 0, 0, n, n, len(cd), cdoff)\n"
+"        f += struct.pack('<IIQI', 0x07064b50, 0, z64, 1)\n"
+"        f += struct.pack('<IHHHHIIH', 0x06054b50, 0, 0, 0xffff, 0xffff, 0xffffffff, 0xffffffff, 0)\n"
+"    else:\n"
+"        f += struct.pack('<IHHHHIIH', 0x06054b50, 0, 0, n, n, len(cd), cdoff, 0)\n"
+"    open(out, 'wb').write(f)\n"
+"if mode == 'py': pyzip(int(arg), False)\n"
+"elif mode == 'changed': pyzip(int(arg), True)\n"
+"elif mode == 'mixed': manual(False, False)\n"
+"elif mode == 'mixed-changed': manual(True, False)\n"
+"elif mode == 'zip64': manual(False, True)\n"
+"elif mode == 'tree':\n"
+"    import os\n"
+"    os.makedirs(out, exist_ok=True)\n"
+"    for i in range(80):\n"
+"        open(os.path.join(out, 'F%d.class' % i), 'wb').write(body(i, arg == 'changed'))\n";
+
+static int
+run(char *const argv[])
+{
+	struct spawn_opts opts = { .timeout_ms = 60000 };
+	struct spawn_result res;
+	int r = spawn_run(argv, &opts, &res);
+
+	if (r != 0)
+		printf("# %s failed: %s\n", argv[0], res.output);
+	spawn_result_release(&res);
+	return r;
+}
+
+static int
+make_zip(const char *mode, const char *out, const char *arg)
+{
+	char *argv[] = { "python3", "-c", (char *)make_py, (char *)mode, (char *)out,
+	    (char *)arg, NULL };
+
+	return run(argv);
+}
+
+static uint64_t
+size_of(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+static uint8_t *
+slurp(const char *path, size_t *len)
+{
+	size_t size = (size_t)size_of(path);
+	uint8_t *p = malloc(size + 1);
+	FILE *fp = fopen(path, "rb");
+
+	*len = fp != NULL ? fread(p, 1, size, fp) : 0;
+	if (fp != NULL)
+		fclose(fp);
+	return p;
+}
+
+static int
+encode(enum delta_encoding enc, const char *basis, const char *target, const char *out,
+    uint64_t *len)
+{
+	int bfd = open(basis, O_RDONLY), tfd = open(target, O_RDONLY);
+	int ofd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644), r = DS_ERR_SYSTEM;
+
+	*len = 0;
+	if (bfd >= 0 && tfd >= 0 && ofd >= 0)
+		r = delta_encode(enc, bfd, tfd, 9, ofd, len);
+	if (bfd >= 0)
+		close(bfd);
+	if (tfd >= 0)
+		close(tfd);
+	if (ofd >= 0)
+		close(ofd);
+	return r;
+}
+
+/* Decodes in against basis; 0 if the output is exactly target. */
+static int
+decode_matches(const char *basis, const char *in, const char *target)
+{
+	uint8_t want[HASH_LEN], got[HASH_LEN];
+	uint64_t size = 0, len = 0;
+	int tfd = open(target, O_RDONLY), bfd = open(basis, O_RDONLY), ifd = open(in, O_RDONLY);
+	int ofd = open("dec.bin", O_RDWR | O_CREAT | O_TRUNC, 0644), r = -1;
+
+	if (tfd >= 0 && bfd >= 0 && ifd >= 0 && ofd >= 0 && hash_fd(tfd, want, &size) == 0 &&
+	    delta_decode(DELTA_ZIP_PATCH, bfd, ifd, ofd, size, &len, got) == 0)
+		r = len == size && memcmp(got, want, HASH_LEN) == 0 && size_of("dec.bin") == size ?
+		    0 : -2;
+	if (tfd >= 0)
+		close(tfd);
+	if (bfd >= 0)
+		close(bfd);
+	if (ifd >= 0)
+		close(ifd);
+	if (ofd >= 0)
+		close(ofd);
+	return r;
+}
+
+static void
+stats_of(const char *basis, const char *target, struct zipdelta_stats *st)
+{
+	size_t blen, tlen, olen;
+	uint8_t *b = slurp(basis, &blen), *t = slurp(target, &tlen), *o = NULL;
+
+	(void)zipdelta_encode(b, blen, t, tlen, 3, &o, &olen, st);
+	free(b);
+	free(t);
+	free(o);
+}
+
+/* python3 zipfile at levels 1, 6, 9: every entry reproduces; a changed class costs little. */
+static void
+test_python_levels(void)
+{
+	static const char *levels[] = { "1", "6", "9" };
+
+	for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++) {
+		struct zipdelta_stats st;
+		uint64_t zlen = 0, plen = 0, same = 0;
+
+		if (make_zip("py", "a.jar", levels[i]) != 0 ||
+		    make_zip("changed", "b.jar", levels[i]) != 0) {
+			CHECK(0, "python3 makes the zips at level %s", levels[i]);
+			continue;
+		}
+		CHECK(encode(DELTA_ZIP_PATCH, "a.jar", "b.jar", "p.bin", &plen) == 0,
+		    "level %s: zippatch encodes", levels[i]);
+		CHECK(decode_matches("a.jar", "p.bin", "b.jar") == 0,
+		    "level %s: zippatch decodes to the exact jar", levels[i]);
+		CHECK(encode(DELTA_ZSTD_PATCH, "a.jar", "b.jar", "z.bin", &zlen) == 0,
+		    "level %s: zpatch encodes", levels[i]);
+		CHECK(plen * 2 < zlen, "level %s: one changed class: zippatch %llu bytes, zpatch "
+		    "%llu", levels[i], (unsigned long long)plen, (unsigned long long)zlen);
+		stats_of("a.jar", "b.jar", &st);
+		CHECK(st.entries == 151 && st.deflated == 150 && st.reproduced == 150,
+		    "level %s: %llu of %llu DEFLATE entries reproduce (level %d)", levels[i],
+		    (unsigned long long)st.reproduced, (unsigned long long)st.deflated, st.level);
+		CHECK(encode(DELTA_ZIP_PATCH, "b.jar", "b.jar", "s.bin", &same) == 0 && same < 400 &&
+		    decode_matches("b.jar", "s.bin", "b.jar") == 0,
+		    "level %s: identical jars cost %llu bytes", levels[i], (unsigned long long)same);
+	}
+}
+
+/* Entries zlib does not reproduce stay opaque; stored entries, descriptors, a prefix. */
+static void
+test_mixed(void)
+{
+	struct zipdelta_stats st;
+	uint64_t plen = 0, zlen = 0;
+
+	if (make_zip("mixed", "a.jar", NULL) != 0 || make_zip("mixed-changed", "b.jar", NULL) != 0) {
+		CHECK(0, "python3 makes the hand-made zips");
+		return;
+	}
+	stats_of("a.jar", "b.jar", &st);
+	CHECK(st.entries == 60 && st.deflated == 54 && st.reproduced > 0 &&
+	    st.reproduced < st.deflated, "%llu of %llu DEFLATE entries reproduce, the rest opaque",
+	    (unsigned long long)st.reproduced, (unsigned long long)st.deflated);
+	CHECK(encode(DELTA_ZIP_PATCH, "a.jar", "b.jar", "p.bin", &plen) == 0 &&
+	    decode_matches("a.jar", "p.bin", "b.jar") == 0,
+	    "opaque, stored, descriptor and prefixed entries round-trip exactly");
+	CHECK(encode(DELTA_ZSTD_PATCH, "a.jar", "b.jar", "z.bin", &zlen) == 0 && plen < zlen,
+	    "zippatch %llu bytes < zpatch %llu", (unsigned long long)plen,
+	    (unsigned long long)zlen);
+	/* Against a basis that is not a zip, the target still decodes (basis as is). */
+	CHECK(encode(DELTA_ZIP_PATCH, "p.bin", "b.jar", "x.bin", &plen) == DS_ERR_UNSUPPORTED,
+	    "a basis that is not a zip is refused");
+}
+
+/* The zip CLI's own deflate: exact either way, refused when too little reproduces. */
+static void
+test_zip_cli(void)
+{
+	char *mk1[] = { "python3", "-c", (char *)make_py, "tree", "d1", "", NULL };
+	char *mk2[] = { "python3", "-c", (char *)make_py, "tree", "d2", "changed", NULL };
+	char *z1[] = { "sh", "-c", "cd d1 && zip -q -9 -X ../a.zip *", NULL };
+	char *z2[] = { "sh", "-c", "cd d2 && zip -q -6 -X ../b.zip *", NULL };
+	uint64_t plen = 0;
+	int r;
+
+	if (access("/usr/bin/zip", X_OK) != 0) {
+		printf("# zip is not installed: zip CLI test skipped\n");
+		return;
+	}
+	if (run(mk1) != 0 || run(mk2) != 0 || run(z1) != 0 || run(z2) != 0) {
+		CHECK(0, "zip makes the zips");
+		return;
+	}
+	r = encode(DELTA_ZIP_PATCH, "a.zip", "b.zip", "p.bin", &plen);
+	CHECK(r == DS_ERR_UNSUPPORTED || (r == 0 && decode_matches("a.zip", "p.bin", "b.zip") == 0),
+	    "zip -9 to zip -6: %s", r == 0 ? "round trip exact" : "refused (too few reproduce)");
+}
+
+/* Zips this module does not handle are refused, so the sender falls back to zstd-patch. */
+static void
+test_refused(void)
+{
+	static const uint8_t text[] = "not a zip at all, just some words and more words";
+	static const uint8_t empty_zip[22] = { 'P', 'K', 5, 6 };
+	uint8_t *o = NULL, *t;
+	size_t olen = 0, tlen;
+	uint64_t plen;
+
+	if (make_zip("zip64", "z64.jar", NULL) != 0 || make_zip("py", "a.jar", "6") != 0) {
+		CHECK(0, "python3 makes the zips");
+		return;
+	}
+	CHECK(encode(DELTA_ZIP_PATCH, "a.jar", "z64.jar", "p.bin", &plen) == DS_ERR_UNSUPPORTED &&
+	    plen == 0, "zip64 refused");
+	t = slurp("a.jar", &tlen);
+	CHECK(zipdelta_is_zip(t, tlen) && zipdelta_is_zip(empty_zip, sizeof(empty_zip)),
+	    "a zip and an empty zip are zips");
+	CHECK(!zipdelta_is_zip(text, sizeof(text)) && !zipdelta_is_zip(t, tlen - 1) &&
+	    !zipdelta_is_zip(t + 1, tlen - 1) && !zipdelta_is_zip(t, 10),
+	    "text, truncated and shifted zips are not");
+	CHECK(zipdelta_encode(t, tlen, text, sizeof(text), 3, &o, &olen, NULL) ==
+	    DS_ERR_UNSUPPORTED && o == NULL, "a target that is not a zip is refused");
+	CHECK(zipdelta_encode(t, tlen, empty_zip, sizeof(empty_zip), 3, &o, &olen, NULL) ==
+	    DS_ERR_UNSUPPORTED, "a zip without DEFLATE entries is refused");
+	/* Every truncation of a zip parses or is refused, never read past its end. */
+	for (size_t cut = 0; cut < tlen; cut += 37)
+		(void)zipdelta_is_zip(t, cut);
+	CHECK(1, "every truncation parsed without a crash");
+	free(t);
+}
+
+struct bounded {
+	uint64_t	 total, max;
+};
+
+static int
+bounded_emit(void *arg, const void *data, size_t len)
+{
+	struct bounded *b = arg;
+
+	if (len > b->max - b->total)
+		return DS_ERR_CORRUPT;
+	b->total += len;
+	return 0;
+}
+
+static uint64_t rng_state = 0x2545f4914f6cdd1dULL;
+
+static uint64_t
+rng(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return rng_state;
+}
+
+/* Flipped, overwritten, cut and spliced streams: an error or bounded output, never a crash. */
+static void
+test_mutations(void)
+{
+	size_t blen, tlen, elen, xlen;
+	uint8_t *b, *t, *e = NULL, *x;
+	int bad = 0, rejected = 0;
+	struct bounded out;
+
+	if (make_zip("mixed", "a.jar", NULL) != 0 || make_zip("mixed-changed", "b.jar", NULL) != 0) {
+		CHECK(0, "python3 makes the zips");
+		return;
+	}
+	b = slurp("a.jar", &blen);
+	t = slurp("b.jar", &tlen);
+	CHECK(zipdelta_encode(b, blen, t, tlen, 3, &e, &elen, NULL) == 0, "encodes");
+	if (e == NULL)
+		goto out;
+	out.total = 0;
+	out.max = tlen;
+	CHECK(zipdelta_decode(b, blen, e, elen, bounded_emit, &out) == 0 && out.total == tlen,
+	    "the unmutated stream decodes to %zu bytes", tlen);
+	x = malloc(elen + 64);
+	for (int i = 0; i < 2000; i++) {
+		int r;
+
+		memcpy(x, e, elen);
+		xlen = elen;
+		switch (i % 4) {
+		case 0:
+			x[rng() % elen] ^= (uint8_t)(1u << (rng() % 8));
+			break;
+		case 1:
+			for (int k = 0; k < 4; k++)
+				x[rng() % elen] = (uint8_t)rng();
+			break;
+		case 2:
+			xlen = rng() % elen;
+			break;
+		case 3:
+			/* The recipe and header live near the start: hit them harder. */
+			x[5 + rng() % (elen < 64 ? elen - 5 : 59)] = (uint8_t)rng();
+			break;
+		}
+		out.total = 0;
+		out.max = tlen;
+		r = zipdelta_decode(b, blen, x, xlen, bounded_emit, &out);
+		if (out.total > out.max)
+			bad++;
+		if (r != 0)
+			rejected++;
+	}
+	CHECK(bad == 0, "2000 mutations: no output past the limit (%d rejected)", rejected);
+	/* A wrong basis: an error, never more than the declared size. */
+	out.total = 0;
+	out.max = tlen;
+	(void)zipdelta_decode(t, tlen, e, elen, bounded_emit, &out);
+	CHECK(out.total <= tlen, "a wrong basis stays within the limit");
+	free(x);
+out:
+	free(b);
+	free(t);
+	free(e);
+}
+
+int
+main(void)
+{
+	log_set_level(LOG_LEVEL_ERROR);
+	/* Decoders log every rejected stream; the mutation pass makes thousands. */
+	if (getenv("DS_TEST_VERBOSE") == NULL && freopen("/dev/null", "w", stderr) == NULL)
+		return 1;
+	tap_run("python-levels", test_python_levels);
+	tap_run("mixed", test_mixed);
+	tap_run("zip-cli", test_zip_cli);
+	tap_run("refused", test_refused);
+	tap_run("mutations", test_mutations);
+	return tap_done();
+}
