@@ -165,6 +165,12 @@ main(void)
 		uint8_t *seed = NULL, *buf;
 		size_t len = 0;
 
+		if (e == DELTA_ZIP_PATCH) {
+			/* Its seeds must be zips: test-zipdelta mutates those streams. */
+			printf("ok %d - # SKIP %s: mutated in test-zipdelta\n", ++count,
+			    delta_encoding_name(e));
+			continue;
+		}
 		if (make_seed((enum delta_encoding)e, &seed, &len) != 0) {
 			printf("not ok %d - seed for %s\n", ++count, delta_encoding_name(e));
 			failed++;
