@@ -481,13 +481,22 @@ struct encoded {
 	char		*cache;		/* the cached encoding to stream; NULL: stream the object */
 	uint64_t	 len;		/* bytes of the cached encoding */
 	int		 hit;		/* 1: the cache had it */
-	int		 done;		/* set by the worker under the lock */
 };
 
+/*
+ * Encoding ahead: items are claimed from ORDER (most expensive first) by the
+ * worker thread from the front and by the sending thread from the back, so
+ * the costly encodings start at once while cheap objects keep the link busy.
+ * Everything below the lock is guarded by it.
+ */
 struct encoder {
 	struct sender	*s;
 	struct encoded	*items;
 	size_t		 n;
+	size_t		*order;		/* item indices, most expensive first */
+	size_t		 lo, hi;	/* order[lo..hi) is not claimed yet */
+	size_t		*ready;		/* items the worker finished, not sent yet */
+	size_t		 nready;
 	int		 stop;
 	int		 started;
 	pthread_t	 thread;
@@ -745,32 +754,96 @@ static void *
 encoder_main(void *arg)
 {
 	struct encoder *w = arg;
+	size_t i;
 
-	for (size_t i = 0; i < w->n; i++) {
-		int stop;
-
+	for (;;) {
 		pthread_mutex_lock(&w->lock);
-		stop = w->stop;
-		pthread_mutex_unlock(&w->lock);
-		if (stop)
+		if (w->stop || w->lo == w->hi) {
+			pthread_mutex_unlock(&w->lock);
 			break;
+		}
+		i = w->order[w->lo++];
+		pthread_mutex_unlock(&w->lock);
 		encode_one(w->s, &w->items[i], 0);
 		pthread_mutex_lock(&w->lock);
-		w->items[i].done = 1;
+		w->ready[w->nready++] = i;
 		pthread_cond_broadcast(&w->cond);
 		pthread_mutex_unlock(&w->lock);
 	}
 	return NULL;
 }
 
-/* Waits until the worker has decided item i. */
-static void
-encoder_wait(struct encoder *w, size_t i)
+/* Rough encoding cost of an item: the bytes its encoder reads. */
+static uint64_t
+encode_cost(const struct encoded *e)
 {
+	const struct plan_object *po = e->po;
+
+	if (po->entry->type != MANIFEST_FILE)
+		return 0;
+	return po->entry->size + (po->basis != NULL ? po->basis->size : 0);
+}
+
+static struct encoded *cost_items;	/* for cost_cmp; set while sorting */
+
+static int
+cost_cmp(const void *a, const void *b)
+{
+	size_t i = *(const size_t *)a, j = *(const size_t *)b;
+	uint64_t ci = encode_cost(&cost_items[i]), cj = encode_cost(&cost_items[j]);
+
+	if (ci != cj)
+		return ci > cj ? -1 : 1;
+	return i < j ? -1 : i > j;
+}
+
+/* Orders w's items most expensive first. Before the worker starts. */
+static void
+encoder_order(struct encoder *w)
+{
+	w->order = xcalloc(w->n + 1, sizeof(*w->order));
+	w->ready = xcalloc(w->n + 1, sizeof(*w->ready));
+	for (size_t i = 0; i < w->n; i++)
+		w->order[i] = i;
+	cost_items = w->items;
+	qsort(w->order, w->n, sizeof(*w->order), cost_cmp);
+	cost_items = NULL;
+	w->lo = 0;
+	w->hi = w->n;
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->cond, NULL);
+}
+
+/*
+ * The next item to send, of those not taken yet (the caller takes each item
+ * once, n times in all): one the worker finished, else the cheapest not
+ * claimed yet, encoded here so the link does not wait for the worker's
+ * expensive one, else the worker's next to finish.
+ */
+static size_t
+encoder_next(struct encoder *w)
+{
+	size_t i;
+
 	pthread_mutex_lock(&w->lock);
-	while (!w->items[i].done)
+	for (;;) {
+		if (w->nready > 0) {
+			/* Oldest first; n is at most the plan's objects. */
+			i = w->ready[0];
+			w->nready--;
+			memmove(w->ready, w->ready + 1, w->nready * sizeof(*w->ready));
+			break;
+		}
+		if (w->lo < w->hi) {
+			i = w->order[--w->hi];
+			pthread_mutex_unlock(&w->lock);
+			encode_one(w->s, &w->items[i], 0);
+			return i;
+		}
 		pthread_cond_wait(&w->cond, &w->lock);
+	}
 	pthread_mutex_unlock(&w->lock);
+	return i;
 }
 
 static void
@@ -781,14 +854,19 @@ encoder_stop(struct encoder *w)
 		w->stop = 1;
 		pthread_mutex_unlock(&w->lock);
 		pthread_join(w->thread, NULL);
+		w->started = 0;
+	}
+	if (w->order != NULL) {
 		pthread_mutex_destroy(&w->lock);
 		pthread_cond_destroy(&w->cond);
-		w->started = 0;
 	}
 	for (size_t i = 0; i < w->n; i++)
 		free(w->items[i].cache);
 	free(w->items);
+	free(w->order);
+	free(w->ready);
 	w->items = NULL;
+	w->order = w->ready = NULL;
 	w->n = 0;
 }
 
@@ -962,20 +1040,13 @@ send_objects(struct sender *s, const struct plan *plan, const struct proto_state
 	w.n = n;
 	if ((r = request_signatures(s, plan)) != 0)
 		goto out;
-	pthread_mutex_init(&w.lock, NULL);
-	pthread_cond_init(&w.cond, NULL);
-	if (pthread_create(&w.thread, NULL, encoder_main, &w) != 0) {
-		pthread_mutex_destroy(&w.lock);
-		pthread_cond_destroy(&w.cond);
-		/* No thread: decide each object here instead. */
-		for (size_t i = 0; i < n; i++) {
-			encode_one(s, &w.items[i], 0);
-			w.items[i].done = 1;
-		}
-	} else
-		w.started = 1;
-	for (size_t i = 0; i < n; i++) {
-		encoder_wait(&w, i);
+	encoder_order(&w);
+	if (pthread_create(&w.thread, NULL, encoder_main, &w) == 0)
+		w.started = 1;	/* else every object is encoded here */
+	/* In any order: the receiver stages objects by hash and needs all only at COMMIT. */
+	for (size_t k = 0; k < n; k++) {
+		size_t i = encoder_next(&w);
+
 		/* A delta stream cut mid-way continues at its byte when it is the same stream. */
 		if (w.items[i].cache != NULL && enc_offsets[i] > 0 &&
 		    w.items[i].enc == enc_kinds[i] && enc_offsets[i] <= w.items[i].len)
