@@ -17,7 +17,6 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <pthread.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -70,33 +69,25 @@ struct receiver {
 	size_t			 nretry;
 	uint64_t		 delta_objects;	/* received as deltas */
 	uint64_t		 fallbacks;	/* of which asked for again whole */
-	struct decoder		*dec;		/* decodes delta objects while frames arrive */
 };
 
 #define ERRORS_MAX	(PROTO_MESSAGE_MAX - 256)
 
 /* log_set_capture hook: keeps error lines for the peer instead of printing them. */
-static pthread_mutex_t capture_lock = PTHREAD_MUTEX_INITIALIZER;	/* the decoder logs too */
-
 static int
 capture_error(const char *line, void *arg)
 {
 	struct receiver *rc = arg;
 	size_t len = strlen(line);
-	int r = 0;
 
-	pthread_mutex_lock(&capture_lock);
 	if (rc->errors_len + len + 2 > ERRORS_MAX)
-		goto out;	/* too many to carry: print the rest here */
+		return 0;	/* too many to carry: print the rest here */
 	rc->errors = xreallocarray(rc->errors, rc->errors_len + len + 2, 1);
 	if (rc->errors_len > 0)
 		rc->errors[rc->errors_len++] = '\n';
 	memcpy(rc->errors + rc->errors_len, line, len + 1);
 	rc->errors_len += len;
-	r = 1;
-out:
-	pthread_mutex_unlock(&capture_lock);
-	return r;
+	return 1;
 }
 
 /* Prints the kept error lines here when they could not reach the peer. */
@@ -634,20 +625,15 @@ retry_add(struct receiver *rc, const uint8_t hash[HASH_LEN])
 	rc->nretry++;
 }
 
-/*
- * Decodes a complete encoded stream (fd at any offset) against the open
- * basis (-1: the site lacks it) into staging. Touches no receiver state but
- * the target, so it runs on the decoder thread.
- */
+/* Decodes a complete encoded stream (fd at any offset) against its basis into staging. */
 static int
-decode_staged(struct receiver *rc, const struct proto_object *ob, int basis, int encfd,
-    const char *what)
+decode_staged(struct receiver *rc, const struct proto_object *ob, int encfd, const char *what)
 {
 	uint8_t got[HASH_LEN];
 	uint64_t len = 0;
-	int out = -1, r;
+	int basis = -1, out = -1, r;
 
-	if (basis == -1) {
+	if ((basis = open_basis(rc, ob->basis)) == -1) {
 		log_warn("%s: %s: the basis of its delta is not on this site; asking for the "
 		    "whole object", rc->x->peer, what);
 		r = DS_ERR_NOTFOUND;
@@ -677,180 +663,9 @@ decode_staged(struct receiver *rc, const struct proto_object *ob, int basis, int
 	}
 	r = stage_finish(rc->t, ob->hash, out);
 out:
+	if (basis != -1)
+		close(basis);
 	return r;
-}
-
-/*
- * Delta objects are decoded on a thread while the next frames arrive: the
- * stream of a large zip patch takes seconds to decode, as long as seconds
- * of a slow link. Jobs wait in a small queue (open fds only; one decode in
- * memory at a time); COMMIT waits for the queue to drain, so RETRY and the
- * commit see every result.
- */
-#define DECODE_QUEUE	8
-
-struct decode_job {
-	struct proto_object ob;
-	int		 basis, encfd;
-	char		*name;		/* staging/HEX.ENC.part, under the state dir */
-	char		 what[HASH_HEX_LEN + 16];
-};
-
-struct decoder {
-	struct receiver	*rc;
-	pthread_t	 thread;
-	int		 started;
-	pthread_mutex_t	 lock;		/* guards the rest and the results in rc */
-	pthread_cond_t	 cond;
-	struct decode_job jobs[DECODE_QUEUE];
-	size_t		 head, count;
-	int		 busy;		/* the thread holds a job */
-	int		 quit, abandon;
-	int		 err;		/* DS_ERR_SYSTEM or DS_ERR_NOSPACE from a decode */
-	uint64_t	 objects;	/* staged, not yet added to rc->objects */
-};
-
-/* Decodes job j (or, abandoning, leaves its stream staged for a resume) and frees it. */
-static int
-decode_job_run(struct receiver *rc, struct decode_job *j, int abandon)
-{
-	int dr = 0;
-
-	if (!abandon) {
-		dr = decode_staged(rc, &j->ob, j->basis, j->encfd, j->what);
-		unlinkat(target_state_fd(rc->t), j->name, 0);
-	}
-	if (j->basis != -1)
-		close(j->basis);
-	close(j->encfd);
-	free(j->name);
-	return dr;
-}
-
-/* Accounts a decode's result dr (under d's lock). */
-static void
-decode_result(struct decoder *d, const struct decode_job *j, int dr)
-{
-	struct receiver *rc = d->rc;
-
-	if (dr == 0)
-		d->objects++;
-	else if (dr == DS_ERR_SYSTEM || dr == DS_ERR_NOSPACE) {
-		if (d->err == 0)
-			d->err = dr;
-	} else {
-		retry_add(rc, j->ob.hash);
-		rc->fallbacks++;
-	}
-}
-
-static void *
-decoder_main(void *arg)
-{
-	struct decoder *d = arg;
-	struct decode_job j;
-	int dr, abandon;
-
-	pthread_mutex_lock(&d->lock);
-	for (;;) {
-		while (d->count == 0 && !d->quit)
-			pthread_cond_wait(&d->cond, &d->lock);
-		if (d->count == 0)
-			break;
-		j = d->jobs[d->head];
-		d->head = (d->head + 1) % DECODE_QUEUE;
-		d->count--;
-		d->busy = 1;
-		/* After a fatal error the rest stay staged, as a cut session leaves them. */
-		abandon = d->abandon || d->err != 0;
-		pthread_cond_broadcast(&d->cond);
-		pthread_mutex_unlock(&d->lock);
-		dr = decode_job_run(d->rc, &j, abandon);
-		pthread_mutex_lock(&d->lock);
-		if (!abandon)
-			decode_result(d, &j, dr);
-		d->busy = 0;
-		pthread_cond_broadcast(&d->cond);
-	}
-	pthread_mutex_unlock(&d->lock);
-	return NULL;
-}
-
-/*
- * Queues job j (its fds and name pass to the decoder), waiting while the
- * queue is full; without a thread decodes it here. Returns 0, or the first
- * fatal error of a decode so far.
- */
-static int
-decoder_submit(struct receiver *rc, struct decode_job *j)
-{
-	struct decoder *d = rc->dec;
-	int r;
-
-	if (d == NULL) {
-		d = rc->dec = xcalloc(1, sizeof(*d));
-		d->rc = rc;
-		pthread_mutex_init(&d->lock, NULL);
-		pthread_cond_init(&d->cond, NULL);
-		d->started = pthread_create(&d->thread, NULL, decoder_main, d) == 0;
-	}
-	pthread_mutex_lock(&d->lock);
-	if (!d->started) {
-		int dr = decode_job_run(rc, j, d->err != 0);
-
-		if (d->err == 0)
-			decode_result(d, j, dr);
-	} else {
-		while (d->count == DECODE_QUEUE)
-			pthread_cond_wait(&d->cond, &d->lock);
-		d->jobs[(d->head + d->count) % DECODE_QUEUE] = *j;
-		d->count++;
-		pthread_cond_broadcast(&d->cond);
-	}
-	r = d->err;
-	pthread_mutex_unlock(&d->lock);
-	return r;
-}
-
-/* Waits until every queued delta is decoded; returns 0 or the first fatal error. */
-static int
-decoder_drain(struct receiver *rc)
-{
-	struct decoder *d = rc->dec;
-	int r;
-
-	if (d == NULL)
-		return 0;
-	pthread_mutex_lock(&d->lock);
-	while (d->count > 0 || d->busy)
-		pthread_cond_wait(&d->cond, &d->lock);
-	rc->objects += d->objects;
-	d->objects = 0;
-	r = d->err;
-	pthread_mutex_unlock(&d->lock);
-	return r;
-}
-
-/* Stops the decoder: drains the queue, or with abandon leaves queued streams staged. */
-static void
-decoder_stop(struct receiver *rc, int abandon)
-{
-	struct decoder *d = rc->dec;
-
-	if (d == NULL)
-		return;
-	pthread_mutex_lock(&d->lock);
-	d->quit = 1;
-	d->abandon = abandon;
-	pthread_cond_broadcast(&d->cond);
-	pthread_mutex_unlock(&d->lock);
-	if (d->started)
-		pthread_join(d->thread, NULL);
-	rc->objects += d->objects;
-	pthread_mutex_destroy(&d->lock);
-	pthread_cond_destroy(&d->cond);
-	free(d);
-	rc->dec = NULL;
 }
 
 /* Receives DATA... OBJECT_END of a delta object: stage the stream, then decode it. */
@@ -862,8 +677,7 @@ recv_delta_object(struct receiver *rc, const struct proto_object *ob, const char
 	char hex[HASH_HEX_LEN + 1], *name;
 	/* The sender sends a delta only when it is not larger than the content (delta.h). */
 	uint64_t limit = ob->size + DELTA_RAW_SLACK + 4096, have;
-	struct decode_job j;
-	int fd = -1, r;
+	int fd = -1, r, dr;
 
 	hash_to_hex(ob->hash, hex);
 	name = xasprintf("staging/%s.%s.part", hex, delta_encoding_name(ob->encoding));
@@ -915,20 +729,18 @@ recv_delta_object(struct receiver *rc, const struct proto_object *ob, const char
 		}
 	}
 	rc->delta_objects++;
-	memset(&j, 0, sizeof(j));
-	j.ob = *ob;
-	/* Its basis may be an object still in the queue: then wait for that. */
-	if ((j.basis = open_basis(rc, ob->basis)) == -1 && rc->dec != NULL) {
-		if ((r = decoder_drain(rc)) != 0)
-			goto out;
-		j.basis = open_basis(rc, ob->basis);
+	dr = decode_staged(rc, ob, fd, what);
+	unlinkat(target_state_fd(rc->t), name, 0);
+	if (dr == 0)
+		rc->objects++;
+	else if (dr == DS_ERR_SYSTEM || dr == DS_ERR_NOSPACE) {
+		r = dr;
+		goto out;
+	} else {
+		retry_add(rc, ob->hash);
+		rc->fallbacks++;
 	}
-	j.encfd = fd;
-	j.name = name;
-	snprintf(j.what, sizeof(j.what), "%s", what);
-	fd = -1;
-	name = NULL;
-	r = decoder_submit(rc, &j);
+	r = 0;
 out:
 	if (fd != -1)
 		close(fd);
@@ -1273,8 +1085,6 @@ serve_push(struct receiver *rc, struct proto_result *res)
 			r = send_signatures(rc, &m.u.signature_request);
 			break;
 		case PROTO_COMMIT:
-			if ((r = decoder_drain(rc)) != 0)
-				break;
 			if (rc->nretry > 0) {
 				/* Deltas failed: the sender sends those whole, then COMMITs again. */
 				struct proto_retry rt = { rc->retry, rc->nretry };
@@ -1362,7 +1172,6 @@ receiver_run(struct xport *x, const struct receiver_options *opt)
 			goto out;
 		answered = 1;
 		r = serve_push(&rc, &res);
-		decoder_stop(&rc, r != 0);
 		break;
 	case PROTO_OP_ROLLBACK:
 		r = do_rollback(&rc, &res);
