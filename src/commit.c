@@ -717,6 +717,7 @@ replay(struct target *t)
 {
 	char *data = NULL, *name = path_join(target_state_dir(t), "journal"), *cache = NULL;
 	char *idline = NULL;
+	struct manifest *now = NULL;
 	struct plan p;
 	int fd = -1, prepfd = -1, sfd = target_state_fd(t), r;
 
@@ -788,25 +789,24 @@ replay(struct target *t)
 	if ((r = fsync_dirfd(sfd, target_state_dir(t))) != 0)
 		goto out;
 	fault_point("replay-state-synced");
-	/* Refresh the stat cache so verify and the next no-op apply rehash nothing. */
-	/* The tree now holds current.manifest: stat it, do not reread it. */
+	/*
+	 * The tree now holds this manifest. Its stat cache is written after the
+	 * cleanup below: unlinking staged names changes the ctime of the files
+	 * they were linked to, which would void a cache written before.
+	 */
 	cache = path_join(target_state_dir(t), "current.stat");
 	if (strcmp(p.to, COMMIT_ID_EMPTY) != 0) {
 		/* A rollback that restored drift: the tree is prep/tree.manifest, not the state. */
 		char *mfile = path_join(target_state_dir(t), "prep/" TREE_MANIFEST);
-		struct manifest *now = NULL;
 
 		if (access(mfile, F_OK) == -1) {
 			free(mfile);
 			mfile = path_join(target_state_dir(t), "current.manifest");
 		}
-		if (manifest_load(mfile, &now) != 0 ||
-		    manifest_statcache_write(target_dir(t), now, cache) != 0)
-			log_warn("%s: could not refresh the stat cache", target_dir(t));
-		manifest_free(now);
+		if (manifest_load(mfile, &now) != 0)
+			log_warn("%s: could not read %s for the stat cache", target_dir(t), mfile);
 		free(mfile);
 	}
-	fault_point("replay-cache-written");
 	if (unlinkat(sfd, "journal", 0) == -1) {
 		log_errno("%s", name);
 		r = DS_ERR_SYSTEM;
@@ -817,8 +817,13 @@ replay(struct target *t)
 		goto out;
 	fault_point("replay-journal-synced");
 	cleanup(t, &p);
+	/* Stat it, do not reread it: verify and the next no-op then rehash nothing. */
+	if (now != NULL && manifest_statcache_write(target_dir(t), now, cache) != 0)
+		log_warn("%s: could not refresh the stat cache", target_dir(t));
+	fault_point("replay-cache-written");
 	r = 0;
 out:
+	manifest_free(now);
 	if (fd != -1)
 		close(fd);
 	if (prepfd != -1)
