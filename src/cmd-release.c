@@ -56,10 +56,10 @@ store_inside_source(const char *source, const char *store)
  * present or not worth it, or DS_ERR_*.
  */
 static int
-precompute_one(struct store *store, const uint8_t basis[HASH_LEN], const uint8_t target[HASH_LEN],
-    uint64_t *bytes)
+precompute_one(struct store *store, int encoding, const uint8_t basis[HASH_LEN],
+    const uint8_t target[HASH_LEN], uint64_t *bytes)
 {
-	char *cache = store_delta_path(store, basis, target, delta_encoding_name(DELTA_ZSTD_PATCH));
+	char *cache = store_delta_path(store, basis, target, delta_encoding_name(encoding));
 	char *tmp = NULL;
 	struct stat st;
 	uint64_t len = 0;
@@ -79,7 +79,7 @@ precompute_one(struct store *store, const uint8_t basis[HASH_LEN], const uint8_t
 		r = DS_ERR_SYSTEM;
 		goto out;
 	}
-	if ((r = delta_encode(DELTA_ZSTD_PATCH, bfd, tfd, DELTA_LEVEL_PRECOMPUTE, out, &len)) != 0)
+	if ((r = delta_encode(encoding, bfd, tfd, DELTA_LEVEL_PRECOMPUTE, out, &len)) != 0)
 		goto out;
 	if (close(out) != 0 || rename(tmp, cache) != 0) {
 		out = -1;
@@ -105,7 +105,7 @@ out:
 }
 
 /*
- * Prepares the zstd patches a push from each of the last N releases before
+ * Prepares the patches (zip-aware for zip pairs, else zstd) a push from each of the last N releases before
  * ID (manifest M) would send, with the basis the sender's plan picks.
  */
 static int
@@ -134,8 +134,13 @@ precompute(struct store *store, const char *id, const struct manifest *m, unsign
 			if (po->basis == NULL || po->entry->type != MANIFEST_FILE ||
 			    po->entry->size == 0)
 				continue;
-			if ((r = precompute_one(store, po->basis->hash, po->entry->hash,
-			    &bytes)) > 0)
+			/* A zip pair gets the zip-aware patch the sender prefers; others a zstd patch. */
+			r = precompute_one(store, DELTA_ZIP_PATCH, po->basis->hash, po->entry->hash,
+			    &bytes);
+			if (r == DS_ERR_UNSUPPORTED)
+				r = precompute_one(store, DELTA_ZSTD_PATCH, po->basis->hash,
+				    po->entry->hash, &bytes);
+			if (r > 0)
 				made++;
 		}
 		plan_free(plan);
