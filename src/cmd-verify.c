@@ -1,20 +1,10 @@
 /* distsync verify: report files on a host that changed since the last apply (drift). */
 #include "autoconf.h"
 
-#include <getopt.h>
-#include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+#include <stddef.h>
 
 #include "cmd.h"
-#include "config.h"
-#include "err.h"
-#include "log.h"
 #include "proto.h"
-#include "sender.h"
-#include "util.h"
-#include "xport.h"
 
 extern const struct cmd_entry cmd_verify_entry;
 
@@ -26,74 +16,8 @@ static const char verify_options[] =
 static int
 verify_exec(int argc, char **argv, const struct config *config)
 {
-	static const struct option options[] = {
-		{ "no-restart", no_argument, NULL, 'R' },
-		{ "lock-timeout", required_argument, NULL, 'L' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 }
-	};
-	const struct config_host *host;
-	struct sender_options so;
-	struct sender_report rep;
-	struct xport *x = NULL;
-	unsigned lock_timeout = 30;
-	int ch, json = 0, r;
-
-	memset(&so, 0, sizeof(so));
-	memset(&rep, 0, sizeof(rep));
-	so.op = PROTO_OP_VERIFY;
-	while ((ch = getopt_long(argc, argv, "h", options, NULL)) != -1) {
-		switch (ch) {
-		case 'R':
-			if (so.op != PROTO_OP_ROLLBACK)
-				goto usage;
-			so.flags |= PROTO_FLAG_NO_RESTART;
-			break;
-		case 'L':
-			if (util_parse_uint(optarg, 86400, &lock_timeout) != 0) {
-				log_error("--lock-timeout: '%s' is not a number of seconds (0..86400)",
-				    optarg);
-				return DS_ERR_USAGE;
-			}
-			break;
-		case 'j':
-			json = 1;
-			break;
-		case 'h':
-			cmd_usage(&cmd_verify_entry, verify_options);
-			return 0;
-		default:
-			goto usage;
-		}
-	}
-	if (argc - optind != 1)
-		goto usage;
-	if ((host = config_host(config, argv[optind])) == NULL) {
-		log_error("no host named '%s' in %s", argv[optind], config->file);
-		return DS_ERR_NOTFOUND;
-	}
-	signal(SIGPIPE, SIG_IGN);
-	so.config = config;
-	so.host = host;
-	so.lock_timeout = lock_timeout;
-	if ((r = sender_connect(config, host, &x)) == 0) {
-		r = sender_run(x, &so, &rep);
-		xport_close(x);
-	}
-	if (so.op == PROTO_OP_VERIFY && r == 0 && rep.result.changed > 0)
-		r = DS_ERR_CORRUPT;	/* drift found: exit 1 */
-	if (json) {
-		sender_report_json(&rep, host->name, so.op, r, stdout);
-		printf("\n");
-	} else
-		sender_report_print(&rep, host->name, so.op, r, stdout);
-	sender_report_release(&rep);
-	xport_free(x);
-	return r;
-usage:
-	cmd_usage(&cmd_verify_entry, verify_options);
-	return DS_ERR_USAGE;
+	return cmd_host_op(argc, argv, config, &cmd_verify_entry, verify_options,
+	    PROTO_OP_VERIFY);
 }
 
 const struct cmd_entry cmd_verify_entry = {

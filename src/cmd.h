@@ -19,6 +19,15 @@ struct cmd_entry {
 /* Prints "usage: distsync NAME USAGE" and the command's options to stderr. */
 void	cmd_usage(const struct cmd_entry *entry, const char *options);
 
+/*
+ * Runs a one-host session of OP (PROTO_OP_ROLLBACK or PROTO_OP_VERIFY) for
+ * the command ENTRY: parses [--no-restart (rollback only)] [--lock-timeout S]
+ * [--json] HOST, prints the report, and returns the DS_ERR_* code (a verify
+ * that finds drift returns DS_ERR_CORRUPT, exit 1). HELP is its option text.
+ */
+int	cmd_host_op(int argc, char **argv, const struct config *config,
+	    const struct cmd_entry *entry, const char *help, int op);
+
 /* The -c value given to main, or NULL. */
 extern const char *cmd_config_file;
 
