@@ -264,14 +264,18 @@ plan_exec(int argc, char **argv, const struct config *config)
 		free(release);
 		return DS_ERR_USAGE;
 	}
-	if ((r = config_resolve_hosts(config, argv + optind, argc - optind, &hosts, &nhosts)) != 0)
+	if ((r = config_resolve_hosts(config, argv + optind, argc - optind, &hosts, &nhosts)) != 0) {
+		r = r == DS_ERR_NOTFOUND ? DS_ERR_USAGE : r;	/* an unknown name: exit 2 */
 		goto out;
+	}
 	if ((r = store_open(config->distribution.store, 0, &store)) != 0)
 		goto out;
 	if (release == NULL && (r = store_release_latest(store, &release)) != 0)
 		goto out;
-	if ((r = store_release_load(store, release, &target)) != 0)
+	if ((r = store_release_load(store, release, &target)) != 0) {
+		r = r == DS_ERR_NOTFOUND ? DS_ERR_USAGE : r;
 		goto out;
+	}
 	for (size_t i = 0; i < nhosts; i++) {
 		int hr = plan_host(config, store, hosts[i], release, target, json);
 		if (hr != 0) {

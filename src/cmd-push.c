@@ -16,6 +16,7 @@
 #include "err.h"
 #include "fleet.h"
 #include "log.h"
+#include "manifest.h"
 #include "progress.h"
 #include "proto.h"
 #include "retry.h"
@@ -358,8 +359,26 @@ push_exec(int argc, char **argv, const struct config *config)
 		r = failed_hosts(config, store, argv, (size_t)argc, &hosts, &nhosts);
 	else
 		r = config_resolve_hosts(config, argv, (size_t)argc, &hosts, &nhosts);
+	/* A name or release that does not exist is a usage error, found before any host is touched. */
+	if (r == DS_ERR_NOTFOUND)
+		r = DS_ERR_USAGE;
 	if (r != 0)
 		goto out;
+	{
+		struct manifest *m = NULL;
+		char *latest = NULL;
+
+		if (so.release != NULL)
+			r = store_release_load(store, so.release, &m);
+		else
+			r = store_release_latest(store, &latest);
+		manifest_free(m);
+		free(latest);
+		if (r != 0) {
+			r = r == DS_ERR_NOTFOUND ? DS_ERR_USAGE : r;
+			goto out;
+		}
+	}
 	if (nhosts == 0) {
 		printf("no host failed in the last push: nothing to retry\n");
 		goto out;

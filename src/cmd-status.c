@@ -271,7 +271,7 @@ status_exec(int argc, char **argv, const struct config *config)
 		return DS_ERR_USAGE;
 	}
 	if ((r = config_resolve_hosts(config, argv, (size_t)argc, &hosts, &nhosts)) != 0)
-		return r;
+		return r == DS_ERR_NOTFOUND ? DS_ERR_USAGE : r;	/* an unknown name: exit 2 */
 	signal(SIGPIPE, SIG_IGN);
 	results = xcalloc(nhosts, sizeof(*results));
 	fo.parallel = parallel > 0 ? parallel : config->parallel > 0 ? config->parallel : 1;

@@ -69,7 +69,7 @@ keep
 ok "site equals release 1 again" same_tree $site ../dist-r1
 expect_exit 0 "back to release 2" D push demo
 keep
-expect_exit 1 "unknown release" D push demo --release nosuch
+expect_exit 2 "unknown release: a usage error, no host touched" D push demo --release nosuch
 keep
 
 # Drift: verify reports it, --fail-on-drift refuses, push overwrites and lists it.
