@@ -48,11 +48,8 @@ cmd_host_op(int argc, char **argv, const struct config *config,
 			so.flags |= PROTO_FLAG_NO_RESTART;
 			break;
 		case 'L':
-			if (util_parse_uint(optarg, 86400, &lock_timeout) != 0) {
-				log_error("--lock-timeout: '%s' is not a number of seconds (0..86400)",
-				    optarg);
+			if (util_parse_seconds("lock-timeout", optarg, 86400, &lock_timeout) != 0)
 				return DS_ERR_USAGE;
-			}
 			break;
 		case 'j':
 			json = 1;

@@ -363,11 +363,8 @@ pull_exec(int argc, char **argv, const struct config *unused)
 			have_retries = 1;
 			break;
 		case 'L':
-			if (util_parse_uint(optarg, 86400, &lock_timeout) != 0) {
-				log_error("--lock-timeout: '%s' is not a number of seconds "
-				    "(0..86400)", optarg);
+			if (util_parse_seconds("lock-timeout", optarg, 86400, &lock_timeout) != 0)
 				return DS_ERR_USAGE;
-			}
 			break;
 		case 'h':
 			cmd_usage(&cmd_pull_entry, pull_options);

@@ -87,10 +87,8 @@ serve_exec(int argc, char **argv, const struct config *config)
 			ps.flags |= PROTO_FLAG_NO_RESTART;
 			break;
 		case 'L':
-			if (util_parse_uint(optarg, 86400, &ps.lock_timeout) != 0) {
-				log_error("--lock-timeout: '%s' is not a number of seconds", optarg);
+			if (util_parse_seconds("lock-timeout", optarg, 86400, &ps.lock_timeout) != 0)
 				return DS_ERR_USAGE;
-			}
 			break;
 		case 'b':
 			if (config_parse_bwlimit(optarg, &ps.bwlimit, &why) != 0) {

@@ -247,11 +247,8 @@ status_exec(int argc, char **argv, const struct config *config)
 			}
 			break;
 		case 'L':
-			if (util_parse_uint(optarg, 86400, &sc.lock_timeout) != 0) {
-				log_error("--lock-timeout: '%s' is not a number of seconds (0..86400)",
-				    optarg);
+			if (util_parse_seconds("lock-timeout", optarg, 86400, &sc.lock_timeout) != 0)
 				return DS_ERR_USAGE;
-			}
 			break;
 		case 'J':
 			json = 1;

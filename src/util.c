@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "err.h"
+#include "log.h"
 #include "util.h"
 
 int
@@ -22,6 +23,15 @@ util_parse_uint(const char *s, unsigned max, unsigned *out)
 		return DS_ERR_INVALID;
 	*out = (unsigned)v;
 	return 0;
+}
+
+int
+util_parse_seconds(const char *option, const char *arg, unsigned max, unsigned *out)
+{
+	if (util_parse_uint(arg, max, out) == 0)
+		return 0;
+	log_error("--%s: '%s' is not a number of seconds (0..%u)", option, arg, max);
+	return DS_ERR_USAGE;
 }
 
 void

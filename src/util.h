@@ -7,6 +7,12 @@
 
 /* Parses a decimal unsigned int no larger than max; returns 0 or DS_ERR_INVALID. */
 int	util_parse_uint(const char *s, unsigned max, unsigned *out);
+/*
+ * Parses the value of --OPTION as a number of seconds no larger than max.
+ * Returns 0, or logs "--OPTION: 'ARG' is not a number of seconds (0..MAX)"
+ * and returns DS_ERR_USAGE.
+ */
+int	util_parse_seconds(const char *option, const char *arg, unsigned max, unsigned *out);
 /* Formats a byte count as "812 B", "12.3 KB", "4.56 MB", "1.23 GB" (powers of 1000). */
 void	util_format_bytes(uint64_t bytes, char *buf, size_t len);
 /* Writes s as a JSON string literal (with quotes) to fp. */
