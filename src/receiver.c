@@ -701,6 +701,8 @@ recv_delta_object(struct receiver *rc, const struct proto_object *ob, const char
 		goto out;
 	}
 	have = ob->offset;
+	log_debug("%s: receiving %s as %s from byte %" PRIu64, rc->x->peer, what,
+	    delta_encoding_name(ob->encoding), ob->offset);
 	for (;;) {
 		if ((r = proto_recv_msg(rc->x, 0, rc->payload, &m)) != 0)
 			goto out;
@@ -779,6 +781,8 @@ recv_object(struct receiver *rc, const struct proto_object *ob)
 	}
 	if ((r = stage_open(rc->t, ob->hash, ob->offset, &fd)) != 0)
 		return r;
+	log_debug("%s: receiving %s from byte %" PRIu64 " of %" PRIu64 " (%s)", rc->x->peer,
+	    what, ob->offset, ob->size, ob->encoding == PROTO_ENC_ZSTD ? "zstd" : "raw");
 	if (ob->encoding == PROTO_ENC_ZSTD)
 		ZSTD_DCtx_reset(rc->dctx, ZSTD_reset_session_only);
 	for (;;) {

@@ -4,9 +4,14 @@
 # link taken down for longer than the idle timeout). The run retries by
 # itself, finished objects are not sent again, the object in flight resumes
 # at its byte: the bytes on the wire for the whole update stay within 1.1x an
-# uncut transfer's, and the target is always release A or release B. Each cut
-# costs a reconnect plus what the link's queue held (200 ms here), so the
-# transfers are large enough for several cuts to fit in the 10 %.
+# uncut transfer's, and the target is always release A or release B.
+# What a cut costs: a reconnect (about 9 KB), the DATA frame in flight (up to
+# 16 KB), and, when the connection is reset (a killed sshd resets it), what
+# had crossed the link but was not yet read: Linux drops a socket's unread
+# data on a reset and libssh drops what it buffered. That last part grows
+# with how far the client lags behind the link: 20-40 KB on an idle machine,
+# up to 140 KB measured with the CPUs busy (as under a parallel test run). So
+# the update is 12 MB (26 s at 4 mbit/s): four cuts must fit in its 10 %.
 . "$top_srcdir/tests/func/lib.sh"
 . "$top_srcdir/tests/func/lib-sshd.sh"
 . "$top_srcdir/tests/func/lib-netns.sh"
@@ -30,10 +35,10 @@ head -c 100000 /dev/urandom > repo/dist/openmrs_modules/a-1.0.omod
 R() { (cd repo && "$DISTSYNC" "$@"); }
 ok "release A" R release --version A
 cp -a repo/dist dist-A
-# B: 6 MB of new incompressible content in objects of different sizes.
-head -c 3000000 /dev/urandom > repo/dist/openmrs_modules/b-2.0.omod
-head -c 2000000 /dev/urandom > repo/dist/openmrs_modules/c-2.0.omod
-head -c 1000000 /dev/urandom > repo/dist/frontend/main.js
+# B: 12 MB of new incompressible content in objects of different sizes.
+head -c 6000000 /dev/urandom > repo/dist/openmrs_modules/b-2.0.omod
+head -c 4000000 /dev/urandom > repo/dist/openmrs_modules/c-2.0.omod
+head -c 2000000 /dev/urandom > repo/dist/frontend/main.js
 seq 1 6000 > repo/dist/frontend/index.txt
 ok "release B" R release --version B
 cp -a repo/dist dist-B
