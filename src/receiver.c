@@ -701,8 +701,12 @@ recv_delta_object(struct receiver *rc, const struct proto_object *ob, const char
 		goto out;
 	}
 	have = ob->offset;
-	log_debug("%s: receiving %s as %s from byte %" PRIu64, rc->x->peer, what,
-	    delta_encoding_name(ob->encoding), ob->offset);
+	if (ob->offset > 0)
+		log_info("%s: %s: resuming its %s stream at byte %" PRIu64, rc->x->peer, what,
+		    delta_encoding_name(ob->encoding), ob->offset);
+	else
+		log_debug("%s: receiving %s as %s", rc->x->peer, what,
+		    delta_encoding_name(ob->encoding));
 	for (;;) {
 		if ((r = proto_recv_msg(rc->x, 0, rc->payload, &m)) != 0)
 			goto out;
@@ -781,8 +785,12 @@ recv_object(struct receiver *rc, const struct proto_object *ob)
 	}
 	if ((r = stage_open(rc->t, ob->hash, ob->offset, &fd)) != 0)
 		return r;
-	log_debug("%s: receiving %s from byte %" PRIu64 " of %" PRIu64 " (%s)", rc->x->peer,
-	    what, ob->offset, ob->size, ob->encoding == PROTO_ENC_ZSTD ? "zstd" : "raw");
+	if (ob->offset > 0)
+		log_info("%s: %s: resuming at byte %" PRIu64 " of %" PRIu64, rc->x->peer, what,
+		    ob->offset, ob->size);
+	else
+		log_debug("%s: receiving %s (%s, %" PRIu64 " bytes)", rc->x->peer, what,
+		    ob->encoding == PROTO_ENC_ZSTD ? "zstd" : "raw", ob->size);
 	if (ob->encoding == PROTO_ENC_ZSTD)
 		ZSTD_DCtx_reset(rc->dctx, ZSTD_reset_session_only);
 	for (;;) {

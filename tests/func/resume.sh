@@ -81,6 +81,12 @@ wait_bytes() {
 	done
 }
 P() { NX "$DISTSYNC" -c "$T_DIR/$1.yml" pull --release "$2"; }
+# within_10pct CUT UNCUT LOG: CUT <= 1.1 x UNCUT, else prints LOG (for ok's output).
+within_10pct() {
+	awk -v c="$1" -v u="$2" 'BEGIN { exit !(c <= 1.1 * u) }' && return 0
+	cat "$3"
+	return 1
+}
 # whole SITE: the site's tree is exactly release A or B (never a mix).
 whole() {
 	d=$(tree_digest "$T_DIR/$1/distribution")
@@ -137,7 +143,7 @@ ok "it retried after each cut" test "$(grep -c 'retrying in' "$T_DIR/cut.log")" 
 ok "the stall was detected by the idle timeout" grep -q "no data from .* for 3 s" "$T_DIR/cut.log"
 echo "# cut: $cut_bytes bytes on the wire ($cuts cuts, link down $linkdown time)"
 ok "bytes on the wire <= 1.1x uncut ($cut_bytes vs $uncut_bytes)" \
-    awk -v c="$cut_bytes" -v u="$uncut_bytes" 'BEGIN { exit !(c <= 1.1 * u) }'
+    within_10pct "$cut_bytes" "$uncut_bytes" "$T_DIR/cut.log"
 check "no staging debris" "[ -z \"\$(ls $T_DIR/cut/.distribution.distsync/staging 2>/dev/null)\" ]"
 
 # Resume across runs too: a pull killed mid-transfer leaves a .part that the
@@ -158,7 +164,7 @@ runs_bytes=$(netns_bytes)
 ok "cut site is B" test "$(tree_digest cut/distribution)" = "$digest_B"
 echo "# two runs: $runs_bytes bytes on the wire"
 ok "two runs: bytes on the wire <= 1.1x uncut ($runs_bytes vs $uncut_bytes)" \
-    awk -v c="$runs_bytes" -v u="$uncut_bytes" 'BEGIN { exit !(c <= 1.1 * u) }'
+    within_10pct "$runs_bytes" "$uncut_bytes" "$T_DIR/run1.log"
 
 # A delta stream resumes at its byte too: release C turns b-2.0.omod into
 # b-3.0.omod (1 MB kept, 4 MB new), sent as a zstd patch against it.
@@ -175,7 +181,7 @@ t_delta_ms=$(( $(now_ms) - t0 ))
 delta_bytes=$(netns_bytes)
 ok "uncut site is C" test "$(tree_digest uncut/distribution)" = "$digest_C"
 netns_shape "$RATE"
-NX "$DISTSYNC" -c "$T_DIR/cut.yml" pull --release C >"$T_DIR/delta.log" 2>&1 &
+NX "$DISTSYNC" -v -c "$T_DIR/cut.yml" pull --release C >"$T_DIR/delta.log" 2>&1 &
 pull=$!
 cuts=0
 for pct in 30 60; do
@@ -189,7 +195,9 @@ ok "cut site is C" test "$(tree_digest cut/distribution)" = "$digest_C"
 ok "the delta was cut twice" test "$cuts" -eq 2
 echo "# delta: uncut $delta_bytes, cut twice $cut_delta_bytes bytes on the wire"
 ok "delta: bytes on the wire <= 1.1x uncut ($cut_delta_bytes vs $delta_bytes)" \
-    awk -v c="$cut_delta_bytes" -v u="$delta_bytes" 'BEGIN { exit !(c <= 1.1 * u) }'
+    within_10pct "$cut_delta_bytes" "$delta_bytes" "$T_DIR/delta.log"
+ok "the delta stream resumed at its byte after each cut" \
+    test "$(grep -c 'resuming its zpatch stream at byte' "$T_DIR/delta.log")" -eq "$cuts"
 ok "the delta was smaller than the file" test "$delta_bytes" -lt 4900000
 
 done_testing
