@@ -123,9 +123,10 @@ ok "release 3" D release --version 3.0
 hex=$(sha256sum dist/openmrs_modules/big-2.0.omod | cut -c1-64)
 mkdir -p $state/staging
 head -c 2000000 dist/openmrs_modules/big-2.0.omod > $state/staging/$hex.part
-expect_exit 0 "push resumes the partial object" D push demo --json
+expect_exit 0 "push resumes the partial object" sh -c '"$DISTSYNC" push demo --json >"$1"' - "$T_DIR/json"
 keep
-check "about a third of the object went over the wire" "python3 -c \"import json; r=json.load(open('$T_DIR/out'))[0]; assert r['bytes_sent'] < 1500000, r\""
+ok "it says where it resumed" out_has "resuming at byte 2000000 of 3000000"
+check "about a third of the object went over the wire" "python3 -c \"import json; r=json.load(open('$T_DIR/json'))[0]; assert r['bytes_sent'] < 1500000, r\""
 ok "site equals release 3" same_tree $site dist
 
 # Round trips do not grow with the file count.
