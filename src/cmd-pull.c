@@ -29,6 +29,7 @@
 #include "err.h"
 #include "log.h"
 #include "path.h"
+#include "progress.h"
 #include "proto.h"
 #include "pull.h"
 #include "receiver.h"
@@ -62,8 +63,9 @@ static const char pull_options[] =
     "  -h, --help          this help\n"
     "\nThe site config (-c, default " SITE_CONFIG_DEFAULT ") names the upstream in\n"
     "site: {upstream, repository, host}; the upstream's hosts: entry holds the SSH\n"
-    "link and this site's target (path, state). Exit codes: 0 ok (applied or\n"
-    "nothing to do), 1 failed, 2 usage or config, 3 nothing applied (lock).\n";
+    "link and this site's target (path, state). On a terminal (without --quiet)\n"
+    "it shows what it receives: percent, ETA, bytes and rate. Exit codes: 0 ok\n"
+    "(applied or nothing to do), 1 failed, 2 usage or config, 3 nothing applied (lock).\n";
 
 struct pull {
 	const struct config	*config;
@@ -73,6 +75,9 @@ struct pull {
 	uint64_t		 bytes_in;	/* over every attempt */
 	uint64_t		 bytes_out;
 	unsigned		 attempts;
+	struct progress		*prog;		/* live progress on a terminal, or NULL */
+	int			 slot;
+	uint64_t		 total;		/* content bytes the first PLAN announced */
 };
 
 static volatile sig_atomic_t total_limit;
@@ -171,6 +176,33 @@ remote_exit_error(int status, int r)
 	}
 }
 
+/*
+ * The receiver's progress: each attempt's PLAN counts what is still missing,
+ * so the run's figure is the first total less what is left now.
+ */
+static void
+pull_progress(void *arg, uint64_t wire, uint64_t done, uint64_t total)
+{
+	struct pull *p = arg;
+	uint64_t left = total > done ? total - done : 0;
+
+	if (total == 0)
+		return;
+	if (p->total == 0)
+		p->total = total;
+	progress_host_phase(p->prog, p->slot, "receiving");
+	progress_host_bytes(p->prog, p->slot, p->bytes_in + wire,
+	    p->total > left ? p->total - left : 0, p->total);
+	progress_tick(p->prog);
+}
+
+/* Log lines while the live progress is shown: above it, not through it. */
+static void
+pull_log_line(const char *line, void *arg)
+{
+	progress_log(arg, line);
+}
+
 static int
 pull_attempt(void *arg, unsigned n, int *progress)
 {
@@ -189,6 +221,12 @@ pull_attempt(void *arg, unsigned n, int *progress)
 	ro.root = p->host.path;
 	ro.state = p->host.state;
 	ro.result = &p->result;
+	if (p->prog != NULL) {
+		progress_host_phase(p->prog, p->slot, "planning");
+		progress_tick(p->prog);
+		ro.progress = pull_progress;
+		ro.progress_arg = p;
+	}
 	r = receiver_run(x, &ro);
 	cr = xport_close(x);
 	p->bytes_in += x->bytes_in;
@@ -423,9 +461,20 @@ pull_exec(int argc, char **argv, const struct config *unused)
 		signal(SIGALRM, on_alarm);
 		alarm(total);
 	}
+	if (!quiet && progress_mode_for(stderr) == PROGRESS_TTY) {
+		/* A person watching: bytes, rate, percent and ETA, redrawn in place. */
+		p.prog = progress_new(stderr, PROGRESS_TTY, "pull", 1);
+		p.slot = progress_host_begin(p.prog, p.host.name);
+		log_set_writer(pull_log_line, p.prog);
+	}
 	r = retry_run(p.host.name, p.host.retries, p.host.retry_max_wait, pull_attempt, &p,
 	    &hooks, NULL);
 	alarm(0);
+	if (p.prog != NULL) {
+		log_set_writer(NULL, NULL);
+		progress_free(p.prog);
+		p.prog = NULL;
+	}
 report:
 	summary(&p, r, line, sizeof(line));
 	log_syslog_event("%s", line);

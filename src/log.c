@@ -13,6 +13,15 @@ static int syslog_open;
 static char prefix[128];
 static int (*capture_fn)(const char *, void *);
 static void *capture_arg;
+static void (*writer_fn)(const char *, void *);
+static void *writer_arg;
+
+void
+log_set_writer(void (*fn)(const char *line, void *arg), void *arg)
+{
+	writer_fn = fn;
+	writer_arg = arg;
+}
 
 void
 log_set_capture(int (*fn)(const char *line, void *arg), void *arg)
@@ -76,7 +85,14 @@ vlog(enum log_level level, int priority, const char *err, const char *fmt, va_li
 		if (capture_fn(full, capture_arg))
 			captured = 1;
 	}
-	if (level <= current_level && !captured) {
+	if (level <= current_level && !captured && writer_fn != NULL) {
+		char full[4400];
+
+		snprintf(full, sizeof(full), "distsync: %s%s%s%s%s", prefix,
+		    level == LOG_LEVEL_WARN ? "warning: " : "", line, err ? ": " : "",
+		    err ? err : "");
+		writer_fn(full, writer_arg);
+	} else if (level <= current_level && !captured) {
 		/* One write per line so concurrent hosts do not interleave. */
 		if (err != NULL)
 			fprintf(stderr, "distsync: %s%s%s: %s\n", prefix,

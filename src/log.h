@@ -16,6 +16,12 @@ void	log_set_prefix(const char *prefix);
  * to the peer, which prints them prefixed by the host name.
  */
 void	log_set_capture(int (*fn)(const char *line, void *arg), void *arg);
+/*
+ * Hands each line that would go to stderr (whole, "distsync: ..." without the
+ * newline) to fn instead: a live progress display prints it above itself.
+ * NULL restores stderr.
+ */
+void	log_set_writer(void (*fn)(const char *line, void *arg), void *arg);
 /* Also sends warnings and errors to syslog under the ident "distsync". */
 void	log_open_syslog(void);
 /* Sends one line to syslog at notice level whether or not it was opened. */

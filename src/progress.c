@@ -157,6 +157,7 @@ draw(struct progress *p)
 {
 	char line[LINE_MAX_BYTES], sent[32], total[32], rate[48], eta[16];
 	size_t width = (size_t)term_width(p) - 1, shown = 0, active = 0;
+	const char *moved = strcmp(p->verb, "pull") == 0 ? "received" : "sent";
 	uint64_t wire = p->wire_finished;
 	double t = now();
 
@@ -175,12 +176,15 @@ draw(struct progress *p)
 		if (h->total > 0) {
 			util_format_bytes(h->total, total, sizeof(total));
 			format_eta(h, t, eta, sizeof(eta));
-			snprintf(line, sizeof(line), "  %-20s %-11s %10s sent %10s  %3d%% of %s  ETA %s",
-			    h->name, h->phase, sent, rate,
-			    (int)(100.0 * (double)h->done / (double)h->total), total, eta);
+			/* Percent and ETA first: a narrow terminal cuts the end. */
+			snprintf(line, sizeof(line), "  %-16s %-10s %3d%% of %-9s ETA %-7s %9s %s, %s",
+			    h->name, h->phase,
+			    h->done >= h->total ? 100 :
+			    (int)(100.0 * (double)h->done / (double)h->total), total, eta, sent,
+			    moved, rate);
 		} else
-			snprintf(line, sizeof(line), "  %-20s %-11s %10s sent %10s", h->name,
-			    h->phase, sent, rate);
+			snprintf(line, sizeof(line), "  %-16s %-10s %9s %s, %s", h->name,
+			    h->phase, sent, moved, rate);
 		put_line(p, line, width);
 		shown++;
 	}
@@ -191,8 +195,8 @@ draw(struct progress *p)
 	}
 	util_format_bytes(wire, sent, sizeof(sent));
 	format_rate((double)wire, t - p->start, rate, sizeof(rate));
-	snprintf(line, sizeof(line), "%s: %zu/%zu hosts done, %zu failed, %zu active, %s sent, %s",
-	    p->verb, p->finished, p->nhosts, p->failed, active, sent, rate);
+	snprintf(line, sizeof(line), "%s: %zu/%zu hosts done, %zu failed, %zu active, %s %s, %s",
+	    p->verb, p->finished, p->nhosts, p->failed, active, sent, moved, rate);
 	put_line(p, line, width);
 	shown++;
 	fflush(p->fp);

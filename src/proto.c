@@ -30,6 +30,7 @@ static const char *const type_names[] = {
 	[PROTO_SIGNATURE] = "SIGNATURE",
 	[PROTO_SIGNATURE_END] = "SIGNATURE_END",
 	[PROTO_RETRY] = "RETRY",
+	[PROTO_PLAN] = "PLAN",
 };
 
 const char *
@@ -670,6 +671,28 @@ proto_retry_free(struct proto_retry *m)
 	memset(m, 0, sizeof(*m));
 }
 
+/* PLAN: u64 objects, u64 bytes. */
+int
+proto_plan_encode(struct buf *b, const struct proto_plan *m)
+{
+	int r;
+
+	if ((r = buf_put_u64(b, m->objects)) != 0 || (r = buf_put_u64(b, m->bytes)) != 0)
+		return r;
+	return 0;
+}
+
+int
+proto_plan_decode(struct buf *b, const char *peer, struct proto_plan *m)
+{
+	memset(m, 0, sizeof(*m));
+	if (buf_get_u64(b, &m->objects) != 0 || buf_get_u64(b, &m->bytes) != 0)
+		return bad(peer, PROTO_PLAN, "truncated");
+	if (buf_len(b) != 0)
+		return bad(peer, PROTO_PLAN, "trailing bytes");
+	return 0;
+}
+
 int
 proto_msg_decode(uint8_t type, struct buf *b, const char *peer, struct proto_msg *m)
 {
@@ -698,6 +721,8 @@ proto_msg_decode(uint8_t type, struct buf *b, const char *peer, struct proto_msg
 		return proto_signature_decode(b, peer, &m->u.signature);
 	case PROTO_RETRY:
 		return proto_retry_decode(b, peer, &m->u.retry);
+	case PROTO_PLAN:
+		return proto_plan_decode(b, peer, &m->u.plan);
 	case PROTO_MANIFEST_REQUEST:
 	case PROTO_SIGNATURE_END:
 	case PROTO_OBJECT_END:
@@ -952,6 +977,9 @@ proto_send_msg(struct xport *x, uint8_t type, const void *m)
 		break;
 	case PROTO_RETRY:
 		r = proto_retry_encode(b, m);
+		break;
+	case PROTO_PLAN:
+		r = proto_plan_encode(b, m);
 		break;
 	case PROTO_MANIFEST_REQUEST:
 	case PROTO_SIGNATURE_END:

@@ -47,8 +47,9 @@ struct xport;
 #define PROTO_CAP_RESUME	(1u << 1)	/* OBJECT offset > 0 into a staged .part */
 #define PROTO_CAP_DELTA		(1u << 2)	/* encodings zstd-patch and rsync, SIGNATURE_REQUEST, RETRY */
 #define PROTO_CAP_ZIPPATCH	(1u << 3)	/* encoding zippatch (with PROTO_CAP_DELTA) */
+#define PROTO_CAP_PLAN		(1u << 4)	/* PLAN before the objects (for progress) */
 #define PROTO_CAP_ALL		(PROTO_CAP_ZSTD | PROTO_CAP_RESUME | PROTO_CAP_DELTA | \
-				 PROTO_CAP_ZIPPATCH)
+				 PROTO_CAP_ZIPPATCH | PROTO_CAP_PLAN)
 
 enum proto_type {
 	PROTO_HELLO = 1,
@@ -66,9 +67,10 @@ enum proto_type {
 	PROTO_SIGNATURE = 13,
 	PROTO_SIGNATURE_END = 14,
 	PROTO_RETRY = 15,
+	PROTO_PLAN = 16,
 };
 #define PROTO_TYPE_MIN	PROTO_HELLO
-#define PROTO_TYPE_MAX	PROTO_RETRY
+#define PROTO_TYPE_MAX	PROTO_PLAN
 
 enum proto_role {
 	PROTO_ROLE_INITIATOR = 1,	/* runs push/rollback/verify; the sender of a push */
@@ -189,6 +191,12 @@ struct proto_retry {
 	size_t		 nhashes;
 };
 
+/* What the sender is about to send (before its first OBJECT), for the receiver's progress. */
+struct proto_plan {
+	uint64_t	 objects;	/* objects it will send */
+	uint64_t	 bytes;		/* their content bytes, less what is staged already */
+};
+
 struct proto_commit {
 	char		*release;
 	uint8_t		*manifest;	/* canonical bytes; empty: the receiver's current one */
@@ -230,6 +238,7 @@ struct proto_msg {
 		struct proto_signature_request signature_request;
 		struct proto_signature	signature;
 		struct proto_retry	retry;
+		struct proto_plan	plan;
 	} u;
 	const uint8_t	*data;		/* DATA: the chunk, pointing into the payload */
 	size_t		 data_len;
@@ -253,6 +262,7 @@ int	proto_result_encode(struct buf *b, const struct proto_result *m);
 int	proto_signature_request_encode(struct buf *b, const struct proto_signature_request *m);
 int	proto_signature_encode(struct buf *b, const struct proto_signature *m);
 int	proto_retry_encode(struct buf *b, const struct proto_retry *m);
+int	proto_plan_encode(struct buf *b, const struct proto_plan *m);
 
 /*
  * Decoders consume the whole payload in b into *m (zeroed first) and reject
@@ -273,6 +283,7 @@ int	proto_signature_request_decode(struct buf *b, const char *peer,
 	    struct proto_signature_request *m);
 int	proto_signature_decode(struct buf *b, const char *peer, struct proto_signature *m);
 int	proto_retry_decode(struct buf *b, const char *peer, struct proto_retry *m);
+int	proto_plan_decode(struct buf *b, const char *peer, struct proto_plan *m);
 
 void	proto_hello_free(struct proto_hello *m);
 void	proto_error_free(struct proto_error *m);

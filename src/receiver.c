@@ -69,6 +69,8 @@ struct receiver {
 	size_t			 nretry;
 	uint64_t		 delta_objects;	/* received as deltas */
 	uint64_t		 fallbacks;	/* of which asked for again whole */
+	uint64_t		 done;		/* content bytes received, for progress */
+	uint64_t		 total;		/* as PLAN announced them */
 };
 
 #define ERRORS_MAX	(PROTO_MESSAGE_MAX - 256)
@@ -380,6 +382,14 @@ send_manifest(struct receiver *rc)
 	return r;
 }
 
+/* Tells the caller's progress callback, if any, how far the objects are. */
+static void
+report(struct receiver *rc)
+{
+	if (rc->opt->progress != NULL)
+		rc->opt->progress(rc->opt->progress_arg, rc->x->bytes_in, rc->done, rc->total);
+}
+
 /* Writes one DATA chunk of an object, decoding it by encoding. */
 static int
 object_data(struct receiver *rc, const struct proto_object *ob, int fd, const uint8_t *data,
@@ -400,6 +410,8 @@ object_data(struct receiver *rc, const struct proto_object *ob, int fd, const ui
 			return DS_ERR_SYSTEM;
 		}
 		*written += len;
+		rc->done += len;
+		report(rc);
 		return 0;
 	}
 	while (in.pos < in.size) {
@@ -424,7 +436,9 @@ object_data(struct receiver *rc, const struct proto_object *ob, int fd, const ui
 		}
 		*written += out.pos;
 		*zstd_left = rem;
+		rc->done += out.pos;
 	}
+	report(rc);
 	return 0;
 }
 
@@ -733,12 +747,16 @@ recv_delta_object(struct receiver *rc, const struct proto_object *ob, const char
 			r = DS_ERR_SYSTEM;
 			goto out;
 		}
+		report(rc);
 	}
 	rc->delta_objects++;
 	dr = decode_staged(rc, ob, fd, what);
 	unlinkat(target_state_fd(rc->t), name, 0);
-	if (dr == 0)
+	if (dr == 0) {
 		rc->objects++;
+		rc->done += ob->size;	/* a delta counts whole once decoded */
+		report(rc);
+	}
 	else if (dr == DS_ERR_SYSTEM || dr == DS_ERR_NOSPACE) {
 		r = dr;
 		goto out;
@@ -1095,6 +1113,11 @@ serve_push(struct receiver *rc, struct proto_result *res)
 			break;
 		case PROTO_SIGNATURE_REQUEST:
 			r = send_signatures(rc, &m.u.signature_request);
+			break;
+		case PROTO_PLAN:
+			rc->total = m.u.plan.bytes;
+			rc->done = 0;
+			report(rc);
 			break;
 		case PROTO_COMMIT:
 			if (rc->nretry > 0) {

@@ -27,6 +27,13 @@ struct receiver_options {
 	 * delivered): pull prints it. The caller frees it with proto_result_free.
 	 */
 	struct proto_result *result;
+	/*
+	 * When set, called as objects arrive (pull's progress): bytes read on
+	 * the transport, content bytes received, and the total the sender
+	 * announced in PLAN (0 until then).
+	 */
+	void	(*progress)(void *arg, uint64_t wire, uint64_t done, uint64_t total);
+	void	*progress_arg;
 };
 
 /*

@@ -1038,6 +1038,14 @@ send_objects(struct sender *s, const struct plan *plan, const struct proto_state
 		n++;
 	}
 	w.n = n;
+	if (s->caps & PROTO_CAP_PLAN) {
+		struct proto_plan pp = { n, 0 };
+
+		for (size_t i = 0; i < n; i++)
+			pp.bytes += w.items[i].po->entry->size - offsets[i];
+		if ((r = proto_send_msg(s->x, PROTO_PLAN, &pp)) != 0)
+			goto out;
+	}
 	if ((r = request_signatures(s, plan)) != 0)
 		goto out;
 	encoder_order(&w);

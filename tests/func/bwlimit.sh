@@ -42,7 +42,11 @@ staged() { find "$staging" -type f -printf '%s\n' 2>/dev/null | awk '{ s += $1 }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
 netns_shape 100mbit
-NX "$DISTSYNC" -c "$T_DIR/site.yml" pull --bwlimit 512kbit >"$T_DIR/pull.log" 2>&1 &
+# On a terminal (script(1) gives it one) pull shows bytes, percent and ETA;
+# each line the terminal gets is stamped with the time it arrived.
+stamp() { while IFS= read -r l; do echo "$(now_ms) $l"; done; }
+NX script -qfc "$DISTSYNC -c $T_DIR/site.yml pull --bwlimit 512kbit; echo \$? >$T_DIR/pull.status" \
+    /dev/null </dev/null 2>&1 | stamp >"$T_DIR/pull.tty" &
 pull=$!
 at_exit "kill $pull"
 # One sample a second for 23 s: time, content staged, bytes on the wire.
@@ -54,7 +58,7 @@ while [ $i -le 23 ]; do
 	i=$((i + 1))
 done
 wait $pull
-ok "the capped pull succeeded" test $? -eq 0
+ok "the capped pull succeeded" test "$(cat "$T_DIR/pull.status")" = 0
 ok "site has the release" test "$(tree_digest site/distribution)" = "$(tree_digest repo/dist)"
 # From sample 3 to sample 23 (20 s, past the connection setup). Content is
 # staged a 64 KiB frame at a time, too coarse for one second: bursts are
@@ -81,6 +85,33 @@ ok "wire rate within 10 % of the cap ($wire_rate)" \
 # Against the wire's own average, which carries the SSH and TCP overhead.
 ok "no 2 s window on the wire over 1.15x its average ($max_second)" \
     awk -v r="$max_second" -v a="$wire_rate" 'BEGIN { exit !(r <= 1.15 * a) }'
+
+# The ETA shown between 25 % and 75 % of the way foretold the end within
+# 15 % of the run's length (the cap makes the rate steady).
+ok "progress shows percent, ETA and bytes received" grep -q "% of .*ETA [0-9]*:[0-9][0-9] .* received" pull.tty
+eta=$(tr -d '\r' < pull.tty | awk '
+	NR == 1 { t0 = $1 }
+	{ end = $1 }
+	/% of .* ETA [0-9]+:[0-9][0-9]/ {
+		if (!match($0, /[0-9]+% of/)) next
+		pct = substr($0, RSTART, RLENGTH - 4) + 0
+		if (!match($0, /ETA [0-9]+:[0-9][0-9]/)) next
+		split(substr($0, RSTART + 4, RLENGTH - 4), ms, ":")
+		if (pct >= 25 && pct <= 75) { n++; t[n] = $1; e[n] = (ms[1] * 60 + ms[2]) * 1000 }
+	}
+	END {
+		worst = 0
+		for (i = 1; i <= n; i++) {
+			d = t[i] + e[i] - end
+			if (d < 0) d = -d
+			if (d > worst) worst = d
+		}
+		printf "%d %d %d\n", n, worst, end - t0
+	}')
+set -- $eta
+echo "# ETA: $1 readings between 25 % and 75 %, worst $2 ms off the end of a $3 ms run"
+ok "the ETA was shown mid-way ($1 readings)" test "$1" -ge 10
+ok "the ETA foretold the end within 15 % of the run ($2 ms of $3 ms)" test "$2" -le $(($3 * 15 / 100))
 
 # The cap from the site's config holds too (no option given).
 sed -i "s|    path: $T_DIR/site/distribution|&\n    bwlimit: 256kbit|" site.yml

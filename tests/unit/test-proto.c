@@ -58,6 +58,8 @@ static struct proto_result result = {
 	.nservices = 2, .health = "ok", .drift = drift, .ndrift = 1, .message = "",
 };
 
+static struct proto_plan plan = { .objects = 3, .bytes = 12000000 };
+
 struct sample {
 	uint8_t		 type;
 	const void	*msg;
@@ -72,6 +74,7 @@ static const struct sample samples[] = {
 	{ PROTO_OBJECT, &object },
 	{ PROTO_COMMIT, &commit },
 	{ PROTO_RESULT, &result },
+	{ PROTO_PLAN, &plan },
 };
 #define NSAMPLES (sizeof(samples) / sizeof(samples[0]))
 
@@ -87,6 +90,7 @@ encode(uint8_t type, const void *m, struct buf *b)
 	case PROTO_OBJECT:	return proto_object_encode(b, m);
 	case PROTO_COMMIT:	return proto_commit_encode(b, m);
 	case PROTO_RESULT:	return proto_result_encode(b, m);
+	case PROTO_PLAN:	return proto_plan_encode(b, m);
 	}
 	return DS_ERR_INVALID;
 }
