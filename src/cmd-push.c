@@ -226,17 +226,56 @@ out:
 	return r;
 }
 
-/* One host in this process, printed as before the fleet existed. */
+struct single_progress {
+	struct progress	*prog;
+	int		 slot;
+};
+
+static void
+single_progress(void *arg, uint64_t wire, uint64_t done, uint64_t total)
+{
+	struct single_progress *sp = arg;
+
+	progress_host_phase(sp->prog, sp->slot, "sending");
+	progress_host_bytes(sp->prog, sp->slot, wire, done, total);
+	progress_tick(sp->prog);
+}
+
+/* Log lines while the live progress is shown: above it, not through it. */
+static void
+single_log_line(const char *line, void *arg)
+{
+	progress_log(arg, line);
+}
+
+/*
+ * One host in this process, printed as before the fleet existed; on a
+ * terminal (not with --json) a live line shows percent, ETA, bytes and rate.
+ */
 static int
 push_single(const struct config *config, const struct config_host *host,
-    const struct sender_options *so, int json, struct fleet_result *res)
+    const struct sender_options *so_in, int json, struct fleet_result *res)
 {
+	struct sender_options so = *so_in;
+	struct single_progress sp = { NULL, -1 };
 	struct sender_report rep;
 	double t0 = retry_now_ns() / 1e9;
 	int r;
 
 	memset(&rep, 0, sizeof(rep));
-	r = push_host(config, host, so, &rep);
+	if (!json && log_get_level() >= LOG_LEVEL_INFO &&
+	    progress_mode_for(stderr) == PROGRESS_TTY) {
+		sp.prog = progress_new(stderr, PROGRESS_TTY, "push", 1);
+		sp.slot = progress_host_begin(sp.prog, host->name);
+		so.progress = single_progress;
+		so.progress_arg = &sp;
+		log_set_writer(single_log_line, sp.prog);
+	}
+	r = push_host(config, host, &so, &rep);
+	if (sp.prog != NULL) {
+		log_set_writer(NULL, NULL);
+		progress_free(sp.prog);
+	}
 	if (json) {
 		printf("[");
 		sender_report_json(&rep, host->name, PROTO_OP_PUSH, r, stdout);
@@ -244,7 +283,7 @@ push_single(const struct config *config, const struct config_host *host,
 	} else
 		sender_report_print(&rep, host->name, PROTO_OP_PUSH, r, stdout);
 	fflush(stdout);
-	result_from_report(&rep, so, r, res);
+	result_from_report(&rep, &so, r, res);
 	res->started = 1;
 	res->seconds = retry_now_ns() / 1e9 - t0;
 	if (r != 0 && res->reason == NULL)

@@ -27,6 +27,8 @@ struct progress_host {
 	char		 phase[32];
 	double		 start;
 	uint64_t	 wire, done, total;
+	double		 first_t;	/* when done first moved: the ETA's rate starts there */
+	uint64_t	 first_done;
 	int		 active;
 };
 
@@ -136,13 +138,15 @@ format_rate(double bytes, double seconds, char *buf, size_t len)
 static void
 format_eta(const struct progress_host *h, double t, char *buf, size_t len)
 {
-	double elapsed = t - h->start, left;
+	double elapsed = t - h->first_t, left;
 
-	if (h->total == 0 || h->done == 0 || h->done >= h->total || elapsed < 0.2) {
+	/* The rate since content started to move: connecting and planning are behind. */
+	if (h->total == 0 || h->first_t == 0 || h->done >= h->total || elapsed < 1.0 ||
+	    h->done <= h->first_done) {
 		snprintf(buf, len, "--:--");
 		return;
 	}
-	left = elapsed * (double)(h->total - h->done) / (double)h->done;
+	left = elapsed * (double)(h->total - h->done) / (double)(h->done - h->first_done);
 	if (left > 359999)
 		left = 359999;
 	if (left >= 3600)
@@ -280,6 +284,12 @@ progress_host_bytes(struct progress *p, int slot, uint64_t wire, uint64_t done, 
 		return;
 	h = &p->hosts[slot];
 	h->wire = wire;
+	if (h->first_t == 0 && done > 0) {
+		h->first_t = now();
+		h->first_done = done;
+	} else if (done < h->first_done) {
+		h->first_t = 0;	/* a new attempt counts afresh */
+	}
 	h->done = done;
 	h->total = total;
 	p->dirty = 1;

@@ -59,6 +59,13 @@ struct sender {
 	const struct proto_state *st;		/* the receiver's STATE (push) */
 	struct proto_signature	*sigs;		/* answers to SIGNATURE_REQUEST, by path */
 	size_t			 nsigs;
+	/*
+	 * The object in flight, for progress: content size, stream length, and
+	 * what is sent of it: stream bytes flushed to the transport (cur_stream),
+	 * or for a zstd stream, whose length is not known ahead, content read.
+	 */
+	uint64_t		 cur_size, cur_len, cur_sent;
+	int			 cur_stream;
 };
 
 /*
@@ -90,10 +97,19 @@ flush_chunk(struct sender *s)
 	if (buf_len(s->chunk) == 0)
 		return 0;
 	r = proto_send(s->x, PROTO_DATA, s->chunk);
+	if (s->cur_stream)
+		s->cur_sent += buf_len(s->chunk);
 	buf_reset(s->chunk);
-	if (s->opt->progress != NULL)
-		s->opt->progress(s->opt->progress_arg, s->x->bytes_out, s->report->object_bytes,
+	if (s->opt->progress != NULL) {
+		/* Done: whole objects, and the share of the one in flight. */
+		uint64_t done = s->report->object_bytes;
+
+		if (s->cur_len > 0 && s->cur_sent <= s->cur_len)
+			done += (uint64_t)((double)s->cur_size * (double)s->cur_sent /
+			    (double)s->cur_len);
+		s->opt->progress(s->opt->progress_arg, s->x->bytes_out, done,
 		    s->report->planned_bytes);
+	}
 	return r;
 }
 
@@ -181,6 +197,9 @@ send_content(struct sender *s, int fd, uint64_t offset, uint64_t size, uint8_t e
 		ZSTD_CCtx_setPledgedSrcSize(s->cctx, left);
 		obuf = xmalloc(outsz);
 	}
+	s->cur_size = s->cur_len = left;
+	s->cur_sent = 0;
+	s->cur_stream = enc == PROTO_ENC_RAW;
 	while (left > 0) {
 		n = read_some(fd, s->readbuf, left < READ_CHUNK ? (size_t)left : READ_CHUNK);
 		if (n < 0) {
@@ -194,6 +213,8 @@ send_content(struct sender *s, int fd, uint64_t offset, uint64_t size, uint8_t e
 			goto out;
 		}
 		left -= (uint64_t)n;
+		if (!s->cur_stream)
+			s->cur_sent += (uint64_t)n;
 		if (enc == PROTO_ENC_RAW) {
 			if ((r = put_data(s, s->readbuf, (size_t)n)) != 0)
 				goto out;
@@ -229,6 +250,7 @@ send_content(struct sender *s, int fd, uint64_t offset, uint64_t size, uint8_t e
 	}
 	r = flush_chunk(s);
 out:
+	s->cur_len = 0;
 	free(obuf);
 	return r;
 }
@@ -985,9 +1007,16 @@ send_encoded(struct sender *s, const struct encoded *e, uint64_t offset)
 	ob.offset = offset;
 	if (e->enc != PROTO_ENC_ZSTD)
 		memcpy(ob.basis, e->basis, HASH_LEN);
-	if ((r = proto_send_msg(s->x, PROTO_OBJECT, &ob)) != 0 ||
-	    (r = send_file_bytes(s, fd, offset, e->len - offset, what)) != 0 ||
-	    (r = proto_send(s->x, PROTO_OBJECT_END, NULL)) != 0)
+	/* Progress counts the whole object once its stream is sent, resumed or not. */
+	s->cur_size = ent->size;
+	s->cur_len = e->len;
+	s->cur_sent = offset;
+	s->cur_stream = 1;
+	r = proto_send_msg(s->x, PROTO_OBJECT, &ob);
+	if (r == 0)
+		r = send_file_bytes(s, fd, offset, e->len - offset, what);
+	s->cur_len = 0;
+	if (r != 0 || (r = proto_send(s->x, PROTO_OBJECT_END, NULL)) != 0)
 		goto out;
 	s->report->objects_sent++;
 	s->report->object_bytes += ent->size;

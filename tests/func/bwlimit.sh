@@ -45,6 +45,30 @@ netns_shape 100mbit
 # On a terminal (script(1) gives it one) pull shows bytes, percent and ETA;
 # each line the terminal gets is stamped with the time it arrived.
 stamp() { while IFS= read -r l; do echo "$(now_ms) $l"; done; }
+# eta_check FILE: "READINGS WORST_MS RUN_MS" for the ETAs a terminal got
+# (lines stamped by stamp) between 25 % and 75 %: how far the end they
+# foretold was from the real end (the last line).
+eta_check() {
+	tr -d '\r' < "$1" | awk '
+	NR == 1 { t0 = $1 }
+	{ end = $1 }
+	/% of .* ETA [0-9]+:[0-9][0-9]/ {
+		if (!match($0, /[0-9]+% of/)) next
+		pct = substr($0, RSTART, RLENGTH - 4) + 0
+		if (!match($0, /ETA [0-9]+:[0-9][0-9]/)) next
+		split(substr($0, RSTART + 4, RLENGTH - 4), ms, ":")
+		if (pct >= 25 && pct <= 75) { n++; t[n] = $1; e[n] = (ms[1] * 60 + ms[2]) * 1000 }
+	}
+	END {
+		worst = 0
+		for (i = 1; i <= n; i++) {
+			d = t[i] + e[i] - end
+			if (d < 0) d = -d
+			if (d > worst) worst = d
+		}
+		printf "%d %d %d\n", n, worst, end - t0
+	}'
+}
 NX script -qfc "$DISTSYNC -c $T_DIR/site.yml pull --bwlimit 512kbit; echo \$? >$T_DIR/pull.status" \
     /dev/null </dev/null 2>&1 | stamp >"$T_DIR/pull.tty" &
 pull=$!
@@ -89,29 +113,33 @@ ok "no 2 s window on the wire over 1.15x its average ($max_second)" \
 # The ETA shown between 25 % and 75 % of the way foretold the end within
 # 15 % of the run's length (the cap makes the rate steady).
 ok "progress shows percent, ETA and bytes received" grep -q "% of .*ETA [0-9]*:[0-9][0-9] .* received" pull.tty
-eta=$(tr -d '\r' < pull.tty | awk '
-	NR == 1 { t0 = $1 }
-	{ end = $1 }
-	/% of .* ETA [0-9]+:[0-9][0-9]/ {
-		if (!match($0, /[0-9]+% of/)) next
-		pct = substr($0, RSTART, RLENGTH - 4) + 0
-		if (!match($0, /ETA [0-9]+:[0-9][0-9]/)) next
-		split(substr($0, RSTART + 4, RLENGTH - 4), ms, ":")
-		if (pct >= 25 && pct <= 75) { n++; t[n] = $1; e[n] = (ms[1] * 60 + ms[2]) * 1000 }
-	}
-	END {
-		worst = 0
-		for (i = 1; i <= n; i++) {
-			d = t[i] + e[i] - end
-			if (d < 0) d = -d
-			if (d > worst) worst = d
-		}
-		printf "%d %d %d\n", n, worst, end - t0
-	}')
+eta=$(eta_check pull.tty)
 set -- $eta
 echo "# ETA: $1 readings between 25 % and 75 %, worst $2 ms off the end of a $3 ms run"
 ok "the ETA was shown mid-way ($1 readings)" test "$1" -ge 10
 ok "the ETA foretold the end within 15 % of the run ($2 ms of $3 ms)" test "$2" -le $(($3 * 15 / 100))
+
+# A push under a cap (the host's bwlimit) shows a true ETA as well: the share
+# of the object in flight counts, not only finished objects.
+cat >> repo/distsync.yml <<YML
+  far:
+    address: 127.0.0.1
+    port: $(sshd_port up)
+    user: $(id -un)
+    identity: $SSHD_CLIENT_KEY
+    known_hosts: $SSHD_KNOWN_HOSTS
+    remote_command: $DISTSYNC
+    path: $T_DIR/far/distribution
+    bwlimit: 1mbit
+YML
+NX script -qfc "cd $T_DIR/repo && $DISTSYNC push far --release 1; echo \$? >$T_DIR/push.status" \
+    /dev/null </dev/null 2>&1 | stamp >"$T_DIR/push.tty"
+ok "the capped push succeeded" test "$(cat "$T_DIR/push.status")" = 0
+ok "push shows percent, ETA and bytes sent" grep -q "% of .*ETA [0-9]*:[0-9][0-9] .* sent" push.tty
+set -- $(eta_check push.tty)
+echo "# push ETA: $1 readings between 25 % and 75 %, worst $2 ms off the end of a $3 ms run"
+ok "the push's ETA was shown mid-way ($1 readings)" test "$1" -ge 10
+ok "the push's ETA foretold the end within 15 % ($2 ms of $3 ms)" test "$2" -le $(($3 * 15 / 100))
 
 # The cap from the site's config holds too (no option given).
 sed -i "s|    path: $T_DIR/site/distribution|&\n    bwlimit: 256kbit|" site.yml
