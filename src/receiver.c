@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,32 @@
 
 struct basis_ref;
 
+/*
+ * A delta stream received whole, waiting to be decoded against its basis.
+ * Decoding (a zippatch re-deflates a whole war) runs on one worker thread
+ * while the session goes on receiving, so the link does not wait for it;
+ * the results are taken in before COMMIT answers (RETRY for failures).
+ */
+struct decode_job {
+	struct decode_job	*next;
+	struct proto_object	 ob;
+	int			 encfd;		/* the encoded stream */
+	int			 basis;		/* opened by the session thread */
+	char			*name;		/* staging/HEX.ENC.part, removed once decoded */
+	char			*what;
+	int			 result;
+};
+
+struct decoder {
+	pthread_mutex_t		 lock;
+	pthread_cond_t		 cond;
+	pthread_t		 thread;
+	int			 started, stop;
+	struct decode_job	*queue, **queue_tail;	/* waiting */
+	struct decode_job	*done;			/* decoded, not taken in yet */
+	size_t			 busy;			/* queued or decoding */
+};
+
 struct receiver {
 	struct xport		*x;
 	const struct receiver_options *opt;
@@ -71,6 +98,8 @@ struct receiver {
 	uint64_t		 fallbacks;	/* of which asked for again whole */
 	uint64_t		 done;		/* content bytes received, for progress */
 	uint64_t		 total;		/* as PLAN announced them */
+	struct decoder		 dec;
+	pthread_mutex_t		 errors_lock;	/* capture_error runs on the decoder too */
 };
 
 #define ERRORS_MAX	(PROTO_MESSAGE_MAX - 256)
@@ -82,13 +111,17 @@ capture_error(const char *line, void *arg)
 	struct receiver *rc = arg;
 	size_t len = strlen(line);
 
-	if (rc->errors_len + len + 2 > ERRORS_MAX)
+	pthread_mutex_lock(&rc->errors_lock);
+	if (rc->errors_len + len + 2 > ERRORS_MAX) {
+		pthread_mutex_unlock(&rc->errors_lock);
 		return 0;	/* too many to carry: print the rest here */
+	}
 	rc->errors = xreallocarray(rc->errors, rc->errors_len + len + 2, 1);
 	if (rc->errors_len > 0)
 		rc->errors[rc->errors_len++] = '\n';
 	memcpy(rc->errors + rc->errors_len, line, len + 1);
 	rc->errors_len += len;
+	pthread_mutex_unlock(&rc->errors_lock);
 	return 1;
 }
 
@@ -641,18 +674,13 @@ retry_add(struct receiver *rc, const uint8_t hash[HASH_LEN])
 
 /* Decodes a complete encoded stream (fd at any offset) against its basis into staging. */
 static int
-decode_staged(struct receiver *rc, const struct proto_object *ob, int encfd, const char *what)
+decode_staged(struct receiver *rc, const struct proto_object *ob, int basis, int encfd,
+    const char *what)
 {
 	uint8_t got[HASH_LEN];
 	uint64_t len = 0;
-	int basis = -1, out = -1, r;
+	int out = -1, r;
 
-	if ((basis = open_basis(rc, ob->basis)) == -1) {
-		log_warn("%s: %s: the basis of its delta is not on this site; asking for the "
-		    "whole object", rc->x->peer, what);
-		r = DS_ERR_NOTFOUND;
-		goto out;
-	}
 	if (lseek(encfd, 0, SEEK_SET) != 0) {
 		r = DS_ERR_SYSTEM;
 		goto out;
@@ -677,9 +705,170 @@ decode_staged(struct receiver *rc, const struct proto_object *ob, int encfd, con
 	}
 	r = stage_finish(rc->t, ob->hash, out);
 out:
-	if (basis != -1)
-		close(basis);
 	return r;
+}
+
+static void
+job_free(struct decode_job *j)
+{
+	if (j->encfd != -1)
+		close(j->encfd);
+	if (j->basis != -1)
+		close(j->basis);
+	free(j->name);
+	free(j->what);
+	free(j);
+}
+
+static void *
+decoder_main(void *arg)
+{
+	struct receiver *rc = arg;
+	struct decoder *d = &rc->dec;
+	struct decode_job *j;
+
+	pthread_mutex_lock(&d->lock);
+	for (;;) {
+		while (d->queue == NULL && !d->stop)
+			pthread_cond_wait(&d->cond, &d->lock);
+		if (d->queue == NULL)
+			break;
+		j = d->queue;
+		d->queue = j->next;
+		if (d->queue == NULL)
+			d->queue_tail = &d->queue;
+		pthread_mutex_unlock(&d->lock);
+		j->result = decode_staged(rc, &j->ob, j->basis, j->encfd, j->what);
+		pthread_mutex_lock(&d->lock);
+		j->next = d->done;
+		d->done = j;
+		d->busy--;
+		pthread_cond_broadcast(&d->cond);
+	}
+	pthread_mutex_unlock(&d->lock);
+	return NULL;
+}
+
+/* Takes in one decoded job: the object is staged, or asked for whole. */
+static int
+job_finish(struct receiver *rc, struct decode_job *j)
+{
+	int r = 0;
+
+	unlinkat(target_state_fd(rc->t), j->name, 0);
+	if (j->result == 0) {
+		rc->objects++;
+		rc->done += j->ob.size;	/* a delta counts whole once decoded */
+		report(rc);
+	} else if (j->result == DS_ERR_SYSTEM || j->result == DS_ERR_NOSPACE)
+		r = j->result;
+	else {
+		retry_add(rc, j->ob.hash);
+		rc->fallbacks++;
+	}
+	job_free(j);
+	return r;
+}
+
+/* Takes in every decoded job; with wait, first lets the worker finish the queue. */
+static int
+decoder_collect(struct receiver *rc, int wait)
+{
+	struct decoder *d = &rc->dec;
+	struct decode_job *list, *next;
+	int r = 0, r2;
+
+	if (!d->started)
+		return 0;
+	pthread_mutex_lock(&d->lock);
+	while (wait && d->busy > 0)
+		pthread_cond_wait(&d->cond, &d->lock);
+	list = d->done;
+	d->done = NULL;
+	pthread_mutex_unlock(&d->lock);
+	for (; list != NULL; list = next) {
+		next = list->next;
+		if ((r2 = job_finish(rc, list)) != 0 && r == 0)
+			r = r2;
+	}
+	return r;
+}
+
+/*
+ * Hands a whole delta stream (encfd, staged as name) to the worker, which is
+ * started on first use; decodes it here when no thread can be had. Takes
+ * ownership of encfd, basis and name.
+ */
+static int
+decoder_submit(struct receiver *rc, const struct proto_object *ob, int basis, int encfd,
+    char *name, const char *what)
+{
+	struct decoder *d = &rc->dec;
+	struct decode_job *j = xcalloc(1, sizeof(*j));
+
+	j->ob = *ob;
+	j->basis = basis;
+	j->encfd = encfd;
+	j->name = name;
+	j->what = xstrdup(what);
+	if (!d->started) {
+		pthread_mutex_init(&d->lock, NULL);
+		pthread_cond_init(&d->cond, NULL);
+		d->queue_tail = &d->queue;
+		if (pthread_create(&d->thread, NULL, decoder_main, rc) == 0)
+			d->started = 1;
+		else {
+			pthread_mutex_destroy(&d->lock);
+			pthread_cond_destroy(&d->cond);
+		}
+	}
+	if (!d->started) {
+		j->result = decode_staged(rc, &j->ob, j->basis, j->encfd, j->what);
+		return job_finish(rc, j);
+	}
+	pthread_mutex_lock(&d->lock);
+	*d->queue_tail = j;
+	d->queue_tail = &j->next;
+	d->busy++;
+	pthread_cond_broadcast(&d->cond);
+	pthread_mutex_unlock(&d->lock);
+	/* Results that are ready already: progress moves, a full disk stops early. */
+	return decoder_collect(rc, 0);
+}
+
+/*
+ * Ends the worker: it finishes the job in hand; the queued ones are dropped
+ * (their streams stay staged whole, so the next session sends nothing more
+ * of them and decodes them then).
+ */
+static void
+decoder_stop(struct receiver *rc)
+{
+	struct decoder *d = &rc->dec;
+	struct decode_job *j, *next;
+
+	if (!d->started)
+		return;
+	pthread_mutex_lock(&d->lock);
+	d->stop = 1;
+	for (j = d->queue; j != NULL; j = next) {
+		next = j->next;
+		job_free(j);
+		d->busy--;
+	}
+	d->queue = NULL;
+	d->queue_tail = &d->queue;
+	pthread_cond_broadcast(&d->cond);
+	pthread_mutex_unlock(&d->lock);
+	pthread_join(d->thread, NULL);
+	for (j = d->done; j != NULL; j = next) {
+		next = j->next;
+		job_free(j);
+	}
+	d->done = NULL;
+	d->started = 0;
+	pthread_mutex_destroy(&d->lock);
+	pthread_cond_destroy(&d->cond);
 }
 
 /* Receives DATA... OBJECT_END of a delta object: stage the stream, then decode it. */
@@ -691,7 +880,7 @@ recv_delta_object(struct receiver *rc, const struct proto_object *ob, const char
 	char hex[HASH_HEX_LEN + 1], *name;
 	/* The sender sends a delta only when it is not larger than the content (delta.h). */
 	uint64_t limit = ob->size + DELTA_RAW_SLACK + 4096, have;
-	int fd = -1, r, dr;
+	int fd = -1, basis, r;
 
 	hash_to_hex(ob->hash, hex);
 	name = xasprintf("staging/%s.%s.part", hex, delta_encoding_name(ob->encoding));
@@ -750,21 +939,18 @@ recv_delta_object(struct receiver *rc, const struct proto_object *ob, const char
 		report(rc);
 	}
 	rc->delta_objects++;
-	dr = decode_staged(rc, ob, fd, what);
-	unlinkat(target_state_fd(rc->t), name, 0);
-	if (dr == 0) {
-		rc->objects++;
-		rc->done += ob->size;	/* a delta counts whole once decoded */
-		report(rc);
-	}
-	else if (dr == DS_ERR_SYSTEM || dr == DS_ERR_NOSPACE) {
-		r = dr;
-		goto out;
-	} else {
+	if ((basis = open_basis(rc, ob->basis)) == -1) {
+		log_warn("%s: %s: the basis of its delta is not on this site; asking for the "
+		    "whole object", rc->x->peer, what);
+		unlinkat(target_state_fd(rc->t), name, 0);
 		retry_add(rc, ob->hash);
 		rc->fallbacks++;
+		r = 0;
+		goto out;
 	}
-	r = 0;
+	r = decoder_submit(rc, ob, basis, fd, name, what);
+	fd = -1;
+	name = NULL;
 out:
 	if (fd != -1)
 		close(fd);
@@ -1120,6 +1306,9 @@ serve_push(struct receiver *rc, struct proto_result *res)
 			report(rc);
 			break;
 		case PROTO_COMMIT:
+			/* Every delta decoded: the failures are in the RETRY list. */
+			if ((r = decoder_collect(rc, 1)) != 0)
+				break;
 			if (rc->nretry > 0) {
 				/* Deltas failed: the sender sends those whole, then COMMITs again. */
 				struct proto_retry rt = { rc->retry, rc->nretry };
@@ -1181,6 +1370,7 @@ receiver_run(struct xport *x, const struct receiver_options *opt)
 	rc.dctx = ZSTD_createDCtx();
 	rc.outsize = ZSTD_DStreamOutSize();
 	rc.outbuf = xmalloc(rc.outsize);
+	pthread_mutex_init(&rc.errors_lock, NULL);
 	log_set_capture(capture_error, &rc);
 
 	if ((r = proto_recv_msg(x, PROTO_HELLO, rc.payload, &m)) != 0)
@@ -1218,6 +1408,7 @@ receiver_run(struct xport *x, const struct receiver_options *opt)
 		break;
 	}
 out:
+	decoder_stop(&rc);
 	/*
 	 * Before the first answer an error is an ERROR frame, after it a RESULT.
 	 * A broken stream carries neither: the errors are printed here then.
@@ -1251,5 +1442,6 @@ out:
 	ZSTD_freeDCtx(rc.dctx);
 	free(rc.outbuf);
 	buf_free(rc.payload);
+	pthread_mutex_destroy(&rc.errors_lock);
 	return r;
 }
