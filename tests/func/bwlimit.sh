@@ -24,19 +24,11 @@ YML
 head -c 1200000 /dev/urandom > repo/dist/openmrs_modules/a.omod
 head -c 800000 /dev/urandom > repo/dist/openmrs_modules/b.omod
 (cd repo && "$DISTSYNC" release --version 1) >/dev/null 2>&1
-cat > site.yml <<YML
-distribution: {name: test}
-hosts:
-  central:
-    address: 127.0.0.1
-    port: $(sshd_port up)
-    user: $(id -un)
-    identity: $SSHD_CLIENT_KEY
-    known_hosts: $SSHD_KNOWN_HOSTS
-    remote_command: $DISTSYNC
-    path: $T_DIR/site/distribution
-site: {upstream: central, repository: $T_DIR/repo/distsync.yml, host: site}
-YML
+{
+	printf 'distribution: {name: test}\nhosts:\n'
+	sshd_host_yml up central "$T_DIR/site/distribution"
+	echo "site: {upstream: central, repository: $T_DIR/repo/distsync.yml, host: site}"
+} > site.yml
 staging=$T_DIR/site/.distribution.distsync/staging
 staged() { find "$staging" -type f -printf '%s\n' 2>/dev/null | awk '{ s += $1 } END { print s + 0 }'; }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
@@ -121,17 +113,7 @@ ok "the ETA foretold the end within 15 % of the run ($2 ms of $3 ms)" test "$2" 
 
 # A push under a cap (the host's bwlimit) shows a true ETA as well: the share
 # of the object in flight counts, not only finished objects.
-cat >> repo/distsync.yml <<YML
-  far:
-    address: 127.0.0.1
-    port: $(sshd_port up)
-    user: $(id -un)
-    identity: $SSHD_CLIENT_KEY
-    known_hosts: $SSHD_KNOWN_HOSTS
-    remote_command: $DISTSYNC
-    path: $T_DIR/far/distribution
-    bwlimit: 1mbit
-YML
+{ sshd_host_yml up far "$T_DIR/far/distribution"; echo "    bwlimit: 1mbit"; } >> repo/distsync.yml
 NX script -qfc "cd $T_DIR/repo && $DISTSYNC push far --release 1; echo \$? >$T_DIR/push.status" \
     /dev/null </dev/null 2>&1 | stamp >"$T_DIR/push.tty"
 ok "the capped push succeeded" test "$(cat "$T_DIR/push.status")" = 0
