@@ -5,9 +5,11 @@
  */
 #include "autoconf.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define ZSTD_STATIC_LINKING_ONLY
 #include <zstd.h>
@@ -36,6 +38,9 @@
 #define WINDOWLOG_MAX		31
 /* Full parameter searches for entries the common parameters do not reproduce. */
 #define SEARCH_BUDGET		64
+/* Decode re-deflates on up to this many threads, each share at least PART_MIN bytes of view. */
+#define DECODE_THREADS_MAX	4
+#define PART_MIN		(4u * 1024 * 1024)
 
 /* One entry's data in the zip, in file order. */
 struct zentry {
@@ -633,18 +638,91 @@ redeflate(struct zstreams *z, unsigned p, const uint8_t *in, size_t len, zipdelt
 	return 0;
 }
 
+/* One recipe record, located in the view. */
+struct record {
+	uint64_t	 pos;		/* view offset of the entry's bytes (after its gap) */
+	uint64_t	 gap, len;
+	unsigned	 p;
+};
+
+/* A run of records rebuilt by a helper thread into its own buffer. */
+struct part {
+	const uint8_t		*bytes;		/* the view's bytes section */
+	const struct record	*rec;
+	size_t			 first, end;	/* records [first, end) */
+	struct obuf		 out;
+	pthread_t		 thread;
+	int			 started, result;
+};
+
+static int
+obuf_emit(void *arg, const void *data, size_t len)
+{
+	obuf_put(arg, data, len);
+	return 0;
+}
+
+/* Emits records [first, end): each one's gap bytes, then its entry re-deflated or as is. */
+static int
+rebuild(const uint8_t *bytes, const struct record *rec, size_t first, size_t end,
+    zipdelta_emit_fn emit, void *arg)
+{
+	struct zstreams z;
+	int r = 0;
+
+	memset(&z, 0, sizeof(z));
+	for (size_t k = first; k < end && r == 0; k++) {
+		if ((r = emit(arg, bytes + rec[k].pos - rec[k].gap, (size_t)rec[k].gap)) != 0)
+			break;
+		if (rec[k].p == 0)
+			r = emit(arg, bytes + rec[k].pos, (size_t)rec[k].len);
+		else
+			r = redeflate(&z, rec[k].p, bytes + rec[k].pos, (size_t)rec[k].len, emit,
+			    arg);
+	}
+	zstreams_release(&z);
+	return r;
+}
+
+static void *
+part_main(void *arg)
+{
+	struct part *pt = arg;
+
+	pt->result = rebuild(pt->bytes, pt->rec, pt->first, pt->end, obuf_emit, &pt->out);
+	return NULL;
+}
+
+/* How many threads a decode of VIEW_LEN bytes uses. */
+static size_t
+decode_threads(uint64_t view_len)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	uint64_t by_size = view_len / PART_MIN;
+
+	if (n < 1)
+		n = 1;
+	if (n > DECODE_THREADS_MAX)
+		n = DECODE_THREADS_MAX;
+	if (by_size < (uint64_t)n)
+		n = by_size > 0 ? (long)by_size : 1;
+	return (size_t)n;
+}
+
 int
 zipdelta_decode(const uint8_t *basis, size_t basis_len, const uint8_t *in, size_t in_len,
     zipdelta_emit_fn emit, void *arg)
 {
 	struct obuf bview = { NULL, 0, 0 }, tview = { NULL, 0, 0 };
-	struct zstreams z;
-	uint64_t records, pos = 0, gap, len;
-	size_t rpos = 0, base;
+	struct record *rec = NULL;
+	struct part parts[DECODE_THREADS_MAX];
+	uint64_t records, pos = 0, gap, len, avail;
+	size_t rpos = 0, base, nparts = 0, first;
+	const uint8_t *bytes;
 	unsigned common;
 	int r;
 
-	memset(&z, 0, sizeof(z));
+	memset(parts, 0, sizeof(parts));
 	if (in_len < HEADER_LEN || memcmp(in, MAGIC, MAGIC_LEN) != 0 ||
 	    (in[MAGIC_LEN] != 0 && !param_valid(in[MAGIC_LEN]))) {
 		log_error("zipdelta: stream does not start with a zip patch header");
@@ -663,46 +741,73 @@ zipdelta_decode(const uint8_t *basis, size_t basis_len, const uint8_t *in, size_
 		log_error("zipdelta: recipe is malformed");
 		goto out;
 	}
+	rec = xcalloc(records + 1, sizeof(*rec));
 	/* Walk once to find where the bytes start, checking every record. */
 	for (uint64_t k = 0; k < records; k++) {
-		if (get_varint(tview.p, tview.len, &rpos, &gap) != 0 ||
-		    get_varint(tview.p, tview.len, &rpos, &len) != 0 || rpos >= tview.len ||
-		    (tview.p[rpos] != 0 && !param_valid(tview.p[rpos]))) {
+		if (get_varint(tview.p, tview.len, &rpos, &rec[k].gap) != 0 ||
+		    get_varint(tview.p, tview.len, &rpos, &rec[k].len) != 0 ||
+		    rpos >= tview.len || (tview.p[rpos] != 0 && !param_valid(tview.p[rpos]))) {
 			log_error("zipdelta: recipe is malformed");
 			goto out;
 		}
-		rpos++;
+		rec[k].p = tview.p[rpos++];
 	}
 	base = rpos;
-	rpos = 0;
-	(void)get_varint(tview.p, tview.len, &rpos, &records);
+	bytes = tview.p + base;
+	avail = tview.len - base;
 	for (uint64_t k = 0; k < records; k++) {
-		const uint8_t *bytes = tview.p + base;
-		uint64_t avail = tview.len - base;
-		unsigned p;
-
-		(void)get_varint(tview.p, base, &rpos, &gap);
-		(void)get_varint(tview.p, base, &rpos, &len);
-		p = tview.p[rpos++];
+		gap = rec[k].gap;
+		len = rec[k].len;
 		if (gap > avail - pos || len > avail - pos - gap) {
 			log_error("zipdelta: recipe points past its view");
 			goto out;
 		}
-		if ((r = emit(arg, bytes + pos, (size_t)gap)) != 0)
-			goto out;
-		pos += gap;
-		if (p == 0)
-			r = emit(arg, bytes + pos, (size_t)len);
-		else
-			r = redeflate(&z, p, bytes + pos, (size_t)len, emit, arg);
-		if (r != 0)
-			goto out;
-		pos += len;
-		r = DS_ERR_CORRUPT;
+		rec[k].pos = pos + gap;
+		pos += gap + len;
 	}
-	r = emit(arg, tview.p + base + pos, (size_t)(tview.len - base - pos));
+	/*
+	 * The first share is rebuilt here straight into emit; the others on
+	 * helper threads into buffers, emitted in order after it.
+	 */
+	nparts = decode_threads(pos);
+	first = 0;
+	for (size_t i = 1; i < nparts; i++) {
+		uint64_t cut = pos / nparts * i;
+		size_t k = first;
+
+		while (k < records && rec[k].pos + rec[k].len <= cut)
+			k++;
+		parts[i].bytes = bytes;
+		parts[i].rec = rec;
+		parts[i].first = k;
+		parts[i - 1].end = k;
+		first = k;
+	}
+	parts[nparts - 1].end = (size_t)records;
+	for (size_t i = 1; i < nparts; i++)
+		parts[i].started = pthread_create(&parts[i].thread, NULL, part_main,
+		    &parts[i]) == 0;
+	r = rebuild(bytes, rec, 0, parts[0].end, emit, arg);
+	for (size_t i = 1; i < nparts; i++) {
+		if (!parts[i].started)	/* no thread: rebuild it here */
+			part_main(&parts[i]);
+		else
+			pthread_join(parts[i].thread, NULL);
+		parts[i].started = 0;
+		if (r == 0)
+			r = parts[i].result;
+		if (r == 0 && parts[i].out.len > 0)
+			r = emit(arg, parts[i].out.p, parts[i].out.len);
+	}
+	if (r == 0)
+		r = emit(arg, bytes + pos, (size_t)(avail - pos));
 out:
-	zstreams_release(&z);
+	for (size_t i = 1; i < nparts; i++) {
+		if (parts[i].started)
+			pthread_join(parts[i].thread, NULL);
+		free(parts[i].out.p);
+	}
+	free(rec);
 	free(bview.p);
 	free(tview.p);
 	return r;

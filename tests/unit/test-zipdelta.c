@@ -12,6 +12,7 @@
 
 #include <fcntl.h>
 #include <stdint.h>
+#include <unistd.h>
 
 #include "tap.h"
 #include "delta.h"
@@ -40,10 +41,10 @@ static const char make_py[] =
 "    b = ' '.join(r.choice(words) for _ in range(200 + r.randrange(2000)))\n"
 "    if changed and i in (17, 24): b = b.replace('concept', 'CONCEPT', 3) + ' added'\n"
 "    return b.encode()\n"
-"def pyzip(level, changed):\n"
+"def pyzip(level, changed, n=150):\n"
 "    with zipfile.ZipFile(out, 'w') as z:\n"
 "        z.writestr('META-INF/MANIFEST.MF', b'Manifest-Version: 1.0\\n', zipfile.ZIP_STORED)\n"
-"        for i in range(150):\n"
+"        for i in range(n):\n"
 "            z.writestr(zipfile.ZipInfo('org/x/C%d.class' % i, (2020,1,1,0,0,0)), body(i, changed),\n"
 "                       zipfile.ZIP_DEFLATED, level)\n"
 "def raw(data, level, strategy):\n"
@@ -77,6 +78,7 @@ static const char make_py[] =
 "    open(out, 'wb').write(f)\n"
 "if mode == 'py': pyzip(int(arg), False)\n"
 "elif mode == 'changed': pyzip(int(arg), True)\n"
+"elif mode == 'big': pyzip(6, arg == 'changed', 1500)\n"
 "elif mode == 'mixed': manual(False, False)\n"
 "elif mode == 'mixed-changed': manual(True, False)\n"
 "elif mode == 'zip64': manual(False, True)\n"
@@ -391,6 +393,43 @@ out:
 	free(e);
 }
 
+/*
+ * A war-sized view (about 18 MB): decode re-deflates it in shares on helper
+ * threads (one per core, up to 4) and emits them in order; the bytes must be
+ * the target's exactly, and a corrupt share must fail the whole decode.
+ */
+static void
+test_big(void)
+{
+	uint64_t plen;
+	size_t elen;
+	uint8_t *e;
+	FILE *fp;
+
+	if (make_zip("big", "big-a.jar", "") != 0 || make_zip("big", "big-b.jar", "changed") != 0) {
+		CHECK(0, "python3 makes the big zips");
+		return;
+	}
+	CHECK(encode(DELTA_ZIP_PATCH, "big-a.jar", "big-b.jar", "big.bin", &plen) == 0,
+	    "big: zippatch encodes (%llu bytes for %llu)", (unsigned long long)plen,
+	    (unsigned long long)size_of("big-b.jar"));
+	CHECK(decode_matches("big-a.jar", "big.bin", "big-b.jar") == 0,
+	    "big: decodes to the exact zip (%ld cores)", sysconf(_SC_NPROCESSORS_ONLN));
+	/* A wrong byte in the last share's deflate parameters or bytes. */
+	e = slurp("big.bin", &elen);
+	if (elen > 64) {
+		e[elen - 40] ^= 0x55;
+		fp = fopen("big-bad.bin", "wb");
+		if (fp != NULL) {
+			fwrite(e, 1, elen, fp);
+			fclose(fp);
+		}
+		CHECK(decode_matches("big-a.jar", "big-bad.bin", "big-b.jar") != 0,
+		    "big: a corrupt stream does not decode to the zip");
+	}
+	free(e);
+}
+
 int
 main(void)
 {
@@ -403,5 +442,6 @@ main(void)
 	tap_run("zip-cli", test_zip_cli);
 	tap_run("refused", test_refused);
 	tap_run("mutations", test_mutations);
+	tap_run("big", test_big);
 	return tap_done();
 }
