@@ -280,12 +280,13 @@ release_exec(int argc, char **argv, const struct config *config)
 	if (precompute_n > 0 && (r = precompute(store, id, m, precompute_n)) != 0)
 		goto out;
 	if (prune) {
-		size_t rr = 0, ro = 0;
-		if ((r = store_prune(store, config->distribution.keep_releases, &rr, &ro)) != 0)
+		size_t rr = 0, ro = 0, rd = 0;
+		if ((r = store_prune(store, config->distribution.keep_releases, &rr, &ro, &rd)) != 0)
 			goto out;
 		if (rr > 0)
-			printf("pruned %zu old release%s and %zu unreferenced objects (keep_releases: %u)\n",
-			    rr, rr == 1 ? "" : "s", ro, config->distribution.keep_releases);
+			printf("pruned %zu old release%s, %zu unreferenced objects and %zu cached "
+			    "encodings (keep_releases: %u)\n", rr, rr == 1 ? "" : "s", ro, rd,
+			    config->distribution.keep_releases);
 	}
 out:
 	if (unpacked != NULL)

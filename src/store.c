@@ -436,11 +436,63 @@ hash_cmp(const void *a, const void *b)
 	return memcmp(a, b, HASH_LEN);
 }
 
+/* Whether hash is in the sorted refs. */
+static int
+referenced(const uint8_t hash[HASH_LEN], uint8_t (*refs)[HASH_LEN], size_t nrefs)
+{
+	return nrefs > 0 && bsearch(hash, refs, nrefs, HASH_LEN, hash_cmp) != NULL;
+}
+
+/*
+ * Removes deltas/BASIS-TARGET.ENC (BASIS "none" for whole-file encodings)
+ * whose target no kept release holds, or whose basis the store no longer
+ * has (rsync deltas excepted: their basis is a site's file, not an object).
+ * Temp files (a push encoding now) and names of other shapes are left alone.
+ */
+static size_t
+prune_deltas(const struct store *s, uint8_t (*refs)[HASH_LEN], size_t nrefs)
+{
+	char *dir = xasprintf("%s/deltas", s->dir);
+	uint8_t basis[HASH_LEN], target[HASH_LEN];
+	size_t removed = 0;
+	DIR *d;
+
+	if ((d = opendir(dir)) == NULL) {
+		free(dir);
+		return 0;
+	}
+	for (struct dirent *de; (de = readdir(d)) != NULL;) {
+		const char *name = de->d_name, *dash = strchr(name, '-'), *enc;
+		int has_basis;
+
+		if (dash == NULL || strlen(dash + 1) <= HASH_HEX_LEN ||
+		    dash[1 + HASH_HEX_LEN] != '.')
+			continue;
+		enc = dash + 2 + HASH_HEX_LEN;
+		if (strchr(enc, '.') != NULL)
+			continue;	/* BASIS-TARGET.ENC.PID.N.tmp: being written */
+		has_basis = dash - name == HASH_HEX_LEN;
+		if ((!has_basis && (dash - name != 4 || strncmp(name, "none", 4) != 0)) ||
+		    (has_basis && hash_from_hex(name, HASH_HEX_LEN, basis) != 0) ||
+		    hash_from_hex(dash + 1, HASH_HEX_LEN, target) != 0)
+			continue;
+		if (referenced(target, refs, nrefs) && (!has_basis || strcmp(enc, "rsync") == 0 ||
+		    referenced(basis, refs, nrefs)))
+			continue;
+		if (unlinkat(dirfd(d), name, 0) == 0)
+			removed++;
+	}
+	closedir(d);
+	free(dir);
+	return removed;
+}
+
 int
-store_prune(struct store *s, unsigned keep, size_t *releases_removed, size_t *objects_removed)
+store_prune(struct store *s, unsigned keep, size_t *releases_removed, size_t *objects_removed,
+    size_t *deltas_removed)
 {
 	char **ids = NULL;
-	size_t n, first, nrefs = 0, alloc = 0, robj = 0, rrel = 0;
+	size_t n, first, nrefs = 0, alloc = 0, robj = 0, rrel = 0, rdel = 0;
 	uint8_t (*refs)[HASH_LEN] = NULL;
 	char *objdir = NULL;
 	DIR *top = NULL;
@@ -505,7 +557,7 @@ store_prune(struct store *s, unsigned keep, size_t *releases_removed, size_t *ob
 				snprintf(hex, sizeof(hex), "%s%s", de->d_name, oe->d_name);
 				if (hash_from_hex(hex, HASH_HEX_LEN, h) != 0)
 					continue;
-				if ((nrefs == 0 || bsearch(h, refs, nrefs, HASH_LEN, hash_cmp) == NULL) &&
+				if (!referenced(h, refs, nrefs) &&
 				    unlinkat(dirfd(d), oe->d_name, 0) == 0)
 					robj++;
 			}
@@ -514,11 +566,14 @@ store_prune(struct store *s, unsigned keep, size_t *releases_removed, size_t *ob
 		free(sub);
 	}
 	closedir(top);
+	rdel = prune_deltas(s, refs, nrefs);
 out:
 	if (releases_removed != NULL)
 		*releases_removed = rrel;
 	if (objects_removed != NULL)
 		*objects_removed = robj;
+	if (deltas_removed != NULL)
+		*deltas_removed = rdel;
 	free(objdir);
 	free(refs);
 	xfree_strv(ids);

@@ -56,11 +56,13 @@ int	store_release_list(const struct store *store, char ***ids, size_t *count);
 int	store_release_id_check(const char *id);
 
 /*
- * Keeps the newest KEEP releases, deletes older manifests and every object
- * no kept release references; reports counts through the out pointers (may be NULL).
+ * Keeps the newest KEEP releases, deletes older manifests, every object no
+ * kept release references, and the cached encodings of such objects (or
+ * against such a basis, but for rsync deltas, whose basis is site content);
+ * reports counts through the out pointers (may be NULL).
  */
 int	store_prune(struct store *store, unsigned keep, size_t *releases_removed,
-	    size_t *objects_removed);
+	    size_t *objects_removed, size_t *deltas_removed);
 
 /* Path of a cached encoding of TARGET against BASIS (may be NULL) by ENCODING; caller frees. */
 char	*store_delta_path(const struct store *store, const uint8_t *basis,

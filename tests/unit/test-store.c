@@ -39,7 +39,7 @@ test_store(void)
 	struct manifest *m1, *m2, *back = NULL;
 	struct stat st, so;
 	char *id = NULL, **ids = NULL, *obj;
-	size_t n, rr, ro;
+	size_t n, rr, ro, rd;
 
 	mkdir("src", 0755);
 	tap_write_file("src/a", "alpha", 5);
@@ -86,7 +86,36 @@ test_store(void)
 	xfree_strv(ids);
 	CHECK(store_release_load(s, "r1", &back) == 0 && back->count == m1->count, "load r1");
 	manifest_free(back);
-	CHECK(store_prune(s, 1, &rr, &ro) == 0 && rr == 1 && ro == 1, "prune keeps one release and drops its only-used object (%zu, %zu)", rr, ro);
+	{
+		/* Cached encodings: of the pruned object, against it, and of kept ones. */
+		const uint8_t *old_a = manifest_find(m1, "a")->hash, *new_a = manifest_find(m2, "a")->hash;
+		char *keep_zst = store_delta_path(s, NULL, new_a, "zst");
+		char *keep_rsync = store_delta_path(s, old_a, new_a, "rsync");
+		char *drop_zpatch = store_delta_path(s, old_a, new_a, "zpatch");
+		char *drop_zst = store_delta_path(s, NULL, old_a, "zst");
+		char *tmp = xasprintf("%s.123.4.tmp", drop_zst);
+
+		tap_write_file(keep_zst, "x", 1);
+		tap_write_file(keep_rsync, "x", 1);
+		tap_write_file(drop_zpatch, "x", 1);
+		tap_write_file(drop_zst, "x", 1);
+		tap_write_file(tmp, "x", 1);
+		tap_write_file("store/deltas/notes.txt", "x", 1);
+		CHECK(store_prune(s, 1, &rr, &ro, &rd) == 0 && rr == 1 && ro == 1 && rd == 2,
+		    "prune keeps one release and drops its only-used object and its 2 encodings "
+		    "(%zu, %zu, %zu)", rr, ro, rd);
+		CHECK(access(keep_zst, F_OK) == 0 && access(keep_rsync, F_OK) == 0,
+		    "a kept object's encodings stay (an rsync delta's basis is site content)");
+		CHECK(access(drop_zpatch, F_OK) != 0 && access(drop_zst, F_OK) != 0,
+		    "the encodings of a pruned object, or against one, are gone");
+		CHECK(access(tmp, F_OK) == 0 && access("store/deltas/notes.txt", F_OK) == 0,
+		    "an encoding being written and other files are left alone");
+		free(keep_zst);
+		free(keep_rsync);
+		free(drop_zpatch);
+		free(drop_zst);
+		free(tmp);
+	}
 	CHECK(!store_has(s, manifest_find(m1, "a")->hash) && store_has(s, manifest_find(m2, "a")->hash) &&
 	    store_has(s, manifest_find(m2, "b")->hash), "the kept release's objects stay");
 	store_release_list(s, &ids, &n);
