@@ -146,7 +146,8 @@ format_eta(const struct progress_host *h, double t, char *buf, size_t len)
 		snprintf(buf, len, "--:--");
 		return;
 	}
-	left = elapsed * (double)(h->total - h->done) / (double)(h->done - h->first_done);
+	/* Rounded to the nearest second, not truncated: "0:00" only when it is done. */
+	left = elapsed * (double)(h->total - h->done) / (double)(h->done - h->first_done) + 0.5;
 	if (left > 359999)
 		left = 359999;
 	if (left >= 3600)

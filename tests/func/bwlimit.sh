@@ -39,11 +39,14 @@ netns_shape 100mbit
 stamp() { while IFS= read -r l; do echo "$(now_ms) $l"; done; }
 # eta_check FILE: "READINGS WORST_MS RUN_MS" for the ETAs a terminal got
 # (lines stamped by stamp) between 25 % and 75 %: how far the end they
-# foretold was from the real end (the last line).
+# foretold was from the real end of the transfer (the first line at 100 %;
+# the apply after it is not the ETA's to foretell), RUN_MS from the first
+# line to that end.
 eta_check() {
 	tr -d '\r' < "$1" | awk '
 	NR == 1 { t0 = $1 }
-	{ end = $1 }
+	!full { end = $1 }
+	/100% of/ { full = 1 }
 	/% of .* ETA [0-9]+:[0-9][0-9]/ {
 		if (!match($0, /[0-9]+% of/)) next
 		pct = substr($0, RSTART, RLENGTH - 4) + 0
