@@ -196,13 +196,6 @@ pull_progress(void *arg, uint64_t wire, uint64_t done, uint64_t total)
 	progress_tick(p->prog);
 }
 
-/* Log lines while the live progress is shown: above it, not through it. */
-static void
-pull_log_line(const char *line, void *arg)
-{
-	progress_log(arg, line);
-}
-
 static int
 pull_attempt(void *arg, unsigned n, int *progress)
 {
@@ -465,16 +458,13 @@ pull_exec(int argc, char **argv, const struct config *unused)
 		/* A person watching: bytes, rate, percent and ETA, redrawn in place. */
 		p.prog = progress_new(stderr, PROGRESS_TTY, "pull", 1);
 		p.slot = progress_host_begin(p.prog, p.host.name);
-		log_set_writer(pull_log_line, p.prog);
+		progress_take_log(p.prog);
 	}
 	r = retry_run(p.host.name, p.host.retries, p.host.retry_max_wait, pull_attempt, &p,
 	    &hooks, NULL);
 	alarm(0);
-	if (p.prog != NULL) {
-		log_set_writer(NULL, NULL);
-		progress_free(p.prog);
-		p.prog = NULL;
-	}
+	progress_free(p.prog);
+	p.prog = NULL;
 report:
 	summary(&p, r, line, sizeof(line));
 	log_syslog_event("%s", line);

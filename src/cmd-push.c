@@ -241,13 +241,6 @@ single_progress(void *arg, uint64_t wire, uint64_t done, uint64_t total)
 	progress_tick(sp->prog);
 }
 
-/* Log lines while the live progress is shown: above it, not through it. */
-static void
-single_log_line(const char *line, void *arg)
-{
-	progress_log(arg, line);
-}
-
 /*
  * One host in this process, printed as before the fleet existed; on a
  * terminal (not with --json) a live line shows percent, ETA, bytes and rate.
@@ -269,13 +262,10 @@ push_single(const struct config *config, const struct config_host *host,
 		sp.slot = progress_host_begin(sp.prog, host->name);
 		so.progress = single_progress;
 		so.progress_arg = &sp;
-		log_set_writer(single_log_line, sp.prog);
+		progress_take_log(sp.prog);
 	}
 	r = push_host(config, host, &so, &rep);
-	if (sp.prog != NULL) {
-		log_set_writer(NULL, NULL);
-		progress_free(sp.prog);
-	}
+	progress_free(sp.prog);
 	if (json) {
 		printf("[");
 		sender_report_json(&rep, host->name, PROTO_OP_PUSH, r, stdout);

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "progress.h"
 #include "util.h"
 #include "xmalloc.h"
@@ -40,6 +41,7 @@ struct progress {
 	size_t		 nhosts, used;
 	size_t		 finished, failed;
 	uint64_t	 wire_finished;	/* bytes of hosts that ended */
+	int		 owns_log;	/* progress_take_log was called */
 	double		 start;
 	double		 last_draw;
 	int		 drawn;		/* live lines on screen now */
@@ -318,6 +320,19 @@ progress_host_end(struct progress *p, int slot, int ok, const char *summary)
 	event(p, line);
 }
 
+static void
+log_writer(const char *line, void *arg)
+{
+	progress_log(arg, line);
+}
+
+void
+progress_take_log(struct progress *p)
+{
+	log_set_writer(log_writer, p);
+	p->owns_log = 1;
+}
+
 void
 progress_log(struct progress *p, const char *line)
 {
@@ -334,6 +349,8 @@ progress_free(struct progress *p)
 {
 	if (p == NULL)
 		return;
+	if (p->owns_log)
+		log_set_writer(NULL, NULL);
 	erase(p);
 	fflush(p->fp);
 	free(p->hosts);

@@ -41,6 +41,11 @@ void	progress_host_bytes(struct progress *p, int slot, uint64_t wire, uint64_t d
 	    uint64_t total);
 /* The host is finished; SUMMARY is one line (no host name), ok 0 for a failure. */
 void	progress_host_end(struct progress *p, int slot, int ok, const char *summary);
+/*
+ * Routes every log line (log.c) above the live block until progress_free,
+ * so messages do not tear it; for a single process drawing on a terminal.
+ */
+void	progress_take_log(struct progress *p);
 /* Prints one log line above the live block (control characters are replaced). */
 void	progress_log(struct progress *p, const char *line);
 /* Redraws the live block when it is due (terminal mode); cheap to call often. */

@@ -16,8 +16,8 @@
  * connection surface as an error. It does not count as progress: the idle
  * timeout (xport.h) fires after idle_timeout seconds without channel data.
  *
- * Reads go through our own buffer (rbuf): every read moves all the channel
- * data libssh holds into it. When the connection is reset (a killed sshd, a
+ * Reads go through our own buffer (rbuf): a read that finds less than
+ * RBUF_LOW buffered moves all the channel data libssh holds into it. When the connection is reset (a killed sshd, a
  * middlebox), Linux drops a socket's unread bytes and libssh drops what it
  * had buffered for the channel; bytes already moved to rbuf are still read
  * to the end, so a resumed transfer starts after them instead of sending
@@ -55,6 +55,7 @@
 #define WRITE_CHUNK		(64 * 1024)
 #define RBUF_MIN		(64 * 1024)
 #define RBUF_MAX		(4 * 1024 * 1024)	/* > any channel window libssh grants */
+#define RBUF_LOW		(64 * 1024)	/* below this much buffered, a read pumps */
 #define EXIT_NOT_FOUND		127	/* POSIX shells: command not found */
 
 enum hostkey_mode {
@@ -703,10 +704,18 @@ ssh_xport_read(struct xport *x, void *buf, size_t len)
 	int n, r;
 
 	for (;;) {
-		/* Before and after drain_stderr, whose socket read may meet the reset. */
-		(void)pump(p);
-		drain_stderr(p, 0);
-		n = pump(p);
+		/*
+		 * With RBUF_LOW buffered already, serve from rbuf alone: a pump is a
+		 * poll(2) into libssh, not worth paying for every frame. Below it,
+		 * pump before and after drain_stderr, whose socket read may meet
+		 * the reset.
+		 */
+		n = 0;
+		if (p->rlen - p->roff < RBUF_LOW) {
+			(void)pump(p);
+			drain_stderr(p, 0);
+			n = pump(p);
+		}
 		if (p->rlen > p->roff) {
 			if (len > p->rlen - p->roff)
 				len = p->rlen - p->roff;
