@@ -88,6 +88,8 @@ result_from_report(const struct sender_report *rep, const struct sender_options 
 	res->bytes_sent = rep->bytes_sent;
 	res->bytes_received = rep->bytes_received;
 	res->round_trips = rep->round_trips;
+	res->encoded = rep->objects_sent - rep->enc_objects[PROTO_ENC_RAW];
+	res->cache_hits = rep->cache_hits;
 	if (pr->nservices > 0) {
 		size_t len = 0;
 
@@ -122,8 +124,6 @@ child_progress(void *arg, uint64_t wire, uint64_t done, uint64_t total)
 		sending = 1;
 	}
 	fleet_send_bytes(chan, wire, done, total);
-	if (done >= total)
-		fleet_send_ready(chan);
 }
 
 /* fleet_host_fn: one host's push in its own process. */
@@ -423,7 +423,6 @@ push_exec(int argc, char **argv, const struct config *config)
 		fo.parallel = parallel > 0 ? parallel : config->parallel > 0 ? config->parallel : 1;
 		fo.canary = canary;
 		fo.max_failures = max_failures;
-		fo.pilot = 1;
 		fo.run = push_child_run;
 		fo.arg = &pc;
 		fo.progress = progress_new(stderr, progress_mode_for(stderr), "push", nhosts);

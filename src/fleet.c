@@ -33,7 +33,6 @@
 struct fleet_chan {
 	int		 fd;
 	double		 last_bytes;
-	int		 ready;		/* fleet_send_ready was sent */
 	char		*first_error;	/* the first error the child logged */
 };
 
@@ -46,7 +45,6 @@ struct child {
 	char		*buf;
 	size_t		 len;
 	int		 has_result;
-	int		 ready;		/* said fleet_send_ready */
 };
 
 static double
@@ -163,17 +161,6 @@ fleet_send_phase(struct fleet_chan *chan, const char *phase)
 }
 
 void
-fleet_send_ready(struct fleet_chan *chan)
-{
-	char line[] = { '\n', FLEET_RECORD_MARK, 'r', 'e', 'a', 'd', 'y', '\n' };
-
-	if (chan != NULL && !chan->ready) {
-		chan->ready = 1;
-		chan_write(chan, line, sizeof(line));
-	}
-}
-
-void
 fleet_send_bytes(struct fleet_chan *chan, uint64_t wire, uint64_t done, uint64_t total)
 {
 	char line[128];
@@ -228,6 +215,8 @@ send_result(struct fleet_chan *chan, const struct fleet_result *res)
 	put_number(fp, "sent", res->bytes_sent);
 	put_number(fp, "received", res->bytes_received);
 	put_number(fp, "round_trips", res->round_trips);
+	put_number(fp, "encoded", res->encoded);
+	put_number(fp, "cache_hits", res->cache_hits);
 	put_number(fp, "dry_run", (uint64_t)(res->dry_run != 0));
 	put_field(fp, "services", res->services);
 	put_field(fp, "health", res->health);
@@ -282,7 +271,8 @@ parse_result(const char *fields, struct fleet_result *res)
 			NUM("added", added) NUM("updated", updated) NUM("deleted", deleted)
 			NUM("changed", changed) NUM("objects", objects)
 			NUM("object_bytes", object_bytes) NUM("sent", bytes_sent)
-			NUM("received", bytes_received)
+			NUM("received", bytes_received) NUM("encoded", encoded)
+			NUM("cache_hits", cache_hits)
 			else if (strcmp(key, "round_trips") == 0)
 				res->round_trips = (unsigned)number(value);
 			else if (strcmp(key, "dry_run") == 0)
@@ -416,8 +406,6 @@ child_line(const struct fleet_options *opt, const struct config_host *host, stru
 
 		if (sscanf(line + 6, "%llu %llu %llu", &w, &d, &t) == 3 && opt->progress != NULL)
 			progress_host_bytes(opt->progress, c->slot, w, d, t);
-	} else if (strcmp(line, "ready") == 0) {
-		c->ready = 1;
 	} else if (strncmp(line, "result ", 7) == 0) {
 		fleet_result_release(res);
 		parse_result(line + 7, res);
@@ -509,8 +497,7 @@ fleet_run(const struct fleet_options *opt, const struct config_host *const *host
 {
 	unsigned parallel = opt->parallel > 0 ? opt->parallel : 1;
 	size_t canary = opt->canary < n ? opt->canary : n;
-	int pilot = canary == 0 && opt->pilot && n > 1;
-	size_t next = 0, limit = pilot ? 1 : canary > 0 ? canary : n;
+	size_t next = 0, limit = canary > 0 ? canary : n;
 	size_t running = 0, failures = 0;
 	struct child *children;
 	struct pollfd *pfd;
@@ -542,17 +529,6 @@ fleet_run(const struct fleet_options *opt, const struct config_host *const *host
 			}
 			next++;
 			running++;
-		}
-		if (pilot && running == 1 && next == 1) {
-			for (size_t j = 0; j < parallel; j++)
-				if (children[j].buf != NULL && children[j].ready) {
-					/* The pilot has sent all: its encodings are cached. */
-					limit = n;
-					pilot = 0;
-					break;
-				}
-			if (!pilot)
-				continue;
 		}
 		if (running == 0) {
 			if (stop == NULL && next == limit && limit < n) {
@@ -759,9 +735,10 @@ fleet_result_json(const char *host, const struct fleet_result *r, FILE *fp)
 	fprintf(fp, ",\"added\":%" PRIu64 ",\"updated\":%" PRIu64 ",\"deleted\":%" PRIu64
 	    ",\"changed\":%" PRIu64 ",\"objects_sent\":%" PRIu64 ",\"object_bytes\":%" PRIu64
 	    ",\"bytes_sent\":%" PRIu64 ",\"bytes_received\":%" PRIu64 ",\"round_trips\":%u"
+	    ",\"encoded\":%" PRIu64 ",\"cache_hits\":%" PRIu64
 	    ",\"seconds\":%.3f,\"services\":[", r->added, r->updated, r->deleted, r->changed,
 	    r->objects, r->object_bytes, r->bytes_sent, r->bytes_received, r->round_trips,
-	    r->seconds);
+	    r->encoded, r->cache_hits, r->seconds);
 	if (r->services != NULL && r->services[0] != '\0') {
 		char *copy = xstrdup(r->services), *p = copy, *comma;
 		int first = 1;

@@ -7,7 +7,6 @@
  *
  *	\001phase PHASE                 the session reached PHASE
  *	\001bytes WIRE DONE TOTAL       bytes on the wire, content bytes done/planned
- *	\001ready                       the pilot's encodings are done: start the rest
  *	\001result KEY=VALUE ...        the host's final result (last record)
  *
  * Each record is preceded by a newline, which ends a log line the child left
@@ -41,6 +40,8 @@ struct fleet_result {
 	uint64_t	 bytes_sent;	/* on the wire */
 	uint64_t	 bytes_received;
 	unsigned	 round_trips;
+	uint64_t	 encoded;	/* objects sent encoded (delta or compressed) */
+	uint64_t	 cache_hits;	/* of those, encodings found in the delta cache */
 	int		 dry_run;
 	char		*services;	/* restarted, comma-separated, or NULL */
 	char		*health;	/* "ok", "none", what failed, or NULL */
@@ -63,13 +64,6 @@ struct fleet_options {
 	unsigned	 parallel;	/* children at once; 0 means 1 */
 	unsigned	 canary;	/* these first hosts run first; the rest only if all pass */
 	unsigned	 max_failures;	/* start no new host after this many failures; 0: no limit */
-	/*
-	 * 1: the first host runs alone until it has sent everything (it says
-	 * fleet_send_ready) or ended, then the rest whatever its result, so the
-	 * encodings it leaves in the store's delta cache are computed once, not
-	 * by every child at the same moment. A canary phase does the same.
-	 */
-	int		 pilot;
 	struct progress	*progress;	/* may be NULL */
 	fleet_host_fn	*run;
 	void		*arg;
@@ -89,8 +83,6 @@ void	fleet_result_release(struct fleet_result *res);
 
 /* Child side: reports reaching PHASE; a NULL chan (not forked) does nothing. */
 void	fleet_send_phase(struct fleet_chan *chan, const char *phase);
-/* Child side: everything is sent; other hosts may start now (pilot). */
-void	fleet_send_ready(struct fleet_chan *chan);
 /* Child side: reports bytes, at most a few times a second (rate-limited here). */
 void	fleet_send_bytes(struct fleet_chan *chan, uint64_t wire, uint64_t done, uint64_t total);
 

@@ -6,6 +6,7 @@
  */
 #include "autoconf.h"
 
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #include <errno.h>
@@ -637,21 +638,82 @@ signature_fd(const struct sender *s, const struct proto_signature *sig)
 }
 
 /*
+ * Takes PATH.lock exclusively, waiting for whoever holds it (another host's
+ * session, or another thread, encoding the same entry). Returns the lock's
+ * fd, or -1 when no lock can be had (then the caller encodes unlocked).
+ */
+static int
+cache_lock(const char *path, char **lock_path)
+{
+	char *lp = xasprintf("%s.lock", path);
+	struct stat a, b;
+	int fd;
+
+	for (int tries = 0; tries < 100; tries++) {
+		if ((fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) == -1)
+			break;
+		while (flock(fd, LOCK_EX) != 0)
+			if (errno != EINTR)
+				goto fail;
+		/* Ours only if nobody unlinked it while we waited. */
+		if (fstat(fd, &a) == 0 && stat(lp, &b) == 0 && a.st_ino == b.st_ino &&
+		    a.st_dev == b.st_dev) {
+			*lock_path = lp;
+			return fd;
+		}
+		close(fd);
+	}
+	free(lp);
+	return -1;
+fail:
+	close(fd);
+	free(lp);
+	return -1;
+}
+
+/* Drops a lock from cache_lock: the name first, so a waiter retries on a fresh file. */
+static void
+cache_unlock(int fd, char *lock_path)
+{
+	if (fd == -1)
+		return;
+	unlink(lock_path);
+	close(fd);
+	free(lock_path);
+}
+
+/* 1 when e->cache exists (its length in e->len), else 0. */
+static int
+cache_present(struct encoded *e)
+{
+	struct stat st;
+
+	if (stat(e->cache, &st) != 0 || !S_ISREG(st.st_mode))
+		return 0;
+	e->len = (uint64_t)st.st_size;
+	e->hit = 1;
+	return 1;
+}
+
+/*
  * Makes e->cache exist: the encoding of e's object by e->enc against
  * basis_fd (zstd-patch) or sig (rsync), written to a temp file and renamed
- * into place. Returns 0 or DS_ERR_*, logged.
+ * into place. Hosts pushed at once encode each entry once: the first takes
+ * the entry's lock and encodes, the others wait for it and read the result.
+ * Returns 0 or DS_ERR_*, logged.
  */
 static int
 cache_fill(struct sender *s, struct encoded *e, const struct proto_signature *sig, int level)
 {
 	const struct manifest_entry *ent = e->po->entry;
-	struct stat st;
-	char *tmp = NULL;
-	int tfd = -1, bfd = -1, sfd = -1, out = -1, r;
+	char *tmp = NULL, *lock_path = NULL;
+	int tfd = -1, bfd = -1, sfd = -1, out = -1, lock = -1, r;
 
-	if (stat(e->cache, &st) == 0 && S_ISREG(st.st_mode)) {
-		e->len = (uint64_t)st.st_size;
-		e->hit = 1;
+	if (cache_present(e))
+		return 0;
+	lock = cache_lock(e->cache, &lock_path);
+	if (cache_present(e)) {
+		cache_unlock(lock, lock_path);
 		return 0;
 	}
 	if ((tfd = store_object_open(s->opt->store, ent->hash)) == -1) {
@@ -703,6 +765,7 @@ out:
 	if (tmp != NULL)
 		unlink(tmp);
 	free(tmp);
+	cache_unlock(lock, lock_path);
 	if (tfd != -1)
 		close(tfd);
 	if (bfd != -1)

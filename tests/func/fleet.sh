@@ -34,6 +34,7 @@ mkdir -p repo/dist/openmrs_modules repo/dist/frontend repo/dist/openmrs_config
 cd repo || exit 1
 for m in 1 2 3 4 5 6; do head -c 200000 /dev/urandom > "dist/openmrs_modules/mod$m-1.0.omod"; done
 for f in $(seq 1 30); do seq 1 $((f * 300)) > "dist/frontend/chunk$f.js"; done
+seq 1 700000 > dist/frontend/vendor.js	# a few MB: its patch takes a while to make
 echo '<config/>' > dist/openmrs_config/config.xml
 {
 	printf 'distribution:\n  name: fleet\n  source: dist\n'
@@ -77,6 +78,7 @@ check "every target holds release A" "[ $all_a -eq 0 ]"
 rm dist/openmrs_modules/mod3-1.0.omod
 head -c 200000 /dev/urandom > dist/openmrs_modules/mod3-1.1.omod
 echo "// B" >> dist/frontend/chunk7.js
+sed -i 's/^350000$/350000 B/' dist/frontend/vendor.js
 D release --version B >> "$T_DIR/release.out" 2>&1
 cp -a dist ../dist-B
 
@@ -105,6 +107,14 @@ ok "h07 still holds release A" same_tree "$T_DIR/site-$bad/distribution" ../dist
 ok "the report is kept in the store" python3 -c "
 import json; r = json.load(open('.distsync/reports/last-push.json'))
 assert len(r) == 20 and [h['host'] for h in r if not h['ok']] == ['h07'], r"
+# All 19 started at once from an empty delta cache: each encoding was made by
+# one of them, the others waited for it and read it from the cache.
+ok "each encoding was made once for the fleet" python3 -c "
+import json; r = [h for h in json.load(open('.distsync/reports/last-push.json')) if h['ok']]
+enc = set(h['encoded'] for h in r)
+made = sum(h['encoded'] - h['cache_hits'] for h in r)
+assert len(r) == 19 and len(enc) == 1 and min(enc) >= 2 and made == min(enc), (enc, made, r)"
+ok "no encoding lock is left behind" sh -c "! ls .distsync/deltas | grep -q '[.]lock$'"
 
 "$DISTSYNC" push prod -j 20 --dry-run --json > "$T_DIR/dry.json" 2> "$T_DIR/dry.err"
 st=$?

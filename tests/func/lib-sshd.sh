@@ -93,7 +93,9 @@ LoginGraceTime 30
 ClientAliveInterval 0
 Subsystem sftp internal-sftp
 LogLevel VERBOSE
+SetEnv HOME=$d/home
 EOF
+	mkdir -p "$d/home"
 }
 
 # sshd_start NAME: starts server NAME on a free loopback port and waits until it
