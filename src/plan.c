@@ -16,6 +16,7 @@ plan_basis_name(enum plan_basis_kind kind)
 	case PLAN_BASIS_SAME_PATH:	return "same path";
 	case PLAN_BASIS_IDENTITY:	return "artifact identity";
 	case PLAN_BASIS_NAME:		return "similar name";
+	case PLAN_BASIS_SIZE:		return "renamed, similar size";
 	default:			return "none";
 	}
 }
@@ -136,6 +137,12 @@ ident_cmp(const void *a, const void *b)
 	return strcmp(x->entry->path, y->entry->path);
 }
 
+static int
+strcmp_ptr(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 struct hashref {
 	const uint8_t *hash;
 };
@@ -201,33 +208,120 @@ closest_size(const struct ident *c, size_t n, uint64_t size)
 	return best;
 }
 
-/* Same-directory fallback: the file with the nearest name and the same extension. */
-static const struct manifest_entry *
-similar_name(const struct manifest *current, const char *path)
+/* Length of a file name's stem: up to its first dot ("8183" of "8183.js.map"). */
+static size_t
+stem_len(const char *name)
 {
-	const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
-	size_t dirlen = slash ? (size_t)(slash - path + 1) : 0, best = (size_t)-1;
-	const struct manifest_entry *found = NULL;
+	const char *dot = strchr(name, '.');
 
-	for (size_t i = 0; i < current->count; i++) {
-		const struct manifest_entry *e = &current->entries[i];
-		const char *eb;
+	return dot != NULL ? (size_t)(dot - name) : strlen(name);
+}
+
+/* name_distance of two names' stems: "8183.js" and "9337.js" differ in all 4. */
+static size_t
+stem_distance(const char *a, const char *b)
+{
+	char *x = xstrndup(a, stem_len(a)), *y = xstrndup(b, stem_len(b));
+	size_t d = name_distance(x, y);
+
+	free(x);
+	free(y);
+	return d;
+}
+
+/* Length of the directory part of an identity or path ("a/b/" of "a/b/c"). */
+static size_t
+dir_len(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	return slash != NULL ? (size_t)(slash - path + 1) : 0;
+}
+
+/* 1 when identity id is among the n sorted identities of the release (set). */
+static int
+in_release(char *const *set, size_t n, const char *id)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = strcmp(set[mid], id);
+
+		if (c == 0)
+			return 1;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return 0;
+}
+
+/*
+ * Fallback basis for a file with neither its path nor its identity on the
+ * site: a file of the same extension in the corresponding directory (the
+ * same directory, or one of the same identity, as when an app's directory
+ * carries its version). Files the release no longer has (by identity) come
+ * first: they are what was renamed. Among those, the nearest name (at most
+ * half the stem, the name before its first dot, differs), else the nearest
+ * size within a quarter (a bundler
+ * renames chunk "8183.js" to "9337.js" with nearly the same content); then
+ * the nearest name among the files the release keeps. idents is sorted by
+ * identity; released holds the release's identities, sorted.
+ */
+static const struct manifest_entry *
+similar_file(const struct ident *idents, size_t nidents, char *const *released, size_t nreleased,
+    const struct manifest_entry *file, enum plan_basis_kind *kind)
+{
+	char *id = plan_identity(file->path);
+	size_t dlen = dir_len(id), lo = 0, hi = nidents;
+	const char *base = file->path + dir_len(file->path);
+	const struct manifest_entry *by_name[2] = { NULL, NULL }, *by_size = NULL;
+	size_t best_name[2] = { (size_t)-1, (size_t)-1 };
+	uint64_t best_size = UINT64_MAX, size = file->size;
+
+	while (lo < hi) {	/* the first identity with this directory part */
+		size_t mid = (lo + hi) / 2;
+
+		if (strncmp(idents[mid].identity, id, dlen) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (size_t i = lo; i < nidents && strncmp(idents[i].identity, id, dlen) == 0; i++) {
+		const struct manifest_entry *e = idents[i].entry;
+		const char *eb = e->path + dir_len(e->path);
+		int gone;
 		size_t d;
+		uint64_t sd;
 
-		if (e->type != MANIFEST_FILE || e->size == 0)
+		if (strchr(idents[i].identity + dlen, '/') != NULL ||
+		    strcmp(extension(eb), extension(base)) != 0)
 			continue;
-		if (strncmp(e->path, path, dirlen) != 0 || strchr(e->path + dirlen, '/') != NULL)
-			continue;
-		eb = e->path + dirlen;
-		if (strcmp(extension(eb), extension(base)) != 0)
-			continue;
-		d = name_distance(eb, base);
-		if (d < best && d * 2 <= strlen(base)) {
-			best = d;
-			found = e;
+		gone = !in_release(released, nreleased, idents[i].identity);
+		d = stem_distance(eb, base);
+		if (d * 2 <= stem_len(base) && d < best_name[gone]) {
+			best_name[gone] = d;
+			by_name[gone] = e;
+		}
+		sd = e->size > size ? e->size - size : size - e->size;
+		if (gone && sd <= size / 4 && sd < best_size) {
+			best_size = sd;
+			by_size = e;
 		}
 	}
-	return found;
+	free(id);
+	*kind = PLAN_BASIS_NAME;
+	if (by_name[1] != NULL)
+		return by_name[1];
+	if (by_size != NULL) {
+		*kind = PLAN_BASIS_SIZE;
+		return by_size;
+	}
+	if (by_name[0] == NULL)
+		*kind = PLAN_BASIS_NONE;
+	return by_name[0];
 }
 
 static const struct plan_object *sort_base;
@@ -276,7 +370,8 @@ plan_make(const struct manifest *current, const struct manifest *target)
 	struct plan *p = xcalloc(1, sizeof(*p));
 	struct ident *idents = NULL;
 	struct hashref *have = NULL;
-	size_t nidents = 0, nhave = 0, allocp = 0, alloco = 0, allocc = 0;
+	char **released = NULL;
+	size_t nidents = 0, nhave = 0, nreleased = 0, allocp = 0, alloco = 0, allocc = 0;
 
 	if (current == NULL)
 		current = &empty;
@@ -347,6 +442,11 @@ plan_make(const struct manifest *current, const struct manifest *target)
 		nidents++;
 	}
 	qsort(idents, nidents, sizeof(*idents), ident_cmp);
+	released = xcalloc(target->count + 1, sizeof(*released));
+	for (size_t i = 0; i < target->count; i++)
+		if (target->entries[i].type == MANIFEST_FILE)
+			released[nreleased++] = plan_identity(target->entries[i].path);
+	qsort(released, nreleased, sizeof(*released), strcmp_ptr);
 	for (size_t i = 0; i < p->count; i++) {
 		const struct plan_item *it = &p->items[i];
 		struct plan_object o = { 0 };
@@ -378,8 +478,9 @@ plan_make(const struct manifest *current, const struct manifest *target)
 				if (n > 0) {
 					o.basis = closest_size(&idents[lo], n, it->new->size);
 					o.basis_kind = PLAN_BASIS_IDENTITY;
-				} else if ((o.basis = similar_name(current, it->new->path)) != NULL)
-					o.basis_kind = PLAN_BASIS_NAME;
+				} else
+					o.basis = similar_file(idents, nidents, released, nreleased,
+					    it->new, &o.basis_kind);
 				free(k.identity);
 			}
 		}
@@ -391,6 +492,9 @@ plan_make(const struct manifest *current, const struct manifest *target)
 	for (size_t i = 0; i < nidents; i++)
 		free(idents[i].identity);
 	free(idents);
+	for (size_t i = 0; i < nreleased; i++)
+		free(released[i]);
+	free(released);
 	free(have);
 	return p;
 }

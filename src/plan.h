@@ -15,7 +15,8 @@ enum plan_basis_kind {
 	PLAN_BASIS_NONE,	/* nothing similar: whole file */
 	PLAN_BASIS_SAME_PATH,	/* the same path, older content */
 	PLAN_BASIS_IDENTITY,	/* same artifact under an older versioned name */
-	PLAN_BASIS_NAME,	/* a similar name in the same directory */
+	PLAN_BASIS_NAME,	/* a similar name in the same (or same-identity) directory */
+	PLAN_BASIS_SIZE,	/* a file the release dropped there, of nearly the same size */
 };
 
 struct plan_item {

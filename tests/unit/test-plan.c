@@ -100,10 +100,81 @@ test_plan(void)
 	manifest_free(b);
 }
 
+/* The basis a plan chose for path, or NULL (kind in *kind). */
+static const struct manifest_entry *
+basis_of(const struct plan *p, const char *path, enum plan_basis_kind *kind)
+{
+	for (size_t i = 0; i < p->nobjects; i++)
+		if (strcmp(p->objects[i].entry->path, path) == 0) {
+			*kind = p->objects[i].basis_kind;
+			return p->objects[i].basis;
+		}
+	*kind = PLAN_BASIS_NONE;
+	return NULL;
+}
+
+/*
+ * A bundler's chunks renamed inside an app directory that carries its
+ * version: each new chunk pairs with the dropped chunk of its type and
+ * nearly its size, never with a chunk the release keeps or one of another
+ * type; a size too far off gets no basis; a similar name still wins.
+ */
+static void
+test_renamed(void)
+{
+	static const struct {
+		const char *path;	/* in B */
+		const char *basis;	/* expected, NULL: none */
+		enum plan_basis_kind kind;
+	} want[] = {
+		{ "fe/app-1.0.1/9337.js", "fe/app-1.0.0/8183.js", PLAN_BASIS_SIZE },
+		{ "fe/app-1.0.1/9337.js.map", "fe/app-1.0.0/8183.js.map", PLAN_BASIS_SIZE },
+		{ "fe/app-1.0.1/4410.js", "fe/app-1.0.0/5120.js", PLAN_BASIS_SIZE },
+		{ "fe/app-1.0.1/vendor-bundle.css", NULL, PLAN_BASIS_NONE },
+		{ "fe/app-1.0.1/main-chunk.js", "fe/app-1.0.0/main-chunks.js", PLAN_BASIS_NAME },
+		{ "fe/other/9999.js", NULL, PLAN_BASIS_NONE },
+	};
+	struct manifest *a = manifest_new(), *b = manifest_new();
+	enum plan_basis_kind kind;
+	struct plan *p;
+
+	add(a, 'f', "fe/app-1.0.0/8183.js", 920920, 1);
+	add(a, 'f', "fe/app-1.0.0/8183.js.map", 1280132, 2);
+	add(a, 'f', "fe/app-1.0.0/195.js", 921000, 3);		/* kept: not a candidate */
+	add(a, 'f', "fe/app-1.0.0/5120.js", 100000, 4);
+	add(a, 'f', "fe/app-1.0.0/6000.js", 140000, 5);	/* dropped, but 40 % off */
+	add(a, 'f', "fe/app-1.0.0/main-chunks.js", 5000, 6);
+	add(a, 'f', "fe/app-1.0.0/styles.css", 100, 7);		/* too small for the css */
+	add(a, 'f', "fe/other-dir/9990.js", 900000, 8);		/* another directory */
+	manifest_sort(a);
+	add(b, 'f', "fe/app-1.0.1/9337.js", 921139, 11);
+	add(b, 'f', "fe/app-1.0.1/9337.js.map", 1280406, 12);
+	add(b, 'f', "fe/app-1.0.1/195.js", 921000, 3);
+	add(b, 'f', "fe/app-1.0.1/4410.js", 103000, 14);
+	add(b, 'f', "fe/app-1.0.1/vendor-bundle.css", 90000, 15);
+	add(b, 'f', "fe/app-1.0.1/main-chunk.js", 9000, 16);
+	add(b, 'f', "fe/other/9999.js", 900001, 17);
+	manifest_sort(b);
+	p = plan_make(a, b);
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		const struct manifest_entry *got = basis_of(p, want[i].path, &kind);
+
+		CHECK(want[i].basis == NULL ? got == NULL :
+		    got != NULL && strcmp(got->path, want[i].basis) == 0 && kind == want[i].kind,
+		    "%s: basis %s (%s), got %s (%s)", want[i].path,
+		    want[i].basis != NULL ? want[i].basis : "none", plan_basis_name(want[i].kind),
+		    got != NULL ? got->path : "none", plan_basis_name(kind));
+	}
+	plan_free(p);
+	manifest_free(a);
+	manifest_free(b);
+}
+
 int
 main(void)
 {
 	tap_run("identity", test_identity);
 	tap_run("plan", test_plan);
+	tap_run("renamed", test_renamed);
 	return tap_done();
 }
