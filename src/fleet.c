@@ -47,15 +47,6 @@ struct child {
 	int		 has_result;
 };
 
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 int
 fleet_worse(int a, int b)
 {
@@ -169,7 +160,7 @@ fleet_send_bytes(struct fleet_chan *chan, uint64_t wire, uint64_t done, uint64_t
 
 	if (chan == NULL)
 		return;
-	t = now();
+	t = util_now();
 	if (t - chan->last_bytes < BYTES_INTERVAL && done < total)
 		return;
 	chan->last_bytes = t;
@@ -357,7 +348,7 @@ start_child(const struct fleet_options *opt, const struct config_host *host, siz
 	c->pid = pid;
 	c->fd = fds[0];
 	c->index = index;
-	c->start = now();
+	c->start = util_now();
 	c->buf = xmalloc(LINE_BUF_MAX + 1);
 	c->slot = opt->progress != NULL ? progress_host_begin(opt->progress, host->name) : -1;
 	return 0;
@@ -461,7 +452,7 @@ child_finish(const struct fleet_options *opt, const struct config_host *host, st
 	do
 		w = waitpid(c->pid, &status, 0);
 	while (w < 0 && errno == EINTR);
-	res->seconds = now() - c->start;
+	res->seconds = util_now() - c->start;
 	res->started = 1;
 	if (!c->has_result) {
 		res->status = DS_ERR_CHILD;

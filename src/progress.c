@@ -48,15 +48,6 @@ struct progress {
 	int		 dirty;
 };
 
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 enum progress_mode
 progress_mode_for(FILE *fp)
 {
@@ -77,7 +68,7 @@ progress_new(FILE *fp, enum progress_mode mode, const char *verb, size_t nhosts)
 	p->verb = verb;
 	p->nhosts = nhosts;
 	p->hosts = xcalloc(nhosts > 0 ? nhosts : 1, sizeof(*p->hosts));
-	p->start = now();
+	p->start = util_now();
 	return p;
 }
 
@@ -166,7 +157,7 @@ draw(struct progress *p)
 	size_t width = (size_t)term_width(p) - 1, shown = 0, active = 0;
 	const char *moved = strcmp(p->verb, "pull") == 0 ? "received" : "sent";
 	uint64_t wire = p->wire_finished;
-	double t = now();
+	double t = util_now();
 
 	erase(p);
 	for (size_t i = 0; i < p->used; i++) {
@@ -217,7 +208,7 @@ progress_tick(struct progress *p)
 {
 	if (p == NULL || p->mode != PROGRESS_TTY || !p->dirty)
 		return;
-	if (now() - p->last_draw >= 1.0 / PROGRESS_HZ)
+	if (util_now() - p->last_draw >= 1.0 / PROGRESS_HZ)
 		draw(p);
 }
 
@@ -248,7 +239,7 @@ progress_host_begin(struct progress *p, const char *host)
 	h = &p->hosts[p->used];
 	memset(h, 0, sizeof(*h));
 	h->name = host;
-	h->start = now();
+	h->start = util_now();
 	h->active = 1;
 	snprintf(h->phase, sizeof(h->phase), "starting");
 	if (p->mode == PROGRESS_PLAIN) {
@@ -288,7 +279,7 @@ progress_host_bytes(struct progress *p, int slot, uint64_t wire, uint64_t done, 
 	h = &p->hosts[slot];
 	h->wire = wire;
 	if (h->first_t == 0 && done > 0) {
-		h->first_t = now();
+		h->first_t = util_now();
 		h->first_done = done;
 	} else if (done < h->first_done) {
 		h->first_t = 0;	/* a new attempt counts afresh */

@@ -708,6 +708,7 @@ cache_fill(struct sender *s, struct encoded *e, const struct proto_signature *si
 	const struct manifest_entry *ent = e->po->entry;
 	char *tmp = NULL, *lock_path = NULL;
 	int tfd = -1, bfd = -1, sfd = -1, out = -1, lock = -1, r;
+	double t0;
 
 	if (cache_present(e))
 		return 0;
@@ -738,12 +739,15 @@ cache_fill(struct sender *s, struct encoded *e, const struct proto_signature *si
 		r = DS_ERR_SYSTEM;
 		goto out;
 	}
+	t0 = util_now();
 	if (e->enc == PROTO_ENC_RSYNC)
 		r = delta_rsync_encode(sfd, tfd, level, out, &e->len);
 	else
 		r = delta_encode(e->enc, bfd, tfd, level, out, &e->len);
 	if (r != 0)
 		goto out;
+	log_debug("%s: encoded as %s at level %d: %" PRIu64 " of %" PRIu64 " bytes in %.2f s",
+	    ent->path, delta_encoding_name(e->enc), level, e->len, ent->size, util_now() - t0);
 	if (close(out) != 0) {
 		out = -1;
 		log_errno("%s", tmp);

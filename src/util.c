@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "err.h"
 #include "log.h"
@@ -64,4 +65,13 @@ util_json_string(void *out, const char *s)
 			fputc(*p, fp);
 	}
 	fputc('"', fp);
+}
+
+double
+util_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }

@@ -17,5 +17,7 @@ int	util_parse_seconds(const char *option, const char *arg, unsigned max, unsign
 void	util_format_bytes(uint64_t bytes, char *buf, size_t len);
 /* Writes s as a JSON string literal (with quotes) to fp. */
 void	util_json_string(void *fp, const char *s);
+/* Seconds on the monotonic clock. */
+double	util_now(void);
 
 #endif
