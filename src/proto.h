@@ -48,8 +48,9 @@ struct xport;
 #define PROTO_CAP_DELTA		(1u << 2)	/* encodings zstd-patch and rsync, SIGNATURE_REQUEST, RETRY */
 #define PROTO_CAP_ZIPPATCH	(1u << 3)	/* encoding zippatch (with PROTO_CAP_DELTA) */
 #define PROTO_CAP_PLAN		(1u << 4)	/* PLAN before the objects (for progress) */
+#define PROTO_CAP_ZIPCOPY	(1u << 5)	/* zippatch streams may copy entries (DZP2) */
 #define PROTO_CAP_ALL		(PROTO_CAP_ZSTD | PROTO_CAP_RESUME | PROTO_CAP_DELTA | \
-				 PROTO_CAP_ZIPPATCH | PROTO_CAP_PLAN)
+				 PROTO_CAP_ZIPPATCH | PROTO_CAP_PLAN | PROTO_CAP_ZIPCOPY)
 
 enum proto_type {
 	PROTO_HELLO = 1,

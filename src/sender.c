@@ -817,8 +817,13 @@ encode_one(struct sender *s, struct encoded *e, int whole)
 		if (e->enc == PROTO_ENC_RAW)
 			return;
 	}
-	if (e->enc == PROTO_ENC_ZSTD_PATCH && (s->caps & PROTO_CAP_ZIPPATCH) != 0) {
-		/* Zips (by content) as zippatch; delta_encode refuses anything else. */
+	if (e->enc == PROTO_ENC_ZSTD_PATCH && (s->caps & PROTO_CAP_ZIPPATCH) != 0 &&
+	    (s->caps & PROTO_CAP_ZIPCOPY) != 0) {
+		/*
+		 * Zips (by content) as zippatch; delta_encode refuses anything
+		 * else. Its streams copy entries (DZP2): an older receiver that
+		 * decodes only DZP1 gets a plain zstd patch.
+		 */
 		e->enc = PROTO_ENC_ZIP_PATCH;
 		e->cache = store_delta_path(s->opt->store, e->basis, ent->hash,
 		    delta_encoding_name(e->enc));

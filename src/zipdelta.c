@@ -20,7 +20,8 @@
 #include "xmalloc.h"
 #include "zipdelta.h"
 
-#define MAGIC			"DZP1"
+#define MAGIC			"DZP2"
+#define MAGIC_V1		"DZP1"	/* decoded: a DZP2 without its copy table */
 #define MAGIC_LEN		4
 #define HEADER_LEN		(MAGIC_LEN + 1)
 #define EOCD_SIG		0x06054b50u
@@ -47,7 +48,18 @@ struct zentry {
 	uint64_t	 header;	/* local header offset */
 	uint64_t	 start, end;	/* compressed data */
 	unsigned	 method, flags;
+	uint32_t	 crc;		/* of the uncompressed data (central directory) */
+	uint64_t	 usize;		/* uncompressed size (central directory) */
 };
+
+/*
+ * Which DEFLATE entries (numbered in file order among the DEFLATE entries
+ * only) are copied: in the target, copy[k] is the basis DEFLATE entry whose
+ * compressed bytes entry k has exactly (NO_COPY: none); in the basis,
+ * used[j] is 1 for an entry the target copies. Copied entries are left out
+ * of both views: nothing to inflate, patch or re-deflate.
+ */
+#define NO_COPY		UINT64_MAX
 
 struct obuf {
 	uint8_t		*p;
@@ -209,6 +221,8 @@ zip_parse(const uint8_t *data, size_t len, struct zentry **out, size_t *nout)
 		v[k].end = v[k].start + csize;
 		v[k].method = get16(c + 10);
 		v[k].flags = get16(c + 8);
+		v[k].crc = get32(c + 16);
+		v[k].usize = get32(c + 24);
 		if (v[k].end > cd_off)
 			goto bad;
 	}
@@ -361,14 +375,14 @@ reproduces(struct zstreams *z, unsigned p, const uint8_t *in, size_t in_len,
  * recorded with parameter common. data that is not a zip is its own view.
  */
 static void
-view_build(const uint8_t *data, size_t len, unsigned common, struct zipdelta_stats *stats,
-    struct obuf *view)
+view_build(const uint8_t *data, size_t len, unsigned common, const uint64_t *copy,
+    const uint8_t *used, struct zipdelta_stats *stats, struct obuf *view)
 {
 	static const int levels[] = { 6, 9, 1, 2, 3, 4, 5, 7, 8 };
 	struct obuf recipe = { NULL, 0, 0 }, bytes = { NULL, 0, 0 };
 	struct zstreams z;
 	struct zentry *v = NULL;
-	uint64_t counts[32] = { 0 }, records = 0, failed_searches = 0;
+	uint64_t counts[32] = { 0 }, records = 0, failed_searches = 0, d = 0;
 	unsigned learned = 0, seen[32];
 	size_t n = 0, pos = 0, mark = 0, nseen = 0;
 
@@ -391,6 +405,22 @@ view_build(const uint8_t *data, size_t len, unsigned common, struct zipdelta_sta
 		obuf_put(&bytes, data + pos, (size_t)(v[k].start - pos));
 		pos = (size_t)v[k].end;
 		before = bytes.len;
+		if ((copy != NULL && copy[d] != NO_COPY) || (used != NULL && used[d])) {
+			/* Copied: no bytes in the view, the decoder takes the basis's. */
+			if (stats != NULL) {
+				stats->reproduced++;
+				stats->reproduced_bytes += clen;
+				stats->copied++;
+			}
+			d++;
+			obuf_varint(&recipe, before - mark);
+			obuf_varint(&recipe, 0);
+			obuf_put(&recipe, &(uint8_t){ 0 }, 1);
+			mark = bytes.len;
+			records++;
+			continue;
+		}
+		d++;
 		if ((v[k].flags & FLAG_ENCRYPTED) == 0 && bytes.len < ZIPDELTA_VIEW_MAX &&
 		    inflate_onto(&z, src, clen, &bytes, ZIPDELTA_VIEW_MAX - bytes.len) == 0) {
 			const uint8_t *plain = bytes.p + before;
@@ -460,13 +490,213 @@ view_build(const uint8_t *data, size_t len, unsigned common, struct zipdelta_sta
 
 /*
  * The dictionary: the basis's view, then the basis as it is, so an entry
- * the target keeps compressed (opaque) still finds its old compressed bytes.
+ * the target keeps compressed (opaque) still finds its old compressed bytes;
+ * the entries the target copies (used, may be NULL) are left out of both.
  */
 static void
-basis_prefix(const uint8_t *basis, size_t basis_len, unsigned common, struct obuf *prefix)
+basis_prefix(const uint8_t *basis, size_t basis_len, unsigned common, const uint8_t *used,
+    struct obuf *prefix)
 {
-	view_build(basis, basis_len, common, NULL, prefix);
-	obuf_put(prefix, basis, basis_len);
+	struct zentry *v = NULL;
+	size_t n = 0, pos = 0, d = 0;
+
+	view_build(basis, basis_len, common, NULL, used, NULL, prefix);
+	if (used != NULL && zip_parse(basis, basis_len, &v, &n) == 0) {
+		for (size_t k = 0; k < n; k++) {
+			if (v[k].method != METHOD_DEFLATE)
+				continue;
+			if (used[d++]) {
+				obuf_put(prefix, basis + pos, (size_t)(v[k].start - pos));
+				pos = (size_t)v[k].end;
+			}
+		}
+	}
+	obuf_put(prefix, basis + pos, basis_len - pos);
+	free(v);
+}
+
+/* DEFLATE entries of a parsed zip, in file order: *out[d] indexes v. */
+static size_t
+deflate_entries(const struct zentry *v, size_t n, size_t **out)
+{
+	size_t *idx = xcalloc(n + 1, sizeof(*idx)), m = 0;
+
+	for (size_t k = 0; k < n; k++)
+		if (v[k].method == METHOD_DEFLATE)
+			idx[m++] = k;
+	*out = idx;
+	return m;
+}
+
+/* For sorting basis DEFLATE entries by what identifies their content. */
+struct keyed {
+	uint32_t	 crc;
+	uint64_t	 csize, usize;
+	size_t		 d;		/* DEFLATE index */
+};
+
+static int
+keyed_cmp(const void *a, const void *b)
+{
+	const struct keyed *x = a, *y = b;
+
+	if (x->crc != y->crc)
+		return x->crc < y->crc ? -1 : 1;
+	if (x->csize != y->csize)
+		return x->csize < y->csize ? -1 : 1;
+	if (x->usize != y->usize)
+		return x->usize < y->usize ? -1 : 1;
+	return x->d < y->d ? -1 : x->d > y->d;
+}
+
+/*
+ * Finds the target's DEFLATE entries whose compressed bytes some basis
+ * DEFLATE entry has exactly (same CRC and sizes, then compared): *copy per
+ * target DEFLATE entry (NO_COPY or the basis DEFLATE index), *used per
+ * basis DEFLATE entry. Returns how many entries are copied.
+ */
+static size_t
+find_copies(const uint8_t *basis, size_t basis_len, const uint8_t *target, size_t target_len,
+    uint64_t **copy, uint8_t **used)
+{
+	struct zentry *bv = NULL, *tv = NULL;
+	struct keyed *keys;
+	size_t bn = 0, tn = 0, bd, td, *bidx, *tidx, found = 0;
+
+	*copy = NULL;
+	*used = NULL;
+	if (zip_parse(basis, basis_len, &bv, &bn) != 0 ||
+	    zip_parse(target, target_len, &tv, &tn) != 0) {
+		free(bv);
+		return 0;
+	}
+	bd = deflate_entries(bv, bn, &bidx);
+	td = deflate_entries(tv, tn, &tidx);
+	keys = xcalloc(bd + 1, sizeof(*keys));
+	for (size_t j = 0; j < bd; j++) {
+		const struct zentry *e = &bv[bidx[j]];
+
+		keys[j].crc = e->crc;
+		keys[j].csize = e->end - e->start;
+		keys[j].usize = e->usize;
+		keys[j].d = j;
+	}
+	qsort(keys, bd, sizeof(*keys), keyed_cmp);
+	*copy = xcalloc(td + 1, sizeof(**copy));
+	*used = xcalloc(bd + 1, 1);
+	for (size_t k = 0; k < td; k++) {
+		const struct zentry *t = &tv[tidx[k]];
+		struct keyed want = { t->crc, t->end - t->start, t->usize, 0 };
+		size_t lo = 0, hi = bd;
+
+		(*copy)[k] = NO_COPY;
+		if ((t->flags & FLAG_ENCRYPTED) != 0)
+			continue;
+		while (lo < hi) {
+			size_t mid = (lo + hi) / 2;
+
+			if (keyed_cmp(&keys[mid], &want) < 0)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		for (; lo < bd && keys[lo].crc == want.crc && keys[lo].csize == want.csize &&
+		    keys[lo].usize == want.usize; lo++) {
+			const struct zentry *b = &bv[bidx[keys[lo].d]];
+
+			if ((b->flags & FLAG_ENCRYPTED) == 0 &&
+			    memcmp(basis + b->start, target + t->start, (size_t)want.csize) == 0) {
+				(*copy)[k] = keys[lo].d;
+				(*used)[keys[lo].d] = 1;
+				found++;
+				break;
+			}
+		}
+	}
+	free(keys);
+	free(bidx);
+	free(tidx);
+	free(bv);
+	free(tv);
+	return found;
+}
+
+/* Writes the copy table: runs of (target start, basis start, length), as varint deltas. */
+static void
+copies_put(struct obuf *out, const uint64_t *copy, size_t n)
+{
+	struct obuf runs = { NULL, 0, 0 };
+	uint64_t nruns = 0, tprev = 0, bprev = 0;
+
+	for (size_t k = 0; k < n;) {
+		size_t len = 1;
+		int64_t db;
+
+		if (copy[k] == NO_COPY) {
+			k++;
+			continue;
+		}
+		while (k + len < n && copy[k + len] != NO_COPY && copy[k + len] == copy[k] + len)
+			len++;
+		db = (int64_t)copy[k] - (int64_t)bprev;
+		obuf_varint(&runs, k - tprev);
+		obuf_varint(&runs, (uint64_t)(db < 0 ? ((uint64_t)-db << 1) - 1 : (uint64_t)db << 1));
+		obuf_varint(&runs, len);
+		tprev = k + len;
+		bprev = copy[k] + len;
+		nruns++;
+		k += len;
+	}
+	obuf_varint(out, nruns);
+	obuf_put(out, runs.p, runs.len);
+	free(runs.p);
+}
+
+/*
+ * Reads the copy table at in[*pos..len) (untrusted) for a target of at most
+ * ZIPDELTA_ENTRIES_MAX DEFLATE entries and a basis of bd: fills *copy (size
+ * *ntcopy, NO_COPY elsewhere) and *used (size bd). Returns 0 or -1.
+ */
+static int
+copies_get(const uint8_t *in, size_t len, size_t *pos, size_t bd, uint64_t **copy,
+    size_t *ncopy, uint8_t **used)
+{
+	uint64_t nruns, tnext = 0, bnext = 0;
+	uint64_t *c = NULL;
+	size_t cap = 0;
+
+	*copy = NULL;
+	*ncopy = 0;
+	*used = xcalloc(bd + 1, 1);
+	if (get_varint(in, len, pos, &nruns) != 0 || nruns > ZIPDELTA_ENTRIES_MAX)
+		return -1;
+	for (uint64_t r = 0; r < nruns; r++) {
+		uint64_t dt, zb, n, b;
+
+		if (get_varint(in, len, pos, &dt) != 0 || get_varint(in, len, pos, &zb) != 0 ||
+		    get_varint(in, len, pos, &n) != 0 || n == 0 ||
+		    dt > ZIPDELTA_ENTRIES_MAX || n > ZIPDELTA_ENTRIES_MAX ||
+		    tnext + dt + n > ZIPDELTA_ENTRIES_MAX)
+			goto bad;
+		b = (zb & 1) ? bnext - ((zb + 1) >> 1) : bnext + (zb >> 1);
+		if (((zb & 1) && ((zb + 1) >> 1) > bnext) || b > bd || n > bd - b)
+			goto bad;
+		c = xgrow(c, &cap, tnext + dt + n, sizeof(*c));
+		for (uint64_t k = *ncopy; k < tnext + dt; k++)
+			c[k] = NO_COPY;
+		for (uint64_t k = 0; k < n; k++) {
+			c[tnext + dt + k] = b + k;
+			(*used)[b + k] = 1;
+		}
+		tnext += dt + n;
+		bnext = b + n;
+		*ncopy = (size_t)tnext;
+	}
+	*copy = c;
+	return 0;
+bad:
+	free(c);
+	return -1;
 }
 
 static unsigned
@@ -494,10 +724,11 @@ zipdelta_encode(const uint8_t *basis, size_t basis_len, const uint8_t *target,
     size_t target_len, int level, uint8_t **out, size_t *out_len, struct zipdelta_stats *stats)
 {
 	struct zipdelta_stats st;
-	struct obuf tview = { NULL, 0, 0 }, bview = { NULL, 0, 0 };
+	struct obuf tview = { NULL, 0, 0 }, bview = { NULL, 0, 0 }, head = { NULL, 0, 0 };
 	ZSTD_CCtx *cctx = NULL;
-	uint8_t *buf = NULL;
-	size_t bound, made;
+	uint64_t *copy = NULL;
+	uint8_t *buf = NULL, *used = NULL;
+	size_t bound, made, tdeflated;
 	unsigned common;
 	int r;
 
@@ -509,7 +740,10 @@ zipdelta_encode(const uint8_t *basis, size_t basis_len, const uint8_t *target,
 		r = DS_ERR_UNSUPPORTED;
 		goto out;
 	}
-	view_build(target, target_len, 0, &st, &tview);
+	/* Entries whose compressed bytes the basis has: copied, not patched. */
+	(void)find_copies(basis, basis_len, target, target_len, &copy, &used);
+	view_build(target, target_len, 0, copy, NULL, &st, &tview);
+	tdeflated = (size_t)st.deflated;
 	if (st.deflated_bytes == 0 ||
 	    st.reproduced_bytes < st.deflated_bytes / 100 * ZIPDELTA_MIN_REPRODUCIBLE) {
 		log_debug("zipdelta: %llu of %llu DEFLATE bytes re-deflate exactly: not worth it",
@@ -517,8 +751,8 @@ zipdelta_encode(const uint8_t *basis, size_t basis_len, const uint8_t *target,
 		r = DS_ERR_UNSUPPORTED;
 		goto out;
 	}
-	common = param_make(st.level, st.mem_level);
-	basis_prefix(basis, basis_len, common, &bview);
+	common = st.level != 0 ? param_make(st.level, st.mem_level) : 0;
+	basis_prefix(basis, basis_len, common, used, &bview);
 	if ((cctx = ZSTD_createCCtx()) == NULL) {
 		log_error("zipdelta: cannot create a zstd context");
 		r = DS_ERR_SYSTEM;
@@ -534,15 +768,17 @@ zipdelta_encode(const uint8_t *basis, size_t basis_len, const uint8_t *target,
 	    "zstd long matching")) != 0 ||
 	    (r = zstd_ok(ZSTD_CCtx_refPrefix(cctx, bview.p, bview.len), "zstd prefix")) != 0)
 		goto out;
+	obuf_put(&head, MAGIC, MAGIC_LEN);
+	obuf_put(&head, &(uint8_t){ (uint8_t)common }, 1);
+	copies_put(&head, copy, tdeflated);
 	bound = ZSTD_compressBound(tview.len);
-	buf = xmalloc(HEADER_LEN + bound);
-	memcpy(buf, MAGIC, MAGIC_LEN);
-	buf[MAGIC_LEN] = (uint8_t)common;
-	made = ZSTD_compress2(cctx, buf + HEADER_LEN, bound, tview.p, tview.len);
+	buf = xmalloc(head.len + bound);
+	memcpy(buf, head.p, head.len);
+	made = ZSTD_compress2(cctx, buf + head.len, bound, tview.p, tview.len);
 	if ((r = zstd_ok(made, "zstd compression")) != 0)
 		goto out;
 	*out = buf;
-	*out_len = HEADER_LEN + made;
+	*out_len = head.len + made;
 	buf = NULL;
 	r = 0;
 out:
@@ -552,6 +788,9 @@ out:
 	free(buf);
 	free(tview.p);
 	free(bview.p);
+	free(head.p);
+	free(copy);
+	free(used);
 	return r;
 }
 
@@ -643,6 +882,8 @@ struct record {
 	uint64_t	 pos;		/* view offset of the entry's bytes (after its gap) */
 	uint64_t	 gap, len;
 	unsigned	 p;
+	const uint8_t	*src;		/* a copied entry: the basis's compressed bytes */
+	size_t		 src_len;
 };
 
 /* A run of records rebuilt by a helper thread into its own buffer. */
@@ -674,7 +915,9 @@ rebuild(const uint8_t *bytes, const struct record *rec, size_t first, size_t end
 	for (size_t k = first; k < end && r == 0; k++) {
 		if ((r = emit(arg, bytes + rec[k].pos - rec[k].gap, (size_t)rec[k].gap)) != 0)
 			break;
-		if (rec[k].p == 0)
+		if (rec[k].src != NULL)
+			r = emit(arg, rec[k].src, rec[k].src_len);
+		else if (rec[k].p == 0)
 			r = emit(arg, bytes + rec[k].pos, (size_t)rec[k].len);
 		else
 			r = redeflate(&z, rec[k].p, bytes + rec[k].pos, (size_t)rec[k].len, emit,
@@ -716,22 +959,35 @@ zipdelta_decode(const uint8_t *basis, size_t basis_len, const uint8_t *in, size_
 	struct obuf bview = { NULL, 0, 0 }, tview = { NULL, 0, 0 };
 	struct record *rec = NULL;
 	struct part parts[DECODE_THREADS_MAX];
-	uint64_t records, pos = 0, gap, len, avail;
-	size_t rpos = 0, base, nparts = 0, first;
+	struct zentry *bv = NULL;
+	uint64_t records, pos = 0, gap, len, avail, *copy = NULL;
+	size_t rpos = 0, base, nparts = 0, first, hpos = HEADER_LEN, bn = 0, bd = 0, ncopy = 0;
+	size_t *bidx = NULL;
+	uint8_t *used = NULL;
 	const uint8_t *bytes;
 	unsigned common;
-	int r;
+	int r, v2;
 
 	memset(parts, 0, sizeof(parts));
-	if (in_len < HEADER_LEN || memcmp(in, MAGIC, MAGIC_LEN) != 0 ||
+	v2 = in_len >= HEADER_LEN && memcmp(in, MAGIC, MAGIC_LEN) == 0;
+	if (in_len < HEADER_LEN || (!v2 && memcmp(in, MAGIC_V1, MAGIC_LEN) != 0) ||
 	    (in[MAGIC_LEN] != 0 && !param_valid(in[MAGIC_LEN]))) {
 		log_error("zipdelta: stream does not start with a zip patch header");
 		r = DS_ERR_CORRUPT;
 		goto out;
 	}
 	common = in[MAGIC_LEN];
-	basis_prefix(basis, basis_len, common, &bview);
-	if ((r = unpatch(in + HEADER_LEN, in_len - HEADER_LEN, &bview, &tview)) != 0)
+	if (v2) {
+		if (zip_parse(basis, basis_len, &bv, &bn) == 0)
+			bd = deflate_entries(bv, bn, &bidx);
+		if (copies_get(in, in_len, &hpos, bd, &copy, &ncopy, &used) != 0) {
+			log_error("zipdelta: copy table is malformed or does not fit the basis");
+			r = DS_ERR_CORRUPT;
+			goto out;
+		}
+	}
+	basis_prefix(basis, basis_len, common, used, &bview);
+	if ((r = unpatch(in + hpos, in_len - hpos, &bview, &tview)) != 0)
 		goto out;
 	free(bview.p);
 	bview.p = NULL;
@@ -751,6 +1007,20 @@ zipdelta_decode(const uint8_t *basis, size_t basis_len, const uint8_t *in, size_
 			goto out;
 		}
 		rec[k].p = tview.p[rpos++];
+		if (k < ncopy && copy[k] != NO_COPY) {
+			const struct zentry *e = &bv[bidx[copy[k]]];
+
+			if (rec[k].len != 0 || rec[k].p != 0) {
+				log_error("zipdelta: a copied entry has bytes in the view");
+				goto out;
+			}
+			rec[k].src = basis + e->start;
+			rec[k].src_len = (size_t)(e->end - e->start);
+		}
+	}
+	if (ncopy > records) {
+		log_error("zipdelta: copy table names entries the recipe lacks");
+		goto out;
 	}
 	base = rpos;
 	bytes = tview.p + base;
@@ -810,5 +1080,9 @@ out:
 	free(rec);
 	free(bview.p);
 	free(tview.p);
+	free(bv);
+	free(bidx);
+	free(copy);
+	free(used);
 	return r;
 }

@@ -14,12 +14,19 @@
  * overlapping zips are refused (DS_ERR_UNSUPPORTED): the caller sends a plain
  * zstd patch instead. Pure and in memory: no fds, no protocol.
  *
- * Stream: "DZP1", one byte of common zlib parameters, then one zstd frame
- * (basis view as prefix dictionary, long window) holding the recipe (varint
- * entry count; per entry varint bytes-before, varint length, parameter byte)
- * and the target's view. The basis view (followed by the basis itself, for
- * opaque entries) carries a recipe of the same form,
- * so unchanged entries cost nothing in it either.
+ * An entry whose compressed bytes the basis holds exactly (same CRC and
+ * sizes, then compared) is copied: it is left out of both views, so it costs
+ * neither inflating, patching nor re-deflating -- most of a release's jar.
+ *
+ * Stream: "DZP2", one byte of common zlib parameters, the copy table (varint
+ * run count; per run varint target DEFLATE entries skipped since the last
+ * run, zigzag varint basis start relative to the last run's end, varint
+ * length), then one zstd frame (the basis view as prefix dictionary, long
+ * window) holding the recipe (varint entry count; per DEFLATE entry varint
+ * bytes-before, varint length, parameter byte; a copied entry has length 0
+ * and parameter 0) and the target's view. The dictionary is the basis view
+ * followed by the basis itself (for opaque entries), both without the
+ * copied entries. "DZP1" streams (no copy table, nothing copied) decode too.
  */
 #ifndef DS_ZIPDELTA_H
 #define DS_ZIPDELTA_H
@@ -37,7 +44,8 @@
 struct zipdelta_stats {
 	uint64_t	 entries;		/* entries in the target's central directory */
 	uint64_t	 deflated;		/* of them DEFLATE */
-	uint64_t	 reproduced;		/* of them re-deflated exactly */
+	uint64_t	 reproduced;		/* of them re-deflated exactly (or copied) */
+	uint64_t	 copied;		/* of them copied from the basis as they are */
 	uint64_t	 deflated_bytes;	/* compressed bytes of DEFLATE entries */
 	uint64_t	 reproduced_bytes;	/* of them reproduced */
 	uint64_t	 view_bytes;		/* the target's view */

@@ -3,7 +3,7 @@
  * hand-made writer (entries that zlib cannot reproduce, stored entries, data
  * descriptors, a prefix, zip64) and by the zip CLI, round-tripped exactly
  * through delta_encode/delta_decode; a changed class costs far less than a
- * zstd-patch; zips it cannot handle are refused; a mutation pass over
+ * zstd-patch; unchanged entries are copied (and DZP1 streams still decode); zips it cannot handle are refused; a mutation pass over
  * encoded streams never crashes nor writes past the declared size.
  */
 #include "autoconf.h"
@@ -26,6 +26,7 @@
  * make.py MODE OUT [ARG]: writes a zip. Entries look like class files and
  * text; "changed" alters one of them.
  *   py LEVEL / changed LEVEL	zipfile, deflate at LEVEL, one stored entry
+ *   big [changed]		1500 entries; changed alters every one
  *   mixed / mixed-changed	hand-made: zlib default, filtered and huffman-only
  *				entries, stored ones, data descriptors, a prefix
  *   zip64			hand-made with zip64 end records
@@ -39,7 +40,7 @@ static const char make_py[] =
 "    words = ['java/lang/Object', 'org/openmrs/Patient', 'getName', '()V', 'Code',\n"
 "             'LineNumberTable', 'encounter', 'concept', str(i)]\n"
 "    b = ' '.join(r.choice(words) for _ in range(200 + r.randrange(2000)))\n"
-"    if changed and i in (17, 24): b = b.replace('concept', 'CONCEPT', 3) + ' added'\n"
+"    if changed == 'all' or (changed and i in (17, 24)): b = b.replace('concept', 'CONCEPT', 3) + ' added'\n"
 "    return b.encode()\n"
 "def pyzip(level, changed, n=150):\n"
 "    with zipfile.ZipFile(out, 'w') as z:\n"
@@ -78,7 +79,7 @@ static const char make_py[] =
 "    open(out, 'wb').write(f)\n"
 "if mode == 'py': pyzip(int(arg), False)\n"
 "elif mode == 'changed': pyzip(int(arg), True)\n"
-"elif mode == 'big': pyzip(6, arg == 'changed', 1500)\n"
+"elif mode == 'big': pyzip(6, 'all' if arg == 'changed' else False, 1500)\n"
 "elif mode == 'mixed': manual(False, False)\n"
 "elif mode == 'mixed-changed': manual(True, False)\n"
 "elif mode == 'zip64': manual(False, True)\n"
@@ -393,6 +394,79 @@ out:
 	free(e);
 }
 
+/* Write LEN bytes of DATA to PATH; 0 on success. */
+static int
+spill(const char *path, const uint8_t *data, size_t len)
+{
+	FILE *fp = fopen(path, "wb");
+	int r = -1;
+
+	if (fp != NULL) {
+		r = fwrite(data, 1, len, fp) == len ? 0 : -1;
+		if (fclose(fp) != 0)
+			r = -1;
+	}
+	return r;
+}
+
+/*
+ * Entries whose compressed bytes the basis has are copied, not patched; a
+ * stream without copies still decodes under the older "DZP1" header; a copy
+ * table that leaves the basis is rejected; a wrong basis never gives the
+ * target's bytes.
+ */
+static void
+test_copies(void)
+{
+	struct zipdelta_stats st;
+	uint64_t plen = 0;
+	size_t elen;
+	uint8_t *e;
+
+	if (make_zip("py", "a.jar", "6") != 0 || make_zip("changed", "b.jar", "6") != 0 ||
+	    make_zip("py", "a1.jar", "1") != 0 || make_zip("changed", "b9.jar", "9") != 0) {
+		CHECK(0, "python3 makes the zips");
+		return;
+	}
+	stats_of("a.jar", "b.jar", &st);
+	CHECK(st.deflated == 150 && st.copied == 148 && st.reproduced == 150,
+	    "148 unchanged entries copied, 2 re-deflated (copied %llu, reproduced %llu)",
+	    (unsigned long long)st.copied, (unsigned long long)st.reproduced);
+	CHECK(encode(DELTA_ZIP_PATCH, "a.jar", "b.jar", "p.bin", &plen) == 0 &&
+	    decode_matches("a.jar", "p.bin", "b.jar") == 0, "copied entries decode exactly");
+	CHECK(decode_matches("a1.jar", "p.bin", "b.jar") != 0,
+	    "against another basis with the same entries the bytes are not the target's");
+
+	/* A copy run whose basis start is before the first entry. */
+	e = slurp("p.bin", &elen);
+	if (e != NULL && elen > 8 && memcmp(e, "DZP2", 4) == 0 && e[5] > 0 && e[5] < 0x80 &&
+	    e[6] < 0x80) {
+		e[7] = 0x7f;
+		CHECK(spill("bad.bin", e, elen) == 0 && decode_matches("a.jar", "bad.bin", "b.jar") != 0,
+		    "a copy table that leaves the basis is rejected");
+	} else
+		CHECK(0, "the stream starts with a copy table of %u runs", e != NULL ? e[5] : 0);
+	free(e);
+
+	/* Level 1 against level 9: no compressed bytes in common, nothing copied. */
+	stats_of("a1.jar", "b9.jar", &st);
+	CHECK(st.copied == 0 && st.reproduced == 150, "different levels: nothing copied (%llu)",
+	    (unsigned long long)st.copied);
+	CHECK(encode(DELTA_ZIP_PATCH, "a1.jar", "b9.jar", "n.bin", &plen) == 0,
+	    "different levels: encodes");
+	e = slurp("n.bin", &elen);
+	if (e != NULL && elen > 6 && memcmp(e, "DZP2", 4) == 0 && e[5] == 0) {
+		/* "DZP1", the parameters byte, then the zstd frame without the empty table. */
+		memcpy(e, "DZP1", 4);
+		memmove(e + 5, e + 6, elen - 6);
+		CHECK(spill("v1.bin", e, elen - 1) == 0 &&
+		    decode_matches("a1.jar", "v1.bin", "b9.jar") == 0,
+		    "a DZP1 stream (no copy table) decodes exactly");
+	} else
+		CHECK(0, "the stream has an empty copy table");
+	free(e);
+}
+
 /*
  * A war-sized view (about 18 MB): decode re-deflates it in shares on helper
  * threads (one per core, up to 4) and emits them in order; the bytes must be
@@ -441,6 +515,7 @@ main(void)
 	tap_run("mixed", test_mixed);
 	tap_run("zip-cli", test_zip_cli);
 	tap_run("refused", test_refused);
+	tap_run("copies", test_copies);
 	tap_run("mutations", test_mutations);
 	tap_run("big", test_big);
 	return tap_done();
