@@ -65,8 +65,12 @@ precompute_one(struct store *store, int encoding, const uint8_t basis[HASH_LEN],
 	uint64_t len = 0;
 	int bfd = -1, tfd = -1, out = -1, r = 0;
 
-	if (stat(cache, &st) == 0)
+	if (stat(cache, &st) == 0) {
+		/* An empty zippatch marks a pair that is not zips (sender.c). */
+		if (st.st_size == 0 && encoding == DELTA_ZIP_PATCH)
+			r = DS_ERR_UNSUPPORTED;
 		goto out;
+	}
 	if ((bfd = store_object_open(store, basis)) == -1 ||
 	    (tfd = store_object_open(store, target)) == -1) {
 		log_errno("%s: object missing from the store", store_dir(store));
@@ -79,8 +83,16 @@ precompute_one(struct store *store, int encoding, const uint8_t basis[HASH_LEN],
 		r = DS_ERR_SYSTEM;
 		goto out;
 	}
-	if ((r = delta_encode(encoding, bfd, tfd, DELTA_LEVEL_PRECOMPUTE, out, &len)) != 0)
+	if ((r = delta_encode(encoding, bfd, tfd, DELTA_LEVEL_PRECOMPUTE, out, &len)) != 0) {
+		if (r == DS_ERR_UNSUPPORTED && encoding == DELTA_ZIP_PATCH && close(out) == 0) {
+			out = -1;
+			if (rename(tmp, cache) == 0) {
+				free(tmp);
+				tmp = NULL;
+			}
+		}
 		goto out;
+	}
 	if (close(out) != 0 || rename(tmp, cache) != 0) {
 		out = -1;
 		log_errno("%s", cache);

@@ -682,7 +682,11 @@ cache_unlock(int fd, char *lock_path)
 	free(lock_path);
 }
 
-/* 1 when e->cache exists (its length in e->len), else 0. */
+/*
+ * 1 when e->cache exists (its length in e->len), -1 when it is the empty
+ * marker of an encoding refused for this pair (a zippatch of files that are
+ * not zips: no stream is ever empty), else 0.
+ */
 static int
 cache_present(struct encoded *e)
 {
@@ -690,6 +694,8 @@ cache_present(struct encoded *e)
 
 	if (stat(e->cache, &st) != 0 || !S_ISREG(st.st_mode))
 		return 0;
+	if (st.st_size == 0)
+		return -1;
 	e->len = (uint64_t)st.st_size;
 	e->hit = 1;
 	return 1;
@@ -710,12 +716,12 @@ cache_fill(struct sender *s, struct encoded *e, const struct proto_signature *si
 	int tfd = -1, bfd = -1, sfd = -1, out = -1, lock = -1, r;
 	double t0;
 
-	if (cache_present(e))
-		return 0;
+	if ((r = cache_present(e)) != 0)
+		return r > 0 ? 0 : DS_ERR_UNSUPPORTED;
 	lock = cache_lock(e->cache, &lock_path);
-	if (cache_present(e)) {
+	if ((r = cache_present(e)) != 0) {
 		cache_unlock(lock, lock_path);
-		return 0;
+		return r > 0 ? 0 : DS_ERR_UNSUPPORTED;
 	}
 	if ((tfd = store_object_open(s->opt->store, ent->hash)) == -1) {
 		log_errno("%s: object missing from the store", ent->path);
@@ -744,6 +750,15 @@ cache_fill(struct sender *s, struct encoded *e, const struct proto_signature *si
 		r = delta_rsync_encode(sfd, tfd, level, out, &e->len);
 	else
 		r = delta_encode(e->enc, bfd, tfd, level, out, &e->len);
+	if (r == DS_ERR_UNSUPPORTED && e->enc == PROTO_ENC_ZIP_PATCH && close(out) == 0) {
+		/* Not zips: the empty file says so, to every later push. */
+		out = -1;
+		if (rename(tmp, e->cache) == 0) {
+			free(tmp);
+			tmp = NULL;
+		}
+		goto out;
+	}
 	if (r != 0)
 		goto out;
 	log_debug("%s: encoded as %s at level %d: %" PRIu64 " of %" PRIu64 " bytes in %.2f s",

@@ -102,6 +102,9 @@ ok "rename-only and timestamp-only jar: whole push under 5% of the module" \
 ok "no signature round trip for known bases" test "$(field "j['round_trips']")" = 2
 check "jar with new timestamps: its patch (zstd or zip-aware) is tiny" \
     "[ \$(cat .distsync/deltas/*-$(sha dist/openmrs_modules/lib.jar).zp* | wc -c) -lt $((jarsize / 50)) ]"
+modz=.distsync/deltas/$(sha ../mod)-$(sha dist/openmrs_modules/htmlformentry-5.4.0.omod)
+ok "a pair that is not zips leaves an empty zippatch marker" \
+    sh -c "test -f $modz.zippatch && test ! -s $modz.zippatch && test -s $modz.zpatch"
 ok "empty file staged and applied" test ! -s $site/openmrs_config/shrinks.txt
 ok "0 -> N bytes applied" cmp $site/openmrs_config/grows.txt dist/openmrs_config/grows.txt
 
