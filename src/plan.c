@@ -242,20 +242,7 @@ dir_len(const char *path)
 static int
 in_release(char *const *set, size_t n, const char *id)
 {
-	size_t lo = 0, hi = n;
-
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		int c = strcmp(set[mid], id);
-
-		if (c == 0)
-			return 1;
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return 0;
+	return bsearch(&id, set, n, sizeof(*set), strcmp_ptr) != NULL;
 }
 
 /*
