@@ -139,4 +139,35 @@ expect_exit 2 "unknown host on the upstream: exit 2" sh -c \
 keep
 ok "the upstream's reason is shown" out_has "no host 'nosuch'"
 
+# A key pinned to this site by an authorized_keys forced command: the site's
+# own options (its --release) still apply; another host, a push or anything
+# but a pull request is refused.
+printf '  butaro: {path: %s/site-b/distribution}\n' "$T_DIR" >> repo/distsync.yml
+up_keys=$(sshd_dir up)/authorized_keys
+cp "$up_keys" "$T_DIR/authorized_keys.open"
+printf 'command="%s -c %s serve --send --only-host kirehe",no-pty,no-port-forwarding %s\n' \
+    "$DISTSYNC" "$T_DIR/repo/distsync.yml" "$(cat "$SSHD_CLIENT_KEY.pub")" > "$up_keys"
+expect_exit 0 "forced command: pull --release 1.0" P --release 1.0
+ok "the site's --release came through the forced command" \
+    test "$(tree_digest site/distribution)" = "$(tree_digest dist-r1)"
+expect_exit 0 "forced command: pull the latest" P --quiet
+ok "site equals the latest release" test "$(tree_digest site/distribution)" = "$(tree_digest repo/dist)"
+sed 's/host: kirehe/host: butaro/' site.yml > s3.yml
+expect_exit 2 "forced command: pulling another host is refused (exit 2)" \
+    "$DISTSYNC" -c "$T_DIR/s3.yml" pull
+keep
+ok "the refusal names the allowed host" out_has "may pull only kirehe"
+ok "nothing of butaro was made" test ! -e "$T_DIR/site-b"
+S() { SSH_ORIGINAL_COMMAND="$1" "$DISTSYNC" -c "$T_DIR/repo/distsync.yml" serve --send \
+    --only-host kirehe < /dev/null; }
+expect_exit 2 "forced command: a push request (serve --root) is refused" S "distsync serve --root /"
+keep
+ok "the refusal says the key may only pull" out_has "may only pull"
+expect_exit 2 "forced command: a request with shell syntax is refused" \
+    S "distsync serve --send --host kirehe; touch $T_DIR/pwned"
+ok "nothing ran" test ! -e "$T_DIR/pwned"
+expect_exit 2 "forced command: an option a pull does not send is refused" \
+    S "distsync serve --send --host kirehe --root /"
+cp "$T_DIR/authorized_keys.open" "$up_keys"
+
 done_testing
