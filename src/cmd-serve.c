@@ -44,15 +44,18 @@ static const char serve_options[] =
 #define ONLY_MAX	64
 
 /* The options of a pull's request, as the site sends them (cmd-pull.c). */
+#define SEND_OPTIONS \
+	{ "send", no_argument, NULL, 'S' }, \
+	{ "host", required_argument, NULL, 'H' }, \
+	{ "release", required_argument, NULL, 'E' }, \
+	{ "dry-run", no_argument, NULL, 'n' }, \
+	{ "no-restart", no_argument, NULL, 'R' }, \
+	{ "lock-timeout", required_argument, NULL, 'L' }, \
+	{ "bwlimit", required_argument, NULL, 'b' }, \
+	{ "idle-timeout", required_argument, NULL, 'i' }
+
 static const struct option send_options[] = {
-	{ "send", no_argument, NULL, 'S' },
-	{ "host", required_argument, NULL, 'H' },
-	{ "release", required_argument, NULL, 'E' },
-	{ "dry-run", no_argument, NULL, 'n' },
-	{ "no-restart", no_argument, NULL, 'R' },
-	{ "lock-timeout", required_argument, NULL, 'L' },
-	{ "bwlimit", required_argument, NULL, 'b' },
-	{ "idle-timeout", required_argument, NULL, 'i' },
+	SEND_OPTIONS,
 	{ NULL, 0, NULL, 0 }
 };
 
@@ -273,15 +276,8 @@ serve_exec(int argc, char **argv, const struct config *config)
 		{ "root", required_argument, NULL, 'r' },
 		{ "state", required_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
-		{ "send", no_argument, NULL, 'S' },
-		{ "host", required_argument, NULL, 'H' },
-		{ "release", required_argument, NULL, 'E' },
-		{ "dry-run", no_argument, NULL, 'n' },
-		{ "no-restart", no_argument, NULL, 'R' },
-		{ "lock-timeout", required_argument, NULL, 'L' },
-		{ "bwlimit", required_argument, NULL, 'b' },
-		{ "idle-timeout", required_argument, NULL, 'i' },
 		{ "only-host", required_argument, NULL, 'O' },
+		SEND_OPTIONS,
 		{ NULL, 0, NULL, 0 }
 	};
 	const char *only[ONLY_MAX];
