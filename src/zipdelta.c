@@ -73,7 +73,12 @@ struct zstreams {
 	int		 inflater_ready;
 };
 
-/* Parameter byte: 0 opaque, else level 1..9 | (memLevel - 8) << 4. */
+/*
+ * Parameter byte: 0 opaque, else level 1..9 | (memLevel - 8) << 4, with
+ * NESTED set when the entry's bytes in the view are the view of the zip it
+ * holds (a jar in a war), one level deep.
+ */
+#define NESTED		0x80u
 static int
 param_valid(unsigned p)
 {
@@ -368,6 +373,48 @@ reproduces(struct zstreams *z, unsigned p, const uint8_t *in, size_t in_len,
 	}
 }
 
+static void	view_build(const uint8_t *, size_t, unsigned, const uint64_t *, const uint8_t *,
+		    struct zipdelta_stats *, struct obuf *, int);
+
+/*
+ * An entry's inflated bytes plain[0..len) at bytes->p + before that are a zip
+ * of their own: replaces them by that zip's view (entries reproduced or kept
+ * as they are, as for the outer zip) when, for the target (stats), at least
+ * ZIPDELTA_MIN_REPRODUCIBLE percent of its DEFLATE bytes reproduce; for the
+ * basis by the view followed by the zip itself. Returns 1 when replaced.
+ */
+static int
+nested_view(const uint8_t *plain, size_t len, unsigned common, struct zipdelta_stats *stats,
+    struct obuf *bytes, size_t before)
+{
+	struct zipdelta_stats ns;
+	struct obuf nv = { NULL, 0, 0 };
+	int ok;
+
+	if (!zipdelta_is_zip(plain, len))
+		return 0;
+	memset(&ns, 0, sizeof(ns));
+	view_build(plain, len, common, NULL, NULL, stats != NULL ? &ns : NULL, &nv, 0);
+	ok = nv.len <= ZIPDELTA_VIEW_MAX - before && (stats == NULL ||
+	    ns.reproduced_bytes >= ns.deflated_bytes / 100 * ZIPDELTA_MIN_REPRODUCIBLE);
+	if (ok && stats == NULL) {
+		/*
+		 * The basis (a dictionary only): the view, then the zip as it
+		 * is, for a target whose version of it stays unnested.
+		 */
+		obuf_put(&nv, plain, len);
+		ok = nv.len <= ZIPDELTA_VIEW_MAX - before;
+	}
+	if (ok) {
+		bytes->len = before;
+		obuf_put(bytes, nv.p, nv.len);
+		if (stats != NULL)
+			stats->nested++;
+	}
+	free(nv.p);
+	return ok;
+}
+
 /*
  * Builds the view of a zip (recipe, then bytes) into *view. For the target
  * (stats != NULL) each DEFLATE entry is inflated only if some parameters
@@ -376,7 +423,7 @@ reproduces(struct zstreams *z, unsigned p, const uint8_t *in, size_t in_len,
  */
 static void
 view_build(const uint8_t *data, size_t len, unsigned common, const uint64_t *copy,
-    const uint8_t *used, struct zipdelta_stats *stats, struct obuf *view)
+    const uint8_t *used, struct zipdelta_stats *stats, struct obuf *view, int nest)
 {
 	static const int levels[] = { 6, 9, 1, 2, 3, 4, 5, 7, 8 };
 	struct obuf recipe = { NULL, 0, 0 }, bytes = { NULL, 0, 0 };
@@ -464,6 +511,10 @@ view_build(const uint8_t *data, size_t len, unsigned common, const uint64_t *cop
 				}
 			learned = seen[0];
 		}
+		if (p != 0 && nest && bytes.len - before >= LOCAL_LEN &&
+		    get32(bytes.p + before) == LOCAL_SIG && nested_view(bytes.p + before,
+		    bytes.len - before, common, stats, &bytes, before))
+			p |= NESTED;
 		if (p == 0)
 			obuf_put(&bytes, src, clen);
 		obuf_varint(&recipe, before - mark);
@@ -495,12 +546,12 @@ view_build(const uint8_t *data, size_t len, unsigned common, const uint64_t *cop
  */
 static void
 basis_prefix(const uint8_t *basis, size_t basis_len, unsigned common, const uint8_t *used,
-    struct obuf *prefix)
+    int nest, struct obuf *prefix)
 {
 	struct zentry *v = NULL;
 	size_t n = 0, pos = 0, d = 0;
 
-	view_build(basis, basis_len, common, NULL, used, NULL, prefix);
+	view_build(basis, basis_len, common, NULL, used, NULL, prefix, nest);
 	if (used != NULL && zip_parse(basis, basis_len, &v, &n) == 0) {
 		for (size_t k = 0; k < n; k++) {
 			if (v[k].method != METHOD_DEFLATE)
@@ -742,7 +793,7 @@ zipdelta_encode(const uint8_t *basis, size_t basis_len, const uint8_t *target,
 	}
 	/* Entries whose compressed bytes the basis has: copied, not patched. */
 	(void)find_copies(basis, basis_len, target, target_len, &copy, &used);
-	view_build(target, target_len, 0, copy, NULL, &st, &tview);
+	view_build(target, target_len, 0, copy, NULL, &st, &tview, 1);
 	tdeflated = (size_t)st.deflated;
 	if (st.deflated_bytes == 0 ||
 	    st.reproduced_bytes < st.deflated_bytes / 100 * ZIPDELTA_MIN_REPRODUCIBLE) {
@@ -752,7 +803,7 @@ zipdelta_encode(const uint8_t *basis, size_t basis_len, const uint8_t *target,
 		goto out;
 	}
 	common = st.level != 0 ? param_make(st.level, st.mem_level) : 0;
-	basis_prefix(basis, basis_len, common, used, &bview);
+	basis_prefix(basis, basis_len, common, used, 1, &bview);
 	if ((cctx = ZSTD_createCCtx()) == NULL) {
 		log_error("zipdelta: cannot create a zstd context");
 		r = DS_ERR_SYSTEM;
@@ -903,7 +954,107 @@ obuf_emit(void *arg, const void *data, size_t len)
 	return 0;
 }
 
-/* Emits records [first, end): each one's gap bytes, then its entry re-deflated or as is. */
+/*
+ * Parses a view's recipe (untrusted): *rec (records *nrec, caller frees),
+ * the bytes section at view + *base of *avail bytes, entries ending at *end
+ * in it. NESTED parameters are allowed only when nested_ok. Returns 0 or -1
+ * (logged).
+ */
+static int
+records_parse(const uint8_t *view, size_t vlen, int nested_ok, struct record **rec_out,
+    uint64_t *nrec, size_t *base, uint64_t *avail, uint64_t *end)
+{
+	struct record *rec;
+	uint64_t records, pos = 0;
+	size_t rpos = 0;
+
+	*rec_out = NULL;
+	if (get_varint(view, vlen, &rpos, &records) != 0 || records > ZIPDELTA_ENTRIES_MAX ||
+	    records > (vlen - rpos) / 3) {
+		log_error("zipdelta: recipe is malformed");
+		return -1;
+	}
+	rec = xcalloc(records + 1, sizeof(*rec));
+	for (uint64_t k = 0; k < records; k++) {
+		unsigned p;
+
+		if (get_varint(view, vlen, &rpos, &rec[k].gap) != 0 ||
+		    get_varint(view, vlen, &rpos, &rec[k].len) != 0 || rpos >= vlen)
+			goto bad;
+		p = view[rpos++];
+		if (p != 0 && !param_valid(p & ~NESTED))
+			goto bad;
+		if ((p & NESTED) != 0 && !nested_ok)
+			goto bad;
+		rec[k].p = p;
+	}
+	*base = rpos;
+	*avail = vlen - rpos;
+	for (uint64_t k = 0; k < records; k++) {
+		if (rec[k].gap > *avail - pos || rec[k].len > *avail - pos - rec[k].gap) {
+			log_error("zipdelta: recipe points past its view");
+			free(rec);
+			return -1;
+		}
+		rec[k].pos = pos + rec[k].gap;
+		pos += rec[k].gap + rec[k].len;
+	}
+	*rec_out = rec;
+	*nrec = records;
+	*end = pos;
+	return 0;
+bad:
+	log_error("zipdelta: recipe is malformed");
+	free(rec);
+	return -1;
+}
+
+static int	rebuild(const uint8_t *, const struct record *, size_t, size_t, zipdelta_emit_fn,
+		    void *);
+
+/* Collects a nested zip's bytes, at most ZIPDELTA_VIEW_MAX. */
+static int
+bounded_put(void *arg, const void *data, size_t len)
+{
+	struct obuf *b = arg;
+
+	if (len > ZIPDELTA_VIEW_MAX - b->len) {
+		log_error("zipdelta: a nested zip is larger than a view may be");
+		return DS_ERR_CORRUPT;
+	}
+	obuf_put(b, data, len);
+	return 0;
+}
+
+/* Rebuilds the zip whose view is view[0..len), then deflates it with p through emit. */
+static int
+nested_emit(struct zstreams *z, unsigned p, const uint8_t *view, size_t len,
+    zipdelta_emit_fn emit, void *arg)
+{
+	struct obuf out = { NULL, 0, 0 };
+	struct record *rec = NULL;
+	uint64_t n, avail, end;
+	size_t base;
+	int r;
+
+	if (records_parse(view, len, 0, &rec, &n, &base, &avail, &end) != 0)
+		return DS_ERR_CORRUPT;
+	r = rebuild(view + base, rec, 0, (size_t)n, bounded_put, &out);
+	if (r == 0)
+		r = bounded_put(&out, view + base + end, (size_t)(avail - end));
+	if (r == 0)
+		r = redeflate(z, p, out.p != NULL ? out.p : (const uint8_t *)"", out.len, emit,
+		    arg);
+	free(rec);
+	free(out.p);
+	return r;
+}
+
+/*
+ * Emits records [first, end): each one's gap bytes, then its entry copied
+ * from the basis, re-deflated, rebuilt from its nested view and
+ * re-deflated, or as is.
+ */
 static int
 rebuild(const uint8_t *bytes, const struct record *rec, size_t first, size_t end,
     zipdelta_emit_fn emit, void *arg)
@@ -917,6 +1068,9 @@ rebuild(const uint8_t *bytes, const struct record *rec, size_t first, size_t end
 			break;
 		if (rec[k].src != NULL)
 			r = emit(arg, rec[k].src, rec[k].src_len);
+		else if ((rec[k].p & NESTED) != 0)
+			r = nested_emit(&z, rec[k].p & ~NESTED, bytes + rec[k].pos,
+			    (size_t)rec[k].len, emit, arg);
 		else if (rec[k].p == 0)
 			r = emit(arg, bytes + rec[k].pos, (size_t)rec[k].len);
 		else
@@ -960,8 +1114,8 @@ zipdelta_decode(const uint8_t *basis, size_t basis_len, const uint8_t *in, size_
 	struct record *rec = NULL;
 	struct part parts[DECODE_THREADS_MAX];
 	struct zentry *bv = NULL;
-	uint64_t records, pos = 0, gap, len, avail, *copy = NULL;
-	size_t rpos = 0, base, nparts = 0, first, hpos = HEADER_LEN, bn = 0, bd = 0, ncopy = 0;
+	uint64_t records = 0, pos = 0, avail = 0, *copy = NULL;
+	size_t base = 0, nparts = 0, first, hpos = HEADER_LEN, bn = 0, bd = 0, ncopy = 0;
 	size_t *bidx = NULL;
 	uint8_t *used = NULL;
 	const uint8_t *bytes;
@@ -986,55 +1140,32 @@ zipdelta_decode(const uint8_t *basis, size_t basis_len, const uint8_t *in, size_
 			goto out;
 		}
 	}
-	basis_prefix(basis, basis_len, common, used, &bview);
+	basis_prefix(basis, basis_len, common, used, v2, &bview);
 	if ((r = unpatch(in + hpos, in_len - hpos, &bview, &tview)) != 0)
 		goto out;
 	free(bview.p);
 	bview.p = NULL;
 	r = DS_ERR_CORRUPT;
-	if (get_varint(tview.p, tview.len, &rpos, &records) != 0 ||
-	    records > ZIPDELTA_ENTRIES_MAX || records > (tview.len - rpos) / 3) {
-		log_error("zipdelta: recipe is malformed");
+	if (records_parse(tview.p, tview.len, v2, &rec, &records, &base, &avail, &pos) != 0)
 		goto out;
-	}
-	rec = xcalloc(records + 1, sizeof(*rec));
-	/* Walk once to find where the bytes start, checking every record. */
-	for (uint64_t k = 0; k < records; k++) {
-		if (get_varint(tview.p, tview.len, &rpos, &rec[k].gap) != 0 ||
-		    get_varint(tview.p, tview.len, &rpos, &rec[k].len) != 0 ||
-		    rpos >= tview.len || (tview.p[rpos] != 0 && !param_valid(tview.p[rpos]))) {
-			log_error("zipdelta: recipe is malformed");
-			goto out;
-		}
-		rec[k].p = tview.p[rpos++];
-		if (k < ncopy && copy[k] != NO_COPY) {
-			const struct zentry *e = &bv[bidx[copy[k]]];
-
-			if (rec[k].len != 0 || rec[k].p != 0) {
-				log_error("zipdelta: a copied entry has bytes in the view");
-				goto out;
-			}
-			rec[k].src = basis + e->start;
-			rec[k].src_len = (size_t)(e->end - e->start);
-		}
-	}
 	if (ncopy > records) {
 		log_error("zipdelta: copy table names entries the recipe lacks");
 		goto out;
 	}
-	base = rpos;
-	bytes = tview.p + base;
-	avail = tview.len - base;
-	for (uint64_t k = 0; k < records; k++) {
-		gap = rec[k].gap;
-		len = rec[k].len;
-		if (gap > avail - pos || len > avail - pos - gap) {
-			log_error("zipdelta: recipe points past its view");
+	for (size_t k = 0; k < ncopy; k++) {
+		const struct zentry *e;
+
+		if (copy[k] == NO_COPY)
+			continue;
+		if (rec[k].len != 0 || rec[k].p != 0) {
+			log_error("zipdelta: a copied entry has bytes in the view");
 			goto out;
 		}
-		rec[k].pos = pos + gap;
-		pos += gap + len;
+		e = &bv[bidx[copy[k]]];
+		rec[k].src = basis + e->start;
+		rec[k].src_len = (size_t)(e->end - e->start);
 	}
+	bytes = tview.p + base;
 	/*
 	 * The first share is rebuilt here straight into emit; the others on
 	 * helper threads into buffers, emitted in order after it.

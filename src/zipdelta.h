@@ -26,7 +26,10 @@
  * bytes-before, varint length, parameter byte; a copied entry has length 0
  * and parameter 0) and the target's view. The dictionary is the basis view
  * followed by the basis itself (for opaque entries), both without the
- * copied entries. "DZP1" streams (no copy table, nothing copied) decode too.
+ * copied entries. An entry that is itself a zip (a jar in a war) is, in
+ * both views, the view of that zip (one level deep; parameter flag 0x80),
+ * so a changed class inside a changed jar costs what it would at the top.
+ * "DZP1" streams (no copy table, nothing copied or nested) decode too.
  */
 #ifndef DS_ZIPDELTA_H
 #define DS_ZIPDELTA_H
@@ -46,6 +49,7 @@ struct zipdelta_stats {
 	uint64_t	 deflated;		/* of them DEFLATE */
 	uint64_t	 reproduced;		/* of them re-deflated exactly (or copied) */
 	uint64_t	 copied;		/* of them copied from the basis as they are */
+	uint64_t	 nested;		/* of them zips whose own view replaced them */
 	uint64_t	 deflated_bytes;	/* compressed bytes of DEFLATE entries */
 	uint64_t	 reproduced_bytes;	/* of them reproduced */
 	uint64_t	 view_bytes;		/* the target's view */

@@ -27,6 +27,8 @@
  * text; "changed" alters one of them.
  *   py LEVEL / changed LEVEL	zipfile, deflate at LEVEL, one stored entry
  *   big [changed]		1500 entries; changed alters every one
+ *   war [changed]		jars a.jar and b.jar inside a war; changed alters
+ *				two classes of a.jar
  *   mixed / mixed-changed	hand-made: zlib default, filtered and huffman-only
  *				entries, stored ones, data descriptors, a prefix
  *   zip64			hand-made with zip64 end records
@@ -80,6 +82,20 @@ static const char make_py[] =
 "if mode == 'py': pyzip(int(arg), False)\n"
 "elif mode == 'changed': pyzip(int(arg), True)\n"
 "elif mode == 'big': pyzip(6, 'all' if arg == 'changed' else False, 1500)\n"
+"elif mode == 'war':\n"
+"    import io\n"
+"    def jar(changed, seed):\n"
+"        b = io.BytesIO()\n"
+"        with zipfile.ZipFile(b, 'w') as z:\n"
+"            for i in range(seed, seed + 120):\n"
+"                z.writestr(zipfile.ZipInfo('org/x/C%d.class' % i, (2020,1,1,0,0,0)), body(i, changed),\n"
+"                           zipfile.ZIP_DEFLATED, 6)\n"
+"        return b.getvalue()\n"
+"    with zipfile.ZipFile(out, 'w') as z:\n"
+"        for name, data in (('WEB-INF/lib/a.jar', jar(arg == 'changed', 0)),\n"
+"                           ('WEB-INF/lib/b.jar', jar(False, 500)),\n"
+"                           ('WEB-INF/web.xml', b'<web-app/>' * 50)):\n"
+"            z.writestr(zipfile.ZipInfo(name, (2020,1,1,0,0,0)), data, zipfile.ZIP_DEFLATED, 6)\n"
 "elif mode == 'mixed': manual(False, False)\n"
 "elif mode == 'mixed-changed': manual(True, False)\n"
 "elif mode == 'zip64': manual(False, True)\n"
@@ -468,6 +484,64 @@ test_copies(void)
 }
 
 /*
+ * A war holding jars: the changed jar travels as the view of its own
+ * entries, so two changed classes cost about what they cost in the jar
+ * alone; the unchanged jar is copied; the war rebuilds exactly, and mutated
+ * streams stay within bounds.
+ */
+static void
+test_nested(void)
+{
+	struct zipdelta_stats st;
+	struct bounded out;
+	uint64_t wlen = 0, jlen = 0, zlen = 0;
+	size_t blen, tlen, elen;
+	uint8_t *b = NULL, *t = NULL, *e = NULL, *x = NULL;
+	int bad = 0;
+
+	if (make_zip("war", "a.war", "") != 0 || make_zip("war", "b.war", "changed") != 0 ||
+	    make_zip("py", "a.jar", "6") != 0 || make_zip("changed", "b.jar", "6") != 0) {
+		CHECK(0, "python3 makes the wars");
+		return;
+	}
+	stats_of("a.war", "b.war", &st);
+	CHECK(st.deflated == 3 && st.nested == 1 && st.copied == 2,
+	    "the changed jar is nested, the rest copied (nested %llu, copied %llu)",
+	    (unsigned long long)st.nested, (unsigned long long)st.copied);
+	CHECK(encode(DELTA_ZIP_PATCH, "a.war", "b.war", "w.bin", &wlen) == 0 &&
+	    decode_matches("a.war", "w.bin", "b.war") == 0, "the war rebuilds exactly");
+	CHECK(encode(DELTA_ZIP_PATCH, "a.jar", "b.jar", "j.bin", &jlen) == 0 &&
+	    encode(DELTA_ZSTD_PATCH, "a.war", "b.war", "z.bin", &zlen) == 0 &&
+	    wlen < 2 * jlen + 1024 && wlen * 4 < zlen,
+	    "two changed classes in a jar in a war: %llu bytes (the jar alone %llu, a zstd "
+	    "patch %llu)", (unsigned long long)wlen, (unsigned long long)jlen,
+	    (unsigned long long)zlen);
+	b = slurp("a.war", &blen);
+	t = slurp("b.war", &tlen);
+	e = slurp("w.bin", &elen);
+	if (b == NULL || t == NULL || e == NULL || elen < 16)
+		goto out;
+	x = malloc(elen);
+	for (int i = 0; i < 600 && x != NULL; i++) {
+		memcpy(x, e, elen);
+		x[rng() % elen] ^= (uint8_t)(1u << (rng() % 8));
+		if (i % 3 == 0)
+			x[5 + rng() % (elen - 5)] = (uint8_t)rng();
+		out.total = 0;
+		out.max = tlen;
+		(void)zipdelta_decode(b, blen, x, elen, bounded_emit, &out);
+		if (out.total > out.max)
+			bad++;
+	}
+	CHECK(bad == 0, "600 mutations of the war's stream: no output past the limit");
+out:
+	free(b);
+	free(t);
+	free(e);
+	free(x);
+}
+
+/*
  * A war-sized view (about 18 MB): decode re-deflates it in shares on helper
  * threads (one per core, up to 4) and emits them in order; the bytes must be
  * the target's exactly, and a corrupt share must fail the whole decode.
@@ -517,6 +591,7 @@ main(void)
 	tap_run("refused", test_refused);
 	tap_run("copies", test_copies);
 	tap_run("mutations", test_mutations);
+	tap_run("nested", test_nested);
 	tap_run("big", test_big);
 	return tap_done();
 }
