@@ -153,11 +153,11 @@ hashref_cmp(const void *a, const void *b)
 	return memcmp(((const struct hashref *)a)->hash, ((const struct hashref *)b)->hash, HASH_LEN);
 }
 
-/* Levenshtein distance of two short strings, capped. */
+/* Levenshtein distance of a[0..la) and b[0..lb), short strings only (else SIZE_MAX). */
 static size_t
-name_distance(const char *a, const char *b)
+name_distance(const char *a, size_t la, const char *b, size_t lb)
 {
-	size_t la = strlen(a), lb = strlen(b), *row, best;
+	size_t *row, best;
 
 	if (la > 255 || lb > 255)
 		return (size_t)-1;
@@ -221,12 +221,7 @@ stem_len(const char *name)
 static size_t
 stem_distance(const char *a, const char *b)
 {
-	char *x = xstrndup(a, stem_len(a)), *y = xstrndup(b, stem_len(b));
-	size_t d = name_distance(x, y);
-
-	free(x);
-	free(y);
-	return d;
+	return name_distance(a, stem_len(a), b, stem_len(b));
 }
 
 /* Length of the directory part of an identity or path ("a/b/" of "a/b/c"). */
@@ -254,14 +249,14 @@ in_release(char *const *set, size_t n, const char *id)
  * half the stem, the name before its first dot, differs), else the nearest
  * size within a quarter (a bundler
  * renames chunk "8183.js" to "9337.js" with nearly the same content); then
- * the nearest name among the files the release keeps. idents is sorted by
- * identity; released holds the release's identities, sorted.
+ * the nearest name among the files the release keeps. id is the file's
+ * identity; idents is sorted by identity; released holds the release's
+ * identities, sorted.
  */
 static const struct manifest_entry *
 similar_file(const struct ident *idents, size_t nidents, char *const *released, size_t nreleased,
-    const struct manifest_entry *file, enum plan_basis_kind *kind)
+    const struct manifest_entry *file, const char *id, enum plan_basis_kind *kind)
 {
-	char *id = plan_identity(file->path);
 	size_t dlen = dir_len(id), lo = 0, hi = nidents;
 	const char *base = file->path + dir_len(file->path);
 	const struct manifest_entry *by_name[2] = { NULL, NULL }, *by_size = NULL;
@@ -298,7 +293,6 @@ similar_file(const struct ident *idents, size_t nidents, char *const *released, 
 			by_size = e;
 		}
 	}
-	free(id);
 	*kind = PLAN_BASIS_NAME;
 	if (by_name[1] != NULL)
 		return by_name[1];
@@ -309,6 +303,20 @@ similar_file(const struct ident *idents, size_t nidents, char *const *released, 
 	if (by_name[0] == NULL)
 		*kind = PLAN_BASIS_NONE;
 	return by_name[0];
+}
+
+/* The sorted identities of target's files (*n of them; free each, then the array). */
+static char **
+release_identities(const struct manifest *target, size_t *n)
+{
+	char **ids = xcalloc(target->count + 1, sizeof(*ids));
+
+	*n = 0;
+	for (size_t i = 0; i < target->count; i++)
+		if (target->entries[i].type == MANIFEST_FILE)
+			ids[(*n)++] = plan_identity(target->entries[i].path);
+	qsort(ids, *n, sizeof(*ids), strcmp_ptr);
+	return ids;
 }
 
 static const struct plan_object *sort_base;
@@ -429,11 +437,6 @@ plan_make(const struct manifest *current, const struct manifest *target)
 		nidents++;
 	}
 	qsort(idents, nidents, sizeof(*idents), ident_cmp);
-	released = xcalloc(target->count + 1, sizeof(*released));
-	for (size_t i = 0; i < target->count; i++)
-		if (target->entries[i].type == MANIFEST_FILE)
-			released[nreleased++] = plan_identity(target->entries[i].path);
-	qsort(released, nreleased, sizeof(*released), strcmp_ptr);
 	for (size_t i = 0; i < p->count; i++) {
 		const struct plan_item *it = &p->items[i];
 		struct plan_object o = { 0 };
@@ -465,9 +468,13 @@ plan_make(const struct manifest *current, const struct manifest *target)
 				if (n > 0) {
 					o.basis = closest_size(&idents[lo], n, it->new->size);
 					o.basis_kind = PLAN_BASIS_IDENTITY;
-				} else
+				} else {
+					/* The release's identities, once, when first needed. */
+					if (released == NULL)
+						released = release_identities(target, &nreleased);
 					o.basis = similar_file(idents, nidents, released, nreleased,
-					    it->new, &o.basis_kind);
+					    it->new, k.identity, &o.basis_kind);
+				}
 				free(k.identity);
 			}
 		}

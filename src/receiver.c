@@ -681,12 +681,10 @@ decode_staged(struct receiver *rc, const struct proto_object *ob, int basis, int
 	uint64_t len = 0;
 	int out = -1, r;
 
-	if (lseek(encfd, 0, SEEK_SET) != 0) {
-		r = DS_ERR_SYSTEM;
-		goto out;
-	}
+	if (lseek(encfd, 0, SEEK_SET) != 0)
+		return DS_ERR_SYSTEM;
 	if ((r = stage_open(rc->t, ob->hash, 0, &out)) != 0)
-		goto out;
+		return r;
 	r = delta_decode(ob->encoding, basis, encfd, out, ob->size, &len, got);
 	if (r == 0 && (len != ob->size || memcmp(got, ob->hash, HASH_LEN) != 0)) {
 		log_warn("%s: %s: its delta decodes to other content than announced (a basis "
@@ -701,11 +699,10 @@ decode_staged(struct receiver *rc, const struct proto_object *ob, int basis, int
 		if (ftruncate(out, 0) == -1)
 			log_errno("%s: staging %s", target_state_dir(rc->t), what);
 		stage_abort(rc->t, ob->hash, out);
-		goto out;
+		return r;
 	}
-	r = stage_finish(rc->t, ob->hash, out);
-out:
-	return r;
+	/* delta_decode hashed every byte it wrote, and it is the object's. */
+	return stage_finish_hashed(rc->t, ob->hash, out);
 }
 
 static void

@@ -180,8 +180,9 @@ out:
 	return r;
 }
 
-int
-stage_finish(struct target *t, const uint8_t hash[HASH_LEN], int fd)
+/* stage_finish, re-reading the part to verify its hash only when verify. */
+static int
+finish(struct target *t, const uint8_t hash[HASH_LEN], int fd, int verify)
 {
 	char hex[HASH_HEX_LEN + 1], part[HASH_HEX_LEN + 6];
 	uint8_t got[HASH_LEN];
@@ -199,11 +200,11 @@ stage_finish(struct target *t, const uint8_t hash[HASH_LEN], int fd)
 		log_errno("%s/staging/%s: fsync", target_state_dir(t), part);
 		goto out;
 	}
-	if (lseek(fd, 0, SEEK_SET) == -1 || hash_fd(fd, got, &size) != 0) {
+	if (verify && (lseek(fd, 0, SEEK_SET) == -1 || hash_fd(fd, got, &size) != 0)) {
 		log_errno("%s/staging/%s: read", target_state_dir(t), part);
 		goto out;
 	}
-	if (memcmp(got, hash, HASH_LEN) != 0) {
+	if (verify && memcmp(got, hash, HASH_LEN) != 0) {
 		log_error("%s/staging/%s: content does not match its SHA-256 (%" PRIu64
 		    " bytes); discarded", target_state_dir(t), part, size);
 		unlinkat(dfd, part, 0);
@@ -222,6 +223,18 @@ out:
 	if (dfd != -1)
 		close(dfd);
 	return r;
+}
+
+int
+stage_finish(struct target *t, const uint8_t hash[HASH_LEN], int fd)
+{
+	return finish(t, hash, fd, 1);
+}
+
+int
+stage_finish_hashed(struct target *t, const uint8_t hash[HASH_LEN], int fd)
+{
+	return finish(t, hash, fd, 0);
 }
 
 void

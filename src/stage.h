@@ -53,6 +53,13 @@ int	stage_open(struct target *t, const uint8_t hash[HASH_LEN], uint64_t offset, 
  */
 int	stage_finish(struct target *t, const uint8_t hash[HASH_LEN], int fd);
 
+/*
+ * stage_finish for content the caller wrote from its first byte and hashed
+ * as it wrote (a decoded delta), having checked that hash is HASH: no
+ * second read of the part.
+ */
+int	stage_finish_hashed(struct target *t, const uint8_t hash[HASH_LEN], int fd);
+
 /* Closes fd of an unfinished object, keeping the part for a later resume. */
 void	stage_abort(struct target *t, const uint8_t hash[HASH_LEN], int fd);
 

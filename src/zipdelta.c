@@ -679,6 +679,8 @@ copies_put(struct obuf *out, const uint64_t *copy, size_t n)
 	struct obuf runs = { NULL, 0, 0 };
 	uint64_t nruns = 0, tprev = 0, bprev = 0;
 
+	if (copy == NULL)
+		n = 0;
 	for (size_t k = 0; k < n;) {
 		size_t len = 1;
 		int64_t db;
