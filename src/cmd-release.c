@@ -15,6 +15,7 @@
 
 #include "cmd.h"
 #include "config.h"
+#include "dcache.h"
 #include "delta.h"
 #include "err.h"
 #include "log.h"
@@ -51,94 +52,38 @@ store_inside_source(const char *source, const char *store)
 }
 
 /*
- * Encodes TARGET against BASIS (open fds, rewound here) at LEVEL into a new
- * file PATH (*len bytes). Returns 0 or DS_ERR_* (the file is left for the
- * caller to remove or rename).
- */
-static int
-encode_to(int encoding, int bfd, int tfd, int level, const char *path, uint64_t *len)
-{
-	int out, r;
-
-	if (lseek(bfd, 0, SEEK_SET) < 0 || lseek(tfd, 0, SEEK_SET) < 0 ||
-	    (out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0444)) == -1) {
-		log_errno("%s", path);
-		return DS_ERR_SYSTEM;
-	}
-	r = delta_encode(encoding, bfd, tfd, level, out, len);
-	if (close(out) != 0 && r == 0) {
-		log_errno("%s", path);
-		r = DS_ERR_SYSTEM;
-	}
-	return r;
-}
-
-/*
- * Writes the patch of TARGET against BASIS into the delta cache, unless it
- * is there: the smaller of DELTA_LEVEL_PRECOMPUTE and DELTA_LEVEL_DEFAULT
+ * Puts the patch of TARGET against BASIS into the delta cache, unless it is
+ * there: the smaller of DELTA_LEVEL_PRECOMPUTE and DELTA_LEVEL_DEFAULT
  * (zstd's optimal parsers, level 16 and up, sometimes miss what level 9
  * finds against a prefix of a hundred megabytes: a war of jars came out
- * 5.5 MB at 19 and 4.2 MB at 9). A zippatch of files that are not zips
- * leaves the empty marker the sender leaves. Returns 1 when made, 0 when
- * present, or DS_ERR_* (DS_ERR_UNSUPPORTED: no zippatch for this pair).
+ * 5.5 MB at 19 and 4.2 MB at 9). Returns 1 when made, 0 when present, or
+ * DS_ERR_* (DS_ERR_UNSUPPORTED: no zippatch for this pair).
  */
 static int
 precompute_one(struct store *store, int encoding, const uint8_t basis[HASH_LEN],
     const uint8_t target[HASH_LEN], uint64_t *bytes)
 {
 	char *cache = store_delta_path(store, basis, target, delta_encoding_name(encoding));
-	char *tmp = NULL, *alt = NULL;
-	struct stat st;
-	uint64_t len = 0, alt_len = 0;
-	int bfd = -1, tfd = -1, r = 0;
+	struct dcache_req req;
+	uint64_t len = 0;
+	int hit = 0, r;
 
-	if (stat(cache, &st) == 0) {
-		/* An empty zippatch marks a pair that is not zips (sender.c). */
-		if (st.st_size == 0 && encoding == DELTA_ZIP_PATCH)
-			r = DS_ERR_UNSUPPORTED;
-		goto out;
-	}
-	if ((bfd = store_object_open(store, basis)) == -1 ||
-	    (tfd = store_object_open(store, target)) == -1) {
-		log_errno("%s: object missing from the store", store_dir(store));
-		r = DS_ERR_NOTFOUND;
-		goto out;
-	}
-	tmp = xasprintf("%s.%ld.tmp", cache, (long)getpid());
-	alt = xasprintf("%s.%ld.alt.tmp", cache, (long)getpid());
-	if ((r = encode_to(encoding, bfd, tfd, DELTA_LEVEL_PRECOMPUTE, tmp, &len)) != 0) {
-		if (r == DS_ERR_UNSUPPORTED && encoding == DELTA_ZIP_PATCH &&
-		    rename(tmp, cache) == 0) {
-			free(tmp);
-			tmp = NULL;
-		}
-		goto out;
-	}
-	if (encode_to(encoding, bfd, tfd, DELTA_LEVEL_DEFAULT, alt, &alt_len) == 0 &&
-	    alt_len < len && rename(alt, tmp) == 0)
-		len = alt_len;
-	if (rename(tmp, cache) != 0) {
-		log_errno("%s", cache);
-		r = DS_ERR_SYSTEM;
-		goto out;
-	}
-	free(tmp);
-	tmp = NULL;
-	*bytes += len;
-	r = 1;
-out:
-	if (tmp != NULL)
-		unlink(tmp);
-	if (alt != NULL)
-		unlink(alt);
-	if (bfd != -1)
-		close(bfd);
-	if (tfd != -1)
-		close(tfd);
-	free(tmp);
-	free(alt);
+	memset(&req, 0, sizeof(req));
+	req.store = store;
+	req.enc = encoding;
+	req.basis = basis;
+	req.target = target;
+	req.what = cache;
+	req.level = DELTA_LEVEL_PRECOMPUTE;
+	req.alt_level = DELTA_LEVEL_DEFAULT;
+	r = dcache_fill(cache, &req, &len, &hit);
 	free(cache);
-	return r;
+	if (r != 0)
+		return r;
+	if (hit)
+		return 0;
+	*bytes += len;
+	return 1;
 }
 
 /*

@@ -6,7 +6,6 @@
  */
 #include "autoconf.h"
 
-#include <sys/file.h>
 #include <sys/stat.h>
 
 #include <errno.h>
@@ -22,6 +21,7 @@
 
 #include "buf.h"
 #include "config.h"
+#include "dcache.h"
 #include "delta.h"
 #include "err.h"
 #include "log.h"
@@ -605,6 +605,11 @@ compressible(int fd, uint64_t size)
 	return yes;
 }
 
+struct sig_source {
+	const struct sender		*s;
+	const struct proto_signature	*sig;
+};
+
 /* A temp file holding a signature from the receiver, for delta_rsync_encode; -1 on error. */
 static int
 signature_fd(const struct sender *s, const struct proto_signature *sig)
@@ -637,161 +642,38 @@ signature_fd(const struct sender *s, const struct proto_signature *sig)
 	return fd;
 }
 
-/*
- * Takes PATH.lock exclusively, waiting for whoever holds it (another host's
- * session, or another thread, encoding the same entry). Returns the lock's
- * fd, or -1 when no lock can be had (then the caller encodes unlocked).
- */
+/* dcache_req.sig_open for an rsync delta: the signature the receiver sent. */
 static int
-cache_lock(const char *path, char **lock_path)
+open_signature(void *arg)
 {
-	char *lp = xasprintf("%s.lock", path);
-	struct stat a, b;
-	int fd;
+	const struct sig_source *src = arg;
 
-	for (int tries = 0; tries < 100; tries++) {
-		if ((fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) == -1)
-			break;
-		while (flock(fd, LOCK_EX) != 0)
-			if (errno != EINTR)
-				goto fail;
-		/* Ours only if nobody unlinked it while we waited. */
-		if (fstat(fd, &a) == 0 && stat(lp, &b) == 0 && a.st_ino == b.st_ino &&
-		    a.st_dev == b.st_dev) {
-			*lock_path = lp;
-			return fd;
-		}
-		close(fd);
-	}
-	free(lp);
-	return -1;
-fail:
-	close(fd);
-	free(lp);
-	return -1;
-}
-
-/* Drops a lock from cache_lock: the name first, so a waiter retries on a fresh file. */
-static void
-cache_unlock(int fd, char *lock_path)
-{
-	if (fd == -1)
-		return;
-	unlink(lock_path);
-	close(fd);
-	free(lock_path);
+	return signature_fd(src->s, src->sig);
 }
 
 /*
- * 1 when e->cache exists (its length in e->len), -1 when it is the empty
- * marker of an encoding refused for this pair (a zippatch of files that are
- * not zips: no stream is ever empty), else 0.
- */
-static int
-cache_present(struct encoded *e)
-{
-	struct stat st;
-
-	if (stat(e->cache, &st) != 0 || !S_ISREG(st.st_mode))
-		return 0;
-	if (st.st_size == 0)
-		return -1;
-	e->len = (uint64_t)st.st_size;
-	e->hit = 1;
-	return 1;
-}
-
-/*
- * Makes e->cache exist: the encoding of e's object by e->enc against
- * basis_fd (zstd-patch) or sig (rsync), written to a temp file and renamed
- * into place. Hosts pushed at once encode each entry once: the first takes
- * the entry's lock and encodes, the others wait for it and read the result.
- * Returns 0 or DS_ERR_*, logged.
+ * Makes e->cache exist: the encoding of e's object by e->enc against its
+ * basis object (patches) or sig (rsync), through the store's delta cache
+ * (dcache.c: made once however many hosts need it at once). Returns 0,
+ * DS_ERR_UNSUPPORTED (no zippatch for this pair) or DS_ERR_*, logged.
  */
 static int
 cache_fill(struct sender *s, struct encoded *e, const struct proto_signature *sig, int level)
 {
-	const struct manifest_entry *ent = e->po->entry;
-	char *tmp = NULL, *lock_path = NULL;
-	int tfd = -1, bfd = -1, sfd = -1, out = -1, lock = -1, r;
-	double t0;
+	struct sig_source src = { s, sig };
+	struct dcache_req req;
 
-	if ((r = cache_present(e)) != 0)
-		return r > 0 ? 0 : DS_ERR_UNSUPPORTED;
-	lock = cache_lock(e->cache, &lock_path);
-	if ((r = cache_present(e)) != 0) {
-		cache_unlock(lock, lock_path);
-		return r > 0 ? 0 : DS_ERR_UNSUPPORTED;
-	}
-	if ((tfd = store_object_open(s->opt->store, ent->hash)) == -1) {
-		log_errno("%s: object missing from the store", ent->path);
-		r = DS_ERR_NOTFOUND;
-		goto out;
-	}
-	if ((e->enc == PROTO_ENC_ZSTD_PATCH || e->enc == PROTO_ENC_ZIP_PATCH) &&
-	    (bfd = store_object_open(s->opt->store, e->basis)) == -1) {
-		log_errno("%s: basis missing from the store", ent->path);
-		r = DS_ERR_NOTFOUND;
-		goto out;
-	}
-	if (e->enc == PROTO_ENC_RSYNC && (sfd = signature_fd(s, sig)) == -1) {
-		r = DS_ERR_SYSTEM;
-		goto out;
-	}
-	tmp = xasprintf("%s.%ld.%lu.tmp", e->cache, (long)getpid(),
-	    __atomic_fetch_add(&cache_seq, 1, __ATOMIC_RELAXED));
-	if ((out = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444)) == -1) {
-		log_errno("%s", tmp);
-		r = DS_ERR_SYSTEM;
-		goto out;
-	}
-	t0 = util_now();
-	if (e->enc == PROTO_ENC_RSYNC)
-		r = delta_rsync_encode(sfd, tfd, level, out, &e->len);
-	else
-		r = delta_encode(e->enc, bfd, tfd, level, out, &e->len);
-	if (r == DS_ERR_UNSUPPORTED && e->enc == PROTO_ENC_ZIP_PATCH && close(out) == 0) {
-		/* Not zips: the empty file says so, to every later push. */
-		out = -1;
-		if (rename(tmp, e->cache) == 0) {
-			free(tmp);
-			tmp = NULL;
-		}
-		goto out;
-	}
-	if (r != 0)
-		goto out;
-	log_debug("%s: encoded as %s at level %d: %" PRIu64 " of %" PRIu64 " bytes in %.2f s",
-	    ent->path, delta_encoding_name(e->enc), level, e->len, ent->size, util_now() - t0);
-	if (close(out) != 0) {
-		out = -1;
-		log_errno("%s", tmp);
-		r = DS_ERR_SYSTEM;
-		goto out;
-	}
-	out = -1;
-	/* Not fsynced: a cache entry lost in a crash is simply made again. */
-	if (rename(tmp, e->cache) != 0) {
-		log_errno("%s", e->cache);
-		r = DS_ERR_SYSTEM;
-		goto out;
-	}
-	free(tmp);
-	tmp = NULL;
-out:
-	if (out != -1)
-		close(out);
-	if (tmp != NULL)
-		unlink(tmp);
-	free(tmp);
-	cache_unlock(lock, lock_path);
-	if (tfd != -1)
-		close(tfd);
-	if (bfd != -1)
-		close(bfd);
-	if (sfd != -1)
-		close(sfd);
-	return r;
+	memset(&req, 0, sizeof(req));
+	req.store = s->opt->store;
+	req.enc = e->enc;
+	req.basis = e->enc == PROTO_ENC_ZSTD_PATCH || e->enc == PROTO_ENC_ZIP_PATCH ?
+	    e->basis : NULL;
+	req.target = e->po->entry->hash;
+	req.what = e->po->entry->path;
+	req.level = level;
+	req.sig_open = open_signature;
+	req.sig_arg = &src;
+	return dcache_fill(e->cache, &req, &e->len, &e->hit);
 }
 
 /* Decides e's encoding and basis, encoding into the cache when it is not there yet. */
