@@ -85,21 +85,16 @@ vlog(enum log_level level, int priority, const char *err, const char *fmt, va_li
 		if (capture_fn(full, capture_arg))
 			captured = 1;
 	}
-	if (level <= current_level && !captured && writer_fn != NULL) {
+	if (level <= current_level && !captured) {
 		char full[4400];
 
 		snprintf(full, sizeof(full), "distsync: %s%s%s%s%s", prefix,
 		    level == LOG_LEVEL_WARN ? "warning: " : "", line, err ? ": " : "",
 		    err ? err : "");
-		writer_fn(full, writer_arg);
-	} else if (level <= current_level && !captured) {
-		/* One write per line so concurrent hosts do not interleave. */
-		if (err != NULL)
-			fprintf(stderr, "distsync: %s%s%s: %s\n", prefix,
-			    level == LOG_LEVEL_WARN ? "warning: " : "", line, err);
+		if (writer_fn != NULL)
+			writer_fn(full, writer_arg);
 		else
-			fprintf(stderr, "distsync: %s%s%s\n", prefix,
-			    level == LOG_LEVEL_WARN ? "warning: " : "", line);
+			fprintf(stderr, "%s\n", full);	/* one write: hosts do not interleave */
 	}
 	if (syslog_open && level <= LOG_LEVEL_WARN)
 		syslog(priority, "%s%s%s%s", prefix, line, err ? ": " : "", err ? err : "");
