@@ -27,13 +27,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "delta.h"
-#include "err.h"
-#include "hash.h"
-#include "log.h"
-#include "plan.h"
-#include "spawn.h"
-#include "xmalloc.h"
+#include "base/err.h"
+#include "base/hash.h"
+#include "base/log.h"
+#include "base/spawn.h"
+#include "base/xmalloc.h"
+#include "codec/delta.h"
+#include "repo/plan.h"
 
 #define MAX_LEVELS	8
 

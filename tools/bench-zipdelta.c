@@ -23,14 +23,14 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "delta.h"
-#include "err.h"
-#include "hash.h"
-#include "log.h"
-#include "plan.h"
-#include "spawn.h"
-#include "xmalloc.h"
-#include "zipdelta.h"
+#include "base/err.h"
+#include "base/hash.h"
+#include "base/log.h"
+#include "base/spawn.h"
+#include "base/xmalloc.h"
+#include "codec/delta.h"
+#include "codec/zipdelta.h"
+#include "repo/plan.h"
 
 struct entry {
 	char		*path;

@@ -94,7 +94,7 @@ distinct=$(awk '{print $2}' "$D/trace" | sort -u | wc -l)
 check "at least 50 distinct fault points reached by apply + rollback ($distinct)" "[ $distinct -ge 50 ]"
 echo "# apply A -> B reaches $total points"
 
-# Kill at each point, recover (target_open), check, then finish the apply.
+# Kill at each point, recover (site_open), check, then finish the apply.
 bad=0
 bad_finish=0
 killed=0

@@ -22,15 +22,16 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "commit.h"
-#include "err.h"
-#include "fault.h"
-#include "log.h"
-#include "manifest.h"
-#include "path.h"
-#include "stage.h"
-#include "target.h"
-#include "xmalloc.h"
+#include "base/err.h"
+#include "base/fault.h"
+#include "base/log.h"
+#include "base/path.h"
+#include "base/xmalloc.h"
+#include "repo/manifest.h"
+#include "site/commit.h"
+#include "site/site.h"
+#include "site/stage.h"
+#include "site/target.h"
 
 static const struct manifest_entry *
 find_by_hash(const struct manifest *m, const uint8_t hash[HASH_LEN])
@@ -157,7 +158,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "usage: apply-driver [options] TARGET [SOURCE ID]\n");
 		return 2;
 	}
-	if ((r = target_open(argv[0], state, lock_timeout, &t)) != 0)
+	if ((r = site_open(argv[0], state, lock_timeout, &t)) != 0)
 		goto out;
 	if (hold > 0)
 		sleep(hold);

@@ -19,9 +19,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "delta.h"
-#include "err.h"
-#include "log.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "codec/delta.h"
 
 #define BASIS_LEN	(64 * 1024)
 #define MAX_OUT		(256 * 1024)

@@ -15,9 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
-#include "log.h"
-#include "proto.h"
+#include "base/buf.h"
+#include "base/log.h"
+#include "wire/proto.h"
 
 int	LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -18,12 +18,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "err.h"
-#include "log.h"
-#include "manifest.h"
-#include "path.h"
-#include "restart.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "base/path.h"
+#include "config/config.h"
+#include "repo/manifest.h"
+#include "site/restart.h"
 
 int
 main(int argc, char **argv)

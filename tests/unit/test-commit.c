@@ -9,14 +9,15 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
-#include "commit.h"
-#include "err.h"
-#include "log.h"
-#include "manifest.h"
-#include "path.h"
-#include "stage.h"
-#include "target.h"
-#include "xmalloc.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "base/path.h"
+#include "base/xmalloc.h"
+#include "repo/manifest.h"
+#include "site/commit.h"
+#include "site/site.h"
+#include "site/stage.h"
+#include "site/target.h"
 #include "tap.h"
 
 /* Writes a source tree for release number n: a few files that change with n. */
@@ -124,7 +125,7 @@ test_layout(void)
 		if (strncmp(cases[i].target, "/dev/shm", 8) == 0 &&
 		    (stat("/dev/shm", &st) == -1 || path_same_fs("/dev/shm", ".") != 0))
 			continue;
-		r = target_open(cases[i].target, cases[i].state, 0, &t);
+		r = site_open(cases[i].target, cases[i].state, 0, &t);
 		CHECK(r == cases[i].want, "target %s state %s: %d (got %d)", cases[i].target,
 		    cases[i].state, cases[i].want, r);
 		target_close(t);
@@ -149,7 +150,7 @@ test_lock(void)
 	pid = fork();
 	if (pid == 0) {
 		close(fds[0]);
-		if (target_open("t", "state", 0, &t) != 0)
+		if (site_open("t", "state", 0, &t) != 0)
 			_exit(1);
 		if (write(fds[1], "L", 1) != 1)
 			_exit(1);
@@ -159,13 +160,13 @@ test_lock(void)
 	close(fds[1]);
 	CHECK(read(fds[0], &c, 1) == 1, "child holds the lock");
 	close(fds[0]);
-	r = target_open("t", "state", 1, &t);
+	r = site_open("t", "state", 1, &t);
 	CHECK(r == DS_ERR_LOCKED, "second opener gets DS_ERR_LOCKED after 1 s (%d)", r);
 	target_close(t);
 	t = NULL;
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
-	r = target_open("t", "state", 1, &t);
+	r = site_open("t", "state", 1, &t);
 	CHECK(r == 0, "lock is free once the holder died");
 	target_close(t);
 }
@@ -182,7 +183,7 @@ test_apply(void)
 	memset(&o, 0, sizeof(o));
 	make_release("r1", 1);
 	make_release("r2", 2);
-	CHECK(target_open("t", "state", 0, &t) == 0, "open");
+	CHECK(site_open("t", "state", 0, &t) == 0, "open");
 	if (t == NULL)
 		return;
 	ret = apply_dir(t, "r1", "1", &o, &r);
@@ -349,7 +350,7 @@ test_first_apply_empty(void)
 	memset(&o, 0, sizeof(o));
 	make_release("r1", 1);
 	make_release("r2", 2);
-	CHECK(target_open("t", "state", 0, &t) == 0, "open");
+	CHECK(site_open("t", "state", 0, &t) == 0, "open");
 	if (t == NULL)
 		return;
 	ret = apply_dir(t, "r1", "1", &o, &r);
@@ -410,7 +411,7 @@ test_first_apply_found(void)
 	make_found("orig");
 	make_found("t");
 	CHECK(same_tree("orig", "t"), "two copies of the tree as found");
-	CHECK(target_open("t", "state", 0, &t) == 0, "open");
+	CHECK(site_open("t", "state", 0, &t) == 0, "open");
 	if (t == NULL)
 		return;
 	o.fail_on_drift = 1;
@@ -469,7 +470,7 @@ test_first_apply_retry(void)
 	memset(&o, 0, sizeof(o));
 	make_release("r1", 1);
 	make_found("t");
-	CHECK(target_open("t", "state", 0, &t) == 0, "open");
+	CHECK(site_open("t", "state", 0, &t) == 0, "open");
 	if (t == NULL) {
 		manifest_free(m);
 		return;
@@ -553,7 +554,7 @@ test_drift_rollback(void)
 	make_release("r2", 2);
 	make_release("found", 1);
 	make_drift("found");
-	CHECK(target_open("t", "state", 0, &t) == 0, "open");
+	CHECK(site_open("t", "state", 0, &t) == 0, "open");
 	if (t == NULL)
 		return;
 	CHECK(apply_dir(t, "r1", "1", &o, &r) == 0, "apply 1");
@@ -606,7 +607,7 @@ test_keep_backups(void)
 
 	memset(&o, 0, sizeof(o));
 	o.keep_backups = 1;
-	CHECK(target_open("t", "state", 0, &t) == 0, "open");
+	CHECK(site_open("t", "state", 0, &t) == 0, "open");
 	if (t == NULL)
 		return;
 	for (int i = 1; i <= 5; i++) {
@@ -652,7 +653,7 @@ test_bad_journal(void)
 		mkdir("t", 0755);
 		tap_write_file("t/keep", "k", 1);
 		tap_write_file("state/journal", journals[i], strlen(journals[i]));
-		r = target_open("t", "state", 0, &t);
+		r = site_open("t", "state", 0, &t);
 		CHECK(r == DS_ERR_CORRUPT, "damaged journal %zu refused (%d)", i, r);
 		CHECK(access("t/keep", F_OK) == 0, "and the tree untouched");
 		target_close(t);
@@ -664,7 +665,7 @@ test_bad_journal(void)
 		char *id = NULL;
 
 		tap_write_file("state/journal", j, strlen(j));
-		CHECK(target_open("t", "state", 0, &t) == 0, "valid journal replayed");
+		CHECK(site_open("t", "state", 0, &t) == 0, "valid journal replayed");
 		CHECK(t != NULL && target_current(t, &id, NULL) == 0 && id != NULL &&
 		    strcmp(id, "7") == 0, "current id from the journal");
 		CHECK(access("state/journal", F_OK) == -1, "journal removed");
@@ -678,7 +679,7 @@ test_bad_journal(void)
 		char *id = NULL;
 
 		tap_write_file("state/journal", j, strlen(j));
-		CHECK(target_open("t", "state", 0, &t) == 0, "journal to (none) replayed");
+		CHECK(site_open("t", "state", 0, &t) == 0, "journal to (none) replayed");
 		CHECK(t != NULL && target_current(t, &id, NULL) == 0 && id == NULL &&
 		    access("state/current.manifest", F_OK) == -1, "no current release");
 		free(id);
@@ -689,7 +690,7 @@ test_bad_journal(void)
 		struct target *t = NULL;
 		mkdir("state/prep", 0700);
 		tap_write_file("state/prep/0", "x", 1);
-		CHECK(target_open("t", "state", 0, &t) == 0 && access("state/prep", F_OK) == -1,
+		CHECK(site_open("t", "state", 0, &t) == 0 && access("state/prep", F_OK) == -1,
 		    "uncommitted prep/ discarded");
 		target_close(t);
 	}
@@ -703,7 +704,7 @@ test_no_previous(void)
 	struct target *t = NULL;
 
 	memset(&o, 0, sizeof(o));
-	CHECK(target_open("t", NULL, 0, &t) == 0, "open with the default state dir");
+	CHECK(site_open("t", NULL, 0, &t) == 0, "open with the default state dir");
 	CHECK(access(".t.distsync/lock", F_OK) == 0, "default state dir is .t.distsync");
 	CHECK(commit_rollback(t, &o, &r) == DS_ERR_NOTFOUND, "nothing to roll back to");
 	commit_report_release(&r);

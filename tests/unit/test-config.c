@@ -5,10 +5,10 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
+#include "base/err.h"
+#include "base/xmalloc.h"
+#include "config/config.h"
 #include "tap.h"
-#include "config.h"
-#include "err.h"
-#include "xmalloc.h"
 
 #ifndef TOP_SRCDIR
 #define TOP_SRCDIR ".."

@@ -7,12 +7,12 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "base/err.h"
+#include "base/hash.h"
+#include "base/log.h"
+#include "base/spawn.h"
+#include "codec/delta.h"
 #include "tap.h"
-#include "delta.h"
-#include "err.h"
-#include "hash.h"
-#include "log.h"
-#include "spawn.h"
 
 static const enum delta_encoding all_encodings[] = {
 	DELTA_RAW, DELTA_ZSTD, DELTA_ZSTD_PATCH, DELTA_RSYNC,

@@ -13,13 +13,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "err.h"
-#include "fleet.h"
-#include "log.h"
-#include "progress.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "base/xmalloc.h"
+#include "config/config.h"
+#include "session/fleet.h"
+#include "session/progress.h"
 #include "tap.h"
-#include "xmalloc.h"
 
 /* Each child appends its host name here, to see the order hosts started in. */
 static const char *order_file = "order.log";

@@ -4,11 +4,11 @@
 #include <sys/stat.h>
 #include <sys/time.h>
 
+#include "base/err.h"
+#include "base/log.h"
+#include "base/xmalloc.h"
+#include "repo/manifest.h"
 #include "tap.h"
-#include "err.h"
-#include "log.h"
-#include "manifest.h"
-#include "xmalloc.h"
 
 #define ZERO "0000000000000000000000000000000000000000000000000000000000000000"
 #define H1   "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"

@@ -3,9 +3,9 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include "base/err.h"
+#include "base/path.h"
 #include "tap.h"
-#include "err.h"
-#include "path.h"
 
 static void
 test_check(void)

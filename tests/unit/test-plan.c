@@ -1,9 +1,9 @@
 #include "autoconf.h"
 
+#include "base/xmalloc.h"
+#include "repo/manifest.h"
+#include "repo/plan.h"
 #include "tap.h"
-#include "manifest.h"
-#include "plan.h"
-#include "xmalloc.h"
 
 static void
 test_identity(void)

@@ -13,13 +13,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "buf.h"
-#include "err.h"
-#include "log.h"
-#include "proto.h"
-#include "xport-local.h"
-#include "xport.h"
+#include "base/buf.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "tap.h"
+#include "wire/proto.h"
+#include "wire/xport-local.h"
+#include "wire/xport.h"
 
 static char *drift[] = { "openmrs_modules/a.omod", "frontend/x y.js", NULL };
 static char *services[] = { "backend", "frontend", NULL };

@@ -11,13 +11,13 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "base/err.h"
+#include "base/hash.h"
+#include "base/xmalloc.h"
+#include "config/config.h"
+#include "repo/manifest.h"
+#include "site/restart.h"
 #include "tap.h"
-#include "config.h"
-#include "err.h"
-#include "hash.h"
-#include "manifest.h"
-#include "restart.h"
-#include "xmalloc.h"
 
 #define SV(...)	((char *[]){ __VA_ARGS__, NULL })
 

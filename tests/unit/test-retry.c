@@ -4,9 +4,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "err.h"
-#include "log.h"
-#include "retry.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "session/retry.h"
 #include "tap.h"
 
 static void

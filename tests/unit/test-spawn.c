@@ -5,10 +5,10 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "base/err.h"
+#include "base/spawn.h"
+#include "base/xmalloc.h"
 #include "tap.h"
-#include "err.h"
-#include "spawn.h"
-#include "xmalloc.h"
 
 static int
 process_gone(pid_t pid)

@@ -5,11 +5,12 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
-#include "err.h"
-#include "hash.h"
-#include "log.h"
-#include "stage.h"
-#include "target.h"
+#include "base/err.h"
+#include "base/hash.h"
+#include "base/log.h"
+#include "site/site.h"
+#include "site/stage.h"
+#include "site/target.h"
 #include "tap.h"
 
 static struct target *
@@ -17,7 +18,7 @@ open_site(void)
 {
 	struct target *t = NULL;
 
-	if (target_open("t", "state", 0, &t) != 0)
+	if (site_open("t", "state", 0, &t) != 0)
 		return NULL;
 	return t;
 }

@@ -2,12 +2,12 @@
 
 #include <sys/stat.h>
 
+#include "base/err.h"
+#include "base/log.h"
+#include "base/xmalloc.h"
+#include "repo/manifest.h"
+#include "repo/store.h"
 #include "tap.h"
-#include "err.h"
-#include "log.h"
-#include "manifest.h"
-#include "store.h"
-#include "xmalloc.h"
 
 static struct manifest *
 scan(const char *dir)

@@ -19,12 +19,12 @@
 
 #include "tap.h"
 
-#include "config.h"
-#include "err.h"
-#include "log.h"
-#include "xmalloc.h"
-#include "xport.h"
-#include "xport-ssh.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "base/xmalloc.h"
+#include "config/config.h"
+#include "wire/xport-ssh.h"
+#include "wire/xport.h"
 
 static void
 test_quote(void)

@@ -14,13 +14,13 @@
 #include <stdint.h>
 #include <unistd.h>
 
+#include "base/err.h"
+#include "base/hash.h"
+#include "base/log.h"
+#include "base/spawn.h"
+#include "codec/delta.h"
+#include "codec/zipdelta.h"
 #include "tap.h"
-#include "delta.h"
-#include "err.h"
-#include "hash.h"
-#include "log.h"
-#include "spawn.h"
-#include "zipdelta.h"
 
 /*
  * make.py MODE OUT [ARG]: writes a zip. Entries look like class files and

@@ -1,0 +1,127 @@
+#include "autoconf.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <syslog.h>
+
+#include "base/log.h"
+
+static enum log_level current_level = LOG_LEVEL_INFO;
+static int syslog_open;
+static char prefix[128];
+static int (*capture_fn)(const char *, void *);
+static void *capture_arg;
+static void (*writer_fn)(const char *, void *);
+static void *writer_arg;
+
+void
+log_set_writer(void (*fn)(const char *line, void *arg), void *arg)
+{
+	writer_fn = fn;
+	writer_arg = arg;
+}
+
+void
+log_set_capture(int (*fn)(const char *line, void *arg), void *arg)
+{
+	capture_fn = fn;
+	capture_arg = arg;
+}
+
+void
+log_set_level(enum log_level level)
+{
+	current_level = level;
+}
+
+enum log_level
+log_get_level(void)
+{
+	return current_level;
+}
+
+void
+log_set_prefix(const char *p)
+{
+	if (p == NULL)
+		prefix[0] = '\0';
+	else
+		snprintf(prefix, sizeof(prefix), "%s: ", p);
+}
+
+void
+log_open_syslog(void)
+{
+	if (!syslog_open)
+		openlog("distsync", LOG_PID, LOG_USER);
+	syslog_open = 1;
+}
+
+void
+log_syslog_event(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!syslog_open)
+		log_open_syslog();
+	va_start(ap, fmt);
+	vsyslog(LOG_NOTICE, fmt, ap);
+	va_end(ap);
+}
+
+static void
+vlog(enum log_level level, int priority, const char *err, const char *fmt, va_list ap)
+{
+	char line[4096];
+	int captured = 0;
+
+	vsnprintf(line, sizeof(line), fmt, ap);
+	if (capture_fn != NULL && level == LOG_LEVEL_ERROR) {
+		char full[4200];
+
+		snprintf(full, sizeof(full), "%s%s%s", line, err ? ": " : "", err ? err : "");
+		if (capture_fn(full, capture_arg))
+			captured = 1;
+	}
+	if (level <= current_level && !captured) {
+		char full[4400];
+
+		snprintf(full, sizeof(full), "distsync: %s%s%s%s%s", prefix,
+		    level == LOG_LEVEL_WARN ? "warning: " : "", line, err ? ": " : "",
+		    err ? err : "");
+		if (writer_fn != NULL)
+			writer_fn(full, writer_arg);
+		else
+			fprintf(stderr, "%s\n", full);	/* one write: hosts do not interleave */
+	}
+	if (syslog_open && level <= LOG_LEVEL_WARN)
+		syslog(priority, "%s%s%s%s", prefix, line, err ? ": " : "", err ? err : "");
+}
+
+#define LOG_FN(name, level, priority)				\
+void								\
+name(const char *fmt, ...)					\
+{								\
+	va_list ap;						\
+	va_start(ap, fmt);					\
+	vlog(level, priority, NULL, fmt, ap);			\
+	va_end(ap);						\
+}
+LOG_FN(log_error, LOG_LEVEL_ERROR, LOG_ERR)
+LOG_FN(log_warn, LOG_LEVEL_WARN, LOG_WARNING)
+LOG_FN(log_info, LOG_LEVEL_INFO, LOG_INFO)
+LOG_FN(log_debug, LOG_LEVEL_DEBUG, LOG_DEBUG)
+
+void
+log_errno(const char *fmt, ...)
+{
+	int saved = errno;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlog(LOG_LEVEL_ERROR, LOG_ERR, strerror(saved), fmt, ap);
+	va_end(ap);
+	errno = saved;
+}

@@ -1,0 +1,77 @@
+#include "autoconf.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "base/err.h"
+#include "base/log.h"
+#include "base/util.h"
+
+int
+util_parse_uint(const char *s, unsigned max, unsigned *out)
+{
+	char *end;
+	unsigned long v;
+
+	if (*s < '0' || *s > '9')
+		return DS_ERR_INVALID;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v > max)
+		return DS_ERR_INVALID;
+	*out = (unsigned)v;
+	return 0;
+}
+
+int
+util_parse_seconds(const char *option, const char *arg, unsigned max, unsigned *out)
+{
+	if (util_parse_uint(arg, max, out) == 0)
+		return 0;
+	log_error("--%s: '%s' is not a number of seconds (0..%u)", option, arg, max);
+	return DS_ERR_USAGE;
+}
+
+void
+util_format_bytes(uint64_t bytes, char *buf, size_t len)
+{
+	if (bytes < 1000)
+		snprintf(buf, len, "%" PRIu64 " B", bytes);
+	else if (bytes < 1000 * 1000)
+		snprintf(buf, len, "%.1f KB", bytes / 1e3);
+	else if (bytes < (uint64_t)1000 * 1000 * 1000)
+		snprintf(buf, len, "%.2f MB", bytes / 1e6);
+	else
+		snprintf(buf, len, "%.2f GB", bytes / 1e9);
+}
+
+void
+util_json_string(void *out, const char *s)
+{
+	FILE *fp = out;
+
+	fputc('"', fp);
+	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+		if (*p == '"' || *p == '\\')
+			fprintf(fp, "\\%c", *p);
+		else if (*p == '\n')
+			fputs("\\n", fp);
+		else if (*p < 0x20 || *p == 0x7f)
+			fprintf(fp, "\\u%04x", *p);
+		else
+			fputc(*p, fp);
+	}
+	fputc('"', fp);
+}
+
+double
+util_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}

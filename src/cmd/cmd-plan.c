@@ -1,0 +1,299 @@
+/* distsync plan: what a push would change on a host, and which services would restart. */
+#include "autoconf.h"
+
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/err.h"
+#include "base/log.h"
+#include "base/path.h"
+#include "base/util.h"
+#include "base/xmalloc.h"
+#include "cmd/cmd.h"
+#include "config/config.h"
+#include "repo/manifest.h"
+#include "repo/plan.h"
+#include "repo/store.h"
+#include "site/restart.h"
+
+extern const struct cmd_entry cmd_plan_entry;
+
+static const char plan_options[] =
+    "  --release ID  plan for this release (default: the latest)\n"
+    "  --json        machine-readable output\n"
+    "  -h, --help    this help\n";
+
+static const char *
+change_word(enum manifest_change c)
+{
+	switch (c) {
+	case MANIFEST_ADDED:	return "added";
+	case MANIFEST_DELETED:	return "deleted";
+	case MANIFEST_CHANGED:	return "updated";
+	default:		return "mode";
+	}
+}
+
+static const struct plan_object *
+object_for(const struct plan *p, const struct manifest_entry *e)
+{
+	for (size_t i = 0; i < p->nobjects; i++)
+		if (p->objects[i].entry == e)
+			return &p->objects[i];
+	return NULL;
+}
+
+/* Reads a one-line file into a new string without the newline, or NULL. */
+static char *
+read_line_file(const char *file)
+{
+	FILE *fp = fopen(file, "r");
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+
+	if (fp == NULL)
+		return NULL;
+	n = getline(&line, &cap, fp);
+	fclose(fp);
+	if (n <= 0) {
+		free(line);
+		return NULL;
+	}
+	line[strcspn(line, "\n")] = '\0';
+	return line;
+}
+
+static void
+print_text(const struct config_host *host, const char *release, const char *from,
+    const struct plan *p, const struct restart_plan *rp, char **drifted)
+{
+	char bytes[32];
+
+	util_format_bytes(p->object_bytes, bytes, sizeof(bytes));
+	printf("plan for %s (%s): %s -> %s\n", host->name, host->path,
+	    from ? from : "(never synced)", release);
+	printf("  %zu added, %zu updated, %zu deleted, %zu mode only, %zu unchanged\n",
+	    p->added, p->updated, p->deleted, p->mode_changed, p->unchanged);
+	printf("  %zu object%s to send, %s before compression\n", p->nobjects,
+	    p->nobjects == 1 ? "" : "s", bytes);
+	for (size_t i = 0; drifted != NULL && drifted[i] != NULL; i++)
+		printf("  drift   %s (changed on the site since the last apply)\n", drifted[i]);
+	for (size_t i = 0; i < p->count; i++) {
+		const struct plan_item *it = &p->items[i];
+		const struct manifest_entry *e = it->new ? it->new : it->old;
+		const struct plan_object *o = it->new ? object_for(p, it->new) : NULL;
+		char size[32];
+
+		util_format_bytes(e->size, size, sizeof(size));
+		printf("  %-7s %s%s", change_word(it->change), e->path,
+		    e->type == MANIFEST_DIR ? "/" : "");
+		if (it->change != MANIFEST_DELETED && e->type == MANIFEST_FILE)
+			printf(" (%s)", size);
+		if (o != NULL && o->basis != NULL && o->basis_kind != PLAN_BASIS_SAME_PATH)
+			printf("  basis %s [%s]", o->basis->path, plan_basis_name(o->basis_kind));
+		else if (it->new != NULL && it->new->type == MANIFEST_FILE && o == NULL &&
+		    it->change != MANIFEST_MODE)
+			printf("  [content already on the site]");
+		printf("\n");
+	}
+	printf("services:\n");
+	restart_describe(rp, "  ", stdout);
+}
+
+static void
+print_json(const struct config_host *host, const char *release, const char *from,
+    const struct plan *p, const struct restart_plan *rp, char **drifted)
+{
+	printf("{\"host\":");
+	util_json_string(stdout, host->name);
+	printf(",\"release\":");
+	util_json_string(stdout, release);
+	printf(",\"from\":");
+	if (from)
+		util_json_string(stdout, from);
+	else
+		printf("null");
+	printf(",\"added\":%zu,\"updated\":%zu,\"deleted\":%zu,\"mode_changed\":%zu,"
+	    "\"unchanged\":%zu,\"objects\":%zu,\"object_bytes\":%" PRIu64 ",\"changes\":[",
+	    p->added, p->updated, p->deleted, p->mode_changed, p->unchanged, p->nobjects,
+	    p->object_bytes);
+	for (size_t i = 0; i < p->count; i++) {
+		const struct plan_item *it = &p->items[i];
+		const struct manifest_entry *e = it->new ? it->new : it->old;
+		const struct plan_object *o = it->new ? object_for(p, it->new) : NULL;
+
+		printf("%s{\"change\":\"%s\",\"path\":", i ? "," : "", change_word(it->change));
+		util_json_string(stdout, e->path);
+		printf(",\"type\":\"%c\",\"size\":%" PRIu64, e->type, e->size);
+		if (o != NULL) {
+			printf(",\"send\":true,\"basis\":");
+			if (o->basis) {
+				util_json_string(stdout, o->basis->path);
+				printf(",\"basis_kind\":\"%s\"", plan_basis_name(o->basis_kind));
+			} else
+				printf("null");
+		}
+		printf("}");
+	}
+	printf("],\"drifted\":[");
+	for (size_t i = 0; drifted != NULL && drifted[i] != NULL; i++) {
+		printf("%s", i ? "," : "");
+		util_json_string(stdout, drifted[i]);
+	}
+	printf("],\"services\":[");
+	for (size_t i = 0; rp != NULL && i < rp->count; i++) {
+		printf("%s{\"name\":", i ? "," : "");
+		util_json_string(stdout, rp->items[i].service->name);
+		printf(",\"restart\":%s,\"reload\":%s,\"why\":", rp->items[i].restart ? "true" : "false",
+		    rp->items[i].reload ? "true" : "false");
+		util_json_string(stdout, rp->items[i].why);
+		printf("}");
+	}
+	printf("]}\n");
+}
+
+/* Paths that differ between the last applied manifest and the tree as it is. */
+static int
+collect_drift(enum manifest_change c, const struct manifest_entry *a,
+    const struct manifest_entry *b, void *arg)
+{
+	char ***v = arg;
+	size_t n = 0;
+
+	while (*v != NULL && (*v)[n] != NULL)
+		n++;
+	*v = xreallocarray(*v, n + 2, sizeof(char *));
+	(*v)[n] = xstrdup(b ? b->path : a->path);
+	(*v)[n + 1] = NULL;
+	return 0;
+}
+
+/* Plans one local host; returns a DS_ERR_* code. */
+static int
+plan_host(const struct config *config, const struct store *store, const struct config_host *host,
+    const char *release, const struct manifest *target, int json)
+{
+	struct manifest *site = NULL, *applied = NULL;
+	struct restart_plan *rp = NULL;
+	struct plan *p = NULL;
+	char *cache = NULL, *applied_file = NULL, *id_file = NULL, *from = NULL, **drifted = NULL;
+	struct stat st;
+	int r;
+
+	if (host->address != NULL) {
+		log_error("%s: plan over SSH is 'distsync push %s --dry-run'", host->name, host->name);
+		return DS_ERR_UNSUPPORTED;
+	}
+	cache = path_join(host->state, "current.stat");
+	applied_file = path_join(host->state, "current.manifest");
+	id_file = path_join(host->state, "current.id");
+	if (stat(host->path, &st) == -1) {
+		site = manifest_new();	/* nothing there yet: everything is added */
+	} else if ((r = manifest_scan_cached(host->path, NULL, cache, NULL, 0, &site, NULL)) != 0)
+		goto out;
+	if (access(applied_file, F_OK) == 0) {
+		if ((r = manifest_load(applied_file, &applied)) != 0)
+			goto out;
+		from = read_line_file(id_file);
+		manifest_diff(applied, site, collect_drift, &drifted);
+	}
+	p = plan_make(site, target);
+	if ((r = restart_select(config, p->changed_paths, p->nchanged_paths, &rp)) != 0)
+		goto out;
+	if (json)
+		print_json(host, release, from, p, rp, drifted);
+	else
+		print_text(host, release, from, p, rp, drifted);
+	r = 0;
+out:
+	restart_plan_free(rp);
+	plan_free(p);
+	manifest_free(site);
+	manifest_free(applied);
+	xfree_strv(drifted);
+	free(cache);
+	free(applied_file);
+	free(id_file);
+	free(from);
+	return r;
+}
+
+static int
+plan_exec(int argc, char **argv, const struct config *config)
+{
+	static const struct option options[] = {
+		{ "release", required_argument, NULL, 'r' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const struct config_host **hosts = NULL;
+	struct store *store = NULL;
+	struct manifest *target = NULL;
+	char *release = NULL;
+	size_t nhosts = 0;
+	int ch, json = 0, r, failed = 0;
+
+	while ((ch = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+		switch (ch) {
+		case 'r':
+			free(release);
+			release = xstrdup(optarg);
+			break;
+		case 'j':
+			json = 1;
+			break;
+		case 'h':
+			cmd_usage(&cmd_plan_entry, plan_options);
+			free(release);
+			return 0;
+		default:
+			cmd_usage(&cmd_plan_entry, plan_options);
+			free(release);
+			return DS_ERR_USAGE;
+		}
+	}
+	if (optind == argc) {
+		cmd_usage(&cmd_plan_entry, plan_options);
+		free(release);
+		return DS_ERR_USAGE;
+	}
+	if ((r = config_resolve_hosts(config, argv + optind, argc - optind, &hosts, &nhosts)) != 0) {
+		r = r == DS_ERR_NOTFOUND ? DS_ERR_USAGE : r;	/* an unknown name: exit 2 */
+		goto out;
+	}
+	if ((r = store_open(config->distribution.store, 0, &store)) != 0)
+		goto out;
+	if (release == NULL && (r = store_release_latest(store, &release)) != 0)
+		goto out;
+	if ((r = store_release_load(store, release, &target)) != 0) {
+		r = r == DS_ERR_NOTFOUND ? DS_ERR_USAGE : r;
+		goto out;
+	}
+	for (size_t i = 0; i < nhosts; i++) {
+		int hr = plan_host(config, store, hosts[i], release, target, json);
+		if (hr != 0) {
+			failed++;
+			r = hr;
+		}
+	}
+	if (failed > 1 || (failed == 1 && nhosts > 1))
+		r = DS_ERR_PEER;
+out:
+	manifest_free(target);
+	store_free(store);
+	free(hosts);
+	free(release);
+	return r;
+}
+
+const struct cmd_entry cmd_plan_entry = {
+	"plan", "HOST|GROUP... [--release ID] [--json]",
+	"show what a push would change and which services would restart", 1, plan_exec
+};

@@ -1,0 +1,304 @@
+/*
+ * distsync status: per host, in parallel, whether it is reachable, its
+ * current release, drift, and its last apply (time and result), from a
+ * verify session each.
+ */
+#include "autoconf.h"
+
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/err.h"
+#include "base/log.h"
+#include "base/util.h"
+#include "base/xmalloc.h"
+#include "cmd/cmd.h"
+#include "config/config.h"
+#include "session/connect.h"
+#include "session/fleet.h"
+#include "session/progress.h"
+#include "session/sender.h"
+#include "wire/proto.h"
+#include "wire/xport.h"
+
+#define LOCK_TIMEOUT_DEFAULT	30
+#define PARALLEL_MAX		1000
+
+extern const struct cmd_entry cmd_status_entry;
+
+static const char status_options[] =
+    "  -j, --parallel N    ask at most N hosts at once (default: config 'parallel')\n"
+    "  --lock-timeout S    wait up to S seconds for a host's lock (default 30)\n"
+    "  --json              one JSON array, one object per host\n"
+    "  -h, --help          this help\n"
+    "Exit status 1 when a host is unreachable, fails or has drifted.\n";
+
+struct status_child {
+	const struct config	*config;
+	unsigned		 lock_timeout;
+};
+
+/* fleet_host_fn: one host's verify session in its own process. */
+static int
+status_child_run(const struct config_host *host, void *arg, struct fleet_chan *chan,
+    struct fleet_result *res)
+{
+	struct status_child *sc = arg;
+	struct sender_options so;
+	struct sender_report rep;
+	struct xport *x = NULL;
+	int r;
+
+	memset(&so, 0, sizeof(so));
+	memset(&rep, 0, sizeof(rep));
+	so.op = PROTO_OP_VERIFY;
+	so.config = sc->config;
+	so.host = host;
+	so.lock_timeout = sc->lock_timeout;
+	fleet_send_phase(chan, "connecting");
+	if ((r = connect_host(sc->config, host, &x)) == 0) {
+		fleet_send_phase(chan, "verifying");
+		r = sender_run(x, &so, &rep);
+		xport_close(x);
+	}
+	xport_free(x);
+	res->status = r;
+	if (rep.result.from != NULL)
+		res->from = xstrdup(rep.result.from);
+	res->changed = rep.result.changed;
+	res->bytes_sent = rep.bytes_sent;
+	res->bytes_received = rep.bytes_received;
+	if (r == 0 && rep.result.message != NULL && rep.result.message[0] != '\0')
+		res->last = xstrdup(rep.result.message);
+	else if (r != 0 && rep.result.message != NULL && rep.result.message[0] != '\0')
+		res->reason = xstrdup(rep.result.message);
+	sender_report_release(&rep);
+	return r;
+}
+
+static int
+unreachable(int status)
+{
+	return status == DS_ERR_CONNECT || status == DS_ERR_HOSTKEY || status == DS_ERR_AUTH ||
+	    status == DS_ERR_TIMEOUT;
+}
+
+/*
+ * Splits a history.log line "TIME ACTION ... result=TEXT" into its time,
+ * action and result (pointers into a copy the caller frees as *copy).
+ */
+static void
+split_last(const char *line, char **copy, const char **time, const char **action,
+    const char **result)
+{
+	char *p, *sp, *res;
+
+	*copy = NULL;
+	*time = *action = *result = NULL;
+	if (line == NULL)
+		return;
+	*copy = p = xstrdup(line);
+	res = strstr(p, " result=");
+	if (res != NULL) {
+		*res = '\0';
+		*result = res + 8;
+	}
+	if ((sp = strchr(p, ' ')) != NULL) {
+		*sp = '\0';
+		*action = sp + 1;
+		if ((sp = strchr(sp + 1, ' ')) != NULL)
+			*sp = '\0';
+	}
+	*time = p;
+}
+
+static void
+print_table(const struct config_host *const *hosts, const struct fleet_result *res, size_t n,
+    FILE *fp)
+{
+	size_t hw = 4, rw = 7, reach = 0, drifted = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (strlen(hosts[i]->name) > hw)
+			hw = strlen(hosts[i]->name);
+		if (res[i].from != NULL && strlen(res[i].from) > rw)
+			rw = strlen(res[i].from);
+	}
+	fprintf(fp, "%-*s  %-9s  %-*s  %5s  %-20s  %s\n", (int)hw, "HOST", "REACHABLE", (int)rw,
+	    "RELEASE", "DRIFT", "LAST APPLY", "RESULT");
+	for (size_t i = 0; i < n; i++) {
+		const struct fleet_result *r = &res[i];
+		const char *time, *action, *result;
+		char *copy, drift[24], *why = NULL, *what;
+
+		split_last(r->last, &copy, &time, &action, &result);
+		if (r->status == 0)
+			snprintf(drift, sizeof(drift), "%" PRIu64, r->changed);
+		else
+			snprintf(drift, sizeof(drift), "-");
+		if (r->status != 0) {
+			why = xstrdup(r->reason != NULL ? r->reason : ds_strerror(r->status));
+			for (char *p = why; *p != '\0'; p++)
+				if ((unsigned char)*p < 0x20 || *p == 0x7f)
+					*p = ' ';
+		}
+		if (r->status != 0)
+			what = xasprintf("error: %s", why);
+		else if (result != NULL && action != NULL && strcmp(action, "apply") != 0)
+			what = xasprintf("%s (%s)", result, action);
+		else
+			what = xstrdup(result != NULL ? result : "-");
+		fprintf(fp, "%-*s  %-9s  %-*s  %5s  %-20s  %s\n", (int)hw, hosts[i]->name,
+		    !r->started ? "-" : unreachable(r->status) ? "no" : "yes", (int)rw,
+		    r->from != NULL && r->from[0] != '\0' ? r->from : r->status == 0 ? "(none)" : "-",
+		    drift, time != NULL ? time : "-", what);
+		free(what);
+		if (r->status == 0)
+			reach++;
+		if (r->status == 0 && r->changed > 0)
+			drifted++;
+		free(why);
+		free(copy);
+	}
+	fprintf(fp, "%zu host%s: %zu reachable, %zu drifted, %zu failed\n", n, n == 1 ? "" : "s",
+	    reach, drifted, n - reach);
+}
+
+static void
+print_json(const struct config_host *const *hosts, const struct fleet_result *res, size_t n,
+    FILE *fp)
+{
+	fprintf(fp, "[\n");
+	for (size_t i = 0; i < n; i++) {
+		const struct fleet_result *r = &res[i];
+		const char *time, *action, *result;
+		char *copy;
+
+		split_last(r->last, &copy, &time, &action, &result);
+		fprintf(fp, "{\"host\":");
+		util_json_string(fp, hosts[i]->name);
+		fprintf(fp, ",\"ok\":%s,\"reachable\":%s,\"error\":", r->status == 0 ? "true" : "false",
+		    r->started && !unreachable(r->status) ? "true" : "false");
+		if (r->status != 0)
+			util_json_string(fp, r->reason != NULL ? r->reason : ds_strerror(r->status));
+		else
+			fprintf(fp, "null");
+		fprintf(fp, ",\"release\":");
+		if (r->status == 0 && r->from != NULL && r->from[0] != '\0')
+			util_json_string(fp, r->from);
+		else
+			fprintf(fp, "null");
+		if (r->status == 0)
+			fprintf(fp, ",\"drift\":%" PRIu64, r->changed);
+		else
+			fprintf(fp, ",\"drift\":null");
+		fprintf(fp, ",\"last_apply\":");
+		if (time != NULL) {
+			fprintf(fp, "{\"time\":");
+			util_json_string(fp, time);
+			fprintf(fp, ",\"action\":");
+			util_json_string(fp, action != NULL ? action : "");
+			fprintf(fp, ",\"result\":");
+			util_json_string(fp, result != NULL ? result : "");
+			fprintf(fp, ",\"line\":");
+			util_json_string(fp, r->last);
+			fprintf(fp, "}");
+		} else
+			fprintf(fp, "null");
+		fprintf(fp, ",\"seconds\":%.3f}%s\n", r->seconds, i + 1 < n ? "," : "");
+		free(copy);
+	}
+	fprintf(fp, "]\n");
+}
+
+static int
+status_exec(int argc, char **argv, const struct config *config)
+{
+	static const struct option options[] = {
+		{ "parallel", required_argument, NULL, 'j' },
+		{ "lock-timeout", required_argument, NULL, 'L' },
+		{ "json", no_argument, NULL, 'J' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const struct config_host **hosts = NULL;
+	struct fleet_result *results = NULL;
+	struct fleet_options fo;
+	struct status_child sc;
+	size_t nhosts = 0;
+	unsigned parallel = 0;
+	enum progress_mode mode;
+	int ch, json = 0, r;
+
+	memset(&fo, 0, sizeof(fo));
+	memset(&sc, 0, sizeof(sc));
+	sc.config = config;
+	sc.lock_timeout = LOCK_TIMEOUT_DEFAULT;
+	while ((ch = getopt_long(argc, argv, "hj:", options, NULL)) != -1) {
+		switch (ch) {
+		case 'j':
+			if (util_parse_uint(optarg, PARALLEL_MAX, &parallel) != 0 || parallel == 0) {
+				log_error("--parallel: '%s' is not a number of hosts (1..%d)", optarg,
+				    PARALLEL_MAX);
+				return DS_ERR_USAGE;
+			}
+			break;
+		case 'L':
+			if (util_parse_seconds("lock-timeout", optarg, 86400, &sc.lock_timeout) != 0)
+				return DS_ERR_USAGE;
+			break;
+		case 'J':
+			json = 1;
+			break;
+		case 'h':
+			cmd_usage(&cmd_status_entry, status_options);
+			return 0;
+		default:
+			cmd_usage(&cmd_status_entry, status_options);
+			return DS_ERR_USAGE;
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc == 0) {
+		cmd_usage(&cmd_status_entry, status_options);
+		return DS_ERR_USAGE;
+	}
+	if ((r = config_resolve_hosts(config, argv, (size_t)argc, &hosts, &nhosts)) != 0)
+		return r == DS_ERR_NOTFOUND ? DS_ERR_USAGE : r;	/* an unknown name: exit 2 */
+	signal(SIGPIPE, SIG_IGN);
+	results = xcalloc(nhosts, sizeof(*results));
+	fo.parallel = parallel > 0 ? parallel : config->parallel > 0 ? config->parallel : 1;
+	fo.run = status_child_run;
+	fo.arg = &sc;
+	/* The table is the output; live lines only where someone watches. */
+	mode = progress_mode_for(stderr) == PROGRESS_TTY ? PROGRESS_TTY : PROGRESS_QUIET;
+	fo.progress = progress_new(stderr, mode, "status", nhosts);
+	r = fleet_run(&fo, hosts, nhosts, results);
+	progress_free(fo.progress);
+	if (json)
+		print_json(hosts, results, nhosts, stdout);
+	else
+		print_table(hosts, results, nhosts, stdout);
+	fflush(stdout);
+	for (size_t i = 0; i < nhosts; i++) {
+		if (r == 0 && results[i].status == 0 && results[i].changed > 0)
+			r = DS_ERR_CORRUPT;	/* drift: exit 1 */
+		fleet_result_release(&results[i]);
+	}
+	free(results);
+	free(hosts);
+	return r;
+}
+
+const struct cmd_entry cmd_status_entry = {
+	.name = "status",
+	.usage = "[-j N] [--lock-timeout S] [--json] HOST|GROUP...",
+	.summary = "reachable, current release, drift and last apply of hosts, in parallel",
+	.needs_config = 1,
+	.exec = status_exec,
+};

@@ -1,0 +1,1985 @@
+/*
+ * distsync.yml: libyaml events build a small tree of nodes with positions
+ * (aliases refused, depth and size bounded), then one pass validates it into
+ * a read-only struct config. The first error is logged as
+ * "FILE:LINE:COLUMN: KEY: what was expected" and loading stops.
+ */
+#include "autoconf.h"
+
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#include "base/err.h"
+#include "base/log.h"
+#include "base/path.h"
+#include "base/xmalloc.h"
+#include "config/config.h"
+
+#define MAX_DEPTH	32	/* nesting deeper than any sane config */
+#define MAX_NODES	200000	/* values in one file */
+#define MAX_SERVICES	1000
+#define MAX_HOSTS	100000
+#define MAX_NAME	64
+
+#define DEFAULT_PARALLEL	8
+#define DEFAULT_KEEP_RELEASES	10
+#define DEFAULT_LEVEL		9
+#define DEFAULT_HEALTH_TIMEOUT	300
+#define DEFAULT_RETRIES		3
+#define DEFAULT_RETRY_MAX_WAIT	300
+#define DEFAULT_CONNECT_TIMEOUT	30
+#define DEFAULT_IDLE_TIMEOUT	300
+#define DEFAULT_KEEP_BACKUPS	2
+
+enum node_type { NODE_SCALAR, NODE_SEQUENCE, NODE_MAPPING };
+
+struct node {
+	enum node_type	  type;
+	char		 *value;	/* scalar bytes, NUL-terminated */
+	size_t		  len;
+	int		  plain;	/* unquoted: may mean null, a number, a boolean */
+	struct node	**items;	/* sequence items; mapping: key, value, key, value, ... */
+	size_t		  nitems;
+	size_t		  alloc;
+	unsigned	  line;		/* 1-based */
+	unsigned	  column;	/* 1-based */
+};
+
+struct loader {
+	const char	*file;
+	struct config	*config;
+	struct node	*root;
+	size_t		 nnodes;
+};
+
+/* Where a host's merged value came from (the host itself or defaults:). */
+struct origin {
+	const struct node *node;
+	const char	*ctx;
+};
+
+struct host_origins {
+	struct origin	path, state, compose, groups;
+};
+
+static const char *const host_keys[] = {
+	"address", "user", "port", "identity", "known_hosts", "path", "state",
+	"compose", "compose_project", "remote_command", "owner", "group", "groups",
+	"bwlimit", "retries", "retry_max_wait", "connect_timeout", "idle_timeout",
+	"keep_backups", NULL
+};
+
+static const char *const restart_names[] = { "none", "compose", "command", NULL };
+
+static void
+node_free(struct node *n)
+{
+	if (n == NULL)
+		return;
+	for (size_t i = 0; i < n->nitems; i++)
+		node_free(n->items[i]);
+	free(n->items);
+	free(n->value);
+	free(n);
+}
+
+/* Logs one error at node AT (or the file's start) naming CTX.KEY; returns DS_ERR_CONFIG. */
+static int __attribute__((format(printf, 5, 6)))
+fail(const struct loader *ld, const struct node *at, const char *ctx, const char *key,
+    const char *fmt, ...)
+{
+	char msg[1024], name[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	name[0] = '\0';
+	if (ctx != NULL && *ctx != '\0' && key != NULL)
+		snprintf(name, sizeof(name), "%s.%s", ctx, key);
+	else if (key != NULL)
+		snprintf(name, sizeof(name), "%s", key);
+	else if (ctx != NULL)
+		snprintf(name, sizeof(name), "%s", ctx);
+	if (name[0] != '\0')
+		log_error("%s:%u:%u: %s: %s", ld->file, at ? at->line : 1, at ? at->column : 1,
+		    name, msg);
+	else
+		log_error("%s:%u:%u: %s", ld->file, at ? at->line : 1, at ? at->column : 1, msg);
+	return DS_ERR_CONFIG;
+}
+
+/* Optimal string alignment distance, capped for long inputs. */
+static size_t
+edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	size_t rows[3][MAX_NAME + 2];
+	size_t *prev2 = rows[0], *prev = rows[1], *cur = rows[2], *t;
+
+	if (la > MAX_NAME || lb > MAX_NAME)
+		return SIZE_MAX;
+	for (size_t j = 0; j <= lb; j++)
+		prev[j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		cur[0] = i;
+		for (size_t j = 1; j <= lb; j++) {
+			size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+			size_t best = prev[j] + 1;
+
+			if (cur[j - 1] + 1 < best)
+				best = cur[j - 1] + 1;
+			if (prev[j - 1] + cost < best)
+				best = prev[j - 1] + cost;
+			if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+			    prev2[j - 2] + 1 < best)
+				best = prev2[j - 2] + 1;
+			cur[j] = best;
+		}
+		t = prev2;
+		prev2 = prev;
+		prev = cur;
+		cur = t;
+	}
+	return prev[lb];
+}
+
+/* Returns the closest candidate to WORD worth suggesting, or NULL. */
+static const char *
+closest(const char *word, const char *const *candidates, size_t n)
+{
+	const char *best = NULL;
+	size_t best_distance = SIZE_MAX, limit = strlen(word) <= 3 ? 1 : 2;
+
+	for (size_t i = 0; i < n && candidates[i] != NULL; i++) {
+		size_t d = edit_distance(word, candidates[i]);
+		if (d < best_distance) {
+			best_distance = d;
+			best = candidates[i];
+		}
+	}
+	return best_distance <= limit ? best : NULL;
+}
+
+/* Formats " (did you mean 'X'?)" into buf, or "". */
+static const char *
+hint(char *buf, size_t size, const char *word, const char *const *candidates, size_t n)
+{
+	const char *c = closest(word, candidates, n);
+
+	if (c == NULL)
+		buf[0] = '\0';
+	else
+		snprintf(buf, size, " (did you mean '%s'?)", c);
+	return buf;
+}
+
+static int
+is_null(const struct node *n)
+{
+	return n == NULL || (n->type == NODE_SCALAR && n->plain && (n->len == 0 ||
+	    strcmp(n->value, "~") == 0 || strcmp(n->value, "null") == 0 ||
+	    strcmp(n->value, "Null") == 0 || strcmp(n->value, "NULL") == 0));
+}
+
+/* A short description of what a node is, for "got ..." in messages. */
+static const char *
+describe(const struct node *n, char *buf, size_t size)
+{
+	if (is_null(n))
+		return "nothing";
+	if (n->type == NODE_SEQUENCE)
+		return "a list";
+	if (n->type == NODE_MAPPING)
+		return "a mapping";
+	if (n->len > 40)
+		snprintf(buf, size, "'%.37s...'", n->value);
+	else
+		snprintf(buf, size, "'%s'", n->value);
+	return buf;
+}
+
+/* --- Building the tree from libyaml events. --- */
+
+/* Names the key being parsed from the open collections, e.g. "hosts.kirehe.port". */
+static void
+stack_context(struct node *const *stack, size_t depth, char *buf, size_t size)
+{
+	size_t used = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < depth && used < size; i++) {
+		const struct node *n = stack[i];
+		/* An outer collection already holds the open child as its last item. */
+		size_t open = i + 1 < depth ? 1 : 0;
+		int w = 0;
+
+		if (n->type == NODE_MAPPING && (n->nitems - open) % 2 == 1 &&
+		    n->items[n->nitems - open - 1]->type == NODE_SCALAR)
+			w = snprintf(buf + used, size - used, "%s%s", used ? "." : "",
+			    n->items[n->nitems - open - 1]->value);
+		else if (n->type == NODE_SEQUENCE)
+			w = snprintf(buf + used, size - used, "[%zu]", n->nitems - open);
+		if (w < 0)
+			break;
+		used += (size_t)w;
+	}
+	if (used >= size)
+		buf[size - 1] = '\0';
+}
+
+static int
+attach(struct loader *ld, struct node **stack, size_t depth, struct node *n)
+{
+	struct node *parent;
+
+	if (depth == 0) {
+		ld->root = n;
+		return 0;
+	}
+	parent = stack[depth - 1];
+	parent->items = xgrow(parent->items, &parent->alloc, parent->nitems + 1,
+	    sizeof(*parent->items));
+	parent->items[parent->nitems++] = n;
+	return 0;
+}
+
+static int
+build_tree(struct loader *ld, const char *data, size_t len)
+{
+	yaml_parser_t parser;
+	yaml_event_t event;
+	struct node *stack[MAX_DEPTH];
+	size_t depth = 0;
+	char ctx[512];
+	int done = 0, documents = 0, r = DS_ERR_CONFIG;
+
+	if (!yaml_parser_initialize(&parser)) {
+		log_error("%s: cannot initialise the YAML parser", ld->file);
+		return DS_ERR_SYSTEM;
+	}
+	yaml_parser_set_input_string(&parser, (const unsigned char *)data, len);
+	/* Never guess UTF-16 from binary junk: a config is UTF-8. */
+	yaml_parser_set_encoding(&parser, YAML_UTF8_ENCODING);
+	while (!done) {
+		struct node *n = NULL, pos;
+		const char *anchor = NULL;
+		const unsigned char *tag = NULL;
+
+		if (!yaml_parser_parse(&parser, &event)) {
+			struct node where;
+
+			where.line = (unsigned)parser.problem_mark.line + 1;
+			where.column = (unsigned)parser.problem_mark.column + 1;
+			stack_context(stack, depth, ctx, sizeof(ctx));
+			if (parser.context != NULL)
+				fail(ld, &where, ctx, NULL, "invalid YAML: %s %s (line %zu)",
+				    parser.problem ? parser.problem : "error", parser.context,
+				    parser.context_mark.line + 1);
+			else
+				fail(ld, &where, ctx, NULL, "invalid YAML: %s",
+				    parser.problem ? parser.problem : "error");
+			goto out;
+		}
+		pos.line = (unsigned)event.start_mark.line + 1;
+		pos.column = (unsigned)event.start_mark.column + 1;
+		switch (event.type) {
+		case YAML_STREAM_END_EVENT:
+			done = 1;
+			break;
+		case YAML_DOCUMENT_START_EVENT:
+			if (++documents > 1) {
+				fail(ld, &pos, NULL, NULL,
+				    "a second YAML document: expected exactly one");
+				goto fail_event;
+			}
+			break;
+		case YAML_ALIAS_EVENT:
+			stack_context(stack, depth, ctx, sizeof(ctx));
+			fail(ld, &pos, ctx, NULL, "alias '*%s' is not supported: "
+			    "write the value out instead of referring to an anchor",
+			    (const char *)event.data.alias.anchor);
+			goto fail_event;
+		case YAML_SCALAR_EVENT:
+			tag = event.data.scalar.tag;
+			anchor = (const char *)event.data.scalar.anchor;
+			/* FALLTHROUGH */
+		case YAML_SEQUENCE_START_EVENT:
+		case YAML_MAPPING_START_EVENT:
+			if (event.type == YAML_SEQUENCE_START_EVENT)
+				tag = event.data.sequence_start.tag;
+			else if (event.type == YAML_MAPPING_START_EVENT)
+				tag = event.data.mapping_start.tag;
+			(void)anchor;
+			if (tag != NULL) {
+				stack_context(stack, depth, ctx, sizeof(ctx));
+				fail(ld, &pos, ctx, NULL, "tag '%s' is not supported: "
+				    "expected a plain value", (const char *)tag);
+				goto fail_event;
+			}
+			if (++ld->nnodes > MAX_NODES) {
+				fail(ld, &pos, NULL, NULL, "more than %d values: "
+				    "this is not a configuration", MAX_NODES);
+				goto fail_event;
+			}
+			n = xcalloc(1, sizeof(*n));
+			n->line = pos.line;
+			n->column = pos.column;
+			if (event.type == YAML_SCALAR_EVENT) {
+				n->type = NODE_SCALAR;
+				n->len = event.data.scalar.length;
+				n->value = xstrndup((const char *)event.data.scalar.value, n->len);
+				n->plain = event.data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+			} else
+				n->type = event.type == YAML_SEQUENCE_START_EVENT ?
+				    NODE_SEQUENCE : NODE_MAPPING;
+			stack_context(stack, depth, ctx, sizeof(ctx));
+			attach(ld, stack, depth, n);
+			if (n->type == NODE_SCALAR) {
+				if (memchr(event.data.scalar.value, '\0', n->len) != NULL) {
+					fail(ld, &pos, ctx, NULL, "a NUL byte inside a value");
+					goto fail_event;
+				}
+				break;
+			}
+			if (depth == MAX_DEPTH) {
+				fail(ld, &pos, ctx, NULL, "nested deeper than %d levels",
+				    MAX_DEPTH);
+				goto fail_event;
+			}
+			stack[depth++] = n;
+			break;
+		case YAML_SEQUENCE_END_EVENT:
+		case YAML_MAPPING_END_EVENT:
+			if (depth > 0)
+				depth--;
+			break;
+		default:
+			break;
+		}
+		yaml_event_delete(&event);
+	}
+	r = 0;
+	goto out;
+ fail_event:
+	yaml_event_delete(&event);
+ out:
+	yaml_parser_delete(&parser);
+	return r;
+}
+
+/* --- Mapping access and typed values. --- */
+
+static const struct node *
+map_get(const struct node *map, const char *key)
+{
+	if (map == NULL || map->type != NODE_MAPPING)
+		return NULL;
+	for (size_t i = 0; i + 1 < map->nitems; i += 2)
+		if (map->items[i]->type == NODE_SCALAR && strcmp(map->items[i]->value, key) == 0)
+			return map->items[i + 1];
+	return NULL;
+}
+
+static size_t
+count_strings(const char *const *v)
+{
+	size_t n = 0;
+
+	while (v[n] != NULL)
+		n++;
+	return n;
+}
+
+struct key_position {
+	const char	*name;
+	size_t		 index;	/* of the key in the mapping's items */
+};
+
+/* Orders keys by name, then by position, so duplicates are adjacent. */
+static int
+compare_keys(const void *a, const void *b)
+{
+	const struct key_position *x = a, *y = b;
+	int c = strcmp(x->name, y->name);
+
+	if (c != 0)
+		return c;
+	return x->index < y->index ? -1 : x->index > y->index;
+}
+
+/*
+ * Finds the first repeated key in file order; sorting keeps a mapping of
+ * thousands of hosts linear-logarithmic. Returns 0 or logs and fails.
+ */
+static int
+check_duplicates(struct loader *ld, const struct node *map, const char *ctx)
+{
+	size_t n = map->nitems / 2, dup = SIZE_MAX, first = 0;
+	struct key_position *keys;
+	int r = 0;
+
+	if (n < 2)
+		return 0;
+	keys = xcalloc(n, sizeof(*keys));
+	for (size_t i = 0; i < n; i++) {
+		keys[i].name = map->items[2 * i]->value;
+		keys[i].index = 2 * i;
+	}
+	qsort(keys, n, sizeof(*keys), compare_keys);
+	/* The second of each run of equal names is that name's first repeat. */
+	for (size_t i = 1; i < n; i++)
+		if (strcmp(keys[i].name, keys[i - 1].name) == 0 &&
+		    (i < 2 || strcmp(keys[i - 1].name, keys[i - 2].name) != 0) &&
+		    keys[i].index < dup) {
+			dup = keys[i].index;
+			first = keys[i - 1].index;
+		}
+	if (dup != SIZE_MAX)
+		r = fail(ld, map->items[dup], ctx, map->items[dup]->value,
+		    "duplicate key (first at line %u)", map->items[first]->line);
+	free(keys);
+	return r;
+}
+
+/*
+ * Checks a mapping's keys: scalars, no duplicates, and (when KNOWN is not
+ * NULL) only known names, with a suggestion for a misspelt one.
+ */
+static int
+check_keys(struct loader *ld, const struct node *map, const char *ctx, const char *const *known)
+{
+	char buf[128];
+	int r;
+
+	for (size_t i = 0; i + 1 < map->nitems; i += 2) {
+		const struct node *key = map->items[i];
+
+		if (key->type != NODE_SCALAR)
+			return fail(ld, key, ctx, NULL, "expected a plain key, got %s",
+			    describe(key, buf, sizeof(buf)));
+	}
+	if ((r = check_duplicates(ld, map, ctx)) != 0)
+		return r;
+	for (size_t i = 0; known != NULL && i + 1 < map->nitems; i += 2) {
+		const struct node *key = map->items[i];
+		int found = 0;
+
+		for (size_t j = 0; known[j] != NULL; j++)
+			if (strcmp(known[j], key->value) == 0)
+				found = 1;
+		if (!found) {
+			char h[128], list[512];
+			size_t used = 0;
+
+			list[0] = '\0';
+			for (size_t j = 0; known[j] != NULL && used < sizeof(list); j++) {
+				int w = snprintf(list + used, sizeof(list) - used, "%s%s",
+				    j ? ", " : "", known[j]);
+				if (w < 0)
+					break;
+				used += (size_t)w;
+			}
+			return fail(ld, key, ctx, key->value, "unknown key%s; expected one of: %s",
+			    hint(h, sizeof(h), key->value, known, count_strings(known)), list);
+		}
+	}
+	return 0;
+}
+
+static int
+expect_mapping(struct loader *ld, const struct node *n, const char *ctx, const char *key)
+{
+	char buf[64];
+
+	if (n != NULL && n->type == NODE_MAPPING)
+		return 0;
+	return fail(ld, n, ctx, key, "expected a mapping, got %s", describe(n, buf, sizeof(buf)));
+}
+
+/* Host, service and group names: they appear on command lines and in logs. */
+static int
+valid_name(const char *s)
+{
+	size_t len = strlen(s);
+
+	if (len == 0 || len > MAX_NAME || s[0] == '-' || s[0] == '.')
+		return 0;
+	for (const char *p = s; *p != '\0'; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9') || *p == '_' || *p == '-' || *p == '.'))
+			return 0;
+	return 1;
+}
+
+static int
+check_name(struct loader *ld, const struct node *n, const char *ctx, const char *what)
+{
+	if (!valid_name(n->value))
+		return fail(ld, n, ctx, n->value, "a %s name must be 1-%d letters, digits, "
+		    "'_', '-' or '.', not starting with '-' or '.'", what, MAX_NAME);
+	if (strcmp(n->value, "all") == 0)
+		return fail(ld, n, ctx, n->value, "'all' is reserved (it means every host)");
+	return 0;
+}
+
+/* Sets *out to a copy of a string value; absent or null leaves it alone. */
+static int
+get_string(struct loader *ld, const struct node *map, const char *ctx, const char *key,
+    char **out)
+{
+	const struct node *v = map_get(map, key);
+	char buf[64];
+
+	if (is_null(v))
+		return 0;
+	if (v->type != NODE_SCALAR)
+		return fail(ld, v, ctx, key, "expected a string, got %s",
+		    describe(v, buf, sizeof(buf)));
+	if (v->len == 0)
+		return fail(ld, v, ctx, key, "expected a non-empty string");
+	for (const char *p = v->value; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			return fail(ld, v, ctx, key, "control characters are not allowed");
+	free(*out);
+	*out = xstrdup(v->value);
+	return 0;
+}
+
+/* Parses digits with an optional s/m/h/d suffix when DURATION; no sign, no spaces. */
+static int
+parse_number(const char *s, int duration, uint64_t *out)
+{
+	uint64_t v = 0, mul = 1;
+	const char *p = s;
+
+	if (*p < '0' || *p > '9')
+		return -1;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (v > (UINT64_MAX - 9) / 10)
+			return -1;
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	if (duration && *p != '\0' && p[1] == '\0') {
+		switch (*p++) {
+		case 's':
+			break;
+		case 'm':
+			mul = 60;
+			break;
+		case 'h':
+			mul = 3600;
+			break;
+		case 'd':
+			mul = 86400;
+			break;
+		default:
+			return -1;
+		}
+	}
+	if (*p != '\0' || (mul > 1 && v > UINT64_MAX / mul))
+		return -1;
+	*out = v * mul;
+	return 0;
+}
+
+static int
+get_unsigned(struct loader *ld, const struct node *map, const char *ctx, const char *key,
+    int duration, uint64_t min, uint64_t max, unsigned *out)
+{
+	const struct node *v = map_get(map, key);
+	uint64_t n;
+	char buf[64];
+
+	if (is_null(v))
+		return 0;
+	if (v->type != NODE_SCALAR || parse_number(v->value, duration, &n) != 0)
+		return fail(ld, v, ctx, key, "expected %s, got %s", duration ?
+		    "seconds (a whole number, optionally with s, m, h or d)" :
+		    "a whole number", describe(v, buf, sizeof(buf)));
+	if (n < min || n > max)
+		return fail(ld, v, ctx, key, "%llu is out of range: expected %llu to %llu%s",
+		    (unsigned long long)n, (unsigned long long)min, (unsigned long long)max,
+		    duration ? " seconds" : "");
+	*out = (unsigned)n;
+	return 0;
+}
+
+static int
+get_bool(struct loader *ld, const struct node *map, const char *ctx, const char *key, int *out)
+{
+	static const char *const yes[] = { "true", "True", "TRUE", "yes", "Yes", NULL };
+	static const char *const no[] = { "false", "False", "FALSE", "no", "No", NULL };
+	const struct node *v = map_get(map, key);
+	char buf[64];
+
+	if (is_null(v))
+		return 0;
+	if (v->type == NODE_SCALAR && v->plain) {
+		for (size_t i = 0; yes[i] != NULL; i++)
+			if (strcmp(v->value, yes[i]) == 0) {
+				*out = 1;
+				return 0;
+			}
+		for (size_t i = 0; no[i] != NULL; i++)
+			if (strcmp(v->value, no[i]) == 0) {
+				*out = 0;
+				return 0;
+			}
+	}
+	return fail(ld, v, ctx, key, "expected true or false, got %s",
+	    describe(v, buf, sizeof(buf)));
+}
+
+enum strv_kind {
+	STRV_GLOBS,		/* path globs; a single string is a list of one */
+	STRV_NAMES,		/* service or group names; a single string is a list of one */
+	STRV_ARGV,		/* a command: a non-empty list, never a shell string */
+};
+
+/* Sets *out to a NULL-terminated copy of a list value; absent or null leaves it alone. */
+static int
+get_strv(struct loader *ld, const struct node *map, const char *ctx, const char *key,
+    enum strv_kind kind, char ***out)
+{
+	const struct node *v = map_get(map, key);
+	const struct node *const *items;
+	char **list = NULL, buf[64];
+	size_t n;
+	int r;
+
+	if (is_null(v))
+		return 0;
+	if (v->type == NODE_SCALAR && kind != STRV_ARGV) {
+		items = (const struct node *const *)&v;
+		n = 1;
+	} else if (v->type == NODE_SEQUENCE) {
+		items = (const struct node *const *)v->items;
+		n = v->nitems;
+	} else if (kind == STRV_ARGV)
+		return fail(ld, v, ctx, key, "expected a command as a list of arguments "
+		    "(it runs without a shell), e.g. [program, arg], got %s",
+		    describe(v, buf, sizeof(buf)));
+	else
+		return fail(ld, v, ctx, key, "expected a list of %s, got %s",
+		    kind == STRV_GLOBS ? "path globs" : "names", describe(v, buf, sizeof(buf)));
+	if (n == 0 && kind == STRV_ARGV)
+		return fail(ld, v, ctx, key, "expected a command, got an empty list");
+	list = xcalloc(n + 1, sizeof(*list));
+	for (size_t i = 0; i < n; i++) {
+		const struct node *item = items[i];
+		const char *why = NULL;
+
+		if (item->type != NODE_SCALAR || is_null(item)) {
+			r = fail(ld, item, ctx, key, "item %zu: expected a string, got %s",
+			    i + 1, describe(item, buf, sizeof(buf)));
+			goto out;
+		}
+		if (kind == STRV_GLOBS && path_glob_check(item->value, &why) != 0) {
+			r = fail(ld, item, ctx, key, "bad glob '%s': %s", item->value, why);
+			goto out;
+		}
+		if (kind == STRV_NAMES && !valid_name(item->value)) {
+			r = fail(ld, item, ctx, key, "'%s' is not a valid name", item->value);
+			goto out;
+		}
+		if (kind == STRV_ARGV && i == 0 && item->len == 0) {
+			r = fail(ld, item, ctx, key, "the program name is empty");
+			goto out;
+		}
+		list[i] = xstrdup(item->value);
+	}
+	xfree_strv(*out);
+	*out = list;
+	list = NULL;
+	r = 0;
+ out:
+	xfree_strv(list);
+	return r;
+}
+
+static const struct node *
+list_item(const struct node *v, size_t i)
+{
+	if (v->type == NODE_SEQUENCE)
+		return v->items[i];
+	return v;
+}
+
+/* --- Sections. --- */
+
+static char *
+home_dir(void)
+{
+	const char *home = getenv("HOME");
+	struct passwd *pw;
+
+	if (home != NULL && home[0] == '/')
+		return xstrdup(home);
+	pw = getpwuid(getuid());
+	if (pw != NULL && pw->pw_dir != NULL)
+		return xstrdup(pw->pw_dir);
+	return NULL;
+}
+
+/* Resolves a path on this machine: "~" is $HOME, a relative path is under DIR. */
+static char *
+local_path(const char *dir, const char *value)
+{
+	char *home, *p;
+
+	if (value[0] == '~' && (value[1] == '\0' || value[1] == '/')) {
+		home = home_dir();
+		if (home == NULL)
+			home = xstrdup("/");
+		p = path_absolute(home, value[1] == '\0' ? "." : value + 2);
+		free(home);
+		return p;
+	}
+	return path_absolute(dir, value);
+}
+
+static void
+resolve(const char *dir, char **value)
+{
+	char *p;
+
+	if (*value == NULL)
+		return;
+	p = local_path(dir, *value);
+	free(*value);
+	*value = p;
+}
+
+static int
+parse_distribution(struct loader *ld, const struct node *root)
+{
+	static const char *const keys[] = { "name", "source", "store", "keep_releases",
+	    "signing_key", "public_key", "level", NULL };
+	struct config_distribution *d = &ld->config->distribution;
+	const struct node *map = map_get(root, "distribution");
+	int r;
+
+	if (map == NULL)
+		return fail(ld, root, NULL, "distribution",
+		    "missing: expected a mapping with at least 'name'");
+	if ((r = expect_mapping(ld, map, NULL, "distribution")) != 0 ||
+	    (r = check_keys(ld, map, "distribution", keys)) != 0 ||
+	    (r = get_string(ld, map, "distribution", "name", &d->name)) != 0 ||
+	    (r = get_string(ld, map, "distribution", "source", &d->source)) != 0 ||
+	    (r = get_string(ld, map, "distribution", "store", &d->store)) != 0 ||
+	    (r = get_unsigned(ld, map, "distribution", "keep_releases", 0, 1, 100000,
+	    &d->keep_releases)) != 0 ||
+	    (r = get_string(ld, map, "distribution", "signing_key", &d->signing_key)) != 0 ||
+	    (r = get_string(ld, map, "distribution", "public_key", &d->public_key)) != 0)
+		return r;
+	if (map_get(map, "level") != NULL) {
+		unsigned level = DEFAULT_LEVEL;
+
+		if ((r = get_unsigned(ld, map, "distribution", "level", 0, 1, 22, &level)) != 0)
+			return r;
+		d->level = (int)level;
+	}
+	if (d->name == NULL)
+		return fail(ld, map, "distribution", "name", "missing: expected the "
+		    "distribution's name");
+	if (!valid_name(d->name))
+		return fail(ld, map_get(map, "name"), "distribution", "name",
+		    "expected letters, digits, '_', '-' or '.' (at most %d)", MAX_NAME);
+	if (d->source == NULL)
+		d->source = xstrdup("dist");
+	if (d->store == NULL)
+		d->store = xstrdup(".distsync");
+	resolve(ld->config->dir, &d->source);
+	resolve(ld->config->dir, &d->store);
+	resolve(ld->config->dir, &d->signing_key);
+	resolve(ld->config->dir, &d->public_key);
+	if (strcmp(d->source, d->store) == 0)
+		return fail(ld, map_get(map, "store"), "distribution", "store",
+		    "the store cannot be the source tree");
+	return 0;
+}
+
+static int
+parse_health(struct loader *ld, const struct node *map, const char *ctx,
+    struct config_health *h)
+{
+	static const char *const keys[] = { "command", "url", "container", "timeout", NULL };
+	int r, kinds;
+
+	if ((r = expect_mapping(ld, map, ctx, NULL)) != 0 ||
+	    (r = check_keys(ld, map, ctx, keys)) != 0 ||
+	    (r = get_strv(ld, map, ctx, "command", STRV_ARGV, &h->command)) != 0 ||
+	    (r = get_string(ld, map, ctx, "url", &h->url)) != 0 ||
+	    (r = get_bool(ld, map, ctx, "container", &h->container)) != 0 ||
+	    (r = get_unsigned(ld, map, ctx, "timeout", 1, 1, 86400, &h->timeout)) != 0)
+		return r;
+	kinds = (h->command != NULL) + (h->url != NULL) + (h->container != 0);
+	if (kinds == 0)
+		return fail(ld, map, ctx, NULL, "expected one of command: [argv], url: URL "
+		    "or container: true");
+	if (kinds > 1)
+		return fail(ld, map, ctx, NULL, "give only one of command, url or container");
+	if (h->url != NULL && strncmp(h->url, "http://", 7) != 0 &&
+	    strncmp(h->url, "https://", 8) != 0)
+		return fail(ld, map_get(map, "url"), ctx, "url",
+		    "expected an http:// or https:// URL");
+	return 0;
+}
+
+static int
+parse_service(struct loader *ld, const struct node *key, const struct node *map,
+    struct config_service *s)
+{
+	static const char *const keys[] = { "paths", "restart", "command", "reload_on",
+	    "after", "health", NULL };
+	const struct node *v;
+	char ctx[128], h[128], buf[64];
+	int r;
+
+	snprintf(ctx, sizeof(ctx), "services.%s", key->value);
+	s->name = xstrdup(key->value);
+	s->line = key->line;
+	s->restart = CONFIG_RESTART_COMPOSE;
+	s->health.timeout = DEFAULT_HEALTH_TIMEOUT;
+	if ((r = check_name(ld, key, "services", "service")) != 0 ||
+	    (r = expect_mapping(ld, map, "services", key->value)) != 0 ||
+	    (r = check_keys(ld, map, ctx, keys)) != 0 ||
+	    (r = get_strv(ld, map, ctx, "paths", STRV_GLOBS, &s->paths)) != 0 ||
+	    (r = get_strv(ld, map, ctx, "command", STRV_ARGV, &s->command)) != 0 ||
+	    (r = get_strv(ld, map, ctx, "reload_on", STRV_GLOBS, &s->reload_on)) != 0 ||
+	    (r = get_strv(ld, map, ctx, "after", STRV_NAMES, &s->after)) != 0)
+		return r;
+	if (s->paths == NULL || s->paths[0] == NULL)
+		return fail(ld, s->paths ? map_get(map, "paths") : key, ctx, "paths",
+		    "missing: expected the globs of the artifacts this service uses");
+	if (s->reload_on == NULL)
+		s->reload_on = xcalloc(1, sizeof(char *));
+	if (s->after == NULL)
+		s->after = xcalloc(1, sizeof(char *));
+	if ((v = map_get(map, "restart")) != NULL) {
+		size_t i;
+
+		if (v->type != NODE_SCALAR || is_null(v))
+			return fail(ld, v, ctx, "restart", "expected compose, none or command, "
+			    "got %s", describe(v, buf, sizeof(buf)));
+		for (i = 0; restart_names[i] != NULL; i++)
+			if (strcmp(v->value, restart_names[i]) == 0)
+				break;
+		if (restart_names[i] == NULL)
+			return fail(ld, v, ctx, "restart", "expected compose, none or command, "
+			    "got '%s'%s", v->value, hint(h, sizeof(h), v->value, restart_names, 3));
+		s->restart = i == 0 ? CONFIG_RESTART_NONE : i == 1 ?
+		    CONFIG_RESTART_COMPOSE : CONFIG_RESTART_COMMAND;
+	}
+	if (s->restart == CONFIG_RESTART_COMMAND && s->command == NULL)
+		return fail(ld, v, ctx, "command", "missing: 'restart: command' needs "
+		    "command: [program, arg, ...]");
+	/* A restart: none service may name the command its reload_on runs. */
+	if (s->restart == CONFIG_RESTART_COMPOSE && s->command != NULL)
+		return fail(ld, map_get(map, "command"), ctx, "command",
+		    "only used with 'restart: command' (or as the reload_on action of "
+		    "'restart: none')");
+	if ((v = map_get(map, "health")) != NULL && !is_null(v)) {
+		char hctx[160];
+
+		snprintf(hctx, sizeof(hctx), "%s.health", ctx);
+		if ((r = parse_health(ld, v, hctx, &s->health)) != 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Depth-first search for a cycle through "after"; reports the first one found. */
+static int
+find_cycle(struct loader *ld, const struct node *services_map, size_t i, int *color,
+    size_t *path, size_t depth)
+{
+	const struct config *c = ld->config;
+	const struct config_service *s = &c->services[i];
+
+	color[i] = 1;
+	path[depth] = i;
+	for (size_t a = 0; s->after[a] != NULL; a++) {
+		size_t j;
+		int r;
+
+		for (j = 0; j < c->nservices; j++)
+			if (strcmp(c->services[j].name, s->after[a]) == 0)
+				break;
+		if (color[j] == 1) {
+			char chain[1024], ctx[128];
+			size_t used = 0, start = 0;
+			const struct node *after;
+
+			while (path[start] != j)
+				start++;
+			chain[0] = '\0';
+			for (size_t k = start; k <= depth && used < sizeof(chain); k++) {
+				int w = snprintf(chain + used, sizeof(chain) - used, "%s -> ",
+				    c->services[path[k]].name);
+				if (w < 0)
+					break;
+				used += (size_t)w;
+			}
+			if (used < sizeof(chain))
+				snprintf(chain + used, sizeof(chain) - used, "%s",
+				    c->services[j].name);
+			snprintf(ctx, sizeof(ctx), "services.%s", s->name);
+			after = map_get(services_map->items[2 * i + 1], "after");
+			return fail(ld, list_item(after, a), ctx, "after",
+			    "restart order has a cycle: %s", chain);
+		}
+		if (color[j] == 0 &&
+		    (r = find_cycle(ld, services_map, j, color, path, depth + 1)) != 0)
+			return r;
+	}
+	color[i] = 2;
+	return 0;
+}
+
+static int
+parse_services(struct loader *ld, const struct node *root)
+{
+	struct config *c = ld->config;
+	const struct node *map = map_get(root, "services");
+	const char **names = NULL;
+	int *color = NULL;
+	size_t *path = NULL;
+	int r;
+
+	if (is_null(map))
+		return 0;
+	if ((r = expect_mapping(ld, map, NULL, "services")) != 0 ||
+	    (r = check_keys(ld, map, "services", NULL)) != 0)
+		return r;
+	if (map->nitems / 2 > MAX_SERVICES)
+		return fail(ld, map, NULL, "services", "more than %d services", MAX_SERVICES);
+	c->services = xcalloc(map->nitems / 2 + 1, sizeof(*c->services));
+	for (size_t i = 0; i + 1 < map->nitems; i += 2) {
+		r = parse_service(ld, map->items[i], map->items[i + 1],
+		    &c->services[c->nservices++]);
+		if (r != 0)
+			return r;
+	}
+	names = xcalloc(c->nservices + 1, sizeof(*names));
+	for (size_t i = 0; i < c->nservices; i++)
+		names[i] = c->services[i].name;
+	for (size_t i = 0; i < c->nservices; i++) {
+		const struct node *after = map_get(map->items[2 * i + 1], "after");
+
+		for (size_t a = 0; c->services[i].after[a] != NULL; a++) {
+			char ctx[128], h[128];
+
+			if (config_service(c, c->services[i].after[a]) != NULL)
+				continue;
+			snprintf(ctx, sizeof(ctx), "services.%s", c->services[i].name);
+			r = fail(ld, list_item(after, a), ctx, "after", "unknown service '%s'%s",
+			    c->services[i].after[a], hint(h, sizeof(h), c->services[i].after[a],
+			    names, c->nservices));
+			goto out;
+		}
+	}
+	color = xcalloc(c->nservices + 1, sizeof(*color));
+	path = xcalloc(c->nservices + 1, sizeof(*path));
+	for (size_t i = 0; i < c->nservices; i++)
+		if (color[i] == 0 && (r = find_cycle(ld, map, i, color, path, 0)) != 0)
+			goto out;
+	r = 0;
+ out:
+	free(names);
+	free(color);
+	free(path);
+	return r;
+}
+
+static int
+parse_run_once(struct loader *ld, const struct node *root)
+{
+	static const char *const keys[] = { "paths", "command", NULL };
+	struct config *c = ld->config;
+	const struct node *list = map_get(root, "run_once");
+	char buf[64];
+	int r;
+
+	if (is_null(list))
+		return 0;
+	if (list->type != NODE_SEQUENCE)
+		return fail(ld, list, NULL, "run_once", "expected a list of {paths, command}, "
+		    "got %s", describe(list, buf, sizeof(buf)));
+	c->run_once = xcalloc(list->nitems + 1, sizeof(*c->run_once));
+	for (size_t i = 0; i < list->nitems; i++) {
+		const struct node *map = list->items[i];
+		struct config_run_once *o = &c->run_once[c->nrun_once++];
+		char ctx[64];
+
+		snprintf(ctx, sizeof(ctx), "run_once[%zu]", i);
+		o->line = map->line;
+		if ((r = expect_mapping(ld, map, ctx, NULL)) != 0 ||
+		    (r = check_keys(ld, map, ctx, keys)) != 0 ||
+		    (r = get_strv(ld, map, ctx, "paths", STRV_GLOBS, &o->paths)) != 0 ||
+		    (r = get_strv(ld, map, ctx, "command", STRV_ARGV, &o->command)) != 0)
+			return r;
+		if (o->paths == NULL || o->paths[0] == NULL)
+			return fail(ld, map, ctx, "paths", "missing: expected the globs of the "
+			    "files to run once");
+		if (o->command == NULL)
+			return fail(ld, map, ctx, "command", "missing: expected "
+			    "[program, arg, ...]");
+	}
+	return 0;
+}
+
+static int
+parse_groups(struct loader *ld, const struct node *root)
+{
+	const struct node *list = map_get(root, "groups");
+	char buf[64];
+	int r;
+
+	if (list == NULL)
+		return 0;
+	if (list->type != NODE_SEQUENCE && !is_null(list))
+		return fail(ld, list, NULL, "groups", "expected a list of group names, got %s",
+		    describe(list, buf, sizeof(buf)));
+	if ((r = get_strv(ld, root, NULL, "groups", STRV_NAMES, &ld->config->groups)) != 0)
+		return r;
+	if (ld->config->groups == NULL)
+		ld->config->groups = xcalloc(1, sizeof(char *));
+	for (size_t i = 0; ld->config->groups[i] != NULL; i++) {
+		if (strcmp(ld->config->groups[i], "all") == 0)
+			return fail(ld, list->items[i], NULL, "groups",
+			    "'all' is reserved (it means every host)");
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(ld->config->groups[i], ld->config->groups[j]) == 0)
+				return fail(ld, list->items[i], NULL, "groups",
+				    "'%s' is listed twice", ld->config->groups[i]);
+	}
+	return 0;
+}
+
+static void
+host_copy(struct config_host *dst, const struct config_host *src)
+{
+	*dst = *src;
+	dst->name = src->name ? xstrdup(src->name) : NULL;
+#define COPY(f) dst->f = src->f ? xstrdup(src->f) : NULL
+	COPY(address);
+	COPY(user);
+	COPY(identity);
+	COPY(known_hosts);
+	COPY(path);
+	COPY(state);
+	COPY(compose);
+	COPY(compose_project);
+	COPY(remote_command);
+	COPY(owner);
+	COPY(group);
+#undef COPY
+	dst->groups = NULL;
+	if (src->groups != NULL) {
+		size_t n = 0;
+
+		while (src->groups[n] != NULL)
+			n++;
+		dst->groups = xcalloc(n + 1, sizeof(char *));
+		for (size_t i = 0; i < n; i++)
+			dst->groups[i] = xstrdup(src->groups[i]);
+	}
+}
+
+static void
+host_release(struct config_host *h)
+{
+	free(h->name);
+	free(h->address);
+	free(h->user);
+	free(h->identity);
+	free(h->known_hosts);
+	free(h->path);
+	free(h->state);
+	free(h->compose);
+	free(h->compose_project);
+	free(h->remote_command);
+	free(h->owner);
+	free(h->group);
+	xfree_strv(h->groups);
+}
+
+static void
+note_origin(struct origin *o, const struct node *map, const char *key, const char *ctx)
+{
+	const struct node *v = map_get(map, key);
+
+	if (!is_null(v)) {
+		o->node = v;
+		o->ctx = ctx;
+	}
+}
+
+/* Overwrites the fields of H that MAP sets (a host's mapping or defaults:). */
+static int
+parse_host_fields(struct loader *ld, const struct node *map, const char *ctx,
+    struct config_host *h, struct host_origins *origins)
+{
+	const struct node *v;
+	char buf[64];
+	int r;
+
+	if ((r = get_string(ld, map, ctx, "address", &h->address)) != 0 ||
+	    (r = get_string(ld, map, ctx, "user", &h->user)) != 0 ||
+	    (r = get_unsigned(ld, map, ctx, "port", 0, 1, 65535, &h->port)) != 0 ||
+	    (r = get_string(ld, map, ctx, "identity", &h->identity)) != 0 ||
+	    (r = get_string(ld, map, ctx, "known_hosts", &h->known_hosts)) != 0 ||
+	    (r = get_string(ld, map, ctx, "path", &h->path)) != 0 ||
+	    (r = get_string(ld, map, ctx, "state", &h->state)) != 0 ||
+	    (r = get_string(ld, map, ctx, "compose", &h->compose)) != 0 ||
+	    (r = get_string(ld, map, ctx, "compose_project", &h->compose_project)) != 0 ||
+	    (r = get_string(ld, map, ctx, "remote_command", &h->remote_command)) != 0 ||
+	    (r = get_string(ld, map, ctx, "owner", &h->owner)) != 0 ||
+	    (r = get_string(ld, map, ctx, "group", &h->group)) != 0 ||
+	    (r = get_strv(ld, map, ctx, "groups", STRV_NAMES, &h->groups)) != 0 ||
+	    (r = get_unsigned(ld, map, ctx, "retries", 0, 0, 1000, &h->retries)) != 0 ||
+	    (r = get_unsigned(ld, map, ctx, "retry_max_wait", 1, 1, 86400,
+	    &h->retry_max_wait)) != 0 ||
+	    (r = get_unsigned(ld, map, ctx, "connect_timeout", 1, 1, 3600,
+	    &h->connect_timeout)) != 0 ||
+	    (r = get_unsigned(ld, map, ctx, "idle_timeout", 1, 1, 86400,
+	    &h->idle_timeout)) != 0 ||
+	    (r = get_unsigned(ld, map, ctx, "keep_backups", 0, 1, 1000, &h->keep_backups)) != 0)
+		return r;
+	if (h->address != NULL && (h->address[0] == '-' || strpbrk(h->address, " \t") != NULL))
+		return fail(ld, map_get(map, "address"), ctx, "address",
+		    "expected a host name or IP address");
+	if (h->user != NULL && (h->user[0] == '-' || strpbrk(h->user, " \t@") != NULL))
+		return fail(ld, map_get(map, "user"), ctx, "user", "expected a login name");
+	if ((v = map_get(map, "bwlimit")) != NULL && !is_null(v)) {
+		const char *why = "expected a scalar";
+
+		if (v->type != NODE_SCALAR || config_parse_bwlimit(v->value, &h->bwlimit, &why) != 0)
+			return fail(ld, v, ctx, "bwlimit", "%s, got %s (bytes/s, e.g. 250000, "
+			    "256k, 2M, or bits/s: 256kbit)", why, describe(v, buf, sizeof(buf)));
+	}
+	note_origin(&origins->path, map, "path", ctx);
+	note_origin(&origins->state, map, "state", ctx);
+	note_origin(&origins->compose, map, "compose", ctx);
+	note_origin(&origins->groups, map, "groups", ctx);
+	return 0;
+}
+
+static int
+compare_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* A directory on the target: absolute for a remote host, else resolved here. */
+static int
+target_path(struct loader *ld, const struct config_host *h, const struct origin *o,
+    const char *key, char **value)
+{
+	if (*value == NULL)
+		return 0;
+	if (h->address != NULL) {
+		char *clean;
+
+		if ((*value)[0] != '/')
+			return fail(ld, o->node, o->ctx, key, "'%s' must be absolute for a "
+			    "host with an address (it names a directory there)", *value);
+		clean = path_absolute(NULL, *value);
+		free(*value);
+		*value = clean;
+		return 0;
+	}
+	resolve(ld->config->dir, value);
+	return 0;
+}
+
+static int
+finish_host(struct loader *ld, const struct node *key, const char *ctx, struct config_host *h,
+    const struct host_origins *o)
+{
+	size_t plen;
+	int r;
+
+	if (h->path == NULL)
+		return fail(ld, key, ctx, "path", "missing: expected the target directory");
+	if ((r = target_path(ld, h, &o->path, "path", &h->path)) != 0 ||
+	    (r = target_path(ld, h, &o->state, "state", &h->state)) != 0 ||
+	    (r = target_path(ld, h, &o->compose, "compose", &h->compose)) != 0)
+		return r;
+	if (strcmp(h->path, "/") == 0)
+		return fail(ld, o->path.node, o->path.ctx, "path",
+		    "refusing the filesystem root as a target");
+	if (h->state == NULL) {
+		char *dir = path_dirname(h->path), *base = path_basename(h->path);
+
+		h->state = xasprintf("%s%s.%s.distsync", dir, strcmp(dir, "/") ? "/" : "",
+		    base);
+		free(dir);
+		free(base);
+	}
+	plen = strlen(h->path);
+	if (strcmp(h->state, h->path) == 0 ||
+	    (strncmp(h->state, h->path, plen) == 0 && h->state[plen] == '/'))
+		return fail(ld, o->state.node, o->state.ctx, "state",
+		    "the state directory cannot be inside the target '%s'", h->path);
+	plen = strlen(h->state);
+	if (strncmp(h->path, h->state, plen) == 0 && h->path[plen] == '/')
+		return fail(ld, o->path.node, o->path.ctx, "path",
+		    "the target cannot be inside the state directory '%s'", h->state);
+	resolve(ld->config->dir, &h->identity);
+	if (h->address != NULL && h->known_hosts == NULL)
+		h->known_hosts = xstrdup("~/.ssh/known_hosts");
+	resolve(ld->config->dir, &h->known_hosts);
+	if (h->groups == NULL)
+		h->groups = xcalloc(1, sizeof(char *));
+	if (ld->config->groups != NULL) {
+		const char *const *known = (const char *const *)ld->config->groups;
+
+		for (size_t i = 0; h->groups[i] != NULL; i++) {
+			char hbuf[128];
+			int declared = 0;
+
+			for (size_t g = 0; known[g] != NULL; g++)
+				if (strcmp(known[g], h->groups[i]) == 0)
+					declared = 1;
+			if (declared)
+				continue;
+			return fail(ld, list_item(o->groups.node, i), o->groups.ctx, "groups",
+			    "group '%s' is not in the top-level groups list%s", h->groups[i],
+			    hint(hbuf, sizeof(hbuf), h->groups[i], known, count_strings(known)));
+		}
+	}
+	return 0;
+}
+
+static int
+parse_hosts(struct loader *ld, const struct node *root)
+{
+	struct config *c = ld->config;
+	const struct node *defaults = map_get(root, "defaults");
+	const struct node *map = map_get(root, "hosts");
+	struct host_origins default_origins, *origins = NULL;
+	struct config_host template;
+	const char **keys = NULL;
+	char **names = NULL;
+	int r;
+
+	memset(&template, 0, sizeof(template));
+	memset(&default_origins, 0, sizeof(default_origins));
+	template.remote_command = xstrdup("distsync");
+	template.retries = DEFAULT_RETRIES;
+	template.retry_max_wait = DEFAULT_RETRY_MAX_WAIT;
+	template.connect_timeout = DEFAULT_CONNECT_TIMEOUT;
+	template.idle_timeout = DEFAULT_IDLE_TIMEOUT;
+	template.keep_backups = DEFAULT_KEEP_BACKUPS;
+	if (!is_null(defaults)) {
+		keys = xcalloc(count_strings(host_keys) + 2, sizeof(*keys));
+		memcpy(keys, host_keys, count_strings(host_keys) * sizeof(*keys));
+		keys[count_strings(host_keys)] = "parallel";
+		if ((r = expect_mapping(ld, defaults, NULL, "defaults")) != 0 ||
+		    (r = check_keys(ld, defaults, "defaults", keys)) != 0 ||
+		    (r = get_unsigned(ld, defaults, "defaults", "parallel", 0, 1, 1024,
+		    &c->parallel)) != 0 ||
+		    (r = parse_host_fields(ld, defaults, "defaults", &template,
+		    &default_origins)) != 0)
+			goto out;
+	}
+	if (is_null(map)) {
+		r = 0;
+		goto out;
+	}
+	if ((r = expect_mapping(ld, map, NULL, "hosts")) != 0 ||
+	    (r = check_keys(ld, map, "hosts", NULL)) != 0)
+		goto out;
+	if (map->nitems / 2 > MAX_HOSTS) {
+		r = fail(ld, map, NULL, "hosts", "more than %d hosts", MAX_HOSTS);
+		goto out;
+	}
+	c->hosts = xcalloc(map->nitems / 2 + 1, sizeof(*c->hosts));
+	origins = xcalloc(map->nitems / 2 + 1, sizeof(*origins));
+	for (size_t i = 0; i + 1 < map->nitems; i += 2) {
+		const struct node *key = map->items[i], *hmap = map->items[i + 1];
+		struct config_host *h = &c->hosts[c->nhosts];
+		struct host_origins *o = &origins[c->nhosts];
+		char ctx[128];
+
+		if ((r = check_name(ld, key, "hosts", "host")) != 0)
+			goto out;
+		host_copy(h, &template);
+		c->nhosts++;
+		free(h->name);
+		h->name = xstrdup(key->value);
+		h->line = key->line;
+		*o = default_origins;
+		snprintf(ctx, sizeof(ctx), "hosts.%s", key->value);
+		if (!is_null(hmap) && ((r = expect_mapping(ld, hmap, "hosts", key->value)) != 0 ||
+		    (r = check_keys(ld, hmap, ctx, host_keys)) != 0 ||
+		    (r = parse_host_fields(ld, hmap, ctx, h, o)) != 0))
+			goto out;
+		if ((r = finish_host(ld, key, ctx, h, o)) != 0)
+			goto out;
+	}
+	/* A name on the command line must mean one thing: a host or a group. */
+	names = xcalloc(c->nhosts + 1, sizeof(*names));
+	for (size_t i = 0; i < c->nhosts; i++)
+		names[i] = c->hosts[i].name;
+	qsort(names, c->nhosts, sizeof(*names), compare_names);
+	for (size_t i = 0; i < c->nhosts; i++) {
+		for (size_t g = 0; c->hosts[i].groups[g] != NULL; g++) {
+			char ctx[128];
+
+			if (bsearch(&c->hosts[i].groups[g], names, c->nhosts, sizeof(*names),
+			    compare_names) == NULL)
+				continue;
+			/* The per-host ctx buffers are gone; rebuild the name. */
+			snprintf(ctx, sizeof(ctx), "hosts.%s", c->hosts[i].name);
+			r = fail(ld, list_item(origins[i].groups.node, g),
+			    origins[i].groups.node == default_origins.groups.node ? "defaults" : ctx,
+			    "groups",
+			    "'%s' is a host name; a group cannot share a name with a host",
+			    c->hosts[i].groups[g]);
+			goto out;
+		}
+	}
+	if (c->groups != NULL) {
+		const struct node *list = map_get(root, "groups");
+
+		for (size_t g = 0; c->groups[g] != NULL; g++)
+			if (bsearch(&c->groups[g], names, c->nhosts, sizeof(*names),
+			    compare_names) != NULL) {
+				r = fail(ld, list_item(list, g), NULL, "groups", "'%s' is a host "
+				    "name; a group cannot share a name with a host", c->groups[g]);
+				goto out;
+			}
+	}
+	r = 0;
+ out:
+	host_release(&template);
+	free(keys);
+	free(origins);
+	free(names);
+	return r;
+}
+
+/* "site:" (pull): upstream names a host with an address; host is a name. */
+static int
+parse_site(struct loader *ld, const struct node *root)
+{
+	static const char *const keys[] = { "upstream", "repository", "host", NULL };
+	const struct node *map = map_get(root, "site");
+	struct config_site *s = &ld->config->site;
+	const struct config_host *h;
+	int r;
+
+	if (map == NULL)
+		return 0;
+	if ((r = expect_mapping(ld, map, NULL, "site")) != 0 ||
+	    (r = check_keys(ld, map, "site", keys)) != 0 ||
+	    (r = get_string(ld, map, "site", "upstream", &s->upstream)) != 0 ||
+	    (r = get_string(ld, map, "site", "repository", &s->repository)) != 0 ||
+	    (r = get_string(ld, map, "site", "host", &s->host)) != 0)
+		return r;
+	if (s->upstream == NULL)
+		return fail(ld, map, "site", "upstream", "missing: expected the hosts: entry "
+		    "of the central repository to pull from");
+	if (s->host == NULL)
+		return fail(ld, map, "site", "host", "missing: expected this site's name in "
+		    "the repository's hosts:");
+	if (!valid_name(s->host))
+		return fail(ld, map_get(map, "host"), "site", "host", "'%s' is not a host name",
+		    s->host);
+	if ((h = config_host(ld->config, s->upstream)) == NULL)
+		return fail(ld, map_get(map, "upstream"), "site", "upstream",
+		    "no host '%s' in hosts:", s->upstream);
+	if (h->address == NULL)
+		return fail(ld, map_get(map, "upstream"), "site", "upstream",
+		    "host '%s' has no address: pull needs an SSH upstream", s->upstream);
+	if (s->repository != NULL && s->repository[0] != '/')
+		return fail(ld, map_get(map, "repository"), "site", "repository",
+		    "'%s' must be absolute (it names a file on the upstream)", s->repository);
+	return 0;
+}
+
+static int
+parse_root(struct loader *ld)
+{
+	static const char *const keys[] = { "distribution", "services", "run_once",
+	    "defaults", "hosts", "groups", "site", NULL };
+	const struct node *root = ld->root;
+	char buf[64];
+	int r;
+
+	if (is_null(root))
+		return fail(ld, NULL, NULL, NULL, "the configuration is empty: expected a "
+		    "mapping with 'distribution', 'services' and 'hosts'");
+	if (root->type != NODE_MAPPING)
+		return fail(ld, root, NULL, NULL, "expected a mapping at the top level "
+		    "(distribution, services, hosts, ...), got %s", describe(root, buf, sizeof(buf)));
+	ld->config->parallel = DEFAULT_PARALLEL;
+	ld->config->distribution.keep_releases = DEFAULT_KEEP_RELEASES;
+	ld->config->distribution.level = DEFAULT_LEVEL;
+	if ((r = check_keys(ld, root, NULL, keys)) != 0 ||
+	    (r = parse_distribution(ld, root)) != 0 ||
+	    (r = parse_groups(ld, root)) != 0 ||
+	    (r = parse_services(ld, root)) != 0 ||
+	    (r = parse_run_once(ld, root)) != 0 ||
+	    (r = parse_hosts(ld, root)) != 0 ||
+	    (r = parse_site(ld, root)) != 0)
+		return r;
+	if (ld->config->services == NULL)
+		ld->config->services = xcalloc(1, sizeof(*ld->config->services));
+	if (ld->config->run_once == NULL)
+		ld->config->run_once = xcalloc(1, sizeof(*ld->config->run_once));
+	if (ld->config->hosts == NULL)
+		ld->config->hosts = xcalloc(1, sizeof(*ld->config->hosts));
+	return 0;
+}
+
+int
+config_load_mem(const char *data, size_t len, const char *name, struct config **out)
+{
+	struct loader ld;
+	const char *nul;
+	char *dir;
+	int r;
+
+	*out = NULL;
+	memset(&ld, 0, sizeof(ld));
+	ld.file = name;
+	if (len > CONFIG_MAX_SIZE) {
+		log_error("%s: %zu bytes is more than a configuration may have (%d bytes, "
+		    "1 MiB); refusing to parse it", name, len, CONFIG_MAX_SIZE);
+		return DS_ERR_CONFIG;
+	}
+	if ((nul = memchr(data, '\0', len)) != NULL) {
+		struct node where;
+		const char *line = data;
+
+		where.line = 1;
+		for (const char *p = data; p < nul; p++)
+			if (*p == '\n') {
+				where.line++;
+				line = p + 1;
+			}
+		where.column = (unsigned)(nul - line) + 1;
+		return fail(&ld, &where, NULL, NULL, "a NUL byte: this is binary data, "
+		    "expected UTF-8 YAML text");
+	}
+	ld.config = xcalloc(1, sizeof(*ld.config));
+	ld.config->file = xstrdup(name);
+	dir = path_dirname(name);
+	ld.config->dir = path_absolute(NULL, dir);
+	free(dir);
+	if ((r = build_tree(&ld, data, len)) != 0 || (r = parse_root(&ld)) != 0)
+		goto out;
+	*out = ld.config;
+	ld.config = NULL;
+	r = 0;
+ out:
+	node_free(ld.root);
+	config_free(ld.config);
+	return r;
+}
+
+int
+config_load(const char *file, struct config **out)
+{
+	struct stat st;
+	char *data = NULL;
+	size_t len = 0;
+	int fd, r = DS_ERR_CONFIG;
+
+	*out = NULL;
+	/* O_NONBLOCK: a FIFO given by mistake must not hang the open. */
+	if ((fd = open(file, O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC)) == -1) {
+		log_errno("%s: cannot open the configuration", file);
+		return DS_ERR_CONFIG;
+	}
+	if (fstat(fd, &st) == -1) {
+		log_errno("%s: cannot stat the configuration", file);
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		log_error("%s: not a regular file", file);
+		goto out;
+	}
+	if (st.st_size > CONFIG_MAX_SIZE) {
+		log_error("%s: %lld bytes is more than a configuration may have (%d bytes, "
+		    "1 MiB); refusing to parse it", file, (long long)st.st_size, CONFIG_MAX_SIZE);
+		goto out;
+	}
+	/* One byte more than the limit shows a file that grew after fstat. */
+	data = xmalloc(CONFIG_MAX_SIZE + 2);
+	while (len <= CONFIG_MAX_SIZE) {
+		ssize_t n = read(fd, data + len, CONFIG_MAX_SIZE + 1 - len);
+
+		if (n == -1 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n == -1) {
+			log_errno("%s: cannot read the configuration", file);
+			goto out;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	r = config_load_mem(data, len, file, out);
+ out:
+	free(data);
+	close(fd);
+	return r;
+}
+
+void
+config_free(struct config *config)
+{
+	if (config == NULL)
+		return;
+	free(config->file);
+	free(config->dir);
+	free(config->distribution.name);
+	free(config->distribution.source);
+	free(config->distribution.store);
+	free(config->distribution.signing_key);
+	free(config->distribution.public_key);
+	for (size_t i = 0; i < config->nservices; i++) {
+		struct config_service *s = &config->services[i];
+
+		free(s->name);
+		xfree_strv(s->paths);
+		xfree_strv(s->command);
+		xfree_strv(s->reload_on);
+		xfree_strv(s->after);
+		xfree_strv(s->health.command);
+		free(s->health.url);
+	}
+	free(config->services);
+	for (size_t i = 0; i < config->nrun_once; i++) {
+		xfree_strv(config->run_once[i].paths);
+		xfree_strv(config->run_once[i].command);
+	}
+	free(config->run_once);
+	for (size_t i = 0; i < config->nhosts; i++)
+		host_release(&config->hosts[i]);
+	free(config->hosts);
+	xfree_strv(config->groups);
+	free(config->site.upstream);
+	free(config->site.repository);
+	free(config->site.host);
+	free(config);
+}
+
+int
+config_parse_bwlimit(const char *text, uint64_t *out, const char **why)
+{
+	uint64_t v = 0, mul = 1;
+	const char *p = text;
+	int bits = 0;
+
+	if (*p < '0' || *p > '9') {
+		if (why != NULL)
+			*why = "expected a number";
+		return DS_ERR_INVALID;
+	}
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (v > (UINT64_MAX - 9) / 10)
+			goto bad;
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	if (*p != '\0') {
+		switch (*p++) {
+		case 'k': case 'K':
+			mul = 1024;
+			break;
+		case 'm': case 'M':
+			mul = 1024 * 1024;
+			break;
+		case 'g': case 'G':
+			mul = 1024 * 1024 * 1024;
+			break;
+		default:
+			goto bad;
+		}
+		if (strcasecmp(p, "bit") == 0) {
+			bits = 1;
+			mul = mul == 1024 ? 1000 : mul == 1024 * 1024 ? 1000000 : 1000000000;
+		} else if (*p != '\0')
+			goto bad;
+	}
+	if (v > UINT64_MAX / mul)
+		goto bad;
+	v *= mul;
+	if (bits)
+		v = v / 8 + (v > 0 && v < 8);
+	*out = v;
+	return 0;
+ bad:
+	if (why != NULL)
+		*why = "expected a number with an optional k, M, G or kbit, Mbit, Gbit suffix";
+	return DS_ERR_INVALID;
+}
+
+const struct config_host *
+config_host(const struct config *config, const char *name)
+{
+	for (size_t i = 0; i < config->nhosts; i++)
+		if (strcmp(config->hosts[i].name, name) == 0)
+			return &config->hosts[i];
+	return NULL;
+}
+
+const struct config_service *
+config_service(const struct config *config, const char *name)
+{
+	for (size_t i = 0; i < config->nservices; i++)
+		if (strcmp(config->services[i].name, name) == 0)
+			return &config->services[i];
+	return NULL;
+}
+
+static int
+host_in_group(const struct config_host *h, const char *group)
+{
+	for (size_t g = 0; h->groups[g] != NULL; g++)
+		if (strcmp(h->groups[g], group) == 0)
+			return 1;
+	return 0;
+}
+
+int
+config_resolve_hosts(const struct config *config, char *const *names, size_t nnames,
+    const struct config_host ***out, size_t *count)
+{
+	const struct config_host **list;
+	char *chosen;
+	size_t n = 0;
+
+	*out = NULL;
+	*count = 0;
+	chosen = xcalloc(config->nhosts + 1, 1);
+	for (size_t i = 0; i < nnames; i++) {
+		int known = 0;
+
+		if (strcmp(names[i], "all") == 0) {
+			memset(chosen, 1, config->nhosts);
+			continue;
+		}
+		for (size_t h = 0; h < config->nhosts; h++)
+			if (strcmp(config->hosts[h].name, names[i]) == 0 ||
+			    host_in_group(&config->hosts[h], names[i])) {
+				chosen[h] = 1;
+				known = 1;
+			}
+		for (size_t g = 0; !known && config->groups && config->groups[g] != NULL; g++)
+			if (strcmp(config->groups[g], names[i]) == 0)
+				known = 1;	/* a declared group without hosts */
+		if (!known) {
+			const char **candidates;
+			char h[128];
+			size_t nc = 0;
+
+			candidates = xcalloc(config->nhosts * 2 + 2, sizeof(*candidates));
+			for (size_t k = 0; k < config->nhosts; k++) {
+				candidates[nc++] = config->hosts[k].name;
+				for (size_t g = 0; config->hosts[k].groups[g] != NULL; g++)
+					if (nc < config->nhosts * 2 + 1)
+						candidates[nc++] = config->hosts[k].groups[g];
+			}
+			log_error("%s: '%s' is neither a host nor a group%s", config->file,
+			    names[i], hint(h, sizeof(h), names[i], candidates, nc));
+			free(candidates);
+			free(chosen);
+			return DS_ERR_NOTFOUND;
+		}
+	}
+	list = xcalloc(config->nhosts + 1, sizeof(*list));
+	for (size_t h = 0; h < config->nhosts; h++)
+		if (chosen[h])
+			list[n++] = &config->hosts[h];
+	free(chosen);
+	*out = list;
+	*count = n;
+	return 0;
+}
+
+/* --- Printing as YAML through libyaml's emitter, so quoting is always right. --- */
+
+struct emitter {
+	yaml_emitter_t	e;
+	int		failed;
+};
+
+static void
+emit(struct emitter *em, yaml_event_t *event, int ok)
+{
+	if (em->failed)
+		return;
+	if (!ok || !yaml_emitter_emit(&em->e, event))
+		em->failed = 1;
+}
+
+static void
+emit_string(struct emitter *em, const char *s)
+{
+	yaml_event_t ev;
+	size_t len = strlen(s);
+	/* Quote what a reader would take for null; everything else may stay plain. */
+	int quote = len == 0 || strcmp(s, "~") == 0 || strcasecmp(s, "null") == 0;
+
+	if (em->failed)
+		return;
+	emit(em, &ev, yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)s,
+	    (int)len, 1, 1, quote ? YAML_DOUBLE_QUOTED_SCALAR_STYLE : YAML_ANY_SCALAR_STYLE));
+}
+
+static void
+emit_number(struct emitter *em, unsigned long long v)
+{
+	char buf[32];
+
+	snprintf(buf, sizeof(buf), "%llu", v);
+	emit_string(em, buf);
+}
+
+static void
+emit_mapping(struct emitter *em, int start, int flow)
+{
+	yaml_event_t ev;
+
+	if (em->failed)
+		return;
+	if (start)
+		emit(em, &ev, yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1,
+		    flow ? YAML_FLOW_MAPPING_STYLE : YAML_BLOCK_MAPPING_STYLE));
+	else
+		emit(em, &ev, yaml_mapping_end_event_initialize(&ev));
+}
+
+static void
+emit_key_string(struct emitter *em, const char *key, const char *value)
+{
+	if (value == NULL)
+		return;
+	emit_string(em, key);
+	emit_string(em, value);
+}
+
+static void
+emit_key_number(struct emitter *em, const char *key, unsigned long long value)
+{
+	emit_string(em, key);
+	emit_number(em, value);
+}
+
+static void
+emit_key_list(struct emitter *em, const char *key, char *const *list, int always)
+{
+	yaml_event_t ev;
+
+	if (list == NULL || (list[0] == NULL && !always) || em->failed)
+		return;
+	emit_string(em, key);
+	emit(em, &ev, yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1,
+	    YAML_FLOW_SEQUENCE_STYLE));
+	for (size_t i = 0; list[i] != NULL; i++)
+		emit_string(em, list[i]);
+	emit(em, &ev, yaml_sequence_end_event_initialize(&ev));
+}
+
+static int
+emit_begin(struct emitter *em, FILE *fp)
+{
+	yaml_event_t ev;
+
+	memset(em, 0, sizeof(*em));
+	if (!yaml_emitter_initialize(&em->e)) {
+		em->failed = 1;
+		return -1;
+	}
+	yaml_emitter_set_output_file(&em->e, fp);
+	yaml_emitter_set_unicode(&em->e, 1);
+	yaml_emitter_set_width(&em->e, -1);
+	yaml_emitter_set_indent(&em->e, 2);
+	emit(em, &ev, yaml_stream_start_event_initialize(&ev, YAML_UTF8_ENCODING));
+	emit(em, &ev, yaml_document_start_event_initialize(&ev, NULL, NULL, NULL, 1));
+	emit_mapping(em, 1, 0);
+	return 0;
+}
+
+static void
+emit_end(struct emitter *em, const char *what)
+{
+	yaml_event_t ev;
+
+	emit_mapping(em, 0, 0);
+	emit(em, &ev, yaml_document_end_event_initialize(&ev, 1));
+	emit(em, &ev, yaml_stream_end_event_initialize(&ev));
+	if (!em->failed && !yaml_emitter_flush(&em->e))
+		em->failed = 1;
+	if (em->failed)
+		log_error("%s: cannot write the configuration: %s", what,
+		    em->e.problem ? em->e.problem : "write error");
+	yaml_emitter_delete(&em->e);
+}
+
+static void
+emit_services_and_run_once(struct emitter *em, const struct config *c)
+{
+	yaml_event_t ev;
+
+	if (c->nservices > 0) {
+		emit_string(em, "services");
+		emit_mapping(em, 1, 0);
+		for (size_t i = 0; i < c->nservices; i++) {
+			const struct config_service *s = &c->services[i];
+
+			emit_string(em, s->name);
+			emit_mapping(em, 1, 0);
+			emit_key_list(em, "paths", s->paths, 1);
+			emit_key_string(em, "restart", restart_names[s->restart ==
+			    CONFIG_RESTART_NONE ? 0 : s->restart == CONFIG_RESTART_COMPOSE ? 1 : 2]);
+			emit_key_list(em, "command", s->command, 0);
+			emit_key_list(em, "reload_on", s->reload_on, 0);
+			emit_key_list(em, "after", s->after, 0);
+			if (s->health.command != NULL || s->health.url != NULL ||
+			    s->health.container) {
+				emit_string(em, "health");
+				emit_mapping(em, 1, 1);
+				emit_key_list(em, "command", s->health.command, 0);
+				emit_key_string(em, "url", s->health.url);
+				if (s->health.container)
+					emit_key_string(em, "container", "true");
+				emit_key_number(em, "timeout", s->health.timeout);
+				emit_mapping(em, 0, 1);
+			}
+			emit_mapping(em, 0, 0);
+		}
+		emit_mapping(em, 0, 0);
+	}
+	if (c->nrun_once > 0 && !em->failed) {
+		emit_string(em, "run_once");
+		emit(em, &ev, yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1,
+		    YAML_BLOCK_SEQUENCE_STYLE));
+		for (size_t i = 0; i < c->nrun_once; i++) {
+			emit_mapping(em, 1, 0);
+			emit_key_list(em, "paths", c->run_once[i].paths, 1);
+			emit_key_list(em, "command", c->run_once[i].command, 1);
+			emit_mapping(em, 0, 0);
+		}
+		emit(em, &ev, yaml_sequence_end_event_initialize(&ev));
+	}
+}
+
+void
+config_print(const struct config *c, void *fp)
+{
+	const struct config_distribution *d = &c->distribution;
+	struct emitter em;
+
+	if (emit_begin(&em, fp) != 0) {
+		log_error("%s: cannot initialise the YAML emitter", c->file);
+		return;
+	}
+	emit_string(&em, "distribution");
+	emit_mapping(&em, 1, 0);
+	emit_key_string(&em, "name", d->name);
+	emit_key_string(&em, "source", d->source);
+	emit_key_string(&em, "store", d->store);
+	emit_key_number(&em, "keep_releases", d->keep_releases);
+	emit_key_string(&em, "signing_key", d->signing_key);
+	emit_key_string(&em, "public_key", d->public_key);
+	emit_key_number(&em, "level", (unsigned long long)d->level);
+	emit_mapping(&em, 0, 0);
+	if (c->groups != NULL)
+		emit_key_list(&em, "groups", c->groups, 1);
+	emit_services_and_run_once(&em, c);
+	emit_string(&em, "defaults");
+	emit_mapping(&em, 1, 0);
+	emit_key_number(&em, "parallel", c->parallel);
+	emit_mapping(&em, 0, 0);
+	if (c->nhosts > 0) {
+		emit_string(&em, "hosts");
+		emit_mapping(&em, 1, 0);
+		for (size_t i = 0; i < c->nhosts; i++) {
+			const struct config_host *h = &c->hosts[i];
+
+			emit_string(&em, h->name);
+			emit_mapping(&em, 1, 0);
+			emit_key_string(&em, "address", h->address);
+			emit_key_string(&em, "user", h->user);
+			if (h->port != 0)
+				emit_key_number(&em, "port", h->port);
+			emit_key_string(&em, "identity", h->identity);
+			emit_key_string(&em, "known_hosts", h->known_hosts);
+			emit_key_string(&em, "path", h->path);
+			emit_key_string(&em, "state", h->state);
+			emit_key_string(&em, "compose", h->compose);
+			emit_key_string(&em, "compose_project", h->compose_project);
+			emit_key_string(&em, "remote_command", h->remote_command);
+			emit_key_string(&em, "owner", h->owner);
+			emit_key_string(&em, "group", h->group);
+			emit_key_list(&em, "groups", h->groups, 0);
+			emit_key_number(&em, "bwlimit", h->bwlimit);
+			emit_key_number(&em, "retries", h->retries);
+			emit_key_number(&em, "retry_max_wait", h->retry_max_wait);
+			emit_key_number(&em, "connect_timeout", h->connect_timeout);
+			emit_key_number(&em, "idle_timeout", h->idle_timeout);
+			emit_key_number(&em, "keep_backups", h->keep_backups);
+			emit_mapping(&em, 0, 0);
+		}
+		emit_mapping(&em, 0, 0);
+	}
+	if (c->site.upstream != NULL) {
+		emit_string(&em, "site");
+		emit_mapping(&em, 1, 0);
+		emit_key_string(&em, "upstream", c->site.upstream);
+		emit_key_string(&em, "repository", c->site.repository);
+		emit_key_string(&em, "host", c->site.host);
+		emit_mapping(&em, 0, 0);
+	}
+	emit_end(&em, c->file);
+}
+
+void
+config_print_host(const struct config *c, const struct config_host *h, void *fp)
+{
+	struct emitter em;
+
+	if (emit_begin(&em, fp) != 0) {
+		log_error("%s: cannot initialise the YAML emitter", c->file);
+		return;
+	}
+	emit_string(&em, "distribution");
+	emit_mapping(&em, 1, 0);
+	emit_key_string(&em, "name", c->distribution.name);
+	emit_key_number(&em, "level", (unsigned long long)c->distribution.level);
+	emit_mapping(&em, 0, 0);
+	emit_services_and_run_once(&em, c);
+	emit_string(&em, "hosts");
+	emit_mapping(&em, 1, 0);
+	emit_string(&em, h->name);
+	emit_mapping(&em, 1, 0);
+	emit_key_string(&em, "path", h->path);
+	emit_key_string(&em, "state", h->state);
+	emit_key_string(&em, "compose", h->compose);
+	emit_key_string(&em, "compose_project", h->compose_project);
+	emit_key_string(&em, "owner", h->owner);
+	emit_key_string(&em, "group", h->group);
+	emit_key_number(&em, "keep_backups", h->keep_backups);
+	emit_mapping(&em, 0, 0);
+	emit_mapping(&em, 0, 0);
+	emit_end(&em, c->file);
+}

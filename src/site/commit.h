@@ -1,0 +1,118 @@
+/*
+ * Applying a release to an opened target, all or nothing.
+ *
+ * Content for each path comes from staging/HEX, from a file of the current
+ * tree with that hash (copied, never moved), or from a backup set. Before the
+ * tree is touched: every object is present, free space is checked, drift is
+ * detected. Then every new file is prepared in STATE/prep/ (written, mode,
+ * owner, fsynced), old content is hard-linked into STATE/backup/FROM/, and a
+ * journal of every step is written and fsynced: that is the commit point.
+ * The journal is performed (deletes, directory changes, renames into place,
+ * mode changes), directories are fsynced, current.* are written, the journal
+ * is removed. A crash before the commit point leaves the old release (the
+ * next site_open discards prep/); after it, site_open rolls the journal
+ * forward. Either way the tree is release A or release B, byte for byte.
+ */
+#ifndef DS_COMMIT_H
+#define DS_COMMIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/hash.h"
+
+struct manifest;
+struct target;
+
+#define COMMIT_KEEP_BACKUPS_DEFAULT	3
+
+/*
+ * States that are not releases. A first apply (no current.id) records what
+ * it replaces as one of these, so that a rollback can return the target to
+ * the tree as it was found: backup/ID/ holds its manifest and the replaced
+ * content, previous.id names it. Neither can be a release id (parentheses),
+ * so neither can collide with one.
+ */
+#define COMMIT_ID_FOUND	"(pre-distsync)"	/* files that were there before distsync */
+#define COMMIT_ID_EMPTY	"(none)"		/* the target was empty; rolling back to it
+						   removes current.* again */
+
+/* 0 if ID is a release id (store_release_id_check) or one of the COMMIT_ID_*. */
+int	commit_state_id_check(const char *id);
+
+struct commit_opts {
+	const char	*release_id;	/* id of TO (store_release_id_check) */
+	const struct manifest *to;	/* the release to apply */
+	const char	*owner;		/* chown applied files and dirs to this user; NULL: leave */
+	const char	*group;		/* ... and group; NULL: leave */
+	unsigned	 keep_backups;	/* backup sets kept; 0: COMMIT_KEEP_BACKUPS_DEFAULT */
+	int		 fail_on_drift;	/* 1: DS_ERR_DRIFT before touching anything */
+	int		 dry_run;	/* 1: plan and check only; the report says what would change */
+};
+
+struct commit_report {
+	char		*from_release;	/* NULL if never applied (current.id absent) */
+	char		*to_release;
+	size_t		 added, updated, deleted, mode_changed, unchanged;
+	uint64_t	 bytes;		/* bytes of new content placed */
+	uint64_t	 bytes_copied;	/* of which copied (not linked from staging) */
+	/* paths whose content, mode or type changed, plus deletions: what restarts key off */
+	char		**changed_paths;	/* NULL-terminated, path order */
+	char		**drifted_paths;	/* overwritten drift (see target_verify) */
+	int		 noop;		/* 1: tree already was the release; nothing written */
+};
+
+/*
+ * Hashes of the objects TO needs that are neither staged nor present in the
+ * current tree (with content vouched for by the stat cache): what the sender
+ * must still send. *missing is an array of *count hashes (caller frees).
+ */
+int	commit_missing(struct target *t, const struct manifest *to,
+	    uint8_t (**missing)[HASH_LEN], size_t *count);
+
+/*
+ * Applies o->to atomically (see above) and fills r (commit_report_release
+ * frees it, also on error). A first apply backs up the files it replaces or
+ * deletes as COMMIT_ID_FOUND (COMMIT_ID_EMPTY for an empty target) and makes
+ * that the previous state; r->from_release stays NULL. Errors before the
+ * commit point leave the tree unchanged: DS_ERR_NOTFOUND (an object is
+ * missing, logged), DS_ERR_NOSPACE (logged with the figures), DS_ERR_DRIFT
+ * (with fail_on_drift; r lists the drift), DS_ERR_CORRUPT. Staging is
+ * emptied after success. Writes no history line: the caller does, after
+ * restarts, with commit_history_write.
+ */
+int	commit_apply(struct target *t, const struct commit_opts *o, struct commit_report *r);
+
+/*
+ * Restores the state that was current before the last apply (previous.id)
+ * from its backup set, by the same atomic apply: a release, or after a first
+ * apply the tree as found (COMMIT_ID_FOUND, COMMIT_ID_EMPTY). When the
+ * last apply overwrote drift, the tree comes back exactly as it was, drift
+ * included, and target_verify reports that drift again. o->to and
+ * o->release_id are ignored (may be NULL), the other options apply.
+ * DS_ERR_NOTFOUND (logged) when there is no previous state or its backup set
+ * is incomplete; the tree is then unchanged.
+ */
+int	commit_rollback(struct target *t, const struct commit_opts *o, struct commit_report *r);
+
+/*
+ * Called by site_open with the lock held: rolls forward a journal left by an
+ * interrupted apply, or discards prep/ when the crash came before the commit
+ * point. Returns 0 when the tree is exactly one release again.
+ */
+int	commit_recover(struct target *t);
+
+/* Frees what r holds and zeroes it. */
+void	commit_report_release(struct commit_report *r);
+
+/*
+ * Appends one line to STATE/history.log and fsyncs it:
+ * "TIME from=A to=B added=N updated=N deleted=N mode=N bytes=N drifted=N
+ * restarted=SERVICES result=ok|ERROR". R may be NULL (counts omitted);
+ * RESTARTED may be NULL ("-"); RESULT is 0 or a DS_ERR_*; ACTION names
+ * the operation ("apply", "rollback", "dry-run").
+ */
+int	commit_history_write(struct target *t, const char *action,
+	    const struct commit_report *r, const char *restarted, int result);
+
+#endif

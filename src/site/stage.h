@@ -1,0 +1,79 @@
+/*
+ * Staging: objects received for the next apply, in STATE/staging/. A partial
+ * object is HEX.part (resumable at its size); a complete one is HEX, renamed
+ * there only after its SHA-256 was verified. Symlink targets are objects too
+ * (the content is the target string).
+ */
+#ifndef DS_STAGE_H
+#define DS_STAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/hash.h"
+
+struct target;
+
+/* One staged object, as listed for the receiver's state message. */
+struct stage_object {
+	uint8_t		hash[HASH_LEN];
+	uint64_t	size;		/* complete: object size; partial: bytes so far */
+	int		complete;	/* 1: verified HEX; 0: HEX.part */
+};
+
+/* Returns 1 if the object is staged and complete, 0 if not. */
+int	stage_has(struct target *t, const uint8_t hash[HASH_LEN]);
+
+/* Sets *offset to the bytes already in HEX.part (0 if none); returns 0 or DS_ERR_SYSTEM. */
+int	stage_partial(struct target *t, const uint8_t hash[HASH_LEN], uint64_t *offset);
+
+/*
+ * Lists complete and partial objects. *objects is an array of *count
+ * entries (caller frees with free; NULL when empty).
+ */
+int	stage_list(struct target *t, struct stage_object **objects, size_t *count);
+
+/*
+ * Returns DS_ERR_NOSPACE (logged with both figures) if the state directory's
+ * filesystem has fewer than BYTES (plus a margin) available, else 0. Call it
+ * before receiving objects.
+ */
+int	stage_check_space(struct target *t, uint64_t bytes);
+
+/*
+ * Opens HEX.part for writing positioned at OFFSET (truncating anything past
+ * it; 0 starts over). *fd is the caller's until stage_finish or stage_abort.
+ */
+int	stage_open(struct target *t, const uint8_t hash[HASH_LEN], uint64_t offset, int *fd);
+
+/*
+ * Completes an object written through stage_open: fsyncs and closes fd,
+ * verifies the SHA-256 (on mismatch removes the part and returns
+ * DS_ERR_CORRUPT, logged), renames HEX.part to HEX. fd is closed in all cases.
+ */
+int	stage_finish(struct target *t, const uint8_t hash[HASH_LEN], int fd);
+
+/*
+ * stage_finish for content the caller wrote from its first byte and hashed
+ * as it wrote (a decoded delta), having checked that hash is HASH: no
+ * second read of the part.
+ */
+int	stage_finish_hashed(struct target *t, const uint8_t hash[HASH_LEN], int fd);
+
+/* Closes fd of an unfinished object, keeping the part for a later resume. */
+void	stage_abort(struct target *t, const uint8_t hash[HASH_LEN], int fd);
+
+/* Stages a memory block (e.g. decoded content or a symlink target) that must hash to HASH. */
+int	stage_add_bytes(struct target *t, const uint8_t hash[HASH_LEN], const void *data,
+	    size_t len);
+
+/* Stages the content of fd (read to its end) that must hash to HASH. */
+int	stage_add_fd(struct target *t, const uint8_t hash[HASH_LEN], int fd);
+
+/* Opens a complete staged object read-only; returns an fd or -1 with errno set. */
+int	stage_object_open(struct target *t, const uint8_t hash[HASH_LEN]);
+
+/* Removes every staged object, complete or partial. */
+int	stage_clear(struct target *t);
+
+#endif

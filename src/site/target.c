@@ -1,0 +1,360 @@
+#include "autoconf.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/err.h"
+#include "base/log.h"
+#include "base/path.h"
+#include "base/xmalloc.h"
+#include "repo/manifest.h"
+#include "site/target.h"
+
+struct target {
+	char	*dir;
+	char	*state;
+	int	 root_fd;
+	int	 state_fd;
+	int	 lock_fd;
+};
+
+char *
+target_default_state_dir(const char *target_dir)
+{
+	char *abs = path_absolute(NULL, target_dir);
+	char *parent = path_dirname(abs);
+	char *base = path_basename(abs);
+	char *name = xasprintf(".%s.distsync", base);
+	char *out = path_join(parent, name);
+
+	free(abs);
+	free(parent);
+	free(base);
+	free(name);
+	return out;
+}
+
+/* Returns 1 if INNER is OUTER or below it (both absolute and resolved). */
+static int
+path_within(const char *outer, const char *inner)
+{
+	size_t n = strlen(outer);
+
+	if (strcmp(outer, "/") == 0)
+		return 1;
+	return strncmp(outer, inner, n) == 0 && (inner[n] == '\0' || inner[n] == '/');
+}
+
+static int
+check_layout(const char *dir, const char *state)
+{
+	char *rdir = realpath(dir, NULL), *rstate = realpath(state, NULL);
+	int r = DS_ERR_PRECONDITION, same;
+
+	if (rdir == NULL || rstate == NULL) {
+		log_errno("%s", rdir == NULL ? dir : state);
+		r = DS_ERR_SYSTEM;
+		goto out;
+	}
+	if (path_within(rdir, rstate) || path_within(rstate, rdir)) {
+		log_error("%s: the state directory %s must not be inside the target "
+		    "(nor the target inside it)", dir, state);
+		goto out;
+	}
+	if ((same = path_same_fs(rdir, rstate)) != 1) {
+		if (same == 0)
+			log_error("%s: the state directory %s is on another filesystem; it must be on "
+			    "the target's filesystem so that files move into place atomically",
+			    dir, state);
+		else
+			log_errno("%s: cannot stat", state);
+		r = same == 0 ? DS_ERR_PRECONDITION : DS_ERR_SYSTEM;
+		goto out;
+	}
+	r = 0;
+out:
+	free(rdir);
+	free(rstate);
+	return r;
+}
+
+/* Reads "pid N since T" from the lock file for the message a waiter prints. */
+static void
+lock_holder(int fd, char *buf, size_t size)
+{
+	ssize_t n = pread(fd, buf, size - 1, 0);
+
+	if (n <= 0) {
+		snprintf(buf, size, "an unknown process");
+		return;
+	}
+	buf[n] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+}
+
+static int
+take_lock(struct target *t, unsigned timeout)
+{
+	struct timespec start, now, pause = { 0, 100 * 1000 * 1000 };
+	char line[128], stamp[64];
+	time_t wall;
+	struct tm tm;
+	int n;
+
+	t->lock_fd = openat(t->state_fd, "lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (t->lock_fd == -1) {
+		log_errno("%s/lock", t->state);
+		return DS_ERR_SYSTEM;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	while (flock(t->lock_fd, LOCK_EX | LOCK_NB) == -1) {
+		if (errno != EWOULDBLOCK && errno != EINTR) {
+			log_errno("%s/lock", t->state);
+			return DS_ERR_SYSTEM;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec - start.tv_sec >= (time_t)timeout) {
+			lock_holder(t->lock_fd, line, sizeof(line));
+			log_error("%s: locked by %s", t->dir, line);
+			return DS_ERR_LOCKED;
+		}
+		nanosleep(&pause, NULL);
+	}
+	wall = time(NULL);
+	gmtime_r(&wall, &tm);
+	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	n = snprintf(line, sizeof(line), "pid %ld since %s\n", (long)getpid(), stamp);
+	if (ftruncate(t->lock_fd, 0) == -1 || pwrite(t->lock_fd, line, (size_t)n, 0) != n) {
+		log_errno("%s/lock", t->state);
+		return DS_ERR_SYSTEM;
+	}
+	return 0;
+}
+
+int
+target_open(const char *dir, const char *state, unsigned lock_timeout, struct target **out)
+{
+	struct target *t = xcalloc(1, sizeof(*t));
+	int r = DS_ERR_SYSTEM;
+
+	*out = NULL;
+	t->root_fd = t->state_fd = t->lock_fd = -1;
+	t->dir = path_absolute(NULL, dir);
+	t->state = state != NULL ? path_absolute(NULL, state) : target_default_state_dir(dir);
+	if (path_mkdirs(t->dir) == -1) {
+		log_errno("%s: cannot create the target directory", t->dir);
+		goto out;
+	}
+	if (path_mkdirs(t->state) == -1) {
+		log_errno("%s: cannot create the state directory", t->state);
+		goto out;
+	}
+	if ((r = check_layout(t->dir, t->state)) != 0)
+		goto out;
+	r = DS_ERR_SYSTEM;
+	if ((t->root_fd = open(t->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
+		log_errno("%s", t->dir);
+		goto out;
+	}
+	if ((t->state_fd = open(t->state, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
+		log_errno("%s", t->state);
+		goto out;
+	}
+	if ((r = take_lock(t, lock_timeout)) != 0)
+		goto out;
+	if ((mkdirat(t->state_fd, "staging", 0755) == -1 && errno != EEXIST) ||
+	    (mkdirat(t->state_fd, "backup", 0755) == -1 && errno != EEXIST)) {
+		log_errno("%s: cannot create staging/ or backup/", t->state);
+		r = DS_ERR_SYSTEM;
+		goto out;
+	}
+	*out = t;
+	t = NULL;
+	r = 0;
+out:
+	target_close(t);
+	return r;
+}
+
+void
+target_close(struct target *t)
+{
+	if (t == NULL)
+		return;
+	if (t->lock_fd != -1) {
+		/* Closing drops the flock; the stale pid line is harmless. */
+		close(t->lock_fd);
+	}
+	if (t->root_fd != -1)
+		close(t->root_fd);
+	if (t->state_fd != -1)
+		close(t->state_fd);
+	free(t->dir);
+	free(t->state);
+	free(t);
+}
+
+const char *
+target_dir(const struct target *t)
+{
+	return t->dir;
+}
+
+const char *
+target_state_dir(const struct target *t)
+{
+	return t->state;
+}
+
+int
+target_root_fd(const struct target *t)
+{
+	return t->root_fd;
+}
+
+int
+target_state_fd(const struct target *t)
+{
+	return t->state_fd;
+}
+
+/* Reads a one-line state file such as current.id; *out is NULL when absent. */
+static int
+read_id(struct target *t, const char *name, char **out)
+{
+	char buf[256];
+	ssize_t n;
+	int fd, r = 0;
+
+	*out = NULL;
+	if ((fd = openat(t->state_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) == -1) {
+		if (errno == ENOENT)
+			return 0;
+		log_errno("%s/%s", t->state, name);
+		return DS_ERR_SYSTEM;
+	}
+	n = read(fd, buf, sizeof(buf) - 1);
+	if (n < 0) {
+		log_errno("%s/%s", t->state, name);
+		r = DS_ERR_SYSTEM;
+	} else {
+		buf[n] = '\0';
+		buf[strcspn(buf, "\n")] = '\0';
+		if (buf[0] != '\0')
+			*out = xstrdup(buf);
+	}
+	close(fd);
+	return r;
+}
+
+int
+target_read_id(struct target *t, const char *name, char **out)
+{
+	return read_id(t, name, out);
+}
+
+int
+target_current(struct target *t, char **release_id, struct manifest **m)
+{
+	char *id = NULL, *file = NULL;
+	struct manifest *cur = NULL;
+	struct stat st;
+	int r;
+
+	if (release_id != NULL)
+		*release_id = NULL;
+	if (m != NULL)
+		*m = NULL;
+	if ((r = read_id(t, "current.id", &id)) != 0)
+		goto out;
+	if (m != NULL) {
+		if (fstatat(t->state_fd, "current.manifest", &st, AT_SYMLINK_NOFOLLOW) == -1) {
+			if (errno != ENOENT) {
+				log_errno("%s/current.manifest", t->state);
+				r = DS_ERR_SYSTEM;
+				goto out;
+			}
+			cur = manifest_new();
+		} else {
+			file = path_join(t->state, "current.manifest");
+			if ((r = manifest_load(file, &cur)) != 0)
+				goto out;
+		}
+	}
+	if (release_id != NULL) {
+		*release_id = id;
+		id = NULL;
+	}
+	if (m != NULL) {
+		*m = cur;
+		cur = NULL;
+	}
+	r = 0;
+out:
+	free(id);
+	free(file);
+	manifest_free(cur);
+	return r;
+}
+
+struct drift_walk {
+	char	**paths;
+	size_t	  count, alloc;
+};
+
+static int
+drift_add(enum manifest_change change, const struct manifest_entry *old_entry,
+    const struct manifest_entry *new_entry, void *arg)
+{
+	struct drift_walk *w = arg;
+
+	w->paths = xgrow(w->paths, &w->alloc, w->count + 2, sizeof(*w->paths));
+	w->paths[w->count++] = xstrdup(new_entry != NULL ? new_entry->path : old_entry->path);
+	w->paths[w->count] = NULL;
+	return 0;
+}
+
+int
+target_verify(struct target *t, struct manifest **scan_out, char ***drifted)
+{
+	struct manifest *cur = NULL, *scan = NULL;
+	struct drift_walk w = { NULL, 0, 0 };
+	char *cache = path_join(t->state, "current.stat");
+	int r;
+
+	if (scan_out != NULL)
+		*scan_out = NULL;
+	if (drifted != NULL)
+		*drifted = NULL;
+	if ((r = target_current(t, NULL, &cur)) != 0)
+		goto out;
+	/* Read-only use of the cache: an apply rewrites it; drift just gets rehashed. */
+	if ((r = manifest_scan_cached(t->dir, NULL, cache, NULL, 0, &scan, NULL)) != 0)
+		goto out;
+	if ((r = manifest_diff(cur, scan, drift_add, &w)) != 0)
+		goto out;
+	if (w.paths == NULL)
+		w.paths = xcalloc(1, sizeof(*w.paths));
+	if (drifted != NULL) {
+		*drifted = w.paths;
+		w.paths = NULL;
+	}
+	if (scan_out != NULL) {
+		*scan_out = scan;
+		scan = NULL;
+	}
+	r = 0;
+out:
+	xfree_strv(w.paths);
+	manifest_free(cur);
+	manifest_free(scan);
+	free(cache);
+	return r;
+}

@@ -1,0 +1,81 @@
+/*
+ * An opened site: the target directory (exactly the release tree) and its
+ * state directory (same filesystem, never inside the target), with the lock
+ * held for as long as the target is open.
+ *
+ *	STATE/lock			flock(2); holds "pid start-time"
+ *	STATE/current.manifest		release applied last (absent: never applied)
+ *	STATE/current.id		its release id, or "(pre-distsync)" after a rollback
+ *					to the files a first apply found (commit.h)
+ *	STATE/current.stat		stat cache of the tree written at apply
+ *	STATE/previous.id		state a rollback returns to: a release, or after a
+ *					first apply "(pre-distsync)" or "(none)" (empty)
+ *	STATE/journal			present only while an apply is committed but unfinished
+ *	STATE/prep/			files prepared for the apply in progress
+ *	STATE/staging/HEX[.part]	objects received (stage.h)
+ *	STATE/backup/ID/		manifest + objects/HEX of release ID's replaced files;
+ *					found.manifest: the drifted tree ID was replaced in
+ *	STATE/history.log		one line per apply
+ */
+#ifndef DS_TARGET_H
+#define DS_TARGET_H
+
+#include <stddef.h>
+
+struct manifest;
+struct target;
+
+/*
+ * The default state directory of TARGET_DIR: ".NAME.distsync" next to it
+ * (e.g. /opt/openmrs/distribution -> /opt/openmrs/.distribution.distsync).
+ * Caller frees.
+ */
+char	*target_default_state_dir(const char *target_dir);
+
+/*
+ * Opens a site. Creates TARGET_DIR and STATE_DIR (NULL: the default) when
+ * missing; refuses with DS_ERR_PRECONDITION (logged) a state directory on
+ * another filesystem than the target, or one inside the target (or the
+ * reverse). Takes the lock: a second opener waits up to LOCK_TIMEOUT seconds,
+ * then logs "TARGET: locked by pid N since T" and returns DS_ERR_LOCKED.
+ * Does not look at a journal an interrupted apply left: open a site with
+ * site_open (site.h), which recovers it. Caller frees with target_close.
+ */
+int	target_open(const char *target_dir, const char *state_dir, unsigned lock_timeout,
+	    struct target **out);
+
+/* Releases the lock and frees t; NULL is fine. */
+void	target_close(struct target *t);
+
+/* Absolute paths of the target and state directories (owned by t). */
+const char *target_dir(const struct target *t);
+const char *target_state_dir(const struct target *t);
+
+/* Directory fds of the target and state directories (owned by t; do not close). */
+int	target_root_fd(const struct target *t);
+int	target_state_fd(const struct target *t);
+
+/*
+ * Reads the one-line state file NAME (e.g. "current.id", "previous.id") of the
+ * state directory into *out (caller frees; NULL when the file is absent).
+ */
+int	target_read_id(struct target *t, const char *name, char **out);
+
+/*
+ * The release applied last: *release_id (caller frees; NULL if never applied)
+ * and *m (caller frees with manifest_free; an empty manifest if never
+ * applied). Either out pointer may be NULL.
+ */
+int	target_current(struct target *t, char **release_id, struct manifest **m);
+
+/*
+ * Rescans the tree, rehashing only what the stat cache recorded at apply
+ * does not vouch for, and compares it with current.manifest. *scan (may be
+ * NULL; caller frees with manifest_free) is the tree as it is; *drifted
+ * (may be NULL; NULL-terminated, free with xfree_strv) lists, in path
+ * order, every path whose type, mode or content differs, or that is extra
+ * or missing. Returns 0 whether or not anything drifted.
+ */
+int	target_verify(struct target *t, struct manifest **scan, char ***drifted);
+
+#endif
