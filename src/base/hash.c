@@ -12,6 +12,7 @@
 
 #include "base/err.h"
 #include "base/hash.h"
+#include "base/util.h"
 #include "base/xmalloc.h"
 
 #define HASH_READ_SIZE	(256 * 1024)
@@ -176,14 +177,11 @@ hash_to_hex(const uint8_t hash[HASH_LEN], char hex[HASH_HEX_LEN + 1])
 	hex[HASH_HEX_LEN] = '\0';
 }
 
+/* A digit of canonical (lower-case) hex, or -1. */
 static int
-hexval(char c)
+islower_hex(char c)
 {
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
+	return c >= 'A' && c <= 'F' ? -1 : util_hexval(c);
 }
 
 int
@@ -192,7 +190,8 @@ hash_from_hex(const char *hex, size_t len, uint8_t out[HASH_LEN])
 	if (len != HASH_HEX_LEN)
 		return DS_ERR_INVALID;
 	for (size_t i = 0; i < HASH_LEN; i++) {
-		int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+		/* Canonical hex is lower case. */
+		int hi = islower_hex(hex[2 * i]), lo = islower_hex(hex[2 * i + 1]);
 		if (hi < 0 || lo < 0)
 			return DS_ERR_INVALID;
 		out[i] = (uint8_t)(hi << 4 | lo);

@@ -351,8 +351,8 @@ path_same_fs(const char *a, const char *b)
 	return sa.st_dev == sb.st_dev;
 }
 
-static int
-remove_tree_at(int parentfd, const char *name)
+int
+path_remove_tree_at(int parentfd, const char *name)
 {
 	struct stat st;
 	DIR *dir;
@@ -362,7 +362,7 @@ remove_tree_at(int parentfd, const char *name)
 	if (fstatat(parentfd, name, &st, AT_SYMLINK_NOFOLLOW) == -1)
 		return errno == ENOENT ? 0 : -1;
 	if (!S_ISDIR(st.st_mode))
-		return unlinkat(parentfd, name, 0);
+		return unlinkat(parentfd, name, 0) == -1 && errno != ENOENT ? -1 : 0;
 	fd = openat(parentfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd == -1)
 		return -1;
@@ -374,12 +374,12 @@ remove_tree_at(int parentfd, const char *name)
 	while ((de = readdir(dir)) != NULL) {
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 			continue;
-		if (remove_tree_at(dirfd(dir), de->d_name) == -1)
+		if (path_remove_tree_at(dirfd(dir), de->d_name) == -1)
 			r = -1;
 	}
 	closedir(dir);
-	if (r == 0)
-		r = unlinkat(parentfd, name, AT_REMOVEDIR);
+	if (r == 0 && unlinkat(parentfd, name, AT_REMOVEDIR) == -1 && errno != ENOENT)
+		r = -1;
 	return r;
 }
 
@@ -391,7 +391,7 @@ path_remove_tree(const char *path)
 
 	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd != -1) {
-		r = remove_tree_at(fd, base);
+		r = path_remove_tree_at(fd, base);
 		close(fd);
 	}
 	free(dir);

@@ -54,5 +54,10 @@ int	path_same_fs(const char *a, const char *b);
 
 /* Removes a directory tree (no symlink is followed); returns 0 or -1. */
 int	path_remove_tree(const char *path);
+/*
+ * Removes NAME under PARENTFD, a file or a whole tree, without following
+ * symlinks; an entry that is already gone is not an error. 0 or -1 (errno).
+ */
+int	path_remove_tree_at(int parentfd, const char *name);
 
 #endif

@@ -19,6 +19,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/spawn.h"
+#include "base/util.h"
 #include "base/xmalloc.h"
 
 extern char **environ;
@@ -26,15 +27,6 @@ extern char **environ;
 #define SPAWN_KILL_GRACE_MS	2000	/* between SIGTERM and SIGKILL */
 #define SPAWN_LINGER_MS		200	/* reading after the child exited while a grandchild holds the pipe */
 #define SPAWN_SLICE_MS		20
-
-static uint64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static int
 env_name_matches(const char *a, const char *b)
@@ -164,7 +156,7 @@ spawn_run(char *const *argv, const struct spawn_opts *opts, struct spawn_result 
 		log_error("spawn: empty command");
 		return DS_ERR_INVALID;
 	}
-	start = now_ms();
+	start = util_now_ms();
 	if (opts->timeout_ms > 0)
 		deadline = start + opts->timeout_ms;
 
@@ -217,13 +209,13 @@ spawn_run(char *const *argv, const struct spawn_opts *opts, struct spawn_result 
 			pid_t w = waitpid(pid, &status, WNOHANG);
 			if (w == pid) {
 				exited = 1;
-				exited_at = now_ms();
+				exited_at = util_now_ms();
 			} else if (w == -1 && errno != EINTR) {
 				log_errno("%s: waitpid", argv[0]);
 				goto out;
 			}
 		}
-		now = now_ms();
+		now = util_now_ms();
 		if (exited && (outpipe[0] == -1 || now >= exited_at + SPAWN_LINGER_MS))
 			break;
 		if (!exited && deadline != 0 && now >= deadline && !killed) {
@@ -301,7 +293,7 @@ spawn_run(char *const *argv, const struct spawn_opts *opts, struct spawn_result 
 		const char *line = res->output;
 		argstr = spawn_argv_string(argv);
 		log_debug("ran %s: exit %d%s, %lu ms", argstr, res->exit_code,
-		    res->timed_out ? " (timed out)" : "", (unsigned long)(now_ms() - start));
+		    res->timed_out ? " (timed out)" : "", (unsigned long)(util_now_ms() - start));
 		while (line != NULL && *line != '\0') {
 			const char *nl = strchr(line, '\n');
 			int len = nl ? (int)(nl - line) : (int)strlen(line);
@@ -316,7 +308,7 @@ out:
 		while (waitpid(pid, &status, 0) == -1 && errno == EINTR)
 			;
 	}
-	res->elapsed_ms = (unsigned long)(now_ms() - start);
+	res->elapsed_ms = (unsigned long)(util_now_ms() - start);
 	for (int i = 0; i < 2; i++) {
 		if (inpair[i] != -1)
 			close(inpair[i]);

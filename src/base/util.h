@@ -1,4 +1,4 @@
-/* Small helpers shared by commands: number parsing and human-readable figures. */
+/* Small helpers: number parsing, human-readable figures, clocks, hex digits, the home directory. */
 #ifndef DS_UTIL_H
 #define DS_UTIL_H
 
@@ -19,5 +19,14 @@ void	util_format_bytes(uint64_t bytes, char *buf, size_t len);
 void	util_json_string(void *fp, const char *s);
 /* Seconds on the monotonic clock. */
 double	util_now(void);
+/* Milliseconds on the monotonic clock. */
+uint64_t util_now_ms(void);
+/* The value of hex digit C (either case), or -1. */
+int	util_hexval(int c);
+/*
+ * The user's home directory: $HOME when it is an absolute path, else the
+ * passwd entry's; NULL when neither is (caller frees).
+ */
+char	*util_home_dir(void);
 
 #endif

@@ -35,7 +35,7 @@ cmd_host_op(int argc, char **argv, const struct config *config,
 	struct sender_options so;
 	struct sender_report rep;
 	struct xport *x = NULL;
-	unsigned lock_timeout = 30;
+	unsigned lock_timeout = CONFIG_LOCK_TIMEOUT_DEFAULT;
 	int ch, json = 0, r;
 
 	memset(&so, 0, sizeof(so));

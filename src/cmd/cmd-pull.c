@@ -43,7 +43,6 @@
 #include "wire/xport.h"
 
 #define SITE_CONFIG_DEFAULT	"/etc/distsync/site.yml"
-#define LOCK_TIMEOUT_DEFAULT	30
 #define RANDOM_DELAY_MAX	86400
 #define PULL_LOCK_NAME		"pull.lock"
 
@@ -331,7 +330,7 @@ pull_exec(int argc, char **argv, const struct config *unused)
 	struct pull p;
 	struct proto_result *res = &p.result;
 	unsigned random_delay = 0, total = 0, idle = 0, retries = 0, lock_timeout =
-	    LOCK_TIMEOUT_DEFAULT;
+	    CONFIG_LOCK_TIMEOUT_DEFAULT;
 	uint64_t bwlimit = 0;
 	char line[1024];
 	int ch, quiet = 0, have_bw = 0, have_idle = 0, have_retries = 0, lock_fd = -1, r;

@@ -26,7 +26,6 @@
 #include "wire/proto.h"
 #include "wire/xport.h"
 
-#define LOCK_TIMEOUT_DEFAULT	30	/* seconds to wait for a target's lock */
 #define PARALLEL_MAX		1000
 #define REPORT_DIR		"reports"
 #define REPORT_FILE		"last-push.json"
@@ -306,7 +305,7 @@ push_exec(int argc, char **argv, const struct config *config)
 	struct sender_options so;
 	struct store *store = NULL;
 	size_t nhosts = 0;
-	unsigned lock_timeout = LOCK_TIMEOUT_DEFAULT, parallel = 0, canary = 0, max_failures = 0;
+	unsigned lock_timeout = CONFIG_LOCK_TIMEOUT_DEFAULT, parallel = 0, canary = 0, max_failures = 0;
 	int ch, json = 0, retry_failed = 0, fleet_mode = 0, r;
 
 	memset(&so, 0, sizeof(so));

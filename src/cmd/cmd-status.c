@@ -25,7 +25,6 @@
 #include "wire/proto.h"
 #include "wire/xport.h"
 
-#define LOCK_TIMEOUT_DEFAULT	30
 #define PARALLEL_MAX		1000
 
 extern const struct cmd_entry cmd_status_entry;
@@ -237,7 +236,7 @@ status_exec(int argc, char **argv, const struct config *config)
 	memset(&fo, 0, sizeof(fo));
 	memset(&sc, 0, sizeof(sc));
 	sc.config = config;
-	sc.lock_timeout = LOCK_TIMEOUT_DEFAULT;
+	sc.lock_timeout = CONFIG_LOCK_TIMEOUT_DEFAULT;
 	while ((ch = getopt_long(argc, argv, "hj:", options, NULL)) != -1) {
 		switch (ch) {
 		case 'j':

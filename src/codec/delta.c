@@ -20,6 +20,7 @@
 #include <librsync.h>
 
 #include "base/err.h"
+#include "base/fileio.h"
 #include "base/hash.h"
 #include "base/log.h"
 #include "base/xmalloc.h"
@@ -152,19 +153,9 @@ delta_choose(enum delta_encoding enc, uint64_t encoded_len, uint64_t raw_len)
 static int
 write_all(int fd, const void *data, size_t len)
 {
-	const uint8_t *p = data;
-
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			log_errno("delta: write");
-			return DS_ERR_SYSTEM;
-		}
-		p += n;
-		len -= (size_t)n;
+	if (fileio_write_all(fd, data, len) == -1) {
+		log_errno("delta: write");
+		return DS_ERR_SYSTEM;
 	}
 	return 0;
 }

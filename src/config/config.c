@@ -23,6 +23,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/path.h"
+#include "base/util.h"
 #include "base/xmalloc.h"
 #include "config/config.h"
 
@@ -40,7 +41,6 @@
 #define DEFAULT_RETRY_MAX_WAIT	300
 #define DEFAULT_CONNECT_TIMEOUT	30
 #define DEFAULT_IDLE_TIMEOUT	300
-#define DEFAULT_KEEP_BACKUPS	2
 
 enum node_type { NODE_SCALAR, NODE_SEQUENCE, NODE_MAPPING };
 
@@ -719,20 +719,6 @@ list_item(const struct node *v, size_t i)
 
 /* --- Sections. --- */
 
-static char *
-home_dir(void)
-{
-	const char *home = getenv("HOME");
-	struct passwd *pw;
-
-	if (home != NULL && home[0] == '/')
-		return xstrdup(home);
-	pw = getpwuid(getuid());
-	if (pw != NULL && pw->pw_dir != NULL)
-		return xstrdup(pw->pw_dir);
-	return NULL;
-}
-
 /* Resolves a path on this machine: "~" is $HOME, a relative path is under DIR. */
 static char *
 local_path(const char *dir, const char *value)
@@ -740,7 +726,7 @@ local_path(const char *dir, const char *value)
 	char *home, *p;
 
 	if (value[0] == '~' && (value[1] == '\0' || value[1] == '/')) {
-		home = home_dir();
+		home = util_home_dir();
 		if (home == NULL)
 			home = xstrdup("/");
 		p = path_absolute(home, value[1] == '\0' ? "." : value + 2);
@@ -1284,7 +1270,7 @@ parse_hosts(struct loader *ld, const struct node *root)
 	template.retry_max_wait = DEFAULT_RETRY_MAX_WAIT;
 	template.connect_timeout = DEFAULT_CONNECT_TIMEOUT;
 	template.idle_timeout = DEFAULT_IDLE_TIMEOUT;
-	template.keep_backups = DEFAULT_KEEP_BACKUPS;
+	template.keep_backups = CONFIG_KEEP_BACKUPS_DEFAULT;
 	if (!is_null(defaults)) {
 		keys = xcalloc(count_strings(host_keys) + 2, sizeof(*keys));
 		memcpy(keys, host_keys, count_strings(host_keys) * sizeof(*keys));

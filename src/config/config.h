@@ -14,6 +14,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Defaults that more than one layer applies; each is written only here. */
+#define CONFIG_KEEP_BACKUPS_DEFAULT	2	/* backup sets a site keeps */
+#define CONFIG_LOCK_TIMEOUT_DEFAULT	30	/* seconds to wait for a target's lock */
+
 enum config_restart {
 	CONFIG_RESTART_NONE,	/* static files: never restarted, except reload_on */
 	CONFIG_RESTART_COMPOSE,	/* docker compose restart SERVICE */
@@ -70,7 +74,7 @@ struct config_host {
 	unsigned	  retry_max_wait; /* seconds; default 300 */
 	unsigned	  connect_timeout; /* seconds; default 30 */
 	unsigned	  idle_timeout;	/* seconds; default 300 */
-	unsigned	  keep_backups;	/* releases kept in backup/; default 2 */
+	unsigned	  keep_backups;	/* releases kept in backup/; CONFIG_KEEP_BACKUPS_DEFAULT */
 	unsigned	  line;
 };
 

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "base/err.h"
+#include "base/fileio.h"
 #include "base/hash.h"
 #include "base/log.h"
 #include "base/path.h"
@@ -362,49 +363,14 @@ out:
 static int
 read_file(const char *file, size_t max, char **data, size_t *len)
 {
-	struct stat st;
-	char *buf = NULL;
-	size_t n = 0;
-	ssize_t got;
-	int fd, r = DS_ERR_SYSTEM;
-
-	*data = NULL;
-	if ((fd = open(file, O_RDONLY | O_CLOEXEC)) == -1) {
-		r = errno == ENOENT ? DS_ERR_NOTFOUND : DS_ERR_SYSTEM;
-		log_errno("%s", file);
-		return r;
+	if (fileio_read_at(AT_FDCWD, file, max, data, len) == 0)
+		return 0;
+	if (errno == EFBIG) {
+		log_error("%s: too large (over %zu bytes)", file, max);
+		return DS_ERR_INVALID;
 	}
-	if (fstat(fd, &st) == -1) {
-		log_errno("%s", file);
-		goto out;
-	}
-	if ((uint64_t)st.st_size > max) {
-		log_error("%s: too large (%jd bytes)", file, (intmax_t)st.st_size);
-		r = DS_ERR_INVALID;
-		goto out;
-	}
-	buf = xmalloc(st.st_size + 1);
-	while (n < (size_t)st.st_size) {
-		got = read(fd, buf + n, st.st_size - n);
-		if (got == -1 && errno == EINTR)
-			continue;
-		if (got == -1) {
-			log_errno("%s", file);
-			goto out;
-		}
-		if (got == 0)
-			break;
-		n += got;
-	}
-	buf[n] = '\0';
-	*data = buf;
-	*len = n;
-	buf = NULL;
-	r = 0;
-out:
-	free(buf);
-	close(fd);
-	return r;
+	log_errno("%s", file);
+	return errno == ENOENT ? DS_ERR_NOTFOUND : DS_ERR_SYSTEM;
 }
 
 int
@@ -422,51 +388,15 @@ manifest_load(const char *file, struct manifest **out)
 	return r;
 }
 
-/* Writes data to FILE atomically: temp file, fsync, rename, fsync of the directory. */
+/* fileio_write_atomic, logged: 0 or DS_ERR_SYSTEM. */
 static int
 write_atomic(const char *file, const char *data, size_t len)
 {
-	char *tmp = xasprintf("%s.tmp.%ld", file, (long)getpid());
-	char *dir = path_dirname(file);
-	size_t off = 0;
-	int fd, dfd, r = DS_ERR_SYSTEM;
-
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd == -1) {
-		log_errno("%s", tmp);
-		goto out;
+	if (fileio_write_atomic(file, data, len) == -1) {
+		log_errno("%s", file);
+		return DS_ERR_SYSTEM;
 	}
-	while (off < len) {
-		ssize_t n = write(fd, data + off, len - off);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1) {
-			log_errno("%s", tmp);
-			close(fd);
-			unlink(tmp);
-			goto out;
-		}
-		off += n;
-	}
-	if (fsync(fd) == -1 || close(fd) == -1) {
-		log_errno("%s", tmp);
-		unlink(tmp);
-		goto out;
-	}
-	if (rename(tmp, file) == -1) {
-		log_errno("rename %s", file);
-		unlink(tmp);
-		goto out;
-	}
-	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) != -1) {
-		(void)fsync(dfd);
-		close(dfd);
-	}
-	r = 0;
-out:
-	free(tmp);
-	free(dir);
-	return r;
+	return 0;
 }
 
 int

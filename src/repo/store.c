@@ -13,6 +13,7 @@
 #include <linux/fs.h>
 
 #include "base/err.h"
+#include "base/fileio.h"
 #include "base/hash.h"
 #include "base/log.h"
 #include "base/path.h"
@@ -295,19 +296,11 @@ release_file(const struct store *s, const char *id)
 static int
 write_small(const char *file, const char *data)
 {
-	char *tmp = xasprintf("%s.tmp.%ld", file, (long)getpid());
-	size_t len = strlen(data);
-	int fd, r = 0;
-
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd == -1 || write(fd, data, len) != (ssize_t)len || fsync(fd) == -1 ||
-	    close(fd) == -1 || rename(tmp, file) == -1) {
+	if (fileio_write_atomic(file, data, strlen(data)) == -1) {
 		log_errno("%s", file);
-		unlink(tmp);
-		r = DS_ERR_SYSTEM;
+		return DS_ERR_SYSTEM;
 	}
-	free(tmp);
-	return r;
+	return 0;
 }
 
 int

@@ -85,18 +85,6 @@ put_value(FILE *fp, const char *value)
 	}
 }
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /* Decodes a percent-encoded value of len bytes into a new string; NUL bytes become '?'. */
 static char *
 get_value(const char *s, size_t len)
@@ -107,8 +95,8 @@ get_value(const char *s, size_t len)
 	for (size_t i = 0; i < len; i++) {
 		int hi, lo;
 
-		if (s[i] == '%' && i + 2 < len && (hi = hexval(s[i + 1])) >= 0 &&
-		    (lo = hexval(s[i + 2])) >= 0) {
+		if (s[i] == '%' && i + 2 < len && (hi = util_hexval(s[i + 1])) >= 0 &&
+		    (lo = util_hexval(s[i + 2])) >= 0) {
 			out[j++] = hi == 0 && lo == 0 ? '?' : (char)(hi * 16 + lo);
 			i += 2;
 		} else

@@ -25,6 +25,7 @@
 
 #include "base/buf.h"
 #include "base/err.h"
+#include "base/fileio.h"
 #include "base/log.h"
 #include "base/path.h"
 #include "base/xmalloc.h"
@@ -133,25 +134,6 @@ print_errors(struct receiver *rc)
 	log_set_capture(NULL, NULL);
 	if (rc->errors != NULL)
 		proto_log_lines(rc->x->peer, rc->errors);
-}
-
-static int
-write_all(int fd, const void *data, size_t len)
-{
-	const uint8_t *p = data;
-	ssize_t n;
-
-	while (len > 0) {
-		n = write(fd, p, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
 }
 
 /* Copies paths into a list that fits LIST_BUDGET; returns the count kept. */
@@ -439,7 +421,7 @@ object_data(struct receiver *rc, const struct proto_object *ob, int fd, const ui
 			log_error("%s: %s: more data than the object's size", rc->x->peer, what);
 			return DS_ERR_PROTO;
 		}
-		if (write_all(fd, data, len) != 0) {
+		if (fileio_write_all(fd, data, len) != 0) {
 			log_errno("%s: staging %s", target_state_dir(rc->t), what);
 			return DS_ERR_SYSTEM;
 		}
@@ -464,7 +446,7 @@ object_data(struct receiver *rc, const struct proto_object *ob, int fd, const ui
 			    what);
 			return DS_ERR_CORRUPT;
 		}
-		if (out.pos > 0 && write_all(fd, rc->outbuf, out.pos) != 0) {
+		if (out.pos > 0 && fileio_write_all(fd, rc->outbuf, out.pos) != 0) {
 			log_errno("%s: staging %s", target_state_dir(rc->t), what);
 			return DS_ERR_SYSTEM;
 		}
@@ -580,35 +562,6 @@ open_basis(struct receiver *rc, const uint8_t hash[HASH_LEN])
 	return -1;
 }
 
-/* Reads all of fd (from 0) into a new block of at most MAX bytes; -1 if larger or on error. */
-static int
-slurp_fd(int fd, size_t max, uint8_t **out, size_t *len)
-{
-	struct stat st;
-	uint8_t *p;
-	ssize_t n;
-	size_t got = 0;
-
-	*out = NULL;
-	*len = 0;
-	if (fstat(fd, &st) == -1 || st.st_size < 0 || (uint64_t)st.st_size > max)
-		return -1;
-	p = xmalloc((size_t)st.st_size + 1);
-	while (got < (size_t)st.st_size) {
-		n = pread(fd, p + got, (size_t)st.st_size - got, (off_t)got);
-		if (n <= 0) {
-			if (n < 0 && errno == EINTR)
-				continue;
-			free(p);
-			return -1;
-		}
-		got += (size_t)n;
-	}
-	*out = p;
-	*len = got;
-	return 0;
-}
-
 /*
  * Answers SIGNATURE_REQUEST: one SIGNATURE per path (absent when it is not a
  * regular file, or its signature would not fit a frame), then SIGNATURE_END.
@@ -636,8 +589,9 @@ send_signatures(struct receiver *rc, const struct proto_signature_request *req)
 			tmpl = NULL;
 			if (hash_fd(fd, sig.hash, &sig.size) == 0 && lseek(fd, 0, SEEK_SET) == 0 &&
 			    delta_signature(fd, tfd, NULL) == 0 &&
-			    slurp_fd(tfd, PROTO_FRAME_MAX - PATH_MAX_LEN - 256, &sig.sig,
-			    &sig.sig_len) == 0) {
+			    lseek(tfd, 0, SEEK_SET) == 0 &&
+			    fileio_read_fd(tfd, PROTO_FRAME_MAX - PATH_MAX_LEN - 256,
+			    (char **)&sig.sig, &sig.sig_len) == 0) {
 				sig.present = 1;
 				bases_add(rc, sig.hash, req->paths[i]);
 			}
@@ -926,7 +880,7 @@ recv_delta_object(struct receiver *rc, const struct proto_object *ob, const char
 			r = DS_ERR_PROTO;
 			goto out;
 		}
-		r = write_all(fd, m.data, m.data_len);
+		r = fileio_write_all(fd, m.data, m.data_len);
 		have += m.data_len;
 		proto_msg_free(&m);
 		if (r != 0) {

@@ -41,10 +41,13 @@
 
 #include "base/err.h"
 #include "base/fault.h"
+#include "base/fileio.h"
 #include "base/hash.h"
 #include "base/log.h"
 #include "base/path.h"
+#include "base/util.h"
 #include "base/xmalloc.h"
+#include "config/config.h"
 #include "repo/manifest.h"
 #include "repo/store.h"
 #include "site/commit.h"
@@ -110,49 +113,15 @@ plan_add(struct plan *p, char kind, const char *path)
 
 /* ---- small file helpers ---- */
 
-static int
-write_all(int fd, const void *data, size_t len)
-{
-	const char *p = data;
-
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n == -1) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* Writes NAME under dirfd atomically: NAME.tmp, fsync, rename. The caller fsyncs the dir. */
 static int
 write_atomic_at(int dirfd, const char *dirname, const char *name, const void *data, size_t len)
 {
-	char *tmp = xasprintf("%s.tmp", name);
-	int fd, r = DS_ERR_SYSTEM;
-
-	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
-	fault_point("atomic-tmp-created");
-	if (fd == -1 || write_all(fd, data, len) == -1 || fsync(fd) == -1) {
-		r = errno == ENOSPC ? DS_ERR_NOSPACE : DS_ERR_SYSTEM;
-		log_errno("%s/%s", dirname, tmp);
-		goto out;
-	}
-	fault_point("atomic-tmp-synced");
-	if (renameat(dirfd, tmp, dirfd, name) == -1) {
+	if (fileio_write_atomic_at(dirfd, name, data, len) == -1) {
 		log_errno("%s/%s", dirname, name);
-		goto out;
+		return errno == ENOSPC ? DS_ERR_NOSPACE : DS_ERR_SYSTEM;
 	}
-	r = 0;
-out:
-	if (fd != -1)
-		close(fd);
-	free(tmp);
-	return r;
+	return 0;
 }
 
 static int
@@ -198,67 +167,12 @@ copy_fd(int in, int out)
 			goto out;
 		if (n == 0)
 			break;
-		if (write_all(out, buf, (size_t)n) == -1)
+		if (fileio_write_all(out, buf, (size_t)n) == -1)
 			goto out;
 	}
 	r = 0;
 out:
 	free(buf);
-	return r;
-}
-
-/* Reads a small file (a symlink target object) into a NUL-terminated buffer. */
-static int
-read_small(int fd, char **out, size_t max)
-{
-	char *buf = xmalloc(max + 1);
-	size_t len = 0;
-	ssize_t n;
-
-	while ((n = read(fd, buf + len, max + 1 - len)) > 0) {
-		len += (size_t)n;
-		if (len > max)
-			break;
-	}
-	if (n == -1 || len > max) {
-		if (n != -1)
-			errno = EFBIG;
-		free(buf);
-		return -1;
-	}
-	buf[len] = '\0';
-	*out = buf;
-	return 0;
-}
-
-/* Removes the tree NAME under parentfd without following symlinks. */
-static int
-remove_tree_at(int parentfd, const char *name)
-{
-	struct dirent *de;
-	struct stat st;
-	DIR *dir;
-	int fd, r = 0;
-
-	if (fstatat(parentfd, name, &st, AT_SYMLINK_NOFOLLOW) == -1)
-		return errno == ENOENT ? 0 : -1;
-	if (!S_ISDIR(st.st_mode))
-		return unlinkat(parentfd, name, 0) == -1 && errno != ENOENT ? -1 : 0;
-	if ((fd = openat(parentfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) == -1)
-		return -1;
-	if ((dir = fdopendir(fd)) == NULL) {
-		close(fd);
-		return -1;
-	}
-	while ((de = readdir(dir)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		if (remove_tree_at(dirfd(dir), de->d_name) == -1)
-			r = -1;
-	}
-	closedir(dir);
-	if (r == 0 && unlinkat(parentfd, name, AT_REMOVEDIR) == -1 && errno != ENOENT)
-		r = -1;
 	return r;
 }
 
@@ -287,16 +201,6 @@ put_escaped(char **buf, size_t *len, size_t *alloc, const char *s)
 	}
 }
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /* Decodes a %HH-escaped path; NULL if malformed or not a clean relative path. */
 static char *
 unescape_path(const char *s)
@@ -307,8 +211,8 @@ unescape_path(const char *s)
 	for (size_t i = 0; i < n; i++) {
 		if (s[i] == '%') {
 			int hi, lo;
-			if (i + 2 >= n + 0 || (hi = hexval(s[i + 1])) < 0 ||
-			    (lo = hexval(s[i + 2])) < 0 || (hi == 0 && lo == 0)) {
+			if (i + 2 >= n + 0 || (hi = util_hexval(s[i + 1])) < 0 ||
+			    (lo = util_hexval(s[i + 2])) < 0 || (hi == 0 && lo == 0)) {
 				free(out);
 				return NULL;
 			}
@@ -513,7 +417,7 @@ perform_op(struct target *t, int prepfd, const struct op *op)
 			if (errno != ENOTEMPTY && errno != EEXIST)
 				goto fail;
 			fault_point("perform-rmdir-tree");
-			if (remove_tree_at(pfd, base) == -1)
+			if (path_remove_tree_at(pfd, base) == -1)
 				goto fail;
 		}
 		fault_point("perform-rmdir-after");
@@ -648,7 +552,7 @@ prune_backups(struct target *t, unsigned keep, const char *keep_id)
 	int fd;
 
 	if (keep == 0)
-		keep = COMMIT_KEEP_BACKUPS_DEFAULT;
+		keep = CONFIG_KEEP_BACKUPS_DEFAULT;
 	fd = openat(target_state_fd(t), "backup", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd == -1 || (dir = fdopendir(fd)) == NULL) {
 		if (fd != -1)
@@ -669,7 +573,7 @@ prune_backups(struct target *t, unsigned keep, const char *keep_id)
 	for (size_t i = 0; i < n; i++) {
 		if (i >= keep && (keep_id == NULL || strcmp(sets[i].name, keep_id) != 0)) {
 			fault_point("prune-backup");
-			if (remove_tree_at(dirfd(dir), sets[i].name) == -1)
+			if (path_remove_tree_at(dirfd(dir), sets[i].name) == -1)
 				log_warn("%s/backup/%s: %s", target_state_dir(t), sets[i].name,
 				    strerror(errno));
 		}
@@ -684,7 +588,7 @@ static void
 cleanup(struct target *t, const struct plan *p)
 {
 	fault_point("cleanup-prep");
-	if (remove_tree_at(target_state_fd(t), "prep") == -1)
+	if (path_remove_tree_at(target_state_fd(t), "prep") == -1)
 		log_warn("%s/prep: %s", target_state_dir(t), strerror(errno));
 	fault_point("cleanup-staging");
 	stage_clear(t);
@@ -723,7 +627,7 @@ replay(struct target *t)
 
 	memset(&p, 0, sizeof(p));
 	if ((fd = openat(sfd, "journal", O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) == -1 ||
-	    read_small(fd, &data, 1024u * 1024 * 1024) == -1) {
+	    fileio_read_fd(fd, 1024u * 1024 * 1024, &data, NULL) == -1) {
 		log_errno("%s", name);
 		r = DS_ERR_SYSTEM;
 		goto out;
@@ -859,7 +763,7 @@ commit_recover(struct target *t)
 		log_info("%s: discarding files prepared by an apply that did not commit",
 		    target_dir(t));
 		fault_point("recover-discard-prep");
-		if (remove_tree_at(sfd, "prep") == -1) {
+		if (path_remove_tree_at(sfd, "prep") == -1) {
 			log_errno("%s/prep", target_state_dir(t));
 			return DS_ERR_SYSTEM;
 		}
@@ -1161,7 +1065,7 @@ symlink_target(struct target *t, const struct op *op, char **out)
 	}
 	if ((fd = open_source(t, op)) == -1)
 		return -1;
-	r = read_small(fd, out, PATH_MAX_LEN);
+	r = fileio_read_fd(fd, PATH_MAX_LEN, out, NULL);
 	close(fd);
 	return r;
 }
@@ -1270,7 +1174,7 @@ backup_one(struct target *t, int objfd, const struct op *op)
 		if ((n = readlinkat(pfd, base, buf, sizeof(buf) - 1)) == -1)
 			goto fail;
 		out = openat(objfd, "tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-		if (out == -1 || write_all(out, buf, (size_t)n) == -1 || fsync(out) == -1 ||
+		if (out == -1 || fileio_write_all(out, buf, (size_t)n) == -1 || fsync(out) == -1 ||
 		    renameat(objfd, "tmp", objfd, hex) == -1)
 			goto fail;
 	} else if (linkat(pfd, base, objfd, hex, 0) == -1) {
@@ -1396,7 +1300,7 @@ apply(struct target *t, const struct commit_opts *o, const struct manifest *to,
 	else
 		plan.from = xstrdup(scan->count > 0 ? COMMIT_ID_FOUND : COMMIT_ID_EMPTY);
 	plan.to = xstrdup(to_id);
-	plan.keep = o->keep_backups != 0 ? o->keep_backups : COMMIT_KEEP_BACKUPS_DEFAULT;
+	plan.keep = o->keep_backups != 0 ? o->keep_backups : CONFIG_KEEP_BACKUPS_DEFAULT;
 	if ((ret = manifest_diff(scan, to, plan_change, &pl)) != 0)
 		goto out;
 	r->changed_paths = pl.changed != NULL ? pl.changed : strv_empty();
@@ -1437,7 +1341,7 @@ apply(struct target *t, const struct commit_opts *o, const struct manifest *to,
 
 	/* Prepare: nothing below touches the tree until the journal is in place. */
 	fault_point("prepare-start");
-	if (remove_tree_at(sfd, "prep") == -1 || mkdirat(sfd, "prep", 0700) == -1 ||
+	if (path_remove_tree_at(sfd, "prep") == -1 || mkdirat(sfd, "prep", 0700) == -1 ||
 	    (prepfd = openat(sfd, "prep", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
 		log_errno("%s/prep", target_state_dir(t));
 		ret = DS_ERR_SYSTEM;
@@ -1533,7 +1437,7 @@ out:
 		struct stat st;
 		/* Failed before the commit point: the tree is untouched; drop what was prepared. */
 		if (fstatat(sfd, "journal", &st, AT_SYMLINK_NOFOLLOW) == -1)
-			remove_tree_at(sfd, "prep");
+			path_remove_tree_at(sfd, "prep");
 	}
 	if (prepfd != -1)
 		close(prepfd);
@@ -1731,7 +1635,7 @@ commit_history_write(struct target *t, const char *action, const struct commit_r
 			*p = ' ';
 	fd = openat(target_state_fd(t), "history.log",
 	    O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
-	if (fd == -1 || write_all(fd, line, strlen(line)) == -1 || fsync(fd) == -1) {
+	if (fd == -1 || fileio_write_all(fd, line, strlen(line)) == -1 || fsync(fd) == -1) {
 		log_errno("%s/history.log", target_state_dir(t));
 		ret = DS_ERR_SYSTEM;
 	}

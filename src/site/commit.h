@@ -24,8 +24,6 @@
 struct manifest;
 struct target;
 
-#define COMMIT_KEEP_BACKUPS_DEFAULT	3
-
 /*
  * States that are not releases. A first apply (no current.id) records what
  * it replaces as one of these, so that a rollback can return the target to
@@ -45,7 +43,7 @@ struct commit_opts {
 	const struct manifest *to;	/* the release to apply */
 	const char	*owner;		/* chown applied files and dirs to this user; NULL: leave */
 	const char	*group;		/* ... and group; NULL: leave */
-	unsigned	 keep_backups;	/* backup sets kept; 0: COMMIT_KEEP_BACKUPS_DEFAULT */
+	unsigned	 keep_backups;	/* backup sets kept; 0: CONFIG_KEEP_BACKUPS_DEFAULT */
 	int		 fail_on_drift;	/* 1: DS_ERR_DRIFT before touching anything */
 	int		 dry_run;	/* 1: plan and check only; the report says what would change */
 };

@@ -21,6 +21,7 @@
 #include "base/log.h"
 #include "base/path.h"
 #include "base/spawn.h"
+#include "base/util.h"
 #include "base/xmalloc.h"
 #include "config/config.h"
 #include "repo/manifest.h"
@@ -30,15 +31,6 @@
 #define RESTART_INSPECT_TIMEOUT_MS	30000	/* one docker inspect / compose ps */
 #define RESTART_HTTP_PROBE_MS		10000	/* one HTTP GET */
 #define RESTART_RUN_ONCE_FILE		"run_once.done"
-
-static uint64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static void
 sleep_ms(unsigned ms)
@@ -604,7 +596,7 @@ container_health_log(const char *id)
 static unsigned
 remaining_ms(uint64_t deadline)
 {
-	uint64_t now = now_ms();
+	uint64_t now = util_now_ms();
 
 	return now >= deadline ? 0 : (unsigned)(deadline - now);
 }
@@ -619,7 +611,7 @@ health_wait(const struct restart_ctx *ctx, const struct config_service *s,
     const char *container_id, const char *started_before, char **detail)
 {
 	const struct config_health *h = &s->health;
-	uint64_t deadline = now_ms() + (uint64_t)(h->timeout ? h->timeout : 300) * 1000;
+	uint64_t deadline = util_now_ms() + (uint64_t)(h->timeout ? h->timeout : 300) * 1000;
 	char *id = container_id ? xstrdup(container_id) : NULL, *last = NULL;
 	unsigned pause = RESTART_POLL_MIN_MS;
 	int r = DS_ERR_HEALTH;
@@ -789,14 +781,14 @@ restart_run(const struct config *config, const struct config_host *host,
 	ctx_init(&ctx, config, host);
 	for (i = 0; i < plan->nrestart; i++) {
 		const struct restart_item *it = &plan->items[i];
-		uint64_t start = now_ms();
+		uint64_t start = util_now_ms();
 		char *output = NULL;
 		int unhealthy;
 
 		r = restart_one(&ctx, it, &unhealthy, &output);
 		report_add(report, it->service->name, it->why,
 		    r == 0 ? RESTART_OK : unhealthy ? RESTART_UNHEALTHY : RESTART_FAILED,
-		    output, (unsigned long)(now_ms() - start));
+		    output, (unsigned long)(util_now_ms() - start));
 		if (r != 0)
 			break;
 	}
@@ -1129,7 +1121,7 @@ http_connect(const struct http_url *u, uint64_t deadline, const char **why)
 int
 restart_http_get(const char *url, unsigned timeout_ms, int *status_out, char **detail)
 {
-	uint64_t deadline = now_ms() + timeout_ms;
+	uint64_t deadline = util_now_ms() + timeout_ms;
 	struct http_url u;
 	char *req = NULL, resp[1024];
 	size_t len, off = 0, got = 0;

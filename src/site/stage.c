@@ -13,6 +13,7 @@
 
 #include "base/err.h"
 #include "base/fault.h"
+#include "base/fileio.h"
 #include "base/hash.h"
 #include "base/log.h"
 #include "base/xmalloc.h"
@@ -244,24 +245,6 @@ stage_abort(struct target *t, const uint8_t hash[HASH_LEN], int fd)
 		close(fd);
 }
 
-static int
-write_all(int fd, const void *data, size_t len)
-{
-	const char *p = data;
-
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n == -1) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 int
 stage_add_bytes(struct target *t, const uint8_t hash[HASH_LEN], const void *data, size_t len)
 {
@@ -272,7 +255,7 @@ stage_add_bytes(struct target *t, const uint8_t hash[HASH_LEN], const void *data
 		return 0;
 	if ((r = stage_open(t, hash, 0, &fd)) != 0)
 		return r;
-	if (write_all(fd, data, len) == -1) {
+	if (fileio_write_all(fd, data, len) == -1) {
 		r = errno == ENOSPC ? DS_ERR_NOSPACE : DS_ERR_SYSTEM;
 		hash_to_hex(hash, hex);
 		log_errno("%s/staging/%s.part: write", target_state_dir(t), hex);
@@ -305,7 +288,7 @@ stage_add_fd(struct target *t, const uint8_t hash[HASH_LEN], int in)
 		}
 		if (n == 0)
 			break;
-		if (write_all(fd, buf, (size_t)n) == -1) {
+		if (fileio_write_all(fd, buf, (size_t)n) == -1) {
 			r = errno == ENOSPC ? DS_ERR_NOSPACE : DS_ERR_SYSTEM;
 			log_errno("%s/staging/%s.part: write", target_state_dir(t), hex);
 			close(fd);

@@ -42,6 +42,7 @@
 
 #include "base/err.h"
 #include "base/log.h"
+#include "base/util.h"
 #include "base/xmalloc.h"
 #include "config/config.h"
 #include "wire/xport-ssh.h"
@@ -91,21 +92,6 @@ now_seconds(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec;
-}
-
-/* The user's home: $HOME first (as ssh tools and tests expect), then passwd. */
-static char *
-home_dir(void)
-{
-	const char *home = getenv("HOME");
-	struct passwd *pw;
-
-	if (home != NULL && *home != '\0')
-		return xstrdup(home);
-	pw = getpwuid(getuid());
-	if (pw != NULL && pw->pw_dir != NULL)
-		return xstrdup(pw->pw_dir);
-	return xstrdup("/");
 }
 
 /* Expands a leading "~/" against home; returns a new string. */
@@ -242,7 +228,8 @@ session_new(const struct config_host *host, ssh_session *out, char **known_hosts
 		log_error("%s: cannot create an SSH session", host->name);
 		return DS_ERR_SYSTEM;
 	}
-	home = home_dir();
+	if ((home = util_home_dir()) == NULL)
+		home = xstrdup("/");
 	ssh_dir = xasprintf("%s/.ssh", home);
 	user_config = xasprintf("%s/config", ssh_dir);
 	if (ssh_options_set(session, SSH_OPTIONS_LOG_VERBOSITY, &verbosity) != SSH_OK ||
@@ -483,7 +470,8 @@ authenticate(const struct config_host *host, ssh_session session)
 		goto lost;
 	if (host->identity != NULL) {
 		/* Says why when the configured key itself is the problem. */
-		home = home_dir();
+		if ((home = util_home_dir()) == NULL)
+			home = xstrdup("/");
 		path = expand_home(host->identity, home);
 		if (ssh_pki_import_privkey_file(path, NULL, NULL, NULL, &key) != SSH_OK) {
 			log_error("%s: cannot load identity %s (%s; a key with a passphrase "
