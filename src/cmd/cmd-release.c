@@ -13,18 +13,22 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/ed25519.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "base/path.h"
 #include "base/util.h"
 #include "base/xmalloc.h"
 #include "cmd/cmd.h"
+#include "cmd/keyfile.h"
 #include "codec/delta.h"
 #include "config/config.h"
 #include "repo/dcache.h"
 #include "repo/manifest.h"
 #include "repo/plan.h"
+#include "repo/signing.h"
 #include "repo/store.h"
+#include "repo/trust.h"
 #include "repo/unpack.h"
 
 extern const struct cmd_entry cmd_release_entry;
@@ -36,6 +40,8 @@ static const char release_options[] =
     "  --no-prune      keep every release (ignore keep_releases this time)\n"
     "  --precompute N  prepare the deltas from each of the last N releases to this one\n"
     "                  (zstd level 19) in the store's delta cache, for every push\n"
+    "  --channel NAME  the channel a signed release is cut for (default: stable)\n"
+    "  --passphrase-file F  passphrase of an encrypted distribution.signing_key\n"
     "  -h, --help      this help\n";
 
 /* Name of the store's top-level directory when it lies inside the source, else NULL. */
@@ -148,10 +154,15 @@ release_exec(int argc, char **argv, const struct config *config)
 		{ "strip", required_argument, NULL, 's' },
 		{ "no-prune", no_argument, NULL, 'P' },
 		{ "precompute", required_argument, NULL, 'p' },
+		{ "channel", required_argument, NULL, 'C' },
+		{ "passphrase-file", required_argument, NULL, 'F' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	const char *version = NULL, *from = NULL;
+	const char *version = NULL, *from = NULL, *channel = SIGNING_CHANNEL_DEFAULT;
+	const char *pass_file = NULL;
+	struct ed25519_key *key = NULL;
+	struct trust_doc *signed_doc = NULL;
 	char *id = NULL, *tree = NULL, *unpacked = NULL, *cache = NULL, *exclude[2] = { NULL, NULL };
 	struct store *store = NULL;
 	struct manifest *m = NULL;
@@ -183,6 +194,17 @@ release_exec(int argc, char **argv, const struct config *config)
 				return DS_ERR_USAGE;
 			}
 			break;
+		case 'C':
+			if (trust_channel_check(optarg) != 0) {
+				log_error("--channel '%s': use 1 to %d of a-z, 0-9, '.', '_' or '-'",
+				    optarg, TRUST_CHANNEL_MAX);
+				return DS_ERR_USAGE;
+			}
+			channel = optarg;
+			break;
+		case 'F':
+			pass_file = optarg;
+			break;
 		case 'h':
 			cmd_usage(&cmd_release_entry, release_options);
 			return 0;
@@ -210,6 +232,13 @@ release_exec(int argc, char **argv, const struct config *config)
 	}
 	if ((r = store_open(config->distribution.store, 1, &store)) != 0)
 		goto out;
+	/* A release that should be signed and cannot be is not cut at all. */
+	if (config->distribution.signing_key != NULL &&
+	    ((r = keyfile_load(config->distribution.signing_key, pass_file, &key)) != 0 ||
+	    (r = signing_key_check(store, key)) != 0)) {
+		r = DS_ERR_CONFIG;	/* logged, naming the key file */
+		goto out;
+	}
 	if (from != NULL) {
 		unpacked = store_tmp_path(store, "unpack");
 		if (path_mkdirs(unpacked) == -1) {
@@ -249,6 +278,9 @@ release_exec(int argc, char **argv, const struct config *config)
 	}
 	if ((r = store_sync(store)) != 0 || (r = store_release_save(store, id, m)) != 0)
 		goto out;
+	if (key != NULL &&
+	    (r = signing_release_sign(store, id, m, key, channel, &signed_doc)) != 0)
+		goto out;
 	{
 		uint8_t digest[HASH_LEN];
 		char hex[HASH_HEX_LEN + 1], total[32], added[32];
@@ -258,6 +290,11 @@ release_exec(int argc, char **argv, const struct config *config)
 		util_format_bytes(new_bytes, added, sizeof(added));
 		printf("release %s: %" PRIu64 " files, %s; %" PRIu64 " new objects (%s); manifest %.16s\n",
 		    id, stats.files, total, new_objects, added, hex);
+		if (signed_doc != NULL)
+			printf("signed: sequence %" PRIu64 ", channel %s, key %.16s\n",
+			    signed_doc->sequence, signed_doc->channel, signed_doc->sigs[0].keyid);
+		else
+			printf("not signed (no distribution.signing_key)\n");
 	}
 	if (precompute_n > 0 && (r = precompute(store, id, m, precompute_n)) != 0)
 		goto out;
@@ -275,6 +312,8 @@ out:
 		(void)path_remove_tree(unpacked);
 	manifest_free(m);
 	store_free(store);
+	ed25519_free(key);
+	trust_doc_free(signed_doc);
 	free(exclude[0]);
 	free(unpacked);
 	free(tree);
@@ -284,6 +323,6 @@ out:
 }
 
 const struct cmd_entry cmd_release_entry = {
-	"release", "[--version V] [--from ARCHIVE [--strip N]] [--precompute N]",
+	"release", "[--version V] [--from ARCHIVE [--strip N]] [--precompute N] [--channel NAME]",
 	"cut a release: snapshot the source tree into the store", 1, release_exec
 };

@@ -14,7 +14,9 @@
 #include "cmd/cmd.h"
 #include "config/config.h"
 #include "repo/manifest.h"
+#include "repo/signing.h"
 #include "repo/store.h"
+#include "repo/trust.h"
 
 extern const struct cmd_entry cmd_releases_entry;
 
@@ -59,8 +61,9 @@ releases_exec(int argc, char **argv, const struct config *config)
 		printf("[");
 	for (size_t i = 0; i < n; i++) {
 		struct manifest *m;
+		struct trust_doc *sig = NULL;
 		uint8_t digest[HASH_LEN];
-		char hex[HASH_HEX_LEN + 1], size[32];
+		char hex[HASH_HEX_LEN + 1], size[32], signed_by[96] = "unsigned";
 		size_t files = 0;
 
 		if ((r = store_release_load(store, ids[i], &m)) != 0)
@@ -69,16 +72,29 @@ releases_exec(int argc, char **argv, const struct config *config)
 			files += m->entries[k].type == MANIFEST_FILE;
 		manifest_digest(m, digest);
 		hash_to_hex(digest, hex);
+		/* A document that does not cover this manifest is as good as none. */
+		if (signing_release_load(store, ids[i], &sig, NULL, NULL) == 0 &&
+		    memcmp(sig->manifest, digest, HASH_LEN) == 0)
+			snprintf(signed_by, sizeof(signed_by), "signed #%" PRIu64 " key %.16s",
+			    sig->sequence, sig->sigs[0].keyid);
+		else if (sig != NULL)
+			snprintf(signed_by, sizeof(signed_by), "BAD SIGNATURE FILE");
 		if (json) {
 			printf("%s{\"id\":", i ? "," : "");
 			util_json_string(stdout, ids[i]);
-			printf(",\"files\":%zu,\"bytes\":%" PRIu64 ",\"manifest\":\"%s\",\"latest\":%s}",
+			printf(",\"files\":%zu,\"bytes\":%" PRIu64 ",\"manifest\":\"%s\",\"latest\":%s",
 			    files, manifest_total_size(m), hex, i + 1 == n ? "true" : "false");
+			if (sig != NULL && signed_by[0] == 's')
+				printf(",\"signed\":true,\"sequence\":%" PRIu64 ",\"key\":\"%s\"}",
+				    sig->sequence, sig->sigs[0].keyid);
+			else
+				printf(",\"signed\":false}");
 		} else {
 			util_format_bytes(manifest_total_size(m), size, sizeof(size));
-			printf("%-24s %7zu files %10s  %.16s%s\n", ids[i], files, size, hex,
-			    i + 1 == n ? "  (latest)" : "");
+			printf("%-24s %7zu files %10s  %.16s  %s%s\n", ids[i], files, size, hex,
+			    signed_by, i + 1 == n ? "  (latest)" : "");
 		}
+		trust_doc_free(sig);
 		manifest_free(m);
 	}
 	if (json)

@@ -23,6 +23,8 @@ extern const struct cmd_entry cmd_rollback_entry;
 extern const struct cmd_entry cmd_verify_entry;
 extern const struct cmd_entry cmd_serve_entry;
 extern const struct cmd_entry cmd_trust_entry;
+extern const struct cmd_entry cmd_keygen_entry;
+extern const struct cmd_entry cmd_keys_entry;
 extern const struct cmd_entry cmd_manifest_entry;
 extern const struct cmd_entry cmd_config_entry;
 
@@ -38,6 +40,8 @@ static const struct cmd_entry *const cmd_table[] = {
 	&cmd_verify_entry,
 	&cmd_serve_entry,
 	&cmd_trust_entry,
+	&cmd_keygen_entry,
+	&cmd_keys_entry,
 	&cmd_manifest_entry,
 	&cmd_config_entry,
 	NULL

@@ -526,8 +526,12 @@ store_prune(struct store *s, unsigned keep, size_t *releases_removed, size_t *ob
 			goto out;
 		for (size_t i = 0; i < first; i++) {
 			char *file = release_file(s, ids[i]);
+			char *signed_doc = xasprintf("%s/releases/%s.release", s->dir, ids[i]);
+
 			if (unlink(file) == 0)
 				rrel++;
+			(void)unlink(signed_doc);	/* absent for an unsigned release */
+			free(signed_doc);
 			free(file);
 		}
 	}

@@ -4,6 +4,9 @@
  *
  *	DIR/objects/ab/cdef...		read-only copies, never hardlinks
  *	DIR/releases/ID.manifest	canonical manifest of release ID
+ *	DIR/releases/ID.release		its signed release document, when signed (signing.h)
+ *	DIR/releases/SEQUENCE		the last sequence a signed release was given
+ *	DIR/keys/N.keys			the chain of signed keys documents, 1..N
  *	DIR/releases/ORDER		release ids, oldest first, one per line
  *	DIR/releases/LATEST		id of the newest release
  *	DIR/deltas/BASIS-TARGET.ENC	cached encodings
