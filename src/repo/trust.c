@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/buf.h"
 #include "base/ed25519.h"
 #include "base/err.h"
 #include "base/hash.h"
@@ -959,4 +960,93 @@ trust_marks_update(struct trust_marks *m, const struct trust_doc *k, const struc
 		}
 	}
 	qsort(m->marks, m->count, sizeof(*m->marks), mark_cmp);
+}
+
+/* ---- bundles ---- */
+
+void
+trust_chain_free(struct trust_doc **chain, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		trust_doc_free(chain[i]);
+	free(chain);
+}
+
+void
+trust_bundle_encode(const struct trust_doc *release, struct trust_doc *const *chain, size_t n,
+    uint8_t **out, size_t *outlen)
+{
+	struct buf *b = buf_new(0);
+	char *data;
+	size_t len;
+
+	if (buf_put_u32(b, (uint32_t)(n + 1)) != 0)
+		abort();
+	for (size_t i = 0; i <= n; i++) {
+		trust_doc_encode(i == 0 ? release : chain[i - 1], &data, &len);
+		if (buf_put_string(b, data, len) != 0)
+			abort();	/* documents are bounded far below the buffer's maximum */
+		free(data);
+	}
+	*outlen = buf_len(b);
+	*out = xmalloc(*outlen);
+	memcpy(*out, buf_ptr(b), *outlen);
+	buf_free(b);
+}
+
+int
+trust_bundle_decode(const void *data, size_t len, const char *who, struct trust_doc **release,
+    struct trust_doc ***chainp, size_t *np)
+{
+	struct buf *b = buf_from(data, len);
+	struct trust_doc **chain = NULL, *rel = NULL, *d;
+	const uint8_t *doc;
+	uint32_t count;
+	size_t dlen, n = 0;
+	int r = DS_ERR_INVALID;
+
+	*release = NULL;
+	*chainp = NULL;
+	*np = 0;
+	if (buf_get_u32(b, &count) != 0 || count < 1 || count > TRUST_BUNDLE_DOCS) {
+		log_error("%s: a signature bundle needs 1..%d documents", who, TRUST_BUNDLE_DOCS);
+		goto out;
+	}
+	chain = xcalloc(count, sizeof(*chain));
+	for (uint32_t i = 0; i < count; i++) {
+		if (buf_get_string_direct(b, &doc, &dlen) != 0 || dlen > TRUST_DOC_MAX) {
+			log_error("%s: signature bundle document %u is cut short or too large", who,
+			    i + 1);
+			goto out;
+		}
+		if (trust_doc_decode(doc, dlen, who, &d) != 0)
+			goto out;
+		if (i == 0)
+			rel = d;
+		else
+			chain[n++] = d;
+		if ((i == 0 && d->kind != TRUST_KIND_RELEASE) ||
+		    (i > 0 && (d->kind != TRUST_KIND_KEYS ||
+		    (n > 1 && d->version != chain[n - 2]->version + 1)))) {
+			log_error("%s: a signature bundle holds a release document, then keys "
+			    "documents of consecutive versions", who);
+			goto out;
+		}
+	}
+	if (buf_len(b) != 0) {
+		log_error("%s: %zu bytes after the signature bundle", who, buf_len(b));
+		goto out;
+	}
+	*release = rel;
+	*chainp = chain;
+	*np = n;
+	rel = NULL;
+	chain = NULL;
+	n = 0;
+	r = 0;
+out:
+	trust_doc_free(rel);
+	trust_chain_free(chain, n);
+	buf_free(b);
+	return r;
 }

@@ -224,6 +224,29 @@ int	trust_rollback_check(const struct trust_marks *m, const struct trust_doc *k,
 void	trust_marks_update(struct trust_marks *m, const struct trust_doc *k,
 	    const struct trust_doc *r);
 
+/*
+ * What travels with a signed release (in COMMIT's signature field, in a
+ * mirror, in a bundle): the release document, then the repository's keys
+ * documents, version 1 first, so a site can walk the chain from its pinned
+ * root. Bytes: u32 count, then count u32-length-prefixed documents; at most
+ * TRUST_BUNDLE_DOCS documents of at most TRUST_DOC_MAX bytes each.
+ */
+#define TRUST_BUNDLE_DOCS	256
+
+/* Encodes the bundle (caller frees *out). */
+void	trust_bundle_encode(const struct trust_doc *release, struct trust_doc *const *chain,
+	    size_t n, uint8_t **out, size_t *len);
+
+/*
+ * Decodes a bundle strictly: *release (a release document) and *chain
+ * (*n keys documents, versions ascending by one). DS_ERR_INVALID, logged
+ * naming WHO, on any fault. Caller frees with trust_doc_free and
+ * trust_chain_free.
+ */
+int	trust_bundle_decode(const void *data, size_t len, const char *who,
+	    struct trust_doc **release, struct trust_doc ***chain, size_t *n);
+void	trust_chain_free(struct trust_doc **chain, size_t n);
+
 /* TIME as "2026-12-04T09:30:00Z" into buf (at least 21 bytes). */
 void	trust_time_format(int64_t t, char *buf, size_t len);
 /* Parses that exact form; DS_ERR_INVALID otherwise. */

@@ -2,7 +2,8 @@
  * Unit tests for ed25519.c and trust.c: keys on disk, signatures, the three
  * signed documents, the chain of keys documents, anti-rollback and expiry.
  * Every truncation and every bit flip of a signed document is refused (by
- * the decoder, or by the signature check).
+ * the decoder, or by the signature check). trustdb.c: a site's record of
+ * trust, walked from its pinned root, refusing replays and revoked keys.
  */
 #include "autoconf.h"
 
@@ -19,6 +20,9 @@
 #include "base/log.h"
 #include "base/xmalloc.h"
 #include "repo/trust.h"
+#include "site/site.h"
+#include "site/target.h"
+#include "site/trustdb.h"
 #include "tap.h"
 
 #define NOW	((time_t)1796374800)	/* 2026-12-04T09:00:00Z */
@@ -471,6 +475,107 @@ test_values(void)
 	    "bad channel names are refused");
 }
 
+/* The bundle a sender would put in COMMIT for release R under CHAIN. */
+static void
+bundle(const struct trust_doc *r, struct trust_doc **chain, size_t n, uint8_t **out, size_t *len)
+{
+	trust_bundle_encode(r, chain, n, out, len);
+}
+
+/* One apply's trust step: check, then record as the receiver does after the commit. */
+static int
+site_accepts(struct target *t, char **pins, const struct trust_doc *r, struct trust_doc **chain,
+    size_t n, const uint8_t manifest[HASH_LEN])
+{
+	struct trustdb_pending *p = NULL;
+	uint8_t *blob;
+	size_t len;
+	int rc;
+
+	bundle(r, chain, n, &blob, &len);
+	rc = trustdb_check(t, pins, 1, blob, len, r->release, manifest, NOW, "site", &p);
+	if (rc == 0)
+		rc = trustdb_record(t, p);
+	trustdb_pending_free(p);
+	free(blob);
+	return rc;
+}
+
+static void
+test_trustdb(void)
+{
+	struct ed25519_key *r1[] = { root1 }, *r2[] = { root2 }, *r12[] = { root1, root2 };
+	struct ed25519_key *rel_a[] = { rel1 }, *rel_b[] = { rel2 };
+	char id1[ED25519_KEYID_HEX_LEN + 1], id2[ED25519_KEYID_HEX_LEN + 1];
+	char *pins[] = { id1 }, *other_pins[] = { id2 };
+	struct trust_doc *v1, *v2, *v3, *chain[3];
+	struct trust_doc *rel_old, *rel_new, *rel_replay, *rel_forged;
+	struct trustdb_pending *p = NULL;
+	uint8_t manifest[HASH_LEN], other[HASH_LEN], *blob;
+	uint64_t kv, seq;
+	struct target *t;
+	size_t len;
+
+	id_of(root1, id1);
+	id_of(root2, id2);
+	hash_bytes("m", 1, manifest);
+	hash_bytes("n", 1, other);
+	v1 = keys_doc(1, r1, 1, rel_a, 1, NULL, 0, r1, 1);
+	v2 = keys_doc(2, r1, 1, rel_b, 1, NULL, 0, r1, 1);	/* rel1 revoked */
+	v3 = keys_doc(3, r2, 1, rel_b, 1, NULL, 0, r12, 2);	/* root rotated */
+	chain[0] = v1;
+	chain[1] = v2;
+	chain[2] = v3;
+	rel_old = release_doc("r1", 1, manifest, rel1);
+	rel_new = release_doc("r2", 2, manifest, rel2);
+	rel_replay = release_doc("r0", 1, manifest, rel2);
+	rel_forged = release_doc("r9", 9, manifest, stranger);
+	if (site_open("t", "state", 0, &t) != 0) {
+		printf("Bail out! cannot open a site\n");
+		exit(1);
+	}
+	log_set_level(LOG_LEVEL_SILENT);
+	CHECK(trustdb_check(t, pins, 1, NULL, 0, "r1", manifest, NOW, "site", &p) ==
+	    DS_ERR_SIGNATURE, "an unsigned release is refused by a site that pins a root");
+	bundle(rel_old, chain, 1, &blob, &len);
+	CHECK(trustdb_check(t, other_pins, 1, blob, len, "r1", manifest, NOW, "site", &p) ==
+	    DS_ERR_SIGNATURE, "a chain from another root is refused");
+	CHECK(trustdb_check(t, pins, 1, blob, len, "r1", other, NOW, "site", &p) ==
+	    DS_ERR_SIGNATURE, "a manifest altered after signing is refused");
+	CHECK(trustdb_check(t, pins, 1, blob, len, "r2", manifest, NOW, "site", &p) ==
+	    DS_ERR_SIGNATURE, "a signature of another release id is refused");
+	CHECK(access("state/trust", F_OK) == -1, "a refusal writes nothing");
+	free(blob);
+	CHECK(site_accepts(t, pins, rel_old, chain, 1, manifest) == 0,
+	    "release 1 signed under keys version 1 is accepted and recorded");
+	CHECK(trustdb_summary(t, &kv, &seq) == 0 && kv == 1 && seq == 1, "status sees keys 1, sequence 1");
+	CHECK(site_accepts(t, pins, rel_old, chain, 1, manifest) == 0, "the same release again is accepted");
+	CHECK(site_accepts(t, pins, rel_forged, chain, 1, manifest) == DS_ERR_SIGNATURE,
+	    "a release signed by an unknown key is refused");
+	CHECK(site_accepts(t, pins, rel_new, chain, 1, manifest) == DS_ERR_SIGNATURE,
+	    "the new release key is unknown before the rotation reaches the site");
+	CHECK(site_accepts(t, pins, rel_new, chain, 3, manifest) == 0,
+	    "after rotation (v2: new release key, v3: new root) the new key is accepted, "
+	    "with no site re-configured");
+	CHECK(trustdb_summary(t, &kv, &seq) == 0 && kv == 3 && seq == 2, "status sees keys 3, sequence 2");
+	CHECK(site_accepts(t, pins, rel_old, chain, 1, manifest) == DS_ERR_SIGNATURE,
+	    "the old release key is refused, even sent with the shorter chain it was valid in");
+	CHECK(site_accepts(t, pins, rel_replay, chain, 3, manifest) == DS_ERR_SIGNATURE,
+	    "a replayed lower sequence is refused");
+	CHECK(system("echo garbage > state/trust/marks") == 0 &&
+	    site_accepts(t, pins, rel_new, chain, 3, manifest) == DS_ERR_SIGNATURE,
+	    "damaged marks refuse rather than forget");
+	log_set_level(LOG_LEVEL_INFO);
+	target_close(t);
+	trust_doc_free(v1);
+	trust_doc_free(v2);
+	trust_doc_free(v3);
+	trust_doc_free(rel_old);
+	trust_doc_free(rel_new);
+	trust_doc_free(rel_replay);
+	trust_doc_free(rel_forged);
+}
+
 int
 main(void)
 {
@@ -487,6 +592,7 @@ main(void)
 	tap_run("rollback", test_rollback);
 	tap_run("pointer", test_pointer);
 	tap_run("values", test_values);
+	tap_run("trustdb", test_trustdb);
 	ed25519_free(root1);
 	ed25519_free(root2);
 	ed25519_free(rel1);
