@@ -113,3 +113,39 @@ util_home_dir(void)
 		return xstrdup(pw->pw_dir);
 	return NULL;
 }
+
+int
+util_parse_duration(const char *s, uint64_t *out)
+{
+	uint64_t v = 0, mul = 1;
+	const char *p = s;
+
+	if (*p < '0' || *p > '9')
+		return DS_ERR_INVALID;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (v > (UINT64_MAX - 9) / 10)
+			return DS_ERR_INVALID;
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	if (*p != '\0' && p[1] == '\0') {
+		switch (*p++) {
+		case 's':
+			break;
+		case 'm':
+			mul = 60;
+			break;
+		case 'h':
+			mul = 3600;
+			break;
+		case 'd':
+			mul = 86400;
+			break;
+		default:
+			return DS_ERR_INVALID;
+		}
+	}
+	if (*p != '\0' || (mul > 1 && v > UINT64_MAX / mul))
+		return DS_ERR_INVALID;
+	*out = v * mul;
+	return 0;
+}

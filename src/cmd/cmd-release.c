@@ -57,89 +57,54 @@ store_inside_source(const char *source, const char *store)
 	return xstrndup(rest, strcspn(rest, "/"));
 }
 
-/*
- * Puts the patch of TARGET against BASIS into the delta cache, unless it is
- * there: the smaller of DELTA_LEVEL_PRECOMPUTE and DELTA_LEVEL_DEFAULT
- * (zstd's optimal parsers, level 16 and up, sometimes miss what level 9
- * finds against a prefix of a hundred megabytes: a war of jars came out
- * 5.5 MB at 19 and 4.2 MB at 9). Returns 1 when made, 0 when present, or
- * DS_ERR_* (DS_ERR_UNSUPPORTED: no zippatch for this pair).
- */
-static int
-precompute_one(struct store *store, int encoding, const uint8_t basis[HASH_LEN],
-    const uint8_t target[HASH_LEN], uint64_t *bytes)
-{
-	char *cache = store_delta_path(store, basis, target, delta_encoding_name(encoding));
-	struct dcache_req req;
-	uint64_t len = 0;
-	int hit = 0, r;
+struct precompute_count {
+	size_t		 made;
+	uint64_t	 bytes;
+};
 
-	memset(&req, 0, sizeof(req));
-	req.store = store;
-	req.enc = encoding;
-	req.basis = basis;
-	req.target = target;
-	req.what = cache;
-	req.level = DELTA_LEVEL_PRECOMPUTE;
-	req.alt_level = DELTA_LEVEL_DEFAULT;
-	r = dcache_fill(cache, &req, &len, &hit);
-	free(cache);
-	if (r != 0)
-		return r;
-	if (hit)
-		return 0;
-	*bytes += len;
-	return 1;
+static int
+count_made(const struct dcache_pair_entry *e, void *arg)
+{
+	struct precompute_count *c = arg;
+
+	if (e->made) {
+		c->made++;
+		c->bytes += e->len;
+	}
+	return 0;
 }
 
 /*
- * Prepares the patches (zip-aware for zip pairs, else zstd) a push from each of the last N releases before
- * ID (manifest M) would send, with the basis the sender's plan picks.
+ * Prepares the patches (zip-aware for zip pairs, else zstd) a push from each
+ * of the last N releases before ID (manifest M) would send, with the basis
+ * the sender's plan picks.
  */
 static int
 precompute(struct store *store, const char *id, const struct manifest *m, unsigned n)
 {
+	struct precompute_count count = { 0, 0 };
 	char **ids = NULL, made_s[32];
-	size_t count = 0, made = 0, done = 0;
-	uint64_t bytes = 0;
+	size_t nids = 0, done = 0;
 	int r;
 
-	if ((r = store_release_list(store, &ids, &count)) != 0)
+	if ((r = store_release_list(store, &ids, &nids)) != 0)
 		return r;
-	for (size_t i = count; i-- > 0 && done < n;) {
+	for (size_t i = nids; i-- > 0 && done < n;) {
 		struct manifest *old = NULL;
-		struct plan *plan;
 
 		if (strcmp(ids[i], id) == 0)
 			continue;
 		done++;
 		if ((r = store_release_load(store, ids[i], &old)) != 0)
 			goto out;
-		plan = plan_make(old, m);
-		for (size_t j = 0; j < plan->nobjects && r >= 0; j++) {
-			const struct plan_object *po = &plan->objects[j];
-
-			if (po->basis == NULL || po->entry->type != MANIFEST_FILE ||
-			    po->entry->size == 0)
-				continue;
-			/* A zip pair gets the zip-aware patch the sender prefers; others a zstd patch. */
-			r = precompute_one(store, DELTA_ZIP_PATCH, po->basis->hash, po->entry->hash,
-			    &bytes);
-			if (r == DS_ERR_UNSUPPORTED)
-				r = precompute_one(store, DELTA_ZSTD_PATCH, po->basis->hash,
-				    po->entry->hash, &bytes);
-			if (r > 0)
-				made++;
-		}
-		plan_free(plan);
+		r = dcache_fill_pair(store, old, m, count_made, &count);
 		manifest_free(old);
-		if (r < 0)
+		if (r != 0)
 			goto out;
-		r = 0;
 	}
-	util_format_bytes(bytes, made_s, sizeof(made_s));
-	printf("precomputed %zu delta%s (%s) from %zu earlier release%s\n", made,
-	    made == 1 ? "" : "s", made_s, done, done == 1 ? "" : "s");
+	util_format_bytes(count.bytes, made_s, sizeof(made_s));
+	printf("precomputed %zu delta%s (%s) from %zu earlier release%s\n", count.made,
+	    count.made == 1 ? "" : "s", made_s, done, done == 1 ? "" : "s");
 out:
 	xfree_strv(ids);
 	return r;

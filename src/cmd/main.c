@@ -25,6 +25,7 @@ extern const struct cmd_entry cmd_serve_entry;
 extern const struct cmd_entry cmd_trust_entry;
 extern const struct cmd_entry cmd_keygen_entry;
 extern const struct cmd_entry cmd_keys_entry;
+extern const struct cmd_entry cmd_publish_entry;
 extern const struct cmd_entry cmd_manifest_entry;
 extern const struct cmd_entry cmd_config_entry;
 
@@ -36,6 +37,7 @@ static const struct cmd_entry *const cmd_table[] = {
 	&cmd_push_entry,
 	&cmd_status_entry,
 	&cmd_pull_entry,
+	&cmd_publish_entry,
 	&cmd_rollback_entry,
 	&cmd_verify_entry,
 	&cmd_serve_entry,

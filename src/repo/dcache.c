@@ -11,6 +11,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "base/err.h"
@@ -19,6 +20,8 @@
 #include "base/xmalloc.h"
 #include "codec/delta.h"
 #include "repo/dcache.h"
+#include "repo/manifest.h"
+#include "repo/plan.h"
 
 static unsigned long dcache_seq;
 
@@ -181,5 +184,60 @@ out:
 		close(bfd);
 	if (sfd != -1)
 		close(sfd);
+	return r;
+}
+
+/* One patch at the precompute levels (see dcache_fill_pair). */
+static int
+fill_patch(struct store *store, int enc, const struct plan_object *po,
+    struct dcache_pair_entry *e, char **path)
+{
+	struct dcache_req req;
+	int hit = 0, r;
+
+	*path = store_delta_path(store, po->basis->hash, po->entry->hash,
+	    delta_encoding_name(enc));
+	memset(&req, 0, sizeof(req));
+	req.store = store;
+	req.enc = enc;
+	req.basis = po->basis->hash;
+	req.target = po->entry->hash;
+	req.what = *path;
+	req.level = DELTA_LEVEL_PRECOMPUTE;
+	req.alt_level = DELTA_LEVEL_DEFAULT;
+	r = dcache_fill(*path, &req, &e->len, &hit);
+	e->made = !hit;
+	e->enc = enc;
+	e->path = *path;
+	return r;
+}
+
+int
+dcache_fill_pair(struct store *store, const struct manifest *from, const struct manifest *to,
+    int (*fn)(const struct dcache_pair_entry *e, void *arg), void *arg)
+{
+	struct plan *plan = plan_make(from, to);
+	int r = 0;
+
+	for (size_t j = 0; j < plan->nobjects && r == 0; j++) {
+		const struct plan_object *po = &plan->objects[j];
+		struct dcache_pair_entry e;
+		char *path = NULL;
+
+		if (po->basis == NULL || po->entry->type != MANIFEST_FILE || po->entry->size == 0)
+			continue;
+		memset(&e, 0, sizeof(e));
+		e.po = po;
+		/* A zip pair gets the zip-aware patch the sender prefers; others a zstd patch. */
+		r = fill_patch(store, DELTA_ZIP_PATCH, po, &e, &path);
+		if (r == DS_ERR_UNSUPPORTED) {
+			free(path);
+			r = fill_patch(store, DELTA_ZSTD_PATCH, po, &e, &path);
+		}
+		if (r == 0 && fn != NULL)
+			r = fn(&e, arg);
+		free(path);
+	}
+	plan_free(plan);
 	return r;
 }

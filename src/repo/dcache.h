@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "base/hash.h"
+#include "repo/plan.h"
 #include "repo/store.h"
 
 struct dcache_req {
@@ -36,5 +37,26 @@ struct dcache_req {
  * DS_ERR_* (logged).
  */
 int	dcache_fill(const char *path, const struct dcache_req *req, uint64_t *len, int *hit);
+
+/* One object of a release pair, as dcache_fill_pair made or found its patch. */
+struct dcache_pair_entry {
+	const struct plan_object *po;	/* the object, and the basis the plan chose */
+	int		 enc;		/* DELTA_ZIP_PATCH or DELTA_ZSTD_PATCH */
+	const char	*path;		/* the cache entry */
+	uint64_t	 len;		/* its length */
+	int		 made;		/* 1: made now, 0: it was cached */
+};
+
+/*
+ * Makes sure the cache holds the patch of every object TO needs over FROM
+ * that has a basis in FROM (plan_make): zip-aware for a zip pair, else a
+ * zstd patch, the smaller of DELTA_LEVEL_PRECOMPUTE and DELTA_LEVEL_DEFAULT
+ * (zstd's optimal parsers sometimes miss what level 9 finds against a basis
+ * of a hundred megabytes). FN (may be NULL) is called for each, in path
+ * order; a nonzero return stops and is returned. Errors are logged.
+ */
+int	dcache_fill_pair(struct store *store, const struct manifest *from,
+	    const struct manifest *to,
+	    int (*fn)(const struct dcache_pair_entry *e, void *arg), void *arg);
 
 #endif
