@@ -2,9 +2,15 @@
 #include "autoconf.h"
 
 #include <curl/curl.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <unistd.h>
 
 #include "base/buf.h"
 #include "base/err.h"
@@ -28,6 +34,11 @@ struct http_xfer {
 	int		 stopped;	/* a callback ended the transfer on purpose */
 	int		 too_big;	/* the body passed body_max */
 	struct buf	*body;
+	struct http_fetch *fetch;	/* a download into a file instead of body */
+	uint64_t	 range_start;	/* of a 206's Content-Range; UINT64_MAX: none */
+	int		 sink_ready;	/* the first body byte decided where bytes go */
+	int		 sink_error;	/* a write failed or the answer broke a rule */
+	char		 range[32];	/* "N-" of a resumed download */
 };
 
 static pthread_once_t http_once = PTHREAD_ONCE_INIT;
@@ -119,6 +130,14 @@ http_header_cb(char *data, size_t size, size_t count, void *arg)
 		memcpy(x->status_line, data, n);
 		x->status_line[n] = '\0';
 		x->status = http_status_of(x->status_line);
+	} else if (len > 21 && strncasecmp(data, "Content-Range: bytes ", 21) == 0) {
+		char *end;
+		unsigned long long start;
+
+		errno = 0;
+		start = strtoull(data + 21, &end, 10);
+		x->range_start = errno == 0 && end != data + 21 && *end == '-' ?
+		    (uint64_t)start : UINT64_MAX;
 	} else if (x->status_only && x->status >= 200 && len <= 2 &&
 	    (data[0] == '\r' || data[0] == '\n')) {
 		/* The blank line after the final answer's headers. */
@@ -128,12 +147,62 @@ http_header_cb(char *data, size_t size, size_t count, void *arg)
 	return len;
 }
 
+/* A download's body: decided at the first byte (append, rewrite or refuse), then written. */
+static size_t
+http_sink_cb(struct http_xfer *x, const char *data, size_t len)
+{
+	struct http_fetch *f = x->fetch;
+
+	if (!x->sink_ready) {
+		x->sink_ready = 1;
+		f->status = x->status;
+		if (x->status == 206 && x->range_start != f->offset) {
+			x->sink_error = DS_ERR_PROTO;
+			return 0;
+		}
+		if (x->status == 200 && f->offset > 0) {
+			f->range_ignored = 1;
+			f->size = 0;
+			if (ftruncate(f->fd, 0) == -1) {
+				x->sink_error = DS_ERR_SYSTEM;
+				return 0;
+			}
+		}
+		if (x->status != 200 && x->status != 206) {
+			x->stopped = 1;	/* an error page is not the file */
+			return 0;
+		}
+	}
+	if (f->size + len > f->max || f->size + len < f->size) {
+		x->sink_error = DS_ERR_INVALID;
+		return 0;
+	}
+	for (size_t done = 0; done < len;) {
+		ssize_t n = pwrite(f->fd, data + done, len - done, (off_t)(f->size + done));
+
+		if (n <= 0) {
+			if (n < 0 && errno == EINTR)
+				continue;
+			x->sink_error = DS_ERR_SYSTEM;
+			return 0;
+		}
+		done += (size_t)n;
+	}
+	f->size += len;
+	f->received += len;
+	if (f->progress != NULL)
+		f->progress(f->received, f->arg);
+	return len;
+}
+
 static size_t
 http_body_cb(char *data, size_t size, size_t count, void *arg)
 {
 	struct http_xfer *x = arg;
 	size_t len = size * count;
 
+	if (x->fetch != NULL)
+		return http_sink_cb(x, data, len);
 	if (x->body == NULL) {
 		x->stopped = 1;
 		return 0;
@@ -209,6 +278,13 @@ http_xfer_setup(struct http_xfer *x, const char *url, const struct http_opts *op
 	HTTP_SETOPT(x, rc, CURLOPT_WRITEDATA, x);
 	if (x->body != NULL)
 		HTTP_SETOPT(x, rc, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)buf_max(x->body));
+	/* CURLOPT_RANGE, not RESUME_FROM: a server that ignores ranges must not fail the GET. */
+	if (x->fetch != NULL && x->fetch->offset > 0) {
+		snprintf(x->range, sizeof(x->range), "%" PRIu64 "-", x->fetch->offset);
+		HTTP_SETOPT(x, rc, CURLOPT_RANGE, x->range);
+	}
+	if (x->fetch != NULL && x->fetch->rate > 0)
+		HTTP_SETOPT(x, rc, CURLOPT_MAX_RECV_SPEED_LARGE, (curl_off_t)x->fetch->rate);
 	if (rc != CURLE_OK) {
 		*why = curl_easy_strerror(rc);
 		return DS_ERR_SYSTEM;
@@ -368,5 +444,66 @@ http_get_status(const char *url, unsigned timeout_ms, int *status_out, char **de
 			r = DS_ERR_PEER;
 	}
 	http_response_release(&resp);
+	return r;
+}
+
+int
+http_fetch(const char *url, const struct http_opts *opts, struct http_fetch *f, char **detail)
+{
+	static const struct http_opts defaults;
+	struct http_xfer x;
+	const char *why = NULL;
+	char *line = NULL;
+	CURLcode rc;
+	int r;
+
+	memset(&x, 0, sizeof(x));
+	if (detail != NULL)
+		*detail = NULL;
+	if (opts == NULL)
+		opts = &defaults;
+	f->status = 0;
+	f->range_ignored = 0;
+	f->size = f->offset;
+	f->received = 0;
+	x.fetch = f;
+	x.range_start = UINT64_MAX;
+	if ((r = http_xfer_setup(&x, url, opts, &why)) != 0) {
+		line = xasprintf("%s: %s", url, why);
+		goto out;
+	}
+	rc = curl_easy_perform(x.curl);
+	if (f->status == 0)
+		f->status = x.status;
+	if (x.sink_error != 0) {
+		r = x.sink_error;
+		line = xasprintf("GET %s: %s", url, r == DS_ERR_INVALID ?
+		    "the file is larger than it may be" : r == DS_ERR_PROTO ?
+		    "the server sent another range than the one asked for" : strerror(errno));
+		goto out;
+	}
+	if (rc == CURLE_WRITE_ERROR && x.stopped)
+		rc = CURLE_OK;
+	/* A range past the end, or an error status: no body was taken. */
+	if (rc == CURLE_OK && f->status != 200 && f->status != 206) {
+		r = f->status == 404 || f->status == 410 ? DS_ERR_NOTFOUND : DS_ERR_PEER;
+		line = xasprintf("GET %s: %s", url, x.status_line[0] != '\0' ? x.status_line :
+		    "no HTTP status");
+		goto out;
+	}
+	if (rc != CURLE_OK) {
+		r = http_error_of(rc);
+		line = http_failure(&x, url, rc);
+		goto out;
+	}
+	line = xasprintf("GET %s: %s", url, x.status_line);
+	r = 0;
+out:
+	if (detail != NULL) {
+		*detail = line;
+		line = NULL;
+	}
+	free(line);
+	http_xfer_release(&x);
 	return r;
 }

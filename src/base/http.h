@@ -50,6 +50,36 @@ struct http_response {
 int	http_get(const char *url, const struct http_opts *opts, struct http_response *resp,
 	    char **detail);
 
+/* A download into a file, resumable at a byte (http_fetch). */
+struct http_fetch {
+	int		 fd;		/* the file: bytes 0..offset are already there */
+	uint64_t	 offset;	/* asked for with a Range request when > 0 */
+	uint64_t	 max;		/* the most bytes the whole file may have */
+	uint64_t	 rate;		/* bytes per second at most; 0: no cap */
+	/* Called as body bytes arrive with the count so far in this call (may be NULL). */
+	void		(*progress)(uint64_t received, void *arg);
+	void		*arg;
+	/* filled by http_fetch */
+	int		 status;	/* the final answer's status; 0: none */
+	int		 range_ignored;	/* asked for a range, got the whole file: fd was rewritten */
+	uint64_t	 size;		/* bytes the file holds now, whole or cut */
+	uint64_t	 received;	/* body bytes that crossed the link in this call */
+};
+
+/*
+ * GETs url into f->fd. With f->offset > 0 it asks for the rest (Range); a
+ * server that answers 206 from that byte is appended to; one that answers
+ * 200 is taken from byte 0 and the file rewritten (f->range_ignored); a
+ * 206 from another byte is refused (DS_ERR_PROTO). What arrives is written
+ * at once, so a transfer cut short leaves f->size bytes for the next call to
+ * resume from. Returns 0 when the whole answer came (200 or 206);
+ * DS_ERR_NOTFOUND for 404 or 410; DS_ERR_PEER for another status (the body
+ * is not written); DS_ERR_INVALID when the file would pass f->max bytes; else
+ * what http_get returns. detail as http_get's. Does not log.
+ */
+int	http_fetch(const char *url, const struct http_opts *opts, struct http_fetch *f,
+	    char **detail);
+
 /* Frees what http_get put in resp (safe on a zeroed or released one). */
 void	http_response_release(struct http_response *resp);
 

@@ -16,6 +16,7 @@
 
 #include "base/buf.h"
 #include "base/err.h"
+#include "base/fileio.h"
 #include "base/http.h"
 #include "base/util.h"
 #include "base/xmalloc.h"
@@ -388,6 +389,91 @@ test_proxy(void)
 	free(proxy);
 }
 
+/* http_fetch of ANSWER into a file holding PREFIX: the return, the file, the fetch. */
+static int
+fetch_from(const char *answer, const char *prefix, uint64_t max, struct http_fetch *f,
+    char **content, char **detail)
+{
+	char tmpl[] = "fetch-XXXXXX", *url;
+	size_t len;
+	int port = 0, r, fd = mkstemp(tmpl);
+	pid_t pid = server_start(SERVER_ANSWER, answer, 1, &port);
+	struct http_opts opts;
+
+	memset(&opts, 0, sizeof(opts));
+	opts.timeout_ms = 10000;
+	memset(f, 0, sizeof(*f));
+	f->fd = fd;
+	f->offset = strlen(prefix);
+	f->max = max;
+	if (write(fd, prefix, strlen(prefix)) != (ssize_t)strlen(prefix))
+		return -99;
+	url = xasprintf("http://127.0.0.1:%d/objects/ab/x.zst", port);
+	r = http_fetch(url, &opts, f, detail);
+	lseek(fd, 0, SEEK_SET);
+	if (fileio_read_fd(fd, 1 << 20, content, &len) != 0)
+		*content = xstrdup("(unreadable)");
+	close(fd);
+	free(url);
+	server_stop(pid);
+	return r;
+}
+
+static void
+test_fetch(void)
+{
+	struct http_fetch f;
+	char *content = NULL, *detail = NULL;
+	int r;
+
+	r = fetch_from("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789", "", 100, &f,
+	    &content, &detail);
+	CHECK(r == 0 && f.status == 200 && f.size == 10 && strcmp(content, "0123456789") == 0,
+	    "a whole file is fetched into the fd: %s", detail);
+	free(content);
+	free(detail);
+	r = fetch_from("HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 4-9/10\r\n"
+	    "Content-Length: 6\r\n\r\n456789", "0123", 100, &f, &content, &detail);
+	CHECK(r == 0 && f.status == 206 && f.size == 10 && f.received == 6 && !f.range_ignored &&
+	    strcmp(content, "0123456789") == 0, "a resumed download appends the range: %s", detail);
+	free(content);
+	free(detail);
+	r = fetch_from("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nABCDEFGHIJ", "0123", 100, &f,
+	    &content, &detail);
+	CHECK(r == 0 && f.range_ignored && f.size == 10 && strcmp(content, "ABCDEFGHIJ") == 0,
+	    "a server that ignores the range: the file is read again from byte 0: %s", detail);
+	free(content);
+	free(detail);
+	r = fetch_from("HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 2-9/10\r\n"
+	    "Content-Length: 8\r\n\r\n23456789", "0123", 100, &f, &content, &detail);
+	CHECK(r == DS_ERR_PROTO && strcmp(content, "0123") == 0,
+	    "a range from another byte is refused, the part untouched: %s", detail);
+	free(content);
+	free(detail);
+	r = fetch_from("HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found", "", 100, &f,
+	    &content, &detail);
+	CHECK(r == DS_ERR_NOTFOUND && content[0] == '\0' && has(detail, "404"),
+	    "a 404 is not found, and its page is not the file: %s", detail);
+	free(content);
+	free(detail);
+	r = fetch_from("HTTP/1.1 503 Busy\r\nContent-Length: 4\r\n\r\nbusy", "", 100, &f,
+	    &content, &detail);
+	CHECK(r == DS_ERR_PEER && content[0] == '\0', "a 5xx is the peer's error: %s", detail);
+	free(content);
+	free(detail);
+	r = fetch_from("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789", "", 5, &f,
+	    &content, &detail);
+	CHECK(r == DS_ERR_INVALID && f.size <= 5, "a file past its bound is refused: %s", detail);
+	free(content);
+	free(detail);
+	r = fetch_from("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n01234", "", 100, &f,
+	    &content, &detail);
+	CHECK(r != 0 && f.size == 5 && strcmp(content, "01234") == 0,
+	    "a cut transfer keeps what came, to resume from: %s", detail);
+	free(content);
+	free(detail);
+}
+
 int
 main(void)
 {
@@ -403,5 +489,6 @@ main(void)
 	tap_run("http-urls", test_urls);
 	tap_run("http-bodies", test_bodies);
 	tap_run("http-proxy", test_proxy);
+	tap_run("http-fetch", test_fetch);
 	return tap_done();
 }
