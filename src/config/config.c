@@ -236,6 +236,77 @@ attach(struct loader *ld, struct node **stack, size_t depth, struct node *n)
 	return 0;
 }
 
+/* Logs libyaml's complaint about the text, at its position in the open collections. */
+static void
+parse_error(struct loader *ld, const yaml_parser_t *parser, struct node *const *stack,
+    size_t depth)
+{
+	struct node where;
+	char ctx[512];
+
+	where.line = (unsigned)parser->problem_mark.line + 1;
+	where.column = (unsigned)parser->problem_mark.column + 1;
+	stack_context(stack, depth, ctx, sizeof(ctx));
+	if (parser->context != NULL)
+		fail(ld, &where, ctx, NULL, "invalid YAML: %s %s (line %zu)",
+		    parser->problem ? parser->problem : "error", parser->context,
+		    parser->context_mark.line + 1);
+	else
+		fail(ld, &where, ctx, NULL, "invalid YAML: %s",
+		    parser->problem ? parser->problem : "error");
+}
+
+/*
+ * Adds the scalar, or the collection, that EVENT starts at POS to the open
+ * collection on STACK (a collection is then opened: *depth grows). Tags,
+ * NUL bytes, too many values and too deep a nesting are refused: logged,
+ * DS_ERR_CONFIG.
+ */
+static int
+add_node(struct loader *ld, const yaml_event_t *event, const struct node *pos,
+    struct node **stack, size_t *depth)
+{
+	const unsigned char *tag;
+	struct node *n;
+	char ctx[512];
+
+	if (event->type == YAML_SCALAR_EVENT)
+		tag = event->data.scalar.tag;
+	else if (event->type == YAML_SEQUENCE_START_EVENT)
+		tag = event->data.sequence_start.tag;
+	else
+		tag = event->data.mapping_start.tag;
+	if (tag != NULL) {
+		stack_context(stack, *depth, ctx, sizeof(ctx));
+		return fail(ld, pos, ctx, NULL, "tag '%s' is not supported: "
+		    "expected a plain value", (const char *)tag);
+	}
+	if (++ld->nnodes > MAX_NODES)
+		return fail(ld, pos, NULL, NULL, "more than %d values: "
+		    "this is not a configuration", MAX_NODES);
+	n = xcalloc(1, sizeof(*n));
+	n->line = pos->line;
+	n->column = pos->column;
+	if (event->type == YAML_SCALAR_EVENT) {
+		n->type = NODE_SCALAR;
+		n->len = event->data.scalar.length;
+		n->value = xstrndup((const char *)event->data.scalar.value, n->len);
+		n->plain = event->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+	} else
+		n->type = event->type == YAML_SEQUENCE_START_EVENT ? NODE_SEQUENCE : NODE_MAPPING;
+	stack_context(stack, *depth, ctx, sizeof(ctx));
+	attach(ld, stack, *depth, n);
+	if (n->type == NODE_SCALAR) {
+		if (memchr(event->data.scalar.value, '\0', n->len) != NULL)
+			return fail(ld, pos, ctx, NULL, "a NUL byte inside a value");
+		return 0;
+	}
+	if (*depth == MAX_DEPTH)
+		return fail(ld, pos, ctx, NULL, "nested deeper than %d levels", MAX_DEPTH);
+	stack[(*depth)++] = n;
+	return 0;
+}
+
 static int
 build_tree(struct loader *ld, const char *data, size_t len)
 {
@@ -254,23 +325,10 @@ build_tree(struct loader *ld, const char *data, size_t len)
 	/* Never guess UTF-16 from binary junk: a config is UTF-8. */
 	yaml_parser_set_encoding(&parser, YAML_UTF8_ENCODING);
 	while (!done) {
-		struct node *n = NULL, pos;
-		const char *anchor = NULL;
-		const unsigned char *tag = NULL;
+		struct node pos;
 
 		if (!yaml_parser_parse(&parser, &event)) {
-			struct node where;
-
-			where.line = (unsigned)parser.problem_mark.line + 1;
-			where.column = (unsigned)parser.problem_mark.column + 1;
-			stack_context(stack, depth, ctx, sizeof(ctx));
-			if (parser.context != NULL)
-				fail(ld, &where, ctx, NULL, "invalid YAML: %s %s (line %zu)",
-				    parser.problem ? parser.problem : "error", parser.context,
-				    parser.context_mark.line + 1);
-			else
-				fail(ld, &where, ctx, NULL, "invalid YAML: %s",
-				    parser.problem ? parser.problem : "error");
+			parse_error(ld, &parser, stack, depth);
 			goto out;
 		}
 		pos.line = (unsigned)event.start_mark.line + 1;
@@ -293,53 +351,10 @@ build_tree(struct loader *ld, const char *data, size_t len)
 			    (const char *)event.data.alias.anchor);
 			goto fail_event;
 		case YAML_SCALAR_EVENT:
-			tag = event.data.scalar.tag;
-			anchor = (const char *)event.data.scalar.anchor;
-			/* FALLTHROUGH */
 		case YAML_SEQUENCE_START_EVENT:
 		case YAML_MAPPING_START_EVENT:
-			if (event.type == YAML_SEQUENCE_START_EVENT)
-				tag = event.data.sequence_start.tag;
-			else if (event.type == YAML_MAPPING_START_EVENT)
-				tag = event.data.mapping_start.tag;
-			(void)anchor;
-			if (tag != NULL) {
-				stack_context(stack, depth, ctx, sizeof(ctx));
-				fail(ld, &pos, ctx, NULL, "tag '%s' is not supported: "
-				    "expected a plain value", (const char *)tag);
+			if (add_node(ld, &event, &pos, stack, &depth) != 0)
 				goto fail_event;
-			}
-			if (++ld->nnodes > MAX_NODES) {
-				fail(ld, &pos, NULL, NULL, "more than %d values: "
-				    "this is not a configuration", MAX_NODES);
-				goto fail_event;
-			}
-			n = xcalloc(1, sizeof(*n));
-			n->line = pos.line;
-			n->column = pos.column;
-			if (event.type == YAML_SCALAR_EVENT) {
-				n->type = NODE_SCALAR;
-				n->len = event.data.scalar.length;
-				n->value = xstrndup((const char *)event.data.scalar.value, n->len);
-				n->plain = event.data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
-			} else
-				n->type = event.type == YAML_SEQUENCE_START_EVENT ?
-				    NODE_SEQUENCE : NODE_MAPPING;
-			stack_context(stack, depth, ctx, sizeof(ctx));
-			attach(ld, stack, depth, n);
-			if (n->type == NODE_SCALAR) {
-				if (memchr(event.data.scalar.value, '\0', n->len) != NULL) {
-					fail(ld, &pos, ctx, NULL, "a NUL byte inside a value");
-					goto fail_event;
-				}
-				break;
-			}
-			if (depth == MAX_DEPTH) {
-				fail(ld, &pos, ctx, NULL, "nested deeper than %d levels",
-				    MAX_DEPTH);
-				goto fail_event;
-			}
-			stack[depth++] = n;
 			break;
 		case YAML_SEQUENCE_END_EVENT:
 		case YAML_MAPPING_END_EVENT:
