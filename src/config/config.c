@@ -1,7 +1,8 @@
 /*
  * distsync.yml: libyaml events build a small tree of nodes with positions
  * (aliases refused, depth and size bounded), then one pass validates it into
- * a read-only struct config. The first error is logged as
+ * a read-only struct config, reading each section by its table of fields
+ * (config-fields.h). The first error is logged as
  * "FILE:LINE:COLUMN: KEY: what was expected" and loading stops.
  */
 #include "autoconf.h"
@@ -10,7 +11,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <pwd.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -21,26 +21,20 @@
 #include <yaml.h>
 
 #include "base/err.h"
+#include "base/fileio.h"
 #include "base/log.h"
 #include "base/path.h"
 #include "base/util.h"
 #include "base/xmalloc.h"
 #include "config/config.h"
+#include "config/config-fields.h"
 
 #define MAX_DEPTH	32	/* nesting deeper than any sane config */
 #define MAX_NODES	200000	/* values in one file */
 #define MAX_SERVICES	1000
 #define MAX_HOSTS	100000
 #define MAX_NAME	64
-
-#define DEFAULT_PARALLEL	8
-#define DEFAULT_KEEP_RELEASES	10
-#define DEFAULT_LEVEL		9
-#define DEFAULT_HEALTH_TIMEOUT	300
-#define DEFAULT_RETRIES		3
-#define DEFAULT_RETRY_MAX_WAIT	300
-#define DEFAULT_CONNECT_TIMEOUT	30
-#define DEFAULT_IDLE_TIMEOUT	300
+#define MAX_KEYS	64	/* keys of one section, for the "expected one of" list */
 
 enum node_type { NODE_SCALAR, NODE_SEQUENCE, NODE_MAPPING };
 
@@ -68,19 +62,6 @@ struct origin {
 	const struct node *node;
 	const char	*ctx;
 };
-
-struct host_origins {
-	struct origin	path, state, compose, groups;
-};
-
-static const char *const host_keys[] = {
-	"address", "user", "port", "identity", "known_hosts", "path", "state",
-	"compose", "compose_project", "remote_command", "owner", "group", "groups",
-	"bwlimit", "retries", "retry_max_wait", "connect_timeout", "idle_timeout",
-	"keep_backups", NULL
-};
-
-static const char *const restart_names[] = { "none", "compose", "command", NULL };
 
 static void
 node_free(struct node *n)
@@ -255,6 +236,77 @@ attach(struct loader *ld, struct node **stack, size_t depth, struct node *n)
 	return 0;
 }
 
+/* Logs libyaml's complaint about the text, at its position in the open collections. */
+static void
+parse_error(struct loader *ld, const yaml_parser_t *parser, struct node *const *stack,
+    size_t depth)
+{
+	struct node where;
+	char ctx[512];
+
+	where.line = (unsigned)parser->problem_mark.line + 1;
+	where.column = (unsigned)parser->problem_mark.column + 1;
+	stack_context(stack, depth, ctx, sizeof(ctx));
+	if (parser->context != NULL)
+		fail(ld, &where, ctx, NULL, "invalid YAML: %s %s (line %zu)",
+		    parser->problem ? parser->problem : "error", parser->context,
+		    parser->context_mark.line + 1);
+	else
+		fail(ld, &where, ctx, NULL, "invalid YAML: %s",
+		    parser->problem ? parser->problem : "error");
+}
+
+/*
+ * Adds the scalar, or the collection, that EVENT starts at POS to the open
+ * collection on STACK (a collection is then opened: *depth grows). Tags,
+ * NUL bytes, too many values and too deep a nesting are refused: logged,
+ * DS_ERR_CONFIG.
+ */
+static int
+add_node(struct loader *ld, const yaml_event_t *event, const struct node *pos,
+    struct node **stack, size_t *depth)
+{
+	const unsigned char *tag;
+	struct node *n;
+	char ctx[512];
+
+	if (event->type == YAML_SCALAR_EVENT)
+		tag = event->data.scalar.tag;
+	else if (event->type == YAML_SEQUENCE_START_EVENT)
+		tag = event->data.sequence_start.tag;
+	else
+		tag = event->data.mapping_start.tag;
+	if (tag != NULL) {
+		stack_context(stack, *depth, ctx, sizeof(ctx));
+		return fail(ld, pos, ctx, NULL, "tag '%s' is not supported: "
+		    "expected a plain value", (const char *)tag);
+	}
+	if (++ld->nnodes > MAX_NODES)
+		return fail(ld, pos, NULL, NULL, "more than %d values: "
+		    "this is not a configuration", MAX_NODES);
+	n = xcalloc(1, sizeof(*n));
+	n->line = pos->line;
+	n->column = pos->column;
+	if (event->type == YAML_SCALAR_EVENT) {
+		n->type = NODE_SCALAR;
+		n->len = event->data.scalar.length;
+		n->value = xstrndup((const char *)event->data.scalar.value, n->len);
+		n->plain = event->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+	} else
+		n->type = event->type == YAML_SEQUENCE_START_EVENT ? NODE_SEQUENCE : NODE_MAPPING;
+	stack_context(stack, *depth, ctx, sizeof(ctx));
+	attach(ld, stack, *depth, n);
+	if (n->type == NODE_SCALAR) {
+		if (memchr(event->data.scalar.value, '\0', n->len) != NULL)
+			return fail(ld, pos, ctx, NULL, "a NUL byte inside a value");
+		return 0;
+	}
+	if (*depth == MAX_DEPTH)
+		return fail(ld, pos, ctx, NULL, "nested deeper than %d levels", MAX_DEPTH);
+	stack[(*depth)++] = n;
+	return 0;
+}
+
 static int
 build_tree(struct loader *ld, const char *data, size_t len)
 {
@@ -273,23 +325,10 @@ build_tree(struct loader *ld, const char *data, size_t len)
 	/* Never guess UTF-16 from binary junk: a config is UTF-8. */
 	yaml_parser_set_encoding(&parser, YAML_UTF8_ENCODING);
 	while (!done) {
-		struct node *n = NULL, pos;
-		const char *anchor = NULL;
-		const unsigned char *tag = NULL;
+		struct node pos;
 
 		if (!yaml_parser_parse(&parser, &event)) {
-			struct node where;
-
-			where.line = (unsigned)parser.problem_mark.line + 1;
-			where.column = (unsigned)parser.problem_mark.column + 1;
-			stack_context(stack, depth, ctx, sizeof(ctx));
-			if (parser.context != NULL)
-				fail(ld, &where, ctx, NULL, "invalid YAML: %s %s (line %zu)",
-				    parser.problem ? parser.problem : "error", parser.context,
-				    parser.context_mark.line + 1);
-			else
-				fail(ld, &where, ctx, NULL, "invalid YAML: %s",
-				    parser.problem ? parser.problem : "error");
+			parse_error(ld, &parser, stack, depth);
 			goto out;
 		}
 		pos.line = (unsigned)event.start_mark.line + 1;
@@ -312,53 +351,10 @@ build_tree(struct loader *ld, const char *data, size_t len)
 			    (const char *)event.data.alias.anchor);
 			goto fail_event;
 		case YAML_SCALAR_EVENT:
-			tag = event.data.scalar.tag;
-			anchor = (const char *)event.data.scalar.anchor;
-			/* FALLTHROUGH */
 		case YAML_SEQUENCE_START_EVENT:
 		case YAML_MAPPING_START_EVENT:
-			if (event.type == YAML_SEQUENCE_START_EVENT)
-				tag = event.data.sequence_start.tag;
-			else if (event.type == YAML_MAPPING_START_EVENT)
-				tag = event.data.mapping_start.tag;
-			(void)anchor;
-			if (tag != NULL) {
-				stack_context(stack, depth, ctx, sizeof(ctx));
-				fail(ld, &pos, ctx, NULL, "tag '%s' is not supported: "
-				    "expected a plain value", (const char *)tag);
+			if (add_node(ld, &event, &pos, stack, &depth) != 0)
 				goto fail_event;
-			}
-			if (++ld->nnodes > MAX_NODES) {
-				fail(ld, &pos, NULL, NULL, "more than %d values: "
-				    "this is not a configuration", MAX_NODES);
-				goto fail_event;
-			}
-			n = xcalloc(1, sizeof(*n));
-			n->line = pos.line;
-			n->column = pos.column;
-			if (event.type == YAML_SCALAR_EVENT) {
-				n->type = NODE_SCALAR;
-				n->len = event.data.scalar.length;
-				n->value = xstrndup((const char *)event.data.scalar.value, n->len);
-				n->plain = event.data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
-			} else
-				n->type = event.type == YAML_SEQUENCE_START_EVENT ?
-				    NODE_SEQUENCE : NODE_MAPPING;
-			stack_context(stack, depth, ctx, sizeof(ctx));
-			attach(ld, stack, depth, n);
-			if (n->type == NODE_SCALAR) {
-				if (memchr(event.data.scalar.value, '\0', n->len) != NULL) {
-					fail(ld, &pos, ctx, NULL, "a NUL byte inside a value");
-					goto fail_event;
-				}
-				break;
-			}
-			if (depth == MAX_DEPTH) {
-				fail(ld, &pos, ctx, NULL, "nested deeper than %d levels",
-				    MAX_DEPTH);
-				goto fail_event;
-			}
-			stack[depth++] = n;
 			break;
 		case YAML_SEQUENCE_END_EVENT:
 		case YAML_MAPPING_END_EVENT:
@@ -642,16 +638,13 @@ get_bool(struct loader *ld, const struct node *map, const char *ctx, const char 
 	    describe(v, buf, sizeof(buf)));
 }
 
-enum strv_kind {
-	STRV_GLOBS,		/* path globs; a single string is a list of one */
-	STRV_NAMES,		/* service or group names; a single string is a list of one */
-	STRV_ARGV,		/* a command: a non-empty list, never a shell string */
-};
-
-/* Sets *out to a NULL-terminated copy of a list value; absent or null leaves it alone. */
+/*
+ * Sets *out to a NULL-terminated copy of a list value of KIND (GLOBS, NAMES
+ * or ARGV); absent or null leaves it alone.
+ */
 static int
 get_strv(struct loader *ld, const struct node *map, const char *ctx, const char *key,
-    enum strv_kind kind, char ***out)
+    enum config_field_type kind, char ***out)
 {
 	const struct node *v = map_get(map, key);
 	const struct node *const *items;
@@ -661,20 +654,21 @@ get_strv(struct loader *ld, const struct node *map, const char *ctx, const char 
 
 	if (is_null(v))
 		return 0;
-	if (v->type == NODE_SCALAR && kind != STRV_ARGV) {
+	if (v->type == NODE_SCALAR && kind != CONFIG_FIELD_ARGV) {
 		items = (const struct node *const *)&v;
 		n = 1;
 	} else if (v->type == NODE_SEQUENCE) {
 		items = (const struct node *const *)v->items;
 		n = v->nitems;
-	} else if (kind == STRV_ARGV)
+	} else if (kind == CONFIG_FIELD_ARGV)
 		return fail(ld, v, ctx, key, "expected a command as a list of arguments "
 		    "(it runs without a shell), e.g. [program, arg], got %s",
 		    describe(v, buf, sizeof(buf)));
 	else
 		return fail(ld, v, ctx, key, "expected a list of %s, got %s",
-		    kind == STRV_GLOBS ? "path globs" : "names", describe(v, buf, sizeof(buf)));
-	if (n == 0 && kind == STRV_ARGV)
+		    kind == CONFIG_FIELD_GLOBS ? "path globs" : "names",
+		    describe(v, buf, sizeof(buf)));
+	if (n == 0 && kind == CONFIG_FIELD_ARGV)
 		return fail(ld, v, ctx, key, "expected a command, got an empty list");
 	list = xcalloc(n + 1, sizeof(*list));
 	for (size_t i = 0; i < n; i++) {
@@ -686,15 +680,15 @@ get_strv(struct loader *ld, const struct node *map, const char *ctx, const char 
 			    i + 1, describe(item, buf, sizeof(buf)));
 			goto out;
 		}
-		if (kind == STRV_GLOBS && path_glob_check(item->value, &why) != 0) {
+		if (kind == CONFIG_FIELD_GLOBS && path_glob_check(item->value, &why) != 0) {
 			r = fail(ld, item, ctx, key, "bad glob '%s': %s", item->value, why);
 			goto out;
 		}
-		if (kind == STRV_NAMES && !valid_name(item->value)) {
+		if (kind == CONFIG_FIELD_NAMES && !valid_name(item->value)) {
 			r = fail(ld, item, ctx, key, "'%s' is not a valid name", item->value);
 			goto out;
 		}
-		if (kind == STRV_ARGV && i == 0 && item->len == 0) {
+		if (kind == CONFIG_FIELD_ARGV && i == 0 && item->len == 0) {
 			r = fail(ld, item, ctx, key, "the program name is empty");
 			goto out;
 		}
@@ -716,8 +710,6 @@ list_item(const struct node *v, size_t i)
 		return v->items[i];
 	return v;
 }
-
-/* --- Sections. --- */
 
 /* Resolves a path on this machine: "~" is $HOME, a relative path is under DIR. */
 static char *
@@ -748,11 +740,136 @@ resolve(const char *dir, char **value)
 	*value = p;
 }
 
+/* --- Reading a section by its table of fields. --- */
+
+/* Fills NAMES (SIZE slots) with the keys of FIELDS, then of MORE (or NULL); NULL-terminated. */
+static const char *const *
+field_names(const struct config_field *fields, const struct config_field *more,
+    const char **names, size_t size)
+{
+	size_t n = 0;
+
+	for (const struct config_field *f = fields; f->name != NULL && n + 1 < size; f++)
+		names[n++] = f->name;
+	for (const struct config_field *f = more; f != NULL && f->name != NULL && n + 1 < size;
+	    f++)
+		names[n++] = f->name;
+	names[n] = NULL;
+	return names;
+}
+
+/* check_keys() against the keys of FIELDS and MORE (or NULL). */
+static int
+check_fields(struct loader *ld, const struct node *map, const char *ctx,
+    const struct config_field *fields, const struct config_field *more)
+{
+	const char *names[MAX_KEYS];
+
+	return check_keys(ld, map, ctx, field_names(fields, more, names, MAX_KEYS));
+}
+
+/*
+ * The first pass over a section: reads the plain values of FIELDS from MAP
+ * into OBJ, in table order. Rows with a read hook wait for read_hooks().
+ */
+static int
+read_fields(struct loader *ld, const struct node *map, const char *ctx,
+    const struct config_field *fields, void *obj)
+{
+	int r = 0;
+
+	for (const struct config_field *f = fields; r == 0 && f->name != NULL; f++) {
+		int duration = (f->flags & CONFIG_FIELD_DURATION) != 0;
+		unsigned v;
+
+		if (f->read != NULL)
+			continue;
+		switch (f->type) {
+		case CONFIG_FIELD_STRING:
+			r = get_string(ld, map, ctx, f->name, CONFIG_FIELD_AT(obj, f, char *));
+			break;
+		case CONFIG_FIELD_UNSIGNED:
+			r = get_unsigned(ld, map, ctx, f->name, duration, f->min, f->max,
+			    CONFIG_FIELD_AT(obj, f, unsigned));
+			break;
+		case CONFIG_FIELD_INT:
+			v = (unsigned)*CONFIG_FIELD_AT(obj, f, int);
+			r = get_unsigned(ld, map, ctx, f->name, duration, f->min, f->max, &v);
+			*CONFIG_FIELD_AT(obj, f, int) = (int)v;
+			break;
+		case CONFIG_FIELD_BOOL:
+			r = get_bool(ld, map, ctx, f->name, CONFIG_FIELD_AT(obj, f, int));
+			break;
+		case CONFIG_FIELD_GLOBS:
+		case CONFIG_FIELD_NAMES:
+		case CONFIG_FIELD_ARGV:
+			r = get_strv(ld, map, ctx, f->name, f->type,
+			    CONFIG_FIELD_AT(obj, f, char **));
+			break;
+		case CONFIG_FIELD_UINT64:
+		case CONFIG_FIELD_ENUM:
+		case CONFIG_FIELD_MAPPING:
+			log_error("%s: %s.%s: no reader for this key", ld->file, ctx, f->name);
+			r = DS_ERR_SYSTEM;
+			break;
+		}
+	}
+	return r;
+}
+
+/*
+ * The second pass, after the plain values and the section's own checks of
+ * them: in table order, each row's read hook and the check of a string
+ * that is set.
+ */
+static int
+read_hooks(struct loader *ld, const struct node *map, const char *ctx,
+    const struct config_field *fields, void *obj)
+{
+	const char *why, *value;
+	int r;
+
+	for (const struct config_field *f = fields; f->name != NULL; f++) {
+		if (f->read != NULL && (r = f->read(ld, map, ctx, f, obj)) != 0)
+			return r;
+		if (f->valid == NULL || f->type != CONFIG_FIELD_STRING)
+			continue;
+		value = *CONFIG_FIELD_AT(obj, f, char *);
+		if (value != NULL && (why = f->valid(value)) != NULL)
+			return fail(ld, map_get(map, f->name), ctx, f->name, "%s", why);
+	}
+	return 0;
+}
+
+/* Resolves every set CONFIG_FIELD_LOCAL_PATH string of OBJ against DIR. */
+static void
+resolve_fields(const char *dir, const struct config_field *fields, void *obj)
+{
+	for (const struct config_field *f = fields; f->name != NULL; f++)
+		if (f->type == CONFIG_FIELD_STRING && (f->flags & CONFIG_FIELD_LOCAL_PATH))
+			resolve(dir, CONFIG_FIELD_AT(obj, f, char *));
+}
+
+/* check_fields(), read_fields() and read_hooks() of a mapping MAP at CTX. */
+static int
+read_section(struct loader *ld, const struct node *map, const char *ctx,
+    const struct config_field *fields, void *obj)
+{
+	int r;
+
+	if ((r = check_fields(ld, map, ctx, fields, NULL)) != 0 ||
+	    (r = read_fields(ld, map, ctx, fields, obj)) != 0 ||
+	    (r = read_hooks(ld, map, ctx, fields, obj)) != 0)
+		return r;
+	return 0;
+}
+
+/* --- Sections. --- */
+
 static int
 parse_distribution(struct loader *ld, const struct node *root)
 {
-	static const char *const keys[] = { "name", "source", "store", "keep_releases",
-	    "signing_key", "public_key", "level", NULL };
+	const struct config_field *fields = config_distribution_fields;
 	struct config_distribution *d = &ld->config->distribution;
 	const struct node *map = map_get(root, "distribution");
 	int r;
@@ -761,113 +878,75 @@ parse_distribution(struct loader *ld, const struct node *root)
 		return fail(ld, root, NULL, "distribution",
 		    "missing: expected a mapping with at least 'name'");
 	if ((r = expect_mapping(ld, map, NULL, "distribution")) != 0 ||
-	    (r = check_keys(ld, map, "distribution", keys)) != 0 ||
-	    (r = get_string(ld, map, "distribution", "name", &d->name)) != 0 ||
-	    (r = get_string(ld, map, "distribution", "source", &d->source)) != 0 ||
-	    (r = get_string(ld, map, "distribution", "store", &d->store)) != 0 ||
-	    (r = get_unsigned(ld, map, "distribution", "keep_releases", 0, 1, 100000,
-	    &d->keep_releases)) != 0 ||
-	    (r = get_string(ld, map, "distribution", "signing_key", &d->signing_key)) != 0 ||
-	    (r = get_string(ld, map, "distribution", "public_key", &d->public_key)) != 0)
+	    (r = read_section(ld, map, "distribution", fields, d)) != 0)
 		return r;
-	if (map_get(map, "level") != NULL) {
-		unsigned level = DEFAULT_LEVEL;
-
-		if ((r = get_unsigned(ld, map, "distribution", "level", 0, 1, 22, &level)) != 0)
-			return r;
-		d->level = (int)level;
-	}
 	if (d->name == NULL)
 		return fail(ld, map, "distribution", "name", "missing: expected the "
 		    "distribution's name");
 	if (!valid_name(d->name))
 		return fail(ld, map_get(map, "name"), "distribution", "name",
 		    "expected letters, digits, '_', '-' or '.' (at most %d)", MAX_NAME);
-	if (d->source == NULL)
-		d->source = xstrdup("dist");
-	if (d->store == NULL)
-		d->store = xstrdup(".distsync");
-	resolve(ld->config->dir, &d->source);
-	resolve(ld->config->dir, &d->store);
-	resolve(ld->config->dir, &d->signing_key);
-	resolve(ld->config->dir, &d->public_key);
+	resolve_fields(ld->config->dir, fields, d);
 	if (strcmp(d->source, d->store) == 0)
 		return fail(ld, map_get(map, "store"), "distribution", "store",
 		    "the store cannot be the source tree");
 	return 0;
 }
 
-static int
-parse_health(struct loader *ld, const struct node *map, const char *ctx,
-    struct config_health *h)
+/* The health: row of a service (config-fields.h): one kind of check. */
+int
+config_read_health(struct loader *ld, const struct node *map, const char *ctx,
+    const struct config_field *field, void *obj)
 {
-	static const char *const keys[] = { "command", "url", "container", "timeout", NULL };
+	const struct node *v = map_get(map, field->name);
+	struct config_health *h = CONFIG_FIELD_AT(obj, field, struct config_health);
+	char hctx[160];
 	int r, kinds;
 
-	if ((r = expect_mapping(ld, map, ctx, NULL)) != 0 ||
-	    (r = check_keys(ld, map, ctx, keys)) != 0 ||
-	    (r = get_strv(ld, map, ctx, "command", STRV_ARGV, &h->command)) != 0 ||
-	    (r = get_string(ld, map, ctx, "url", &h->url)) != 0 ||
-	    (r = get_bool(ld, map, ctx, "container", &h->container)) != 0 ||
-	    (r = get_unsigned(ld, map, ctx, "timeout", 1, 1, 86400, &h->timeout)) != 0)
+	if (is_null(v))
+		return 0;
+	snprintf(hctx, sizeof(hctx), "%s.%s", ctx, field->name);
+	if ((r = expect_mapping(ld, v, hctx, NULL)) != 0 ||
+	    (r = read_section(ld, v, hctx, field->sub, h)) != 0)
 		return r;
 	kinds = (h->command != NULL) + (h->url != NULL) + (h->container != 0);
 	if (kinds == 0)
-		return fail(ld, map, ctx, NULL, "expected one of command: [argv], url: URL "
+		return fail(ld, v, hctx, NULL, "expected one of command: [argv], url: URL "
 		    "or container: true");
 	if (kinds > 1)
-		return fail(ld, map, ctx, NULL, "give only one of command, url or container");
+		return fail(ld, v, hctx, NULL, "give only one of command, url or container");
 	if (h->url != NULL && strncmp(h->url, "http://", 7) != 0 &&
 	    strncmp(h->url, "https://", 8) != 0)
-		return fail(ld, map_get(map, "url"), ctx, "url",
+		return fail(ld, map_get(v, "url"), hctx, "url",
 		    "expected an http:// or https:// URL");
 	return 0;
 }
 
-static int
-parse_service(struct loader *ld, const struct node *key, const struct node *map,
-    struct config_service *s)
+/*
+ * The restart: row of a service (config-fields.h), read after its lists:
+ * the kind of restart, and whether the service's command fits it.
+ */
+int
+config_read_restart(struct loader *ld, const struct node *map, const char *ctx,
+    const struct config_field *field, void *obj)
 {
-	static const char *const keys[] = { "paths", "restart", "command", "reload_on",
-	    "after", "health", NULL };
-	const struct node *v;
-	char ctx[128], h[128], buf[64];
-	int r;
+	struct config_service *s = obj;
+	const struct node *v = map_get(map, field->name);
+	char h[128], buf[64];
+	size_t i;
 
-	snprintf(ctx, sizeof(ctx), "services.%s", key->value);
-	s->name = xstrdup(key->value);
-	s->line = key->line;
-	s->restart = CONFIG_RESTART_COMPOSE;
-	s->health.timeout = DEFAULT_HEALTH_TIMEOUT;
-	if ((r = check_name(ld, key, "services", "service")) != 0 ||
-	    (r = expect_mapping(ld, map, "services", key->value)) != 0 ||
-	    (r = check_keys(ld, map, ctx, keys)) != 0 ||
-	    (r = get_strv(ld, map, ctx, "paths", STRV_GLOBS, &s->paths)) != 0 ||
-	    (r = get_strv(ld, map, ctx, "command", STRV_ARGV, &s->command)) != 0 ||
-	    (r = get_strv(ld, map, ctx, "reload_on", STRV_GLOBS, &s->reload_on)) != 0 ||
-	    (r = get_strv(ld, map, ctx, "after", STRV_NAMES, &s->after)) != 0)
-		return r;
-	if (s->paths == NULL || s->paths[0] == NULL)
-		return fail(ld, s->paths ? map_get(map, "paths") : key, ctx, "paths",
-		    "missing: expected the globs of the artifacts this service uses");
-	if (s->reload_on == NULL)
-		s->reload_on = xcalloc(1, sizeof(char *));
-	if (s->after == NULL)
-		s->after = xcalloc(1, sizeof(char *));
-	if ((v = map_get(map, "restart")) != NULL) {
-		size_t i;
-
+	if (v != NULL) {
 		if (v->type != NODE_SCALAR || is_null(v))
-			return fail(ld, v, ctx, "restart", "expected compose, none or command, "
+			return fail(ld, v, ctx, field->name, "expected compose, none or command, "
 			    "got %s", describe(v, buf, sizeof(buf)));
-		for (i = 0; restart_names[i] != NULL; i++)
-			if (strcmp(v->value, restart_names[i]) == 0)
+		for (i = 0; field->names[i] != NULL; i++)
+			if (strcmp(v->value, field->names[i]) == 0)
 				break;
-		if (restart_names[i] == NULL)
-			return fail(ld, v, ctx, "restart", "expected compose, none or command, "
-			    "got '%s'%s", v->value, hint(h, sizeof(h), v->value, restart_names, 3));
-		s->restart = i == 0 ? CONFIG_RESTART_NONE : i == 1 ?
-		    CONFIG_RESTART_COMPOSE : CONFIG_RESTART_COMMAND;
+		if (field->names[i] == NULL)
+			return fail(ld, v, ctx, field->name, "expected compose, none or command, "
+			    "got '%s'%s", v->value, hint(h, sizeof(h), v->value, field->names,
+			    count_strings(field->names)));
+		s->restart = (enum config_restart)i;
 	}
 	if (s->restart == CONFIG_RESTART_COMMAND && s->command == NULL)
 		return fail(ld, v, ctx, "command", "missing: 'restart: command' needs "
@@ -877,14 +956,30 @@ parse_service(struct loader *ld, const struct node *key, const struct node *map,
 		return fail(ld, map_get(map, "command"), ctx, "command",
 		    "only used with 'restart: command' (or as the reload_on action of "
 		    "'restart: none')");
-	if ((v = map_get(map, "health")) != NULL && !is_null(v)) {
-		char hctx[160];
-
-		snprintf(hctx, sizeof(hctx), "%s.health", ctx);
-		if ((r = parse_health(ld, v, hctx, &s->health)) != 0)
-			return r;
-	}
 	return 0;
+}
+
+static int
+parse_service(struct loader *ld, const struct node *key, const struct node *map,
+    struct config_service *s)
+{
+	const struct config_field *fields = config_service_fields;
+	char ctx[128];
+	int r;
+
+	snprintf(ctx, sizeof(ctx), "services.%s", key->value);
+	s->name = xstrdup(key->value);
+	s->line = key->line;
+	config_fields_defaults(fields, s);
+	if ((r = check_name(ld, key, "services", "service")) != 0 ||
+	    (r = expect_mapping(ld, map, "services", key->value)) != 0 ||
+	    (r = check_fields(ld, map, ctx, fields, NULL)) != 0 ||
+	    (r = read_fields(ld, map, ctx, fields, s)) != 0)
+		return r;
+	if (s->paths == NULL || s->paths[0] == NULL)
+		return fail(ld, s->paths ? map_get(map, "paths") : key, ctx, "paths",
+		    "missing: expected the globs of the artifacts this service uses");
+	return read_hooks(ld, map, ctx, fields, s);
 }
 
 /* Depth-first search for a cycle through "after"; reports the first one found. */
@@ -993,7 +1088,6 @@ parse_services(struct loader *ld, const struct node *root)
 static int
 parse_run_once(struct loader *ld, const struct node *root)
 {
-	static const char *const keys[] = { "paths", "command", NULL };
 	struct config *c = ld->config;
 	const struct node *list = map_get(root, "run_once");
 	char buf[64];
@@ -1012,10 +1106,9 @@ parse_run_once(struct loader *ld, const struct node *root)
 
 		snprintf(ctx, sizeof(ctx), "run_once[%zu]", i);
 		o->line = map->line;
+		config_fields_defaults(config_run_once_fields, o);
 		if ((r = expect_mapping(ld, map, ctx, NULL)) != 0 ||
-		    (r = check_keys(ld, map, ctx, keys)) != 0 ||
-		    (r = get_strv(ld, map, ctx, "paths", STRV_GLOBS, &o->paths)) != 0 ||
-		    (r = get_strv(ld, map, ctx, "command", STRV_ARGV, &o->command)) != 0)
+		    (r = read_section(ld, map, ctx, config_run_once_fields, o)) != 0)
 			return r;
 		if (o->paths == NULL || o->paths[0] == NULL)
 			return fail(ld, map, ctx, "paths", "missing: expected the globs of the "
@@ -1039,7 +1132,7 @@ parse_groups(struct loader *ld, const struct node *root)
 	if (list->type != NODE_SEQUENCE && !is_null(list))
 		return fail(ld, list, NULL, "groups", "expected a list of group names, got %s",
 		    describe(list, buf, sizeof(buf)));
-	if ((r = get_strv(ld, root, NULL, "groups", STRV_NAMES, &ld->config->groups)) != 0)
+	if ((r = get_strv(ld, root, NULL, "groups", CONFIG_FIELD_NAMES, &ld->config->groups)) != 0)
 		return r;
 	if (ld->config->groups == NULL)
 		ld->config->groups = xcalloc(1, sizeof(char *));
@@ -1060,107 +1153,52 @@ host_copy(struct config_host *dst, const struct config_host *src)
 {
 	*dst = *src;
 	dst->name = src->name ? xstrdup(src->name) : NULL;
-#define COPY(f) dst->f = src->f ? xstrdup(src->f) : NULL
-	COPY(address);
-	COPY(user);
-	COPY(identity);
-	COPY(known_hosts);
-	COPY(path);
-	COPY(state);
-	COPY(compose);
-	COPY(compose_project);
-	COPY(remote_command);
-	COPY(owner);
-	COPY(group);
-#undef COPY
-	dst->groups = NULL;
-	if (src->groups != NULL) {
-		size_t n = 0;
-
-		while (src->groups[n] != NULL)
-			n++;
-		dst->groups = xcalloc(n + 1, sizeof(char *));
-		for (size_t i = 0; i < n; i++)
-			dst->groups[i] = xstrdup(src->groups[i]);
-	}
+	config_fields_copy(config_host_fields, dst, src);
 }
 
 static void
 host_release(struct config_host *h)
 {
 	free(h->name);
-	free(h->address);
-	free(h->user);
-	free(h->identity);
-	free(h->known_hosts);
-	free(h->path);
-	free(h->state);
-	free(h->compose);
-	free(h->compose_project);
-	free(h->remote_command);
-	free(h->owner);
-	free(h->group);
-	xfree_strv(h->groups);
+	config_fields_release(config_host_fields, h);
 }
 
-static void
-note_origin(struct origin *o, const struct node *map, const char *key, const char *ctx)
+/*
+ * Where a host's merged value of KEY was written: its own mapping HMAP (at
+ * CTX), else defaults:. Both NULL for a value neither wrote.
+ */
+static struct origin
+host_origin(const struct node *hmap, const struct node *defaults, const char *ctx,
+    const char *key)
 {
-	const struct node *v = map_get(map, key);
-
-	if (!is_null(v)) {
-		o->node = v;
-		o->ctx = ctx;
-	}
-}
-
-/* Overwrites the fields of H that MAP sets (a host's mapping or defaults:). */
-static int
-parse_host_fields(struct loader *ld, const struct node *map, const char *ctx,
-    struct config_host *h, struct host_origins *origins)
-{
+	struct origin o = { NULL, NULL };
 	const struct node *v;
-	char buf[64];
-	int r;
 
-	if ((r = get_string(ld, map, ctx, "address", &h->address)) != 0 ||
-	    (r = get_string(ld, map, ctx, "user", &h->user)) != 0 ||
-	    (r = get_unsigned(ld, map, ctx, "port", 0, 1, 65535, &h->port)) != 0 ||
-	    (r = get_string(ld, map, ctx, "identity", &h->identity)) != 0 ||
-	    (r = get_string(ld, map, ctx, "known_hosts", &h->known_hosts)) != 0 ||
-	    (r = get_string(ld, map, ctx, "path", &h->path)) != 0 ||
-	    (r = get_string(ld, map, ctx, "state", &h->state)) != 0 ||
-	    (r = get_string(ld, map, ctx, "compose", &h->compose)) != 0 ||
-	    (r = get_string(ld, map, ctx, "compose_project", &h->compose_project)) != 0 ||
-	    (r = get_string(ld, map, ctx, "remote_command", &h->remote_command)) != 0 ||
-	    (r = get_string(ld, map, ctx, "owner", &h->owner)) != 0 ||
-	    (r = get_string(ld, map, ctx, "group", &h->group)) != 0 ||
-	    (r = get_strv(ld, map, ctx, "groups", STRV_NAMES, &h->groups)) != 0 ||
-	    (r = get_unsigned(ld, map, ctx, "retries", 0, 0, 1000, &h->retries)) != 0 ||
-	    (r = get_unsigned(ld, map, ctx, "retry_max_wait", 1, 1, 86400,
-	    &h->retry_max_wait)) != 0 ||
-	    (r = get_unsigned(ld, map, ctx, "connect_timeout", 1, 1, 3600,
-	    &h->connect_timeout)) != 0 ||
-	    (r = get_unsigned(ld, map, ctx, "idle_timeout", 1, 1, 86400,
-	    &h->idle_timeout)) != 0 ||
-	    (r = get_unsigned(ld, map, ctx, "keep_backups", 0, 1, 1000, &h->keep_backups)) != 0)
-		return r;
-	if (h->address != NULL && (h->address[0] == '-' || strpbrk(h->address, " \t") != NULL))
-		return fail(ld, map_get(map, "address"), ctx, "address",
-		    "expected a host name or IP address");
-	if (h->user != NULL && (h->user[0] == '-' || strpbrk(h->user, " \t@") != NULL))
-		return fail(ld, map_get(map, "user"), ctx, "user", "expected a login name");
-	if ((v = map_get(map, "bwlimit")) != NULL && !is_null(v)) {
-		const char *why = "expected a scalar";
-
-		if (v->type != NODE_SCALAR || config_parse_bwlimit(v->value, &h->bwlimit, &why) != 0)
-			return fail(ld, v, ctx, "bwlimit", "%s, got %s (bytes/s, e.g. 250000, "
-			    "256k, 2M, or bits/s: 256kbit)", why, describe(v, buf, sizeof(buf)));
+	if (!is_null(v = map_get(hmap, key))) {
+		o.node = v;
+		o.ctx = ctx;
+	} else if (!is_null(v = map_get(defaults, key))) {
+		o.node = v;
+		o.ctx = "defaults";
 	}
-	note_origin(&origins->path, map, "path", ctx);
-	note_origin(&origins->state, map, "state", ctx);
-	note_origin(&origins->compose, map, "compose", ctx);
-	note_origin(&origins->groups, map, "groups", ctx);
+	return o;
+}
+
+/* The bwlimit: row of a host (config-fields.h), read after its address and user are checked. */
+int
+config_read_bwlimit(struct loader *ld, const struct node *map, const char *ctx,
+    const struct config_field *field, void *obj)
+{
+	const struct node *v = map_get(map, field->name);
+	const char *why = "expected a scalar";
+	char buf[64];
+
+	if (is_null(v))
+		return 0;
+	if (v->type != NODE_SCALAR ||
+	    config_parse_bwlimit(v->value, CONFIG_FIELD_AT(obj, field, uint64_t), &why) != 0)
+		return fail(ld, v, ctx, field->name, "%s, got %s (bytes/s, e.g. 250000, "
+		    "256k, 2M, or bits/s: 256kbit)", why, describe(v, buf, sizeof(buf)));
 	return 0;
 }
 
@@ -1192,21 +1230,33 @@ target_path(struct loader *ld, const struct config_host *h, const struct origin 
 	return 0;
 }
 
+/*
+ * Completes host H read from HMAP (at CTX) over defaults: (DEFAULTS):
+ * target directories, the state default, local paths, groups.
+ */
 static int
 finish_host(struct loader *ld, const struct node *key, const char *ctx, struct config_host *h,
-    const struct host_origins *o)
+    const struct node *hmap, const struct node *defaults)
 {
+	struct origin path = host_origin(hmap, defaults, ctx, "path");
+	struct origin state = host_origin(hmap, defaults, ctx, "state");
+	struct origin groups;
 	size_t plen;
 	int r;
 
 	if (h->path == NULL)
 		return fail(ld, key, ctx, "path", "missing: expected the target directory");
-	if ((r = target_path(ld, h, &o->path, "path", &h->path)) != 0 ||
-	    (r = target_path(ld, h, &o->state, "state", &h->state)) != 0 ||
-	    (r = target_path(ld, h, &o->compose, "compose", &h->compose)) != 0)
-		return r;
+	for (const struct config_field *f = config_host_fields; f->name != NULL; f++) {
+		struct origin o;
+
+		if ((f->flags & CONFIG_FIELD_TARGET_PATH) == 0)
+			continue;
+		o = host_origin(hmap, defaults, ctx, f->name);
+		if ((r = target_path(ld, h, &o, f->name, CONFIG_FIELD_AT(h, f, char *))) != 0)
+			return r;
+	}
 	if (strcmp(h->path, "/") == 0)
-		return fail(ld, o->path.node, o->path.ctx, "path",
+		return fail(ld, path.node, path.ctx, "path",
 		    "refusing the filesystem root as a target");
 	if (h->state == NULL) {
 		char *dir = path_dirname(h->path), *base = path_basename(h->path);
@@ -1219,21 +1269,19 @@ finish_host(struct loader *ld, const struct node *key, const char *ctx, struct c
 	plen = strlen(h->path);
 	if (strcmp(h->state, h->path) == 0 ||
 	    (strncmp(h->state, h->path, plen) == 0 && h->state[plen] == '/'))
-		return fail(ld, o->state.node, o->state.ctx, "state",
+		return fail(ld, state.node, state.ctx, "state",
 		    "the state directory cannot be inside the target '%s'", h->path);
 	plen = strlen(h->state);
 	if (strncmp(h->path, h->state, plen) == 0 && h->path[plen] == '/')
-		return fail(ld, o->path.node, o->path.ctx, "path",
+		return fail(ld, path.node, path.ctx, "path",
 		    "the target cannot be inside the state directory '%s'", h->state);
-	resolve(ld->config->dir, &h->identity);
 	if (h->address != NULL && h->known_hosts == NULL)
 		h->known_hosts = xstrdup("~/.ssh/known_hosts");
-	resolve(ld->config->dir, &h->known_hosts);
-	if (h->groups == NULL)
-		h->groups = xcalloc(1, sizeof(char *));
+	resolve_fields(ld->config->dir, config_host_fields, h);
 	if (ld->config->groups != NULL) {
 		const char *const *known = (const char *const *)ld->config->groups;
 
+		groups = host_origin(hmap, defaults, ctx, "groups");
 		for (size_t i = 0; h->groups[i] != NULL; i++) {
 			char hbuf[128];
 			int declared = 0;
@@ -1243,7 +1291,7 @@ finish_host(struct loader *ld, const struct node *key, const char *ctx, struct c
 					declared = 1;
 			if (declared)
 				continue;
-			return fail(ld, list_item(o->groups.node, i), o->groups.ctx, "groups",
+			return fail(ld, list_item(groups.node, i), groups.ctx, "groups",
 			    "group '%s' is not in the top-level groups list%s", h->groups[i],
 			    hint(hbuf, sizeof(hbuf), h->groups[i], known, count_strings(known)));
 		}
@@ -1251,90 +1299,49 @@ finish_host(struct loader *ld, const struct node *key, const char *ctx, struct c
 	return 0;
 }
 
+/* defaults: parallel and every host key, into the template every host starts from. */
 static int
-parse_hosts(struct loader *ld, const struct node *root)
+parse_defaults(struct loader *ld, const struct node *defaults, struct config_host *template)
 {
-	struct config *c = ld->config;
-	const struct node *defaults = map_get(root, "defaults");
-	const struct node *map = map_get(root, "hosts");
-	struct host_origins default_origins, *origins = NULL;
-	struct config_host template;
-	const char **keys = NULL;
-	char **names = NULL;
+	const struct config_field *fields = config_defaults_fields;
 	int r;
 
-	memset(&template, 0, sizeof(template));
-	memset(&default_origins, 0, sizeof(default_origins));
-	template.remote_command = xstrdup("distsync");
-	template.retries = DEFAULT_RETRIES;
-	template.retry_max_wait = DEFAULT_RETRY_MAX_WAIT;
-	template.connect_timeout = DEFAULT_CONNECT_TIMEOUT;
-	template.idle_timeout = DEFAULT_IDLE_TIMEOUT;
-	template.keep_backups = CONFIG_KEEP_BACKUPS_DEFAULT;
-	if (!is_null(defaults)) {
-		keys = xcalloc(count_strings(host_keys) + 2, sizeof(*keys));
-		memcpy(keys, host_keys, count_strings(host_keys) * sizeof(*keys));
-		keys[count_strings(host_keys)] = "parallel";
-		if ((r = expect_mapping(ld, defaults, NULL, "defaults")) != 0 ||
-		    (r = check_keys(ld, defaults, "defaults", keys)) != 0 ||
-		    (r = get_unsigned(ld, defaults, "defaults", "parallel", 0, 1, 1024,
-		    &c->parallel)) != 0 ||
-		    (r = parse_host_fields(ld, defaults, "defaults", &template,
-		    &default_origins)) != 0)
-			goto out;
-	}
-	if (is_null(map)) {
-		r = 0;
-		goto out;
-	}
-	if ((r = expect_mapping(ld, map, NULL, "hosts")) != 0 ||
-	    (r = check_keys(ld, map, "hosts", NULL)) != 0)
-		goto out;
-	if (map->nitems / 2 > MAX_HOSTS) {
-		r = fail(ld, map, NULL, "hosts", "more than %d hosts", MAX_HOSTS);
-		goto out;
-	}
-	c->hosts = xcalloc(map->nitems / 2 + 1, sizeof(*c->hosts));
-	origins = xcalloc(map->nitems / 2 + 1, sizeof(*origins));
-	for (size_t i = 0; i + 1 < map->nitems; i += 2) {
-		const struct node *key = map->items[i], *hmap = map->items[i + 1];
-		struct config_host *h = &c->hosts[c->nhosts];
-		struct host_origins *o = &origins[c->nhosts];
-		char ctx[128];
+	if (is_null(defaults))
+		return 0;
+	if ((r = expect_mapping(ld, defaults, NULL, "defaults")) != 0 ||
+	    (r = check_fields(ld, defaults, "defaults", config_host_fields, fields)) != 0 ||
+	    (r = read_fields(ld, defaults, "defaults", fields, ld->config)) != 0 ||
+	    (r = read_hooks(ld, defaults, "defaults", fields, ld->config)) != 0 ||
+	    (r = read_fields(ld, defaults, "defaults", config_host_fields, template)) != 0 ||
+	    (r = read_hooks(ld, defaults, "defaults", config_host_fields, template)) != 0)
+		return r;
+	return 0;
+}
 
-		if ((r = check_name(ld, key, "hosts", "host")) != 0)
-			goto out;
-		host_copy(h, &template);
-		c->nhosts++;
-		free(h->name);
-		h->name = xstrdup(key->value);
-		h->line = key->line;
-		*o = default_origins;
-		snprintf(ctx, sizeof(ctx), "hosts.%s", key->value);
-		if (!is_null(hmap) && ((r = expect_mapping(ld, hmap, "hosts", key->value)) != 0 ||
-		    (r = check_keys(ld, hmap, ctx, host_keys)) != 0 ||
-		    (r = parse_host_fields(ld, hmap, ctx, h, o)) != 0))
-			goto out;
-		if ((r = finish_host(ld, key, ctx, h, o)) != 0)
-			goto out;
-	}
-	/* A name on the command line must mean one thing: a host or a group. */
+/* A name on the command line must mean one thing: a host or a group. */
+static int
+check_group_names(struct loader *ld, const struct node *root, const struct node *map,
+    const struct node *defaults)
+{
+	struct config *c = ld->config;
+	char **names;
+	int r = 0;
+
 	names = xcalloc(c->nhosts + 1, sizeof(*names));
 	for (size_t i = 0; i < c->nhosts; i++)
 		names[i] = c->hosts[i].name;
 	qsort(names, c->nhosts, sizeof(*names), compare_names);
 	for (size_t i = 0; i < c->nhosts; i++) {
 		for (size_t g = 0; c->hosts[i].groups[g] != NULL; g++) {
+			struct origin o;
 			char ctx[128];
 
 			if (bsearch(&c->hosts[i].groups[g], names, c->nhosts, sizeof(*names),
 			    compare_names) == NULL)
 				continue;
-			/* The per-host ctx buffers are gone; rebuild the name. */
 			snprintf(ctx, sizeof(ctx), "hosts.%s", c->hosts[i].name);
-			r = fail(ld, list_item(origins[i].groups.node, g),
-			    origins[i].groups.node == default_origins.groups.node ? "defaults" : ctx,
-			    "groups",
+			o = host_origin(map->items[2 * i + 1], defaults, ctx, "groups");
+			r = fail(ld, list_item(o.node, g), o.ctx, "groups",
 			    "'%s' is a host name; a group cannot share a name with a host",
 			    c->hosts[i].groups[g]);
 			goto out;
@@ -1351,12 +1358,58 @@ parse_hosts(struct loader *ld, const struct node *root)
 				goto out;
 			}
 	}
-	r = 0;
+ out:
+	free(names);
+	return r;
+}
+
+static int
+parse_hosts(struct loader *ld, const struct node *root)
+{
+	struct config *c = ld->config;
+	const struct node *defaults = map_get(root, "defaults");
+	const struct node *map = map_get(root, "hosts");
+	struct config_host template;
+	int r;
+
+	memset(&template, 0, sizeof(template));
+	config_fields_defaults(config_host_fields, &template);
+	if ((r = parse_defaults(ld, defaults, &template)) != 0)
+		goto out;
+	if (is_null(map)) {
+		r = 0;
+		goto out;
+	}
+	if ((r = expect_mapping(ld, map, NULL, "hosts")) != 0 ||
+	    (r = check_keys(ld, map, "hosts", NULL)) != 0)
+		goto out;
+	if (map->nitems / 2 > MAX_HOSTS) {
+		r = fail(ld, map, NULL, "hosts", "more than %d hosts", MAX_HOSTS);
+		goto out;
+	}
+	c->hosts = xcalloc(map->nitems / 2 + 1, sizeof(*c->hosts));
+	for (size_t i = 0; i + 1 < map->nitems; i += 2) {
+		const struct node *key = map->items[i], *hmap = map->items[i + 1];
+		struct config_host *h = &c->hosts[c->nhosts];
+		char ctx[128];
+
+		if ((r = check_name(ld, key, "hosts", "host")) != 0)
+			goto out;
+		host_copy(h, &template);
+		c->nhosts++;
+		free(h->name);
+		h->name = xstrdup(key->value);
+		h->line = key->line;
+		snprintf(ctx, sizeof(ctx), "hosts.%s", key->value);
+		if (!is_null(hmap) && ((r = expect_mapping(ld, hmap, "hosts", key->value)) != 0 ||
+		    (r = read_section(ld, hmap, ctx, config_host_fields, h)) != 0))
+			goto out;
+		if ((r = finish_host(ld, key, ctx, h, hmap, defaults)) != 0)
+			goto out;
+	}
+	r = check_group_names(ld, root, map, defaults);
  out:
 	host_release(&template);
-	free(keys);
-	free(origins);
-	free(names);
 	return r;
 }
 
@@ -1364,7 +1417,6 @@ parse_hosts(struct loader *ld, const struct node *root)
 static int
 parse_site(struct loader *ld, const struct node *root)
 {
-	static const char *const keys[] = { "upstream", "repository", "host", NULL };
 	const struct node *map = map_get(root, "site");
 	struct config_site *s = &ld->config->site;
 	const struct config_host *h;
@@ -1372,11 +1424,9 @@ parse_site(struct loader *ld, const struct node *root)
 
 	if (map == NULL)
 		return 0;
+	config_fields_defaults(config_site_fields, s);
 	if ((r = expect_mapping(ld, map, NULL, "site")) != 0 ||
-	    (r = check_keys(ld, map, "site", keys)) != 0 ||
-	    (r = get_string(ld, map, "site", "upstream", &s->upstream)) != 0 ||
-	    (r = get_string(ld, map, "site", "repository", &s->repository)) != 0 ||
-	    (r = get_string(ld, map, "site", "host", &s->host)) != 0)
+	    (r = read_section(ld, map, "site", config_site_fields, s)) != 0)
 		return r;
 	if (s->upstream == NULL)
 		return fail(ld, map, "site", "upstream", "missing: expected the hosts: entry "
@@ -1414,9 +1464,8 @@ parse_root(struct loader *ld)
 	if (root->type != NODE_MAPPING)
 		return fail(ld, root, NULL, NULL, "expected a mapping at the top level "
 		    "(distribution, services, hosts, ...), got %s", describe(root, buf, sizeof(buf)));
-	ld->config->parallel = DEFAULT_PARALLEL;
-	ld->config->distribution.keep_releases = DEFAULT_KEEP_RELEASES;
-	ld->config->distribution.level = DEFAULT_LEVEL;
+	config_fields_defaults(config_defaults_fields, ld->config);
+	config_fields_defaults(config_distribution_fields, &ld->config->distribution);
 	if ((r = check_keys(ld, root, NULL, keys)) != 0 ||
 	    (r = parse_distribution(ld, root)) != 0 ||
 	    (r = parse_groups(ld, root)) != 0 ||
@@ -1507,20 +1556,15 @@ config_load(const char *file, struct config **out)
 		    "1 MiB); refusing to parse it", file, (long long)st.st_size, CONFIG_MAX_SIZE);
 		goto out;
 	}
-	/* One byte more than the limit shows a file that grew after fstat. */
-	data = xmalloc(CONFIG_MAX_SIZE + 2);
-	while (len <= CONFIG_MAX_SIZE) {
-		ssize_t n = read(fd, data + len, CONFIG_MAX_SIZE + 1 - len);
-
-		if (n == -1 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (n == -1) {
+	if (fileio_read_fd(fd, CONFIG_MAX_SIZE, &data, &len) == -1) {
+		/* The file grew after fstat: the reader stopped one byte past the limit. */
+		if (errno == EFBIG)
+			log_error("%s: %zu bytes is more than a configuration may have (%d bytes, "
+			    "1 MiB); refusing to parse it", file, (size_t)CONFIG_MAX_SIZE + 1,
+			    CONFIG_MAX_SIZE);
+		else
 			log_errno("%s: cannot read the configuration", file);
-			goto out;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
+		goto out;
 	}
 	r = config_load_mem(data, len, file, out);
  out:
@@ -1536,35 +1580,21 @@ config_free(struct config *config)
 		return;
 	free(config->file);
 	free(config->dir);
-	free(config->distribution.name);
-	free(config->distribution.source);
-	free(config->distribution.store);
-	free(config->distribution.signing_key);
-	free(config->distribution.public_key);
+	config_fields_release(config_distribution_fields, &config->distribution);
 	for (size_t i = 0; i < config->nservices; i++) {
-		struct config_service *s = &config->services[i];
-
-		free(s->name);
-		xfree_strv(s->paths);
-		xfree_strv(s->command);
-		xfree_strv(s->reload_on);
-		xfree_strv(s->after);
-		xfree_strv(s->health.command);
-		free(s->health.url);
+		free(config->services[i].name);
+		config_fields_release(config_service_fields, &config->services[i]);
 	}
 	free(config->services);
-	for (size_t i = 0; i < config->nrun_once; i++) {
-		xfree_strv(config->run_once[i].paths);
-		xfree_strv(config->run_once[i].command);
-	}
+	for (size_t i = 0; i < config->nrun_once; i++)
+		config_fields_release(config_run_once_fields, &config->run_once[i]);
 	free(config->run_once);
 	for (size_t i = 0; i < config->nhosts; i++)
 		host_release(&config->hosts[i]);
 	free(config->hosts);
 	xfree_strv(config->groups);
-	free(config->site.upstream);
-	free(config->site.repository);
-	free(config->site.host);
+	config_fields_release(config_site_fields, &config->site);
+	config_fields_release(config_defaults_fields, config);
 	free(config);
 }
 
@@ -1699,273 +1729,4 @@ config_resolve_hosts(const struct config *config, char *const *names, size_t nna
 	*out = list;
 	*count = n;
 	return 0;
-}
-
-/* --- Printing as YAML through libyaml's emitter, so quoting is always right. --- */
-
-struct emitter {
-	yaml_emitter_t	e;
-	int		failed;
-};
-
-static void
-emit(struct emitter *em, yaml_event_t *event, int ok)
-{
-	if (em->failed)
-		return;
-	if (!ok || !yaml_emitter_emit(&em->e, event))
-		em->failed = 1;
-}
-
-static void
-emit_string(struct emitter *em, const char *s)
-{
-	yaml_event_t ev;
-	size_t len = strlen(s);
-	/* Quote what a reader would take for null; everything else may stay plain. */
-	int quote = len == 0 || strcmp(s, "~") == 0 || strcasecmp(s, "null") == 0;
-
-	if (em->failed)
-		return;
-	emit(em, &ev, yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)s,
-	    (int)len, 1, 1, quote ? YAML_DOUBLE_QUOTED_SCALAR_STYLE : YAML_ANY_SCALAR_STYLE));
-}
-
-static void
-emit_number(struct emitter *em, unsigned long long v)
-{
-	char buf[32];
-
-	snprintf(buf, sizeof(buf), "%llu", v);
-	emit_string(em, buf);
-}
-
-static void
-emit_mapping(struct emitter *em, int start, int flow)
-{
-	yaml_event_t ev;
-
-	if (em->failed)
-		return;
-	if (start)
-		emit(em, &ev, yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1,
-		    flow ? YAML_FLOW_MAPPING_STYLE : YAML_BLOCK_MAPPING_STYLE));
-	else
-		emit(em, &ev, yaml_mapping_end_event_initialize(&ev));
-}
-
-static void
-emit_key_string(struct emitter *em, const char *key, const char *value)
-{
-	if (value == NULL)
-		return;
-	emit_string(em, key);
-	emit_string(em, value);
-}
-
-static void
-emit_key_number(struct emitter *em, const char *key, unsigned long long value)
-{
-	emit_string(em, key);
-	emit_number(em, value);
-}
-
-static void
-emit_key_list(struct emitter *em, const char *key, char *const *list, int always)
-{
-	yaml_event_t ev;
-
-	if (list == NULL || (list[0] == NULL && !always) || em->failed)
-		return;
-	emit_string(em, key);
-	emit(em, &ev, yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1,
-	    YAML_FLOW_SEQUENCE_STYLE));
-	for (size_t i = 0; list[i] != NULL; i++)
-		emit_string(em, list[i]);
-	emit(em, &ev, yaml_sequence_end_event_initialize(&ev));
-}
-
-static int
-emit_begin(struct emitter *em, FILE *fp)
-{
-	yaml_event_t ev;
-
-	memset(em, 0, sizeof(*em));
-	if (!yaml_emitter_initialize(&em->e)) {
-		em->failed = 1;
-		return -1;
-	}
-	yaml_emitter_set_output_file(&em->e, fp);
-	yaml_emitter_set_unicode(&em->e, 1);
-	yaml_emitter_set_width(&em->e, -1);
-	yaml_emitter_set_indent(&em->e, 2);
-	emit(em, &ev, yaml_stream_start_event_initialize(&ev, YAML_UTF8_ENCODING));
-	emit(em, &ev, yaml_document_start_event_initialize(&ev, NULL, NULL, NULL, 1));
-	emit_mapping(em, 1, 0);
-	return 0;
-}
-
-static void
-emit_end(struct emitter *em, const char *what)
-{
-	yaml_event_t ev;
-
-	emit_mapping(em, 0, 0);
-	emit(em, &ev, yaml_document_end_event_initialize(&ev, 1));
-	emit(em, &ev, yaml_stream_end_event_initialize(&ev));
-	if (!em->failed && !yaml_emitter_flush(&em->e))
-		em->failed = 1;
-	if (em->failed)
-		log_error("%s: cannot write the configuration: %s", what,
-		    em->e.problem ? em->e.problem : "write error");
-	yaml_emitter_delete(&em->e);
-}
-
-static void
-emit_services_and_run_once(struct emitter *em, const struct config *c)
-{
-	yaml_event_t ev;
-
-	if (c->nservices > 0) {
-		emit_string(em, "services");
-		emit_mapping(em, 1, 0);
-		for (size_t i = 0; i < c->nservices; i++) {
-			const struct config_service *s = &c->services[i];
-
-			emit_string(em, s->name);
-			emit_mapping(em, 1, 0);
-			emit_key_list(em, "paths", s->paths, 1);
-			emit_key_string(em, "restart", restart_names[s->restart ==
-			    CONFIG_RESTART_NONE ? 0 : s->restart == CONFIG_RESTART_COMPOSE ? 1 : 2]);
-			emit_key_list(em, "command", s->command, 0);
-			emit_key_list(em, "reload_on", s->reload_on, 0);
-			emit_key_list(em, "after", s->after, 0);
-			if (s->health.command != NULL || s->health.url != NULL ||
-			    s->health.container) {
-				emit_string(em, "health");
-				emit_mapping(em, 1, 1);
-				emit_key_list(em, "command", s->health.command, 0);
-				emit_key_string(em, "url", s->health.url);
-				if (s->health.container)
-					emit_key_string(em, "container", "true");
-				emit_key_number(em, "timeout", s->health.timeout);
-				emit_mapping(em, 0, 1);
-			}
-			emit_mapping(em, 0, 0);
-		}
-		emit_mapping(em, 0, 0);
-	}
-	if (c->nrun_once > 0 && !em->failed) {
-		emit_string(em, "run_once");
-		emit(em, &ev, yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1,
-		    YAML_BLOCK_SEQUENCE_STYLE));
-		for (size_t i = 0; i < c->nrun_once; i++) {
-			emit_mapping(em, 1, 0);
-			emit_key_list(em, "paths", c->run_once[i].paths, 1);
-			emit_key_list(em, "command", c->run_once[i].command, 1);
-			emit_mapping(em, 0, 0);
-		}
-		emit(em, &ev, yaml_sequence_end_event_initialize(&ev));
-	}
-}
-
-void
-config_print(const struct config *c, void *fp)
-{
-	const struct config_distribution *d = &c->distribution;
-	struct emitter em;
-
-	if (emit_begin(&em, fp) != 0) {
-		log_error("%s: cannot initialise the YAML emitter", c->file);
-		return;
-	}
-	emit_string(&em, "distribution");
-	emit_mapping(&em, 1, 0);
-	emit_key_string(&em, "name", d->name);
-	emit_key_string(&em, "source", d->source);
-	emit_key_string(&em, "store", d->store);
-	emit_key_number(&em, "keep_releases", d->keep_releases);
-	emit_key_string(&em, "signing_key", d->signing_key);
-	emit_key_string(&em, "public_key", d->public_key);
-	emit_key_number(&em, "level", (unsigned long long)d->level);
-	emit_mapping(&em, 0, 0);
-	if (c->groups != NULL)
-		emit_key_list(&em, "groups", c->groups, 1);
-	emit_services_and_run_once(&em, c);
-	emit_string(&em, "defaults");
-	emit_mapping(&em, 1, 0);
-	emit_key_number(&em, "parallel", c->parallel);
-	emit_mapping(&em, 0, 0);
-	if (c->nhosts > 0) {
-		emit_string(&em, "hosts");
-		emit_mapping(&em, 1, 0);
-		for (size_t i = 0; i < c->nhosts; i++) {
-			const struct config_host *h = &c->hosts[i];
-
-			emit_string(&em, h->name);
-			emit_mapping(&em, 1, 0);
-			emit_key_string(&em, "address", h->address);
-			emit_key_string(&em, "user", h->user);
-			if (h->port != 0)
-				emit_key_number(&em, "port", h->port);
-			emit_key_string(&em, "identity", h->identity);
-			emit_key_string(&em, "known_hosts", h->known_hosts);
-			emit_key_string(&em, "path", h->path);
-			emit_key_string(&em, "state", h->state);
-			emit_key_string(&em, "compose", h->compose);
-			emit_key_string(&em, "compose_project", h->compose_project);
-			emit_key_string(&em, "remote_command", h->remote_command);
-			emit_key_string(&em, "owner", h->owner);
-			emit_key_string(&em, "group", h->group);
-			emit_key_list(&em, "groups", h->groups, 0);
-			emit_key_number(&em, "bwlimit", h->bwlimit);
-			emit_key_number(&em, "retries", h->retries);
-			emit_key_number(&em, "retry_max_wait", h->retry_max_wait);
-			emit_key_number(&em, "connect_timeout", h->connect_timeout);
-			emit_key_number(&em, "idle_timeout", h->idle_timeout);
-			emit_key_number(&em, "keep_backups", h->keep_backups);
-			emit_mapping(&em, 0, 0);
-		}
-		emit_mapping(&em, 0, 0);
-	}
-	if (c->site.upstream != NULL) {
-		emit_string(&em, "site");
-		emit_mapping(&em, 1, 0);
-		emit_key_string(&em, "upstream", c->site.upstream);
-		emit_key_string(&em, "repository", c->site.repository);
-		emit_key_string(&em, "host", c->site.host);
-		emit_mapping(&em, 0, 0);
-	}
-	emit_end(&em, c->file);
-}
-
-void
-config_print_host(const struct config *c, const struct config_host *h, void *fp)
-{
-	struct emitter em;
-
-	if (emit_begin(&em, fp) != 0) {
-		log_error("%s: cannot initialise the YAML emitter", c->file);
-		return;
-	}
-	emit_string(&em, "distribution");
-	emit_mapping(&em, 1, 0);
-	emit_key_string(&em, "name", c->distribution.name);
-	emit_key_number(&em, "level", (unsigned long long)c->distribution.level);
-	emit_mapping(&em, 0, 0);
-	emit_services_and_run_once(&em, c);
-	emit_string(&em, "hosts");
-	emit_mapping(&em, 1, 0);
-	emit_string(&em, h->name);
-	emit_mapping(&em, 1, 0);
-	emit_key_string(&em, "path", h->path);
-	emit_key_string(&em, "state", h->state);
-	emit_key_string(&em, "compose", h->compose);
-	emit_key_string(&em, "compose_project", h->compose_project);
-	emit_key_string(&em, "owner", h->owner);
-	emit_key_string(&em, "group", h->group);
-	emit_key_number(&em, "keep_backups", h->keep_backups);
-	emit_mapping(&em, 0, 0);
-	emit_mapping(&em, 0, 0);
-	emit_end(&em, c->file);
 }

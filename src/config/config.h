@@ -7,6 +7,9 @@
  * A group may not share a name with a host, and "all" (every host) is
  * reserved. Durations are seconds, or a number with s, m, h or d. YAML
  * aliases and tags are refused, and so is a file over CONFIG_MAX_SIZE.
+ *
+ * Each key's type, default, range and whether the receiver gets it are in
+ * its row of the section's table in config-fields.c, and only there.
  */
 #ifndef DS_CONFIG_H
 #define DS_CONFIG_H
@@ -28,7 +31,7 @@ struct config_health {
 	char		**command;	/* argv, NULL-terminated, or NULL */
 	char		 *url;		/* HTTP GET must answer 2xx, or NULL */
 	int		  container;	/* 1: wait for the container's own healthcheck */
-	unsigned	  timeout;	/* seconds; default 300 */
+	unsigned	  timeout;	/* seconds */
 };
 
 struct config_service {
@@ -65,27 +68,27 @@ struct config_host {
 	char		 *state;	/* state directory; default: dirname(path)/.<basename(path)>.distsync */
 	char		 *compose;	/* compose project directory or NULL */
 	char		 *compose_project; /* compose project name or NULL */
-	char		 *remote_command; /* default "distsync" */
+	char		 *remote_command; /* the program serve runs as on the host */
 	char		 *owner;	/* chown applied files, or NULL */
 	char		 *group;
 	char		**groups;	/* group names, NULL-terminated (maybe empty) */
 	uint64_t	  bwlimit;	/* bytes per second, 0 = none; see config_parse_bwlimit() */
-	unsigned	  retries;	/* default 3 */
-	unsigned	  retry_max_wait; /* seconds; default 300 */
-	unsigned	  connect_timeout; /* seconds; default 30 */
-	unsigned	  idle_timeout;	/* seconds; default 300 */
-	unsigned	  keep_backups;	/* releases kept in backup/; CONFIG_KEEP_BACKUPS_DEFAULT */
+	unsigned	  retries;
+	unsigned	  retry_max_wait; /* seconds */
+	unsigned	  connect_timeout; /* seconds */
+	unsigned	  idle_timeout;	/* seconds */
+	unsigned	  keep_backups;	/* releases kept in backup/ */
 	unsigned	  line;
 };
 
 struct config_distribution {
 	char		*name;
-	char		*source;	/* absolute after loading; default "dist" */
-	char		*store;		/* absolute after loading; default ".distsync" */
-	unsigned	 keep_releases;	/* default 10 */
+	char		*source;	/* absolute after loading */
+	char		*store;		/* absolute after loading */
+	unsigned	 keep_releases;
 	char		*signing_key;	/* absolute, or NULL */
 	char		*public_key;	/* for sites that verify, or NULL */
-	int		 level;		/* zstd level for deltas; default 9 */
+	int		 level;		/* zstd level for deltas */
 };
 
 /*
@@ -140,9 +143,9 @@ void	config_print(const struct config *config, void *fp);
 
 /*
  * Writes the document the receiver of HOST needs to fp (a FILE *): the
- * distribution's name and level, services, run_once and HOST alone (name,
- * path, state, compose, compose_project, owner, group, keep_backups, no
- * address). config_load_mem() reads it back into an equivalent local host.
+ * services, run_once, and of the distribution and of HOST (by name, with no
+ * address) the keys marked CONFIG_FIELD_RECEIVER in config-fields.c.
+ * config_load_mem() reads it back into an equivalent local host.
  */
 void	config_print_host(const struct config *config, const struct config_host *host, void *fp);
 

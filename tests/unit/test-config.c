@@ -8,6 +8,7 @@
 #include "base/err.h"
 #include "base/xmalloc.h"
 #include "config/config.h"
+#include "config/config-fields.h"
 #include "tap.h"
 
 #ifndef TOP_SRCDIR
@@ -564,6 +565,202 @@ test_round_trip(void)
 	config_free(c);
 }
 
+/* Whether FIELD holds the same value in A and B, structs of its table. */
+static int
+field_equal(const struct config_field *f, const void *a, const void *b)
+{
+	switch (f->type) {
+	case CONFIG_FIELD_STRING:
+		return str_equal(*CONFIG_FIELD_AT_CONST(a, f, char *),
+		    *CONFIG_FIELD_AT_CONST(b, f, char *));
+	case CONFIG_FIELD_UNSIGNED:
+	case CONFIG_FIELD_ENUM:
+		return *CONFIG_FIELD_AT_CONST(a, f, unsigned) == *CONFIG_FIELD_AT_CONST(b, f, unsigned);
+	case CONFIG_FIELD_INT:
+	case CONFIG_FIELD_BOOL:
+		return *CONFIG_FIELD_AT_CONST(a, f, int) == *CONFIG_FIELD_AT_CONST(b, f, int);
+	case CONFIG_FIELD_UINT64:
+		return *CONFIG_FIELD_AT_CONST(a, f, uint64_t) == *CONFIG_FIELD_AT_CONST(b, f, uint64_t);
+	case CONFIG_FIELD_GLOBS:
+	case CONFIG_FIELD_NAMES:
+	case CONFIG_FIELD_ARGV:
+		return strv_equal(*CONFIG_FIELD_AT_CONST(a, f, char **),
+		    *CONFIG_FIELD_AT_CONST(b, f, char **));
+	case CONFIG_FIELD_MAPPING:
+		for (const struct config_field *g = f->sub; g->name != NULL; g++)
+			if (!field_equal(g, CONFIG_FIELD_AT_CONST(a, f, char),
+			    CONFIG_FIELD_AT_CONST(b, f, char)))
+				return 0;
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * Writes a YAML value for FIELD that is not its default into BUF; returns 0,
+ * or -1 for a type this test does not know yet (extend it with the type).
+ */
+static int
+field_sample(const struct config_field *f, char *buf, size_t size)
+{
+	uint64_t v;
+
+	switch (f->type) {
+	case CONFIG_FIELD_STRING:
+		/* Absolute, so it holds for target directories of a host with an address. */
+		snprintf(buf, size, "/v/%s", f->name);
+		return 0;
+	case CONFIG_FIELD_UNSIGNED:
+	case CONFIG_FIELD_INT:
+		v = f->def != f->max ? f->max : f->min;
+		snprintf(buf, size, "%llu", (unsigned long long)v);
+		return 0;
+	case CONFIG_FIELD_UINT64:
+		snprintf(buf, size, "%llu", (unsigned long long)f->def + 12345);
+		return 0;
+	case CONFIG_FIELD_BOOL:
+		snprintf(buf, size, "%s", f->def ? "false" : "true");
+		return 0;
+	case CONFIG_FIELD_GLOBS:
+		snprintf(buf, size, "[a/**, b/*.omod]");
+		return 0;
+	case CONFIG_FIELD_NAMES:
+		snprintf(buf, size, "[g1, g2]");
+		return 0;
+	case CONFIG_FIELD_ARGV:
+		snprintf(buf, size, "[program, an arg]");
+		return 0;
+	case CONFIG_FIELD_ENUM:
+		snprintf(buf, size, "%s", f->names[f->def == 0 ? 1 : 0]);
+		return 0;
+	case CONFIG_FIELD_MAPPING:
+		break;
+	}
+	return -1;
+}
+
+static struct config *
+load_text(const char *text, const char *name)
+{
+	struct config *c = NULL;
+
+	if (config_load_mem(text, strlen(text), name, &c) != 0)
+		printf("# %s did not load:\n%s", name, text);
+	return c;
+}
+
+/*
+ * Every row of the host table: a host setting each key to a value that is
+ * not its default keeps them all through config_print, and through
+ * config_print_host exactly the keys marked CONFIG_FIELD_RECEIVER (the rest
+ * are their defaults at the receiver). A new row cannot miss a printer.
+ */
+static void
+test_host_fields(void)
+{
+	const struct config_field *f;
+	struct config *c = NULL, *base = NULL, *printed = NULL, *shipped = NULL;
+	const struct config_host *h, *b, *p, *s;
+	size_t cap = 8192, used, len;
+	char *yaml = xmalloc(cap), *text = NULL, value[128];
+	int known = 1;
+
+	used = (size_t)snprintf(yaml, cap, D "hosts:\n  h:\n");
+	for (f = config_host_fields; f->name != NULL; f++) {
+		if (field_sample(f, value, sizeof(value)) != 0) {
+			known = 0;
+			CHECK(0, "host key %s: the test knows its type", f->name);
+			continue;
+		}
+		used += (size_t)snprintf(yaml + used, cap - used, "    %s: %s\n", f->name, value);
+	}
+	CHECK(known && used < cap, "a host setting every one of the host keys");
+	base = load_text(D "hosts:\n  h: {path: /base/dist}\n", "base.yml");
+	c = load_text(yaml, "all-keys.yml");
+	CHECK(c != NULL && base != NULL && c->nhosts == 1, "it loads");
+	if (c == NULL || base == NULL)
+		goto out;
+	h = &c->hosts[0];
+	b = &base->hosts[0];
+	text = print_to_string(c, NULL, &len);
+	printed = load_text(text, "printed.yml");
+	free(text);
+	text = print_to_string(c, h, &len);
+	shipped = load_text(text, "receiver.yml");
+	CHECK(printed != NULL && printed->nhosts == 1 && shipped != NULL && shipped->nhosts == 1,
+	    "both printed documents load again");
+	if (printed == NULL || shipped == NULL || printed->nhosts != 1 || shipped->nhosts != 1)
+		goto out;
+	p = &printed->hosts[0];
+	s = &shipped->hosts[0];
+	for (f = config_host_fields; f->name != NULL; f++) {
+		int receiver = (f->flags & CONFIG_FIELD_RECEIVER) != 0;
+
+		CHECK(!field_equal(f, h, b), "%s: the sample is not the default", f->name);
+		CHECK(field_equal(f, h, p), "%s: survives config_print", f->name);
+		CHECK(field_equal(f, h, s) == receiver && (receiver || field_equal(f, b, s)),
+		    "%s: %s by config_print_host", f->name, receiver ? "sent" : "not sent");
+	}
+ out:
+	free(text);
+	free(yaml);
+	config_free(base);
+	config_free(c);
+	config_free(printed);
+	config_free(shipped);
+}
+
+/* The man page's CONFIGURATION section names every key of the tables. */
+static void
+test_man_page(void)
+{
+	static const struct { const char *section; const struct config_field *fields; } tables[] = {
+		{ "distribution", config_distribution_fields },
+		{ "defaults", config_defaults_fields },
+		{ "hosts", config_host_fields },
+		{ "services", config_service_fields },
+	};
+	char *path = xasprintf("%s/doc/distsync.1", srcdir);
+	char *page = xcalloc(1, 256 * 1024), *section, *end;
+	FILE *fp = fopen(path, "r");
+	size_t n = 0;
+
+	free(path);
+	if (fp != NULL) {
+		n = fread(page, 1, 256 * 1024 - 1, fp);
+		fclose(fp);
+	}
+	section = strstr(page, ".Sh CONFIGURATION");
+	CHECK(n > 0 && section != NULL, "doc/distsync.1 has a CONFIGURATION section");
+	if (section == NULL) {
+		free(page);
+		return;
+	}
+	if ((end = strstr(section + 1, ".Sh ")) != NULL)
+		*end = '\0';
+	for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++) {
+		const char *missing = NULL;
+
+		for (const struct config_field *f = tables[t].fields; f->name != NULL; f++) {
+			const char *p = section;
+			size_t len = strlen(f->name);
+			int found = 0;
+
+			/* A whole word: "group" must not be found inside "groups". */
+			while (!found && (p = strstr(p, f->name)) != NULL) {
+				found = (p == section || strchr(" (,\n", p[-1]) != NULL) &&
+				    strchr(" ),:\n", p[len]) != NULL;
+				p += len;
+			}
+			if (!found && missing == NULL)
+				missing = f->name;
+		}
+		CHECK(missing == NULL, "the man page lists the %s keys%s%s", tables[t].section,
+		    missing ? "; missing: " : "", missing ? missing : "");
+	}
+	free(page);
+}
+
 static void
 test_bwlimit(void)
 {
@@ -741,6 +938,8 @@ main(void)
 	tap_run("config-bad-files", test_bad_files);
 	tap_run("config-good", test_good);
 	tap_run("config-round-trip", test_round_trip);
+	tap_run("config-host-fields", test_host_fields);
+	tap_run("config-man-page", test_man_page);
 	tap_run("config-bwlimit", test_bwlimit);
 	tap_run("config-samples", test_samples);
 	tap_run("config-mutations", test_mutations);
