@@ -20,19 +20,20 @@
 
 extern const struct cmd_entry cmd_publish_entry;
 
-#define PUBLISH_DELTAS_DEFAULT		3
-#define PUBLISH_EXPIRES_DEFAULT		(7u * 86400)
-
 static const char publish_options[] =
-    "  --to DIR             the published tree (or give DIR as the argument)\n"
+    "  --to DIR             the published tree (or give DIR as the argument;\n"
+    "                       default: distribution.publish_dir)\n"
     "  --release ID         the release to publish (default: the newest)\n"
-    "  --deltas N           patches from each of the last N releases (default 3)\n"
+    "  --deltas N           patches from each of the last N releases (default:\n"
+    "                       distribution.publish_deltas, 3)\n"
     "  --expires DURATION   how long sites accept the channel pointer: 7d, 12h, ...\n"
-    "                       (default 7d); publish again before then to refresh it\n"
+    "                       (default: distribution.publish_expires, 7d); publish\n"
+    "                       again before then to refresh it\n"
     "  --key FILE           the key that signs the pointer: a timestamp key, or a\n"
     "                       release key when the keys document names none (default:\n"
-    "                       distribution.signing_key)\n"
-    "  --passphrase-file F  passphrase of an encrypted key\n"
+    "                       distribution.timestamp_key, else signing_key)\n"
+    "  --passphrase-file F  passphrase of an encrypted key (default:\n"
+    "                       distribution.signing_passphrase_file)\n"
     "  -h, --help           this help\n"
     "\n"
     "Every file but channels/CHANNEL.pointer is immutable and named by content or\n"
@@ -56,15 +57,18 @@ publish_exec(int argc, char **argv, const struct config *config)
 	struct publisher_opts o;
 	struct publisher_report rep;
 	struct store *store = NULL;
-	const char *key_file = config->distribution.signing_key, *pass_file = NULL;
+	const char *key_file = config->distribution.timestamp_key != NULL ?
+	    config->distribution.timestamp_key : config->distribution.signing_key;
+	const char *pass_file = config->distribution.signing_passphrase_file;
 	char added[32], full[32], expires[32];
 	uint64_t secs;
 	int ch, r;
 
 	memset(&o, 0, sizeof(o));
 	memset(&rep, 0, sizeof(rep));
-	o.deltas = PUBLISH_DELTAS_DEFAULT;
-	o.expires_in = PUBLISH_EXPIRES_DEFAULT;
+	o.dir = config->distribution.publish_dir;
+	o.deltas = config->distribution.publish_deltas;
+	o.expires_in = config->distribution.publish_expires;
 	while ((ch = getopt_long(argc, argv, "h", options, NULL)) != -1) {
 		switch (ch) {
 		case 't':
@@ -101,9 +105,12 @@ publish_exec(int argc, char **argv, const struct config *config)
 			return DS_ERR_USAGE;
 		}
 	}
-	if (o.dir == NULL && optind < argc)
+	if (optind < argc)
 		o.dir = argv[optind++];
 	if (o.dir == NULL || optind != argc) {
+		if (o.dir == NULL)
+			log_error("publish: give the tree to write (DIR) or set "
+			    "distribution.publish_dir");
 		cmd_usage(&cmd_publish_entry, publish_options);
 		return DS_ERR_USAGE;
 	}
@@ -113,7 +120,7 @@ publish_exec(int argc, char **argv, const struct config *config)
 	}
 	if (key_file == NULL) {
 		log_error("publish signs the channel pointer: give --key FILE or set "
-		    "distribution.signing_key");
+		    "distribution.timestamp_key or signing_key");
 		return DS_ERR_CONFIG;
 	}
 	if ((r = keyfile_load(key_file, pass_file, &o.pointer_key)) != 0)

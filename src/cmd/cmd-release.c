@@ -40,8 +40,10 @@ static const char release_options[] =
     "  --no-prune      keep every release (ignore keep_releases this time)\n"
     "  --precompute N  prepare the deltas from each of the last N releases to this one\n"
     "                  (zstd level 19) in the store's delta cache, for every push\n"
-    "  --channel NAME  the channel a signed release is cut for (default: stable)\n"
+    "  --channel NAME  the channel a signed release is cut for (default:\n"
+    "                  distribution.channel, else stable)\n"
     "  --passphrase-file F  passphrase of an encrypted distribution.signing_key\n"
+    "                  (default: distribution.signing_passphrase_file)\n"
     "  -h, --help      this help\n";
 
 /* Name of the store's top-level directory when it lies inside the source, else NULL. */
@@ -124,8 +126,8 @@ release_exec(int argc, char **argv, const struct config *config)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	const char *version = NULL, *from = NULL, *channel = SIGNING_CHANNEL_DEFAULT;
-	const char *pass_file = NULL;
+	const char *version = NULL, *from = NULL, *channel = config->distribution.channel;
+	const char *pass_file = config->distribution.signing_passphrase_file;
 	struct ed25519_key *key = NULL;
 	struct trust_doc *signed_doc = NULL;
 	char *id = NULL, *tree = NULL, *unpacked = NULL, *cache = NULL, *exclude[2] = { NULL, NULL };

@@ -39,6 +39,40 @@ valid_user(const char *value)
 	return NULL;
 }
 
+/* A root key id as 'distsync keys' prints it: the SHA-256 of the public key. */
+static const char *
+valid_keyid(const char *value)
+{
+	size_t i;
+
+	for (i = 0; value[i] != '\0'; i++)
+		if (!((value[i] >= '0' && value[i] <= '9') || (value[i] >= 'a' && value[i] <= 'f')))
+			break;
+	if (i != 64 || value[i] != '\0')
+		return "expected a key id: 64 lower-case hex digits, as 'distsync keys' prints it";
+	return NULL;
+}
+
+static const char *
+valid_mirror(const char *value)
+{
+	if (strncmp(value, "http://", 7) == 0 || strncmp(value, "https://", 8) == 0 ||
+	    (strncmp(value, "file://", 7) == 0 && value[7] == '/') || value[0] == '/')
+		return NULL;
+	return "expected an http://, https:// or file:/// URL, or an absolute directory";
+}
+
+static const char *
+valid_channel(const char *value)
+{
+	size_t len = strlen(value);
+
+	if (len == 0 || len > 64 || strspn(value, "abcdefghijklmnopqrstuvwxyz0123456789._-") != len ||
+	    strcmp(value, ".") == 0 || strcmp(value, "..") == 0)
+		return "expected a channel name: 1 to 64 of a-z, 0-9, '.', '_' or '-'";
+	return NULL;
+}
+
 #define DIST(m)		offsetof(struct config_distribution, m)
 #define CONF(m)		offsetof(struct config, m)
 #define HOST(m)		offsetof(struct config_host, m)
@@ -58,8 +92,18 @@ const struct config_field config_distribution_fields[] = {
 	  .def = 10, .min = 1, .max = 100000 },
 	{ .name = "signing_key", .type = CONFIG_FIELD_STRING, .offset = DIST(signing_key),
 	  .flags = CONFIG_FIELD_LOCAL_PATH },
-	{ .name = "public_key", .type = CONFIG_FIELD_STRING, .offset = DIST(public_key),
+	{ .name = "signing_passphrase_file", .type = CONFIG_FIELD_STRING,
+	  .offset = DIST(signing_passphrase_file), .flags = CONFIG_FIELD_LOCAL_PATH },
+	{ .name = "channel", .type = CONFIG_FIELD_STRING, .offset = DIST(channel),
+	  .def_string = "stable", .valid = valid_channel },
+	{ .name = "timestamp_key", .type = CONFIG_FIELD_STRING, .offset = DIST(timestamp_key),
 	  .flags = CONFIG_FIELD_LOCAL_PATH },
+	{ .name = "publish_dir", .type = CONFIG_FIELD_STRING, .offset = DIST(publish_dir),
+	  .flags = CONFIG_FIELD_LOCAL_PATH },
+	{ .name = "publish_deltas", .type = CONFIG_FIELD_UNSIGNED, .offset = DIST(publish_deltas),
+	  .def = 3, .min = 0, .max = 100 },
+	{ .name = "publish_expires", .type = CONFIG_FIELD_UNSIGNED, .offset = DIST(publish_expires),
+	  .flags = CONFIG_FIELD_DURATION, .def = 7 * 86400, .min = 60, .max = 366 * 86400 },
 	{ .name = "level", .type = CONFIG_FIELD_INT, .offset = DIST(level),
 	  .flags = CONFIG_FIELD_RECEIVER, .def = 9, .min = 1, .max = 22 },
 	{ .name = NULL }
@@ -112,6 +156,12 @@ const struct config_field config_host_fields[] = {
 	  .flags = CONFIG_FIELD_DURATION, .def = 300, .min = 1, .max = 86400 },
 	{ .name = "keep_backups", .type = CONFIG_FIELD_UNSIGNED, .offset = HOST(keep_backups),
 	  .flags = CONFIG_FIELD_RECEIVER, .def = CONFIG_KEEP_BACKUPS_DEFAULT, .min = 1, .max = 1000 },
+	{ .name = "trust_root", .type = CONFIG_FIELD_STRINGS, .offset = HOST(trust_root),
+	  .flags = CONFIG_FIELD_RECEIVER | CONFIG_FIELD_EMPTY_LIST, .valid = valid_keyid },
+	{ .name = "mirrors", .type = CONFIG_FIELD_STRINGS, .offset = HOST(mirrors),
+	  .flags = CONFIG_FIELD_EMPTY_LIST, .valid = valid_mirror },
+	{ .name = "ca_file", .type = CONFIG_FIELD_STRING, .offset = HOST(ca_file),
+	  .flags = CONFIG_FIELD_LOCAL_PATH },
 	{ .name = NULL }
 };
 
@@ -156,7 +206,7 @@ static int
 field_is_list(const struct config_field *f)
 {
 	return f->type == CONFIG_FIELD_GLOBS || f->type == CONFIG_FIELD_NAMES ||
-	    f->type == CONFIG_FIELD_ARGV;
+	    f->type == CONFIG_FIELD_ARGV || f->type == CONFIG_FIELD_STRINGS;
 }
 
 static char **
@@ -198,6 +248,7 @@ config_fields_defaults(const struct config_field *fields, void *obj)
 		case CONFIG_FIELD_GLOBS:
 		case CONFIG_FIELD_NAMES:
 		case CONFIG_FIELD_ARGV:
+		case CONFIG_FIELD_STRINGS:
 			*CONFIG_FIELD_AT(obj, f, char **) = f->flags & CONFIG_FIELD_EMPTY_LIST ?
 			    xcalloc(1, sizeof(char *)) : NULL;
 			break;
@@ -267,7 +318,8 @@ config_fields_all_default(const struct config_field *fields, const void *obj)
 			break;
 		case CONFIG_FIELD_GLOBS:
 		case CONFIG_FIELD_NAMES:
-		case CONFIG_FIELD_ARGV: {
+		case CONFIG_FIELD_ARGV:
+		case CONFIG_FIELD_STRINGS: {
 			char *const *list = *CONFIG_FIELD_AT_CONST(obj, f, char **);
 
 			if (list != NULL && list[0] != NULL)

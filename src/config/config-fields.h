@@ -23,6 +23,7 @@ enum config_field_type {
 	CONFIG_FIELD_GLOBS,	/* char **, path globs; a single string is a list of one */
 	CONFIG_FIELD_NAMES,	/* char **, names; a single string is a list of one */
 	CONFIG_FIELD_ARGV,	/* char **, a command: a non-empty list, never a shell string */
+	CONFIG_FIELD_STRINGS,	/* char **, strings (URLs, key ids); a single string is a list of one */
 	CONFIG_FIELD_ENUM,	/* an enum whose values index names; only a read hook parses it */
 	CONFIG_FIELD_MAPPING,	/* a nested struct described by sub; only a read hook parses it */
 };
@@ -50,7 +51,10 @@ struct config_field {
 	uint64_t	 min, max;	/* range of a number */
 	const char *const *names;	/* an enum's values, by index, NULL-terminated */
 	const struct config_field *sub;	/* a mapping's fields */
-	/* Extra check of a string that is set: NULL, or what was expected instead. */
+	/*
+	 * Extra check of a string that is set, or of each item of a list: NULL,
+	 * or what was expected instead.
+	 */
 	const char	*(*valid)(const char *value);
 	/*
 	 * Reads a value the plain readers cannot (a type marked "only a read

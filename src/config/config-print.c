@@ -172,6 +172,7 @@ emit_fields(struct emitter *em, const struct config_field *fields, const void *o
 		case CONFIG_FIELD_GLOBS:
 		case CONFIG_FIELD_NAMES:
 		case CONFIG_FIELD_ARGV:
+		case CONFIG_FIELD_STRINGS:
 			emit_key_list(em, f->name, *CONFIG_FIELD_AT_CONST(obj, f, char **), 0);
 			break;
 		case CONFIG_FIELD_ENUM:

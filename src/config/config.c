@@ -666,8 +666,8 @@ get_strv(struct loader *ld, const struct node *map, const char *ctx, const char 
 		    describe(v, buf, sizeof(buf)));
 	else
 		return fail(ld, v, ctx, key, "expected a list of %s, got %s",
-		    kind == CONFIG_FIELD_GLOBS ? "path globs" : "names",
-		    describe(v, buf, sizeof(buf)));
+		    kind == CONFIG_FIELD_GLOBS ? "path globs" : kind == CONFIG_FIELD_NAMES ?
+		    "names" : "strings", describe(v, buf, sizeof(buf)));
 	if (n == 0 && kind == CONFIG_FIELD_ARGV)
 		return fail(ld, v, ctx, key, "expected a command, got an empty list");
 	list = xcalloc(n + 1, sizeof(*list));
@@ -803,6 +803,7 @@ read_fields(struct loader *ld, const struct node *map, const char *ctx,
 		case CONFIG_FIELD_GLOBS:
 		case CONFIG_FIELD_NAMES:
 		case CONFIG_FIELD_ARGV:
+		case CONFIG_FIELD_STRINGS:
 			r = get_strv(ld, map, ctx, f->name, f->type,
 			    CONFIG_FIELD_AT(obj, f, char **));
 			break;
@@ -832,7 +833,20 @@ read_hooks(struct loader *ld, const struct node *map, const char *ctx,
 	for (const struct config_field *f = fields; f->name != NULL; f++) {
 		if (f->read != NULL && (r = f->read(ld, map, ctx, f, obj)) != 0)
 			return r;
-		if (f->valid == NULL || f->type != CONFIG_FIELD_STRING)
+		if (f->valid == NULL)
+			continue;
+		if (f->type == CONFIG_FIELD_STRINGS) {
+			char *const *list = *CONFIG_FIELD_AT(obj, f, char **);
+			const struct node *v = map_get(map, f->name);
+
+			for (size_t i = 0; list != NULL && list[i] != NULL; i++)
+				if ((why = f->valid(list[i])) != NULL)
+					return fail(ld, v != NULL && v->type == NODE_SEQUENCE &&
+					    i < v->nitems ? v->items[i] : v, ctx, f->name,
+					    "item %zu: %s", i + 1, why);
+			continue;
+		}
+		if (f->type != CONFIG_FIELD_STRING)
 			continue;
 		value = *CONFIG_FIELD_AT(obj, f, char *);
 		if (value != NULL && (why = f->valid(value)) != NULL)

@@ -78,6 +78,9 @@ struct config_host {
 	unsigned	  connect_timeout; /* seconds */
 	unsigned	  idle_timeout;	/* seconds */
 	unsigned	  keep_backups;	/* releases kept in backup/ */
+	char		**trust_root;	/* pinned root key ids; empty: releases not verified */
+	char		**mirrors;	/* a pull site's HTTP mirrors (or directories); empty: SSH */
+	char		 *ca_file;	/* https mirrors: PEM bundle; NULL: the system's CAs */
 	unsigned	  line;
 };
 
@@ -86,8 +89,13 @@ struct config_distribution {
 	char		*source;	/* absolute after loading */
 	char		*store;		/* absolute after loading */
 	unsigned	 keep_releases;
-	char		*signing_key;	/* absolute, or NULL */
-	char		*public_key;	/* for sites that verify, or NULL */
+	char		*signing_key;	/* absolute, or NULL: releases are not signed */
+	char		*signing_passphrase_file; /* its passphrase, for unattended signing */
+	char		*channel;	/* what signed releases are cut and published for */
+	char		*timestamp_key;	/* signs mirror pointers; NULL: signing_key */
+	char		*publish_dir;	/* default tree of `distsync publish` */
+	unsigned	 publish_deltas; /* patches from the last N releases when publishing */
+	unsigned	 publish_expires; /* seconds a published pointer stays valid */
 	int		 level;		/* zstd level for deltas */
 };
 

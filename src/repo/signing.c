@@ -214,7 +214,7 @@ signing_release_sign(struct store *store, const char *id, const struct manifest 
 		goto out;
 	d->kind = TRUST_KIND_RELEASE;
 	d->release = xstrdup(id);
-	d->channel = xstrdup(channel != NULL ? channel : SIGNING_CHANNEL_DEFAULT);
+	d->channel = xstrdup(channel);
 	d->created = (int64_t)time(NULL);
 	d->keys_version = chain[n - 1]->version;
 	manifest_digest(m, d->manifest);

@@ -16,8 +16,6 @@ struct ed25519_key;
 struct manifest;
 struct store;
 
-#define SIGNING_CHANNEL_DEFAULT	"stable"
-
 /*
  * The store's chain of keys documents, version 1 first (*docs: *count of
  * them, caller frees with signing_chain_free; *count 0 when the store has

@@ -365,8 +365,8 @@ test_good(void)
 	want = xasprintf("%s/keys/release.key", c->dir);
 	CHECK(str_equal(c->distribution.signing_key, want), "signing_key resolved");
 	free(want);
-	CHECK(str_equal(c->distribution.public_key, "/etc/distsync/release.pub"),
-	    "absolute public_key kept");
+	CHECK(str_equal(c->distribution.signing_passphrase_file, "/etc/distsync/release.pass"),
+	    "absolute signing_passphrase_file kept");
 	CHECK(c->distribution.keep_releases == 3 && c->distribution.level == 12,
 	    "keep_releases and level");
 	CHECK(c->parallel == 3, "parallel from defaults");
@@ -584,6 +584,7 @@ field_equal(const struct config_field *f, const void *a, const void *b)
 	case CONFIG_FIELD_GLOBS:
 	case CONFIG_FIELD_NAMES:
 	case CONFIG_FIELD_ARGV:
+	case CONFIG_FIELD_STRINGS:
 		return strv_equal(*CONFIG_FIELD_AT_CONST(a, f, char **),
 		    *CONFIG_FIELD_AT_CONST(b, f, char **));
 	case CONFIG_FIELD_MAPPING:
@@ -630,6 +631,22 @@ field_sample(const struct config_field *f, char *buf, size_t size)
 	case CONFIG_FIELD_ARGV:
 		snprintf(buf, size, "[program, an arg]");
 		return 0;
+	case CONFIG_FIELD_STRINGS: {
+		/* The first kind of string the row's check takes. */
+		static const char *const candidates[] = {
+			"https://mirror.example.org/dist",
+			"3f2a0000000000000000000000000000000000000000000000000000000000aa",
+			"plain",
+		};
+
+		for (size_t i = 0; i < sizeof(candidates) / sizeof(candidates[0]); i++) {
+			if (f->valid == NULL || f->valid(candidates[i]) == NULL) {
+				snprintf(buf, size, "[%s]", candidates[i]);
+				return 0;
+			}
+		}
+		break;
+	}
 	case CONFIG_FIELD_ENUM:
 		snprintf(buf, size, "%s", f->names[f->def == 0 ? 1 : 0]);
 		return 0;
