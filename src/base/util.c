@@ -114,8 +114,9 @@ util_home_dir(void)
 	return NULL;
 }
 
-int
-util_parse_duration(const char *s, uint64_t *out)
+/* Digits, with an s/m/h/d suffix when UNITS; no sign, no spaces. */
+static int
+parse_digits(const char *s, int units, uint64_t *out)
 {
 	uint64_t v = 0, mul = 1;
 	const char *p = s;
@@ -127,7 +128,7 @@ util_parse_duration(const char *s, uint64_t *out)
 			return DS_ERR_INVALID;
 		v = v * 10 + (uint64_t)(*p - '0');
 	}
-	if (*p != '\0' && p[1] == '\0') {
+	if (units && *p != '\0' && p[1] == '\0') {
 		switch (*p++) {
 		case 's':
 			break;
@@ -148,4 +149,16 @@ util_parse_duration(const char *s, uint64_t *out)
 		return DS_ERR_INVALID;
 	*out = v * mul;
 	return 0;
+}
+
+int
+util_parse_duration(const char *s, uint64_t *out)
+{
+	return parse_digits(s, 1, out);
+}
+
+int
+util_parse_u64(const char *s, uint64_t *out)
+{
+	return parse_digits(s, 0, out);
 }

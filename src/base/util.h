@@ -18,6 +18,8 @@ int	util_parse_seconds(const char *option, const char *arg, unsigned max, unsign
  * no spaces) into seconds. 0 or DS_ERR_INVALID (not logged).
  */
 int	util_parse_duration(const char *s, uint64_t *out);
+/* Parses plain digits (no sign, no spaces) into *out; 0 or DS_ERR_INVALID. */
+int	util_parse_u64(const char *s, uint64_t *out);
 /* Formats a byte count as "812 B", "12.3 KB", "4.56 MB", "1.23 GB" (powers of 1000). */
 void	util_format_bytes(uint64_t bytes, char *buf, size_t len);
 /* Writes s as a JSON string literal (with quotes) to fp. */

@@ -557,37 +557,7 @@ get_string(struct loader *ld, const struct node *map, const char *ctx, const cha
 static int
 parse_number(const char *s, int duration, uint64_t *out)
 {
-	uint64_t v = 0, mul = 1;
-	const char *p = s;
-
-	if (*p < '0' || *p > '9')
-		return -1;
-	for (; *p >= '0' && *p <= '9'; p++) {
-		if (v > (UINT64_MAX - 9) / 10)
-			return -1;
-		v = v * 10 + (uint64_t)(*p - '0');
-	}
-	if (duration && *p != '\0' && p[1] == '\0') {
-		switch (*p++) {
-		case 's':
-			break;
-		case 'm':
-			mul = 60;
-			break;
-		case 'h':
-			mul = 3600;
-			break;
-		case 'd':
-			mul = 86400;
-			break;
-		default:
-			return -1;
-		}
-	}
-	if (*p != '\0' || (mul > 1 && v > UINT64_MAX / mul))
-		return -1;
-	*out = v * mul;
-	return 0;
+	return (duration ? util_parse_duration(s, out) : util_parse_u64(s, out)) == 0 ? 0 : -1;
 }
 
 static int
