@@ -15,8 +15,6 @@ int	util_parse_uint(const char *s, unsigned max, unsigned *out);
 int	util_parse_seconds(const char *option, const char *arg, unsigned max, unsigned *out);
 /* Formats a byte count as "812 B", "12.3 KB", "4.56 MB", "1.23 GB" (powers of 1000). */
 void	util_format_bytes(uint64_t bytes, char *buf, size_t len);
-/* Writes s as a JSON string literal (with quotes) to fp. */
-void	util_json_string(void *fp, const char *s);
 /* Seconds on the monotonic clock. */
 double	util_now(void);
 /* Milliseconds on the monotonic clock. */

@@ -7,7 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "base/err.h"
+#include "base/jsonio.h"
 #include "base/log.h"
 #include "base/util.h"
 #include "base/xmalloc.h"
@@ -31,6 +34,7 @@ releases_exec(int argc, char **argv, const struct config *config)
 		{ NULL, 0, NULL, 0 }
 	};
 	struct store *store = NULL;
+	json_t *list = NULL;
 	char **ids = NULL;
 	size_t n = 0;
 	int ch, json = 0, r;
@@ -56,7 +60,7 @@ releases_exec(int argc, char **argv, const struct config *config)
 		return r;
 	store_release_list(store, &ids, &n);
 	if (json)
-		printf("[");
+		list = json_array();
 	for (size_t i = 0; i < n; i++) {
 		struct manifest *m;
 		uint8_t digest[HASH_LEN];
@@ -69,21 +73,24 @@ releases_exec(int argc, char **argv, const struct config *config)
 			files += m->entries[k].type == MANIFEST_FILE;
 		manifest_digest(m, digest);
 		hash_to_hex(digest, hex);
-		if (json) {
-			printf("%s{\"id\":", i ? "," : "");
-			util_json_string(stdout, ids[i]);
-			printf(",\"files\":%zu,\"bytes\":%" PRIu64 ",\"manifest\":\"%s\",\"latest\":%s}",
-			    files, manifest_total_size(m), hex, i + 1 == n ? "true" : "false");
-		} else {
+		if (json)
+			json_array_append_new(list, jsonio_pack("{s:o,s:o,s:o,s:s,s:b}",
+			    "id", jsonio_string(ids[i]), "files", jsonio_uint(files),
+			    "bytes", jsonio_uint(manifest_total_size(m)), "manifest", hex,
+			    "latest", i + 1 == n));
+		else {
 			util_format_bytes(manifest_total_size(m), size, sizeof(size));
 			printf("%-24s %7zu files %10s  %.16s%s\n", ids[i], files, size, hex,
 			    i + 1 == n ? "  (latest)" : "");
 		}
 		manifest_free(m);
 	}
-	if (json)
-		printf("]\n");
-	else if (n == 0)
+	if (json) {
+		/* Whatever was listed before an error, as before. */
+		jsonio_write(stdout, list);
+		printf("\n");
+		json_decref(list);
+	} else if (n == 0)
 		printf("no releases yet: run 'distsync release'\n");
 	xfree_strv(ids);
 	store_free(store);
