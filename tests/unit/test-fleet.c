@@ -75,6 +75,13 @@ run_host(const struct config_host *host, void *arg, struct fleet_chan *chan,
 	}
 	if (strcmp(n, "exit") == 0)
 		_exit(3);
+	if (strcmp(n, "long") == 0) {
+		/* A receiver's message near PROTO_MESSAGE_MAX, of characters JSON escapes. */
+		res->result.message = xmalloc(PROTO_MESSAGE_MAX);
+		memset(res->result.message, '\001', PROTO_MESSAGE_MAX - 1);
+		res->result.message[PROTO_MESSAGE_MAX - 1] = '\0';
+		return DS_ERR_HEALTH;
+	}
 	if (strcmp(n, "slow") == 0) {
 		usleep(300000);
 		note_start("slow-end");
@@ -337,6 +344,26 @@ test_all_at_once(void)
 		    "a failed first host: the others still run");
 		release_all(res, 3, storage, ptrs);
 	}
+}
+
+static void
+test_long_result(void)
+{
+	static const char *const names[] = { "long", "ok1" };
+	struct report res[2];
+	struct config_host *storage;
+	const struct config_host **ptrs;
+	size_t len;
+	int r;
+
+	r = run_fleet(names, 2, 2, 0, 0, NULL, res, &storage, &ptrs);
+	len = res[0].reason != NULL ? strlen(res[0].reason) : 0;
+	CHECK(ds_exit_code(r) == DS_EXIT_FAILED && res[0].status == DS_ERR_HEALTH,
+	    "a result longer than a log line came through (status %d)", res[0].status);
+	CHECK(len == PROTO_MESSAGE_MAX - 1 && res[0].reason[len - 1] == '\001',
+	    "its reason came whole (%zu bytes)", len);
+	CHECK(res[1].status == 0, "the other host too");
+	release_all(res, 2, storage, ptrs);
 }
 
 static void
@@ -614,8 +641,9 @@ main(void)
 	tap_run("fleet-max-failures", test_max_failures);
 	tap_run("fleet-all-at-once", test_all_at_once);
 	tap_run("fleet-report", test_report_bad);
+	tap_run("progress-tty", test_progress_tty);
+	tap_run("fleet-long-result", test_long_result);
 	tap_run("report-codec", test_report_codec);
 	tap_run("jsonio", test_jsonio);
-	tap_run("progress-tty", test_progress_tty);
 	return tap_done();
 }
