@@ -51,25 +51,6 @@ util_format_bytes(uint64_t bytes, char *buf, size_t len)
 		snprintf(buf, len, "%.2f GB", bytes / 1e9);
 }
 
-void
-util_json_string(void *out, const char *s)
-{
-	FILE *fp = out;
-
-	fputc('"', fp);
-	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-		if (*p == '"' || *p == '\\')
-			fprintf(fp, "\\%c", *p);
-		else if (*p == '\n')
-			fputs("\\n", fp);
-		else if (*p < 0x20 || *p == 0x7f)
-			fprintf(fp, "\\u%04x", *p);
-		else
-			fputc(*p, fp);
-	}
-	fputc('"', fp);
-}
-
 double
 util_now(void)
 {

@@ -22,8 +22,6 @@ int	util_parse_duration(const char *s, uint64_t *out);
 int	util_parse_u64(const char *s, uint64_t *out);
 /* Formats a byte count as "812 B", "12.3 KB", "4.56 MB", "1.23 GB" (powers of 1000). */
 void	util_format_bytes(uint64_t bytes, char *buf, size_t len);
-/* Writes s as a JSON string literal (with quotes) to fp. */
-void	util_json_string(void *fp, const char *s);
 /* Seconds on the monotonic clock. */
 double	util_now(void);
 /* Milliseconds on the monotonic clock. */

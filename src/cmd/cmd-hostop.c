@@ -1,6 +1,7 @@
 /*
- * The one-host operations that are a single session with the receiver:
- * rollback and verify (cmd-rollback.c, cmd-verify.c).
+ * What the session commands share: their common options (push, pull,
+ * rollback, verify), and the one-host operations that are a single session
+ * with the receiver, rollback and verify (cmd-rollback.c, cmd-verify.c).
  */
 #include "autoconf.h"
 
@@ -10,15 +11,65 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "base/err.h"
+#include "base/jsonio.h"
 #include "base/log.h"
 #include "base/util.h"
 #include "cmd/cmd.h"
 #include "config/config.h"
+#include "repo/store.h"
 #include "session/connect.h"
+#include "session/report.h"
 #include "session/sender.h"
 #include "wire/proto.h"
 #include "wire/xport.h"
+
+void
+cmd_session_defaults(struct cmd_session_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->lock_timeout = CONFIG_LOCK_TIMEOUT_DEFAULT;
+}
+
+int
+cmd_session_option(int ch, const char *arg, struct cmd_session_opts *o)
+{
+	switch (ch) {
+	case 'r':
+		if (store_release_id_check(arg) != 0) {
+			log_error("--release: '%s' is not a release id", arg);
+			return DS_ERR_USAGE;
+		}
+		o->release = arg;
+		return 1;
+	case 'n':
+		o->flags |= PROTO_FLAG_DRY_RUN;
+		return 1;
+	case 'F':
+		o->flags |= PROTO_FLAG_FAIL_ON_DRIFT;
+		return 1;
+	case 'R':
+		o->flags |= PROTO_FLAG_NO_RESTART;
+		return 1;
+	case 'L':
+		if (util_parse_seconds("lock-timeout", arg, 86400, &o->lock_timeout) != 0)
+			return DS_ERR_USAGE;
+		return 1;
+	case 'J':
+		o->json = 1;
+		return 1;
+	case 'j':
+		if (util_parse_uint(arg, CMD_PARALLEL_MAX, &o->parallel) != 0 || o->parallel == 0) {
+			log_error("--parallel: '%s' is not a number of hosts (1..%d)", arg,
+			    CMD_PARALLEL_MAX);
+			return DS_ERR_USAGE;
+		}
+		return 1;
+	}
+	return 0;
+}
 
 int
 cmd_host_op(int argc, char **argv, const struct config *config,
@@ -27,40 +78,30 @@ cmd_host_op(int argc, char **argv, const struct config *config,
 	static const struct option options[] = {
 		{ "no-restart", no_argument, NULL, 'R' },
 		{ "lock-timeout", required_argument, NULL, 'L' },
-		{ "json", no_argument, NULL, 'j' },
+		{ "json", no_argument, NULL, 'J' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
 	const struct config_host *host;
+	struct cmd_session_opts o;
 	struct sender_options so;
-	struct sender_report rep;
+	struct report rep;
 	struct xport *x = NULL;
-	unsigned lock_timeout = CONFIG_LOCK_TIMEOUT_DEFAULT;
-	int ch, json = 0, r;
+	int ch, r;
 
-	memset(&so, 0, sizeof(so));
-	memset(&rep, 0, sizeof(rep));
-	so.op = op;
+	cmd_session_defaults(&o);
 	while ((ch = getopt_long(argc, argv, "h", options, NULL)) != -1) {
-		switch (ch) {
-		case 'R':
-			if (so.op != PROTO_OP_ROLLBACK)
-				goto usage;
-			so.flags |= PROTO_FLAG_NO_RESTART;
-			break;
-		case 'L':
-			if (util_parse_seconds("lock-timeout", optarg, 86400, &lock_timeout) != 0)
-				return DS_ERR_USAGE;
-			break;
-		case 'j':
-			json = 1;
-			break;
-		case 'h':
+		if (ch == 'R' && op != PROTO_OP_ROLLBACK)
+			goto usage;
+		if ((r = cmd_session_option(ch, optarg, &o)) < 0)
+			return r;
+		if (r == 1)
+			continue;
+		if (ch == 'h') {
 			cmd_usage(entry, help);
 			return 0;
-		default:
-			goto usage;
 		}
+		goto usage;
 	}
 	if (argc - optind != 1)
 		goto usage;
@@ -69,21 +110,29 @@ cmd_host_op(int argc, char **argv, const struct config *config,
 		return DS_ERR_NOTFOUND;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	memset(&so, 0, sizeof(so));
+	so.op = op;
+	so.flags = o.flags;
 	so.config = config;
 	so.host = host;
-	so.lock_timeout = lock_timeout;
+	so.lock_timeout = o.lock_timeout;
+	report_init(&rep, so.op, so.flags);
 	if ((r = connect_host(config, host, &x)) == 0) {
 		r = sender_run(x, &so, &rep);
 		xport_close(x);
 	}
 	if (so.op == PROTO_OP_VERIFY && r == 0 && rep.result.changed > 0)
 		r = DS_ERR_CORRUPT;	/* drift found: exit 1 */
-	if (json) {
-		sender_report_json(&rep, host->name, so.op, r, stdout);
+	rep.status = r;
+	if (o.json) {
+		json_t *v = report_json(&rep, host->name);
+
+		jsonio_write(stdout, v);
 		printf("\n");
+		json_decref(v);
 	} else
-		sender_report_print(&rep, host->name, so.op, r, stdout);
-	sender_report_release(&rep);
+		report_print_text(&rep, host->name, stdout);
+	report_release(&rep);
 	xport_free(x);
 	return r;
 usage:

@@ -1,6 +1,7 @@
 /* distsync plan: what a push would change on a host, and which services would restart. */
 #include "autoconf.h"
 
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -9,7 +10,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "base/err.h"
+#include "base/fileio.h"
+#include "base/jsonio.h"
 #include "base/log.h"
 #include "base/path.h"
 #include "base/util.h"
@@ -48,25 +53,24 @@ object_for(const struct plan *p, const struct manifest_entry *e)
 	return NULL;
 }
 
-/* Reads a one-line file into a new string without the newline, or NULL. */
+/* A release id file's first line holds the id; anything past this is not one. */
+#define ID_FILE_MAX	(64u * 1024)
+
+/* Reads the first line of a one-line file into a new string, or NULL (absent, empty, too big). */
 static char *
 read_line_file(const char *file)
 {
-	FILE *fp = fopen(file, "r");
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t n;
+	char *data = NULL;
+	size_t len = 0;
 
-	if (fp == NULL)
+	if (fileio_read_at(AT_FDCWD, file, ID_FILE_MAX, &data, &len) != 0)
 		return NULL;
-	n = getline(&line, &cap, fp);
-	fclose(fp);
-	if (n <= 0) {
-		free(line);
+	if (len == 0) {
+		free(data);
 		return NULL;
 	}
-	line[strcspn(line, "\n")] = '\0';
-	return line;
+	data[strcspn(data, "\n")] = '\0';
+	return data;
 }
 
 static void
@@ -110,52 +114,43 @@ static void
 print_json(const struct config_host *host, const char *release, const char *from,
     const struct plan *p, const struct restart_plan *rp, char **drifted)
 {
-	printf("{\"host\":");
-	util_json_string(stdout, host->name);
-	printf(",\"release\":");
-	util_json_string(stdout, release);
-	printf(",\"from\":");
-	if (from)
-		util_json_string(stdout, from);
-	else
-		printf("null");
-	printf(",\"added\":%zu,\"updated\":%zu,\"deleted\":%zu,\"mode_changed\":%zu,"
-	    "\"unchanged\":%zu,\"objects\":%zu,\"object_bytes\":%" PRIu64 ",\"changes\":[",
-	    p->added, p->updated, p->deleted, p->mode_changed, p->unchanged, p->nobjects,
-	    p->object_bytes);
+	json_t *o, *changes = json_array(), *drift = json_array(), *services = json_array();
+
 	for (size_t i = 0; i < p->count; i++) {
 		const struct plan_item *it = &p->items[i];
 		const struct manifest_entry *e = it->new ? it->new : it->old;
-		const struct plan_object *o = it->new ? object_for(p, it->new) : NULL;
+		const struct plan_object *ob = it->new ? object_for(p, it->new) : NULL;
+		char type[2] = { (char)e->type, '\0' };
+		json_t *c = jsonio_pack("{s:s,s:o,s:s,s:o}", "change", change_word(it->change),
+		    "path", jsonio_string(e->path), "type", type, "size", jsonio_uint(e->size));
 
-		printf("%s{\"change\":\"%s\",\"path\":", i ? "," : "", change_word(it->change));
-		util_json_string(stdout, e->path);
-		printf(",\"type\":\"%c\",\"size\":%" PRIu64, e->type, e->size);
-		if (o != NULL) {
-			printf(",\"send\":true,\"basis\":");
-			if (o->basis) {
-				util_json_string(stdout, o->basis->path);
-				printf(",\"basis_kind\":\"%s\"", plan_basis_name(o->basis_kind));
-			} else
-				printf("null");
+		if (ob != NULL) {
+			json_object_set_new(c, "send", json_true());
+			json_object_set_new(c, "basis",
+			    jsonio_string(ob->basis ? ob->basis->path : NULL));
+			if (ob->basis)
+				json_object_set_new(c, "basis_kind",
+				    json_string(plan_basis_name(ob->basis_kind)));
 		}
-		printf("}");
+		json_array_append_new(changes, c);
 	}
-	printf("],\"drifted\":[");
-	for (size_t i = 0; drifted != NULL && drifted[i] != NULL; i++) {
-		printf("%s", i ? "," : "");
-		util_json_string(stdout, drifted[i]);
-	}
-	printf("],\"services\":[");
-	for (size_t i = 0; rp != NULL && i < rp->count; i++) {
-		printf("%s{\"name\":", i ? "," : "");
-		util_json_string(stdout, rp->items[i].service->name);
-		printf(",\"restart\":%s,\"reload\":%s,\"why\":", rp->items[i].restart ? "true" : "false",
-		    rp->items[i].reload ? "true" : "false");
-		util_json_string(stdout, rp->items[i].why);
-		printf("}");
-	}
-	printf("]}\n");
+	for (size_t i = 0; drifted != NULL && drifted[i] != NULL; i++)
+		json_array_append_new(drift, jsonio_string(drifted[i]));
+	for (size_t i = 0; rp != NULL && i < rp->count; i++)
+		json_array_append_new(services, jsonio_pack("{s:o,s:b,s:b,s:o}",
+		    "name", jsonio_string(rp->items[i].service->name),
+		    "restart", rp->items[i].restart != 0, "reload", rp->items[i].reload != 0,
+		    "why", jsonio_string(rp->items[i].why)));
+	o = jsonio_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}",
+	    "host", jsonio_string(host->name), "release", jsonio_string(release),
+	    "from", jsonio_string(from), "added", jsonio_uint(p->added),
+	    "updated", jsonio_uint(p->updated), "deleted", jsonio_uint(p->deleted),
+	    "mode_changed", jsonio_uint(p->mode_changed), "unchanged", jsonio_uint(p->unchanged),
+	    "objects", jsonio_uint(p->nobjects), "object_bytes", jsonio_uint(p->object_bytes),
+	    "changes", changes, "drifted", drift, "services", services);
+	jsonio_write(stdout, o);
+	printf("\n");
+	json_decref(o);
 }
 
 /* Paths that differ between the last applied manifest and the tree as it is. */

@@ -35,6 +35,7 @@
 #include "repo/store.h"
 #include "session/progress.h"
 #include "session/receiver.h"
+#include "session/report.h"
 #include "session/retry.h"
 #include "session/sender.h"
 #include "wire/proto.h"
@@ -323,14 +324,14 @@ pull_exec(int argc, char **argv, const struct config *unused)
 		{ NULL, 0, NULL, 0 }
 	};
 	const char *file = cmd_config_file ? cmd_config_file : SITE_CONFIG_DEFAULT, *why;
+	struct cmd_session_opts o;
 	struct pull_send_options so;
 	struct retry_hooks hooks;
 	struct config *config = NULL;
 	const struct config_host *up;
 	struct pull p;
 	struct proto_result *res = &p.result;
-	unsigned random_delay = 0, total = 0, idle = 0, retries = 0, lock_timeout =
-	    CONFIG_LOCK_TIMEOUT_DEFAULT;
+	unsigned random_delay = 0, total = 0, idle = 0, retries = 0;
 	uint64_t bwlimit = 0;
 	char line[1024];
 	int ch, quiet = 0, have_bw = 0, have_idle = 0, have_retries = 0, lock_fd = -1, r;
@@ -339,7 +340,12 @@ pull_exec(int argc, char **argv, const struct config *unused)
 	memset(&p, 0, sizeof(p));
 	memset(&so, 0, sizeof(so));
 	memset(&hooks, 0, sizeof(hooks));
+	cmd_session_defaults(&o);
 	while ((ch = getopt_long(argc, argv, "hq", options, NULL)) != -1) {
+		if ((r = cmd_session_option(ch, optarg, &o)) < 0)
+			return r;
+		if (r == 1)
+			continue;
 		switch (ch) {
 		case 'q':
 			quiet = 1;
@@ -350,19 +356,6 @@ pull_exec(int argc, char **argv, const struct config *unused)
 				    "(0..%u)", optarg, RANDOM_DELAY_MAX);
 				return DS_ERR_USAGE;
 			}
-			break;
-		case 'r':
-			if (store_release_id_check(optarg) != 0) {
-				log_error("--release: '%s' is not a release id", optarg);
-				return DS_ERR_USAGE;
-			}
-			so.release = optarg;
-			break;
-		case 'n':
-			so.flags |= PROTO_FLAG_DRY_RUN;
-			break;
-		case 'R':
-			so.flags |= PROTO_FLAG_NO_RESTART;
 			break;
 		case 'b':
 			if (config_parse_bwlimit(optarg, &bwlimit, &why) != 0) {
@@ -391,10 +384,6 @@ pull_exec(int argc, char **argv, const struct config *unused)
 				return DS_ERR_USAGE;
 			}
 			have_retries = 1;
-			break;
-		case 'L':
-			if (util_parse_seconds("lock-timeout", optarg, 86400, &lock_timeout) != 0)
-				return DS_ERR_USAGE;
 			break;
 		case 'h':
 			cmd_usage(&cmd_pull_entry, pull_options);
@@ -428,7 +417,9 @@ pull_exec(int argc, char **argv, const struct config *unused)
 	if (have_retries)
 		p.host.retries = retries;
 	so.host = config->site.host;
-	so.lock_timeout = lock_timeout;
+	so.release = o.release;
+	so.flags = o.flags;
+	so.lock_timeout = o.lock_timeout;
 	so.bwlimit = p.host.bwlimit;
 	/*
 	 * The idle limit is the site's to enforce, on what arrives: the
@@ -505,13 +496,13 @@ pull_send(const struct pull_send_options *opt)
 	const char *file = opt->config_file ? opt->config_file : "distsync.yml";
 	const struct config_host *host;
 	struct sender_options so;
-	struct sender_report rep;
+	struct report rep;
 	struct config *config = NULL;
 	struct store *store = NULL;
 	struct xport *x = NULL;
 	int r;
 
-	memset(&rep, 0, sizeof(rep));
+	report_init(&rep, PROTO_OP_PUSH, opt->flags);
 	if ((r = config_load(file, &config)) != 0)
 		return r;
 	if ((host = config_host(config, opt->host)) == NULL) {
@@ -549,7 +540,7 @@ pull_send(const struct pull_send_options *opt)
 	log_debug("%s: pull: %" PRIu64 " objects, %" PRIu64 " bytes sent", opt->host,
 	    rep.objects_sent, rep.bytes_sent);
 out:
-	sender_report_release(&rep);
+	report_release(&rep);
 	xport_free(x);
 	store_free(store);
 	config_free(config);

@@ -9,9 +9,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+
+#include <jansson.h>
 
 #include "base/err.h"
+#include "base/fileio.h"
+#include "base/jsonio.h"
 #include "base/log.h"
 #include "base/util.h"
 #include "base/xmalloc.h"
@@ -21,12 +24,11 @@
 #include "repo/store.h"
 #include "session/fleet.h"
 #include "session/progress.h"
+#include "session/report.h"
 #include "session/retry.h"
 #include "session/sender.h"
 #include "wire/proto.h"
-#include "wire/xport.h"
 
-#define PARALLEL_MAX		1000
 #define REPORT_DIR		"reports"
 #define REPORT_FILE		"last-push.json"
 
@@ -55,56 +57,12 @@ static const char push_options[] =
  */
 static int
 push_host(const struct config *config, const struct config_host *host,
-    const struct sender_options *so, struct sender_report *rep)
+    const struct sender_options *so, struct report *rep)
 {
 	struct sender_options opt = *so;
 
 	opt.host = host;
 	return sync_host_with_retries(config, host, &opt, rep, NULL);
-}
-
-/* The fleet's view of one host's report. */
-static void
-result_from_report(const struct sender_report *rep, const struct sender_options *so, int status,
-    struct fleet_result *res)
-{
-	const struct proto_result *pr = &rep->result;
-
-	res->status = status;
-	res->dry_run = (so->flags & PROTO_FLAG_DRY_RUN) != 0;
-	if (pr->from != NULL)
-		res->from = xstrdup(pr->from);
-	if (pr->to != NULL && pr->to[0] != '\0')
-		res->to = xstrdup(pr->to);
-	else if (rep->release != NULL && pr->from != NULL)
-		res->to = xstrdup(rep->release);
-	res->added = pr->added;
-	res->updated = pr->updated;
-	res->deleted = pr->deleted;
-	res->changed = pr->changed;
-	res->objects = rep->objects_sent;
-	res->object_bytes = rep->object_bytes;
-	res->bytes_sent = rep->bytes_sent;
-	res->bytes_received = rep->bytes_received;
-	res->round_trips = rep->round_trips;
-	res->encoded = rep->objects_sent - rep->enc_objects[PROTO_ENC_RAW];
-	res->cache_hits = rep->cache_hits;
-	if (pr->nservices > 0) {
-		size_t len = 0;
-
-		for (size_t i = 0; i < pr->nservices; i++)
-			len += strlen(pr->services[i]) + 1;
-		res->services = xcalloc(1, len + 1);
-		for (size_t i = 0; i < pr->nservices; i++) {
-			if (i > 0)
-				strncat(res->services, ",", len - strlen(res->services));
-			strncat(res->services, pr->services[i], len - strlen(res->services));
-		}
-	}
-	if (pr->health != NULL)
-		res->health = xstrdup(pr->health);
-	if (status != 0 && pr->message != NULL && pr->message[0] != '\0')
-		res->reason = xstrdup(pr->message);
 }
 
 struct push_child {
@@ -128,56 +86,42 @@ child_progress(void *arg, uint64_t wire, uint64_t done, uint64_t total)
 /* fleet_host_fn: one host's push in its own process. */
 static int
 push_child_run(const struct config_host *host, void *arg, struct fleet_chan *chan,
-    struct fleet_result *res)
+    struct report *rep)
 {
 	struct push_child *pc = arg;
 	struct sender_options so = pc->so;
-	struct sender_report rep;
-	int r;
 
-	memset(&rep, 0, sizeof(rep));
 	so.host = host;
 	so.progress = child_progress;
 	so.progress_arg = chan;
 	fleet_send_phase(chan, "connecting");
-	r = push_host(pc->config, host, &so, &rep);
-	result_from_report(&rep, &so, r, res);
-	sender_report_release(&rep);
-	return r;
+	return push_host(pc->config, host, &so, rep);
 }
 
 /* Writes the report of this run to STORE/reports/last-push.json, atomically. */
 static void
 save_report(struct store *store, const struct config_host *const *hosts,
-    const struct fleet_result *res, size_t n)
+    const struct report *reps, size_t n)
 {
 	char *dir = xasprintf("%s/%s", store_dir(store), REPORT_DIR);
 	char *path = xasprintf("%s/%s", dir, REPORT_FILE);
-	char *tmp = xasprintf("%s.%ld.tmp", path, (long)getpid());
-	FILE *fp = NULL;
+	char *text = NULL;
+	size_t size = 0;
+	FILE *fp;
 
 	if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
 		log_errno("%s: cannot keep the push report", dir);
 		goto out;
 	}
-	if ((fp = fopen(tmp, "we")) == NULL) {
-		log_errno("%s", tmp);
-		goto out;
-	}
-	fleet_print_json(hosts, res, n, fp);
-	if (fflush(fp) != 0 || fsync(fileno(fp)) != 0) {
-		log_errno("%s", tmp);
-		fclose(fp);
-		unlink(tmp);
-		goto out;
-	}
-	fclose(fp);
-	if (rename(tmp, path) != 0) {
+	if ((fp = open_memstream(&text, &size)) == NULL) {
 		log_errno("%s", path);
-		unlink(tmp);
+		goto out;
 	}
+	report_print_fleet_json(hosts, reps, n, fp);
+	if (fclose(fp) != 0 || fileio_write_atomic(path, text, size) != 0)
+		log_errno("%s", path);
 out:
-	free(tmp);
+	free(text);
 	free(path);
 	free(dir);
 }
@@ -195,7 +139,7 @@ failed_hosts(const struct config *config, struct store *store, char **names, siz
 
 	*out = NULL;
 	*count = 0;
-	if ((r = fleet_report_failed(path, &failed)) != 0)
+	if ((r = report_failed_hosts(path, &failed)) != 0)
 		goto out;
 	if (nnames > 0 && (r = config_resolve_hosts(config, names, nnames, &named, &nnamed)) != 0)
 		goto out;
@@ -246,15 +190,13 @@ single_progress(void *arg, uint64_t wire, uint64_t done, uint64_t total)
  */
 static int
 push_single(const struct config *config, const struct config_host *host,
-    const struct sender_options *so_in, int json, struct fleet_result *res)
+    const struct sender_options *so_in, int json, struct report *rep)
 {
 	struct sender_options so = *so_in;
 	struct single_progress sp = { NULL, -1 };
-	struct sender_report rep;
 	double t0 = retry_now_ns() / 1e9;
 	int r;
 
-	memset(&rep, 0, sizeof(rep));
 	if (!json && log_get_level() >= LOG_LEVEL_INFO &&
 	    progress_mode_for(stderr) == PROGRESS_TTY) {
 		sp.prog = progress_new(stderr, PROGRESS_TTY, "push", 1);
@@ -263,21 +205,20 @@ push_single(const struct config *config, const struct config_host *host,
 		so.progress_arg = &sp;
 		progress_take_log(sp.prog);
 	}
-	r = push_host(config, host, &so, &rep);
+	r = push_host(config, host, &so, rep);
 	progress_free(sp.prog);
 	if (json) {
-		printf("[");
-		sender_report_json(&rep, host->name, PROTO_OP_PUSH, r, stdout);
-		printf("]\n");
+		json_t *v = jsonio_pack("[o]", report_json(rep, host->name));
+
+		jsonio_write(stdout, v);
+		printf("\n");
+		json_decref(v);
 	} else
-		sender_report_print(&rep, host->name, PROTO_OP_PUSH, r, stdout);
+		report_print_text(rep, host->name, stdout);
 	fflush(stdout);
-	result_from_report(&rep, &so, r, res);
-	res->started = 1;
-	res->seconds = retry_now_ns() / 1e9 - t0;
-	if (r != 0 && res->reason == NULL)
-		res->reason = xstrdup(ds_strerror(r));
-	sender_report_release(&rep);
+	rep->started = 1;
+	rep->seconds = retry_now_ns() / 1e9 - t0;
+	report_explain(rep, NULL);
 	return r;
 }
 
@@ -299,51 +240,25 @@ push_exec(int argc, char **argv, const struct config *config)
 		{ NULL, 0, NULL, 0 }
 	};
 	const struct config_host **hosts = NULL;
-	struct fleet_result *results = NULL;
+	struct report *reports = NULL;
+	struct cmd_session_opts o;
 	struct fleet_options fo;
 	struct push_child pc;
 	struct sender_options so;
 	struct store *store = NULL;
 	size_t nhosts = 0;
-	unsigned lock_timeout = CONFIG_LOCK_TIMEOUT_DEFAULT, parallel = 0, canary = 0, max_failures = 0;
-	int ch, json = 0, retry_failed = 0, fleet_mode = 0, r;
+	unsigned canary = 0, max_failures = 0;
+	int ch, retry_failed = 0, fleet_mode = 0, r;
 
 	memset(&so, 0, sizeof(so));
 	memset(&fo, 0, sizeof(fo));
-	so.op = PROTO_OP_PUSH;
+	cmd_session_defaults(&o);
 	while ((ch = getopt_long(argc, argv, "hj:", options, NULL)) != -1) {
+		if ((r = cmd_session_option(ch, optarg, &o)) < 0)
+			return r;
+		if (r == 1)
+			continue;
 		switch (ch) {
-		case 'r':
-			if (store_release_id_check(optarg) != 0) {
-				log_error("--release: '%s' is not a release id", optarg);
-				return DS_ERR_USAGE;
-			}
-			so.release = optarg;
-			break;
-		case 'n':
-			so.flags |= PROTO_FLAG_DRY_RUN;
-			break;
-		case 'F':
-			so.flags |= PROTO_FLAG_FAIL_ON_DRIFT;
-			break;
-		case 'R':
-			so.flags |= PROTO_FLAG_NO_RESTART;
-			break;
-		case 'L':
-			if (util_parse_seconds("lock-timeout", optarg, 86400, &lock_timeout) != 0)
-				return DS_ERR_USAGE;
-			break;
-		case 'J':
-			json = 1;
-			break;
-		case 'j':
-			if (util_parse_uint(optarg, PARALLEL_MAX, &parallel) != 0 || parallel == 0) {
-				log_error("--parallel: '%s' is not a number of hosts (1..%d)", optarg,
-				    PARALLEL_MAX);
-				return DS_ERR_USAGE;
-			}
-			fleet_mode = 1;
-			break;
 		case 'C':
 			if (util_parse_uint(optarg, 1000000, &canary) != 0) {
 				log_error("--canary: '%s' is not a number of hosts", optarg);
@@ -378,6 +293,11 @@ push_exec(int argc, char **argv, const struct config *config)
 		cmd_usage(&cmd_push_entry, push_options);
 		return DS_ERR_USAGE;
 	}
+	if (o.parallel > 0)
+		fleet_mode = 1;
+	so.op = PROTO_OP_PUSH;
+	so.release = o.release;
+	so.flags = o.flags;
 	if ((r = store_open(config->distribution.store, 0, &store)) != 0)
 		goto out;
 	if (retry_failed)
@@ -411,34 +331,34 @@ push_exec(int argc, char **argv, const struct config *config)
 	signal(SIGPIPE, SIG_IGN);
 	so.config = config;
 	so.store = store;
-	so.lock_timeout = lock_timeout;
+	so.lock_timeout = o.lock_timeout;
 	so.level = config->distribution.level;
-	results = xcalloc(nhosts, sizeof(*results));
+	reports = xcalloc(nhosts, sizeof(*reports));
 	if (nhosts == 1 && !fleet_mode) {
-		r = push_single(config, hosts[0], &so, json, &results[0]);
+		r = push_single(config, hosts[0], &so, o.json, &reports[0]);
 	} else {
 		pc.config = config;
 		pc.so = so;
-		fo.parallel = parallel > 0 ? parallel : config->parallel > 0 ? config->parallel : 1;
+		fo.parallel = o.parallel > 0 ? o.parallel : config->parallel > 0 ? config->parallel : 1;
 		fo.canary = canary;
 		fo.max_failures = max_failures;
 		fo.run = push_child_run;
 		fo.arg = &pc;
 		fo.progress = progress_new(stderr, progress_mode_for(stderr), "push", nhosts);
-		r = fleet_run(&fo, hosts, nhosts, results);
+		r = fleet_run(&fo, hosts, nhosts, reports);
 		progress_free(fo.progress);
-		if (json)
-			fleet_print_json(hosts, results, nhosts, stdout);
+		if (o.json)
+			report_print_fleet_json(hosts, reports, nhosts, stdout);
 		else
-			fleet_print_table(hosts, results, nhosts, stdout);
+			report_print_table(hosts, reports, nhosts, stdout);
 		fflush(stdout);
 	}
 	if ((so.flags & PROTO_FLAG_DRY_RUN) == 0)
-		save_report(store, hosts, results, nhosts);
+		save_report(store, hosts, reports, nhosts);
 out:
-	for (size_t i = 0; results != NULL && i < nhosts; i++)
-		fleet_result_release(&results[i]);
-	free(results);
+	for (size_t i = 0; reports != NULL && i < nhosts; i++)
+		report_release(&reports[i]);
+	free(reports);
 	store_free(store);
 	free(hosts);
 	return r;

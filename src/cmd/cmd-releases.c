@@ -7,7 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "base/err.h"
+#include "base/jsonio.h"
 #include "base/log.h"
 #include "base/util.h"
 #include "base/xmalloc.h"
@@ -33,6 +36,7 @@ releases_exec(int argc, char **argv, const struct config *config)
 		{ NULL, 0, NULL, 0 }
 	};
 	struct store *store = NULL;
+	json_t *list = NULL;
 	char **ids = NULL;
 	size_t n = 0;
 	int ch, json = 0, r;
@@ -58,7 +62,7 @@ releases_exec(int argc, char **argv, const struct config *config)
 		return r;
 	store_release_list(store, &ids, &n);
 	if (json)
-		printf("[");
+		list = json_array();
 	for (size_t i = 0; i < n; i++) {
 		struct manifest *m;
 		struct trust_doc *sig = NULL;
@@ -80,15 +84,17 @@ releases_exec(int argc, char **argv, const struct config *config)
 		else if (sig != NULL)
 			snprintf(signed_by, sizeof(signed_by), "BAD SIGNATURE FILE");
 		if (json) {
-			printf("%s{\"id\":", i ? "," : "");
-			util_json_string(stdout, ids[i]);
-			printf(",\"files\":%zu,\"bytes\":%" PRIu64 ",\"manifest\":\"%s\",\"latest\":%s",
-			    files, manifest_total_size(m), hex, i + 1 == n ? "true" : "false");
-			if (sig != NULL && signed_by[0] == 's')
-				printf(",\"signed\":true,\"sequence\":%" PRIu64 ",\"key\":\"%s\"}",
-				    sig->sequence, sig->sigs[0].keyid);
-			else
-				printf(",\"signed\":false}");
+			json_t *o = jsonio_pack("{s:o,s:o,s:o,s:s,s:b}",
+			    "id", jsonio_string(ids[i]), "files", jsonio_uint(files),
+			    "bytes", jsonio_uint(manifest_total_size(m)), "manifest", hex,
+			    "latest", i + 1 == n);
+
+			json_object_set_new(o, "signed", json_boolean(signed_by[0] == 's'));
+			if (signed_by[0] == 's') {
+				json_object_set_new(o, "sequence", jsonio_uint(sig->sequence));
+				json_object_set_new(o, "key", jsonio_string(sig->sigs[0].keyid));
+			}
+			json_array_append_new(list, o);
 		} else {
 			util_format_bytes(manifest_total_size(m), size, sizeof(size));
 			printf("%-24s %7zu files %10s  %.16s  %s%s\n", ids[i], files, size, hex,
@@ -97,9 +103,12 @@ releases_exec(int argc, char **argv, const struct config *config)
 		trust_doc_free(sig);
 		manifest_free(m);
 	}
-	if (json)
-		printf("]\n");
-	else if (n == 0)
+	if (json) {
+		/* Whatever was listed before an error, as before. */
+		jsonio_write(stdout, list);
+		printf("\n");
+		json_decref(list);
+	} else if (n == 0)
 		printf("no releases yet: run 'distsync release'\n");
 	xfree_strv(ids);
 	store_free(store);

@@ -12,7 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "base/err.h"
+#include "base/jsonio.h"
 #include "base/log.h"
 #include "base/util.h"
 #include "base/xmalloc.h"
@@ -21,11 +24,11 @@
 #include "session/connect.h"
 #include "session/fleet.h"
 #include "session/progress.h"
+#include "session/report.h"
 #include "session/sender.h"
 #include "wire/proto.h"
 #include "wire/xport.h"
 
-#define PARALLEL_MAX		1000
 
 extern const struct cmd_entry cmd_status_entry;
 
@@ -44,39 +47,36 @@ struct status_child {
 /* fleet_host_fn: one host's verify session in its own process. */
 static int
 status_child_run(const struct config_host *host, void *arg, struct fleet_chan *chan,
-    struct fleet_result *res)
+    struct report *rep)
 {
 	struct status_child *sc = arg;
 	struct sender_options so;
-	struct sender_report rep;
 	struct xport *x = NULL;
 	int r;
 
 	memset(&so, 0, sizeof(so));
-	memset(&rep, 0, sizeof(rep));
 	so.op = PROTO_OP_VERIFY;
+	report_init(rep, so.op, so.flags);
 	so.config = sc->config;
 	so.host = host;
 	so.lock_timeout = sc->lock_timeout;
 	fleet_send_phase(chan, "connecting");
 	if ((r = connect_host(sc->config, host, &x)) == 0) {
 		fleet_send_phase(chan, "verifying");
-		r = sender_run(x, &so, &rep);
+		r = sender_run(x, &so, rep);
 		xport_close(x);
 	}
 	xport_free(x);
-	res->status = r;
-	if (rep.result.from != NULL)
-		res->from = xstrdup(rep.result.from);
-	res->changed = rep.result.changed;
-	res->bytes_sent = rep.bytes_sent;
-	res->bytes_received = rep.bytes_received;
-	if (r == 0 && rep.result.message != NULL && rep.result.message[0] != '\0')
-		res->last = xstrdup(rep.result.message);
-	else if (r != 0 && rep.result.message != NULL && rep.result.message[0] != '\0')
-		res->reason = xstrdup(rep.result.message);
-	sender_report_release(&rep);
 	return r;
+}
+
+/* The host's last history.log line: a verify's message when it succeeded, or NULL. */
+static const char *
+last_line(const struct report *r)
+{
+	const char *m = r->result.message;
+
+	return r->status == 0 && m != NULL && m[0] != '\0' ? m : NULL;
 }
 
 static int
@@ -116,7 +116,7 @@ split_last(const char *line, char **copy, const char **time, const char **action
 }
 
 static void
-print_table(const struct config_host *const *hosts, const struct fleet_result *res, size_t n,
+print_table(const struct config_host *const *hosts, const struct report *res, size_t n,
     FILE *fp)
 {
 	size_t hw = 4, rw = 7, reach = 0, drifted = 0;
@@ -124,19 +124,19 @@ print_table(const struct config_host *const *hosts, const struct fleet_result *r
 	for (size_t i = 0; i < n; i++) {
 		if (strlen(hosts[i]->name) > hw)
 			hw = strlen(hosts[i]->name);
-		if (res[i].from != NULL && strlen(res[i].from) > rw)
-			rw = strlen(res[i].from);
+		if (res[i].result.from != NULL && strlen(res[i].result.from) > rw)
+			rw = strlen(res[i].result.from);
 	}
 	fprintf(fp, "%-*s  %-9s  %-*s  %5s  %-20s  %s\n", (int)hw, "HOST", "REACHABLE", (int)rw,
 	    "RELEASE", "DRIFT", "LAST APPLY", "RESULT");
 	for (size_t i = 0; i < n; i++) {
-		const struct fleet_result *r = &res[i];
-		const char *time, *action, *result;
+		const struct report *r = &res[i];
+		const char *time, *action, *result, *from = r->result.from;
 		char *copy, drift[24], *why = NULL, *what;
 
-		split_last(r->last, &copy, &time, &action, &result);
+		split_last(last_line(r), &copy, &time, &action, &result);
 		if (r->status == 0)
-			snprintf(drift, sizeof(drift), "%" PRIu64, r->changed);
+			snprintf(drift, sizeof(drift), "%" PRIu64, r->result.changed);
 		else
 			snprintf(drift, sizeof(drift), "-");
 		if (r->status != 0) {
@@ -153,12 +153,12 @@ print_table(const struct config_host *const *hosts, const struct fleet_result *r
 			what = xstrdup(result != NULL ? result : "-");
 		fprintf(fp, "%-*s  %-9s  %-*s  %5s  %-20s  %s\n", (int)hw, hosts[i]->name,
 		    !r->started ? "-" : unreachable(r->status) ? "no" : "yes", (int)rw,
-		    r->from != NULL && r->from[0] != '\0' ? r->from : r->status == 0 ? "(none)" : "-",
+		    from != NULL && from[0] != '\0' ? from : r->status == 0 ? "(none)" : "-",
 		    drift, time != NULL ? time : "-", what);
 		free(what);
 		if (r->status == 0)
 			reach++;
-		if (r->status == 0 && r->changed > 0)
+		if (r->status == 0 && r->result.changed > 0)
 			drifted++;
 		free(why);
 		free(copy);
@@ -168,50 +168,40 @@ print_table(const struct config_host *const *hosts, const struct fleet_result *r
 }
 
 static void
-print_json(const struct config_host *const *hosts, const struct fleet_result *res, size_t n,
+print_json(const struct config_host *const *hosts, const struct report *res, size_t n,
     FILE *fp)
 {
-	fprintf(fp, "[\n");
+	json_t *a = json_array();
+
 	for (size_t i = 0; i < n; i++) {
-		const struct fleet_result *r = &res[i];
-		const char *time, *action, *result;
+		const struct report *r = &res[i];
+		const char *time, *action, *result, *from = r->result.from;
+		json_t *o = json_object(), *last = json_null();
 		char *copy;
 
-		split_last(r->last, &copy, &time, &action, &result);
-		fprintf(fp, "{\"host\":");
-		util_json_string(fp, hosts[i]->name);
-		fprintf(fp, ",\"ok\":%s,\"reachable\":%s,\"error\":", r->status == 0 ? "true" : "false",
-		    r->started && !unreachable(r->status) ? "true" : "false");
-		if (r->status != 0)
-			util_json_string(fp, r->reason != NULL ? r->reason : ds_strerror(r->status));
-		else
-			fprintf(fp, "null");
-		fprintf(fp, ",\"release\":");
-		if (r->status == 0 && r->from != NULL && r->from[0] != '\0')
-			util_json_string(fp, r->from);
-		else
-			fprintf(fp, "null");
-		if (r->status == 0)
-			fprintf(fp, ",\"drift\":%" PRIu64, r->changed);
-		else
-			fprintf(fp, ",\"drift\":null");
-		fprintf(fp, ",\"last_apply\":");
-		if (time != NULL) {
-			fprintf(fp, "{\"time\":");
-			util_json_string(fp, time);
-			fprintf(fp, ",\"action\":");
-			util_json_string(fp, action != NULL ? action : "");
-			fprintf(fp, ",\"result\":");
-			util_json_string(fp, result != NULL ? result : "");
-			fprintf(fp, ",\"line\":");
-			util_json_string(fp, r->last);
-			fprintf(fp, "}");
-		} else
-			fprintf(fp, "null");
-		fprintf(fp, ",\"seconds\":%.3f}%s\n", r->seconds, i + 1 < n ? "," : "");
+		split_last(last_line(r), &copy, &time, &action, &result);
+		if (time != NULL)
+			last = jsonio_pack("{s:o,s:o,s:o,s:o}", "time", jsonio_string(time),
+			    "action", jsonio_string(action != NULL ? action : ""),
+			    "result", jsonio_string(result != NULL ? result : ""),
+			    "line", jsonio_string(last_line(r)));
+		json_object_set_new(o, "host", jsonio_string(hosts[i]->name));
+		json_object_set_new(o, "ok", json_boolean(r->status == 0));
+		json_object_set_new(o, "reachable",
+		    json_boolean(r->started && !unreachable(r->status)));
+		json_object_set_new(o, "error", r->status == 0 ? json_null() :
+		    jsonio_string(r->reason != NULL ? r->reason : ds_strerror(r->status)));
+		json_object_set_new(o, "release", jsonio_string(r->status == 0 && from != NULL &&
+		    from[0] != '\0' ? from : NULL));
+		json_object_set_new(o, "drift", r->status == 0 ? jsonio_uint(r->result.changed) :
+		    json_null());
+		json_object_set_new(o, "last_apply", last);
+		json_object_set_new(o, "seconds", jsonio_seconds(r->seconds));
+		json_array_append_new(a, o);
 		free(copy);
 	}
-	fprintf(fp, "]\n");
+	jsonio_write_lines(fp, a);
+	json_decref(a);
 }
 
 static int
@@ -225,34 +215,23 @@ status_exec(int argc, char **argv, const struct config *config)
 		{ NULL, 0, NULL, 0 }
 	};
 	const struct config_host **hosts = NULL;
-	struct fleet_result *results = NULL;
+	struct report *results = NULL;
+	struct cmd_session_opts o;
 	struct fleet_options fo;
 	struct status_child sc;
 	size_t nhosts = 0;
-	unsigned parallel = 0;
 	enum progress_mode mode;
-	int ch, json = 0, r;
+	int ch, r;
 
 	memset(&fo, 0, sizeof(fo));
 	memset(&sc, 0, sizeof(sc));
-	sc.config = config;
-	sc.lock_timeout = CONFIG_LOCK_TIMEOUT_DEFAULT;
+	cmd_session_defaults(&o);
 	while ((ch = getopt_long(argc, argv, "hj:", options, NULL)) != -1) {
+		if ((r = cmd_session_option(ch, optarg, &o)) < 0)
+			return r;
+		if (r == 1)
+			continue;
 		switch (ch) {
-		case 'j':
-			if (util_parse_uint(optarg, PARALLEL_MAX, &parallel) != 0 || parallel == 0) {
-				log_error("--parallel: '%s' is not a number of hosts (1..%d)", optarg,
-				    PARALLEL_MAX);
-				return DS_ERR_USAGE;
-			}
-			break;
-		case 'L':
-			if (util_parse_seconds("lock-timeout", optarg, 86400, &sc.lock_timeout) != 0)
-				return DS_ERR_USAGE;
-			break;
-		case 'J':
-			json = 1;
-			break;
 		case 'h':
 			cmd_usage(&cmd_status_entry, status_options);
 			return 0;
@@ -267,11 +246,13 @@ status_exec(int argc, char **argv, const struct config *config)
 		cmd_usage(&cmd_status_entry, status_options);
 		return DS_ERR_USAGE;
 	}
+	sc.config = config;
+	sc.lock_timeout = o.lock_timeout;
 	if ((r = config_resolve_hosts(config, argv, (size_t)argc, &hosts, &nhosts)) != 0)
 		return r == DS_ERR_NOTFOUND ? DS_ERR_USAGE : r;	/* an unknown name: exit 2 */
 	signal(SIGPIPE, SIG_IGN);
 	results = xcalloc(nhosts, sizeof(*results));
-	fo.parallel = parallel > 0 ? parallel : config->parallel > 0 ? config->parallel : 1;
+	fo.parallel = o.parallel > 0 ? o.parallel : config->parallel > 0 ? config->parallel : 1;
 	fo.run = status_child_run;
 	fo.arg = &sc;
 	/* The table is the output; live lines only where someone watches. */
@@ -279,15 +260,15 @@ status_exec(int argc, char **argv, const struct config *config)
 	fo.progress = progress_new(stderr, mode, "status", nhosts);
 	r = fleet_run(&fo, hosts, nhosts, results);
 	progress_free(fo.progress);
-	if (json)
+	if (o.json)
 		print_json(hosts, results, nhosts, stdout);
 	else
 		print_table(hosts, results, nhosts, stdout);
 	fflush(stdout);
 	for (size_t i = 0; i < nhosts; i++) {
-		if (r == 0 && results[i].status == 0 && results[i].changed > 0)
+		if (r == 0 && results[i].status == 0 && results[i].result.changed > 0)
 			r = DS_ERR_CORRUPT;	/* drift: exit 1 */
-		fleet_result_release(&results[i]);
+		report_release(&results[i]);
 	}
 	free(results);
 	free(hosts);

@@ -2,6 +2,8 @@
 #ifndef DS_CMD_H
 #define DS_CMD_H
 
+#include <stdint.h>
+
 struct config;
 
 struct cmd_entry {
@@ -18,6 +20,33 @@ struct cmd_entry {
 
 /* Prints "usage: distsync NAME USAGE" and the command's options to stderr. */
 void	cmd_usage(const struct cmd_entry *entry, const char *options);
+
+/*
+ * The options the session commands (push, pull, status, rollback, verify)
+ * share, as getopt_long values: 'r' --release ID, 'n' --dry-run,
+ * 'F' --fail-on-drift, 'R' --no-restart, 'L' --lock-timeout S, 'J' --json,
+ * 'j' --parallel N. Each command lists in its own option table the ones it
+ * takes.
+ */
+#define CMD_PARALLEL_MAX	1000	/* hosts at once */
+
+struct cmd_session_opts {
+	const char	*release;	/* a checked release id, or NULL: the latest */
+	uint32_t	 flags;		/* PROTO_FLAG_* */
+	unsigned	 lock_timeout;	/* seconds; CONFIG_LOCK_TIMEOUT_DEFAULT unless given */
+	int		 json;
+	unsigned	 parallel;	/* hosts at once, 1..CMD_PARALLEL_MAX; 0: not given */
+};
+
+/* Sets O to the defaults: no release, no flags, the default lock timeout, text. */
+void	cmd_session_defaults(struct cmd_session_opts *o);
+
+/*
+ * Takes option CH with its argument ARG into O when it is one of the shared
+ * ones: returns 1 when it was, 0 for any other CH, DS_ERR_USAGE (logged)
+ * for a value that is not valid.
+ */
+int	cmd_session_option(int ch, const char *arg, struct cmd_session_opts *o);
 
 /*
  * Runs a one-host session of OP (PROTO_OP_ROLLBACK or PROTO_OP_VERIFY) for

@@ -2,63 +2,43 @@
  * Many hosts at once. Each host's session runs in its own forked child (so
  * libssh and every other global state is never shared), at most `parallel`
  * at a time. A child talks to the parent through one pipe that also carries
- * its stderr: log lines as they are, and records, each one line starting
- * with FLEET_RECORD_MARK:
+ * its stderr: log lines as they are, and records, each one line of
+ * FLEET_RECORD_MARK and one JSON object (jansson; jsonio.h):
  *
- *	\001phase PHASE                 the session reached PHASE
- *	\001bytes WIRE DONE TOTAL       bytes on the wire, content bytes done/planned
- *	\001result KEY=VALUE ...        the host's final result (last record)
+ *	{"phase":PHASE}                         the session reached PHASE
+ *	{"bytes":{"wire":N,"done":N,"total":N}} bytes on the wire, content bytes
+ *	                                        done/planned
+ *	{"result":REPORT}                       the host's report (report_encode),
+ *	                                        the last record
  *
  * Each record is preceded by a newline, which ends a log line the child left
- * unfinished (empty lines are ignored). The last result record counts.
- * Fields are separated by one space; values are percent-encoded (every byte
- * <= 0x20, '%', '=' and 0x7f as %XX), so a record is always one line.
- * A child that ends without a result record failed ("session process died").
+ * unfinished (empty lines are ignored). The last result record that decodes
+ * counts; a record that does not decode is dropped. A child that ends
+ * without a result failed ("session process died").
  */
 #ifndef DS_FLEET_H
 #define DS_FLEET_H
 
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
 
 struct config_host;
 struct progress;
+struct report;
 
 #define FLEET_RECORD_MARK	'\001'
-
-/* What one host's run produced; the same struct for push and status. */
-struct fleet_result {
-	int		 status;	/* 0 or a DS_ERR_* */
-	int		 started;	/* 0: never started (canary, --max-failures) */
-	char		*from;		/* release before ("" none), or NULL unknown */
-	char		*to;		/* release after, or NULL */
-	uint64_t	 added, updated, deleted;
-	uint64_t	 changed;	/* paths changed (push) or drifted (status) */
-	uint64_t	 objects;	/* objects sent */
-	uint64_t	 object_bytes;	/* content bytes of the objects sent */
-	uint64_t	 bytes_sent;	/* on the wire */
-	uint64_t	 bytes_received;
-	unsigned	 round_trips;
-	uint64_t	 encoded;	/* objects sent encoded (delta or compressed) */
-	uint64_t	 cache_hits;	/* of those, encodings found in the delta cache */
-	int		 dry_run;
-	char		*services;	/* restarted, comma-separated, or NULL */
-	char		*health;	/* "ok", "none", what failed, or NULL */
-	char		*reason;	/* why it failed, or NULL */
-	char		*last;		/* status: the host's last history.log line, or NULL */
-	double		 seconds;	/* wall time of the host's session */
-};
 
 /* A child's end of the pipe to the parent. */
 struct fleet_chan;
 
 /*
- * Runs one host's session in the child and fills res (status included).
- * Returns res->status. Progress goes through fleet_send_phase/_bytes.
+ * Runs one host's session in the child and fills REP (zeroed; sender_run
+ * fills it). Returns the session's status, which becomes rep->status. A
+ * failure without a reason gets one (report_explain, with the first error
+ * the child logged). Progress goes through fleet_send_phase/_bytes.
  */
 typedef int	fleet_host_fn(const struct config_host *host, void *arg, struct fleet_chan *chan,
-		    struct fleet_result *res);
+		    struct report *rep);
 
 struct fleet_options {
 	unsigned	 parallel;	/* children at once; 0 means 1 */
@@ -71,15 +51,15 @@ struct fleet_options {
 
 /*
  * Runs opt->run for each of the n hosts, each in a forked child, and fills
- * results[i] (zeroed first) for hosts[i]. Hosts not started because a canary
- * failed or max_failures was reached get started = 0, status
- * DS_ERR_PRECONDITION and a reason. Returns 0 when every host succeeded,
- * else the worst status (a failure before a precondition). The caller
- * releases each result with fleet_result_release.
+ * reports[i] (zeroed first) for hosts[i], with its wall time, started = 1
+ * and a reason when it failed (without the host name it may begin with).
+ * Hosts not started because a canary failed or max_failures was reached get
+ * started = 0, status DS_ERR_PRECONDITION and a reason. Returns 0 when every
+ * host succeeded, else the worst status (a failure before a precondition).
+ * The caller releases each report with report_release.
  */
 int	fleet_run(const struct fleet_options *opt, const struct config_host *const *hosts,
-	    size_t n, struct fleet_result *results);
-void	fleet_result_release(struct fleet_result *res);
+	    size_t n, struct report *reports);
 
 /* Child side: reports reaching PHASE; a NULL chan (not forked) does nothing. */
 void	fleet_send_phase(struct fleet_chan *chan, const char *phase);
@@ -91,30 +71,5 @@ void	fleet_send_bytes(struct fleet_chan *chan, uint64_t wire, uint64_t done, uin
  * (exit 1) beats a precondition (exit 3).
  */
 int	fleet_worse(int a, int b);
-
-/* One line about a finished host for the progress display ("A -> B, 3 files, ..."). */
-void	fleet_result_line(const struct fleet_result *res, char *buf, size_t len);
-
-/*
- * The push summary: a table with host, from -> to, files changed, bytes sent,
- * time, services restarted, result and reason; then a count line.
- */
-void	fleet_print_table(const struct config_host *const *hosts, const struct fleet_result *res,
-	    size_t n, FILE *fp);
-/*
- * The same as one JSON document: an array of one object per host with the
- * fields of sender_report_json plus "result", "reason", "started", "seconds".
- */
-void	fleet_print_json(const struct config_host *const *hosts, const struct fleet_result *res,
-	    size_t n, FILE *fp);
-/* One host's object of fleet_print_json, on one line (no newline). */
-void	fleet_result_json(const char *host, const struct fleet_result *res, FILE *fp);
-
-/*
- * Reads the hosts whose "ok" is false from a report fleet_print_json wrote
- * (one host object per line) into *names (NULL-terminated; caller frees with
- * xfree_strv). DS_ERR_NOTFOUND (logged) when there is no report.
- */
-int	fleet_report_failed(const char *path, char ***names);
 
 #endif

@@ -15,6 +15,7 @@
 #include "base/log.h"
 #include "config/config.h"
 #include "session/connect.h"
+#include "session/report.h"
 #include "session/retry.h"
 #include "session/sender.h"
 #include "wire/xport.h"
@@ -118,8 +119,8 @@ struct push_attempt {
 	const struct config	*config;
 	const struct config_host *host;
 	const struct sender_options *opt;
-	struct sender_report	*report;
-	struct sender_report	 sum;	/* counters of the failed attempts before */
+	struct report		*report;
+	struct report		 sum;	/* counters of the failed attempts before */
 };
 
 static int
@@ -135,7 +136,8 @@ push_attempt(void *arg, unsigned n, int *progress)
 		pa->sum.bytes_sent += pa->report->bytes_sent;
 		pa->sum.bytes_received += pa->report->bytes_received;
 		pa->sum.round_trips += pa->report->round_trips;
-		sender_report_release(pa->report);
+		report_release(pa->report);
+		report_init(pa->report, pa->opt->op, pa->opt->flags);
 	}
 	if ((r = connect_host(pa->config, pa->host, &x)) != 0)
 		return r;
@@ -150,14 +152,14 @@ push_attempt(void *arg, unsigned n, int *progress)
 
 int
 sync_host_with_retries(const struct config *config, const struct config_host *host,
-    const struct sender_options *opt, struct sender_report *report,
+    const struct sender_options *opt, struct report *report,
     const struct retry_hooks *hooks)
 {
 	struct push_attempt pa;
 	int r;
 
 	memset(&pa, 0, sizeof(pa));
-	memset(report, 0, sizeof(*report));
+	report_init(report, opt->op, opt->flags);
 	pa.config = config;
 	pa.host = host;
 	pa.opt = opt;
@@ -169,5 +171,6 @@ sync_host_with_retries(const struct config *config, const struct config_host *ho
 	report->bytes_sent += pa.sum.bytes_sent;
 	report->bytes_received += pa.sum.bytes_received;
 	report->round_trips += pa.sum.round_trips;
+	report->status = r;
 	return r;
 }

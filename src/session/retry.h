@@ -14,7 +14,7 @@
 struct config;
 struct config_host;
 struct sender_options;
-struct sender_report;
+struct report;
 
 #define RETRY_BASE_MS	1000u	/* first wait before jitter: 1 s, then 2, 4, 8... */
 
@@ -67,16 +67,17 @@ int	retry_run(const char *host, unsigned retries, unsigned max_wait_s,
 	    const struct retry_hooks *hooks, unsigned *attempts);
 
 /*
- * One host's push with retries: sender_connect, sender_run, xport_close, and
+ * One host's push with retries: connect_host, sender_run, xport_close, and
  * again on a transient failure, per host->retries and host->retry_max_wait.
- * Returns what the last sender_run returned (0 when the host applied the
- * release). *report is the last attempt's, with its counters (objects,
- * bytes, round trips) summed over every attempt; the caller releases it with
- * sender_report_release. hooks may be NULL. Safe to call from several
- * threads for different hosts.
+ * Returns what the last attempt returned (0 when the host applied the
+ * release), also in report->status. *report (holding nothing) is the last
+ * attempt's, of opt's op and flags, with its counters (objects, bytes, round
+ * trips) summed over every attempt; the caller releases it with
+ * report_release. hooks may be NULL. Safe to call from several threads for
+ * different hosts.
  */
 int	sync_host_with_retries(const struct config *config, const struct config_host *host,
-	    const struct sender_options *opt, struct sender_report *report,
+	    const struct sender_options *opt, struct report *report,
 	    const struct retry_hooks *hooks);
 
 #endif

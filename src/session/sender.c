@@ -11,7 +11,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,10 +25,12 @@
 #include "base/xmalloc.h"
 #include "codec/delta.h"
 #include "config/config.h"
-#include "repo/dcache.h"
 #include "repo/manifest.h"
 #include "repo/plan.h"
 #include "repo/store.h"
+#include "session/encoder.h"
+#include "session/encoding.h"
+#include "session/report.h"
 #include "session/sender.h"
 #include "wire/proto.h"
 #include "wire/xport.h"
@@ -42,22 +43,17 @@
  * The 5-byte header costs 0.03 %.
  */
 #define DATA_CHUNK	(16u * 1024)
-/* Content whose first block zstd cannot shrink by this fraction goes raw. */
-#define ZSTD_PROBE_BYTES (64u * 1024)
-#define ZSTD_PROBE_RATIO 0.97
 
 struct sender {
 	struct xport		*x;
 	const struct sender_options *opt;
-	struct sender_report	*report;
-	uint64_t		 caps;
+	struct report		*report;
 	struct buf		*payload;	/* received frames */
 	struct buf		*chunk;		/* DATA being filled */
 	uint8_t			*readbuf;
 	ZSTD_CCtx		*cctx;
-	const struct proto_state *st;		/* the receiver's STATE (push) */
-	struct proto_signature	*sigs;		/* answers to SIGNATURE_REQUEST, by path */
-	size_t			 nsigs;
+	struct encoding_ctx	 enc;		/* the receiver's caps; for a push, what the
+						   encoding policy knows */
 	/*
 	 * The object in flight, for progress: content size, stream length, and
 	 * what is sent of it: stream bytes flushed to the transport (cur_stream),
@@ -144,29 +140,6 @@ read_some(int fd, void *buf, size_t len)
 	return n;
 }
 
-/* Picks raw for content zstd cannot shrink (zip-based .war/.omod mostly), else zstd. */
-static uint8_t
-choose_encoding(struct sender *s, int fd, uint64_t offset, uint64_t size)
-{
-	size_t probe = size - offset < ZSTD_PROBE_BYTES ? (size_t)(size - offset) : ZSTD_PROBE_BYTES;
-	size_t bound, out;
-	uint8_t *dst;
-	ssize_t n;
-
-	if ((s->caps & PROTO_CAP_ZSTD) == 0 || probe < 128)
-		return PROTO_ENC_RAW;
-	n = pread(fd, s->readbuf, probe, (off_t)offset);
-	if (n <= 0)
-		return PROTO_ENC_ZSTD;
-	bound = ZSTD_compressBound((size_t)n);
-	dst = xmalloc(bound);
-	out = ZSTD_compress(dst, bound, s->readbuf, (size_t)n, 1);
-	free(dst);
-	if (ZSTD_isError(out) || (double)out > (double)n * ZSTD_PROBE_RATIO)
-		return PROTO_ENC_RAW;
-	return PROTO_ENC_ZSTD;
-}
-
 /* Streams fd from offset to its end as DATA frames, by enc. */
 static int
 send_content(struct sender *s, int fd, uint64_t offset, uint64_t size, uint8_t enc,
@@ -185,11 +158,7 @@ send_content(struct sender *s, int fd, uint64_t offset, uint64_t size, uint8_t e
 		return DS_ERR_SYSTEM;
 	}
 	if (enc == PROTO_ENC_ZSTD) {
-		level = s->opt->level;
-		if (level == 0 && s->opt->config != NULL)
-			level = s->opt->config->distribution.level;
-		if (level <= 0)
-			level = 3;
+		level = encoding_zstd_level(s->opt->level, s->opt->config);
 		ZSTD_CCtx_reset(s->cctx, ZSTD_reset_session_and_parameters);
 		ZSTD_CCtx_setParameter(s->cctx, ZSTD_c_compressionLevel, level);
 		ZSTD_CCtx_setParameter(s->cctx, ZSTD_c_checksumFlag, 1);
@@ -277,12 +246,12 @@ send_object(struct sender *s, const struct plan_object *po, uint64_t offset)
 		r = DS_ERR_NOTFOUND;
 		goto out;
 	}
-	if (offset > e->size || (s->caps & PROTO_CAP_RESUME) == 0)
+	if (offset > e->size || (s->enc.caps & PROTO_CAP_RESUME) == 0)
 		offset = 0;
 	memcpy(ob.hash, e->hash, HASH_LEN);
 	ob.size = e->size;
 	ob.offset = offset;
-	ob.encoding = choose_encoding(s, fd, offset, e->size);
+	ob.encoding = encoding_for_stream(s->enc.caps, fd, offset, e->size);
 	if ((r = proto_send_msg(s->x, PROTO_OBJECT, &ob)) != 0)
 		goto out;
 	if ((r = send_content(s, fd, offset, e->size, ob.encoding, what)) != 0)
@@ -444,422 +413,6 @@ staged_offset(const struct proto_state *st, const uint8_t hash[HASH_LEN], int *c
 }
 
 /*
- * Encodings. Each object the receiver lacks goes as, in this order of
- * preference:
- *	rsync		against the receiver's own file when its path drifted, or
- *			when the store lacks the basis content (signature asked
- *			for in one batch, see request_signatures)
- *	zstd-patch	against the basis the plan chose, from the store's copy
- *	zstd / raw	whole; raw when zstd cannot shrink it
- * and a delta larger than the content goes raw (delta_choose). Encodings
- * are written once into the store's deltas/ (atomically, never replaced)
- * and streamed from there, so a second host at the same release costs a
- * file read, and an encoded stream is stable enough to resume at an offset.
- * A worker thread encodes ahead while the main thread sends, so CPU and
- * the link overlap.
- */
-
-static const struct proto_signature *find_signature(const struct sender *, const char *);
-
-static int
-strcmp_ptr(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Forgets the cached deltas of PO's object that the receiver could not use. */
-static void
-drop_cached_deltas(struct sender *s, const struct plan_object *po)
-{
-	const struct proto_signature *sig;
-	char *path;
-
-	if (po->basis != NULL) {
-		path = store_delta_path(s->opt->store, po->basis->hash, po->entry->hash,
-		    delta_encoding_name(DELTA_ZSTD_PATCH));
-		unlink(path);
-		free(path);
-		path = store_delta_path(s->opt->store, po->basis->hash, po->entry->hash,
-		    delta_encoding_name(DELTA_ZIP_PATCH));
-		unlink(path);
-		free(path);
-	}
-	if ((sig = find_signature(s, po->entry->path)) == NULL && po->basis != NULL)
-		sig = find_signature(s, po->basis->path);
-	if (sig != NULL && sig->present) {
-		path = store_delta_path(s->opt->store, sig->hash, po->entry->hash,
-		    delta_encoding_name(DELTA_RSYNC));
-		unlink(path);
-		free(path);
-	}
-}
-
-/* How one object goes on the wire. */
-struct encoded {
-	const struct plan_object *po;
-	uint8_t		 enc;		/* PROTO_ENC_* */
-	uint8_t		 basis[HASH_LEN]; /* delta encodings: the basis content */
-	char		*cache;		/* the cached encoding to stream; NULL: stream the object */
-	uint64_t	 len;		/* bytes of the cached encoding */
-	int		 hit;		/* 1: the cache had it */
-};
-
-/*
- * Encoding ahead: items are claimed from ORDER (most expensive first) by the
- * worker thread from the front and by the sending thread from the back, so
- * the costly encodings start at once while cheap objects keep the link busy.
- * Everything below the lock is guarded by it.
- */
-struct encoder {
-	struct sender	*s;
-	struct encoded	*items;
-	size_t		 n;
-	size_t		*order;		/* item indices, most expensive first */
-	size_t		 lo, hi;	/* order[lo..hi) is not claimed yet */
-	size_t		*ready;		/* items the worker finished, not sent yet */
-	size_t		 nready;
-	int		 stop;
-	int		 started;
-	pthread_t	 thread;
-	pthread_mutex_t	 lock;
-	pthread_cond_t	 cond;
-};
-
-static unsigned long cache_seq;
-
-/* The signature the receiver sent for PATH (present or not), or NULL. */
-static const struct proto_signature *
-find_signature(const struct sender *s, const char *path)
-{
-	size_t lo = 0, hi = s->nsigs;
-
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		int c = strcmp(s->sigs[mid].path, path);
-
-		if (c == 0)
-			return &s->sigs[mid];
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return NULL;
-}
-
-static int
-is_drifted(const struct proto_state *st, const char *path)
-{
-	size_t lo = 0, hi = st->ndrift;
-
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		int c = strcmp(st->drift[mid], path);
-
-		if (c == 0)
-			return 1;
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return 0;
-}
-
-static int
-delta_level(const struct sender *s)
-{
-	int level = s->opt->level;
-
-	if (level == 0 && s->opt->config != NULL)
-		level = s->opt->config->distribution.level;
-	if (level < DELTA_LEVEL_MIN || level > DELTA_LEVEL_MAX)
-		level = DELTA_LEVEL_DEFAULT;
-	return level;
-}
-
-/* Does zstd shrink the first block of fd? Zip-based .war/.omod mostly not. */
-static int
-compressible(int fd, uint64_t size)
-{
-	size_t probe = size < ZSTD_PROBE_BYTES ? (size_t)size : ZSTD_PROBE_BYTES;
-	uint8_t *in, *dst;
-	size_t bound, out;
-	ssize_t n;
-	int yes = 0;
-
-	if (probe < 128)
-		return 0;
-	in = xmalloc(probe);
-	bound = ZSTD_compressBound(probe);
-	dst = xmalloc(bound);
-	n = pread(fd, in, probe, 0);
-	if (n > 0) {
-		out = ZSTD_compress(dst, bound, in, (size_t)n, 1);
-		yes = !ZSTD_isError(out) && (double)out <= (double)n * ZSTD_PROBE_RATIO;
-	}
-	free(in);
-	free(dst);
-	return yes;
-}
-
-struct sig_source {
-	const struct sender		*s;
-	const struct proto_signature	*sig;
-};
-
-/* A temp file holding a signature from the receiver, for delta_rsync_encode; -1 on error. */
-static int
-signature_fd(const struct sender *s, const struct proto_signature *sig)
-{
-	char *tmp = xasprintf("%s/tmp/signature.%ld.%lu", store_dir(s->opt->store),
-	    (long)getpid(), __atomic_fetch_add(&cache_seq, 1, __ATOMIC_RELAXED));
-	int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	size_t off = 0;
-	ssize_t n;
-
-	if (fd != -1) {
-		unlink(tmp);
-		while (off < sig->sig_len) {
-			n = write(fd, sig->sig + off, sig->sig_len - off);
-			if (n <= 0 && errno != EINTR) {
-				close(fd);
-				fd = -1;
-				break;
-			}
-			off += n > 0 ? (size_t)n : 0;
-		}
-	}
-	if (fd != -1 && lseek(fd, 0, SEEK_SET) != 0) {
-		close(fd);
-		fd = -1;
-	}
-	if (fd == -1)
-		log_errno("%s", tmp);
-	free(tmp);
-	return fd;
-}
-
-/* dcache_req.sig_open for an rsync delta: the signature the receiver sent. */
-static int
-open_signature(void *arg)
-{
-	const struct sig_source *src = arg;
-
-	return signature_fd(src->s, src->sig);
-}
-
-/*
- * Makes e->cache exist: the encoding of e's object by e->enc against its
- * basis object (patches) or sig (rsync), through the store's delta cache
- * (dcache.c: made once however many hosts need it at once). Returns 0,
- * DS_ERR_UNSUPPORTED (no zippatch for this pair) or DS_ERR_*, logged.
- */
-static int
-cache_fill(struct sender *s, struct encoded *e, const struct proto_signature *sig, int level)
-{
-	struct sig_source src = { s, sig };
-	struct dcache_req req;
-
-	memset(&req, 0, sizeof(req));
-	req.store = s->opt->store;
-	req.enc = e->enc;
-	req.basis = e->enc == PROTO_ENC_ZSTD_PATCH || e->enc == PROTO_ENC_ZIP_PATCH ?
-	    e->basis : NULL;
-	req.target = e->po->entry->hash;
-	req.what = e->po->entry->path;
-	req.level = level;
-	req.sig_open = open_signature;
-	req.sig_arg = &src;
-	return dcache_fill(e->cache, &req, &e->len, &e->hit);
-}
-
-/* Decides e's encoding and basis, encoding into the cache when it is not there yet. */
-static void
-encode_one(struct sender *s, struct encoded *e, int whole)
-{
-	const struct manifest_entry *ent = e->po->entry, *basis = e->po->basis;
-	const struct proto_signature *sig = NULL;
-	int level = delta_level(s), fd;
-
-	e->enc = PROTO_ENC_RAW;
-	e->cache = NULL;
-	if (ent->type != MANIFEST_FILE || ent->size == 0)
-		return;		/* streamed: symlink targets and empty files are tiny */
-	if (!whole && (s->caps & PROTO_CAP_DELTA) != 0) {
-		if (is_drifted(s->st, ent->path))
-			sig = find_signature(s, ent->path);
-		if ((sig == NULL || !sig->present) && basis != NULL) {
-			if (store_has(s->opt->store, basis->hash)) {
-				e->enc = PROTO_ENC_ZSTD_PATCH;
-				memcpy(e->basis, basis->hash, HASH_LEN);
-			} else
-				sig = find_signature(s, basis->path);
-		}
-		if (e->enc == PROTO_ENC_RAW && sig != NULL && sig->present) {
-			e->enc = PROTO_ENC_RSYNC;
-			memcpy(e->basis, sig->hash, HASH_LEN);
-		}
-	}
-	if (e->enc == PROTO_ENC_RAW) {
-		if ((s->caps & PROTO_CAP_ZSTD) == 0)
-			return;
-		if ((fd = store_object_open(s->opt->store, ent->hash)) == -1)
-			return;		/* send_object reports it */
-		if (compressible(fd, ent->size))
-			e->enc = PROTO_ENC_ZSTD;
-		close(fd);
-		if (e->enc == PROTO_ENC_RAW)
-			return;
-	}
-	if (e->enc == PROTO_ENC_ZSTD_PATCH && (s->caps & PROTO_CAP_ZIPPATCH) != 0 &&
-	    (s->caps & PROTO_CAP_ZIPCOPY) != 0) {
-		/*
-		 * Zips (by content) as zippatch; delta_encode refuses anything
-		 * else. Its streams copy entries (DZP2): an older receiver that
-		 * decodes only DZP1 gets a plain zstd patch.
-		 */
-		e->enc = PROTO_ENC_ZIP_PATCH;
-		e->cache = store_delta_path(s->opt->store, e->basis, ent->hash,
-		    delta_encoding_name(e->enc));
-		if (cache_fill(s, e, sig, level) == 0 &&
-		    delta_choose(e->enc, e->len, ent->size) != DELTA_RAW)
-			return;
-		free(e->cache);
-		e->enc = PROTO_ENC_ZSTD_PATCH;
-	}
-	e->cache = store_delta_path(s->opt->store, e->enc == PROTO_ENC_ZSTD ? NULL : e->basis,
-	    ent->hash, delta_encoding_name(e->enc));
-	if (cache_fill(s, e, sig, level) != 0 ||
-	    delta_choose(e->enc, e->len, ent->size) == DELTA_RAW) {
-		/* Not worth it (or not possible): the bytes as they are. */
-		free(e->cache);
-		e->cache = NULL;
-		e->enc = PROTO_ENC_RAW;
-	}
-}
-
-static void *
-encoder_main(void *arg)
-{
-	struct encoder *w = arg;
-	size_t i;
-
-	for (;;) {
-		pthread_mutex_lock(&w->lock);
-		if (w->stop || w->lo == w->hi) {
-			pthread_mutex_unlock(&w->lock);
-			break;
-		}
-		i = w->order[w->lo++];
-		pthread_mutex_unlock(&w->lock);
-		encode_one(w->s, &w->items[i], 0);
-		pthread_mutex_lock(&w->lock);
-		w->ready[w->nready++] = i;
-		pthread_cond_broadcast(&w->cond);
-		pthread_mutex_unlock(&w->lock);
-	}
-	return NULL;
-}
-
-/* Rough encoding cost of an item: the bytes its encoder reads. */
-static uint64_t
-encode_cost(const struct encoded *e)
-{
-	const struct plan_object *po = e->po;
-
-	if (po->entry->type != MANIFEST_FILE)
-		return 0;
-	return po->entry->size + (po->basis != NULL ? po->basis->size : 0);
-}
-
-static struct encoded *cost_items;	/* for cost_cmp; set while sorting */
-
-static int
-cost_cmp(const void *a, const void *b)
-{
-	size_t i = *(const size_t *)a, j = *(const size_t *)b;
-	uint64_t ci = encode_cost(&cost_items[i]), cj = encode_cost(&cost_items[j]);
-
-	if (ci != cj)
-		return ci > cj ? -1 : 1;
-	return i < j ? -1 : i > j;
-}
-
-/* Orders w's items most expensive first. Before the worker starts. */
-static void
-encoder_order(struct encoder *w)
-{
-	w->order = xcalloc(w->n + 1, sizeof(*w->order));
-	w->ready = xcalloc(w->n + 1, sizeof(*w->ready));
-	for (size_t i = 0; i < w->n; i++)
-		w->order[i] = i;
-	cost_items = w->items;
-	qsort(w->order, w->n, sizeof(*w->order), cost_cmp);
-	cost_items = NULL;
-	w->lo = 0;
-	w->hi = w->n;
-	pthread_mutex_init(&w->lock, NULL);
-	pthread_cond_init(&w->cond, NULL);
-}
-
-/*
- * The next item to send, of those not taken yet (the caller takes each item
- * once, n times in all): one the worker finished, else the cheapest not
- * claimed yet, encoded here so the link does not wait for the worker's
- * expensive one, else the worker's next to finish.
- */
-static size_t
-encoder_next(struct encoder *w)
-{
-	size_t i;
-
-	pthread_mutex_lock(&w->lock);
-	for (;;) {
-		if (w->nready > 0) {
-			/* Oldest first; n is at most the plan's objects. */
-			i = w->ready[0];
-			w->nready--;
-			memmove(w->ready, w->ready + 1, w->nready * sizeof(*w->ready));
-			break;
-		}
-		if (w->lo < w->hi) {
-			i = w->order[--w->hi];
-			pthread_mutex_unlock(&w->lock);
-			encode_one(w->s, &w->items[i], 0);
-			return i;
-		}
-		pthread_cond_wait(&w->cond, &w->lock);
-	}
-	pthread_mutex_unlock(&w->lock);
-	return i;
-}
-
-static void
-encoder_stop(struct encoder *w)
-{
-	if (w->started) {
-		pthread_mutex_lock(&w->lock);
-		w->stop = 1;
-		pthread_mutex_unlock(&w->lock);
-		pthread_join(w->thread, NULL);
-		w->started = 0;
-	}
-	if (w->order != NULL) {
-		pthread_mutex_destroy(&w->lock);
-		pthread_cond_destroy(&w->cond);
-	}
-	for (size_t i = 0; i < w->n; i++)
-		free(w->items[i].cache);
-	free(w->items);
-	free(w->order);
-	free(w->ready);
-	w->items = NULL;
-	w->order = w->ready = NULL;
-	w->n = 0;
-}
-
-/*
  * Asks the receiver, in one batch, for signatures of the bases the store
  * cannot delta against: drifted paths that the release replaces, and bases
  * whose content the store lacks (pruned, or a site this store never synced).
@@ -869,54 +422,31 @@ request_signatures(struct sender *s, const struct plan *plan)
 {
 	struct proto_signature_request req;
 	struct proto_msg m;
-	size_t alloc = 0, i, j;
 	int r = 0;
 
 	memset(&req, 0, sizeof(req));
-	if ((s->caps & PROTO_CAP_DELTA) == 0)
-		return 0;
-	for (i = 0; i < plan->nobjects; i++) {
-		const struct plan_object *po = &plan->objects[i];
-		const char *want = NULL;
-
-		if (po->entry->type != MANIFEST_FILE || po->entry->size == 0)
-			continue;
-		if (is_drifted(s->st, po->entry->path))
-			want = po->entry->path;
-		else if (po->basis != NULL && !store_has(s->opt->store, po->basis->hash))
-			want = po->basis->path;
-		if (want == NULL || req.npaths >= PROTO_LIST_MAX)
-			continue;
-		req.paths = xgrow(req.paths, &alloc, req.npaths + 1, sizeof(char *));
-		req.paths[req.npaths++] = (char *)want;
-	}
-	if (req.npaths == 0)
+	if ((req.npaths = encoding_signature_paths(&s->enc, plan, &req.paths)) == 0)
 		goto out;
-	qsort(req.paths, req.npaths, sizeof(char *), strcmp_ptr);
-	for (i = j = 0; i < req.npaths; i++)
-		if (j == 0 || strcmp(req.paths[j - 1], req.paths[i]) != 0)
-			req.paths[j++] = req.paths[i];
-	req.npaths = j;
 	if ((r = proto_send_msg(s->x, PROTO_SIGNATURE_REQUEST, &req)) != 0) {
 		r = peer_reason(s, r);
 		goto out;
 	}
 	s->report->round_trips++;
-	s->sigs = xcalloc(req.npaths, sizeof(*s->sigs));
+	s->enc.sigs = xcalloc(req.npaths, sizeof(*s->enc.sigs));
 	for (;;) {
 		if ((r = proto_recv_msg(s->x, 0, s->payload, &m)) != 0)
 			goto out;
-		if (m.type == PROTO_SIGNATURE_END && s->nsigs == req.npaths)
+		if (m.type == PROTO_SIGNATURE_END && s->enc.nsigs == req.npaths)
 			break;
-		if (m.type != PROTO_SIGNATURE || s->nsigs == req.npaths ||
-		    strcmp(m.u.signature.path, req.paths[s->nsigs]) != 0) {
+		if (m.type != PROTO_SIGNATURE || s->enc.nsigs == req.npaths ||
+		    strcmp(m.u.signature.path, req.paths[s->enc.nsigs]) != 0) {
 			log_error("%s: unexpected %s in answer to SIGNATURE_REQUEST", s->x->peer,
 			    proto_type_name(m.type));
 			proto_msg_free(&m);
 			r = DS_ERR_PROTO;
 			goto out;
 		}
-		s->sigs[s->nsigs++] = m.u.signature;
+		s->enc.sigs[s->enc.nsigs++] = m.u.signature;
 		s->report->signatures += m.u.signature.present;
 		memset(&m, 0, sizeof(m));
 	}
@@ -1006,15 +536,13 @@ out:
 static int
 send_objects(struct sender *s, const struct plan *plan, const struct proto_state *st)
 {
-	struct encoder w;
+	struct encoder *w;
 	uint64_t *offsets, *enc_offsets;
 	uint8_t *enc_kinds;
 	size_t n = 0;
 	int r = 0;
 
-	memset(&w, 0, sizeof(w));
-	w.s = s;
-	w.items = xcalloc(plan->nobjects + 1, sizeof(*w.items));
+	w = encoder_new(&s->enc);
 	offsets = xcalloc(plan->nobjects + 1, sizeof(*offsets));
 	enc_offsets = xcalloc(plan->nobjects + 1, sizeof(*enc_offsets));
 	enc_kinds = xcalloc(plan->nobjects + 1, sizeof(*enc_kinds));
@@ -1028,44 +556,42 @@ send_objects(struct sender *s, const struct plan *plan, const struct proto_state
 		staged_offset(st, po->entry->hash, &complete, &offset);
 		if (complete)
 			continue;
-		w.items[n].po = po;
+		n = encoder_add(w, po);
 		offsets[n] = offset;
 		staged_encoded(st, po->entry->hash, &enc_kinds[n], &enc_offsets[n]);
 		n++;
 	}
-	w.n = n;
-	if (s->caps & PROTO_CAP_PLAN) {
+	if (s->enc.caps & PROTO_CAP_PLAN) {
 		struct proto_plan pp = { n, 0 };
 
 		for (size_t i = 0; i < n; i++)
-			pp.bytes += w.items[i].po->entry->size - offsets[i];
+			pp.bytes += encoder_item(w, i)->po->entry->size - offsets[i];
 		if ((r = proto_send_msg(s->x, PROTO_PLAN, &pp)) != 0)
 			goto out;
 	}
 	if ((r = request_signatures(s, plan)) != 0)
 		goto out;
-	encoder_order(&w);
-	if (pthread_create(&w.thread, NULL, encoder_main, &w) == 0)
-		w.started = 1;	/* else every object is encoded here */
+	encoder_start(w);
 	/* In any order: the receiver stages objects by hash and needs all only at COMMIT. */
 	for (size_t k = 0; k < n; k++) {
-		size_t i = encoder_next(&w);
+		size_t i = encoder_next(w);
+		const struct encoded *e = encoder_item(w, i);
 
 		/* A delta stream cut mid-way continues at its byte when it is the same stream. */
-		if (w.items[i].cache != NULL && enc_offsets[i] > 0 &&
-		    w.items[i].enc == enc_kinds[i] && enc_offsets[i] <= w.items[i].len)
-			r = send_encoded(s, &w.items[i], enc_offsets[i]);
-		else if (w.items[i].cache != NULL && offsets[i] == 0)
-			r = send_encoded(s, &w.items[i], 0);
+		if (e->cache != NULL && enc_offsets[i] > 0 && e->enc == enc_kinds[i] &&
+		    enc_offsets[i] <= e->len)
+			r = send_encoded(s, e, enc_offsets[i]);
+		else if (e->cache != NULL && offsets[i] == 0)
+			r = send_encoded(s, e, 0);
 		else
-			r = send_object(s, w.items[i].po, offsets[i]);
+			r = send_object(s, e->po, offsets[i]);
 		if (r != 0) {
 			r = peer_reason(s, r);
 			goto out;
 		}
 	}
 out:
-	encoder_stop(&w);
+	encoder_free(w);
 	free(offsets);
 	free(enc_offsets);
 	free(enc_kinds);
@@ -1117,7 +643,7 @@ commit_result(struct sender *s, const struct plan *plan, const struct proto_comm
 			}
 			log_warn("%s: %s: the delta did not reconstruct the file on the host; sent "
 			    "whole instead", s->x->peer, po->entry->path);
-			drop_cached_deltas(s, po);
+			encoding_drop_cached(&s->enc, po);
 			s->report->fallbacks++;
 			if ((r = send_object(s, po, 0)) != 0)
 				r = peer_reason(s, r);
@@ -1171,7 +697,7 @@ run_push(struct sender *s, const struct proto_state *st)
 	/* A refusal for drift is the receiver's to make; it needs no objects for it. */
 	if ((opt->flags & PROTO_FLAG_DRY_RUN) == 0 &&
 	    ((opt->flags & PROTO_FLAG_FAIL_ON_DRIFT) == 0 || st->ndrift == 0)) {
-		s->st = st;
+		s->enc.st = st;
 		if ((r = send_objects(s, plan, st)) != 0)
 			goto out;
 		if (opt->progress != NULL)	/* everything is sent (and encoded) */
@@ -1228,7 +754,7 @@ host_yaml(const struct sender_options *opt, uint8_t **out, size_t *len)
 }
 
 int
-sender_run(struct xport *x, const struct sender_options *opt, struct sender_report *report)
+sender_run(struct xport *x, const struct sender_options *opt, struct report *report)
 {
 	struct sender s;
 	struct proto_open open;
@@ -1236,7 +762,7 @@ sender_run(struct xport *x, const struct sender_options *opt, struct sender_repo
 	uint64_t in0 = x->bytes_in, out0 = x->bytes_out;
 	int r;
 
-	memset(report, 0, sizeof(*report));
+	report_init(report, opt->op, opt->flags);
 	memset(&s, 0, sizeof(s));
 	memset(&open, 0, sizeof(open));
 	memset(&m, 0, sizeof(m));
@@ -1245,8 +771,10 @@ sender_run(struct xport *x, const struct sender_options *opt, struct sender_repo
 	s.report = report;
 	s.payload = buf_new(PROTO_FRAME_MAX);
 	s.chunk = buf_new(PROTO_CHUNK_MAX);
-	s.readbuf = xmalloc(READ_CHUNK > ZSTD_PROBE_BYTES ? READ_CHUNK : ZSTD_PROBE_BYTES);
+	s.readbuf = xmalloc(READ_CHUNK);
 	s.cctx = ZSTD_createCCtx();
+	s.enc.store = opt->store;
+	s.enc.level = encoding_delta_level(opt->level, opt->config);
 
 	open.op = opt->op;
 	open.flags = opt->flags;
@@ -1262,7 +790,7 @@ sender_run(struct xport *x, const struct sender_options *opt, struct sender_repo
 	report->round_trips++;
 	if ((r = proto_recv_msg(x, PROTO_HELLO, s.payload, &m)) != 0)
 		goto out;
-	r = proto_hello_check(&m.u.hello, x->peer, PROTO_ROLE_RECEIVER, PROTO_CAP_ALL, &s.caps);
+	r = proto_hello_check(&m.u.hello, x->peer, PROTO_ROLE_RECEIVER, PROTO_CAP_ALL, &s.enc.caps);
 	proto_msg_free(&m);
 	if (r != 0)
 		goto out;
@@ -1284,9 +812,10 @@ out:
 	report->bytes_sent = x->bytes_out - out0;
 	report->bytes_received = x->bytes_in - in0;
 	free(open.config);
-	for (size_t i = 0; i < s.nsigs; i++)
-		proto_signature_free(&s.sigs[i]);
-	free(s.sigs);
+	report->status = r;
+	for (size_t i = 0; i < s.enc.nsigs; i++)
+		proto_signature_free(&s.enc.sigs[i]);
+	free(s.enc.sigs);
 	ZSTD_freeCCtx(s.cctx);
 	free(s.readbuf);
 	buf_free(s.chunk);
@@ -1294,151 +823,3 @@ out:
 	return r;
 }
 
-void
-sender_report_release(struct sender_report *report)
-{
-	proto_result_free(&report->result);
-	free(report->release);
-	memset(report, 0, sizeof(*report));
-}
-
-static const char *
-op_name(uint8_t op)
-{
-	switch (op) {
-	case PROTO_OP_PUSH:	return "push";
-	case PROTO_OP_ROLLBACK:	return "rollback";
-	case PROTO_OP_VERIFY:	return "verify";
-	}
-	return "?";
-}
-
-void
-sender_report_print(const struct sender_report *rep, const char *host, uint8_t op, int status,
-    FILE *fp)
-{
-	const struct proto_result *res = &rep->result;
-	const char *from = res->from != NULL && res->from[0] != '\0' ? res->from : "(none)";
-	const char *to = res->to != NULL && res->to[0] != '\0' ? res->to :
-	    (rep->release ? rep->release : "?");
-	int dry = (res->flags & PROTO_FLAG_DRY_RUN) != 0;
-	char sent[32], recv[32];
-
-	if (op == PROTO_OP_VERIFY) {
-		if (status != 0 && status != DS_ERR_CORRUPT) {
-			fprintf(fp, "%s: verify failed: %s\n", host, ds_strerror(status));
-			return;
-		}
-		fprintf(fp, "%s: release %s: %s\n", host, from,
-		    res->changed == 0 ? "no drift" : "drifted");
-		for (size_t i = 0; i < res->ndrift; i++)
-			fprintf(fp, "  drift   %s\n", res->drift[i]);
-		if (res->changed > res->ndrift)
-			fprintf(fp, "  ... and %" PRIu64 " more\n", res->changed - res->ndrift);
-		return;
-	}
-	if (status != 0 && res->to == NULL) {
-		fprintf(fp, "%s: %s failed: %s\n", host, op_name(op), ds_strerror(status));
-		return;
-	}
-	util_format_bytes(rep->bytes_sent, sent, sizeof(sent));
-	util_format_bytes(rep->object_bytes, recv, sizeof(recv));
-	fprintf(fp, "%s: %s%s %s -> %s: %" PRIu64 " added, %" PRIu64 " updated, %" PRIu64
-	    " deleted%s\n", host, dry ? "dry run, " : "", op_name(op), from, to, res->added,
-	    res->updated, res->deleted, status == 0 ? "" : " (not applied)");
-	if (op == PROTO_OP_PUSH)
-		fprintf(fp, "  %" PRIu64 " object%s sent (%s of content, %s on the wire), "
-		    "%u round trip%s\n", rep->objects_sent, rep->objects_sent == 1 ? "" : "s",
-		    recv, sent, rep->round_trips, rep->round_trips == 1 ? "" : "s");
-	if (op == PROTO_OP_PUSH && rep->objects_sent > 0) {
-		fprintf(fp, "  encodings:");
-		for (int enc = 0; enc <= PROTO_ENC_MAX; enc++) {
-			char b[32];
-
-			if (rep->enc_objects[enc] == 0)
-				continue;
-			util_format_bytes(rep->enc_bytes[enc], b, sizeof(b));
-			fprintf(fp, " %s %" PRIu64 " (%s)", delta_encoding_name(enc),
-			    rep->enc_objects[enc], b);
-		}
-		if (rep->signatures > 0)
-			fprintf(fp, "; %" PRIu64 " signature%s", rep->signatures,
-			    rep->signatures == 1 ? "" : "s");
-		if (rep->cache_hits > 0)
-			fprintf(fp, "; %" PRIu64 " from the delta cache", rep->cache_hits);
-		fprintf(fp, "\n");
-		if (rep->fallbacks > 0)
-			fprintf(fp, "  %" PRIu64 " delta%s did not reconstruct on the host: sent whole "
-			    "instead\n", rep->fallbacks, rep->fallbacks == 1 ? "" : "s");
-	}
-	for (size_t i = 0; i < res->ndrift; i++)
-		fprintf(fp, "  drift   %s (changed on the host since the last apply%s)\n",
-		    res->drift[i], status == DS_ERR_DRIFT ? "" : dry ? "; would be overwritten" :
-		    "; overwritten");
-	if (res->nservices > 0) {
-		fprintf(fp, "  restarted:");
-		for (size_t i = 0; i < res->nservices; i++)
-			fprintf(fp, " %s", res->services[i]);
-		fprintf(fp, " (health: %s)\n", res->health ? res->health : "?");
-	} else if (res->health != NULL && strcmp(res->health, "none") != 0)
-		fprintf(fp, "  services: %s\n", res->health);
-	else if (!dry && status == 0)
-		fprintf(fp, "  no service restarted\n");
-	if (status != 0)
-		fprintf(fp, "  failed: %s\n", res->message && res->message[0] ? res->message :
-		    ds_strerror(status));
-}
-
-void
-sender_report_json(const struct sender_report *rep, const char *host, uint8_t op, int status,
-    FILE *fp)
-{
-	const struct proto_result *res = &rep->result;
-
-	fprintf(fp, "{\"host\":");
-	util_json_string(fp, host);
-	fprintf(fp, ",\"operation\":\"%s\",\"ok\":%s,\"error\":", op_name(op),
-	    status == 0 ? "true" : "false");
-	if (status == 0)
-		fprintf(fp, "null");
-	else
-		util_json_string(fp, res->message && res->message[0] ? res->message :
-		    ds_strerror(status));
-	fprintf(fp, ",\"dry_run\":%s,\"from\":", (res->flags & PROTO_FLAG_DRY_RUN) ? "true" : "false");
-	if (res->from != NULL && res->from[0] != '\0')
-		util_json_string(fp, res->from);
-	else
-		fprintf(fp, "null");
-	fprintf(fp, ",\"to\":");
-	if (res->to != NULL && res->to[0] != '\0')
-		util_json_string(fp, res->to);
-	else if (rep->release != NULL)
-		util_json_string(fp, rep->release);
-	else
-		fprintf(fp, "null");
-	fprintf(fp, ",\"added\":%" PRIu64 ",\"updated\":%" PRIu64 ",\"deleted\":%" PRIu64
-	    ",\"changed\":%" PRIu64 ",\"objects_sent\":%" PRIu64 ",\"object_bytes\":%" PRIu64
-	    ",\"bytes_sent\":%" PRIu64 ",\"bytes_received\":%" PRIu64 ",\"round_trips\":%u"
-	    ",\"encodings\":{", res->added, res->updated, res->deleted, res->changed,
-	    rep->objects_sent, rep->object_bytes, rep->bytes_sent, rep->bytes_received,
-	    rep->round_trips);
-	for (int enc = 0; enc <= PROTO_ENC_MAX; enc++)
-		fprintf(fp, "%s\"%s\":{\"objects\":%" PRIu64 ",\"bytes\":%" PRIu64 "}",
-		    enc ? "," : "", delta_encoding_name(enc), rep->enc_objects[enc],
-		    rep->enc_bytes[enc]);
-	fprintf(fp, "},\"signatures\":%" PRIu64 ",\"delta_fallbacks\":%" PRIu64
-	    ",\"cache_hits\":%" PRIu64 ",\"services\":[", rep->signatures, rep->fallbacks,
-	    rep->cache_hits);
-	for (size_t i = 0; i < res->nservices; i++) {
-		fprintf(fp, "%s", i ? "," : "");
-		util_json_string(fp, res->services[i]);
-	}
-	fprintf(fp, "],\"health\":");
-	util_json_string(fp, res->health ? res->health : "none");
-	fprintf(fp, ",\"drift\":[");
-	for (size_t i = 0; i < res->ndrift; i++) {
-		fprintf(fp, "%s", i ? "," : "");
-		util_json_string(fp, res->drift[i]);
-	}
-	fprintf(fp, "]}");
-}

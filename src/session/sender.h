@@ -8,12 +8,10 @@
 #define DS_SENDER_H
 
 #include <stdint.h>
-#include <stdio.h>
-
-#include "wire/proto.h"
 
 struct config;
 struct config_host;
+struct report;
 struct store;
 struct xport;
 
@@ -34,44 +32,14 @@ struct sender_options {
 	void		*progress_arg;
 };
 
-struct sender_report {
-	struct proto_result result;	/* what the receiver answered */
-	char		*release;	/* release pushed (push only) */
-	uint64_t	 objects_sent;
-	uint64_t	 object_bytes;	/* decoded bytes of the objects sent */
-	uint64_t	 planned_bytes;	/* push: content bytes the plan needs sent */
-	uint64_t	 bytes_sent;	/* on the wire */
-	uint64_t	 bytes_received;
-	unsigned	 round_trips;	/* times the sender waited for the peer */
-	int		 manifest_fetched; /* 1: the receiver's manifest was unknown */
-	uint64_t	 enc_objects[PROTO_ENC_MAX + 1]; /* objects sent, by PROTO_ENC_* */
-	uint64_t	 enc_bytes[PROTO_ENC_MAX + 1];	/* their encoded bytes */
-	uint64_t	 signatures;	/* bases the receiver signed (unknown to the store) */
-	uint64_t	 fallbacks;	/* deltas the receiver could not use: sent again whole */
-	uint64_t	 cache_hits;	/* encodings taken from the store's delta cache */
-};
-
 /*
  * Runs one session over x as the initiator. Returns 0 when the receiver
- * reported success, else a DS_ERR_* (the peer's status when it sent one);
- * report is filled as far as the session got either way and must be
- * released with sender_report_release. Errors are logged once, prefixed by
- * the host name for remote ones.
+ * reported success, else a DS_ERR_* (the peer's status when it sent one),
+ * also left in report->status. REPORT must hold nothing (fresh, or
+ * released): it is filled as far as the session got either way, op and
+ * flags from OPT, and must be released with report_release. Errors are
+ * logged once, prefixed by the host name for remote ones.
  */
-int	sender_run(struct xport *x, const struct sender_options *opt,
-	    struct sender_report *report);
-void	sender_report_release(struct sender_report *report);
-
-
-/*
- * Prints what a session did on HOST, for people: from -> to release, counts,
- * bytes sent, drift, services restarted and health; or the error. STATUS is
- * what sender_run returned.
- */
-void	sender_report_print(const struct sender_report *report, const char *host, uint8_t op,
-	    int status, FILE *fp);
-/* The same as one JSON object (no newline). */
-void	sender_report_json(const struct sender_report *report, const char *host, uint8_t op,
-	    int status, FILE *fp);
+int	sender_run(struct xport *x, const struct sender_options *opt, struct report *report);
 
 #endif

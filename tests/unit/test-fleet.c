@@ -3,9 +3,12 @@
  * host name (succeeds, fails, dies, exits without a result, writes junk and
  * control characters); canary, --max-failures, every host started at once; the
  * summary table, JSON and its reading back; progress lines without a terminal.
+ * The report's pipe encoding: a round trip, bad values, every truncation and
+ * bit flip; the JSON writer's string repair and escapes.
  */
 #include "autoconf.h"
 
+#include <inttypes.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -13,12 +16,16 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "base/err.h"
+#include "base/jsonio.h"
 #include "base/log.h"
 #include "base/xmalloc.h"
 #include "config/config.h"
 #include "session/fleet.h"
 #include "session/progress.h"
+#include "session/report.h"
 #include "tap.h"
 
 /* Each child appends its host name here, to see the order hosts started in. */
@@ -37,7 +44,7 @@ note_start(const char *name)
 
 static int
 run_host(const struct config_host *host, void *arg, struct fleet_chan *chan,
-    struct fleet_result *res)
+    struct report *res)
 {
 	const char *n = host->name;
 
@@ -46,12 +53,16 @@ run_host(const struct config_host *host, void *arg, struct fleet_chan *chan,
 	fleet_send_phase(chan, "connecting");
 	if (strncmp(n, "ok", 2) == 0) {
 		fleet_send_bytes(chan, 100, 10, 10);
-		res->from = xstrdup("A");
-		res->to = xstrdup("B");
-		res->changed = 3;
+		res->op = PROTO_OP_PUSH;
+		res->result.from = xstrdup("A");
+		res->result.to = xstrdup("B");
+		res->result.changed = 3;
 		res->bytes_sent = 1234;
-		res->services = xstrdup("backend,frontend");
-		res->health = xstrdup("ok");
+		res->result.services = xcalloc(3, sizeof(char *));
+		res->result.services[0] = xstrdup("backend");
+		res->result.services[1] = xstrdup("frontend");
+		res->result.nservices = 2;
+		res->result.health = xstrdup("ok");
 		return 0;
 	}
 	if (strncmp(n, "fail", 4) == 0) {
@@ -64,6 +75,13 @@ run_host(const struct config_host *host, void *arg, struct fleet_chan *chan,
 	}
 	if (strcmp(n, "exit") == 0)
 		_exit(3);
+	if (strcmp(n, "long") == 0) {
+		/* A receiver's message near PROTO_MESSAGE_MAX, of characters JSON escapes. */
+		res->result.message = xmalloc(PROTO_MESSAGE_MAX);
+		memset(res->result.message, '\001', PROTO_MESSAGE_MAX - 1);
+		res->result.message[PROTO_MESSAGE_MAX - 1] = '\0';
+		return DS_ERR_HEALTH;
+	}
 	if (strcmp(n, "slow") == 0) {
 		usleep(300000);
 		note_start("slow-end");
@@ -77,13 +95,17 @@ run_host(const struct config_host *host, void *arg, struct fleet_chan *chan,
 		fprintf(stderr, "%cresult status=abc junk %%zz =x ==\n", FLEET_RECORD_MARK);
 		fprintf(stderr, "%cbytes x y\n%cphase\n%cunknown record\n", FLEET_RECORD_MARK,
 		    FLEET_RECORD_MARK, FLEET_RECORD_MARK);
+		fprintf(stderr, "%c{\"result\":{\"status\":\"abc\"}}\n%c{\"result\":{\"status\":-5,"
+		    "\"result\":{\"services\":[1]}}}\n%c{\"result\":\n%c{\"bytes\":{\"wire\":\"x\"}}\n"
+		    "%c{\"phase\":7}\n%c[]\n", FLEET_RECORD_MARK, FLEET_RECORD_MARK,
+		    FLEET_RECORD_MARK, FLEET_RECORD_MARK, FLEET_RECORD_MARK, FLEET_RECORD_MARK);
 		memset(big, 'x', 100000);
 		big[100000] = '\0';
 		fputs(big, stderr);
 		fflush(stderr);
 		free(big);
-		res->from = xstrdup("a b%c=d\ne\tf");
-		res->to = xstrdup("");
+		res->result.from = xstrdup("a b%c=d\ne\tf");
+		res->result.to = xstrdup("");
 		res->reason = NULL;
 		return 0;
 	}
@@ -139,7 +161,7 @@ file_contains(const char *path, const char *needle)
 
 static int
 run_fleet(const char *const *names, size_t n, unsigned parallel, unsigned canary,
-    unsigned max_failures, FILE *progress_fp, struct fleet_result *res,
+    unsigned max_failures, FILE *progress_fp, struct report *res,
     struct config_host **storage, const struct config_host ***ptrs)
 {
 	struct fleet_options fo;
@@ -160,11 +182,11 @@ run_fleet(const char *const *names, size_t n, unsigned parallel, unsigned canary
 }
 
 static void
-release_all(struct fleet_result *res, size_t n, struct config_host *storage,
+release_all(struct report *res, size_t n, struct config_host *storage,
     const struct config_host **ptrs)
 {
 	for (size_t i = 0; i < n; i++)
-		fleet_result_release(&res[i]);
+		report_release(&res[i]);
 	free(storage);
 	free(ptrs);
 }
@@ -174,7 +196,7 @@ test_mixed(void)
 {
 	static const char *const names[] = { "ok1", "fail1", "crash", "exit", "noisy", "ok2" };
 	const size_t n = sizeof(names) / sizeof(names[0]);
-	struct fleet_result res[6];
+	struct report res[6];
 	struct config_host *storage;
 	const struct config_host **ptrs;
 	FILE *fp = fopen("progress.out", "w");
@@ -184,11 +206,11 @@ test_mixed(void)
 	fclose(fp);
 	CHECK(r != 0 && ds_exit_code(r) == DS_EXIT_FAILED, "a failed host: exit 1 (got %d)", r);
 	CHECK(res[0].status == 0 && res[0].started, "ok1 succeeded");
-	CHECK(res[0].from && strcmp(res[0].from, "A") == 0 && res[0].to &&
-	    strcmp(res[0].to, "B") == 0, "ok1: A -> B came through the pipe");
-	CHECK(res[0].changed == 3 && res[0].bytes_sent == 1234, "ok1: counts came through");
-	CHECK(res[0].services && strcmp(res[0].services, "backend,frontend") == 0,
-	    "ok1: services came through");
+	CHECK(res[0].result.from && strcmp(res[0].result.from, "A") == 0 && res[0].result.to &&
+	    strcmp(res[0].result.to, "B") == 0, "ok1: A -> B came through the pipe");
+	CHECK(res[0].result.changed == 3 && res[0].bytes_sent == 1234, "ok1: counts came through");
+	CHECK(res[0].result.nservices == 2 && strcmp(res[0].result.services[0], "backend") == 0 &&
+	    strcmp(res[0].result.services[1], "frontend") == 0, "ok1: services came through");
 	CHECK(res[1].status == DS_ERR_HEALTH, "fail1: its status");
 	CHECK(res[1].reason && strstr(res[1].reason, "health check of backend failed") &&
 	    strncmp(res[1].reason, "fail1:", 6) != 0,
@@ -199,7 +221,7 @@ test_mixed(void)
 	CHECK(res[3].status != 0 && res[3].reason && strstr(res[3].reason, "exit 3"),
 	    "exit: ended without a result (%s)", res[3].reason ? res[3].reason : "null");
 	CHECK(res[4].status == 0, "noisy: junk records did not override its real result");
-	CHECK(res[4].from && strcmp(res[4].from, "a b%c=d\ne\tf") == 0,
+	CHECK(res[4].result.from && strcmp(res[4].result.from, "a b%c=d\ne\tf") == 0,
 	    "noisy: spaces, %%, = and newlines survive the encoding");
 	CHECK(res[5].status == 0, "ok2 succeeded");
 	for (size_t i = 0; i < n; i++)
@@ -211,7 +233,7 @@ test_mixed(void)
 	    "a child's log line is shown with its host");
 
 	fp = fopen("table.out", "w");
-	fleet_print_table(ptrs, res, n, fp);
+	report_print_table(ptrs, res, n, fp);
 	fclose(fp);
 	CHECK(!file_has_control("table.out"), "the table has no control characters");
 	CHECK(file_contains("table.out", "6 hosts: 3 ok, 3 failed, 0 not started"),
@@ -219,12 +241,12 @@ test_mixed(void)
 	CHECK(file_contains("table.out", "health check of backend failed"), "the table names reasons");
 
 	fp = fopen("report.json", "w");
-	fleet_print_json(ptrs, res, n, fp);
+	report_print_fleet_json(ptrs, res, n, fp);
 	fclose(fp);
 	{
 		char **failed = NULL;
 
-		CHECK(fleet_report_failed("report.json", &failed) == 0, "report reads back");
+		CHECK(report_failed_hosts("report.json", &failed) == 0, "report reads back");
 		CHECK(failed && failed[0] && strcmp(failed[0], "fail1") == 0 && failed[1] &&
 		    strcmp(failed[1], "crash") == 0 && failed[2] && strcmp(failed[2], "exit") == 0 &&
 		    failed[3] == NULL, "the failed hosts, in order");
@@ -238,7 +260,7 @@ test_canary(void)
 {
 	static const char *const bad[] = { "fail1", "ok1", "ok2", "ok3" };
 	static const char *const good[] = { "ok1", "ok2", "ok3", "ok4" };
-	struct fleet_result res[4];
+	struct report res[4];
 	struct config_host *storage;
 	const struct config_host **ptrs;
 	int r;
@@ -263,7 +285,7 @@ static void
 test_max_failures(void)
 {
 	static const char *const names[] = { "ok1", "fail1", "fail2", "ok2", "ok3" };
-	struct fleet_result res[5];
+	struct report res[5];
 	struct config_host *storage;
 	const struct config_host **ptrs;
 	int r;
@@ -287,7 +309,7 @@ static void
 test_all_at_once(void)
 {
 	static const char *const names[] = { "slow", "ok1", "ok2", "ok3" };
-	struct fleet_result res[4];
+	struct report res[4];
 	struct config_host *storage;
 	const struct config_host **ptrs;
 	char line[64];
@@ -325,6 +347,26 @@ test_all_at_once(void)
 }
 
 static void
+test_long_result(void)
+{
+	static const char *const names[] = { "long", "ok1" };
+	struct report res[2];
+	struct config_host *storage;
+	const struct config_host **ptrs;
+	size_t len;
+	int r;
+
+	r = run_fleet(names, 2, 2, 0, 0, NULL, res, &storage, &ptrs);
+	len = res[0].reason != NULL ? strlen(res[0].reason) : 0;
+	CHECK(ds_exit_code(r) == DS_EXIT_FAILED && res[0].status == DS_ERR_HEALTH,
+	    "a result longer than a log line came through (status %d)", res[0].status);
+	CHECK(len == PROTO_MESSAGE_MAX - 1 && res[0].reason[len - 1] == '\001',
+	    "its reason came whole (%zu bytes)", len);
+	CHECK(res[1].status == 0, "the other host too");
+	release_all(res, 2, storage, ptrs);
+}
+
+static void
 test_report_bad(void)
 {
 	static const char *const cases[][2] = {
@@ -334,8 +376,11 @@ test_report_bad(void)
 		{ "{\"host\":\"b\",\"operation\":\"push\",\"ok\":false}\n", "b" },
 		{ "{\"host\":\"q\\\"x\",\"operation\":\"push\",\"ok\":false}\n", "q\"x" },
 		{ "{\"host\":\"bad\\u0001\",\"operation\":\"push\",\"ok\":false}\n", "" },
-		{ "{\"host\":\"unterminated,\"ok\":false\n", "unterminated," },
+		/* Not JSON (the string ends before ,"ok"): no host, however it looks. */
+		{ "{\"host\":\"unterminated,\"ok\":false\n", "" },
 		{ "{\"host\":\"trunc", "" },
+		/* An element of the saved array: the "," after it is not part of it. */
+		{ "{\"host\":\"c\",\"operation\":\"push\",\"ok\":false},\n", "c" },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -345,7 +390,7 @@ test_report_bad(void)
 
 		fputs(cases[i][0], fp);
 		fclose(fp);
-		r = fleet_report_failed("r.json", &names);
+		r = report_failed_hosts("r.json", &names);
 		CHECK(r == 0 && names != NULL &&
 		    (cases[i][1][0] == '\0' ? names[0] == NULL :
 		    names[0] != NULL && strcmp(names[0], cases[i][1]) == 0 && names[1] == NULL),
@@ -356,10 +401,207 @@ test_report_bad(void)
 		char **names = (char **)1;
 
 		log_set_level(LOG_LEVEL_SILENT);
-		CHECK(fleet_report_failed("missing.json", &names) == DS_ERR_NOTFOUND &&
+		CHECK(report_failed_hosts("missing.json", &names) == DS_ERR_NOTFOUND &&
 		    names == NULL, "no report: DS_ERR_NOTFOUND");
 		log_set_level(LOG_LEVEL_INFO);
 	}
+}
+
+/* A report with every field set, as a push's child would send it. */
+static void
+full_report(struct report *rep)
+{
+	report_init(rep, PROTO_OP_PUSH, PROTO_FLAG_DRY_RUN | PROTO_FLAG_NO_RESTART);
+	rep->status = DS_ERR_HEALTH;
+	rep->started = 1;
+	rep->reason = xstrdup("health: \"app\"\tfailed\n");
+	rep->seconds = 1.5;
+	rep->release = xstrdup("2.0");
+	rep->objects_sent = 7;
+	rep->object_bytes = 1ull << 40;
+	rep->planned_bytes = 9;
+	rep->bytes_sent = 10;
+	rep->bytes_received = 11;
+	rep->round_trips = 3;
+	rep->manifest_fetched = 1;
+	for (int enc = 0; enc <= PROTO_ENC_MAX; enc++) {
+		rep->enc_objects[enc] = (uint64_t)enc + 1;
+		rep->enc_bytes[enc] = (uint64_t)enc * 100;
+	}
+	rep->signatures = 4;
+	rep->fallbacks = 5;
+	rep->cache_hits = 6;
+	rep->result.status = DS_ERR_HEALTH;
+	rep->result.flags = PROTO_FLAG_DRY_RUN;
+	rep->result.from = xstrdup("");
+	rep->result.to = xstrdup("2.0");
+	rep->result.added = 12;
+	rep->result.updated = 13;
+	rep->result.deleted = 14;
+	rep->result.changed = 15;
+	rep->result.objects = 16;
+	rep->result.bytes = 17;
+	rep->result.services = xcalloc(3, sizeof(char *));
+	rep->result.services[0] = xstrdup("backend");
+	rep->result.services[1] = xstrdup("front end");
+	rep->result.nservices = 2;
+	rep->result.health = xstrdup("app failed");
+	rep->result.message = xstrdup("a\001b");
+	rep->result.drift = xcalloc(2, sizeof(char *));
+	rep->result.drift[0] = xstrdup("x");
+	rep->result.ndrift = 1;
+}
+
+static int
+same_reports(const struct report *a, const struct report *b)
+{
+	const struct proto_result *x = &a->result, *y = &b->result;
+
+	if (a->op != b->op || a->flags != b->flags || a->status != b->status ||
+	    a->started != b->started || strcmp(a->reason, b->reason) != 0 ||
+	    a->seconds != b->seconds || strcmp(a->release, b->release) != 0 ||
+	    a->objects_sent != b->objects_sent || a->object_bytes != b->object_bytes ||
+	    a->planned_bytes != b->planned_bytes || a->bytes_sent != b->bytes_sent ||
+	    a->bytes_received != b->bytes_received || a->round_trips != b->round_trips ||
+	    a->manifest_fetched != b->manifest_fetched || a->signatures != b->signatures ||
+	    a->fallbacks != b->fallbacks || a->cache_hits != b->cache_hits)
+		return 0;
+	if (memcmp(a->enc_objects, b->enc_objects, sizeof(a->enc_objects)) != 0 ||
+	    memcmp(a->enc_bytes, b->enc_bytes, sizeof(a->enc_bytes)) != 0)
+		return 0;
+	if (x->status != y->status || x->flags != y->flags || strcmp(x->from, y->from) != 0 ||
+	    strcmp(x->to, y->to) != 0 || x->added != y->added || x->updated != y->updated ||
+	    x->deleted != y->deleted || x->changed != y->changed || x->objects != y->objects ||
+	    x->bytes != y->bytes || x->nservices != y->nservices ||
+	    strcmp(x->health, y->health) != 0 || strcmp(x->message, y->message) != 0)
+		return 0;
+	for (size_t i = 0; i < x->nservices; i++)
+		if (strcmp(x->services[i], y->services[i]) != 0)
+			return 0;
+	return 1;
+}
+
+static void
+test_report_codec(void)
+{
+	static const char *const bad[] = {
+		"[]",
+		"{}",
+		"{\"status\":\"x\"}",
+		"{\"status\":1}",
+		"{\"status\":-1001}",
+		"{\"status\":0,\"op\":256}",
+		"{\"status\":0,\"flags\":-1}",
+		"{\"status\":0,\"reason\":7}",
+		"{\"status\":0,\"started\":1}",
+		"{\"status\":0,\"bytes_sent\":-1}",
+		"{\"status\":0,\"bytes_sent\":1.5}",
+		"{\"status\":0,\"encodings\":{}}",
+		"{\"status\":0,\"encodings\":[[1]]}",
+		"{\"status\":0,\"encodings\":[[1,2],[1,2],[1,2],[1,2],[1,2],[1,2]]}",
+		"{\"status\":0,\"encodings\":[[1,-2]]}",
+		"{\"status\":0,\"result\":[]}",
+		"{\"status\":0,\"result\":{\"status\":1}}",
+		"{\"status\":0,\"result\":{\"from\":false}}",
+		"{\"status\":0,\"result\":{\"services\":\"a\"}}",
+		"{\"status\":0,\"result\":{\"services\":[\"a\",null]}}",
+		"{\"status\":0,\"result\":{\"changed\":-3}}",
+	};
+	struct report rep, back;
+	json_t *v;
+	char *text;
+	size_t len, decoded = 0;
+
+	full_report(&rep);
+	v = report_encode(&rep);
+	text = jsonio_text(v);
+	json_decref(v);
+	CHECK(strchr(text, '\n') == NULL && strchr(text, '\001') == NULL,
+	    "an encoded report is one line without control characters");
+	v = jsonio_parse(text, 0);
+	CHECK(v != NULL && report_decode(v, &back) == 0, "an encoded report decodes");
+	json_decref(v);
+	CHECK(same_reports(&rep, &back), "every field comes back");
+	CHECK(back.result.ndrift == 0 && back.result.drift == NULL,
+	    "the drift paths stay behind (the count comes: %" PRIu64 ")", back.result.changed);
+	report_release(&back);
+
+	v = jsonio_parse("{\"status\":-15}", 0);
+	CHECK(v != NULL && report_decode(v, &back) == 0 && back.status == DS_ERR_HEALTH &&
+	    back.result.from == NULL && back.bytes_sent == 0,
+	    "a report of only a status decodes, the rest empty");
+	json_decref(v);
+	report_release(&back);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		v = jsonio_parse(bad[i], 0);
+		memset(&back, 0x55, sizeof(back));
+		CHECK(v != NULL && report_decode(v, &back) == DS_ERR_PROTO &&
+		    back.reason == NULL && back.result.services == NULL,
+		    "bad report %zu refused, nothing kept: %s", i, bad[i]);
+		json_decref(v);
+	}
+
+	/* Every truncation and every bit flip: refused or decoded, never more. */
+	len = strlen(text);
+	for (size_t cut = 0; cut < len; cut++) {
+		char *t = xstrndup(text, cut);
+
+		if ((v = jsonio_parse(t, 0)) != NULL && report_decode(v, &back) == 0) {
+			decoded++;
+			report_release(&back);
+		}
+		json_decref(v);
+		free(t);
+	}
+	CHECK(decoded == 0, "no truncation of a report decodes (%zu did)", decoded);
+	decoded = 0;
+	for (size_t i = 0; i < len * 8; i++) {
+		char *t = xstrdup(text);
+
+		t[i / 8] ^= (char)(1 << (i % 8));
+		if ((v = jsonio_parse(t, 0)) != NULL && report_decode(v, &back) == 0) {
+			decoded++;
+			report_release(&back);
+		}
+		json_decref(v);
+		free(t);
+	}
+	CHECK(decoded < len * 8, "bit flips: %zu of %zu still decode, none crashes", decoded,
+	    len * 8);
+	free(text);
+	report_release(&rep);
+}
+
+static void
+test_jsonio(void)
+{
+	json_t *v = jsonio_string("caf\351 \303\251 \355\240\200 \360\237\230\200 \300\257");
+	char *text = jsonio_text(v);
+
+	CHECK(strcmp(text, "\"caf\357\277\275 \303\251 \357\277\275\357\277\275\357\277\275 "
+	    "\360\237\230\200 \357\277\275\357\277\275\"") == 0,
+	    "bytes that are not UTF-8 become U+FFFD, UTF-8 stays (%s)", text);
+	json_decref(v);
+	free(text);
+	v = jsonio_string("tab\t nl\n del\177 esc\033 quote\" slash\\");
+	text = jsonio_text(v);
+	CHECK(strcmp(text, "\"tab\\t nl\\n del\\u007F esc\\u001B quote\\\" slash\\\\\"") == 0,
+	    "control characters and DEL are escaped (%s)", text);
+	json_decref(v);
+	free(text);
+	v = jsonio_pack("[o,o,o]", jsonio_string(NULL), jsonio_uint(UINT64_MAX),
+	    jsonio_seconds(2.34567));
+	text = jsonio_text(v);
+	CHECK(strcmp(text, "[null,9223372036854775807,2.346]") == 0,
+	    "null, a saturated integer, seconds to the millisecond (%s)", text);
+	json_decref(v);
+	free(text);
+	v = jsonio_parse("{\"a\":1},\n", 1);
+	CHECK(json_is_object(v), "a line's value with a comma after it parses");
+	json_decref(v);
+	v = jsonio_parse("{\"a\":1},\n", 0);
+	CHECK(v == NULL, "a whole document may not have one");
+	json_decref(v);
 }
 
 static void
@@ -400,5 +642,8 @@ main(void)
 	tap_run("fleet-all-at-once", test_all_at_once);
 	tap_run("fleet-report", test_report_bad);
 	tap_run("progress-tty", test_progress_tty);
+	tap_run("fleet-long-result", test_long_result);
+	tap_run("report-codec", test_report_codec);
+	tap_run("jsonio", test_jsonio);
 	return tap_done();
 }

@@ -1,0 +1,665 @@
+/*
+ * A host's report (report.h): its text, its JSON shapes, its summary table
+ * and progress line, its encoding on the fleet pipe, and the failed hosts
+ * read back from a saved summary.
+ */
+#include "autoconf.h"
+
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "base/err.h"
+#include "base/jsonio.h"
+#include "base/log.h"
+#include "base/util.h"
+#include "base/xmalloc.h"
+#include "codec/delta.h"
+#include "config/config.h"
+#include "session/report.h"
+
+/* Status values a report may carry: 0 and the DS_ERR_* range. */
+#define STATUS_MIN	(-1000)
+
+/* The report's counters, by their key on the fleet pipe: one list for both ways. */
+static const struct {
+	const char	*key;
+	size_t		 offset;	/* of a uint64_t in struct report */
+} counters[] = {
+	{ "objects_sent", offsetof(struct report, objects_sent) },
+	{ "object_bytes", offsetof(struct report, object_bytes) },
+	{ "planned_bytes", offsetof(struct report, planned_bytes) },
+	{ "bytes_sent", offsetof(struct report, bytes_sent) },
+	{ "bytes_received", offsetof(struct report, bytes_received) },
+	{ "round_trips", offsetof(struct report, round_trips) },
+	{ "signatures", offsetof(struct report, signatures) },
+	{ "delta_fallbacks", offsetof(struct report, fallbacks) },
+	{ "cache_hits", offsetof(struct report, cache_hits) },
+};
+
+/* The same for the receiver's RESULT. */
+static const struct {
+	const char	*key;
+	size_t		 offset;	/* of a uint64_t in struct proto_result */
+} result_counters[] = {
+	{ "added", offsetof(struct proto_result, added) },
+	{ "updated", offsetof(struct proto_result, updated) },
+	{ "deleted", offsetof(struct proto_result, deleted) },
+	{ "changed", offsetof(struct proto_result, changed) },
+	{ "objects", offsetof(struct proto_result, objects) },
+	{ "bytes", offsetof(struct proto_result, bytes) },
+};
+
+void
+report_init(struct report *rep, uint8_t op, uint32_t flags)
+{
+	memset(rep, 0, sizeof(*rep));
+	rep->op = op;
+	rep->flags = flags;
+}
+
+void
+report_release(struct report *rep)
+{
+	if (rep == NULL)
+		return;
+	proto_result_free(&rep->result);
+	free(rep->release);
+	free(rep->reason);
+	memset(rep, 0, sizeof(*rep));
+}
+
+static int
+nonempty(const char *s)
+{
+	return s != NULL && s[0] != '\0';
+}
+
+void
+report_explain(struct report *rep, const char *first_error)
+{
+	if (rep->status == 0 || rep->reason != NULL)
+		return;
+	if (nonempty(rep->result.message))
+		rep->reason = xstrdup(rep->result.message);
+	else if (first_error != NULL)
+		rep->reason = xstrdup(first_error);
+	else
+		rep->reason = xstrdup(ds_strerror(rep->status));
+}
+
+static const char *
+op_name(uint8_t op)
+{
+	switch (op) {
+	case PROTO_OP_PUSH:	return "push";
+	case PROTO_OP_ROLLBACK:	return "rollback";
+	case PROTO_OP_VERIFY:	return "verify";
+	}
+	return "?";
+}
+
+/*
+ * The release a push's summary names as its target: the one the receiver
+ * reports, else, once it answered, the one pushed. NULL for other sessions.
+ */
+static const char *
+push_target(const struct report *rep)
+{
+	if (rep->op != PROTO_OP_PUSH)
+		return NULL;
+	if (nonempty(rep->result.to))
+		return rep->result.to;
+	return rep->result.from != NULL ? rep->release : NULL;
+}
+
+/* The dry run the summary shows: the one asked for, answered or not. */
+static int
+asked_dry_run(const struct report *rep)
+{
+	return (rep->flags & PROTO_FLAG_DRY_RUN) != 0;
+}
+
+void
+report_print_text(const struct report *rep, const char *host, FILE *fp)
+{
+	const struct proto_result *res = &rep->result;
+	const char *from = nonempty(res->from) ? res->from : "(none)";
+	const char *to = nonempty(res->to) ? res->to : (rep->release ? rep->release : "?");
+	int dry = (res->flags & PROTO_FLAG_DRY_RUN) != 0, status = rep->status;
+	char sent[32], recv[32];
+
+	if (rep->op == PROTO_OP_VERIFY) {
+		if (status != 0 && status != DS_ERR_CORRUPT) {
+			fprintf(fp, "%s: verify failed: %s\n", host, ds_strerror(status));
+			return;
+		}
+		fprintf(fp, "%s: release %s: %s\n", host, from,
+		    res->changed == 0 ? "no drift" : "drifted");
+		for (size_t i = 0; i < res->ndrift; i++)
+			fprintf(fp, "  drift   %s\n", res->drift[i]);
+		if (res->changed > res->ndrift)
+			fprintf(fp, "  ... and %" PRIu64 " more\n", res->changed - res->ndrift);
+		return;
+	}
+	if (status != 0 && res->to == NULL) {
+		fprintf(fp, "%s: %s failed: %s\n", host, op_name(rep->op), ds_strerror(status));
+		return;
+	}
+	util_format_bytes(rep->bytes_sent, sent, sizeof(sent));
+	util_format_bytes(rep->object_bytes, recv, sizeof(recv));
+	fprintf(fp, "%s: %s%s %s -> %s: %" PRIu64 " added, %" PRIu64 " updated, %" PRIu64
+	    " deleted%s\n", host, dry ? "dry run, " : "", op_name(rep->op), from, to, res->added,
+	    res->updated, res->deleted, status == 0 ? "" : " (not applied)");
+	if (rep->op == PROTO_OP_PUSH)
+		fprintf(fp, "  %" PRIu64 " object%s sent (%s of content, %s on the wire), "
+		    "%" PRIu64 " round trip%s\n", rep->objects_sent,
+		    rep->objects_sent == 1 ? "" : "s", recv, sent, rep->round_trips,
+		    rep->round_trips == 1 ? "" : "s");
+	if (rep->op == PROTO_OP_PUSH && rep->objects_sent > 0) {
+		fprintf(fp, "  encodings:");
+		for (int enc = 0; enc <= PROTO_ENC_MAX; enc++) {
+			char b[32];
+
+			if (rep->enc_objects[enc] == 0)
+				continue;
+			util_format_bytes(rep->enc_bytes[enc], b, sizeof(b));
+			fprintf(fp, " %s %" PRIu64 " (%s)", delta_encoding_name(enc),
+			    rep->enc_objects[enc], b);
+		}
+		if (rep->signatures > 0)
+			fprintf(fp, "; %" PRIu64 " signature%s", rep->signatures,
+			    rep->signatures == 1 ? "" : "s");
+		if (rep->cache_hits > 0)
+			fprintf(fp, "; %" PRIu64 " from the delta cache", rep->cache_hits);
+		fprintf(fp, "\n");
+		if (rep->fallbacks > 0)
+			fprintf(fp, "  %" PRIu64 " delta%s did not reconstruct on the host: sent whole "
+			    "instead\n", rep->fallbacks, rep->fallbacks == 1 ? "" : "s");
+	}
+	for (size_t i = 0; i < res->ndrift; i++)
+		fprintf(fp, "  drift   %s (changed on the host since the last apply%s)\n",
+		    res->drift[i], status == DS_ERR_DRIFT ? "" : dry ? "; would be overwritten" :
+		    "; overwritten");
+	if (res->nservices > 0) {
+		fprintf(fp, "  restarted:");
+		for (size_t i = 0; i < res->nservices; i++)
+			fprintf(fp, " %s", res->services[i]);
+		fprintf(fp, " (health: %s)\n", res->health ? res->health : "?");
+	} else if (res->health != NULL && strcmp(res->health, "none") != 0)
+		fprintf(fp, "  services: %s\n", res->health);
+	else if (!dry && status == 0)
+		fprintf(fp, "  no service restarted\n");
+	if (status != 0)
+		fprintf(fp, "  failed: %s\n", nonempty(res->message) ? res->message :
+		    ds_strerror(status));
+}
+
+/* Sets KEY of O to V, taking V (made here: it cannot fail). */
+static void
+put(json_t *o, const char *key, json_t *v)
+{
+	(void)json_object_set_new(o, key, v);
+}
+
+static json_t *
+string_array(char *const *v, size_t n)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; i < n; i++)
+		(void)json_array_append_new(a, jsonio_string(v[i]));
+	return a;
+}
+
+json_t *
+report_json(const struct report *rep, const char *host)
+{
+	const struct proto_result *res = &rep->result;
+	json_t *o = json_object(), *encodings = json_object();
+
+	put(o, "host", jsonio_string(host));
+	put(o, "operation", json_string(op_name(rep->op)));
+	put(o, "ok", json_boolean(rep->status == 0));
+	put(o, "error", rep->status == 0 ? json_null() :
+	    jsonio_string(nonempty(res->message) ? res->message : ds_strerror(rep->status)));
+	put(o, "dry_run", json_boolean((res->flags & PROTO_FLAG_DRY_RUN) != 0));
+	put(o, "from", jsonio_string(nonempty(res->from) ? res->from : NULL));
+	put(o, "to", jsonio_string(nonempty(res->to) ? res->to : rep->release));
+	put(o, "added", jsonio_uint(res->added));
+	put(o, "updated", jsonio_uint(res->updated));
+	put(o, "deleted", jsonio_uint(res->deleted));
+	put(o, "changed", jsonio_uint(res->changed));
+	put(o, "objects_sent", jsonio_uint(rep->objects_sent));
+	put(o, "object_bytes", jsonio_uint(rep->object_bytes));
+	put(o, "bytes_sent", jsonio_uint(rep->bytes_sent));
+	put(o, "bytes_received", jsonio_uint(rep->bytes_received));
+	put(o, "round_trips", jsonio_uint(rep->round_trips));
+	for (int enc = 0; enc <= PROTO_ENC_MAX; enc++)
+		put(encodings, delta_encoding_name(enc), jsonio_pack("{s:o,s:o}",
+		    "objects", jsonio_uint(rep->enc_objects[enc]),
+		    "bytes", jsonio_uint(rep->enc_bytes[enc])));
+	put(o, "encodings", encodings);
+	put(o, "signatures", jsonio_uint(rep->signatures));
+	put(o, "delta_fallbacks", jsonio_uint(rep->fallbacks));
+	put(o, "cache_hits", jsonio_uint(rep->cache_hits));
+	put(o, "services", string_array(res->services, res->nservices));
+	put(o, "health", jsonio_string(res->health ? res->health : "none"));
+	put(o, "drift", string_array(res->drift, res->ndrift));
+	return o;
+}
+
+void
+report_line(const struct report *rep, char *buf, size_t len)
+{
+	const char *to = push_target(rep);
+	char sent[32];
+
+	if (rep->status != 0) {
+		snprintf(buf, len, "%s", rep->reason != NULL ? rep->reason :
+		    ds_strerror(rep->status));
+		for (char *p = buf; *p != '\0'; p++)
+			if (*p == '\n')
+				*p = ' ';
+		return;
+	}
+	util_format_bytes(rep->bytes_sent, sent, sizeof(sent));
+	snprintf(buf, len, "%s%s -> %s, %" PRIu64 " file%s changed, %s sent, %.1f s",
+	    asked_dry_run(rep) ? "dry run, " : "",
+	    nonempty(rep->result.from) ? rep->result.from : "(none)", to != NULL ? to : "?",
+	    rep->result.changed, rep->result.changed == 1 ? "" : "s", sent, rep->seconds);
+}
+
+static const char *
+result_word(const struct report *rep)
+{
+	if (!rep->started)
+		return "not started";
+	if (rep->status != 0)
+		return "FAILED";
+	return asked_dry_run(rep) ? "dry run" : "ok";
+}
+
+/* A cell's text with control characters and newlines made visible and safe. */
+static char *
+cell(const char *s)
+{
+	char *out = xstrdup(s != NULL ? s : "");
+
+	for (char *p = out; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = ' ';
+	return out;
+}
+
+/* The services restarted, comma-separated, or "-". */
+static char *
+services_cell(const struct proto_result *res)
+{
+	char *text = NULL, *cat;
+	size_t size = 0;
+	FILE *fp;
+
+	if (res->nservices == 0 || (fp = open_memstream(&text, &size)) == NULL)
+		return xstrdup("-");
+	for (size_t i = 0; i < res->nservices; i++)
+		fprintf(fp, "%s%s", i > 0 ? "," : "", res->services[i]);
+	if (fclose(fp) != 0) {
+		free(text);
+		return xstrdup("-");
+	}
+	cat = cell(text[0] != '\0' ? text : "-");
+	free(text);
+	return cat;
+}
+
+void
+report_print_table(const struct config_host *const *hosts, const struct report *reps, size_t n,
+    FILE *fp)
+{
+	enum { C_HOST, C_RELEASE, C_FILES, C_SENT, C_TIME, C_SERVICES, C_RESULT, C_REASON, NCOL };
+	static const char *head[NCOL] = { "HOST", "FROM -> TO", "FILES", "SENT", "TIME",
+	    "RESTARTED", "RESULT", "REASON" };
+	size_t width[NCOL], ok = 0, failed = 0, idle = 0;
+	char ***cells = xcalloc(n, sizeof(char **));
+	uint64_t total = 0;
+
+	for (int c = 0; c < NCOL; c++)
+		width[c] = strlen(head[c]);
+	for (size_t i = 0; i < n; i++) {
+		const struct report *r = &reps[i];
+		const char *from = r->result.from, *to = push_target(r);
+		char sent[32];
+
+		cells[i] = xcalloc(NCOL, sizeof(char *));
+		cells[i][C_HOST] = cell(hosts[i]->name);
+		if (to != NULL)
+			cells[i][C_RELEASE] = xasprintf("%s -> %s", nonempty(from) ? from : "(none)",
+			    to);
+		else
+			cells[i][C_RELEASE] = xstrdup("-");
+		cells[i][C_FILES] = r->started && to != NULL ?
+		    xasprintf("%" PRIu64, r->result.changed) : xstrdup("-");
+		util_format_bytes(r->bytes_sent, sent, sizeof(sent));
+		cells[i][C_SENT] = r->started ? xstrdup(sent) : xstrdup("-");
+		cells[i][C_TIME] = r->started ? xasprintf("%.1f s", r->seconds) : xstrdup("-");
+		cells[i][C_SERVICES] = services_cell(&r->result);
+		cells[i][C_RESULT] = xstrdup(result_word(r));
+		cells[i][C_REASON] = cell(r->status != 0 ? (r->reason != NULL ? r->reason :
+		    ds_strerror(r->status)) : "");
+		for (int c = 0; c < NCOL; c++)
+			if (strlen(cells[i][c]) > width[c])
+				width[c] = strlen(cells[i][c]);
+		total += r->bytes_sent;
+		if (!r->started)
+			idle++;
+		else if (r->status != 0)
+			failed++;
+		else
+			ok++;
+	}
+	for (int c = 0; c < NCOL - 1; c++)
+		fprintf(fp, "%-*s  ", (int)width[c], head[c]);
+	fprintf(fp, "%s\n", head[NCOL - 1]);
+	for (size_t i = 0; i < n; i++) {
+		for (int c = 0; c < NCOL; c++) {
+			if (c == NCOL - 1)
+				fprintf(fp, "%s\n", cells[i][c]);
+			else if (c == C_FILES || c == C_SENT || c == C_TIME)
+				fprintf(fp, "%*s  ", (int)width[c], cells[i][c]);
+			else
+				fprintf(fp, "%-*s  ", (int)width[c], cells[i][c]);
+			free(cells[i][c]);
+		}
+		free(cells[i]);
+	}
+	free(cells);
+	{
+		char sent[32];
+
+		util_format_bytes(total, sent, sizeof(sent));
+		fprintf(fp, "%zu host%s: %zu ok, %zu failed, %zu not started; %s sent\n", n,
+		    n == 1 ? "" : "s", ok, failed, idle, sent);
+	}
+}
+
+/* One host's object of report_print_fleet_json. */
+static json_t *
+fleet_json(const char *host, const struct report *r)
+{
+	const struct proto_result *res = &r->result;
+	json_t *o = json_object();
+
+	put(o, "host", jsonio_string(host));
+	put(o, "operation", json_string("push"));
+	put(o, "ok", json_boolean(r->status == 0));
+	put(o, "result", json_string(result_word(r)));
+	put(o, "started", json_boolean(r->started));
+	put(o, "error", r->status == 0 ? json_null() :
+	    jsonio_string(r->reason != NULL ? r->reason : ds_strerror(r->status)));
+	put(o, "dry_run", json_boolean(asked_dry_run(r)));
+	put(o, "from", jsonio_string(nonempty(res->from) ? res->from : NULL));
+	put(o, "to", jsonio_string(push_target(r)));
+	put(o, "added", jsonio_uint(res->added));
+	put(o, "updated", jsonio_uint(res->updated));
+	put(o, "deleted", jsonio_uint(res->deleted));
+	put(o, "changed", jsonio_uint(res->changed));
+	put(o, "objects_sent", jsonio_uint(r->objects_sent));
+	put(o, "object_bytes", jsonio_uint(r->object_bytes));
+	put(o, "bytes_sent", jsonio_uint(r->bytes_sent));
+	put(o, "bytes_received", jsonio_uint(r->bytes_received));
+	put(o, "round_trips", jsonio_uint(r->round_trips));
+	put(o, "encoded", jsonio_uint(r->objects_sent - r->enc_objects[PROTO_ENC_RAW]));
+	put(o, "cache_hits", jsonio_uint(r->cache_hits));
+	put(o, "seconds", jsonio_seconds(r->seconds));
+	put(o, "services", string_array(res->services, res->nservices));
+	put(o, "health", jsonio_string(res->health));
+	return o;
+}
+
+int
+report_print_fleet_json(const struct config_host *const *hosts, const struct report *reps,
+    size_t n, FILE *fp)
+{
+	json_t *a = json_array();
+	int r;
+
+	for (size_t i = 0; i < n; i++)
+		(void)json_array_append_new(a, fleet_json(hosts[i]->name, &reps[i]));
+	r = jsonio_write_lines(fp, a);
+	json_decref(a);
+	return r;
+}
+
+/* A host name as a report may hold it: printable, as in a config. */
+static int
+host_name_ok(const char *name)
+{
+	if (name[0] == '\0')
+		return 0;
+	for (const unsigned char *p = (const unsigned char *)name; *p != '\0'; p++)
+		if (*p < 0x20 || *p == 0x7f)
+			return 0;
+	return 1;
+}
+
+int
+report_failed_hosts(const char *path, char ***names)
+{
+	char *line = NULL, **v = NULL;
+	size_t cap = 0, count = 0, alloc = 0;
+	FILE *fp;
+
+	*names = NULL;
+	if ((fp = fopen(path, "re")) == NULL) {
+		log_errno("%s: no report of a previous push", path);
+		return DS_ERR_NOTFOUND;
+	}
+	while (getline(&line, &cap, fp) != -1) {
+		/* One host a line; the "," after it is not part of its object. */
+		json_t *o = jsonio_parse(line, 1);
+		const char *name = json_string_value(json_object_get(o, "host"));
+
+		if (name != NULL && json_is_false(json_object_get(o, "ok")) && host_name_ok(name)) {
+			v = xgrow(v, &alloc, count + 2, sizeof(char *));
+			v[count++] = xstrdup(name);
+			v[count] = NULL;
+		}
+		json_decref(o);
+	}
+	free(line);
+	fclose(fp);
+	if (v == NULL)
+		v = xcalloc(1, sizeof(char *));
+	*names = v;
+	return 0;
+}
+
+json_t *
+report_encode(const struct report *rep)
+{
+	const struct proto_result *res = &rep->result;
+	json_t *o = json_object(), *result = json_object(), *encodings = json_array();
+
+	put(o, "op", json_integer(rep->op));
+	put(o, "flags", json_integer(rep->flags));
+	put(o, "status", json_integer(rep->status));
+	put(o, "started", json_boolean(rep->started));
+	put(o, "reason", jsonio_string(rep->reason));
+	put(o, "seconds", json_real(rep->seconds));
+	put(o, "release", jsonio_string(rep->release));
+	for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++)
+		put(o, counters[i].key,
+		    jsonio_uint(*(const uint64_t *)((const char *)rep + counters[i].offset)));
+	put(o, "manifest_fetched", json_boolean(rep->manifest_fetched));
+	for (int enc = 0; enc <= PROTO_ENC_MAX; enc++)
+		(void)json_array_append_new(encodings, jsonio_pack("[o,o]",
+		    jsonio_uint(rep->enc_objects[enc]), jsonio_uint(rep->enc_bytes[enc])));
+	put(o, "encodings", encodings);
+	put(result, "status", json_integer(res->status));
+	put(result, "flags", json_integer(res->flags));
+	put(result, "from", jsonio_string(res->from));
+	put(result, "to", jsonio_string(res->to));
+	for (size_t i = 0; i < sizeof(result_counters) / sizeof(result_counters[0]); i++)
+		put(result, result_counters[i].key, jsonio_uint(*(const uint64_t *)
+		    ((const char *)res + result_counters[i].offset)));
+	put(result, "services", string_array(res->services, res->nservices));
+	put(result, "health", jsonio_string(res->health));
+	put(result, "message", jsonio_string(res->message));
+	put(o, "result", result);
+	return o;
+}
+
+/*
+ * Decoders of one member of O; an absent (or null) member leaves *out as it
+ * is. They return 0, or -1 for a member of the wrong type or range.
+ */
+static int
+get_int(const json_t *o, const char *key, json_int_t min, json_int_t max, json_int_t *out)
+{
+	const json_t *v = json_object_get(o, key);
+
+	if (v == NULL || json_is_null(v))
+		return 0;
+	if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max)
+		return -1;
+	*out = json_integer_value(v);
+	return 0;
+}
+
+static int
+get_uint(const json_t *o, const char *key, uint64_t *out)
+{
+	json_int_t v = 0;
+
+	if (get_int(o, key, 0, JSONIO_INT_MAX, &v) != 0)
+		return -1;
+	*out = (uint64_t)v;
+	return 0;
+}
+
+static int
+get_bool(const json_t *o, const char *key, int *out)
+{
+	const json_t *v = json_object_get(o, key);
+
+	if (v == NULL || json_is_null(v))
+		return 0;
+	if (!json_is_boolean(v))
+		return -1;
+	*out = json_is_true(v);
+	return 0;
+}
+
+static int
+get_string(const json_t *o, const char *key, char **out)
+{
+	const json_t *v = json_object_get(o, key);
+
+	if (v == NULL || json_is_null(v))
+		return 0;
+	if (!json_is_string(v))
+		return -1;
+	*out = xstrdup(json_string_value(v));
+	return 0;
+}
+
+static int
+get_strings(const json_t *o, const char *key, char ***out, size_t *count)
+{
+	const json_t *v = json_object_get(o, key);
+	size_t n;
+
+	if (v == NULL || json_is_null(v))
+		return 0;
+	if (!json_is_array(v) || (n = json_array_size(v)) > PROTO_LIST_MAX)
+		return -1;
+	*out = xcalloc(n + 1, sizeof(char *));
+	for (*count = 0; *count < n; (*count)++) {
+		const char *s = json_string_value(json_array_get(v, *count));
+
+		if (s == NULL)
+			return -1;
+		(*out)[*count] = xstrdup(s);
+	}
+	return 0;
+}
+
+static int
+decode_result(const json_t *o, struct proto_result *res)
+{
+	json_int_t status = 0, flags = 0;
+	int bad = 0;
+
+	if (o == NULL || json_is_null(o))
+		return 0;
+	if (!json_is_object(o))
+		return -1;
+	bad |= get_int(o, "status", STATUS_MIN, 0, &status);
+	bad |= get_int(o, "flags", 0, UINT32_MAX, &flags);
+	res->status = (int32_t)status;
+	res->flags = (uint32_t)flags;
+	bad |= get_string(o, "from", &res->from);
+	bad |= get_string(o, "to", &res->to);
+	for (size_t i = 0; i < sizeof(result_counters) / sizeof(result_counters[0]); i++)
+		bad |= get_uint(o, result_counters[i].key,
+		    (uint64_t *)((char *)res + result_counters[i].offset));
+	bad |= get_strings(o, "services", &res->services, &res->nservices);
+	bad |= get_string(o, "health", &res->health);
+	bad |= get_string(o, "message", &res->message);
+	return bad;
+}
+
+int
+report_decode(const json_t *v, struct report *rep)
+{
+	const json_t *encodings = json_object_get(v, "encodings");
+	json_int_t op = 0, flags = 0, status = 0;
+	double seconds;
+	int bad = 0;
+
+	memset(rep, 0, sizeof(*rep));
+	if (!json_is_object(v) || !json_is_integer(json_object_get(v, "status")))
+		return DS_ERR_PROTO;
+	bad |= get_int(v, "op", 0, UINT8_MAX, &op);
+	bad |= get_int(v, "flags", 0, UINT32_MAX, &flags);
+	bad |= get_int(v, "status", STATUS_MIN, 0, &status);
+	rep->op = (uint8_t)op;
+	rep->flags = (uint32_t)flags;
+	rep->status = (int)status;
+	bad |= get_bool(v, "started", &rep->started);
+	bad |= get_string(v, "reason", &rep->reason);
+	seconds = json_number_value(json_object_get(v, "seconds"));
+	rep->seconds = seconds >= 0 ? seconds : 0;
+	bad |= get_string(v, "release", &rep->release);
+	for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++)
+		bad |= get_uint(v, counters[i].key,
+		    (uint64_t *)((char *)rep + counters[i].offset));
+	bad |= get_bool(v, "manifest_fetched", &rep->manifest_fetched);
+	if (encodings != NULL && (!json_is_array(encodings) ||
+	    json_array_size(encodings) > PROTO_ENC_MAX + 1))
+		bad = -1;
+	for (size_t enc = 0; bad == 0 && enc < json_array_size(encodings); enc++) {
+		const json_t *pair = json_array_get(encodings, enc);
+		const json_t *objects = json_array_get(pair, 0), *bytes = json_array_get(pair, 1);
+
+		if (json_array_size(pair) != 2 || !json_is_integer(objects) ||
+		    !json_is_integer(bytes) || json_integer_value(objects) < 0 ||
+		    json_integer_value(bytes) < 0)
+			bad = -1;
+		else {
+			rep->enc_objects[enc] = (uint64_t)json_integer_value(objects);
+			rep->enc_bytes[enc] = (uint64_t)json_integer_value(bytes);
+		}
+	}
+	bad |= decode_result(json_object_get(v, "result"), &rep->result);
+	if (bad != 0) {
+		report_release(rep);
+		return DS_ERR_PROTO;
+	}
+	return 0;
+}
