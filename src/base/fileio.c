@@ -15,6 +15,8 @@
 #include "base/path.h"
 #include "base/xmalloc.h"
 
+#define COPY_CHUNK	(1024 * 1024)	/* read/write copies move this much at a time */
+
 int
 fileio_write_all(int fd, const void *data, size_t len)
 {
@@ -96,6 +98,49 @@ fileio_read_at(int dirfd, const char *name, size_t max, char **out, size_t *len)
 	r = fileio_read_fd(fd, max, out, len);
 	saved = errno;
 	close(fd);
+	errno = saved;
+	return r;
+}
+
+int
+fileio_copy_fd(int in, int out)
+{
+	char *buf = NULL;
+	ssize_t n;
+	int r = -1, saved;
+
+#ifdef HAVE_COPY_FILE_RANGE
+	for (;;) {
+		n = copy_file_range(in, NULL, out, NULL, 64 * COPY_CHUNK, 0);
+		if (n == 0)
+			return 0;
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
+			    errno == EOPNOTSUPP)
+				break;
+			return -1;
+		}
+	}
+	/* Fall back to read/write from where copy_file_range stopped (nothing was copied). */
+#endif
+	buf = xmalloc(COPY_CHUNK);
+	for (;;) {
+		n = read(in, buf, COPY_CHUNK);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1)
+			goto out;
+		if (n == 0)
+			break;
+		if (fileio_write_all(out, buf, (size_t)n) == -1)
+			goto out;
+	}
+	r = 0;
+out:
+	saved = errno;
+	free(buf);
 	errno = saved;
 	return r;
 }

@@ -27,6 +27,14 @@ int	fileio_read_fd(int fd, size_t max, char **out, size_t *len);
 int	fileio_read_at(int dirfd, const char *name, size_t max, char **out, size_t *len);
 
 /*
+ * Copies IN from its current offset to its end onto OUT at its current
+ * offset: copy_file_range where the kernel and filesystem allow it (a
+ * reflink or server-side copy), else read and write. 0 or -1 (ENOSPC for a
+ * full disk).
+ */
+int	fileio_copy_fd(int in, int out);
+
+/*
  * Replaces NAME under DIRFD with DATA atomically: writes NAME.tmp (mode
  * 0644, never through a symlink), fsyncs it and renames it over NAME. The
  * caller fsyncs DIRFD when the rename must survive a crash. On failure

@@ -9,8 +9,6 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
-#include <dirent.h>
-
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -30,13 +28,14 @@
 #include "base/path.h"
 #include "base/xmalloc.h"
 #include "codec/delta.h"
-#include "compat/compat.h"
 #include "config/config.h"
 #include "repo/manifest.h"
 #include "repo/store.h"
+#include "session/decoder.h"
 #include "session/receiver.h"
 #include "site/commit.h"
-#include "site/restart.h"
+#include "site/finish.h"
+#include "site/history.h"
 #include "site/site.h"
 #include "site/stage.h"
 #include "site/target.h"
@@ -47,32 +46,6 @@
 #define LIST_BUDGET	(8u * 1024 * 1024)
 
 struct basis_ref;
-
-/*
- * A delta stream received whole, waiting to be decoded against its basis.
- * Decoding (a zippatch re-deflates a whole war) runs on one worker thread
- * while the session goes on receiving, so the link does not wait for it;
- * the results are taken in before COMMIT answers (RETRY for failures).
- */
-struct decode_job {
-	struct decode_job	*next;
-	struct proto_object	 ob;
-	int			 encfd;		/* the encoded stream */
-	int			 basis;		/* opened by the session thread */
-	char			*name;		/* staging/HEX.ENC.part, removed once decoded */
-	char			*what;
-	int			 result;
-};
-
-struct decoder {
-	pthread_mutex_t		 lock;
-	pthread_cond_t		 cond;
-	pthread_t		 thread;
-	int			 started, stop;
-	struct decode_job	*queue, **queue_tail;	/* waiting */
-	struct decode_job	*done;			/* decoded, not taken in yet */
-	size_t			 busy;			/* queued or decoding */
-};
 
 struct receiver {
 	struct xport		*x;
@@ -100,7 +73,9 @@ struct receiver {
 	uint64_t		 fallbacks;	/* of which asked for again whole */
 	uint64_t		 done;		/* content bytes received, for progress */
 	uint64_t		 total;		/* as PLAN announced them */
-	struct decoder		 dec;
+	struct decoder		*dec;		/* made with the first delta object */
+	int			 opened;	/* OPEN was received */
+	int			 answered;	/* the peer had its first answer: RESULT ends the session */
 	pthread_mutex_t		 errors_lock;	/* capture_error runs on the decoder too */
 };
 
@@ -290,50 +265,25 @@ free_bytes(struct receiver *rc)
 }
 
 /*
- * Appends to st the delta streams cut mid-way (staging/HEX.ENC.part, see
- * recv_delta_object) as PROTO_STAGED_ENCODED(enc) entries, so the sender
- * resumes them at their byte instead of sending the delta again.
+ * Appends to st the delta streams cut mid-way (stage_list_encoded) as
+ * PROTO_STAGED_ENCODED(enc) entries, so the sender resumes them at their
+ * byte instead of sending the delta again.
  */
 static void
 list_encoded_parts(struct receiver *rc, struct proto_state *st)
 {
-	static const int encs[] = { PROTO_ENC_ZSTD_PATCH, PROTO_ENC_RSYNC, PROTO_ENC_ZIP_PATCH };
-	char name[HASH_HEX_LEN + 32], hex[HASH_HEX_LEN + 1];
-	struct dirent *de;
-	struct stat sb;
-	DIR *dir;
-	int fd;
+	struct stage_encoded *parts = NULL;
+	size_t n = 0;
 
-	fd = openat(target_state_fd(rc->t), "staging", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd == -1 || (dir = fdopendir(fd)) == NULL) {
-		if (fd != -1)
-			close(fd);
-		return;
+	stage_list_encoded(rc->t, &parts, &n);
+	for (size_t i = 0; i < n && st->nstaged < PROTO_LIST_MAX; i++) {
+		st->staged = xreallocarray(st->staged, st->nstaged + 1, sizeof(*st->staged));
+		memcpy(st->staged[st->nstaged].hash, parts[i].hash, HASH_LEN);
+		st->staged[st->nstaged].complete = PROTO_STAGED_ENCODED(parts[i].encoding);
+		st->staged[st->nstaged].offset = parts[i].size;
+		st->nstaged++;
 	}
-	while ((de = readdir(dir)) != NULL && st->nstaged < PROTO_LIST_MAX) {
-		size_t len = strlen(de->d_name);
-
-		if (len <= HASH_HEX_LEN + 1 || de->d_name[HASH_HEX_LEN] != '.')
-			continue;
-		memcpy(hex, de->d_name, HASH_HEX_LEN);
-		hex[HASH_HEX_LEN] = '\0';
-		for (size_t i = 0; i < sizeof(encs) / sizeof(encs[0]); i++) {
-			snprintf(name, sizeof(name), "%s.%s.part", hex,
-			    delta_encoding_name(encs[i]));
-			if (strcmp(name, de->d_name) != 0 ||
-			    fstatat(dirfd(dir), name, &sb, AT_SYMLINK_NOFOLLOW) != 0 ||
-			    !S_ISREG(sb.st_mode) || sb.st_size == 0)
-				continue;
-			st->staged = xreallocarray(st->staged, st->nstaged + 1,
-			    sizeof(*st->staged));
-			if (hash_from_hex(hex, HASH_HEX_LEN, st->staged[st->nstaged].hash) != 0)
-				continue;
-			st->staged[st->nstaged].complete = PROTO_STAGED_ENCODED(encs[i]);
-			st->staged[st->nstaged].offset = (uint64_t)sb.st_size;
-			st->nstaged++;
-		}
-	}
-	closedir(dir);
+	free(parts);
 }
 
 static int
@@ -406,52 +356,63 @@ report(struct receiver *rc)
 		rc->opt->progress(rc->opt->progress_arg, rc->x->bytes_in, rc->done, rc->total);
 }
 
+/* Where the DATA of a raw or zstd object goes: staging/HEX.part. */
+struct object_sink {
+	const struct proto_object *ob;
+	int		 fd;
+	uint64_t	 written;	/* content bytes written since ob->offset */
+	size_t		 zstd_left;	/* ZSTD_decompressStream's hint; 0 at the frame's end */
+	const char	*what;
+};
+
 /* Writes one DATA chunk of an object, decoding it by encoding. */
 static int
-object_data(struct receiver *rc, const struct proto_object *ob, int fd, const uint8_t *data,
-    size_t len, uint64_t *written, size_t *zstd_left, const char *what)
+object_chunk(struct receiver *rc, void *arg, const uint8_t *data, size_t len)
 {
+	struct object_sink *os = arg;
+	const struct proto_object *ob = os->ob;
 	uint64_t want = ob->size - ob->offset;
 	ZSTD_inBuffer in = { data, len, 0 };
 	ZSTD_outBuffer out;
 	size_t rem;
 
 	if (ob->encoding == PROTO_ENC_RAW) {
-		if (len > want - *written) {
-			log_error("%s: %s: more data than the object's size", rc->x->peer, what);
+		if (len > want - os->written) {
+			log_error("%s: %s: more data than the object's size", rc->x->peer, os->what);
 			return DS_ERR_PROTO;
 		}
-		if (fileio_write_all(fd, data, len) != 0) {
-			log_errno("%s: staging %s", target_state_dir(rc->t), what);
+		if (fileio_write_all(os->fd, data, len) != 0) {
+			log_errno("%s: staging %s", target_state_dir(rc->t), os->what);
 			return DS_ERR_SYSTEM;
 		}
-		*written += len;
+		os->written += len;
 		rc->done += len;
 		report(rc);
 		return 0;
 	}
 	while (in.pos < in.size) {
-		if (*zstd_left == 0) {
-			log_error("%s: %s: data after the end of the zstd frame", rc->x->peer, what);
+		if (os->zstd_left == 0) {
+			log_error("%s: %s: data after the end of the zstd frame", rc->x->peer,
+			    os->what);
 			return DS_ERR_CORRUPT;
 		}
 		out = (ZSTD_outBuffer){ rc->outbuf, rc->outsize, 0 };
 		rem = ZSTD_decompressStream(rc->dctx, &out, &in);
 		if (ZSTD_isError(rem)) {
-			log_error("%s: %s: zstd: %s", rc->x->peer, what, ZSTD_getErrorName(rem));
+			log_error("%s: %s: zstd: %s", rc->x->peer, os->what, ZSTD_getErrorName(rem));
 			return DS_ERR_CORRUPT;
 		}
-		if (out.pos > want - *written) {
+		if (out.pos > want - os->written) {
 			log_error("%s: %s: decodes to more than the object's size", rc->x->peer,
-			    what);
+			    os->what);
 			return DS_ERR_CORRUPT;
 		}
-		if (out.pos > 0 && fileio_write_all(fd, rc->outbuf, out.pos) != 0) {
-			log_errno("%s: staging %s", target_state_dir(rc->t), what);
+		if (out.pos > 0 && fileio_write_all(os->fd, rc->outbuf, out.pos) != 0) {
+			log_errno("%s: staging %s", target_state_dir(rc->t), os->what);
 			return DS_ERR_SYSTEM;
 		}
-		*written += out.pos;
-		*zstd_left = rem;
+		os->written += out.pos;
+		os->zstd_left = rem;
 		rc->done += out.pos;
 	}
 	report(rc);
@@ -459,14 +420,14 @@ object_data(struct receiver *rc, const struct proto_object *ob, int fd, const ui
 }
 
 /*
- * Delta objects (zstd-patch, rsync). The encoded stream is staged as
- * staging/HEX.ENC.part and decoded against the basis into HEX.part once
- * complete. OBJECT.offset > 0 appends to that part: the sender's cached
- * encoding is a stable stream, so an offset into it is meaningful. (STATE
- * does not list these parts yet, so today a new session sends a delta
- * object from byte 0; deltas are small, whole-file parts do resume.) A basis the site does not hold, a
- * delta that does not decode or content whose SHA-256 is wrong is not an
- * error: the object is listed for RETRY and the sender sends it whole.
+ * Delta objects (zstd-patch, rsync, zippatch). The encoded stream is staged
+ * (stage_encoded_open) and decoded against the basis into HEX.part once
+ * complete. OBJECT.offset > 0 appends to that stream: the sender's cached
+ * encoding is a stable stream, so an offset into it is meaningful, and
+ * STATE lists the streams staged (list_encoded_parts). A basis the site
+ * does not hold, a delta that does not decode or content whose SHA-256 is
+ * wrong is not an error: the object is listed for RETRY and the sender
+ * sends it whole.
  */
 
 /* Content the site holds, by hash: a delta's basis. */
@@ -571,22 +532,16 @@ static int
 send_signatures(struct receiver *rc, const struct proto_signature_request *req)
 {
 	struct proto_signature sig;
-	char *tmpl = NULL;
 	int fd = -1, tfd = -1, r = 0;
 
 	for (size_t i = 0; i < req->npaths; i++) {
 		memset(&sig, 0, sizeof(sig));
 		sig.path = req->paths[i];
 		if ((fd = open_target_file(rc, req->paths[i])) != -1) {
-			tmpl = xasprintf("%s/staging/.signature.XXXXXX", target_state_dir(rc->t));
-			if ((tfd = mkstemp(tmpl)) == -1) {
-				log_errno("%s", tmpl);
+			if ((tfd = stage_scratch_open(rc->t)) == -1) {
 				r = DS_ERR_SYSTEM;
 				goto out;
 			}
-			unlink(tmpl);
-			free(tmpl);
-			tmpl = NULL;
 			if (hash_fd(fd, sig.hash, &sig.size) == 0 && lseek(fd, 0, SEEK_SET) == 0 &&
 			    delta_signature(fd, tfd, NULL) == 0 &&
 			    lseek(tfd, 0, SEEK_SET) == 0 &&
@@ -611,7 +566,6 @@ out:
 		close(fd);
 	if (tfd != -1)
 		close(tfd);
-	free(tmpl);
 	return r;
 }
 
@@ -627,286 +581,125 @@ retry_add(struct receiver *rc, const uint8_t hash[HASH_LEN])
 	rc->nretry++;
 }
 
-/* Decodes a complete encoded stream (fd at any offset) against its basis into staging. */
+/* decoder_done_fn: a decoded object is staged, or asked for whole. */
 static int
-decode_staged(struct receiver *rc, const struct proto_object *ob, int basis, int encfd,
-    const char *what)
-{
-	uint8_t got[HASH_LEN];
-	uint64_t len = 0;
-	int out = -1, r;
-
-	if (lseek(encfd, 0, SEEK_SET) != 0)
-		return DS_ERR_SYSTEM;
-	if ((r = stage_open(rc->t, ob->hash, 0, &out)) != 0)
-		return r;
-	r = delta_decode(ob->encoding, basis, encfd, out, ob->size, &len, got);
-	if (r == 0 && (len != ob->size || memcmp(got, ob->hash, HASH_LEN) != 0)) {
-		log_warn("%s: %s: its delta decodes to other content than announced (a basis "
-		    "that is not what it claims, or a corrupt delta); asking for the whole "
-		    "object", rc->x->peer, what);
-		r = DS_ERR_CORRUPT;
-	} else if (r != 0)
-		log_warn("%s: %s: its delta does not decode; asking for the whole object",
-		    rc->x->peer, what);
-	if (r != 0) {
-		/* Leave no wrong bytes behind that a resume would build on. */
-		if (ftruncate(out, 0) == -1)
-			log_errno("%s: staging %s", target_state_dir(rc->t), what);
-		stage_abort(rc->t, ob->hash, out);
-		return r;
-	}
-	/* delta_decode hashed every byte it wrote, and it is the object's. */
-	return stage_finish_hashed(rc->t, ob->hash, out);
-}
-
-static void
-job_free(struct decode_job *j)
-{
-	if (j->encfd != -1)
-		close(j->encfd);
-	if (j->basis != -1)
-		close(j->basis);
-	free(j->name);
-	free(j->what);
-	free(j);
-}
-
-static void *
-decoder_main(void *arg)
+decoded(void *arg, const struct proto_object *ob, int result)
 {
 	struct receiver *rc = arg;
-	struct decoder *d = &rc->dec;
-	struct decode_job *j;
 
-	pthread_mutex_lock(&d->lock);
-	for (;;) {
-		while (d->queue == NULL && !d->stop)
-			pthread_cond_wait(&d->cond, &d->lock);
-		if (d->queue == NULL)
-			break;
-		j = d->queue;
-		d->queue = j->next;
-		if (d->queue == NULL)
-			d->queue_tail = &d->queue;
-		pthread_mutex_unlock(&d->lock);
-		j->result = decode_staged(rc, &j->ob, j->basis, j->encfd, j->what);
-		pthread_mutex_lock(&d->lock);
-		j->next = d->done;
-		d->done = j;
-		d->busy--;
-		pthread_cond_broadcast(&d->cond);
-	}
-	pthread_mutex_unlock(&d->lock);
-	return NULL;
-}
-
-/* Takes in one decoded job: the object is staged, or asked for whole. */
-static int
-job_finish(struct receiver *rc, struct decode_job *j)
-{
-	int r = 0;
-
-	unlinkat(target_state_fd(rc->t), j->name, 0);
-	if (j->result == 0) {
+	if (result == 0) {
 		rc->objects++;
-		rc->done += j->ob.size;	/* a delta counts whole once decoded */
+		rc->done += ob->size;	/* a delta counts whole once decoded */
 		report(rc);
-	} else if (j->result == DS_ERR_SYSTEM || j->result == DS_ERR_NOSPACE)
-		r = j->result;
-	else {
-		retry_add(rc, j->ob.hash);
-		rc->fallbacks++;
-	}
-	job_free(j);
-	return r;
-}
-
-/* Takes in every decoded job; with wait, first lets the worker finish the queue. */
-static int
-decoder_collect(struct receiver *rc, int wait)
-{
-	struct decoder *d = &rc->dec;
-	struct decode_job *list, *next;
-	int r = 0, r2;
-
-	if (!d->started)
 		return 0;
-	pthread_mutex_lock(&d->lock);
-	while (wait && d->busy > 0)
-		pthread_cond_wait(&d->cond, &d->lock);
-	list = d->done;
-	d->done = NULL;
-	pthread_mutex_unlock(&d->lock);
-	for (; list != NULL; list = next) {
-		next = list->next;
-		if ((r2 = job_finish(rc, list)) != 0 && r == 0)
-			r = r2;
 	}
-	return r;
+	if (result == DS_ERR_SYSTEM || result == DS_ERR_NOSPACE)
+		return result;
+	retry_add(rc, ob->hash);
+	rc->fallbacks++;
+	return 0;
 }
 
-/*
- * Hands a whole delta stream (encfd, staged as name) to the worker, which is
- * started on first use; decodes it here when no thread can be had. Takes
- * ownership of encfd, basis and name.
- */
+/* Receives the DATA frames of WHAT up to OBJECT_END, handing each chunk to chunk(). */
 static int
-decoder_submit(struct receiver *rc, const struct proto_object *ob, int basis, int encfd,
-    char *name, const char *what)
+recv_data(struct receiver *rc, const char *what,
+    int (*chunk)(struct receiver *, void *, const uint8_t *, size_t), void *arg)
 {
-	struct decoder *d = &rc->dec;
-	struct decode_job *j = xcalloc(1, sizeof(*j));
+	struct proto_msg m;
+	int r;
 
-	j->ob = *ob;
-	j->basis = basis;
-	j->encfd = encfd;
-	j->name = name;
-	j->what = xstrdup(what);
-	if (!d->started) {
-		pthread_mutex_init(&d->lock, NULL);
-		pthread_cond_init(&d->cond, NULL);
-		d->queue_tail = &d->queue;
-		if (pthread_create(&d->thread, NULL, decoder_main, rc) == 0)
-			d->started = 1;
-		else {
-			pthread_mutex_destroy(&d->lock);
-			pthread_cond_destroy(&d->cond);
+	for (;;) {
+		if ((r = proto_recv_msg(rc->x, 0, rc->payload, &m)) != 0)
+			return r;
+		if (m.type == PROTO_OBJECT_END)
+			return 0;
+		if (m.type != PROTO_DATA) {
+			log_error("%s: expected DATA or OBJECT_END in %s, got %s", rc->x->peer,
+			    what, proto_type_name(m.type));
+			proto_msg_free(&m);
+			return DS_ERR_PROTO;
 		}
+		r = chunk(rc, arg, m.data, m.data_len);
+		proto_msg_free(&m);
+		if (r != 0)
+			return r;
 	}
-	if (!d->started) {
-		j->result = decode_staged(rc, &j->ob, j->basis, j->encfd, j->what);
-		return job_finish(rc, j);
-	}
-	pthread_mutex_lock(&d->lock);
-	*d->queue_tail = j;
-	d->queue_tail = &j->next;
-	d->busy++;
-	pthread_cond_broadcast(&d->cond);
-	pthread_mutex_unlock(&d->lock);
-	/* Results that are ready already: progress moves, a full disk stops early. */
-	return decoder_collect(rc, 0);
 }
 
-/*
- * Ends the worker: it finishes the job in hand; the queued ones are dropped
- * (their streams stay staged whole, so the next session sends nothing more
- * of them and decodes them then).
- */
-static void
-decoder_stop(struct receiver *rc)
-{
-	struct decoder *d = &rc->dec;
-	struct decode_job *j, *next;
+/* Where the DATA of a delta object goes: its staged stream. */
+struct delta_sink {
+	const struct proto_object *ob;
+	int		 fd;
+	uint64_t	 have;		/* bytes of the stream staged */
+	uint64_t	 limit;		/* most bytes the stream may have */
+	const char	*what;
+};
 
-	if (!d->started)
-		return;
-	pthread_mutex_lock(&d->lock);
-	d->stop = 1;
-	for (j = d->queue; j != NULL; j = next) {
-		next = j->next;
-		job_free(j);
-		d->busy--;
+/* Appends one DATA chunk to a delta object's stream. */
+static int
+delta_chunk(struct receiver *rc, void *arg, const uint8_t *data, size_t len)
+{
+	struct delta_sink *ds = arg;
+	char name[STAGE_NAME_MAX];
+
+	if (len > ds->limit - ds->have) {
+		log_error("%s: %s: its delta is larger than the object", rc->x->peer, ds->what);
+		return DS_ERR_PROTO;
 	}
-	d->queue = NULL;
-	d->queue_tail = &d->queue;
-	pthread_cond_broadcast(&d->cond);
-	pthread_mutex_unlock(&d->lock);
-	pthread_join(d->thread, NULL);
-	for (j = d->done; j != NULL; j = next) {
-		next = j->next;
-		job_free(j);
+	if (fileio_write_all(ds->fd, data, len) != 0) {
+		stage_encoded_name(ds->ob->hash, ds->ob->encoding, name);
+		log_errno("%s/%s: write", target_state_dir(rc->t), name);
+		return DS_ERR_SYSTEM;
 	}
-	d->done = NULL;
-	d->started = 0;
-	pthread_mutex_destroy(&d->lock);
-	pthread_cond_destroy(&d->cond);
+	ds->have += len;
+	report(rc);
+	return 0;
 }
 
 /* Receives DATA... OBJECT_END of a delta object: stage the stream, then decode it. */
 static int
 recv_delta_object(struct receiver *rc, const struct proto_object *ob, const char *what)
 {
-	struct proto_msg m;
-	struct stat st;
-	char hex[HASH_HEX_LEN + 1], *name;
 	/* The sender sends a delta only when it is not larger than the content (delta.h). */
-	uint64_t limit = ob->size + DELTA_RAW_SLACK + 4096, have;
-	int fd = -1, basis, r;
+	struct delta_sink ds = { ob, -1, ob->offset, ob->size + DELTA_RAW_SLACK + 4096, what };
+	uint64_t staged;
+	int basis, r;
 
-	hash_to_hex(ob->hash, hex);
-	name = xasprintf("staging/%s.%s.part", hex, delta_encoding_name(ob->encoding));
-	fd = openat(target_state_fd(rc->t), name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
-	    0644);
-	if (fd == -1 || fstat(fd, &st) == -1) {
-		log_errno("%s/%s", target_state_dir(rc->t), name);
-		r = DS_ERR_SYSTEM;
-		goto out;
-	}
-	if (ob->offset > (uint64_t)st.st_size) {
+	if ((r = stage_encoded_open(rc->t, ob->hash, ob->encoding, &ds.fd, &staged)) != 0)
+		return r;
+	if (ob->offset > staged) {
 		log_error("%s: %s: resume at byte %" PRIu64 " of its delta but only %jd are "
-		    "staged", rc->x->peer, what, ob->offset, (intmax_t)st.st_size);
+		    "staged", rc->x->peer, what, ob->offset, (intmax_t)staged);
 		r = DS_ERR_PROTO;
 		goto out;
 	}
-	if (ftruncate(fd, (off_t)ob->offset) == -1 ||
-	    lseek(fd, (off_t)ob->offset, SEEK_SET) == -1) {
-		log_errno("%s/%s", target_state_dir(rc->t), name);
-		r = DS_ERR_SYSTEM;
+	if ((r = stage_encoded_seek(rc->t, ob->hash, ob->encoding, ds.fd, ob->offset)) != 0)
 		goto out;
-	}
-	have = ob->offset;
 	if (ob->offset > 0)
 		log_info("%s: %s: resuming its %s stream at byte %" PRIu64, rc->x->peer, what,
 		    delta_encoding_name(ob->encoding), ob->offset);
 	else
 		log_debug("%s: receiving %s as %s", rc->x->peer, what,
 		    delta_encoding_name(ob->encoding));
-	for (;;) {
-		if ((r = proto_recv_msg(rc->x, 0, rc->payload, &m)) != 0)
-			goto out;
-		if (m.type == PROTO_OBJECT_END)
-			break;
-		if (m.type != PROTO_DATA) {
-			log_error("%s: expected DATA or OBJECT_END in %s, got %s", rc->x->peer,
-			    what, proto_type_name(m.type));
-			proto_msg_free(&m);
-			r = DS_ERR_PROTO;
-			goto out;
-		}
-		if (m.data_len > limit - have) {
-			log_error("%s: %s: its delta is larger than the object", rc->x->peer, what);
-			proto_msg_free(&m);
-			r = DS_ERR_PROTO;
-			goto out;
-		}
-		r = fileio_write_all(fd, m.data, m.data_len);
-		have += m.data_len;
-		proto_msg_free(&m);
-		if (r != 0) {
-			log_errno("%s/%s: write", target_state_dir(rc->t), name);
-			r = DS_ERR_SYSTEM;
-			goto out;
-		}
-		report(rc);
-	}
+	if ((r = recv_data(rc, what, delta_chunk, &ds)) != 0)
+		goto out;
 	rc->delta_objects++;
 	if ((basis = open_basis(rc, ob->basis)) == -1) {
 		log_warn("%s: %s: the basis of its delta is not on this site; asking for the "
 		    "whole object", rc->x->peer, what);
-		unlinkat(target_state_fd(rc->t), name, 0);
+		stage_encoded_remove(rc->t, ob->hash, ob->encoding);
 		retry_add(rc, ob->hash);
 		rc->fallbacks++;
 		r = 0;
 		goto out;
 	}
-	r = decoder_submit(rc, ob, basis, fd, name, what);
-	fd = -1;
-	name = NULL;
+	if (rc->dec == NULL)
+		rc->dec = decoder_new(rc->t, rc->x->peer, decoded, rc);
+	r = decoder_submit(rc->dec, ob, basis, ds.fd, what);
+	ds.fd = -1;
 out:
-	if (fd != -1)
-		close(fd);
-	free(name);
+	if (ds.fd != -1)
+		close(ds.fd);
 	return r;
 }
 
@@ -914,14 +707,14 @@ out:
 static int
 recv_object(struct receiver *rc, const struct proto_object *ob)
 {
-	struct proto_msg m;
-	uint64_t have = 0, written = 0;
-	size_t zstd_left = 1;
+	struct object_sink os = { ob, -1, 0, 1, NULL };
+	uint64_t have = 0;
 	char hex[HASH_HEX_LEN + 1], what[HASH_HEX_LEN + 16];
-	int fd = -1, r;
+	int r;
 
 	hash_to_hex(ob->hash, hex);
 	snprintf(what, sizeof(what), "object %s", hex);
+	os.what = what;
 	if (ob->encoding != PROTO_ENC_RAW && ob->encoding != PROTO_ENC_ZSTD) {
 		if ((rc->caps & PROTO_CAP_DELTA) == 0 || !delta_encoding_valid(ob->encoding)) {
 			log_error("%s: %s: encoding %u is not supported by this receiver",
@@ -939,7 +732,7 @@ recv_object(struct receiver *rc, const struct proto_object *ob)
 			return DS_ERR_PROTO;
 		}
 	}
-	if ((r = stage_open(rc->t, ob->hash, ob->offset, &fd)) != 0)
+	if ((r = stage_open(rc->t, ob->hash, ob->offset, &os.fd)) != 0)
 		return r;
 	if (ob->offset > 0)
 		log_info("%s: %s: resuming at byte %" PRIu64 " of %" PRIu64, rc->x->peer, what,
@@ -949,121 +742,22 @@ recv_object(struct receiver *rc, const struct proto_object *ob)
 		    ob->encoding == PROTO_ENC_ZSTD ? "zstd" : "raw", ob->size);
 	if (ob->encoding == PROTO_ENC_ZSTD)
 		ZSTD_DCtx_reset(rc->dctx, ZSTD_reset_session_only);
-	for (;;) {
-		if ((r = proto_recv_msg(rc->x, 0, rc->payload, &m)) != 0)
-			goto out;
-		if (m.type == PROTO_OBJECT_END)
-			break;
-		if (m.type != PROTO_DATA) {
-			log_error("%s: expected DATA or OBJECT_END in %s, got %s", rc->x->peer,
-			    what, proto_type_name(m.type));
-			proto_msg_free(&m);
-			r = DS_ERR_PROTO;
-			goto out;
-		}
-		r = object_data(rc, ob, fd, m.data, m.data_len, &written, &zstd_left, what);
-		proto_msg_free(&m);
-		if (r != 0)
-			goto out;
-	}
-	if (written != ob->size - ob->offset ||
-	    (ob->encoding == PROTO_ENC_ZSTD && zstd_left != 0)) {
+	if ((r = recv_data(rc, what, object_chunk, &os)) != 0)
+		goto out;
+	if (os.written != ob->size - ob->offset ||
+	    (ob->encoding == PROTO_ENC_ZSTD && os.zstd_left != 0)) {
 		log_error("%s: %s: got %" PRIu64 " of %" PRIu64 " bytes", rc->x->peer, what,
-		    written, ob->size - ob->offset);
+		    os.written, ob->size - ob->offset);
 		r = DS_ERR_CORRUPT;
 		goto out;
 	}
-	r = stage_finish(rc->t, ob->hash, fd);
-	fd = -1;
+	r = stage_finish(rc->t, ob->hash, os.fd);
+	os.fd = -1;
 	if (r == 0)
 		rc->objects++;
 out:
-	if (fd >= 0)
-		stage_abort(rc->t, ob->hash, fd);
-	return r;
-}
-
-/* Joins names with ',' for history.log; "-" when empty. Caller frees. */
-static char *
-join_names(char **names, size_t n)
-{
-	size_t len = 2;
-	char *s;
-
-	for (size_t i = 0; i < n; i++)
-		len += strlen(names[i]) + 1;
-	s = xcalloc(1, len);
-	for (size_t i = 0; i < n; i++) {
-		if (i > 0)
-			strlcat(s, ",", len);
-		strlcat(s, names[i], len);
-	}
-	if (n == 0)
-		strlcpy(s, "-", len);
-	return s;
-}
-
-/*
- * Restarts what the changed paths touch. On a failure the files are rolled
- * back and the same services restarted again on the old files.
- */
-static int
-run_restarts(struct receiver *rc, const struct manifest *to, struct commit_report *rep,
-    const struct commit_opts *co, struct proto_result *res)
-{
-	struct restart_report rr, rr2;
-	struct restart_plan *plan = NULL;
-	struct commit_report back;
-	struct commit_opts bo = *co;
-	size_t n = strv_len(rep->changed_paths);
-	int r;
-
-	restart_report_init(&rr);
-	restart_report_init(&rr2);
-	memset(&back, 0, sizeof(back));
-	if (rc->config == NULL || (rc->config->nservices == 0 && rc->config->nrun_once == 0)) {
-		res->health = xstrdup("none");
-		return 0;
-	}
-	if (to != NULL && (r = restart_run_once(rc->config, rc->host, to,
-	    target_state_dir(rc->t), &rr)) != 0)
-		goto failed;
-	if ((r = restart_select(rc->config, rep->changed_paths, n, &plan)) != 0)
-		goto out;
-	if ((r = restart_run(rc->config, rc->host, plan, &rr)) != 0)
-		goto failed;
-	goto out;
-failed:
-	log_error("%s: %s failed; rolling the files back", rc->host->name,
-	    rr.failed ? rr.failed : "a restart");
-	bo.fail_on_drift = 0;
-	bo.dry_run = 0;
-	if (commit_rollback(rc->t, &bo, &back) != 0)
-		log_error("%s: rollback after the failed restart failed too", rc->host->name);
-	else if (plan != NULL)
-		restart_run(rc->config, rc->host, plan, &rr2);
-	commit_report_release(&back);
-out:
-	for (size_t i = 0; i < rr.count; i++) {
-		if (rr.items[i].status != RESTART_OK ||
-		    strncmp(rr.items[i].name, "run_once", 8) == 0)
-			continue;
-		res->services = xreallocarray(res->services, res->nservices + 2, sizeof(char *));
-		res->services[res->nservices++] = xstrdup(rr.items[i].name);
-		res->services[res->nservices] = NULL;
-	}
-	if (r != 0 && rr.failed != NULL)
-		res->health = xasprintf("%s failed%s%s", rr.failed,
-		    rr.failed_output ? ": " : "", rr.failed_output ? rr.failed_output : "");
-	else if (r != 0)
-		res->health = xstrdup("failed");
-	else
-		res->health = xstrdup(res->nservices > 0 ? "ok" : "none");
-	if (res->health != NULL && strlen(res->health) > PROTO_STRING_MAX)
-		res->health[PROTO_STRING_MAX] = '\0';
-	restart_plan_free(plan);
-	restart_report_release(&rr);
-	restart_report_release(&rr2);
+	if (os.fd >= 0)
+		stage_abort(rc->t, ob->hash, os.fd);
 	return r;
 }
 
@@ -1102,15 +796,40 @@ commit_options(struct receiver *rc, uint32_t flags, struct commit_opts *co)
 	co->dry_run = (flags & PROTO_FLAG_DRY_RUN) != 0;
 }
 
-/* Applies a COMMIT: the manifest, the atomic engine, restarts, history. */
+/* Moves what finishing reported (the services restarted, health) into res. */
+static void
+result_from_finish(struct finish_report *fr, struct proto_result *res)
+{
+	res->services = fr->services;
+	res->nservices = fr->nservices;
+	res->health = fr->health;
+	if (res->health != NULL && strlen(res->health) > PROTO_STRING_MAX)
+		res->health[PROTO_STRING_MAX] = '\0';
+	memset(fr, 0, sizeof(*fr));
+}
+
+/* The site an apply of this session finishes on (finish.h). */
+static void
+finish_site(struct receiver *rc, const struct commit_opts *co, uint32_t flags,
+    struct finish_site *fs)
+{
+	fs->t = rc->t;
+	fs->config = rc->config;
+	fs->host = rc->host;
+	fs->opts = co;
+	fs->no_restart = (flags & PROTO_FLAG_NO_RESTART) != 0;
+}
+
+/* Applies a COMMIT: the manifest, the atomic engine, then finish_apply. */
 static int
 do_commit(struct receiver *rc, const struct proto_commit *c, struct proto_result *res)
 {
 	struct manifest *to = NULL;
 	struct commit_report rep;
 	struct commit_opts co;
-	char *restarted = NULL;
-	int r, hr;
+	struct finish_site fs;
+	struct finish_report fr;
+	int r;
 
 	memset(&rep, 0, sizeof(rep));
 	res->flags = c->flags;
@@ -1130,19 +849,9 @@ do_commit(struct receiver *rc, const struct proto_commit *c, struct proto_result
 	co.to = to;
 	r = commit_apply(rc->t, &co, &rep);
 	result_from_report(rc, &rep, res);
-	if (r == 0 && !co.dry_run && !rep.noop && (c->flags & PROTO_FLAG_NO_RESTART) == 0)
-		r = run_restarts(rc, to, &rep, &co, res);
-	if (res->health == NULL)
-		res->health = xstrdup((c->flags & PROTO_FLAG_NO_RESTART) ? "not restarted" : "none");
-	restarted = join_names(res->services, res->nservices);
-	if (!co.dry_run && (hr = commit_history_write(rc->t, "apply", &rep, restarted, r)) != 0)
-		log_warn("%s: history.log not written", target_state_dir(rc->t));
-	/* The site's logs show each release's arrival, whatever the initiator keeps. */
-	if (!co.dry_run)
-		log_syslog_event("host %s: apply release %s (from %s) in %s: %s", rc->host->name,
-		    c->release, rep.from_release != NULL && rep.from_release[0] != '\0' ?
-		    rep.from_release : "none", target_dir(rc->t), r == 0 ? "ok" : ds_strerror(r));
-	free(restarted);
+	finish_site(rc, &co, c->flags, &fs);
+	r = finish_apply(&fs, to, &rep, r, &fr);
+	result_from_finish(&fr, res);
 	commit_report_release(&rep);
 	manifest_free(to);
 	return r;
@@ -1153,7 +862,8 @@ do_rollback(struct receiver *rc, struct proto_result *res)
 {
 	struct commit_report rep;
 	struct commit_opts co;
-	char *restarted;
+	struct finish_site fs;
+	struct finish_report fr;
 	int r;
 
 	memset(&rep, 0, sizeof(rep));
@@ -1161,46 +871,11 @@ do_rollback(struct receiver *rc, struct proto_result *res)
 	r = commit_rollback(rc->t, &co, &rep);
 	result_from_report(rc, &rep, res);
 	res->flags = rc->open.flags;
-	if (r == 0 && !co.dry_run && !rep.noop && (rc->open.flags & PROTO_FLAG_NO_RESTART) == 0)
-		r = run_restarts(rc, NULL, &rep, &co, res);
-	if (res->health == NULL)
-		res->health = xstrdup("none");
-	restarted = join_names(res->services, res->nservices);
-	if (!co.dry_run)
-		commit_history_write(rc->t, "rollback", &rep, restarted, r);
-	free(restarted);
+	finish_site(rc, &co, rc->open.flags, &fs);
+	r = finish_rollback(&fs, &rep, r, &fr);
+	result_from_finish(&fr, res);
 	commit_report_release(&rep);
 	return r;
-}
-
-/* The last line of STATE/history.log without its newline (caller frees), or NULL. */
-static char *
-last_history_line(struct target *t)
-{
-	char buf[4096], *nl, *line = NULL;
-	struct stat st;
-	off_t from;
-	ssize_t n;
-	int fd;
-
-	fd = openat(target_state_fd(t), "history.log", O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
-		return NULL;
-	if (fstat(fd, &st) != 0 || st.st_size <= 0)
-		goto out;
-	from = st.st_size > (off_t)sizeof(buf) - 1 ? st.st_size - (off_t)sizeof(buf) + 1 : 0;
-	if ((n = pread(fd, buf, sizeof(buf) - 1, from)) <= 0)
-		goto out;
-	buf[n] = '\0';
-	while (n > 0 && buf[n - 1] == '\n')
-		buf[--n] = '\0';
-	nl = strrchr(buf, '\n');
-	if (nl == NULL && from > 0)
-		goto out;	/* a line longer than the buffer: not worth showing */
-	line = xstrdup(nl != NULL ? nl + 1 : buf);
-out:
-	close(fd);
-	return line;
 }
 
 /*
@@ -1228,7 +903,7 @@ do_verify(struct receiver *rc, struct proto_result *res)
 	res->ndrift = n;
 	res->changed = strv_len(drift);
 	xfree_strv(drift);
-	res->message = last_history_line(rc->t);
+	res->message = history_last_line(rc->t);
 	return 0;
 }
 
@@ -1259,7 +934,7 @@ serve_push(struct receiver *rc, struct proto_result *res)
 			break;
 		case PROTO_COMMIT:
 			/* Every delta decoded: the failures are in the RETRY list. */
-			if ((r = decoder_collect(rc, 1)) != 0)
+			if ((r = decoder_collect(rc->dec, 1)) != 0)
 				break;
 			if (rc->nretry > 0) {
 				/* Deltas failed: the sender sends those whole, then COMMITs again. */
@@ -1305,13 +980,83 @@ send_result(struct receiver *rc, struct proto_result *res, int status)
 	return proto_send_msg(rc->x, PROTO_RESULT, res);
 }
 
+/*
+ * The session up to its answer: HELLO both ways, OPEN, the host and the
+ * target, then the operation, which fills res.
+ */
+static int
+serve(struct receiver *rc, struct proto_result *res)
+{
+	struct xport *x = rc->x;
+	struct proto_msg m;
+	int r;
+
+	if ((r = proto_recv_msg(x, PROTO_HELLO, rc->payload, &m)) != 0)
+		return r;
+	r = proto_hello_check(&m.u.hello, x->peer, PROTO_ROLE_INITIATOR, PROTO_CAP_ALL, &rc->caps);
+	proto_msg_free(&m);
+	if ((r = r != 0 ? r : proto_send_hello(x, PROTO_ROLE_RECEIVER, PROTO_CAP_ALL)) != 0)
+		return r;
+	if ((r = proto_recv_msg(x, PROTO_OPEN, rc->payload, &m)) != 0)
+		return r;
+	rc->open = m.u.open;
+	memset(&m, 0, sizeof(m));
+	rc->opened = 1;
+	if ((r = resolve_host(rc)) != 0)
+		return r;
+	/* Waiting for objects: the host's idle limit; the sender may be slow to encode. */
+	if (x->idle_timeout == 0)
+		x->idle_timeout = rc->host->idle_timeout;
+	if ((r = open_target(rc)) != 0)
+		return r;
+	switch (rc->open.op) {
+	case PROTO_OP_PUSH:
+		if ((r = send_state(rc)) != 0)
+			return r;
+		rc->answered = 1;
+		r = serve_push(rc, res);
+		break;
+	case PROTO_OP_ROLLBACK:
+		r = do_rollback(rc, res);
+		rc->answered = 1;
+		break;
+	case PROTO_OP_VERIFY:
+		r = do_verify(rc, res);
+		rc->answered = 1;
+		break;
+	}
+	return r;
+}
+
+/*
+ * Tells the peer how the session (status r) ended; returns 1 when the
+ * answer reached it. Before the first answer an error is an ERROR frame,
+ * after it a RESULT. A broken stream carries neither: the errors are
+ * printed here then.
+ */
+static int
+answer(struct receiver *rc, struct proto_result *res, int r)
+{
+	int delivered = 1;
+
+	if (r == DS_ERR_CONNECT || r == DS_ERR_TIMEOUT)
+		delivered = 0;
+	else if (rc->answered || (rc->opened && rc->open.op != PROTO_OP_PUSH && r == 0))
+		delivered = send_result(rc, res, r) == 0;
+	else if (r != 0)
+		delivered = proto_send_error(rc->x, r, "%s", rc->errors != NULL ? rc->errors :
+		    ds_strerror(r)) == 0;
+	if (!delivered)
+		print_errors(rc);
+	return delivered;
+}
+
 int
 receiver_run(struct xport *x, const struct receiver_options *opt)
 {
 	struct receiver rc;
 	struct proto_result res;
-	struct proto_msg m;
-	int r, opened = 0, answered = 0, delivered = 1;
+	int r, delivered;
 
 	memset(&rc, 0, sizeof(rc));
 	memset(&res, 0, sizeof(res));
@@ -1325,55 +1070,9 @@ receiver_run(struct xport *x, const struct receiver_options *opt)
 	pthread_mutex_init(&rc.errors_lock, NULL);
 	log_set_capture(capture_error, &rc);
 
-	if ((r = proto_recv_msg(x, PROTO_HELLO, rc.payload, &m)) != 0)
-		goto out;
-	r = proto_hello_check(&m.u.hello, x->peer, PROTO_ROLE_INITIATOR, PROTO_CAP_ALL, &rc.caps);
-	proto_msg_free(&m);
-	if ((r = r != 0 ? r : proto_send_hello(x, PROTO_ROLE_RECEIVER, PROTO_CAP_ALL)) != 0)
-		goto out;
-	if ((r = proto_recv_msg(x, PROTO_OPEN, rc.payload, &m)) != 0)
-		goto out;
-	rc.open = m.u.open;
-	memset(&m, 0, sizeof(m));
-	opened = 1;
-	if ((r = resolve_host(&rc)) != 0)
-		goto out;
-	/* Waiting for objects: the host's idle limit; the sender may be slow to encode. */
-	if (x->idle_timeout == 0)
-		x->idle_timeout = rc.host->idle_timeout;
-	if ((r = open_target(&rc)) != 0)
-		goto out;
-	switch (rc.open.op) {
-	case PROTO_OP_PUSH:
-		if ((r = send_state(&rc)) != 0)
-			goto out;
-		answered = 1;
-		r = serve_push(&rc, &res);
-		break;
-	case PROTO_OP_ROLLBACK:
-		r = do_rollback(&rc, &res);
-		answered = 1;
-		break;
-	case PROTO_OP_VERIFY:
-		r = do_verify(&rc, &res);
-		answered = 1;
-		break;
-	}
-out:
-	decoder_stop(&rc);
-	/*
-	 * Before the first answer an error is an ERROR frame, after it a RESULT.
-	 * A broken stream carries neither: the errors are printed here then.
-	 */
-	if (r == DS_ERR_CONNECT || r == DS_ERR_TIMEOUT)
-		delivered = 0;
-	else if (answered || (opened && rc.open.op != PROTO_OP_PUSH && r == 0))
-		delivered = send_result(&rc, &res, r) == 0;
-	else if (r != 0)
-		delivered = proto_send_error(x, r, "%s", rc.errors != NULL ? rc.errors :
-		    ds_strerror(r)) == 0;
-	if (!delivered)
-		print_errors(&rc);
+	r = serve(&rc, &res);
+	decoder_free(rc.dec);
+	delivered = answer(&rc, &res, r);
 	log_set_capture(NULL, NULL);
 	free(rc.errors);
 	xport_shutdown(x);

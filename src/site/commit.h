@@ -6,12 +6,14 @@
  * tree is touched: every object is present, free space is checked, drift is
  * detected. Then every new file is prepared in STATE/prep/ (written, mode,
  * owner, fsynced), old content is hard-linked into STATE/backup/FROM/, and a
- * journal of every step is written and fsynced: that is the commit point.
- * The journal is performed (deletes, directory changes, renames into place,
- * mode changes), directories are fsynced, current.* are written, the journal
- * is removed. A crash before the commit point leaves the old release (the
- * next site_open discards prep/); after it, site_open rolls the journal
- * forward. Either way the tree is release A or release B, byte for byte.
+ * journal of every step (journal.h) is written and fsynced: that is the
+ * commit point. The journal is performed (recover.h: deletes, directory
+ * changes, renames into place, mode changes), directories are fsynced,
+ * current.* are written, the journal is removed. A crash before the commit
+ * point leaves the old release (the next site_open discards prep/); after
+ * it, site_open rolls the journal forward. Either way the tree is release A
+ * or release B, byte for byte. Backup sets are backup.h's, the history line
+ * history.h's.
  */
 #ifndef DS_COMMIT_H
 #define DS_COMMIT_H
@@ -77,7 +79,7 @@ int	commit_missing(struct target *t, const struct manifest *to,
  * missing, logged), DS_ERR_NOSPACE (logged with the figures), DS_ERR_DRIFT
  * (with fail_on_drift; r lists the drift), DS_ERR_CORRUPT. Staging is
  * emptied after success. Writes no history line: the caller does, after
- * restarts, with commit_history_write.
+ * restarts, with history_append (history.h).
  */
 int	commit_apply(struct target *t, const struct commit_opts *o, struct commit_report *r);
 
@@ -93,24 +95,7 @@ int	commit_apply(struct target *t, const struct commit_opts *o, struct commit_re
  */
 int	commit_rollback(struct target *t, const struct commit_opts *o, struct commit_report *r);
 
-/*
- * Called by site_open with the lock held: rolls forward a journal left by an
- * interrupted apply, or discards prep/ when the crash came before the commit
- * point. Returns 0 when the tree is exactly one release again.
- */
-int	commit_recover(struct target *t);
-
 /* Frees what r holds and zeroes it. */
 void	commit_report_release(struct commit_report *r);
-
-/*
- * Appends one line to STATE/history.log and fsyncs it:
- * "TIME from=A to=B added=N updated=N deleted=N mode=N bytes=N drifted=N
- * restarted=SERVICES result=ok|ERROR". R may be NULL (counts omitted);
- * RESTARTED may be NULL ("-"); RESULT is 0 or a DS_ERR_*; ACTION names
- * the operation ("apply", "rollback", "dry-run").
- */
-int	commit_history_write(struct target *t, const char *action,
-	    const struct commit_report *r, const char *restarted, int result);
 
 #endif

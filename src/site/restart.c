@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "base/err.h"
+#include "base/fileio.h"
 #include "base/hash.h"
 #include "base/http.h"
 #include "base/log.h"
@@ -830,17 +831,14 @@ restart_run_once_hash(const struct config *config, size_t index, const struct ma
 	return matched;
 }
 
+/* A done file holds one line per hook run; far more than any site runs. */
+#define RUN_ONCE_DONE_MAX	(64u * 1024 * 1024)
+
 /* Reads the done file into a NUL-terminated buffer (empty when absent). */
 static int
 run_once_read(const char *file, char **out)
 {
-	char *buf = NULL;
-	size_t len = 0, alloc = 0;
-	ssize_t n;
-	int fd, r = DS_ERR_SYSTEM;
-
-	*out = NULL;
-	if ((fd = open(file, O_RDONLY | O_CLOEXEC)) == -1) {
+	if (fileio_read_at(AT_FDCWD, file, RUN_ONCE_DONE_MAX, out, NULL) == -1) {
 		if (errno == ENOENT) {
 			*out = xstrdup("");
 			return 0;
@@ -848,26 +846,7 @@ run_once_read(const char *file, char **out)
 		log_errno("%s", file);
 		return DS_ERR_SYSTEM;
 	}
-	for (;;) {
-		buf = xgrow(buf, &alloc, len + 4097, 1);
-		if ((n = read(fd, buf + len, 4096)) == -1) {
-			if (errno == EINTR)
-				continue;
-			log_errno("%s", file);
-			goto out;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
-	buf[len] = '\0';
-	*out = buf;
-	buf = NULL;
-	r = 0;
-out:
-	free(buf);
-	close(fd);
-	return r;
+	return 0;
 }
 
 static int

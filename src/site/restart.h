@@ -5,7 +5,7 @@
  * the container's own healthcheck), and run_once hooks recorded per content
  * hash in the site's state directory.
  *
- * The receiver calls, after a commit:
+ * finish.c calls, after a commit:
  *	restart_run_once(config, host, manifest, state_dir, &report)  failure: roll back
  *	restart_select(config, changed, n, &plan)
  *	restart_run(config, host, plan, &report)                       failure: roll back,
@@ -64,7 +64,7 @@ int	restart_select_manifests(const struct config *config, const struct manifest 
 /*
  * Names of the services the plan restarts, comma-separated in restart
  * order ("backend,gateway"), or NULL when none does; caller frees. For
- * commit_history_write's RESTARTED.
+ * history_append's RESTARTED.
  */
 char	*restart_plan_names(const struct restart_plan *plan);
 

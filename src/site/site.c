@@ -1,7 +1,7 @@
 /* Opening a site and recovering it are one act (site.h). */
 #include "autoconf.h"
 
-#include "site/commit.h"
+#include "site/recover.h"
 #include "site/site.h"
 #include "site/target.h"
 
@@ -15,7 +15,7 @@ site_open(const char *target_dir, const char *state_dir, unsigned lock_timeout,
 	*out = NULL;
 	if ((r = target_open(target_dir, state_dir, lock_timeout, &t)) != 0)
 		return r;
-	if ((r = commit_recover(t)) != 0) {
+	if ((r = recover_run(t)) != 0) {
 		target_close(t);
 		return r;
 	}

@@ -17,12 +17,14 @@
 #include "base/hash.h"
 #include "base/log.h"
 #include "base/xmalloc.h"
+#include "codec/delta.h"
 #include "site/stage.h"
 #include "site/target.h"
 
 /* Space kept free beyond what an operation needs, so a full disk is refused early. */
 #define STAGE_SPACE_MARGIN	(4u * 1024 * 1024)
 
+/* STATE/staging, made when missing. */
 static int
 staging_fd(struct target *t)
 {
@@ -34,6 +36,13 @@ staging_fd(struct target *t)
 		fd = openat(target_state_fd(t), "staging", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	}
 	return fd;
+}
+
+/* STATE/staging for looking only: -1 when it is not there. */
+static int
+staging_fd_existing(struct target *t)
+{
+	return openat(target_state_fd(t), "staging", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 }
 
 static void
@@ -311,6 +320,180 @@ stage_object_open(struct target *t, const uint8_t hash[HASH_LEN])
 	saved = errno;
 	close(dfd);
 	errno = saved;
+	return fd;
+}
+
+int
+stage_object_size(struct target *t, const uint8_t hash[HASH_LEN], uint64_t *size)
+{
+	char hex[HASH_HEX_LEN + 1], part[HASH_HEX_LEN + 6];
+	struct stat st;
+	int fd, r;
+
+	if ((fd = staging_fd_existing(t)) == -1)
+		return 0;
+	names(hash, hex, part);
+	r = fstatat(fd, hex, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
+	if (r)
+		*size = (uint64_t)st.st_size;
+	close(fd);
+	return r;
+}
+
+int
+stage_object_link(struct target *t, const uint8_t hash[HASH_LEN], int dirfd, const char *name)
+{
+	char hex[HASH_HEX_LEN + 1], part[HASH_HEX_LEN + 6];
+	int fd, r, saved;
+
+	if ((fd = staging_fd_existing(t)) == -1)
+		return -1;
+	names(hash, hex, part);
+	r = linkat(fd, hex, dirfd, name, 0);
+	saved = errno;
+	close(fd);
+	errno = saved;
+	return r;
+}
+
+/* "HEX.ENC.part" into name; ENCODING must have a name (delta_encoding_name). */
+static void
+encoded_name(const uint8_t hash[HASH_LEN], int encoding, char *name, size_t size)
+{
+	char hex[HASH_HEX_LEN + 1];
+	const char *enc = delta_encoding_name(encoding);
+
+	hash_to_hex(hash, hex);
+	snprintf(name, size, "%s.%s.part", hex, enc != NULL ? enc : "unknown");
+}
+
+void
+stage_encoded_name(const uint8_t hash[HASH_LEN], int encoding, char *name)
+{
+	static const char dir[] = "staging/";
+
+	memcpy(name, dir, sizeof(dir) - 1);
+	encoded_name(hash, encoding, name + sizeof(dir) - 1, STAGE_NAME_MAX - (sizeof(dir) - 1));
+}
+
+/* Which staged stream NAME is: 1 and *part filled, else 0. */
+static int
+encoded_parse(int dirfd, const char *name, struct stage_encoded *part)
+{
+	char want[STAGE_NAME_MAX];
+	struct stat st;
+
+	if (strlen(name) <= HASH_HEX_LEN + 1 || name[HASH_HEX_LEN] != '.' ||
+	    hash_from_hex(name, HASH_HEX_LEN, part->hash) != 0)
+		return 0;
+	for (int enc = 0; enc < DELTA_ENCODING_COUNT; enc++) {
+		if (!delta_encoding_needs_basis(enc))
+			continue;
+		encoded_name(part->hash, enc, want, sizeof(want));
+		if (strcmp(want, name) != 0 || fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+		    !S_ISREG(st.st_mode) || st.st_size == 0)
+			continue;
+		part->encoding = enc;
+		part->size = (uint64_t)st.st_size;
+		return 1;
+	}
+	return 0;
+}
+
+void
+stage_list_encoded(struct target *t, struct stage_encoded **parts, size_t *count)
+{
+	struct stage_encoded *list = NULL, part;
+	size_t n = 0, alloc = 0;
+	struct dirent *de;
+	DIR *dir;
+	int fd;
+
+	*parts = NULL;
+	*count = 0;
+	if ((fd = staging_fd_existing(t)) == -1 || (dir = fdopendir(fd)) == NULL) {
+		if (fd != -1)
+			close(fd);
+		return;
+	}
+	while ((de = readdir(dir)) != NULL) {
+		if (!encoded_parse(dirfd(dir), de->d_name, &part))
+			continue;
+		list = xgrow(list, &alloc, n + 1, sizeof(*list));
+		list[n++] = part;
+	}
+	closedir(dir);
+	*parts = list;
+	*count = n;
+}
+
+int
+stage_encoded_open(struct target *t, const uint8_t hash[HASH_LEN], int encoding, int *out,
+    uint64_t *size)
+{
+	char name[STAGE_NAME_MAX];
+	struct stat st;
+	int dfd, fd;
+
+	*out = -1;
+	*size = 0;
+	encoded_name(hash, encoding, name, sizeof(name));
+	if ((dfd = staging_fd(t)) == -1) {
+		log_errno("%s/staging", target_state_dir(t));
+		return DS_ERR_SYSTEM;
+	}
+	fd = openat(dfd, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (fd == -1 || fstat(fd, &st) == -1) {
+		log_errno("%s/staging/%s", target_state_dir(t), name);
+		if (fd != -1)
+			close(fd);
+		close(dfd);
+		return DS_ERR_SYSTEM;
+	}
+	close(dfd);
+	*out = fd;
+	*size = (uint64_t)st.st_size;
+	return 0;
+}
+
+int
+stage_encoded_seek(struct target *t, const uint8_t hash[HASH_LEN], int encoding, int fd,
+    uint64_t offset)
+{
+	char name[STAGE_NAME_MAX];
+
+	if (ftruncate(fd, (off_t)offset) == -1 || lseek(fd, (off_t)offset, SEEK_SET) == -1) {
+		encoded_name(hash, encoding, name, sizeof(name));
+		log_errno("%s/staging/%s", target_state_dir(t), name);
+		return DS_ERR_SYSTEM;
+	}
+	return 0;
+}
+
+void
+stage_encoded_remove(struct target *t, const uint8_t hash[HASH_LEN], int encoding)
+{
+	char name[STAGE_NAME_MAX];
+	int fd;
+
+	if ((fd = staging_fd_existing(t)) == -1)
+		return;
+	encoded_name(hash, encoding, name, sizeof(name));
+	unlinkat(fd, name, 0);
+	close(fd);
+}
+
+int
+stage_scratch_open(struct target *t)
+{
+	char *tmpl = xasprintf("%s/staging/.scratch.XXXXXX", target_state_dir(t));
+	int fd;
+
+	if ((fd = mkstemp(tmpl)) == -1)
+		log_errno("%s", tmpl);
+	else
+		unlink(tmpl);
+	free(tmpl);
 	return fd;
 }
 

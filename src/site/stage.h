@@ -2,7 +2,10 @@
  * Staging: objects received for the next apply, in STATE/staging/. A partial
  * object is HEX.part (resumable at its size); a complete one is HEX, renamed
  * there only after its SHA-256 was verified. Symlink targets are objects too
- * (the content is the target string).
+ * (the content is the target string). A delta stream received for an object
+ * is HEX.ENC.part (ENC: delta_encoding_name), kept until it is decoded into
+ * HEX.part, so a cut link resumes it at its byte. Only this module knows
+ * these names.
  */
 #ifndef DS_STAGE_H
 #define DS_STAGE_H
@@ -72,6 +75,66 @@ int	stage_add_fd(struct target *t, const uint8_t hash[HASH_LEN], int fd);
 
 /* Opens a complete staged object read-only; returns an fd or -1 with errno set. */
 int	stage_object_open(struct target *t, const uint8_t hash[HASH_LEN]);
+
+/*
+ * Returns 1 and sets *size when the object is staged complete (a regular
+ * file), else 0. Does not log.
+ */
+int	stage_object_size(struct target *t, const uint8_t hash[HASH_LEN], uint64_t *size);
+
+/*
+ * Hard-links the complete staged object HASH as NAME under DIRFD (same
+ * filesystem); 0, or -1 with errno set (e.g. EPERM under
+ * protected_hardlinks: the caller copies instead). Does not log.
+ */
+int	stage_object_link(struct target *t, const uint8_t hash[HASH_LEN], int dirfd,
+	    const char *name);
+
+/* One delta stream staged whole or in part, as listed for the receiver's state message. */
+struct stage_encoded {
+	uint8_t		hash[HASH_LEN];	/* the object it decodes to */
+	int		encoding;	/* enum delta_encoding, one that needs a basis */
+	uint64_t	size;		/* bytes of the stream staged so far (> 0) */
+};
+
+/*
+ * Lists the non-empty delta streams in staging (HEX.ENC.part). *parts is an
+ * array of *count entries (caller frees with free; NULL when empty). A
+ * staging directory that cannot be read lists nothing.
+ */
+void	stage_list_encoded(struct target *t, struct stage_encoded **parts, size_t *count);
+
+/*
+ * Opens the delta stream of HASH in ENCODING (HEX.ENC.part) for writing,
+ * creating it empty, and sets *size to the bytes it already holds. *fd is the
+ * caller's to close. Returns 0 or DS_ERR_SYSTEM (logged).
+ */
+int	stage_encoded_open(struct target *t, const uint8_t hash[HASH_LEN], int encoding,
+	    int *fd, uint64_t *size);
+
+/*
+ * Cuts the stream opened by stage_encoded_open to OFFSET bytes (<= its size)
+ * and positions fd there for appending. Returns 0 or DS_ERR_SYSTEM (logged).
+ */
+int	stage_encoded_seek(struct target *t, const uint8_t hash[HASH_LEN], int encoding, int fd,
+	    uint64_t offset);
+
+/* Removes the delta stream of HASH in ENCODING (decoded, or useless); quiet. */
+void	stage_encoded_remove(struct target *t, const uint8_t hash[HASH_LEN], int encoding);
+
+/*
+ * Writes into NAME (STAGE_NAME_MAX bytes) "staging/HEX.ENC.part", the
+ * stream's name relative to the state directory, for messages.
+ */
+#define STAGE_NAME_MAX	(HASH_HEX_LEN + 40)
+void	stage_encoded_name(const uint8_t hash[HASH_LEN], int encoding, char *name);
+
+/*
+ * Creates an anonymous scratch file in staging (already unlinked: it goes
+ * with its fd) for work bigger than memory should hold. Returns the fd, or
+ * -1 (logged).
+ */
+int	stage_scratch_open(struct target *t);
 
 /* Removes every staged object, complete or partial. */
 int	stage_clear(struct target *t);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "base/err.h"
+#include "base/fileio.h"
 #include "base/log.h"
 #include "base/path.h"
 #include "base/xmalloc.h"
@@ -225,39 +226,54 @@ target_state_fd(const struct target *t)
 	return t->state_fd;
 }
 
+/* A state file holds one id; anything this long is not one. */
+#define STATE_FILE_MAX	(64u * 1024)
+
 /* Reads a one-line state file such as current.id; *out is NULL when absent. */
 static int
 read_id(struct target *t, const char *name, char **out)
 {
-	char buf[256];
-	ssize_t n;
-	int fd, r = 0;
+	char *data = NULL;
 
 	*out = NULL;
-	if ((fd = openat(t->state_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) == -1) {
+	if (fileio_read_at(t->state_fd, name, STATE_FILE_MAX, &data, NULL) == -1) {
 		if (errno == ENOENT)
 			return 0;
 		log_errno("%s/%s", t->state, name);
 		return DS_ERR_SYSTEM;
 	}
-	n = read(fd, buf, sizeof(buf) - 1);
-	if (n < 0) {
-		log_errno("%s/%s", t->state, name);
-		r = DS_ERR_SYSTEM;
-	} else {
-		buf[n] = '\0';
-		buf[strcspn(buf, "\n")] = '\0';
-		if (buf[0] != '\0')
-			*out = xstrdup(buf);
-	}
-	close(fd);
-	return r;
+	data[strcspn(data, "\n")] = '\0';
+	if (data[0] != '\0')
+		*out = data;
+	else
+		free(data);
+	return 0;
 }
 
 int
 target_read_id(struct target *t, const char *name, char **out)
 {
 	return read_id(t, name, out);
+}
+
+int
+target_write_state(struct target *t, const char *name, const void *data, size_t len)
+{
+	if (fileio_write_atomic_at(t->state_fd, name, data, len) == -1) {
+		log_errno("%s/%s", t->state, name);
+		return errno == ENOSPC ? DS_ERR_NOSPACE : DS_ERR_SYSTEM;
+	}
+	return 0;
+}
+
+int
+target_sync_state(struct target *t)
+{
+	if (fsync(t->state_fd) == -1) {
+		log_errno("%s: fsync", t->state);
+		return DS_ERR_SYSTEM;
+	}
+	return 0;
 }
 
 int

@@ -10,12 +10,14 @@
  *	STATE/current.stat		stat cache of the tree written at apply
  *	STATE/previous.id		state a rollback returns to: a release, or after a
  *					first apply "(pre-distsync)" or "(none)" (empty)
- *	STATE/journal			present only while an apply is committed but unfinished
- *	STATE/prep/			files prepared for the apply in progress
- *	STATE/staging/HEX[.part]	objects received (stage.h)
+ *	STATE/journal			present only while an apply is committed but
+ *					unfinished (journal.h, recover.h)
+ *	STATE/prep/			files prepared for the apply in progress (recover.h)
+ *	STATE/staging/HEX[.part]	objects received; HEX.ENC.part: delta streams (stage.h)
  *	STATE/backup/ID/		manifest + objects/HEX of release ID's replaced files;
  *					found.manifest: the drifted tree ID was replaced in
- *	STATE/history.log		one line per apply
+ *					(backup.h)
+ *	STATE/history.log		one line per apply (history.h)
  */
 #ifndef DS_TARGET_H
 #define DS_TARGET_H
@@ -60,6 +62,16 @@ int	target_state_fd(const struct target *t);
  * state directory into *out (caller frees; NULL when the file is absent).
  */
 int	target_read_id(struct target *t, const char *name, char **out);
+
+/*
+ * Replaces the state file NAME with DATA atomically (fileio_write_atomic_at).
+ * Returns 0, DS_ERR_NOSPACE or DS_ERR_SYSTEM (logged). The rename is
+ * durable only after target_sync_state.
+ */
+int	target_write_state(struct target *t, const char *name, const void *data, size_t len);
+
+/* fsyncs the state directory: renames and removals in it survive a crash. */
+int	target_sync_state(struct target *t);
 
 /*
  * The release applied last: *release_id (caller frees; NULL if never applied)

@@ -29,6 +29,7 @@
 #include "base/xmalloc.h"
 #include "repo/manifest.h"
 #include "site/commit.h"
+#include "site/history.h"
 #include "site/site.h"
 #include "site/stage.h"
 #include "site/target.h"
@@ -192,7 +193,7 @@ main(int argc, char **argv)
 	}
 	print_report(&rep);
 	if (!o.dry_run)
-		commit_history_write(t, rollback ? "rollback" : "apply", &rep, NULL, r);
+		history_append(t, rollback ? "rollback" : "apply", &rep, NULL, r);
 out:
 	if (r != 0)
 		fprintf(stderr, "apply-driver: %s\n", ds_strerror(r));

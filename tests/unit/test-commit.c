@@ -15,6 +15,7 @@
 #include "base/xmalloc.h"
 #include "repo/manifest.h"
 #include "site/commit.h"
+#include "site/history.h"
 #include "site/site.h"
 #include "site/stage.h"
 #include "site/target.h"
@@ -201,7 +202,7 @@ test_apply(void)
 	CHECK(r.changed_paths[0] != NULL && strcmp(r.changed_paths[0], "core.war") == 0,
 	    "changed paths start with core.war");
 	CHECK(same_tree("r2", "t"), "tree is release 2");
-	CHECK(commit_history_write(t, "apply", &r, "backend", 0) == 0, "history line");
+	CHECK(history_append(t, "apply", &r, "backend", 0) == 0, "history line");
 	commit_report_release(&r);
 	CHECK(target_current(t, &id, NULL) == 0 && id != NULL && strcmp(id, "2") == 0,
 	    "current id is 2");

@@ -1,13 +1,16 @@
 /* Unit tests of staging: verified objects, partial parts and resume, listing. */
 #include "autoconf.h"
 
+#include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <sys/stat.h>
 
 #include "base/err.h"
 #include "base/hash.h"
 #include "base/log.h"
+#include "codec/delta.h"
 #include "site/site.h"
 #include "site/stage.h"
 #include "site/target.h"
@@ -144,6 +147,88 @@ test_add_fd(void)
 	target_close(t);
 }
 
+/* Delta streams (HEX.ENC.part) and the look-ups the apply makes. */
+static void
+test_encoded(void)
+{
+	struct target *t = open_site();
+	struct stage_encoded *parts = NULL;
+	struct stage_object *objs = NULL;
+	char name[STAGE_NAME_MAX], hex[HASH_HEX_LEN + 1], want[STAGE_NAME_MAX], path[256];
+	uint8_t h[HASH_LEN], other[HASH_LEN];
+	uint64_t size = 99;
+	size_t n = 9;
+	struct stat st;
+	int fd = -1, dfd;
+
+	CHECK(t != NULL, "target opens");
+	if (t == NULL)
+		return;
+	hash_bytes("decoded", 7, h);
+	hash_bytes("other", 5, other);
+	stage_list_encoded(t, &parts, &n);
+	CHECK(parts == NULL && n == 0, "no streams yet");
+	stage_encoded_name(h, DELTA_ZSTD_PATCH, name);
+	hash_to_hex(h, hex);
+	snprintf(want, sizeof(want), "staging/%s.%s.part", hex, delta_encoding_name(DELTA_ZSTD_PATCH));
+	CHECK(strcmp(name, want) == 0, "a stream is named %s", want);
+	CHECK(stage_encoded_open(t, h, DELTA_ZSTD_PATCH, &fd, &size) == 0 && fd >= 0 && size == 0,
+	    "a new stream is empty");
+	stage_list_encoded(t, &parts, &n);
+	CHECK(n == 0, "an empty stream is not listed");
+	free(parts);
+	CHECK(write(fd, "0123456789", 10) == 10, "write 10 bytes");
+	close(fd);
+	CHECK(stage_encoded_open(t, other, DELTA_RSYNC, &fd, &size) == 0 &&
+	    write(fd, "abc", 3) == 3, "a second stream");
+	close(fd);
+	tap_write_file("state/staging/not-a-stream.zpatch.part", "x", 1);
+	stage_list_encoded(t, &parts, &n);
+	CHECK(n == 2, "two streams listed (%zu)", n);
+	for (size_t i = 0; i < n; i++) {
+		if (memcmp(parts[i].hash, h, HASH_LEN) == 0)
+			CHECK(parts[i].encoding == DELTA_ZSTD_PATCH && parts[i].size == 10,
+			    "the first with its encoding and size");
+		else
+			CHECK(memcmp(parts[i].hash, other, HASH_LEN) == 0 &&
+			    parts[i].encoding == DELTA_RSYNC && parts[i].size == 3,
+			    "the second with its encoding and size");
+	}
+	free(parts);
+	CHECK(stage_list(t, &objs, &n) == 0 && n == 0, "streams are not objects");
+	free(objs);
+	CHECK(stage_encoded_open(t, h, DELTA_ZSTD_PATCH, &fd, &size) == 0 && size == 10,
+	    "reopened at its 10 bytes");
+	CHECK(stage_encoded_seek(t, h, DELTA_ZSTD_PATCH, fd, 4) == 0 && write(fd, "x", 1) == 1,
+	    "cut to 4 and appended");
+	close(fd);
+	CHECK(stage_encoded_open(t, h, DELTA_ZSTD_PATCH, &fd, &size) == 0 && size == 5,
+	    "now 5 bytes");
+	close(fd);
+	snprintf(path, sizeof(path), "state/%s", want);
+	CHECK(access(path, F_OK) == 0, "the stream is where its name says");
+	stage_encoded_remove(t, h, DELTA_ZSTD_PATCH);
+	CHECK(access(path, F_OK) == -1 && errno == ENOENT, "removed");
+
+	/* Look-ups of complete objects. */
+	CHECK(stage_object_size(t, h, &size) == 0, "no object: no size");
+	CHECK(stage_add_bytes(t, h, "decoded", 7) == 0 && stage_object_size(t, h, &size) == 1 &&
+	    size == 7, "object size 7");
+	dfd = open(".", O_RDONLY | O_DIRECTORY);
+	CHECK(stage_object_link(t, h, dfd, "linked") == 0 && stat("linked", &st) == 0 &&
+	    st.st_nlink == 2 && st.st_size == 7, "hard-linked out of staging");
+	CHECK(stage_object_link(t, other, dfd, "none") == -1 && errno == ENOENT,
+	    "a missing object cannot be linked");
+	close(dfd);
+	fd = stage_scratch_open(t);
+	CHECK(fd >= 0 && write(fd, "scratch", 7) == 7, "a scratch file");
+	if (fd >= 0)
+		close(fd);
+	CHECK(stage_list(t, &objs, &n) == 0 && n == 1, "the scratch file leaves nothing listed");
+	free(objs);
+	target_close(t);
+}
+
 int
 main(void)
 {
@@ -151,5 +236,6 @@ main(void)
 	tap_run("stage-add-bytes", test_add_bytes);
 	tap_run("stage-resume", test_resume);
 	tap_run("stage-add-fd", test_add_fd);
+	tap_run("stage-encoded", test_encoded);
 	return tap_done();
 }

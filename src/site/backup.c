@@ -1,0 +1,248 @@
+/* Backup sets of replaced states (backup.h). */
+#include "autoconf.h"
+
+#include <sys/stat.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/err.h"
+#include "base/fault.h"
+#include "base/fileio.h"
+#include "base/hash.h"
+#include "base/log.h"
+#include "base/path.h"
+#include "base/xmalloc.h"
+#include "config/config.h"
+#include "repo/manifest.h"
+#include "site/backup.h"
+#include "site/target.h"
+
+#define FOUND_MANIFEST	"found.manifest"	/* backup/ID/: the drifted tree ID was replaced in */
+
+int
+backup_begin(struct target *t, const char *id, const struct manifest *m, int replace,
+    const struct manifest *found, int *objfd)
+{
+	char *objdir = xasprintf("backup/%s/objects", id);
+	char *file = xasprintf("%s/backup/%s", target_state_dir(t), id);
+	int sfd = target_state_fd(t), r;
+
+	*objfd = -1;
+	if (path_mkdirs(file) == -1 || (mkdirat(sfd, objdir, 0755) == -1 && errno != EEXIST) ||
+	    (*objfd = openat(sfd, objdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
+		log_errno("%s/%s", target_state_dir(t), objdir);
+		r = DS_ERR_SYSTEM;
+		goto out;
+	}
+	/* Touch the set: pruning keeps the newest. */
+	utimensat(sfd, file + strlen(target_state_dir(t)) + 1, NULL, 0);
+	free(file);
+	file = xasprintf("%s/backup/%s/manifest", target_state_dir(t), id);
+	if ((replace || access(file, F_OK) == -1) && (r = manifest_save(m, file)) != 0)
+		goto out;
+	free(file);
+	file = xasprintf("%s/backup/%s/" FOUND_MANIFEST, target_state_dir(t), id);
+	if (found != NULL) {
+		if ((r = manifest_save(found, file)) != 0)
+			goto out;
+	} else if (unlink(file) == -1 && errno != ENOENT) {
+		log_errno("%s", file);
+		r = DS_ERR_SYSTEM;
+		goto out;
+	}
+	r = 0;
+out:
+	if (r != 0 && *objfd != -1) {
+		close(*objfd);
+		*objfd = -1;
+	}
+	free(objdir);
+	free(file);
+	return r;
+}
+
+int
+backup_save(struct target *t, int objfd, const char *path, const uint8_t hash[HASH_LEN],
+    int is_symlink)
+{
+	char hex[HASH_HEX_LEN + 1];
+	const char *base;
+	struct stat st;
+	int pfd, in = -1, out = -1, r = DS_ERR_SYSTEM;
+	char buf[PATH_MAX_LEN + 1];
+	ssize_t n;
+
+	hash_to_hex(hash, hex);
+	if (fstatat(objfd, hex, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		return 0;
+	if ((pfd = path_open_parent(target_root_fd(t), path, 0, &base)) == -1) {
+		log_errno("%s/%s", target_dir(t), path);
+		return DS_ERR_SYSTEM;
+	}
+	fault_point("backup-one");
+	if (is_symlink) {
+		fault_point("backup-symlink");
+		if ((n = readlinkat(pfd, base, buf, sizeof(buf) - 1)) == -1)
+			goto fail;
+		out = openat(objfd, "tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (out == -1 || fileio_write_all(out, buf, (size_t)n) == -1 || fsync(out) == -1 ||
+		    renameat(objfd, "tmp", objfd, hex) == -1)
+			goto fail;
+	} else if (linkat(pfd, base, objfd, hex, 0) == -1) {
+		if (errno == EEXIST)
+			goto done;
+		fault_point("backup-copy");
+		if ((in = openat(pfd, base, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) == -1)
+			goto fail;
+		out = openat(objfd, "tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (out == -1 || fileio_copy_fd(in, out) == -1 || fsync(out) == -1 ||
+		    renameat(objfd, "tmp", objfd, hex) == -1)
+			goto fail;
+	}
+done:
+	r = 0;
+	goto out;
+fail:
+	r = errno == ENOSPC ? DS_ERR_NOSPACE : DS_ERR_SYSTEM;
+	log_errno("backup of %s/%s", target_dir(t), path);
+out:
+	if (in != -1)
+		close(in);
+	if (out != -1)
+		close(out);
+	close(pfd);
+	return r;
+}
+
+int
+backup_sync(struct target *t, const char *id, int objfd)
+{
+	if (fsync(objfd) == -1) {
+		log_errno("backup/%s/objects: fsync", id);
+		return DS_ERR_SYSTEM;
+	}
+	return 0;
+}
+
+int
+backup_load(struct target *t, const char *id, struct manifest **m, struct manifest **found)
+{
+	char *file = xasprintf("%s/backup/%s/manifest", target_state_dir(t), id);
+	int r;
+
+	*m = NULL;
+	*found = NULL;
+	if (access(file, F_OK) == -1) {
+		log_error("%s: the backup of release %s is gone (keep_backups)", target_dir(t), id);
+		r = DS_ERR_NOTFOUND;
+		goto out;
+	}
+	if ((r = manifest_load(file, m)) != 0)
+		goto out;
+	free(file);
+	file = xasprintf("%s/backup/%s/" FOUND_MANIFEST, target_state_dir(t), id);
+	if (access(file, F_OK) == 0 && (r = manifest_load(file, found)) != 0)
+		goto out;
+	r = 0;
+out:
+	if (r != 0) {
+		manifest_free(*m);
+		*m = NULL;
+	}
+	free(file);
+	return r;
+}
+
+char *
+backup_find(struct target *t, const uint8_t hash[HASH_LEN])
+{
+	char hex[HASH_HEX_LEN + 1], *found = NULL;
+	struct dirent *de;
+	struct stat st;
+	DIR *dir;
+	int fd;
+
+	hash_to_hex(hash, hex);
+	fd = openat(target_state_fd(t), "backup", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd == -1 || (dir = fdopendir(fd)) == NULL) {
+		if (fd != -1)
+			close(fd);
+		return NULL;
+	}
+	while (found == NULL && (de = readdir(dir)) != NULL) {
+		char *rel;
+		if (de->d_name[0] == '.')
+			continue;
+		rel = xasprintf("backup/%s/objects/%s", de->d_name, hex);
+		if (fstatat(target_state_fd(t), rel, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISREG(st.st_mode))
+			found = rel;
+		else
+			free(rel);
+	}
+	closedir(dir);
+	return found;
+}
+
+struct backup_set {
+	char	*name;
+	int64_t	 mtime;	/* ns: several applies can fall in one second */
+};
+
+static int
+backup_set_cmp(const void *a, const void *b)
+{
+	const struct backup_set *x = a, *y = b;
+
+	if (x->mtime != y->mtime)
+		return x->mtime > y->mtime ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
+void
+backup_prune(struct target *t, unsigned keep, const char *keep_id)
+{
+	struct backup_set *sets = NULL;
+	size_t n = 0, alloc = 0;
+	struct dirent *de;
+	struct stat st;
+	DIR *dir;
+	int fd;
+
+	if (keep == 0)
+		keep = CONFIG_KEEP_BACKUPS_DEFAULT;
+	fd = openat(target_state_fd(t), "backup", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd == -1 || (dir = fdopendir(fd)) == NULL) {
+		if (fd != -1)
+			close(fd);
+		return;
+	}
+	while ((de = readdir(dir)) != NULL) {
+		if (de->d_name[0] == '.' || fstatat(dirfd(dir), de->d_name, &st,
+		    AT_SYMLINK_NOFOLLOW) == -1 || !S_ISDIR(st.st_mode))
+			continue;
+		sets = xgrow(sets, &alloc, n + 1, sizeof(*sets));
+		sets[n].name = xstrdup(de->d_name);
+		sets[n++].mtime = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	}
+	if (n > 1)
+		qsort(sets, n, sizeof(*sets), backup_set_cmp);
+	fault_point("prune-start");
+	for (size_t i = 0; i < n; i++) {
+		if (i >= keep && (keep_id == NULL || strcmp(sets[i].name, keep_id) != 0)) {
+			fault_point("prune-backup");
+			if (path_remove_tree_at(dirfd(dir), sets[i].name) == -1)
+				log_warn("%s/backup/%s: %s", target_state_dir(t), sets[i].name,
+				    strerror(errno));
+		}
+		free(sets[i].name);
+	}
+	free(sets);
+	closedir(dir);
+}

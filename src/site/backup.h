@@ -1,0 +1,65 @@
+/*
+ * Backup sets: STATE/backup/ID/ holds what an apply replaced when the site
+ * was in state ID (a release, or a COMMIT_ID_* of commit.h), so a rollback
+ * can return to ID exactly:
+ *
+ *	backup/ID/manifest		ID's manifest
+ *	backup/ID/found.manifest	the drifted tree ID was replaced in (absent: no drift)
+ *	backup/ID/objects/HEX		content of each replaced file or symlink target
+ *
+ * An apply fills the set before its commit point (backup_begin, backup_save,
+ * backup_sync); its rollback reads it (backup_load, backup_find); each
+ * finished apply prunes the oldest sets (backup_prune).
+ */
+#ifndef DS_BACKUP_H
+#define DS_BACKUP_H
+
+#include <stdint.h>
+
+#include "base/hash.h"
+
+struct manifest;
+struct target;
+
+/*
+ * Opens backup/ID/ for an apply that replaces state ID, creating it, and
+ * marks it the newest set. Writes M as its manifest when REPLACE or when
+ * the set has none yet; writes FOUND as found.manifest, or removes an older
+ * one when FOUND is NULL. *objfd is backup/ID/objects (caller closes).
+ * Returns 0, or DS_ERR_SYSTEM / DS_ERR_NOSPACE (logged).
+ */
+int	backup_begin(struct target *t, const char *id, const struct manifest *m, int replace,
+	    const struct manifest *found, int *objfd);
+
+/*
+ * Saves the content PATH holds in the tree (HASH; a symlink when IS_SYMLINK)
+ * as OBJFD/HEX: a hard link when possible, else a copy; nothing when HEX is
+ * there already. Returns 0, or DS_ERR_SYSTEM / DS_ERR_NOSPACE (logged).
+ */
+int	backup_save(struct target *t, int objfd, const char *path, const uint8_t hash[HASH_LEN],
+	    int is_symlink);
+
+/* fsyncs backup/ID/objects (OBJFD from backup_begin); 0 or DS_ERR_SYSTEM (logged). */
+int	backup_sync(struct target *t, const char *id, int objfd);
+
+/*
+ * Reads the set of state ID: *m its manifest, *found its found.manifest or
+ * NULL (caller frees both with manifest_free). DS_ERR_NOTFOUND (logged)
+ * when the set is gone, else manifest_load's errors.
+ */
+int	backup_load(struct target *t, const char *id, struct manifest **m,
+	    struct manifest **found);
+
+/*
+ * Content HASH in any backup set: "backup/ID/objects/HEX" relative to the
+ * state directory (caller frees), or NULL.
+ */
+char	*backup_find(struct target *t, const uint8_t hash[HASH_LEN]);
+
+/*
+ * Removes the backup sets beyond the newest KEEP (0: the default), never
+ * the one named KEEP_ID (may be NULL). Failures are logged as warnings.
+ */
+void	backup_prune(struct target *t, unsigned keep, const char *keep_id);
+
+#endif

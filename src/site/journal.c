@@ -1,0 +1,253 @@
+/* The journal's bytes (journal.h): an encoder and a strict decoder, no I/O. */
+#include "autoconf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/err.h"
+#include "base/hash.h"
+#include "base/log.h"
+#include "base/path.h"
+#include "base/util.h"
+#include "base/xmalloc.h"
+#include "site/commit.h"
+#include "site/journal.h"
+
+struct journal_record *
+journal_add(struct journal *j, char kind, const char *path)
+{
+	struct journal_record *rec;
+
+	j->records = xgrow(j->records, &j->alloc, j->count + 1, sizeof(*j->records));
+	rec = &j->records[j->count++];
+	memset(rec, 0, sizeof(*rec));
+	rec->kind = kind;
+	rec->path = xstrdup(path);
+	rec->uid = rec->gid = -1;
+	return rec;
+}
+
+void
+journal_release(struct journal *j)
+{
+	for (size_t i = 0; i < j->count; i++)
+		free(j->records[i].path);
+	free(j->records);
+	free(j->from);
+	free(j->to);
+	memset(j, 0, sizeof(*j));
+}
+
+/* ---- encoding ---- */
+
+static void
+put(char **buf, size_t *len, size_t *alloc, const char *s, size_t n)
+{
+	*buf = xgrow(*buf, alloc, *len + n + 1, 1);
+	memcpy(*buf + *len, s, n);
+	*len += n;
+	(*buf)[*len] = '\0';
+}
+
+static void
+put_escaped(char **buf, size_t *len, size_t *alloc, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+		if (*p <= 0x20 || *p == 0x7f || *p == '%') {
+			char e[3] = { '%', hex[*p >> 4], hex[*p & 15] };
+			put(buf, len, alloc, e, 3);
+		} else
+			put(buf, len, alloc, (const char *)p, 1);
+	}
+}
+
+char *
+journal_encode(const struct journal *j, size_t *lenp)
+{
+	char *buf = NULL, line[256], hex[HASH_HEX_LEN + 1];
+	size_t len = 0, alloc = 0;
+	int n;
+
+	n = snprintf(line, sizeof(line), "%s\nfrom %s\nto %s\nkeep %u\n", JOURNAL_HEADER,
+	    j->from != NULL ? j->from : "-", j->to, j->keep);
+	put(&buf, &len, &alloc, line, (size_t)n);
+	for (size_t i = 0; i < j->count; i++) {
+		const struct journal_record *rec = &j->records[i];
+
+		switch (rec->kind) {
+		case JOURNAL_BACKUP:
+			hash_to_hex(rec->hash, hex);
+			n = snprintf(line, sizeof(line), "B %s ", hex);
+			break;
+		case JOURNAL_UNLINK:
+		case JOURNAL_RMDIR:
+			n = snprintf(line, sizeof(line), "%c ", rec->kind);
+			break;
+		case JOURNAL_PLACE:
+			n = snprintf(line, sizeof(line), "P %zu %04o %ld %ld ", rec->prep, rec->mode,
+			    rec->uid, rec->gid);
+			break;
+		default:
+			n = snprintf(line, sizeof(line), "%c %04o %ld %ld ", rec->kind, rec->mode,
+			    rec->uid, rec->gid);
+			break;
+		}
+		put(&buf, &len, &alloc, line, (size_t)n);
+		put_escaped(&buf, &len, &alloc, rec->path);
+		put(&buf, &len, &alloc, "\n", 1);
+	}
+	put(&buf, &len, &alloc, "end\n", 4);
+	*lenp = len;
+	return buf;
+}
+
+/* ---- decoding ---- */
+
+/* Decodes a %HH-escaped path; NULL if malformed or not a clean relative path. */
+static char *
+unescape_path(const char *s)
+{
+	size_t n = strlen(s), j = 0;
+	char *out = xmalloc(n + 1);
+
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '%') {
+			int hi, lo;
+			if (i + 2 >= n + 0 || (hi = util_hexval(s[i + 1])) < 0 ||
+			    (lo = util_hexval(s[i + 2])) < 0 || (hi == 0 && lo == 0)) {
+				free(out);
+				return NULL;
+			}
+			out[j++] = (char)(hi << 4 | lo);
+			i += 2;
+		} else
+			out[j++] = s[i];
+	}
+	out[j] = '\0';
+	if (path_check(out, j, NULL) != 0) {
+		free(out);
+		return NULL;
+	}
+	return out;
+}
+
+/*
+ * Decodes one record line (after the four header lines) into j; 0, or -1
+ * when the line is not a record.
+ */
+static int
+decode_record(const char *line, struct journal *j)
+{
+	char kind, hex[HASH_HEX_LEN + 1], *path;
+	unsigned mode = 0;
+	long uid = -1, gid = -1;
+	size_t prep = 0;
+	int off = 0;
+	struct journal_record *rec;
+
+	if (strlen(line) > 3 * PATH_MAX_LEN + 1 + 100)
+		return -1;
+	kind = line[0];
+	switch (kind) {
+	case JOURNAL_BACKUP:
+		if (sscanf(line, "B %64s %n", hex, &off) != 1 || off == 0)
+			return -1;
+		break;
+	case JOURNAL_UNLINK:
+	case JOURNAL_RMDIR:
+		if (line[1] != ' ')
+			return -1;
+		off = 2;
+		break;
+	case JOURNAL_PLACE:
+		if (sscanf(line, "P %zu %o %ld %ld %n", &prep, &mode, &uid, &gid, &off) != 4 ||
+		    off == 0)
+			return -1;
+		break;
+	case JOURNAL_MKDIR:
+	case JOURNAL_MODE:
+		if (sscanf(line + 1, " %o %ld %ld %n", &mode, &uid, &gid, &off) != 3 || off == 0)
+			return -1;
+		off++;
+		break;
+	default:
+		return -1;
+	}
+	if (mode > 07777 || (path = unescape_path(line + off)) == NULL)
+		return -1;
+	rec = journal_add(j, kind, path);
+	free(path);
+	rec->mode = mode;
+	rec->uid = uid;
+	rec->gid = gid;
+	rec->prep = prep;
+	if (kind == JOURNAL_BACKUP && hash_from_hex(hex, strlen(hex), rec->hash) != 0)
+		return -1;
+	return 0;
+}
+
+int
+journal_decode(const char *bytes, size_t size, const char *name, struct journal *j)
+{
+	size_t n = strnlen(bytes, size);
+	char *data = xmalloc(n + 1), *line, *next;
+	unsigned lineno = 0;
+	int ended = 0, off, r = DS_ERR_CORRUPT;
+
+	memset(j, 0, sizeof(*j));
+	memcpy(data, bytes, n);
+	data[n] = '\0';
+	for (line = data; line != NULL && *line != '\0'; line = next) {
+		lineno++;
+		if ((next = strchr(line, '\n')) == NULL)
+			goto out;
+		*next++ = '\0';
+		if (ended)
+			goto out;
+		if (lineno == 1) {
+			if (strcmp(line, JOURNAL_HEADER) != 0)
+				goto out;
+			continue;
+		}
+		if (lineno == 2 && strncmp(line, "from ", 5) == 0) {
+			if (strcmp(line + 5, "-") == 0)
+				continue;
+			if (commit_state_id_check(line + 5) != 0)
+				goto out;
+			j->from = xstrdup(line + 5);
+			continue;
+		}
+		if (lineno == 3 && strncmp(line, "to ", 3) == 0) {
+			if (commit_state_id_check(line + 3) != 0)
+				goto out;
+			j->to = xstrdup(line + 3);
+			continue;
+		}
+		off = 0;
+		if (lineno == 4 && sscanf(line, "keep %u%n", &j->keep, &off) == 1 &&
+		    line[off] == '\0')
+			continue;
+		if (lineno <= 4)
+			goto out;
+		if (strcmp(line, "end") == 0) {
+			ended = 1;
+			continue;
+		}
+		if (decode_record(line, j) != 0)
+			goto out;
+	}
+	if (!ended || j->to == NULL)
+		goto out;
+	r = 0;
+out:
+	if (r != 0) {
+		log_error("%s:%u: damaged journal; the target needs manual repair (restore "
+		    "the release from backup/ and remove the journal)", name, lineno);
+		journal_release(j);
+	}
+	free(data);
+	return r;
+}
