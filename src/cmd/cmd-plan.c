@@ -86,6 +86,8 @@ print_text(const struct config_host *host, const char *release, const char *from
 	    p->added, p->updated, p->deleted, p->mode_changed, p->unchanged);
 	printf("  %zu object%s to send, %s before compression\n", p->nobjects,
 	    p->nobjects == 1 ? "" : "s", bytes);
+	if (host->trust_root == NULL || host->trust_root[0] == NULL)
+		printf("  releases not verified (no trust_root): the site applies what it is sent\n");
 	for (size_t i = 0; drifted != NULL && drifted[i] != NULL; i++)
 		printf("  drift   %s (changed on the site since the last apply)\n", drifted[i]);
 	for (size_t i = 0; i < p->count; i++) {

@@ -70,6 +70,7 @@ static const char pull_options[] =
 struct pull {
 	const struct config	*config;
 	struct config_host	 host;		/* the upstream entry with overrides */
+	uint32_t		 flags;		/* the site's own --dry-run / --no-restart */
 	char			*remote_args;
 	struct proto_result	 result;	/* the last attempt's */
 	uint64_t		 bytes_in;	/* over every attempt */
@@ -210,9 +211,17 @@ pull_attempt(void *arg, unsigned n, int *progress)
 	if ((r = xport_ssh_open(&p->host, p->remote_args, NULL, &x)) != 0)
 		return r;
 	memset(&ro, 0, sizeof(ro));
-	/* Whatever the repository says, this site writes only its own target. */
+	/*
+	 * Whatever the repository says, this site writes only its own target,
+	 * runs only the commands of its own site.yml, keeps its own dry run and
+	 * no-restart, and takes nothing but a push.
+	 */
+	ro.config = p->config;
+	ro.host = &p->host;
 	ro.root = p->host.path;
 	ro.state = p->host.state;
+	ro.force_flags = p->flags;
+	ro.ops = 1u << PROTO_OP_PUSH;
 	ro.result = &p->result;
 	if (p->prog != NULL) {
 		progress_host_phase(p->prog, p->slot, "planning");
@@ -419,6 +428,7 @@ pull_exec(int argc, char **argv, const struct config *unused)
 	so.host = config->site.host;
 	so.release = o.release;
 	so.flags = o.flags;
+	p.flags = o.flags & (PROTO_FLAG_DRY_RUN | PROTO_FLAG_NO_RESTART);
 	so.lock_timeout = o.lock_timeout;
 	so.bwlimit = p.host.bwlimit;
 	/*

@@ -120,6 +120,7 @@ print_table(const struct config_host *const *hosts, const struct report *res, si
     FILE *fp)
 {
 	size_t hw = 4, rw = 7, reach = 0, drifted = 0;
+	int unverified = 0;
 
 	for (size_t i = 0; i < n; i++) {
 		if (strlen(hosts[i]->name) > hw)
@@ -165,6 +166,16 @@ print_table(const struct config_host *const *hosts, const struct report *res, si
 	}
 	fprintf(fp, "%zu host%s: %zu reachable, %zu drifted, %zu failed\n", n, n == 1 ? "" : "s",
 	    reach, drifted, n - reach);
+	/* A site that pins no root applies whatever a peer sends it: say so. */
+	for (size_t i = 0, listed = 0; i < n; i++) {
+		if (res[i].status != 0 || (res[i].result.flags & PROTO_RESULT_VERIFIED))
+			continue;
+		fprintf(fp, "%s%s", listed++ == 0 ? "releases not verified (no trust_root) on: " :
+		    ", ", hosts[i]->name);
+		unverified = 1;
+	}
+	if (unverified)
+		fprintf(fp, "\n");
 }
 
 static void
@@ -195,6 +206,8 @@ print_json(const struct config_host *const *hosts, const struct report *res, siz
 		    from[0] != '\0' ? from : NULL));
 		json_object_set_new(o, "drift", r->status == 0 ? jsonio_uint(r->result.changed) :
 		    json_null());
+		json_object_set_new(o, "verified", r->status == 0 ?
+		    json_boolean((r->result.flags & PROTO_RESULT_VERIFIED) != 0) : json_null());
 		json_object_set_new(o, "last_apply", last);
 		json_object_set_new(o, "seconds", jsonio_seconds(r->seconds));
 		json_array_append_new(a, o);

@@ -137,6 +137,8 @@ const struct config_field config_host_fields[] = {
 	  .flags = CONFIG_FIELD_RECEIVER },
 	{ .name = "remote_command", .type = CONFIG_FIELD_STRING, .offset = HOST(remote_command),
 	  .def_string = "distsync" },
+	{ .name = "site_config", .type = CONFIG_FIELD_STRING, .offset = HOST(site_config),
+	  .flags = CONFIG_FIELD_TARGET_PATH },
 	{ .name = "owner", .type = CONFIG_FIELD_STRING, .offset = HOST(owner),
 	  .flags = CONFIG_FIELD_RECEIVER },
 	{ .name = "group", .type = CONFIG_FIELD_STRING, .offset = HOST(group),

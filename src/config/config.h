@@ -79,6 +79,7 @@ struct config_host {
 	unsigned	  idle_timeout;	/* seconds */
 	unsigned	  keep_backups;	/* releases kept in backup/ */
 	char		**trust_root;	/* pinned root key ids; empty: releases not verified */
+	char		 *site_config;	/* the site's own config there: serve --site-config */
 	char		**mirrors;	/* a pull site's HTTP mirrors (or directories); empty: SSH */
 	char		 *ca_file;	/* https mirrors: PEM bundle; NULL: the system's CAs */
 	unsigned	  line;

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <zstd.h>
@@ -39,6 +40,7 @@
 #include "site/site.h"
 #include "site/stage.h"
 #include "site/target.h"
+#include "site/trustdb.h"
 #include "wire/proto.h"
 #include "wire/xport.h"
 
@@ -51,8 +53,13 @@ struct receiver {
 	struct xport		*x;
 	const struct receiver_options *opt;
 	struct config		*own_config;	/* loaded from OPEN (serve) */
-	const struct config	*config;
+	const struct config	*config;	/* where the target is (path, state) */
 	const struct config_host *host;
+	/* The site's own configuration: the only source of commands, owner, pins. */
+	const struct config	*trusted;	/* NULL: the site has none, nothing runs */
+	const struct config_host *trusted_host;
+	char			**pins;		/* root key ids releases must chain to; NULL: none */
+	uint32_t		 flags_forced;	/* the site's own --dry-run / --no-restart */
 	struct target		*t;
 	struct proto_open	 open;
 	struct buf		*payload;
@@ -186,16 +193,60 @@ under_root(const char *root, const char *path)
 	return strncmp(rpath, rroot, len) == 0 && (rpath[len] == '\0' || rpath[len] == '/');
 }
 
-/* Resolves the host to serve: given locally, or from the YAML in OPEN. */
+/* The host entry of a site's own config: site.upstream's, else NAME's, else its only one. */
+static const struct config_host *
+site_entry(const struct config *c, const char *name)
+{
+	const struct config_host *h = NULL;
+
+	if (c->site.upstream != NULL)
+		h = config_host(c, c->site.upstream);
+	if (h == NULL)
+		h = config_host(c, name);
+	if (h == NULL && c->nhosts == 1)
+		h = &c->hosts[0];
+	return h;
+}
+
+/* The root key ids of H (NULL: none set). */
+static char **
+pins_of(const struct config_host *h)
+{
+	return h != NULL && h->trust_root != NULL && h->trust_root[0] != NULL ?
+	    h->trust_root : NULL;
+}
+
+/*
+ * Resolves the host to serve and what the site trusts: the site's own
+ * configuration when it has one (local push, pull, serve --site-config);
+ * else the initiator's YAML in OPEN for the target's place only.
+ */
 static int
 resolve_host(struct receiver *rc)
 {
 	char *name = NULL;
 	int r;
 
+	rc->flags_forced = rc->opt->force_flags & (PROTO_FLAG_DRY_RUN | PROTO_FLAG_NO_RESTART);
+	if (rc->opt->ops != 0 && (rc->open.op >= 32 || (rc->opt->ops & (1u << rc->open.op)) == 0)) {
+		log_error("%s: this site does not take that operation from its peer", rc->x->peer);
+		return DS_ERR_PRECONDITION;
+	}
 	if (rc->opt->host != NULL) {
-		rc->config = rc->opt->config;
-		rc->host = rc->opt->host;
+		rc->config = rc->trusted = rc->opt->config;
+		rc->host = rc->trusted_host = rc->opt->host;
+		rc->pins = pins_of(rc->host);
+		return 0;
+	}
+	if (rc->opt->site_config != NULL) {
+		rc->trusted = rc->config = rc->opt->site_config;
+		rc->trusted_host = rc->host = site_entry(rc->trusted, rc->open.host);
+		if (rc->host == NULL) {
+			log_error("%s: the site configuration has no entry for host %s (name it so, "
+			    "or keep one hosts: entry)", rc->trusted->file, rc->open.host);
+			return DS_ERR_CONFIG;
+		}
+		rc->pins = pins_of(rc->host);
 		return 0;
 	}
 	if (rc->open.config_len == 0) {
@@ -216,6 +267,8 @@ resolve_host(struct receiver *rc)
 		    rc->open.host);
 		return DS_ERR_CONFIG;
 	}
+	/* The initiator may ask for more checks (its trust_root), never for commands. */
+	rc->pins = pins_of(rc->host);
 	return 0;
 }
 
@@ -785,13 +838,23 @@ result_from_report(struct receiver *rc, const struct commit_report *rep,
 	}
 }
 
+/* The flags an operation runs with: the peer's, and the site's own always. */
+static uint32_t
+effective_flags(struct receiver *rc, uint32_t flags)
+{
+	return flags | rc->flags_forced;
+}
+
 static void
 commit_options(struct receiver *rc, uint32_t flags, struct commit_opts *co)
 {
+	const struct config_host *own = rc->trusted_host;
+
 	memset(co, 0, sizeof(*co));
-	co->owner = rc->host->owner;
-	co->group = rc->host->group;
-	co->keep_backups = rc->host->keep_backups;
+	/* Ownership and what backups cost are the site's to decide. */
+	co->owner = own != NULL ? own->owner : NULL;
+	co->group = own != NULL ? own->group : NULL;
+	co->keep_backups = own != NULL ? own->keep_backups : CONFIG_KEEP_BACKUPS_DEFAULT;
 	co->fail_on_drift = (flags & PROTO_FLAG_FAIL_ON_DRIFT) != 0;
 	co->dry_run = (flags & PROTO_FLAG_DRY_RUN) != 0;
 }
@@ -814,17 +877,42 @@ finish_site(struct receiver *rc, const struct commit_opts *co, uint32_t flags,
     struct finish_site *fs)
 {
 	fs->t = rc->t;
-	fs->config = rc->config;
+	/* Commands only from the site's own configuration: none without one. */
+	fs->config = rc->trusted;
 	fs->host = rc->host;
 	fs->opts = co;
 	fs->no_restart = (flags & PROTO_FLAG_NO_RESTART) != 0;
 }
 
 /* Applies a COMMIT: the manifest, the atomic engine, then finish_apply. */
+/*
+ * The signature check of a COMMIT when the site pins a root: the bundle
+ * (release document and keys chain) against the site's trust record.
+ * DS_ERR_SIGNATURE (logged) refuses the release before anything is touched.
+ */
+static int
+trust_check(struct receiver *rc, const struct proto_commit *c, const struct manifest *to,
+    struct trustdb_pending **pending)
+{
+	uint8_t digest[HASH_LEN];
+	size_t n = 0;
+
+	*pending = NULL;
+	if (rc->pins == NULL)
+		return 0;
+	while (rc->pins[n] != NULL)
+		n++;
+	manifest_digest(to, digest);
+	return trustdb_check(rc->t, rc->pins, n, c->signature, c->signature_len, c->release,
+	    digest, time(NULL), target_dir(rc->t), pending);
+}
+
 static int
 do_commit(struct receiver *rc, const struct proto_commit *c, struct proto_result *res)
 {
+	struct trustdb_pending *pending = NULL;
 	struct manifest *to = NULL;
+	uint32_t flags;
 	struct commit_report rep;
 	struct commit_opts co;
 	struct finish_site fs;
@@ -832,7 +920,8 @@ do_commit(struct receiver *rc, const struct proto_commit *c, struct proto_result
 	int r;
 
 	memset(&rep, 0, sizeof(rep));
-	res->flags = c->flags;
+	flags = effective_flags(rc, c->flags);
+	res->flags = flags;
 	if (store_release_id_check(c->release) != 0) {
 		log_error("%s: COMMIT names an invalid release id", rc->x->peer);
 		return DS_ERR_PROTO;
@@ -844,12 +933,21 @@ do_commit(struct receiver *rc, const struct proto_commit *c, struct proto_result
 	} else if ((r = manifest_decode((const char *)c->manifest, c->manifest_len,
 	    c->release, &to)) != 0)
 		return DS_ERR_PROTO;
-	commit_options(rc, c->flags, &co);
+	if ((r = trust_check(rc, c, to, &pending)) != 0) {
+		manifest_free(to);
+		return r;
+	}
+	commit_options(rc, flags, &co);
 	co.release_id = c->release;
 	co.to = to;
 	r = commit_apply(rc->t, &co, &rep);
+	/* Applied: the release is the newest this site trusts (dry runs record nothing). */
+	if (r == 0 && pending != NULL && !co.dry_run && trustdb_record(rc->t, pending) != 0)
+		log_warn("%s: release %s applied, but its signature could not be recorded",
+		    target_dir(rc->t), c->release);
+	trustdb_pending_free(pending);
 	result_from_report(rc, &rep, res);
-	finish_site(rc, &co, c->flags, &fs);
+	finish_site(rc, &co, flags, &fs);
 	r = finish_apply(&fs, to, &rep, r, &fr);
 	result_from_finish(&fr, res);
 	commit_report_release(&rep);
@@ -867,11 +965,11 @@ do_rollback(struct receiver *rc, struct proto_result *res)
 	int r;
 
 	memset(&rep, 0, sizeof(rep));
-	commit_options(rc, rc->open.flags, &co);
+	commit_options(rc, effective_flags(rc, rc->open.flags), &co);
 	r = commit_rollback(rc->t, &co, &rep);
 	result_from_report(rc, &rep, res);
-	res->flags = rc->open.flags;
-	finish_site(rc, &co, rc->open.flags, &fs);
+	res->flags = effective_flags(rc, rc->open.flags);
+	finish_site(rc, &co, res->flags, &fs);
 	r = finish_rollback(&fs, &rep, r, &fr);
 	result_from_finish(&fr, res);
 	commit_report_release(&rep);
@@ -922,6 +1020,11 @@ serve_push(struct receiver *rc, struct proto_result *res)
 			r = send_manifest(rc);
 			break;
 		case PROTO_OBJECT:
+			if (rc->flags_forced & PROTO_FLAG_DRY_RUN) {
+				log_error("%s: sent an object during this site's dry run", rc->x->peer);
+				r = DS_ERR_PROTO;
+				break;
+			}
 			r = recv_object(rc, &m.u.object);
 			break;
 		case PROTO_SIGNATURE_REQUEST:
@@ -965,6 +1068,8 @@ static int
 send_result(struct receiver *rc, struct proto_result *res, int status)
 {
 	res->status = status;
+	if (rc->pins != NULL && (rc->caps & PROTO_CAP_TRUST))
+		res->flags |= PROTO_RESULT_VERIFIED;
 	if (res->from == NULL)
 		res->from = xstrdup("");
 	if (res->to == NULL)

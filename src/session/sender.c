@@ -27,7 +27,9 @@
 #include "config/config.h"
 #include "repo/manifest.h"
 #include "repo/plan.h"
+#include "repo/signing.h"
 #include "repo/store.h"
+#include "repo/trust.h"
 #include "session/encoder.h"
 #include "session/encoding.h"
 #include "session/report.h"
@@ -654,6 +656,31 @@ commit_result(struct sender *s, const struct plan *plan, const struct proto_comm
 	}
 }
 
+/*
+ * A signed release travels with its signature: the release document and
+ * the store's keys documents, for the site to walk from the root it pins.
+ * An unsigned release sends none (the site decides whether it takes one).
+ */
+static int
+attach_signature(struct sender *s, const char *release, struct proto_commit *commit)
+{
+	struct trust_doc *doc = NULL, **chain = NULL;
+	size_t n = 0, len;
+	int r;
+
+	r = signing_release_load(s->opt->store, release, &doc, NULL, NULL);
+	if (r == DS_ERR_NOTFOUND)
+		return 0;
+	if (r != 0 || (r = signing_chain_load(s->opt->store, &chain, &n)) != 0)
+		goto out;
+	trust_bundle_encode(doc, chain, n, &commit->signature, &len);
+	commit->signature_len = len;
+out:
+	trust_doc_free(doc);
+	signing_chain_free(chain, n);
+	return r;
+}
+
 static int
 run_push(struct sender *s, const struct proto_state *st)
 {
@@ -716,12 +743,15 @@ run_push(struct sender *s, const struct proto_state *st)
 			commit.manifest_len = 0;
 	}
 	commit.flags = opt->flags;
+	if ((r = attach_signature(s, release, &commit)) != 0)
+		goto out;
 	if ((r = commit_result(s, plan, &commit, &m)) != 0)
 		goto out;
 	s->report->result = m.u.result;
 	r = m.u.result.status;
 out:
 	free(commit.manifest);
+	free(commit.signature);
 	free(release);
 	plan_free(plan);
 	manifest_free(target);

@@ -511,7 +511,7 @@ proto_result_decode(struct buf *b, const char *peer, struct proto_result *m)
 	m->status = (int32_t)status;
 	if (m->status > 0 || m->status < -1000)
 		why = "bad status";
-	else if ((m->flags & ~PROTO_FLAGS_ALL) != 0)
+	else if ((m->flags & ~PROTO_RESULT_FLAGS_ALL) != 0)
 		why = "unknown flags";
 	else if (get_str(b, &m->from, PROTO_STRING_MAX) != 0 ||
 	    get_str(b, &m->to, PROTO_STRING_MAX) != 0)

@@ -49,8 +49,10 @@ struct xport;
 #define PROTO_CAP_ZIPPATCH	(1u << 3)	/* encoding zippatch (with PROTO_CAP_DELTA) */
 #define PROTO_CAP_PLAN		(1u << 4)	/* PLAN before the objects (for progress) */
 #define PROTO_CAP_ZIPCOPY	(1u << 5)	/* zippatch streams may copy entries (DZP2) */
+#define PROTO_CAP_TRUST		(1u << 6)	/* RESULT may carry PROTO_RESULT_VERIFIED */
 #define PROTO_CAP_ALL		(PROTO_CAP_ZSTD | PROTO_CAP_RESUME | PROTO_CAP_DELTA | \
-				 PROTO_CAP_ZIPPATCH | PROTO_CAP_PLAN | PROTO_CAP_ZIPCOPY)
+				 PROTO_CAP_ZIPPATCH | PROTO_CAP_PLAN | PROTO_CAP_ZIPCOPY | \
+				 PROTO_CAP_TRUST)
 
 enum proto_type {
 	PROTO_HELLO = 1,
@@ -89,6 +91,9 @@ enum proto_op {
 #define PROTO_FLAG_FAIL_ON_DRIFT	(1u << 1)
 #define PROTO_FLAG_NO_RESTART		(1u << 2)
 #define PROTO_FLAGS_ALL	(PROTO_FLAG_DRY_RUN | PROTO_FLAG_FAIL_ON_DRIFT | PROTO_FLAG_NO_RESTART)
+/* In RESULT only, to an initiator with PROTO_CAP_TRUST: the site pins a root (trust_root). */
+#define PROTO_RESULT_VERIFIED		(1u << 8)
+#define PROTO_RESULT_FLAGS_ALL		(PROTO_FLAGS_ALL | PROTO_RESULT_VERIFIED)
 
 /* Object encodings (OBJECT.encoding); delta encodings plug in after these. */
 enum proto_encoding {
