@@ -32,20 +32,16 @@
 #include "config/config.h"
 #include "repo/manifest.h"
 #include "repo/store.h"
+#include "session/apply.h"
 #include "session/decoder.h"
 #include "session/receiver.h"
-#include "site/commit.h"
-#include "site/finish.h"
 #include "site/history.h"
 #include "site/site.h"
 #include "site/stage.h"
 #include "site/target.h"
-#include "site/trustdb.h"
 #include "wire/proto.h"
 #include "wire/xport.h"
 
-/* Lists sent back (drift) stop at this many bytes so a frame always fits. */
-#define LIST_BUDGET	(8u * 1024 * 1024)
 
 struct basis_ref;
 
@@ -116,30 +112,6 @@ print_errors(struct receiver *rc)
 	log_set_capture(NULL, NULL);
 	if (rc->errors != NULL)
 		proto_log_lines(rc->x->peer, rc->errors);
-}
-
-/* Copies paths into a list that fits LIST_BUDGET; returns the count kept. */
-static size_t
-budget_list(char **paths, size_t n)
-{
-	size_t bytes = 0, i;
-
-	for (i = 0; i < n && i < PROTO_LIST_MAX; i++) {
-		bytes += strlen(paths[i]) + 4;
-		if (bytes > LIST_BUDGET)
-			break;
-	}
-	return i;
-}
-
-static size_t
-strv_len(char **v)
-{
-	size_t n = 0;
-
-	while (v != NULL && v[n] != NULL)
-		n++;
-	return n;
 }
 
 /*
@@ -372,7 +344,7 @@ send_state(struct receiver *rc)
 	if (id != NULL && (r = target_verify(rc->t, NULL, &drift)) != 0)
 		goto out;
 	st.drift = drift;
-	st.ndrift = budget_list(drift, strv_len(drift));
+	st.ndrift = proto_list_fit(drift, xstrv_len(drift));
 	r = proto_send_msg(rc->x, PROTO_STATE, &st);
 out:
 	free(st.staged);
@@ -814,30 +786,6 @@ out:
 	return r;
 }
 
-/* Fills res from a commit report. */
-static void
-result_from_report(struct receiver *rc, const struct commit_report *rep,
-    struct proto_result *res)
-{
-	size_t nd = strv_len(rep->drifted_paths);
-
-	res->from = xstrdup(rep->from_release ? rep->from_release : "");
-	res->to = xstrdup(rep->to_release ? rep->to_release : "");
-	res->added = rep->added;
-	res->updated = rep->updated + rep->mode_changed;
-	res->deleted = rep->deleted;
-	res->changed = strv_len(rep->changed_paths);
-	res->objects = rc->objects;
-	res->bytes = rc->x->bytes_in - rc->in0;
-	if (nd > 0) {
-		nd = budget_list(rep->drifted_paths, nd);
-		res->drift = xcalloc(nd + 1, sizeof(char *));
-		for (size_t i = 0; i < nd; i++)
-			res->drift[i] = xstrdup(rep->drifted_paths[i]);
-		res->ndrift = nd;
-	}
-}
-
 /* The flags an operation runs with: the peer's, and the site's own always. */
 static uint32_t
 effective_flags(struct receiver *rc, uint32_t flags)
@@ -845,82 +793,28 @@ effective_flags(struct receiver *rc, uint32_t flags)
 	return flags | rc->flags_forced;
 }
 
+/* The site this session applies to, and what it trusts (apply.h). */
 static void
-commit_options(struct receiver *rc, uint32_t flags, struct commit_opts *co)
+apply_site_of(struct receiver *rc, struct apply_site *as)
 {
-	const struct config_host *own = rc->trusted_host;
-
-	memset(co, 0, sizeof(*co));
-	/* Ownership and what backups cost are the site's to decide. */
-	co->owner = own != NULL ? own->owner : NULL;
-	co->group = own != NULL ? own->group : NULL;
-	co->keep_backups = own != NULL ? own->keep_backups : CONFIG_KEEP_BACKUPS_DEFAULT;
-	co->fail_on_drift = (flags & PROTO_FLAG_FAIL_ON_DRIFT) != 0;
-	co->dry_run = (flags & PROTO_FLAG_DRY_RUN) != 0;
+	memset(as, 0, sizeof(*as));
+	as->t = rc->t;
+	as->trusted = rc->trusted;
+	as->trusted_host = rc->trusted_host;
+	as->host = rc->host;
+	as->pins = rc->pins;
+	as->who = rc->x->peer;
 }
 
-/* Moves what finishing reported (the services restarted, health) into res. */
-static void
-result_from_finish(struct finish_report *fr, struct proto_result *res)
-{
-	res->services = fr->services;
-	res->nservices = fr->nservices;
-	res->health = fr->health;
-	if (res->health != NULL && strlen(res->health) > PROTO_STRING_MAX)
-		res->health[PROTO_STRING_MAX] = '\0';
-	memset(fr, 0, sizeof(*fr));
-}
-
-/* The site an apply of this session finishes on (finish.h). */
-static void
-finish_site(struct receiver *rc, const struct commit_opts *co, uint32_t flags,
-    struct finish_site *fs)
-{
-	fs->t = rc->t;
-	/* Commands only from the site's own configuration: none without one. */
-	fs->config = rc->trusted;
-	fs->host = rc->host;
-	fs->opts = co;
-	fs->no_restart = (flags & PROTO_FLAG_NO_RESTART) != 0;
-}
-
-/* Applies a COMMIT: the manifest, the atomic engine, then finish_apply. */
-/*
- * The signature check of a COMMIT when the site pins a root: the bundle
- * (release document and keys chain) against the site's trust record.
- * DS_ERR_SIGNATURE (logged) refuses the release before anything is touched.
- */
-static int
-trust_check(struct receiver *rc, const struct proto_commit *c, const struct manifest *to,
-    struct trustdb_pending **pending)
-{
-	uint8_t digest[HASH_LEN];
-	size_t n = 0;
-
-	*pending = NULL;
-	if (rc->pins == NULL)
-		return 0;
-	while (rc->pins[n] != NULL)
-		n++;
-	manifest_digest(to, digest);
-	return trustdb_check(rc->t, rc->pins, n, c->signature, c->signature_len, c->release,
-	    digest, time(NULL), target_dir(rc->t), pending);
-}
-
+/* Applies a COMMIT: the manifest, then apply_release (trust, engine, restarts). */
 static int
 do_commit(struct receiver *rc, const struct proto_commit *c, struct proto_result *res)
 {
-	struct trustdb_pending *pending = NULL;
+	struct apply_site as;
 	struct manifest *to = NULL;
-	uint32_t flags;
-	struct commit_report rep;
-	struct commit_opts co;
-	struct finish_site fs;
-	struct finish_report fr;
+	uint32_t flags = effective_flags(rc, c->flags);
 	int r;
 
-	memset(&rep, 0, sizeof(rep));
-	flags = effective_flags(rc, c->flags);
 	res->flags = flags;
 	if (store_release_id_check(c->release) != 0) {
 		log_error("%s: COMMIT names an invalid release id", rc->x->peer);
@@ -933,24 +827,10 @@ do_commit(struct receiver *rc, const struct proto_commit *c, struct proto_result
 	} else if ((r = manifest_decode((const char *)c->manifest, c->manifest_len,
 	    c->release, &to)) != 0)
 		return DS_ERR_PROTO;
-	if ((r = trust_check(rc, c, to, &pending)) != 0) {
-		manifest_free(to);
-		return r;
-	}
-	commit_options(rc, flags, &co);
-	co.release_id = c->release;
-	co.to = to;
-	r = commit_apply(rc->t, &co, &rep);
-	/* Applied: the release is the newest this site trusts (dry runs record nothing). */
-	if (r == 0 && pending != NULL && !co.dry_run && trustdb_record(rc->t, pending) != 0)
-		log_warn("%s: release %s applied, but its signature could not be recorded",
-		    target_dir(rc->t), c->release);
-	trustdb_pending_free(pending);
-	result_from_report(rc, &rep, res);
-	finish_site(rc, &co, flags, &fs);
-	r = finish_apply(&fs, to, &rep, r, &fr);
-	result_from_finish(&fr, res);
-	commit_report_release(&rep);
+	apply_site_of(rc, &as);
+	r = apply_release(&as, c->release, to, c->signature, c->signature_len, flags, res);
+	res->objects = rc->objects;
+	res->bytes = rc->x->bytes_in - rc->in0;
 	manifest_free(to);
 	return r;
 }
@@ -958,21 +838,13 @@ do_commit(struct receiver *rc, const struct proto_commit *c, struct proto_result
 static int
 do_rollback(struct receiver *rc, struct proto_result *res)
 {
-	struct commit_report rep;
-	struct commit_opts co;
-	struct finish_site fs;
-	struct finish_report fr;
+	struct apply_site as;
 	int r;
 
-	memset(&rep, 0, sizeof(rep));
-	commit_options(rc, effective_flags(rc, rc->open.flags), &co);
-	r = commit_rollback(rc->t, &co, &rep);
-	result_from_report(rc, &rep, res);
-	res->flags = effective_flags(rc, rc->open.flags);
-	finish_site(rc, &co, res->flags, &fs);
-	r = finish_rollback(&fs, &rep, r, &fr);
-	result_from_finish(&fr, res);
-	commit_report_release(&rep);
+	apply_site_of(rc, &as);
+	r = apply_rollback(&as, effective_flags(rc, rc->open.flags), res);
+	res->objects = rc->objects;
+	res->bytes = rc->x->bytes_in - rc->in0;
 	return r;
 }
 
@@ -994,12 +866,12 @@ do_verify(struct receiver *rc, struct proto_result *res)
 	res->health = xstrdup("none");
 	if ((r = target_verify(rc->t, NULL, &drift)) != 0)
 		return r;
-	n = budget_list(drift, strv_len(drift));
+	n = proto_list_fit(drift, xstrv_len(drift));
 	res->drift = xcalloc(n + 1, sizeof(char *));
 	for (size_t i = 0; i < n; i++)
 		res->drift[i] = xstrdup(drift[i]);
 	res->ndrift = n;
-	res->changed = strv_len(drift);
+	res->changed = xstrv_len(drift);
 	xfree_strv(drift);
 	res->message = history_last_line(rc->t);
 	return 0;

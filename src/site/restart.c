@@ -40,16 +40,6 @@ sleep_ms(unsigned ms)
 		;
 }
 
-static size_t
-strv_len(char *const *v)
-{
-	size_t n = 0;
-
-	while (v != NULL && v[n] != NULL)
-		n++;
-	return n;
-}
-
 static int
 glob_any(char *const *globs, const char *path)
 {
@@ -484,7 +474,7 @@ compose_argv(const struct restart_ctx *ctx, const char *service, char *const *ar
 		    "works here", ctx->host->name, service);
 		return DS_ERR_CHILD;
 	}
-	argv = xcalloc(10 + strv_len(args), sizeof(*argv));
+	argv = xcalloc(10 + xstrv_len(args), sizeof(*argv));
 	if (kind == COMPOSE_V2) {
 		argv[n++] = "docker";
 		argv[n++] = "compose";

@@ -1048,3 +1048,16 @@ proto_hello_check(const struct proto_hello *h, const char *peer, uint8_t want_ro
 	*caps = h->caps & our_caps;
 	return 0;
 }
+
+size_t
+proto_list_fit(char *const *paths, size_t n)
+{
+	size_t bytes = 0, i;
+
+	for (i = 0; i < n && i < PROTO_LIST_MAX; i++) {
+		bytes += strlen(paths[i]) + 4;
+		if (bytes > PROTO_LIST_BUDGET)
+			break;
+	}
+	return i;
+}

@@ -86,6 +86,12 @@ enum proto_op {
 	PROTO_OP_VERIFY = 3,
 };
 
+/* Path lists sent back (drift) stop at this many bytes so a frame always fits. */
+#define PROTO_LIST_BUDGET	(8u * 1024 * 1024)
+
+/* How many of the N PATHS fit a list in one frame (PROTO_LIST_MAX, PROTO_LIST_BUDGET). */
+size_t	proto_list_fit(char *const *paths, size_t n);
+
 /* Flags in OPEN and COMMIT. */
 #define PROTO_FLAG_DRY_RUN		(1u << 0)
 #define PROTO_FLAG_FAIL_ON_DRIFT	(1u << 1)
