@@ -492,7 +492,8 @@ http_fetch(const char *url, const struct http_opts *opts, struct http_fetch *f, 
 		goto out;
 	}
 	if (rc != CURLE_OK) {
-		r = http_error_of(rc);
+		/* A body cut short is a dropped link for a download: resumed, not refused. */
+		r = rc == CURLE_PARTIAL_FILE ? DS_ERR_CONNECT : http_error_of(rc);
 		line = http_failure(&x, url, rc);
 		goto out;
 	}

@@ -33,6 +33,7 @@
 #include "cmd/pull.h"
 #include "config/config.h"
 #include "repo/store.h"
+#include "session/mirror-pull.h"
 #include "session/progress.h"
 #include "session/receiver.h"
 #include "session/report.h"
@@ -71,6 +72,7 @@ struct pull {
 	const struct config	*config;
 	struct config_host	 host;		/* the upstream entry with overrides */
 	uint32_t		 flags;		/* the site's own --dry-run / --no-restart */
+	unsigned		 lock_timeout;
 	char			*remote_args;
 	struct proto_result	 result;	/* the last attempt's */
 	uint64_t		 bytes_in;	/* over every attempt */
@@ -197,6 +199,30 @@ pull_progress(void *arg, uint64_t wire, uint64_t done, uint64_t total)
 	progress_tick(p->prog);
 }
 
+/* One attempt from the site's HTTP mirrors (hosts: mirrors): no SSH, no code upstream. */
+static int
+mirror_attempt(struct pull *p, int *progress)
+{
+	struct mirror_pull_options mo;
+	uint64_t before = p->bytes_in;
+	int r;
+
+	memset(&mo, 0, sizeof(mo));
+	mo.config = p->config;
+	mo.host = &p->host;
+	mo.flags = p->flags;
+	mo.lock_timeout = p->lock_timeout;
+	if (p->prog != NULL) {
+		progress_host_phase(p->prog, p->slot, "planning");
+		progress_tick(p->prog);
+		mo.progress = pull_progress;
+		mo.progress_arg = p;
+	}
+	r = mirror_pull_run(&mo, &p->result, &p->bytes_in);
+	*progress = p->bytes_in - before >= RETRY_PROGRESS_BYTES;
+	return r;
+}
+
 static int
 pull_attempt(void *arg, unsigned n, int *progress)
 {
@@ -208,6 +234,8 @@ pull_attempt(void *arg, unsigned n, int *progress)
 	p->attempts = n;
 	proto_result_free(&p->result);
 	memset(&p->result, 0, sizeof(p->result));
+	if (p->host.mirrors != NULL && p->host.mirrors[0] != NULL)
+		return mirror_attempt(p, progress);
 	if ((r = xport_ssh_open(&p->host, p->remote_args, NULL, &x)) != 0)
 		return r;
 	memset(&ro, 0, sizeof(ro));
@@ -430,7 +458,14 @@ pull_exec(int argc, char **argv, const struct config *unused)
 	so.flags = o.flags;
 	p.flags = o.flags & (PROTO_FLAG_DRY_RUN | PROTO_FLAG_NO_RESTART);
 	so.lock_timeout = o.lock_timeout;
+	p.lock_timeout = o.lock_timeout;
 	so.bwlimit = p.host.bwlimit;
+	if (o.release != NULL && p.host.mirrors != NULL && p.host.mirrors[0] != NULL) {
+		log_error("--release: a site that pulls from mirrors takes the release its "
+		    "channel (%s) points at", config->distribution.channel);
+		r = DS_ERR_USAGE;
+		goto out;
+	}
 	/*
 	 * The idle limit is the site's to enforce, on what arrives: the
 	 * upstream's writes may wait a whole SSH window (1-2 MB, a minute at

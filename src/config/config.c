@@ -1424,9 +1424,10 @@ parse_site(struct loader *ld, const struct node *root)
 	if ((h = config_host(ld->config, s->upstream)) == NULL)
 		return fail(ld, map_get(map, "upstream"), "site", "upstream",
 		    "no host '%s' in hosts:", s->upstream);
-	if (h->address == NULL)
+	if (h->address == NULL && (h->mirrors == NULL || h->mirrors[0] == NULL))
 		return fail(ld, map_get(map, "upstream"), "site", "upstream",
-		    "host '%s' has no address: pull needs an SSH upstream", s->upstream);
+		    "host '%s' has neither an address nor mirrors: pull needs an SSH upstream "
+		    "or HTTP mirrors", s->upstream);
 	if (s->repository != NULL && s->repository[0] != '/')
 		return fail(ld, map_get(map, "repository"), "site", "repository",
 		    "'%s' must be absolute (it names a file on the upstream)", s->repository);

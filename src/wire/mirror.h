@@ -53,6 +53,13 @@ void	mirror_rewind(struct mirror_set *m);
  * mirror lacks the file) and logged.
  */
 int	mirror_get(struct mirror_set *m, const char *rel, size_t max, char **data, size_t *len);
+/*
+ * mirror_get of a file that may not be published (OPTIONAL 1): that every
+ * mirror lacks it returns DS_ERR_NOTFOUND quietly, and leaves the mirror in
+ * use as it was.
+ */
+int	mirror_get_opt(struct mirror_set *m, const char *rel, size_t max, char **data,
+	    size_t *len, int optional);
 
 /*
  * Downloads REL into FD, which holds its first OFFSET bytes already (a

@@ -8,9 +8,12 @@
 #   nginx_start m1 "$T_DIR/pub"    # serves the tree on a free loopback port
 #   nginx_start m2 "$T_DIR/pub" noranges   # the same, ignoring Range (max_ranges 0)
 #   nginx_start m3 "$T_DIR/pub" tls        # HTTPS with a certificate of a test CA
+#   nginx_start m4 "$T_DIR/pub" rate=200k  # each response sent at 200 KB/s (limit_rate)
+#   nginx_cut m4                   # kill its worker: transfers in flight are cut
 #   url=$(nginx_url m1)            # http://127.0.0.1:PORT (https://localhost:PORT for tls)
 #   nginx_ca                       # the test CA's certificate file (after a tls start)
 #   nginx_requests m1              # how many requests m1 answered, from its log
+#   nginx_bytes m1                 # body bytes m1 sent, from its log
 #   nginx_stop m1                  # also done at exit
 #
 # A server runs as the test's user with its own prefix, pid file and logs
@@ -75,6 +78,7 @@ nginx_start() {
 	[ "$(id -u)" -eq 0 ] && user="user root;"
 	case $mode in
 	noranges) extra="max_ranges 0;" ;;
+	rate=*) extra="limit_rate ${mode#rate=};" ;;
 	tls)
 		nginx_make_ca || return 1
 		: >"$d/tls"
@@ -150,4 +154,24 @@ nginx_requests() {
 	else
 		wc -l <"$log" | tr -d ' '
 	fi
+}
+
+# nginx_cut NAME: kills NAME's worker processes (the master starts a new one),
+# so every transfer in flight ends at once, as a dropped link would.
+nginx_cut() {
+	master=$(cat "$(nginx_dir "$1")/master")
+	for w in $(pgrep -P "$master"); do
+		kill -9 "$w" 2>/dev/null
+	done
+}
+
+# nginx_bytes NAME [PATTERN]: body bytes NAME sent (requests matching PATTERN).
+nginx_bytes() {
+	log="$(nginx_dir "$1")/logs/access.log"
+	[ -f "$log" ] || { echo 0; return; }
+	if [ $# -gt 1 ]; then
+		grep -- "$2" "$log"
+	else
+		cat "$log"
+	fi | awk '{ n += $10 } END { print n + 0 }'
 }
