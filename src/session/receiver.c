@@ -1051,7 +1051,6 @@ receiver_run(struct xport *x, const struct receiver_options *opt)
 	decoder_free(rc.dec);
 	delivered = answer(&rc, &res, r);
 	log_set_capture(NULL, NULL);
-	free(rc.errors);
 	xport_shutdown(x);
 	if (opt->result != NULL) {
 		res.status = r;
@@ -1061,6 +1060,7 @@ receiver_run(struct xport *x, const struct receiver_options *opt)
 		*opt->result = res;
 		memset(&res, 0, sizeof(res));
 	}
+	free(rc.errors);
 	proto_result_free(&res);
 	target_close(rc.t);
 	proto_open_free(&rc.open);

@@ -210,6 +210,10 @@ echo 6 > repo/dist/openmrs_modules/e.omod
 ok "release 6, signed with the new key" R release --version 6
 expect_exit 0 "after the rotation the new key is taken, no site re-configured" R push pinned
 ok "the site is at release 6" same_tree pushed/pinned repo/dist
+# The way back for a signed distribution: release 4's tree cut again as 7.
+ok "release 7 = release 4's tree, cut again" R release --version 7 --from-release 4
+expect_exit 0 "it is applied: a new sequence" R push pinned
+ok "the site holds release 4's files again" sh -c "[ ! -e pushed/pinned/openmrs_modules/e.omod ] && [ -e pushed/pinned/openmrs_modules/d.omod ]"
 # The old key, still held by someone, signs a newer release: refused.
 python3 - "$T_DIR" <<'PY'
 import subprocess, sys, hashlib
@@ -223,7 +227,7 @@ key = open(t + '/keys/release.key.pub').read().split()[1]
 kid = hashlib.sha256(bytes.fromhex(key)).hexdigest()
 open('repo/.distsync/releases/6.release', 'w').write(body + 'signature %s %s\n' % (kid, open(t + '/sig', 'rb').read().hex()))
 PY
-expect_exit 3 "a release signed by the revoked key: refused (exit 3)" R push pinned
+expect_exit 3 "a release signed by the revoked key: refused (exit 3)" R push pinned --release 6
 keep revoked
 ok "it names an unknown or revoked key" has revoked "unknown or revoked"
 done_testing
