@@ -47,9 +47,11 @@ connect_host(const struct config *config, const struct config_host *host, struct
 	} else {
 		/* The remote serve confines itself to the target (and its state beside it). */
 		char *args[] = { (char *)"serve", (char *)"--root", host->path, NULL };
+		/* Host-key messages then suggest "distsync -c FILE trust HOST". */
+		struct xport_ssh_opts opts = { .config_file = config->file };
 
 		quoted = xport_ssh_quote_argv(args);
-		r = xport_ssh_open(host, quoted, NULL, out);
+		r = xport_ssh_open(host, quoted, &opts, out);
 		free(quoted);
 		return r;
 	}

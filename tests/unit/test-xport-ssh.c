@@ -107,7 +107,7 @@ test_open_failures(void)
 	x = (struct xport *)1;
 	r = xport_ssh_open(&host, "serve", NULL, &x);
 	CHECK(r == DS_ERR_CONNECT && x == NULL, "refused: DS_ERR_CONNECT (%d)", r);
-	r = xport_ssh_trust(&host, NULL, NULL);
+	r = xport_ssh_trust(&host, NULL, NULL, NULL);
 	CHECK(r == DS_ERR_CONNECT, "trust refused: DS_ERR_CONNECT (%d)", r);
 	CHECK(access("known_hosts", F_OK) != 0, "nothing recorded");
 	if (fd >= 0)
