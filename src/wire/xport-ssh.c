@@ -42,6 +42,7 @@
 
 #include "base/err.h"
 #include "base/log.h"
+#include "base/path.h"
 #include "base/util.h"
 #include "base/xmalloc.h"
 #include "config/config.h"
@@ -245,12 +246,14 @@ strv_of(const char *a, const char *b)
 static char *
 chosen_known_hosts(const struct config_host *host, const char *home)
 {
-	char *path, *fallback;
+	char *expanded, *path, *fallback;
 
 	if (host->known_hosts == NULL || *host->known_hosts == '\0')
 		return NULL;
-	path = expand_home(host->known_hosts, home);
-	fallback = xasprintf("%s/.ssh/known_hosts", home);
+	expanded = expand_home(host->known_hosts, home);
+	path = path_absolute(NULL, expanded);
+	free(expanded);
+	fallback = path_absolute(home, ".ssh/known_hosts");
 	if (strcmp(path, fallback) == 0) {
 		free(path);
 		path = NULL;
