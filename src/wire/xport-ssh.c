@@ -368,6 +368,11 @@ endpoint_ssh_config(struct link *l, struct endpoint *ep, const char *ssh_dir,
 		/* The hops are ours (tunnel.c), not libssh's "ssh -W". */
 		if (ssh_options_set(ep->session, SSH_OPTIONS_PROXYCOMMAND, "none") != SSH_OK)
 			goto libssh_error;
+#if LIBSSH_VERSION_INT >= SSH_VERSION_INT(0, 11, 0)
+		/* Nor libssh 0.11's own jumps. */
+		if (ssh_options_set(ep->session, SSH_OPTIONS_PROXYJUMP, "none") != SSH_OK)
+			goto libssh_error;
+#endif
 	}
 	if (l->known_hosts != NULL)
 		ep->user_files = strv_of(l->known_hosts, NULL);
