@@ -226,6 +226,7 @@ local_user_name(void)
 	return xasprintf("%lu", (unsigned long)getuid());
 }
 
+/* A NULL-terminated list of A and, unless NULL, B; free with xfree_strv. */
 static char **
 strv_of(const char *a, const char *b)
 {
