@@ -174,9 +174,10 @@ local_host_name(int short_name)
 }
 
 /*
- * Expands a leading "~/" (or a lone "~") and the %-tokens ssh accepts in
- * known-hosts file names. Returns a new string, or NULL for an unknown token
- * (*bad is the token's letter).
+ * Expands a leading "~/" (or a lone "~"), ${VARIABLE}s and the %-tokens ssh
+ * accepts in known-hosts file names. Returns a new string, or NULL for an
+ * unknown token (*bad is its letter) or an unset or malformed variable
+ * (*bad is '$').
  */
 static char *
 expand_path(const struct sshconf_query *q, const char *in, char *bad)
@@ -191,6 +192,27 @@ expand_path(const struct sshconf_query *q, const char *in, char *bad)
 		goto append;
 	}
 	while (*s != '\0') {
+		if (s[0] == '$' && s[1] == '{') {
+			const char *end = strchr(s + 2, '}'), *value;
+			char *var;
+
+			if (end == NULL || end == s + 2) {
+				*bad = '$';
+				free(out);
+				return NULL;
+			}
+			var = xstrndup(s + 2, (size_t)(end - s - 2));
+			value = getenv(var);
+			free(var);
+			if (value == NULL) {
+				*bad = '$';
+				free(out);
+				return NULL;
+			}
+			add = xstrdup(value);
+			s = end + 1;
+			goto append;
+		}
 		if (*s != '%') {
 			add = xstrndup(s, 1);
 			s++;
@@ -280,6 +302,9 @@ set_files(struct reader *rd, const char *name, unsigned line, const struct words
 	for (i = 1; i < w->n; i++) {
 		if ((files[i - 1] = expand_path(rd->q, w->v[i], &bad)) == NULL) {
 			xfree_strv(files);
+			if (bad == '$')
+				return fail(name, line, "%s: an unset or malformed ${VARIABLE}",
+				    w->v[i]);
 			return fail(name, line, "%%%c: a token distsync does not expand in a "
 			    "known_hosts file name", bad);
 		}

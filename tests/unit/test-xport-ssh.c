@@ -143,6 +143,8 @@ test_sshconf_good(void)
 		  SSHCONF_STRICT_UNSET, NULL, 0 },
 		{ "UserKnownHostsFile /kh/%h_%p_%n_%r_%u_%%\n", "/kh/10.0.0.5_2222_site_openmrs_admin_%",
 		  NULL, SSHCONF_STRICT_UNSET, NULL, 0 },
+		{ "UserKnownHostsFile ${DS_TEST_KH_DIR}/kh\n", "/from/env/kh", NULL,
+		  SSHCONF_STRICT_UNSET, NULL, 0 },
 		{ "UserKnownHostsFile none\nHost *\n UserKnownHostsFile /later\n", "/later", NULL,
 		  SSHCONF_STRICT_UNSET, NULL, 0 },
 		/* ProxyJump and ProxyCommand: the first of them wins. */
@@ -159,6 +161,7 @@ test_sshconf_good(void)
 		  SSHCONF_STRICT_UNSET, NULL, 0 },
 	};
 
+	setenv("DS_TEST_KH_DIR", "/from/env", 1);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct sshconf conf = { 0 };
 		const char *t = cases[i].text;
@@ -213,6 +216,9 @@ test_sshconf_bad(void)
 		"Host site\n StrictHostKeyChecking\tsometimes\n",
 		"UserKnownHostsFile /kh/%Q\n",
 		"UserKnownHostsFile \"/unterminated\n",
+		"UserKnownHostsFile ${DS_TEST_UNSET_VARIABLE}/kh\n",
+		"UserKnownHostsFile ${}/kh\n",
+		"UserKnownHostsFile ${DS_TEST_KH_DIR/kh\n",
 		"ProxyJump a,,b\n",
 		"ProxyJump @gw\n",
 		"ProxyJump gw:0\n",
@@ -227,6 +233,7 @@ test_sshconf_bad(void)
 	};
 	char nul[] = "Host site\n UserKnownHostsFile /a\0b\n";
 
+	unsetenv("DS_TEST_UNSET_VARIABLE");
 	/* A file that includes itself ends at the depth limit. */
 	tap_write_file("inc-loop.conf", "Include inc-loop.conf\n", 22);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
