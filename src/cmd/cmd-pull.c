@@ -228,6 +228,8 @@ pull_attempt(void *arg, unsigned n, int *progress)
 {
 	struct pull *p = arg;
 	struct receiver_options ro;
+	/* Host-key hints name site.yml: "distsync -c FILE trust UPSTREAM". */
+	struct xport_ssh_opts xo = { .config_file = p->config->file };
 	struct xport *x = NULL;
 	int r, cr;
 
@@ -236,7 +238,7 @@ pull_attempt(void *arg, unsigned n, int *progress)
 	memset(&p->result, 0, sizeof(p->result));
 	if (p->host.mirrors != NULL && p->host.mirrors[0] != NULL)
 		return mirror_attempt(p, progress);
-	if ((r = xport_ssh_open(&p->host, p->remote_args, NULL, &x)) != 0)
+	if ((r = xport_ssh_open(&p->host, p->remote_args, &xo, &x)) != 0)
 		return r;
 	memset(&ro, 0, sizeof(ro));
 	/*

@@ -58,9 +58,11 @@ connect_host(const struct config *config, const struct config_host *host, struct
 			args[3] = (char *)"--site-config";
 			args[4] = host->site_config;
 		}
+		/* Host-key messages then suggest "distsync -c FILE trust HOST". */
+		struct xport_ssh_opts opts = { .config_file = config->file };
 
 		quoted = xport_ssh_quote_argv(args);
-		r = xport_ssh_open(host, quoted, NULL, out);
+		r = xport_ssh_open(host, quoted, &opts, out);
 		free(quoted);
 		return r;
 	}
