@@ -1259,8 +1259,7 @@ finish_host(struct loader *ld, const struct node *key, const char *ctx, struct c
 	if (strncmp(h->path, h->state, plen) == 0 && h->path[plen] == '/')
 		return fail(ld, path.node, path.ctx, "path",
 		    "the target cannot be inside the state directory '%s'", h->state);
-	if (h->address != NULL && h->known_hosts == NULL)
-		h->known_hosts = xstrdup("~/.ssh/known_hosts");
+	/* No known_hosts: the files ssh itself would read (xport-ssh.c decides). */
 	resolve_fields(ld->config->dir, config_host_fields, h);
 	if (ld->config->groups != NULL) {
 		const char *const *known = (const char *const *)ld->config->groups;

@@ -239,27 +239,19 @@ strv_of(const char *a, const char *b)
 }
 
 /*
- * The host's known_hosts when its configuration chose one, else NULL.
- * config.c fills in ~/.ssh/known_hosts for a host that sets none; that
- * default is no choice, so ~/.ssh/config's UserKnownHostsFile still applies
- * to such a host, as it does for ssh.
+ * The host's known_hosts when its configuration chose one, else NULL (then
+ * ~/.ssh/config's UserKnownHostsFile and the default files apply, as for ssh).
  */
 static char *
 chosen_known_hosts(const struct config_host *host, const char *home)
 {
-	char *expanded, *path, *fallback;
+	char *expanded, *path;
 
 	if (host->known_hosts == NULL || *host->known_hosts == '\0')
 		return NULL;
 	expanded = expand_home(host->known_hosts, home);
 	path = path_absolute(NULL, expanded);
 	free(expanded);
-	fallback = path_absolute(home, ".ssh/known_hosts");
-	if (strcmp(path, fallback) == 0) {
-		free(path);
-		path = NULL;
-	}
-	free(fallback);
 	return path;
 }
 
