@@ -186,7 +186,7 @@ fetch_one(struct mirror_set *m, const char *rel, int fd, uint64_t offset, uint64
 	url = xasprintf("%s/%s", mi->base, rel);
 	r = http_fetch(url, &m->http, &f, &detail);
 	*size = f.size;
-	*received = f.received;
+	*received = f.wire;
 	if (r != 0 && !(r == DS_ERR_NOTFOUND && m->quiet))
 		log_warn("mirror %s: %s", mi->url, detail != NULL ? detail : rel);
 	else if (f.range_ignored)

@@ -65,7 +65,8 @@ int	mirror_get_opt(struct mirror_set *m, const char *rel, size_t max, char **dat
  * Downloads REL into FD, which holds its first OFFSET bytes already (a
  * resumed download; a mirror that ignores ranges is read from byte 0), at
  * most MAX bytes in all, failing over like mirror_get. *size is what FD holds
- * after (whole or cut), *received the bytes that crossed the link. PROGRESS
+ * after (whole or cut), *received the bytes that crossed the link (HTTP
+ * headers included). PROGRESS
  * (may be NULL) is called with the bytes received so far in this call.
  */
 int	mirror_fetch(struct mirror_set *m, const char *rel, int fd, uint64_t offset,

@@ -36,6 +36,7 @@ nginx_port() {
 }
 
 nginx_url() {
+	local d
 	d=$(nginx_dir "$1")
 	if [ -f "$d/tls" ]; then
 		echo "https://localhost:$(nginx_port "$1")"
@@ -50,6 +51,7 @@ nginx_ca() {
 
 # nginx_make_ca: a test CA and a certificate for localhost signed by it.
 nginx_make_ca() {
+	local ca
 	ca="$T_DIR/nginx-ca"
 	[ -f "$ca/ca.pem" ] && return 0
 	mkdir -p "$ca" || return 1
@@ -64,6 +66,7 @@ nginx_make_ca() {
 
 # nginx_start NAME ROOT [noranges|tls]: serve ROOT until the test ends.
 nginx_start() {
+	local name root mode d port listen extra user i
 	name=$1
 	root=$2
 	mode=${3:-}
@@ -132,6 +135,7 @@ EOF
 }
 
 nginx_stop() {
+	local d pid i
 	d=$(nginx_dir "$1")
 	[ -f "$d/master" ] || return 0
 	pid=$(cat "$d/master")
@@ -147,6 +151,7 @@ nginx_stop() {
 
 # nginx_requests NAME [PATTERN]: requests in NAME's access log (matching PATTERN).
 nginx_requests() {
+	local log
 	log="$(nginx_dir "$1")/logs/access.log"
 	[ -f "$log" ] || { echo 0; return; }
 	if [ $# -gt 1 ]; then
@@ -159,6 +164,7 @@ nginx_requests() {
 # nginx_cut NAME: kills NAME's worker processes (the master starts a new one),
 # so every transfer in flight ends at once, as a dropped link would.
 nginx_cut() {
+	local master w
 	master=$(cat "$(nginx_dir "$1")/master")
 	for w in $(pgrep -P "$master"); do
 		kill -9 "$w" 2>/dev/null
@@ -167,6 +173,7 @@ nginx_cut() {
 
 # nginx_bytes NAME [PATTERN]: body bytes NAME sent (requests matching PATTERN).
 nginx_bytes() {
+	local log
 	log="$(nginx_dir "$1")/logs/access.log"
 	[ -f "$log" ] || { echo 0; return; }
 	if [ $# -gt 1 ]; then
