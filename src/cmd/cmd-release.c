@@ -129,9 +129,8 @@ release_exec(int argc, char **argv, const struct config *config)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	const char *version = NULL, *from = NULL, *channel = config->distribution.channel;
-	const char *old = NULL;
-	const char *pass_file = config->distribution.signing_passphrase_file;
+	const char *version = NULL, *from = NULL, *channel = NULL, *old = NULL;
+	const char *pass_file = NULL;
 	struct ed25519_key *key = NULL;
 	struct trust_doc *signed_doc = NULL;
 	char *id = NULL, *tree = NULL, *unpacked = NULL, *cache = NULL, *exclude[2] = { NULL, NULL };
@@ -195,6 +194,11 @@ release_exec(int argc, char **argv, const struct config *config)
 		cmd_usage(&cmd_release_entry, release_options);
 		return DS_ERR_USAGE;
 	}
+	/* The configuration's defaults, where no option was given (--help loads none). */
+	if (channel == NULL)
+		channel = config->distribution.channel;
+	if (pass_file == NULL)
+		pass_file = config->distribution.signing_passphrase_file;
 	if (version != NULL) {
 		if (store_release_id_check(version) != 0) {
 			log_error("--version '%s': use 1 to 128 letters, digits, '.', '_', '+' or '-'",
