@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <zstd.h>
@@ -36,6 +37,7 @@
 #include "site/commit.h"
 #include "site/finish.h"
 #include "site/history.h"
+#include "site/lineage.h"
 #include "site/site.h"
 #include "site/stage.h"
 #include "site/target.h"
@@ -74,6 +76,7 @@ struct receiver {
 	uint64_t		 done;		/* content bytes received, for progress */
 	uint64_t		 total;		/* as PLAN announced them */
 	struct decoder		*dec;		/* made with the first delta object */
+	char			*pending;	/* a read-only open: what the site still owes */
 	int			 opened;	/* OPEN was received */
 	int			 answered;	/* the peer had its first answer: RESULT ends the session */
 	pthread_mutex_t		 errors_lock;	/* capture_error runs on the decoder too */
@@ -219,6 +222,13 @@ resolve_host(struct receiver *rc)
 	return 0;
 }
 
+/* Operations that only look at the site (verify, releases): it stays as it is. */
+static int
+read_only_op(uint8_t op)
+{
+	return op == PROTO_OP_VERIFY || op == PROTO_OP_RELEASES;
+}
+
 static int
 open_target(struct receiver *rc)
 {
@@ -246,7 +256,10 @@ open_target(struct receiver *rc)
 			goto out;
 		}
 	}
-	r = site_open(target, state, rc->open.lock_timeout, &rc->t);
+	if (read_only_op(rc->open.op))
+		r = site_open_readonly(target, state, rc->open.lock_timeout, &rc->t, &rc->pending);
+	else
+		r = site_open(target, state, rc->open.lock_timeout, &rc->t);
 out:
 	free(deflt);
 	free(target);
@@ -794,6 +807,7 @@ commit_options(struct receiver *rc, uint32_t flags, struct commit_opts *co)
 	co->keep_backups = rc->host->keep_backups;
 	co->fail_on_drift = (flags & PROTO_FLAG_FAIL_ON_DRIFT) != 0;
 	co->dry_run = (flags & PROTO_FLAG_DRY_RUN) != 0;
+	co->config = rc->config;
 }
 
 /* Moves what finishing reported (the services restarted, health) into res. */
@@ -805,6 +819,12 @@ result_from_finish(struct finish_report *fr, struct proto_result *res)
 	res->health = fr->health;
 	if (res->health != NULL && strlen(res->health) > PROTO_STRING_MAX)
 		res->health[PROTO_STRING_MAX] = '\0';
+	res->runs = fr->runs;
+	res->nruns = fr->nruns;
+	for (size_t i = 0; i < res->nruns; i++)
+		if (strlen(res->runs[i]) > PROTO_STRING_MAX)
+			res->runs[i][PROTO_STRING_MAX] = '\0';
+	res->pending = fr->pending;
 	memset(fr, 0, sizeof(*fr));
 }
 
@@ -850,7 +870,7 @@ do_commit(struct receiver *rc, const struct proto_commit *c, struct proto_result
 	r = commit_apply(rc->t, &co, &rep);
 	result_from_report(rc, &rep, res);
 	finish_site(rc, &co, c->flags, &fs);
-	r = finish_apply(&fs, to, &rep, r, &fr);
+	r = finish_apply(&fs, &rep, r, &fr);
 	result_from_finish(&fr, res);
 	commit_report_release(&rep);
 	manifest_free(to);
@@ -868,6 +888,7 @@ do_rollback(struct receiver *rc, struct proto_result *res)
 
 	memset(&rep, 0, sizeof(rep));
 	commit_options(rc, rc->open.flags, &co);
+	co.rollback_to = rc->open.release;
 	r = commit_rollback(rc->t, &co, &rep);
 	result_from_report(rc, &rep, res);
 	res->flags = rc->open.flags;
@@ -876,6 +897,53 @@ do_rollback(struct receiver *rc, struct proto_result *res)
 	result_from_finish(&fr, res);
 	commit_report_release(&rep);
 	return r;
+}
+
+/*
+ * The site tail of a read-only answer: what the site still owes and the
+ * backups kept ("ID TIME STEP", lineage.h's order).
+ */
+static int
+site_info(struct receiver *rc, struct proto_result *res)
+{
+	struct lineage_kept *kept = NULL;
+	size_t n = 0;
+	int r;
+
+	res->pending = rc->pending;
+	rc->pending = NULL;
+	if ((r = lineage_kept(rc->t, &kept, &n)) != 0)
+		return r;
+	if (n > PROTO_LIST_MAX)
+		n = PROTO_LIST_MAX;
+	res->kept = xcalloc(n + 1, sizeof(char *));
+	for (size_t i = 0; i < n; i++) {
+		char stamp[32];
+		time_t when = (time_t)kept[i].time;
+		struct tm tm;
+
+		gmtime_r(&when, &tm);
+		strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		res->kept[i] = xasprintf("%s %s %u", kept[i].id, stamp, kept[i].step);
+	}
+	res->nkept = n;
+	lineage_kept_free(kept, n);
+	return 0;
+}
+
+/* RELEASES: the current state, the backups a rollback can restore, what is owed. */
+static int
+do_releases(struct receiver *rc, struct proto_result *res)
+{
+	char *id = NULL;
+	int r;
+
+	if ((r = target_current(rc->t, &id, NULL)) != 0)
+		return r;
+	res->from = id != NULL ? id : xstrdup("");
+	res->to = xstrdup(res->from);
+	res->message = history_last_line(rc->t);
+	return site_info(rc, res);
 }
 
 /*
@@ -904,7 +972,7 @@ do_verify(struct receiver *rc, struct proto_result *res)
 	res->changed = strv_len(drift);
 	xfree_strv(drift);
 	res->message = history_last_line(rc->t);
-	return 0;
+	return site_info(rc, res);
 }
 
 /* Serves the push after STATE: manifest requests, objects, then COMMIT. */
@@ -977,6 +1045,8 @@ send_result(struct receiver *rc, struct proto_result *res, int status)
 	if (res->bytes == 0)
 		res->bytes = rc->x->bytes_in - rc->in0;
 	res->objects = rc->objects;
+	/* Only a peer that reads the site tail gets it. */
+	res->tail = (rc->caps & PROTO_CAP_SITEINFO) != 0;
 	return proto_send_msg(rc->x, PROTO_RESULT, res);
 }
 
@@ -1022,6 +1092,10 @@ serve(struct receiver *rc, struct proto_result *res)
 		break;
 	case PROTO_OP_VERIFY:
 		r = do_verify(rc, res);
+		rc->answered = 1;
+		break;
+	case PROTO_OP_RELEASES:
+		r = do_releases(rc, res);
 		rc->answered = 1;
 		break;
 	}
@@ -1087,6 +1161,7 @@ receiver_run(struct xport *x, const struct receiver_options *opt)
 	proto_result_free(&res);
 	target_close(rc.t);
 	proto_open_free(&rc.open);
+	free(rc.pending);
 	config_free(rc.own_config);
 	bases_free(&rc);
 	free(rc.retry);
