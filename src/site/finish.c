@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "base/err.h"
+#include "base/fault.h"
 #include "base/log.h"
 #include "base/xmalloc.h"
 #include "compat/compat.h"
@@ -99,6 +100,7 @@ run_pending(const struct finish_site *s, struct restart_report *report, int *not
 	if ((r = owed_read_pending(s->t, &j)) != 0 || j.to == NULL)
 		goto out;
 	*nothing = 0;
+	fault_point("finish-owed-start");
 	if ((r = owed_run(s->t, s->config, s->host, &j, report)) == 0)
 		r = owed_drop_pending(s->t);
 out:

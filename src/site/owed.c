@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "base/err.h"
+#include "base/fault.h"
 #include "base/fileio.h"
 #include "base/log.h"
 #include "base/path.h"
@@ -226,6 +227,7 @@ owed_run(struct target *t, const struct config *config, const struct config_host
 	if ((r = runonce_run(config, host, target_state_dir(t), tree, j->records, j->count,
 	    report)) != 0)
 		goto out;
+	fault_point("owed-run-once-done");
 	if (nnames == 0)
 		goto out;
 	why = xasprintf("release %s", j->to != NULL ? j->to : "?");

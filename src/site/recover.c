@@ -28,6 +28,7 @@
 #include "site/lineage.h"
 #include "site/owed.h"
 #include "site/owner.h"
+#include "site/perm.h"
 #include "site/recover.h"
 #include "site/stage.h"
 #include "site/target.h"
@@ -138,6 +139,21 @@ perform_mode(int pfd, const char *base, const struct journal_record *rec)
 	return 0;
 }
 
+/* Logs a failed record, with who owns its directory when permission was denied. */
+static void
+record_failed(struct target *t, const struct journal_record *rec)
+{
+	int e = errno;
+	char *dir;
+
+	log_errno("%s/%s", target_dir(t), rec->path);
+	if (e != EACCES && e != EPERM)
+		return;
+	dir = path_dirname(rec->path);
+	perm_explain(target_root_fd(t), target_dir(t), dir);
+	free(dir);
+}
+
 /* Performs one record on the tree; prepfd is STATE/prep (for P). */
 static int
 perform_record(struct target *t, int prepfd, const struct journal_record *rec)
@@ -153,7 +169,7 @@ perform_record(struct target *t, int prepfd, const struct journal_record *rec)
 		if ((errno == ENOENT || errno == ENOTDIR) &&
 		    (rec->kind == JOURNAL_UNLINK || rec->kind == JOURNAL_RMDIR))
 			return 0;
-		log_errno("%s/%s", target_dir(t), rec->path);
+		record_failed(t, rec);
 		return DS_ERR_SYSTEM;
 	}
 	switch (rec->kind) {
@@ -174,7 +190,7 @@ perform_record(struct target *t, int prepfd, const struct journal_record *rec)
 		break;
 	}
 	if (r != 0)
-		log_errno("%s/%s", target_dir(t), rec->path);
+		record_failed(t, rec);
 	close(pfd);
 	return r != 0 ? DS_ERR_SYSTEM : 0;
 }
