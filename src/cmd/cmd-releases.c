@@ -78,7 +78,7 @@ host_text(const char *name, const struct report *rep, FILE *fp)
 				    step == 1 ? " (next)" : "");
 			else
 				snprintf(how, sizeof(how), "--release only");
-			fprintf(fp, "  %-20s %-24s backup of %s\n", how, id, time);
+			fprintf(fp, "  %-20s %-24s replaced %s\n", how, id, time);
 		}
 		free(copy);
 	}
