@@ -631,7 +631,8 @@ apply_access(struct apply *a)
 		if (!journal_kind_is_tree(rec->kind))
 			continue;
 		if (rec->kind == JOURNAL_MODE || rec->kind == JOURNAL_MKDIR)
-			ret = perm_check_owner(root, target_dir(a->t), rec->path);
+			ret = perm_check_owner(root, target_dir(a->t), rec->path,
+			    rec->kind == JOURNAL_MKDIR);
 		if (ret == 0 && rec->kind == JOURNAL_RMDIR)
 			ret = perm_check_dir(root, target_dir(a->t), rec->path);
 		if (ret != 0 || rec->kind == JOURNAL_MODE)

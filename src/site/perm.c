@@ -86,13 +86,13 @@ perm_check_dir(int rootfd, const char *dir, const char *rel)
 }
 
 int
-perm_check_owner(int rootfd, const char *dir, const char *rel)
+perm_check_owner(int rootfd, const char *dir, const char *rel, int only_dir)
 {
 	const char *r = rel_or_dot(rel);
 	struct stat st;
 
 	if (geteuid() == 0 || fstatat(rootfd, r, &st, AT_SYMLINK_NOFOLLOW) == -1 ||
-	    S_ISLNK(st.st_mode) || st.st_uid == geteuid())
+	    S_ISLNK(st.st_mode) || (only_dir && !S_ISDIR(st.st_mode)) || st.st_uid == geteuid())
 		return 0;
 	errno = EPERM;
 	perm_explain(rootfd, dir, r);

@@ -26,9 +26,10 @@ int	perm_check_dir(int rootfd, const char *dir, const char *rel);
 
 /*
  * 0 when the user distsync runs as may change the mode of REL under
- * ROOTFD (its owner, or root; absent counts as yes), else
+ * ROOTFD (its owner, or root; absent, a symlink, or with ONLY_DIR not a
+ * directory, counts as yes: the apply replaces it), else
  * DS_ERR_PRECONDITION with perm_explain's message.
  */
-int	perm_check_owner(int rootfd, const char *dir, const char *rel);
+int	perm_check_owner(int rootfd, const char *dir, const char *rel, int only_dir);
 
 #endif
