@@ -25,6 +25,8 @@
 #include "repo/plan.h"
 #include "repo/store.h"
 #include "site/restart.h"
+#include "site/site.h"
+#include "site/target.h"
 
 extern const struct cmd_entry cmd_plan_entry;
 
@@ -171,6 +173,26 @@ collect_drift(enum manifest_change c, const struct manifest_entry *a,
 	return 0;
 }
 
+/*
+ * Says what the site still owes (an interrupted apply, restarts not done),
+ * which the plan does not show: a look that changes nothing on the site.
+ */
+static void
+plan_pending(const struct config_host *host)
+{
+	struct target *t = NULL;
+	char *pending = NULL;
+	int r;
+
+	r = site_open_readonly(host->path, host->state, 0, &t, &pending);
+	if (r == DS_ERR_LOCKED)
+		log_warn("%s: an apply is in progress; this plan may be out of date", host->name);
+	else if (r == 0 && pending != NULL)
+		log_warn("%s: pending: %s", host->name, pending);
+	free(pending);
+	target_close(t);
+}
+
 /* Plans one local host; returns a DS_ERR_* code. */
 static int
 plan_host(const struct config *config, const struct store *store, const struct config_host *host,
@@ -207,6 +229,7 @@ plan_host(const struct config *config, const struct store *store, const struct c
 		print_json(host, release, from, p, rp, drifted);
 	else
 		print_text(host, release, from, p, rp, drifted);
+	plan_pending(host);
 	r = 0;
 out:
 	restart_plan_free(rp);

@@ -152,6 +152,13 @@ print_table(const struct config_host *const *hosts, const struct report *res, si
 			what = xasprintf("%s (%s)", result, action);
 		else
 			what = xstrdup(result != NULL ? result : "-");
+		if (r->status == 0 && r->result.pending != NULL && r->result.pending[0] != '\0') {
+			/* An interrupted apply or its restarts: the next push or pull does them. */
+			char *more = xasprintf("%s; pending: %s", what, r->result.pending);
+
+			free(what);
+			what = more;
+		}
 		fprintf(fp, "%-*s  %-9s  %-*s  %5s  %-20s  %s\n", (int)hw, hosts[i]->name,
 		    !r->started ? "-" : unreachable(r->status) ? "no" : "yes", (int)rw,
 		    from != NULL && from[0] != '\0' ? from : r->status == 0 ? "(none)" : "-",
@@ -209,6 +216,9 @@ print_json(const struct config_host *const *hosts, const struct report *res, siz
 		json_object_set_new(o, "verified", r->status == 0 ?
 		    json_boolean((r->result.flags & PROTO_RESULT_VERIFIED) != 0) : json_null());
 		json_object_set_new(o, "last_apply", last);
+		json_object_set_new(o, "pending", jsonio_string(r->status == 0 &&
+		    r->result.pending != NULL && r->result.pending[0] != '\0' ?
+		    r->result.pending : NULL));
 		json_object_set_new(o, "seconds", jsonio_seconds(r->seconds));
 		json_array_append_new(a, o);
 		free(copy);

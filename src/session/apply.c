@@ -30,6 +30,8 @@ options(const struct apply_site *s, uint32_t flags, struct commit_opts *co)
 	co->keep_backups = own != NULL ? own->keep_backups : CONFIG_KEEP_BACKUPS_DEFAULT;
 	co->fail_on_drift = (flags & PROTO_FLAG_FAIL_ON_DRIFT) != 0;
 	co->dry_run = (flags & PROTO_FLAG_DRY_RUN) != 0;
+	/* What the apply will owe (run_once, restarts) is the site's own to say. */
+	co->config = s->trusted;
 }
 
 static void
@@ -75,6 +77,12 @@ from_finish(struct finish_report *fr, struct proto_result *res)
 	res->health = fr->health;
 	if (res->health != NULL && strlen(res->health) > PROTO_STRING_MAX)
 		res->health[PROTO_STRING_MAX] = '\0';
+	res->runs = fr->runs;
+	res->nruns = fr->nruns;
+	for (size_t i = 0; i < res->nruns; i++)
+		if (strlen(res->runs[i]) > PROTO_STRING_MAX)
+			res->runs[i][PROTO_STRING_MAX] = '\0';
+	res->pending = fr->pending;
 	memset(fr, 0, sizeof(*fr));
 }
 
@@ -123,14 +131,15 @@ apply_release(const struct apply_site *s, const char *release, const struct mani
 	trustdb_pending_free(pending);
 	from_report(&rep, res);
 	finish_of(s, &co, flags, &fs);
-	r = finish_apply(&fs, to, &rep, r, &fr);
+	r = finish_apply(&fs, &rep, r, &fr);
 	from_finish(&fr, res);
 	commit_report_release(&rep);
 	return r;
 }
 
 int
-apply_rollback(const struct apply_site *s, uint32_t flags, struct proto_result *res)
+apply_rollback(const struct apply_site *s, uint32_t flags, const char *release,
+    struct proto_result *res)
 {
 	struct commit_report rep;
 	struct commit_opts co;
@@ -140,6 +149,7 @@ apply_rollback(const struct apply_site *s, uint32_t flags, struct proto_result *
 
 	memset(&rep, 0, sizeof(rep));
 	options(s, flags, &co);
+	co.rollback_to = release;
 	r = commit_rollback(s->t, &co, &rep);
 	res->flags = flags;
 	from_report(&rep, res);

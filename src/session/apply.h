@@ -40,7 +40,11 @@ struct apply_site {
 int	apply_release(const struct apply_site *s, const char *release, const struct manifest *to,
 	    const void *sig, size_t sig_len, uint32_t flags, struct proto_result *res);
 
-/* Rolls back to the state before the last apply (commit_rollback, finish_rollback). */
-int	apply_rollback(const struct apply_site *s, uint32_t flags, struct proto_result *res);
+/*
+ * Rolls back (commit_rollback, finish_rollback) to RELEASE, a backup the site
+ * keeps, or with NULL to the state before the last apply.
+ */
+int	apply_rollback(const struct apply_site *s, uint32_t flags, const char *release,
+	    struct proto_result *res);
 
 #endif

@@ -36,6 +36,7 @@
 #include "session/decoder.h"
 #include "session/receiver.h"
 #include "site/history.h"
+#include "site/lineage.h"
 #include "site/site.h"
 #include "site/stage.h"
 #include "site/target.h"
@@ -77,6 +78,7 @@ struct receiver {
 	uint64_t		 done;		/* content bytes received, for progress */
 	uint64_t		 total;		/* as PLAN announced them */
 	struct decoder		*dec;		/* made with the first delta object */
+	char			*pending;	/* a read-only open: what the site still owes */
 	int			 opened;	/* OPEN was received */
 	int			 answered;	/* the peer had its first answer: RESULT ends the session */
 	pthread_mutex_t		 errors_lock;	/* capture_error runs on the decoder too */
@@ -244,6 +246,13 @@ resolve_host(struct receiver *rc)
 	return 0;
 }
 
+/* Operations that only look at the site (verify, releases): it stays as it is. */
+static int
+read_only_op(uint8_t op)
+{
+	return op == PROTO_OP_VERIFY || op == PROTO_OP_RELEASES;
+}
+
 static int
 open_target(struct receiver *rc)
 {
@@ -271,7 +280,10 @@ open_target(struct receiver *rc)
 			goto out;
 		}
 	}
-	r = site_open(target, state, rc->open.lock_timeout, &rc->t);
+	if (read_only_op(rc->open.op))
+		r = site_open_readonly(target, state, rc->open.lock_timeout, &rc->t, &rc->pending);
+	else
+		r = site_open(target, state, rc->open.lock_timeout, &rc->t);
 out:
 	free(deflt);
 	free(target);
@@ -842,10 +854,57 @@ do_rollback(struct receiver *rc, struct proto_result *res)
 	int r;
 
 	apply_site_of(rc, &as);
-	r = apply_rollback(&as, effective_flags(rc, rc->open.flags), res);
+	r = apply_rollback(&as, effective_flags(rc, rc->open.flags), rc->open.release, res);
 	res->objects = rc->objects;
 	res->bytes = rc->x->bytes_in - rc->in0;
 	return r;
+}
+
+/*
+ * The site tail of a read-only answer: what the site still owes and the
+ * backups kept ("ID TIME STEP", lineage.h's order).
+ */
+static int
+site_info(struct receiver *rc, struct proto_result *res)
+{
+	struct lineage_kept *kept = NULL;
+	size_t n = 0;
+	int r;
+
+	res->pending = rc->pending;
+	rc->pending = NULL;
+	if ((r = lineage_kept(rc->t, &kept, &n)) != 0)
+		return r;
+	if (n > PROTO_LIST_MAX)
+		n = PROTO_LIST_MAX;
+	res->kept = xcalloc(n + 1, sizeof(char *));
+	for (size_t i = 0; i < n; i++) {
+		char stamp[32];
+		time_t when = (time_t)kept[i].time;
+		struct tm tm;
+
+		gmtime_r(&when, &tm);
+		strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		res->kept[i] = xasprintf("%s %s %u", kept[i].id, stamp, kept[i].step);
+	}
+	res->nkept = n;
+	lineage_kept_free(kept, n);
+	return 0;
+}
+
+/* RELEASES: the current state, the backups a rollback can restore, what is owed. */
+static int
+do_releases(struct receiver *rc, struct proto_result *res)
+{
+	char *id = NULL;
+	int r;
+
+	if ((r = target_current(rc->t, &id, NULL)) != 0)
+		return r;
+	res->from = id != NULL ? id : xstrdup("");
+	res->to = xstrdup(res->from);
+	res->message = history_last_line(rc->t);
+	return site_info(rc, res);
 }
 
 /*
@@ -874,7 +933,7 @@ do_verify(struct receiver *rc, struct proto_result *res)
 	res->changed = xstrv_len(drift);
 	xfree_strv(drift);
 	res->message = history_last_line(rc->t);
-	return 0;
+	return site_info(rc, res);
 }
 
 /* Serves the push after STATE: manifest requests, objects, then COMMIT. */
@@ -954,6 +1013,8 @@ send_result(struct receiver *rc, struct proto_result *res, int status)
 	if (res->bytes == 0)
 		res->bytes = rc->x->bytes_in - rc->in0;
 	res->objects = rc->objects;
+	/* Only a peer that reads the site tail gets it. */
+	res->tail = (rc->caps & PROTO_CAP_SITEINFO) != 0;
 	return proto_send_msg(rc->x, PROTO_RESULT, res);
 }
 
@@ -999,6 +1060,10 @@ serve(struct receiver *rc, struct proto_result *res)
 		break;
 	case PROTO_OP_VERIFY:
 		r = do_verify(rc, res);
+		rc->answered = 1;
+		break;
+	case PROTO_OP_RELEASES:
+		r = do_releases(rc, res);
 		rc->answered = 1;
 		break;
 	}
@@ -1064,6 +1129,7 @@ receiver_run(struct xport *x, const struct receiver_options *opt)
 	proto_result_free(&res);
 	target_close(rc.t);
 	proto_open_free(&rc.open);
+	free(rc.pending);
 	config_free(rc.own_config);
 	bases_free(&rc);
 	free(rc.retry);

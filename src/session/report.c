@@ -99,6 +99,7 @@ op_name(uint8_t op)
 	case PROTO_OP_PUSH:	return "push";
 	case PROTO_OP_ROLLBACK:	return "rollback";
 	case PROTO_OP_VERIFY:	return "verify";
+	case PROTO_OP_RELEASES:	return "releases";
 	}
 	return "?";
 }
@@ -144,6 +145,8 @@ report_print_text(const struct report *rep, const char *host, FILE *fp)
 			fprintf(fp, "  drift   %s\n", res->drift[i]);
 		if (res->changed > res->ndrift)
 			fprintf(fp, "  ... and %" PRIu64 " more\n", res->changed - res->ndrift);
+		if (nonempty(res->pending))
+			fprintf(fp, "  pending: %s\n", res->pending);
 		return;
 	}
 	if (status != 0 && res->to == NULL) {
@@ -185,6 +188,8 @@ report_print_text(const struct report *rep, const char *host, FILE *fp)
 		fprintf(fp, "  drift   %s (changed on the host since the last apply%s)\n",
 		    res->drift[i], status == DS_ERR_DRIFT ? "" : dry ? "; would be overwritten" :
 		    "; overwritten");
+	for (size_t i = 0; i < res->nruns; i++)
+		fprintf(fp, "  run_once: %s\n", res->runs[i]);
 	if (res->nservices > 0) {
 		fprintf(fp, "  restarted:");
 		for (size_t i = 0; i < res->nservices; i++)
@@ -194,6 +199,8 @@ report_print_text(const struct report *rep, const char *host, FILE *fp)
 		fprintf(fp, "  services: %s\n", res->health);
 	else if (!dry && status == 0)
 		fprintf(fp, "  no service restarted\n");
+	if (nonempty(res->pending))
+		fprintf(fp, "  pending: %s\n", res->pending);
 	if (status != 0)
 		fprintf(fp, "  failed: %s\n", nonempty(res->message) ? res->message :
 		    ds_strerror(status));
@@ -250,6 +257,8 @@ report_json(const struct report *rep, const char *host)
 	put(o, "services", string_array(res->services, res->nservices));
 	put(o, "health", jsonio_string(res->health ? res->health : "none"));
 	put(o, "drift", string_array(res->drift, res->ndrift));
+	put(o, "run_once", string_array(res->runs, res->nruns));
+	put(o, "pending", jsonio_string(nonempty(res->pending) ? res->pending : NULL));
 	return o;
 }
 
@@ -510,6 +519,11 @@ report_encode(const struct report *rep)
 	put(result, "services", string_array(res->services, res->nservices));
 	put(result, "health", jsonio_string(res->health));
 	put(result, "message", jsonio_string(res->message));
+	if (res->tail) {
+		put(result, "pending", jsonio_string(res->pending));
+		put(result, "kept", string_array(res->kept, res->nkept));
+		put(result, "runs", string_array(res->runs, res->nruns));
+	}
 	put(o, "result", result);
 	return o;
 }
@@ -611,6 +625,12 @@ decode_result(const json_t *o, struct proto_result *res)
 	bad |= get_strings(o, "services", &res->services, &res->nservices);
 	bad |= get_string(o, "health", &res->health);
 	bad |= get_string(o, "message", &res->message);
+	if (json_object_get(o, "kept") != NULL) {
+		res->tail = 1;
+		bad |= get_string(o, "pending", &res->pending);
+		bad |= get_strings(o, "kept", &res->kept, &res->nkept);
+		bad |= get_strings(o, "runs", &res->runs, &res->nruns);
+	}
 	return bad;
 }
 

@@ -810,6 +810,8 @@ sender_run(struct xport *x, const struct sender_options *opt, struct report *rep
 	open.flags = opt->flags;
 	open.lock_timeout = opt->lock_timeout;
 	open.host = opt->host != NULL ? opt->host->name : (char *)"local";
+	if (opt->op == PROTO_OP_ROLLBACK)
+		open.release = (char *)opt->release;
 	host_yaml(opt, &open.config, &open.config_len);
 	/* HELLO and OPEN go together: the first answer is the peer's HELLO and STATE. */
 	if ((r = proto_send_hello(x, PROTO_ROLE_INITIATOR, PROTO_CAP_ALL)) != 0 ||
@@ -824,6 +826,14 @@ sender_run(struct xport *x, const struct sender_options *opt, struct report *rep
 	proto_msg_free(&m);
 	if (r != 0)
 		goto out;
+	if ((s.enc.caps & PROTO_CAP_SITEINFO) == 0 && (opt->op == PROTO_OP_RELEASES ||
+	    (opt->op == PROTO_OP_ROLLBACK && open.release != NULL))) {
+		log_error("%s: its distsync is older than %s; update it there",
+		    x->peer, opt->op == PROTO_OP_RELEASES ? "'releases HOST'" :
+		    "'rollback --release'");
+		r = DS_ERR_UNSUPPORTED;
+		goto out;
+	}
 	if (opt->op != PROTO_OP_PUSH) {
 		x->idle_timeout = 0;	/* a rollback restarts services: see run_push */
 		if ((r = proto_recv_msg(x, PROTO_RESULT, s.payload, &m)) != 0)

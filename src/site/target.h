@@ -46,6 +46,22 @@ char	*target_default_state_dir(const char *target_dir);
 int	target_open(const char *target_dir, const char *state_dir, unsigned lock_timeout,
 	    struct target **out);
 
+/*
+ * Opens a site to look at it, changing nothing (status, verify, plan,
+ * releases): no directory is made, no lock file created, no recovery done.
+ * A target or state directory that does not exist is a site with nothing
+ * applied (target_exists tells; current is none, verify finds no drift). A
+ * lock file that exists is taken shared: an apply in progress is waited for
+ * as target_open waits (DS_ERR_LOCKED), other readers are not. Layout
+ * errors as target_open's. target_write_state refuses. Caller frees with
+ * target_close.
+ */
+int	target_open_readonly(const char *target_dir, const char *state_dir,
+	    unsigned lock_timeout, struct target **out);
+
+/* 1 when the target directory exists (always after target_open), else 0. */
+int	target_exists(const struct target *t);
+
 /* Releases the lock and frees t; NULL is fine. */
 void	target_close(struct target *t);
 
@@ -53,7 +69,10 @@ void	target_close(struct target *t);
 const char *target_dir(const struct target *t);
 const char *target_state_dir(const struct target *t);
 
-/* Directory fds of the target and state directories (owned by t; do not close). */
+/*
+ * Directory fds of the target and state directories (owned by t; do not
+ * close); -1 after target_open_readonly of one that does not exist.
+ */
 int	target_root_fd(const struct target *t);
 int	target_state_fd(const struct target *t);
 

@@ -221,19 +221,23 @@ proto_error_free(struct proto_error *m)
 	memset(m, 0, sizeof(*m));
 }
 
-/* OPEN: u8 op, u32 flags, u32 lock_timeout, string host, string config. */
+/* OPEN: u8 op, u32 flags, u32 lock_timeout, string host, string config[, string release]. */
 int
 proto_open_encode(struct buf *b, const struct proto_open *m)
 {
 	int r;
 
-	if (m->host != NULL && strlen(m->host) > PROTO_STRING_MAX)
+	if ((m->host != NULL && strlen(m->host) > PROTO_STRING_MAX) ||
+	    (m->release != NULL && strlen(m->release) > PROTO_STRING_MAX))
 		return DS_ERR_INVALID;
 	if ((r = buf_put_u8(b, m->op)) != 0 ||
 	    (r = buf_put_u32(b, m->flags)) != 0 ||
 	    (r = buf_put_u32(b, m->lock_timeout)) != 0 ||
 	    (r = buf_put_cstring(b, m->host)) != 0 ||
 	    (r = buf_put_string(b, m->config, m->config_len)) != 0)
+		return r;
+	if (m->release != NULL && m->release[0] != '\0' &&
+	    (r = buf_put_cstring(b, m->release)) != 0)
 		return r;
 	return 0;
 }
@@ -247,7 +251,7 @@ proto_open_decode(struct buf *b, const char *peer, struct proto_open *m)
 	if (buf_get_u8(b, &m->op) != 0 || buf_get_u32(b, &m->flags) != 0 ||
 	    buf_get_u32(b, &m->lock_timeout) != 0)
 		why = "truncated";
-	else if (m->op < PROTO_OP_PUSH || m->op > PROTO_OP_VERIFY)
+	else if (m->op < PROTO_OP_PUSH || m->op > PROTO_OP_MAX)
 		why = "unknown operation";
 	else if ((m->flags & ~PROTO_FLAGS_ALL) != 0)
 		why = "unknown flags";
@@ -255,6 +259,9 @@ proto_open_decode(struct buf *b, const char *peer, struct proto_open *m)
 		why = "bad host name";
 	else if (buf_get_string(b, &m->config, &m->config_len) != 0)
 		why = "config overruns the frame";
+	else if (buf_len(b) != 0 && (get_str(b, &m->release, PROTO_STRING_MAX) != 0 ||
+	    m->release[0] == '\0'))
+		why = "bad release";
 	else if (buf_len(b) != 0)
 		why = "trailing bytes";
 	if (why != NULL) {
@@ -269,6 +276,7 @@ proto_open_free(struct proto_open *m)
 {
 	free(m->host);
 	free(m->config);
+	free(m->release);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -468,7 +476,8 @@ proto_commit_free(struct proto_commit *m)
 
 /*
  * RESULT: u32 status, u32 flags, string from, string to, u64 × 6 counts,
- * strv services, string health, strv drift (paths), string message.
+ * strv services, string health, strv drift (paths), string message
+ * [, string pending, strv kept, strv runs]: the site tail, all or none.
  */
 int
 proto_result_encode(struct buf *b, const struct proto_result *m)
@@ -493,6 +502,14 @@ proto_result_encode(struct buf *b, const struct proto_result *m)
 	    (r = buf_put_cstring(b, m->health)) != 0 ||
 	    (r = put_strv(b, m->drift, m->ndrift)) != 0 ||
 	    (r = buf_put_string(b, msg, len)) != 0)
+		return r;
+	if (!m->tail)
+		return 0;
+	if (m->pending != NULL && strlen(m->pending) > PROTO_MESSAGE_MAX)
+		return DS_ERR_INVALID;
+	if ((r = buf_put_cstring(b, m->pending != NULL ? m->pending : "")) != 0 ||
+	    (r = put_strv(b, m->kept, m->nkept)) != 0 ||
+	    (r = put_strv(b, m->runs, m->nruns)) != 0)
 		return r;
 	return 0;
 }
@@ -528,8 +545,20 @@ proto_result_decode(struct buf *b, const char *peer, struct proto_result *m)
 		why = why ? why : "bad drift list";
 	else if (get_str(b, &m->message, PROTO_MESSAGE_MAX) != 0)
 		why = "bad message string";
-	else if (buf_len(b) != 0)
-		why = "trailing bytes";
+	else if (buf_len(b) != 0 && buf_len(b) < 12)
+		why = "trailing bytes";	/* too short for a site tail */
+	else if (buf_len(b) != 0) {
+		/* The site tail: all of it or none. */
+		m->tail = 1;
+		if (get_str(b, &m->pending, PROTO_MESSAGE_MAX) != 0)
+			why = "bad pending string";
+		else if (get_strv(b, 0, PROTO_STRING_MAX, &m->kept, &m->nkept, &why) != 0)
+			why = why ? why : "bad kept list";
+		else if (get_strv(b, 0, PROTO_STRING_MAX, &m->runs, &m->nruns, &why) != 0)
+			why = why ? why : "bad run_once list";
+		else if (buf_len(b) != 0)
+			why = "trailing bytes";
+	}
 out:
 	if (why != NULL) {
 		proto_result_free(m);
@@ -547,6 +576,9 @@ proto_result_free(struct proto_result *m)
 	free(m->health);
 	free_strv_n(m->drift, m->ndrift);
 	free(m->message);
+	free(m->pending);
+	free_strv_n(m->kept, m->nkept);
+	free_strv_n(m->runs, m->nruns);
 	memset(m, 0, sizeof(*m));
 }
 

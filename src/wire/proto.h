@@ -18,7 +18,8 @@
  *	                                         (or RETRY: objects whose delta failed;
  *	                                         the sender sends them whole, COMMITs again)
  *
- * For rollback and verify the receiver answers OPEN with RESULT directly.
+ * For rollback, verify and releases the receiver answers OPEN with RESULT
+ * directly.
  * Either side may send ERROR instead of the next frame; the session ends.
  * Round trips: 2 (one more to fetch the manifest, one more for signatures,
  * one more after a failed delta), whatever the file count.
@@ -50,9 +51,15 @@ struct xport;
 #define PROTO_CAP_PLAN		(1u << 4)	/* PLAN before the objects (for progress) */
 #define PROTO_CAP_ZIPCOPY	(1u << 5)	/* zippatch streams may copy entries (DZP2) */
 #define PROTO_CAP_TRUST		(1u << 6)	/* RESULT may carry PROTO_RESULT_VERIFIED */
+/*
+ * The site's side of the admin's questions: RESULT's site tail (work still
+ * pending, the backups kept, the run_once runs), OPEN's rollback target,
+ * and the RELEASES operation.
+ */
+#define PROTO_CAP_SITEINFO	(1u << 7)
 #define PROTO_CAP_ALL		(PROTO_CAP_ZSTD | PROTO_CAP_RESUME | PROTO_CAP_DELTA | \
 				 PROTO_CAP_ZIPPATCH | PROTO_CAP_PLAN | PROTO_CAP_ZIPCOPY | \
-				 PROTO_CAP_TRUST)
+				 PROTO_CAP_TRUST | PROTO_CAP_SITEINFO)
 
 enum proto_type {
 	PROTO_HELLO = 1,
@@ -84,7 +91,9 @@ enum proto_op {
 	PROTO_OP_PUSH = 1,
 	PROTO_OP_ROLLBACK = 2,
 	PROTO_OP_VERIFY = 3,
+	PROTO_OP_RELEASES = 4,	/* the site's current state and backups kept (PROTO_CAP_SITEINFO) */
 };
+#define PROTO_OP_MAX	PROTO_OP_RELEASES
 
 /* Path lists sent back (drift) stop at this many bytes so a frame always fits. */
 #define PROTO_LIST_BUDGET	(8u * 1024 * 1024)
@@ -132,6 +141,12 @@ struct proto_open {
 	char		*host;		/* host name as configured */
 	uint8_t		*config;	/* effective config of the host as YAML (may be empty) */
 	size_t		 config_len;
+	/*
+	 * Rollback: the state to return to (rollback --release), or NULL for
+	 * the previous one. Encoded after config only when set: a receiver
+	 * without PROTO_CAP_SITEINFO refuses it as trailing bytes.
+	 */
+	char		*release;
 };
 
 struct proto_staged {
@@ -233,6 +248,17 @@ struct proto_result {
 	char		**drift;	/* paths overwritten (push) or found (verify) */
 	size_t		 ndrift;
 	char		*message;	/* error text or "" */
+	/*
+	 * The site tail, encoded after message when tail is set (a receiver
+	 * sets it only for a peer with PROTO_CAP_SITEINFO); decoded when present.
+	 */
+	int		 tail;
+	char		*pending;	/* work owed after the session, "" for none */
+	char		**kept;		/* "ID TIME STEP": backups kept, rollback order first
+					   (lineage.h); STEP 0: only with --release */
+	size_t		 nkept;
+	char		**runs;		/* run_once runs: "run_once[N] PATH: ran 0.2 s" */
+	size_t		 nruns;
 };
 
 /* A decoded message of any type, for generic handling (tests, fuzzing). */

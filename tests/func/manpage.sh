@@ -36,7 +36,14 @@ def man_options(body, cmd):
 def help_options(path):
     out = open(path).read()
     opts = out[out.index('options:'):] if 'options:' in out else ''
-    return set(re.findall(r'(?<![A-Za-z0-9_.-])--([a-z][a-z0-9-]*)', opts)) - {'help'}
+    found = set()
+    # An option line: indented, starting with a dash; its options end where
+    # two spaces begin the description.
+    for line in opts.split('\n'):
+        m = re.match(r'^\s+(-.*?)(?:\s{2,}|$)', line)
+        if m:
+            found |= set(re.findall(r'(?<![A-Za-z0-9_.-])--([a-z][a-z0-9-]*)', m.group(1)))
+    return found - {'help'}
 failed = 0
 for path in sorted(glob.glob(os.path.join(tdir, 'help-*'))):
     cmd = path.rsplit('help-', 1)[1]

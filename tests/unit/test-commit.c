@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 
 #include "base/err.h"
+#include "base/fileio.h"
 #include "base/log.h"
 #include "base/path.h"
 #include "base/xmalloc.h"
@@ -172,6 +173,17 @@ test_lock(void)
 	target_close(t);
 }
 
+static int
+empty_dir(const char *dir)
+{
+	struct manifest *m = NULL;
+	int empty;
+
+	empty = manifest_scan(dir, NULL, NULL, 1, &m, NULL) == 0 && m->count == 0;
+	manifest_free(m);
+	return empty;
+}
+
 static void
 test_apply(void)
 {
@@ -251,14 +263,40 @@ test_apply(void)
 		manifest_free(m);
 	}
 
-	/* Rollback to 1, then to 2 again. */
+	/*
+	 * Rollback to 1; a second rollback goes further back (to the empty
+	 * target 1 replaced), never forward to 2; --release 2 gets 2 again.
+	 */
 	ret = commit_rollback(t, &o, &r);
 	CHECK(ret == 0 && strcmp(r.to_release, "1") == 0, "rollback to 1 (%d)", ret);
 	CHECK(same_tree("r1", "t"), "tree is release 1");
 	commit_report_release(&r);
 	ret = commit_rollback(t, &o, &r);
-	CHECK(ret == 0 && strcmp(r.to_release, "2") == 0, "rollback again returns to 2");
+	CHECK(ret == 0 && strcmp(r.to_release, COMMIT_ID_EMPTY) == 0 && empty_dir("t"),
+	    "rollback again goes back, to the empty target, not forward (%d, %s)", ret,
+	    r.to_release != NULL ? r.to_release : "-");
+	commit_report_release(&r);
+	ret = commit_rollback(t, &o, &r);
+	CHECK(ret == DS_ERR_NOTFOUND && empty_dir("t"),
+	    "and no further: nothing was there before (%d)", ret);
+	commit_report_release(&r);
+	{
+		char *list = NULL;
+
+		CHECK(fileio_read_at(AT_FDCWD, "state/previous.list", 4096, &list, NULL) == 0 &&
+		    strcmp(list, "") == 0, "previous.list is empty");
+		free(list);
+	}
+	o.rollback_to = "2";
+	ret = commit_rollback(t, &o, &r);
+	CHECK(ret == 0 && strcmp(r.to_release, "2") == 0, "rollback --release 2 returns to 2");
 	CHECK(same_tree("r2", "t"), "tree is release 2");
+	commit_report_release(&r);
+	o.rollback_to = NULL;
+	ret = commit_rollback(t, &o, &r);
+	CHECK(ret == 0 && r.from_release != NULL && strcmp(r.from_release, "2") == 0 &&
+	    strcmp(r.to_release, COMMIT_ID_EMPTY) == 0 && empty_dir("t"),
+	    "after --release 2, a rollback undoes that: back to the empty target (%d)", ret);
 	commit_report_release(&r);
 	target_close(t);
 }
@@ -325,17 +363,6 @@ make_found(const char *dir)
 	mkdir(path, 0700);
 	snprintf(path, sizeof(path), "%s/olddir/sub/f", dir);
 	tap_write_file(path, "deep\n", 5);
-}
-
-static int
-empty_dir(const char *dir)
-{
-	struct manifest *m = NULL;
-	int empty;
-
-	empty = manifest_scan(dir, NULL, NULL, 1, &m, NULL) == 0 && m->count == 0;
-	manifest_free(m);
-	return empty;
 }
 
 /* First apply into an empty target: a rollback empties it again, and forgets the apply. */
@@ -450,9 +477,15 @@ test_first_apply_found(void)
 	CHECK(ret == 0 && same_tree("orig", "t"), "and rolled back again: as found (%d)", ret);
 	commit_report_release(&r);
 	ret = commit_rollback(t, &o, &r);
-	CHECK(ret == 0 && same_tree("r1", "t") && strcmp(r.to_release, "1") == 0,
-	    "rollback of the rollback: release 1 (%d)", ret);
+	CHECK(ret == DS_ERR_NOTFOUND && same_tree("orig", "t"),
+	    "a rollback of the rollback does not go forward (%d)", ret);
 	commit_report_release(&r);
+	o.rollback_to = "1";
+	ret = commit_rollback(t, &o, &r);
+	CHECK(ret == 0 && same_tree("r1", "t") && strcmp(r.to_release, "1") == 0,
+	    "rollback --release 1 of the rollback: release 1 (%d)", ret);
+	commit_report_release(&r);
+	o.rollback_to = NULL;
 	CHECK(state_consistent(t), "verify: no drift");
 	target_close(t);
 }
@@ -581,10 +614,12 @@ test_drift_rollback(void)
 	CHECK(same && after[n] == NULL, "verify reports the same %zu drifted paths", n);
 	xfree_strv(after);
 
+	o.rollback_to = "2";
 	ret = commit_rollback(t, &o, &r);
 	CHECK(ret == 0 && strcmp(r.to_release, "2") == 0 && same_tree("r2", "t"),
-	    "rollback of the rollback: release 2 (%d)", ret);
+	    "rollback --release 2 of the rollback: release 2 (%d)", ret);
 	commit_report_release(&r);
+	o.rollback_to = NULL;
 	CHECK(state_consistent(t), "no drift");
 	ret = commit_rollback(t, &o, &r);
 	CHECK(ret == 0 && same_tree("found", "t"), "and back to 1 as found (%d)", ret);
