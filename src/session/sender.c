@@ -775,11 +775,7 @@ out:
 	return r;
 }
 
-/*
- * Reads the receiver's FOUND (with PROTO_CAP_ADOPT; else *found stays zero):
- * a site never applied whose target holds files. A verify names the kept
- * release that tree equals, when the store is at hand (status).
- */
+/* Reads the FOUND that follows STATE (PROTO_CAP_ADOPT; else *found stays zero). */
 static int
 recv_found(struct sender *s, struct proto_found *found)
 {
@@ -791,13 +787,42 @@ recv_found(struct sender *s, struct proto_found *found)
 	if ((r = proto_recv_msg(s->x, PROTO_FOUND, s->payload, &m)) != 0)
 		return r;
 	*found = m.u.found;
-	if (s->opt->op == PROTO_OP_VERIFY && !hash_is_zero(found->digest)) {
-		s->report->found = 1;
-		if (s->opt->store != NULL && (r = store_release_find(s->opt->store, NULL,
-		    found->digest, &s->report->found_release, NULL)) != 0)
-			return r;
-	}
 	return 0;
+}
+
+/*
+ * Reads a verify's or rollback's RESULT. With PROTO_CAP_ADOPT a verify's
+ * comes after FOUND (none after an error): a site never applied whose target
+ * holds files, named by the kept release that tree equals when the store is
+ * at hand (status).
+ */
+static int
+recv_result(struct sender *s, struct proto_found *found)
+{
+	struct proto_msg m;
+	int r;
+
+	if ((r = proto_recv_msg(s->x, 0, s->payload, &m)) != 0)
+		return r;
+	if (m.type == PROTO_FOUND && s->opt->op == PROTO_OP_VERIFY &&
+	    (s->enc.caps & PROTO_CAP_ADOPT) != 0) {
+		*found = m.u.found;
+		if (!hash_is_zero(found->digest)) {
+			s->report->found = 1;
+			if (s->opt->store != NULL && (r = store_release_find(s->opt->store, NULL,
+			    found->digest, &s->report->found_release, NULL)) != 0)
+				return r;
+		}
+		if ((r = proto_recv_msg(s->x, PROTO_RESULT, s->payload, &m)) != 0)
+			return r;
+	} else if (m.type != PROTO_RESULT) {
+		log_error("%s: expected a RESULT frame, got %s", s->x->peer,
+		    proto_type_name(m.type));
+		proto_msg_free(&m);
+		return DS_ERR_PROTO;
+	}
+	s->report->result = m.u.result;
+	return m.u.result.status;
 }
 
 /* The effective config of the host as YAML, for a receiver that has none (serve). */
@@ -868,12 +893,7 @@ sender_run(struct xport *x, const struct sender_options *opt, struct report *rep
 		goto out;
 	if (opt->op != PROTO_OP_PUSH) {
 		x->idle_timeout = 0;	/* a rollback restarts services: see run_push */
-		if (opt->op == PROTO_OP_VERIFY && (r = recv_found(&s, &found)) != 0)
-			goto out;
-		if ((r = proto_recv_msg(x, PROTO_RESULT, s.payload, &m)) != 0)
-			goto out;
-		report->result = m.u.result;
-		r = m.u.result.status;
+		r = recv_result(&s, &found);
 		goto out;
 	}
 	if ((r = proto_recv_msg(x, PROTO_STATE, s.payload, &m)) != 0)
