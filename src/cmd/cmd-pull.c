@@ -75,6 +75,7 @@ struct pull {
 	unsigned		 lock_timeout;
 	char			*remote_args;
 	struct proto_result	 result;	/* the last attempt's */
+	struct receiver_found	 found;		/* the last attempt's: a tree found, never applied */
 	uint64_t		 bytes_in;	/* over every attempt */
 	uint64_t		 bytes_out;
 	unsigned		 attempts;
@@ -236,6 +237,8 @@ pull_attempt(void *arg, unsigned n, int *progress)
 	p->attempts = n;
 	proto_result_free(&p->result);
 	memset(&p->result, 0, sizeof(p->result));
+	free(p->found.release);
+	memset(&p->found, 0, sizeof(p->found));
 	if (p->host.mirrors != NULL && p->host.mirrors[0] != NULL)
 		return mirror_attempt(p, progress);
 	if ((r = xport_ssh_open(&p->host, p->remote_args, &xo, &x)) != 0)
@@ -253,6 +256,7 @@ pull_attempt(void *arg, unsigned n, int *progress)
 	ro.force_flags = p->flags;
 	ro.ops = 1u << PROTO_OP_PUSH;
 	ro.result = &p->result;
+	ro.found = &p->found;
 	if (p->prog != NULL) {
 		progress_host_phase(p->prog, p->slot, "planning");
 		progress_tick(p->prog);
@@ -329,20 +333,34 @@ summary(const struct pull *p, int status, char *line, size_t size)
 	const struct proto_result *res = &p->result;
 	const char *from = res->from && res->from[0] ? res->from : "(none)";
 	const char *to = res->to && res->to[0] ? res->to : "?";
-	char recv[32], tries[32] = "";
+	const char *why = ds_strerror(status);
+	char recv[32], tries[32] = "", *found = NULL;
 
 	util_format_bytes(p->bytes_in, recv, sizeof(recv));
 	if (p->attempts > 1)
 		snprintf(tries, sizeof(tries), " in %u attempts", p->attempts);
+	/* The reason whole: the site's own error lines when it had any. */
+	if (status != 0 && res->message != NULL && res->message[0] != '\0')
+		why = res->message;
 	if (status != 0 && (res->to == NULL || res->to[0] == '\0'))
 		snprintf(line, size, "%s: pull from %s failed: %s (%s received%s)",
-		    p->config->site.host, p->host.name, ds_strerror(status), recv, tries);
-	else
+		    p->config->site.host, p->host.name, why, recv, tries);
+	else if (p->found.found) {
+		/* Never applied: how the tree found here relates to the release, not drift. */
+		found = p->found.release != NULL ? xasprintf("found release %s, not yet managed",
+		    p->found.release) : xstrdup("found files of no kept release, not yet managed");
+		snprintf(line, size, "%s: pull%s (%s) -> %s: %" PRIu64 " identical, %" PRIu64
+		    " changed, %" PRIu64 " extra, %" PRIu64 " missing; %s received%s%s%s",
+		    p->config->site.host, (res->flags & PROTO_FLAG_DRY_RUN) ? " (dry run)" : "",
+		    found, to, p->found.identical, res->updated, res->deleted, res->added, recv,
+		    tries, status == 0 ? "" : "; failed: ", status == 0 ? "" : why);
+		free(found);
+	} else
 		snprintf(line, size, "%s: pull%s %s -> %s: %" PRIu64 " added, %" PRIu64
 		    " updated, %" PRIu64 " deleted; %s received%s%s%s",
 		    p->config->site.host, (res->flags & PROTO_FLAG_DRY_RUN) ? " (dry run)" : "",
 		    from, to, res->added, res->updated, res->deleted, recv, tries,
-		    status == 0 ? "" : "; failed: ", status == 0 ? "" : ds_strerror(status));
+		    status == 0 ? "" : "; failed: ", status == 0 ? "" : why);
 }
 
 static int
@@ -523,6 +541,7 @@ out:
 	if (lock_fd >= 0)
 		close(lock_fd);
 	proto_result_free(&p.result);
+	free(p.found.release);
 	free(p.remote_args);
 	config_free(config);
 	return r;

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -21,6 +22,7 @@
 #include "base/xmalloc.h"
 #include "cmd/cmd.h"
 #include "config/config.h"
+#include "repo/store.h"
 #include "session/connect.h"
 #include "session/fleet.h"
 #include "session/progress.h"
@@ -41,6 +43,7 @@ static const char status_options[] =
 
 struct status_child {
 	const struct config	*config;
+	struct store		*store;		/* names a tree found on a site never applied; may be NULL */
 	unsigned		 lock_timeout;
 };
 
@@ -58,6 +61,7 @@ status_child_run(const struct config_host *host, void *arg, struct fleet_chan *c
 	so.op = PROTO_OP_VERIFY;
 	report_init(rep, so.op, so.flags);
 	so.config = sc->config;
+	so.store = sc->store;
 	so.host = host;
 	so.lock_timeout = sc->lock_timeout;
 	fleet_send_phase(chan, "connecting");
@@ -115,6 +119,23 @@ split_last(const char *line, char **copy, const char **time, const char **action
 	*time = p;
 }
 
+/*
+ * The RELEASE of a host: its current one, or what a site never applied holds
+ * ("found A, not yet managed"); NULL when unknown. Caller frees.
+ */
+static char *
+release_text(const struct report *r)
+{
+	const char *from = r->result.from;
+
+	if (r->status != 0)
+		return NULL;
+	if (r->found)
+		return r->found_release != NULL ? xasprintf("found %s, not yet managed",
+		    r->found_release) : xstrdup("found, not yet managed");
+	return from != NULL && from[0] != '\0' ? xstrdup(from) : NULL;
+}
+
 static void
 print_table(const struct config_host *const *hosts, const struct report *res, size_t n,
     FILE *fp)
@@ -123,17 +144,20 @@ print_table(const struct config_host *const *hosts, const struct report *res, si
 	int unverified = 0;
 
 	for (size_t i = 0; i < n; i++) {
+		char *rel = release_text(&res[i]);
+
 		if (strlen(hosts[i]->name) > hw)
 			hw = strlen(hosts[i]->name);
-		if (res[i].result.from != NULL && strlen(res[i].result.from) > rw)
-			rw = strlen(res[i].result.from);
+		if (rel != NULL && strlen(rel) > rw)
+			rw = strlen(rel);
+		free(rel);
 	}
 	fprintf(fp, "%-*s  %-9s  %-*s  %5s  %-20s  %s\n", (int)hw, "HOST", "REACHABLE", (int)rw,
 	    "RELEASE", "DRIFT", "LAST APPLY", "RESULT");
 	for (size_t i = 0; i < n; i++) {
 		const struct report *r = &res[i];
-		const char *time, *action, *result, *from = r->result.from;
-		char *copy, drift[24], *why = NULL, *what;
+		const char *time, *action, *result;
+		char *copy, drift[24], *why = NULL, *what, *from = release_text(r);
 
 		split_last(last_line(r), &copy, &time, &action, &result);
 		if (r->status == 0)
@@ -161,9 +185,10 @@ print_table(const struct config_host *const *hosts, const struct report *res, si
 		}
 		fprintf(fp, "%-*s  %-9s  %-*s  %5s  %-20s  %s\n", (int)hw, hosts[i]->name,
 		    !r->started ? "-" : unreachable(r->status) ? "no" : "yes", (int)rw,
-		    from != NULL && from[0] != '\0' ? from : r->status == 0 ? "(none)" : "-",
+		    from != NULL ? from : r->status == 0 ? "(none)" : "-",
 		    drift, time != NULL ? time : "-", what);
 		free(what);
+		free(from);
 		if (r->status == 0)
 			reach++;
 		if (r->status == 0 && r->result.changed > 0)
@@ -194,7 +219,7 @@ print_json(const struct config_host *const *hosts, const struct report *res, siz
 	for (size_t i = 0; i < n; i++) {
 		const struct report *r = &res[i];
 		const char *time, *action, *result, *from = r->result.from;
-		json_t *o = json_object(), *last = json_null();
+		json_t *o = json_object(), *last = json_null(), *found = json_null();
 		char *copy;
 
 		split_last(last_line(r), &copy, &time, &action, &result);
@@ -219,6 +244,9 @@ print_json(const struct config_host *const *hosts, const struct report *res, siz
 		json_object_set_new(o, "pending", jsonio_string(r->status == 0 &&
 		    r->result.pending != NULL && r->result.pending[0] != '\0' ?
 		    r->result.pending : NULL));
+		if (r->status == 0 && r->found)
+			found = jsonio_pack("{s:o}", "release", jsonio_string(r->found_release));
+		json_object_set_new(o, "found", found);
 		json_object_set_new(o, "seconds", jsonio_seconds(r->seconds));
 		json_array_append_new(a, o);
 		free(copy);
@@ -273,6 +301,10 @@ status_exec(int argc, char **argv, const struct config *config)
 	sc.lock_timeout = o.lock_timeout;
 	if ((r = config_resolve_hosts(config, argv, (size_t)argc, &hosts, &nhosts)) != 0)
 		return r == DS_ERR_NOTFOUND ? DS_ERR_USAGE : r;	/* an unknown name: exit 2 */
+	/* Only to name what a site never applied holds: status works without a store. */
+	if (access(config->distribution.store, F_OK) == 0 &&
+	    store_open(config->distribution.store, 0, &sc.store) != 0)
+		sc.store = NULL;
 	signal(SIGPIPE, SIG_IGN);
 	results = xcalloc(nhosts, sizeof(*results));
 	fo.parallel = o.parallel > 0 ? o.parallel : config->parallel > 0 ? config->parallel : 1;
@@ -295,6 +327,7 @@ status_exec(int argc, char **argv, const struct config *config)
 	}
 	free(results);
 	free(hosts);
+	store_free(sc.store);
 	return r;
 }
 

@@ -59,7 +59,8 @@ from_report(const struct commit_report *rep, struct proto_result *res)
 	res->updated = rep->updated + rep->mode_changed;
 	res->deleted = rep->deleted;
 	res->changed = xstrv_len(rep->changed_paths);
-	if (nd > 0) {
+	/* A first apply has no drift: the paths it replaced were found (counts say how many). */
+	if (nd > 0 && rep->from_release != NULL) {
 		nd = proto_list_fit(rep->drifted_paths, nd);
 		res->drift = xcalloc(nd + 1, sizeof(char *));
 		for (size_t i = 0; i < nd; i++)
@@ -107,7 +108,8 @@ trust_check(const struct apply_site *s, const char *release, const struct manife
 
 int
 apply_release(const struct apply_site *s, const char *release, const struct manifest *to,
-    const void *sig, size_t sig_len, uint32_t flags, struct proto_result *res)
+    const void *sig, size_t sig_len, uint32_t flags, struct proto_result *res,
+    struct apply_outcome *out)
 {
 	struct trustdb_pending *pending = NULL;
 	struct commit_report rep;
@@ -124,6 +126,10 @@ apply_release(const struct apply_site *s, const char *release, const struct mani
 	co.release_id = release;
 	co.to = to;
 	r = commit_apply(s->t, &co, &rep);
+	if (out != NULL) {
+		out->first = rep.from_release == NULL;
+		out->identical = rep.unchanged;
+	}
 	/* Applied: the release is the newest this site trusts (dry runs record nothing). */
 	if (r == 0 && pending != NULL && !co.dry_run && trustdb_record(s->t, pending) != 0)
 		log_warn("%s: release %s applied, but its signature could not be recorded",

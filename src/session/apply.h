@@ -29,16 +29,25 @@ struct apply_site {
 	const char		*who;		/* the peer, for messages */
 };
 
+/* What an apply found on the site, for a session's summary. */
+struct apply_outcome {
+	int		 first;		/* 1: distsync had never applied to the site */
+	uint64_t	 identical;	/* paths a first apply kept as it found them */
+};
+
 /*
  * Applies RELEASE (manifest TO) with FLAGS (PROTO_FLAG_*, the site's own
  * included): the signature bundle SIG (SIG_LEN bytes, may be empty) is
  * checked when the site pins a root and recorded once applied (not on a dry
  * run); then commit_apply and finish_apply. Fills RES's from, to, counts,
- * drift, services, health and flags (the caller adds what it received).
- * Returns 0 or the DS_ERR_* that stopped it (logged).
+ * drift, services, health and flags (the caller adds what it received),
+ * and OUT (may be NULL). A first apply reports no drift: what it replaced
+ * was found there, not changed since distsync applied. Returns 0 or the
+ * DS_ERR_* that stopped it (logged).
  */
 int	apply_release(const struct apply_site *s, const char *release, const struct manifest *to,
-	    const void *sig, size_t sig_len, uint32_t flags, struct proto_result *res);
+	    const void *sig, size_t sig_len, uint32_t flags, struct proto_result *res,
+	    struct apply_outcome *out);
 
 /*
  * Rolls back (commit_rollback, finish_rollback) to RELEASE, a backup the site

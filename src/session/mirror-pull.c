@@ -476,7 +476,7 @@ mirror_pull_run(const struct mirror_pull_options *o, struct proto_result *res, u
 	as.host = h;
 	as.pins = h->trust_root;
 	as.who = mirror_current(p.m);
-	r = apply_release(&as, p.rel->release, p.to, p.blob, p.blob_len, o->flags, res);
+	r = apply_release(&as, p.rel->release, p.to, p.blob, p.blob_len, o->flags, res, NULL);
 	res->objects = p.objects;
 	res->bytes = p.wire;
 out:

@@ -79,6 +79,9 @@ struct receiver {
 	uint64_t		 total;		/* as PLAN announced them */
 	struct decoder		*dec;		/* made with the first delta object */
 	char			*pending;	/* a read-only open: what the site still owes */
+	struct manifest		*found;		/* never applied: the tree found, as STATE
+						   described it (PROTO_CAP_ADOPT) */
+	struct receiver_found	 adopted;	/* what a first apply found and kept */
 	int			 opened;	/* OPEN was received */
 	int			 answered;	/* the peer had its first answer: RESULT ends the session */
 	pthread_mutex_t		 errors_lock;	/* capture_error runs on the decoder too */
@@ -323,6 +326,22 @@ list_encoded_parts(struct receiver *rc, struct proto_state *st)
 	free(parts);
 }
 
+/*
+ * FOUND: the digest of the tree a never-applied site holds (zero when it
+ * was applied, or its target is empty): MANIFEST_REQUEST returns that tree.
+ */
+static int
+send_found(struct receiver *rc)
+{
+	struct proto_found f;
+
+	memset(&f, 0, sizeof(f));
+	if (rc->found != NULL && rc->found->count > 0)
+		manifest_digest(rc->found, f.digest);
+	f.release = (char *)"";
+	return proto_send_msg(rc->x, PROTO_FOUND, &f);
+}
+
 static int
 send_state(struct receiver *rc)
 {
@@ -357,7 +376,14 @@ send_state(struct receiver *rc)
 		goto out;
 	st.drift = drift;
 	st.ndrift = proto_list_fit(drift, xstrv_len(drift));
-	r = proto_send_msg(rc->x, PROTO_STATE, &st);
+	/* Never applied: the tree found decides what is sent, as an applied one does. */
+	if (id == NULL && (rc->caps & PROTO_CAP_ADOPT) &&
+	    (r = target_verify(rc->t, &rc->found, NULL)) != 0)
+		goto out;
+	if ((r = proto_send_msg(rc->x, PROTO_STATE, &st)) != 0)
+		goto out;
+	if (rc->caps & PROTO_CAP_ADOPT)
+		r = send_found(rc);
 out:
 	free(st.staged);
 	free(staged);
@@ -375,9 +401,12 @@ send_manifest(struct receiver *rc)
 	char *data = NULL;
 	int r;
 
-	if ((r = target_current(rc->t, NULL, &m)) != 0)
+	if (rc->found != NULL && rc->found->count > 0)
+		manifest_encode(rc->found, &data, &pm.len);	/* what FOUND named */
+	else if ((r = target_current(rc->t, NULL, &m)) != 0)
 		return r;
-	manifest_encode(m, &data, &pm.len);
+	else
+		manifest_encode(m, &data, &pm.len);
 	pm.data = (uint8_t *)data;
 	r = proto_send_msg(rc->x, PROTO_MANIFEST, &pm);
 	free(data);
@@ -519,7 +548,8 @@ open_target_file(struct receiver *rc, const char *path)
 
 /*
  * Opens the content HASH for reading: a complete staged object, else a file
- * of the current release or one signed for the sender. The content is not
+ * of the current release (or of the tree found, never applied) or one signed
+ * for the sender. The content is not
  * rehashed here: a basis that is not what it claims yields a wrong SHA-256
  * after decoding, which is caught there.
  */
@@ -535,11 +565,14 @@ open_basis(struct receiver *rc, const uint8_t hash[HASH_LEN])
 		struct manifest *m = NULL;
 
 		rc->bases_loaded = 1;
-		if (target_current(rc->t, NULL, &m) == 0) {
+		if (rc->found == NULL && target_current(rc->t, NULL, &m) == 0) {
 			for (size_t i = 0; i < m->count; i++)
 				if (m->entries[i].type == MANIFEST_FILE)
 					bases_add(rc, m->entries[i].hash, m->entries[i].path);
 		}
+		for (size_t i = 0; rc->found != NULL && i < rc->found->count; i++)
+			if (rc->found->entries[i].type == MANIFEST_FILE)
+				bases_add(rc, rc->found->entries[i].hash, rc->found->entries[i].path);
 		manifest_free(m);
 	}
 	if (!rc->bases_sorted) {
@@ -823,6 +856,7 @@ static int
 do_commit(struct receiver *rc, const struct proto_commit *c, struct proto_result *res)
 {
 	struct apply_site as;
+	struct apply_outcome oc;
 	struct manifest *to = NULL;
 	uint32_t flags = effective_flags(rc, c->flags);
 	int r;
@@ -840,7 +874,11 @@ do_commit(struct receiver *rc, const struct proto_commit *c, struct proto_result
 	    c->release, &to)) != 0)
 		return DS_ERR_PROTO;
 	apply_site_of(rc, &as);
-	r = apply_release(&as, c->release, to, c->signature, c->signature_len, flags, res);
+	r = apply_release(&as, c->release, to, c->signature, c->signature_len, flags, res, &oc);
+	if (oc.first && rc->found != NULL && rc->found->count > 0) {
+		rc->adopted.found = 1;
+		rc->adopted.identical = oc.identical;
+	}
 	res->objects = rc->objects;
 	res->bytes = rc->x->bytes_in - rc->in0;
 	manifest_free(to);
@@ -923,7 +961,8 @@ do_verify(struct receiver *rc, struct proto_result *res)
 	res->from = id != NULL ? id : xstrdup("");
 	res->to = xstrdup(res->from);
 	res->health = xstrdup("none");
-	if ((r = target_verify(rc->t, NULL, &drift)) != 0)
+	if ((r = target_verify(rc->t, id == NULL && (rc->caps & PROTO_CAP_ADOPT) ? &rc->found :
+	    NULL, &drift)) != 0)
 		return r;
 	n = proto_list_fit(drift, xstrv_len(drift));
 	res->drift = xcalloc(n + 1, sizeof(char *));
@@ -933,7 +972,31 @@ do_verify(struct receiver *rc, struct proto_result *res)
 	res->changed = xstrv_len(drift);
 	xfree_strv(drift);
 	res->message = history_last_line(rc->t);
-	return site_info(rc, res);
+	if ((r = site_info(rc, res)) != 0)
+		return r;
+	if ((rc->caps & PROTO_CAP_ADOPT) == 0)
+		return 0;
+	/* The initiator names the tree found (status): FOUND, then RESULT. */
+	return send_found(rc);
+}
+
+/*
+ * Keeps the release the sender recognised the tree found as (its FOUND
+ * before COMMIT), for the site's summary: a name only, and only one that
+ * could be a release id.
+ */
+static void
+found_release(struct receiver *rc, const struct proto_found *f)
+{
+	uint8_t d[HASH_LEN] = { 0 };
+
+	if (rc->found != NULL && rc->found->count > 0)
+		manifest_digest(rc->found, d);
+	if (f->release[0] == '\0' || memcmp(d, f->digest, HASH_LEN) != 0 ||
+	    hash_is_zero(d) || store_release_id_check(f->release) != 0)
+		return;
+	free(rc->adopted.release);
+	rc->adopted.release = xstrdup(f->release);
 }
 
 /* Serves the push after STATE: manifest requests, objects, then COMMIT. */
@@ -965,6 +1028,9 @@ serve_push(struct receiver *rc, struct proto_result *res)
 			rc->total = m.u.plan.bytes;
 			rc->done = 0;
 			report(rc);
+			break;
+		case PROTO_FOUND:
+			found_release(rc, &m.u.found);
 			break;
 		case PROTO_COMMIT:
 			/* Every delta decoded: the failures are in the RETRY list. */
@@ -1117,6 +1183,10 @@ receiver_run(struct xport *x, const struct receiver_options *opt)
 	delivered = answer(&rc, &res, r);
 	log_set_capture(NULL, NULL);
 	xport_shutdown(x);
+	if (opt->found != NULL) {
+		*opt->found = rc.adopted;
+		memset(&rc.adopted, 0, sizeof(rc.adopted));
+	}
 	if (opt->result != NULL) {
 		res.status = r;
 		/* Errors the peer got (not printed here) go to the caller too. */
@@ -1132,6 +1202,8 @@ receiver_run(struct xport *x, const struct receiver_options *opt)
 	free(rc.pending);
 	config_free(rc.own_config);
 	bases_free(&rc);
+	manifest_free(rc.found);
+	free(rc.adopted.release);
 	free(rc.retry);
 	ZSTD_freeDCtx(rc.dctx);
 	free(rc.outbuf);

@@ -8,10 +8,19 @@
 #ifndef DS_RECEIVER_H
 #define DS_RECEIVER_H
 
+#include <stdint.h>
+
 struct config;
 struct config_host;
 struct proto_result;
 struct xport;
+
+/* A site distsync never applied, as a push or pull found it (pull prints it). */
+struct receiver_found {
+	int		 found;		/* 1: never applied, and its target held files */
+	char		*release;	/* the kept release the sender recognised them as, or NULL */
+	uint64_t	 identical;	/* paths the apply kept as they were found */
+};
 
 /*
  * Who can make a site do what (distsync(1), TRUST MODEL): files are applied
@@ -47,6 +56,8 @@ struct receiver_options {
 	 * delivered): pull prints it. The caller frees it with proto_result_free.
 	 */
 	struct proto_result *result;
+	/* When set, receives what the session found (caller frees ->release). */
+	struct receiver_found *found;
 	/*
 	 * When set, called as objects arrive (pull's progress): bytes read on
 	 * the transport, content bytes received, and the total the sender

@@ -39,6 +39,7 @@ static const struct {
 	{ "signatures", offsetof(struct report, signatures) },
 	{ "delta_fallbacks", offsetof(struct report, fallbacks) },
 	{ "cache_hits", offsetof(struct report, cache_hits) },
+	{ "identical", offsetof(struct report, identical) },
 };
 
 /* The same for the receiver's RESULT. */
@@ -70,6 +71,7 @@ report_release(struct report *rep)
 	proto_result_free(&rep->result);
 	free(rep->release);
 	free(rep->reason);
+	free(rep->found_release);
 	memset(rep, 0, sizeof(*rep));
 }
 
@@ -118,6 +120,38 @@ push_target(const struct report *rep)
 	return rep->result.from != NULL ? rep->release : NULL;
 }
 
+uint64_t
+report_encoded_bytes(const struct report *rep)
+{
+	uint64_t total = 0;
+
+	for (int enc = 0; enc <= PROTO_ENC_MAX; enc++)
+		total += rep->enc_bytes[enc];
+	return total;
+}
+
+/*
+ * Where a session started, as the summary names it: the release applied
+ * last, a tree found on a site distsync never applied ("(found release A,
+ * not yet managed)"; BRIEF: "(found A)"), or "(none)". Caller frees.
+ */
+static char *
+from_text(const struct report *rep, int brief)
+{
+	const char *from = rep->result.from;
+
+	if (nonempty(from))
+		return xstrdup(from);
+	if (!rep->found)
+		return xstrdup("(none)");
+	if (brief)
+		return rep->found_release != NULL ? xasprintf("(found %s)", rep->found_release) :
+		    xstrdup("(found)");
+	return rep->found_release != NULL ?
+	    xasprintf("(found release %s, not yet managed)", rep->found_release) :
+	    xstrdup("(found files of no kept release, not yet managed)");
+}
+
 /* The dry run the summary shows: the one asked for, answered or not. */
 static int
 asked_dry_run(const struct report *rep)
@@ -129,18 +163,22 @@ void
 report_print_text(const struct report *rep, const char *host, FILE *fp)
 {
 	const struct proto_result *res = &rep->result;
-	const char *from = nonempty(res->from) ? res->from : "(none)";
 	const char *to = nonempty(res->to) ? res->to : (rep->release ? rep->release : "?");
 	int dry = (res->flags & PROTO_FLAG_DRY_RUN) != 0, status = rep->status;
-	char sent[32], recv[32];
+	char sent[32], recv[32], *from;
 
 	if (rep->op == PROTO_OP_VERIFY) {
 		if (status != 0 && status != DS_ERR_CORRUPT) {
 			fprintf(fp, "%s: verify failed: %s\n", host, ds_strerror(status));
 			return;
 		}
-		fprintf(fp, "%s: release %s: %s\n", host, from,
-		    res->changed == 0 ? "no drift" : "drifted");
+		from = from_text(rep, 0);
+		if (rep->found)
+			fprintf(fp, "%s: %.*s: no drift\n", host, (int)strlen(from) - 2, from + 1);
+		else
+			fprintf(fp, "%s: release %s: %s\n", host, from,
+			    res->changed == 0 ? "no drift" : "drifted");
+		free(from);
 		for (size_t i = 0; i < res->ndrift; i++)
 			fprintf(fp, "  drift   %s\n", res->drift[i]);
 		if (res->changed > res->ndrift)
@@ -155,10 +193,27 @@ report_print_text(const struct report *rep, const char *host, FILE *fp)
 	}
 	util_format_bytes(rep->bytes_sent, sent, sizeof(sent));
 	util_format_bytes(rep->object_bytes, recv, sizeof(recv));
-	fprintf(fp, "%s: %s%s %s -> %s: %" PRIu64 " added, %" PRIu64 " updated, %" PRIu64
-	    " deleted%s\n", host, dry ? "dry run, " : "", op_name(rep->op), from, to, res->added,
-	    res->updated, res->deleted, status == 0 ? "" : " (not applied)");
-	if (rep->op == PROTO_OP_PUSH)
+	from = from_text(rep, 0);
+	if (rep->op == PROTO_OP_PUSH && rep->found)
+		fprintf(fp, "%s: %s%s %s -> %s: %" PRIu64 " identical, %" PRIu64 " changed, %"
+		    PRIu64 " extra, %" PRIu64 " missing%s\n", host, dry ? "dry run, " : "",
+		    op_name(rep->op), from, to, rep->identical, res->updated, res->deleted,
+		    res->added, status == 0 ? "" : " (not applied)");
+	else
+		fprintf(fp, "%s: %s%s %s -> %s: %" PRIu64 " added, %" PRIu64 " updated, %" PRIu64
+		    " deleted%s\n", host, dry ? "dry run, " : "", op_name(rep->op), from, to,
+		    res->added, res->updated, res->deleted, status == 0 ? "" : " (not applied)");
+	free(from);
+	if (rep->op == PROTO_OP_PUSH && dry) {
+		char encoded[32];
+
+		util_format_bytes(report_encoded_bytes(rep), encoded, sizeof(encoded));
+		fprintf(fp, "  %" PRIu64 " object%s to send (%s of content, %s encoded); this dry "
+		    "run: %s on the wire, %" PRIu64 " round trip%s\n", rep->objects_sent,
+		    rep->objects_sent == 1 ? "" : "s", recv, encoded, sent, rep->round_trips,
+		    rep->round_trips == 1 ? "" : "s");
+	}
+	else if (rep->op == PROTO_OP_PUSH)
 		fprintf(fp, "  %" PRIu64 " object%s sent (%s of content, %s on the wire), "
 		    "%" PRIu64 " round trip%s\n", rep->objects_sent,
 		    rep->objects_sent == 1 ? "" : "s", recv, sent, rep->round_trips,
@@ -223,6 +278,29 @@ string_array(char *const *v, size_t n)
 	return a;
 }
 
+/*
+ * A site never applied, as found: null, or the kept release its tree equals
+ * and, for a push, how that tree relates to the release pushed.
+ */
+static json_t *
+found_json(const struct report *rep)
+{
+	const struct proto_result *res = &rep->result;
+	json_t *o;
+
+	if (!rep->found)
+		return json_null();
+	o = json_object();
+	put(o, "release", jsonio_string(rep->found_release));
+	if (rep->op == PROTO_OP_PUSH) {
+		put(o, "identical", jsonio_uint(rep->identical));
+		put(o, "changed", jsonio_uint(res->updated));
+		put(o, "extra", jsonio_uint(res->deleted));
+		put(o, "missing", jsonio_uint(res->added));
+	}
+	return o;
+}
+
 json_t *
 report_json(const struct report *rep, const char *host)
 {
@@ -246,6 +324,7 @@ report_json(const struct report *rep, const char *host)
 	put(o, "bytes_sent", jsonio_uint(rep->bytes_sent));
 	put(o, "bytes_received", jsonio_uint(rep->bytes_received));
 	put(o, "round_trips", jsonio_uint(rep->round_trips));
+	put(o, "encoded_bytes", jsonio_uint(report_encoded_bytes(rep)));
 	for (int enc = 0; enc <= PROTO_ENC_MAX; enc++)
 		put(encodings, delta_encoding_name(enc), jsonio_pack("{s:o,s:o}",
 		    "objects", jsonio_uint(rep->enc_objects[enc]),
@@ -259,6 +338,7 @@ report_json(const struct report *rep, const char *host)
 	put(o, "drift", string_array(res->drift, res->ndrift));
 	put(o, "run_once", string_array(res->runs, res->nruns));
 	put(o, "pending", jsonio_string(nonempty(res->pending) ? res->pending : NULL));
+	put(o, "found", found_json(rep));
 	return o;
 }
 
@@ -266,7 +346,7 @@ void
 report_line(const struct report *rep, char *buf, size_t len)
 {
 	const char *to = push_target(rep);
-	char sent[32];
+	char sent[32], *from;
 
 	if (rep->status != 0) {
 		snprintf(buf, len, "%s", rep->reason != NULL ? rep->reason :
@@ -277,10 +357,11 @@ report_line(const struct report *rep, char *buf, size_t len)
 		return;
 	}
 	util_format_bytes(rep->bytes_sent, sent, sizeof(sent));
+	from = from_text(rep, 1);
 	snprintf(buf, len, "%s%s -> %s, %" PRIu64 " file%s changed, %s sent, %.1f s",
-	    asked_dry_run(rep) ? "dry run, " : "",
-	    nonempty(rep->result.from) ? rep->result.from : "(none)", to != NULL ? to : "?",
+	    asked_dry_run(rep) ? "dry run, " : "", from, to != NULL ? to : "?",
 	    rep->result.changed, rep->result.changed == 1 ? "" : "s", sent, rep->seconds);
+	free(from);
 }
 
 static const char *
@@ -341,14 +422,13 @@ report_print_table(const struct config_host *const *hosts, const struct report *
 		width[c] = strlen(head[c]);
 	for (size_t i = 0; i < n; i++) {
 		const struct report *r = &reps[i];
-		const char *from = r->result.from, *to = push_target(r);
-		char sent[32];
+		const char *to = push_target(r);
+		char sent[32], *from = from_text(r, 1);
 
 		cells[i] = xcalloc(NCOL, sizeof(char *));
 		cells[i][C_HOST] = cell(hosts[i]->name);
 		if (to != NULL)
-			cells[i][C_RELEASE] = xasprintf("%s -> %s", nonempty(from) ? from : "(none)",
-			    to);
+			cells[i][C_RELEASE] = xasprintf("%s -> %s", from, to);
 		else
 			cells[i][C_RELEASE] = xstrdup("-");
 		cells[i][C_FILES] = r->started && to != NULL ?
@@ -360,6 +440,7 @@ report_print_table(const struct config_host *const *hosts, const struct report *
 		cells[i][C_RESULT] = xstrdup(result_word(r));
 		cells[i][C_REASON] = cell(r->status != 0 ? (r->reason != NULL ? r->reason :
 		    ds_strerror(r->status)) : "");
+		free(from);
 		for (int c = 0; c < NCOL; c++)
 			if (strlen(cells[i][c]) > width[c])
 				width[c] = strlen(cells[i][c]);
@@ -427,6 +508,7 @@ fleet_json(const char *host, const struct report *r)
 	put(o, "seconds", jsonio_seconds(r->seconds));
 	put(o, "services", string_array(res->services, res->nservices));
 	put(o, "health", jsonio_string(res->health));
+	put(o, "found", found_json(r));
 	return o;
 }
 
@@ -505,6 +587,8 @@ report_encode(const struct report *rep)
 		put(o, counters[i].key,
 		    jsonio_uint(*(const uint64_t *)((const char *)rep + counters[i].offset)));
 	put(o, "manifest_fetched", json_boolean(rep->manifest_fetched));
+	put(o, "found", json_boolean(rep->found));
+	put(o, "found_release", jsonio_string(rep->found_release));
 	for (int enc = 0; enc <= PROTO_ENC_MAX; enc++)
 		(void)json_array_append_new(encodings, jsonio_pack("[o,o]",
 		    jsonio_uint(rep->enc_objects[enc]), jsonio_uint(rep->enc_bytes[enc])));
@@ -660,6 +744,8 @@ report_decode(const json_t *v, struct report *rep)
 		bad |= get_uint(v, counters[i].key,
 		    (uint64_t *)((char *)rep + counters[i].offset));
 	bad |= get_bool(v, "manifest_fetched", &rep->manifest_fetched);
+	bad |= get_bool(v, "found", &rep->found);
+	bad |= get_string(v, "found_release", &rep->found_release);
 	if (encodings != NULL && (!json_is_array(encodings) ||
 	    json_array_size(encodings) > PROTO_ENC_MAX + 1))
 		bad = -1;

@@ -485,6 +485,12 @@ strv_empty(void)
 	return xcalloc(1, sizeof(char *));
 }
 
+/* A growing NULL-terminated list of paths. */
+struct drift_list {
+	char	**paths;
+	size_t	  count, alloc;
+};
+
 /* One apply in progress: what it was asked, what it found, what it made. */
 struct apply {
 	struct target		*t;
@@ -503,10 +509,32 @@ struct apply {
 	int			 objfd;		/* STATE/backup/FROM/objects */
 };
 
-/* The current state and the tree as it is. */
+/* manifest_diff callback: a found path that a first apply replaces or removes. */
+static int
+found_replaced(enum manifest_change change, const struct manifest_entry *found,
+    const struct manifest_entry *release, void *arg)
+{
+	struct drift_list *l = arg;
+
+	(void)release;
+	if (change == MANIFEST_ADDED)
+		return 0;
+	l->paths = xgrow(l->paths, &l->alloc, l->count + 2, sizeof(char *));
+	l->paths[l->count++] = xstrdup(found->path);
+	l->paths[l->count] = NULL;
+	return 0;
+}
+
+/*
+ * The current state and the tree as it is. A first apply has no drift (the
+ * tree was found, not changed behind distsync's back); it lists instead the
+ * found paths it replaces or removes (commit.h), what adopting leaves alone
+ * not among them.
+ */
 static int
 apply_look(struct apply *a)
 {
+	struct drift_list l = { NULL, 0, 0 };
 	int ret;
 
 	if ((ret = owner_resolve(a->o->owner, a->o->group, &a->uid, &a->gid)) != 0)
@@ -515,16 +543,30 @@ apply_look(struct apply *a)
 	if ((ret = target_current(a->t, &a->r->from_release, &a->cur)) != 0)
 		return ret;
 	fault_point("apply-verify");
-	return target_verify(a->t, &a->scan, &a->r->drifted_paths);
+	if ((ret = target_verify(a->t, &a->scan, &a->r->drifted_paths)) != 0)
+		return ret;
+	if (a->r->from_release != NULL)
+		return 0;
+	if ((ret = manifest_diff(a->scan, a->to, found_replaced, &l)) != 0) {
+		xfree_strv(l.paths);
+		return ret;
+	}
+	if (l.paths != NULL) {
+		xfree_strv(a->r->drifted_paths);
+		a->r->drifted_paths = l.paths;
+	}
+	return 0;
 }
 
-/* Drift is refused with fail_on_drift, else overwritten (and backed up) with a word. */
+/*
+ * Drift is refused with fail_on_drift, else overwritten (and backed up) with
+ * a word. A first apply has none; fail_on_drift refuses it too when it would
+ * replace or remove found files (apply_look).
+ */
 static int
 apply_drift_policy(struct apply *a)
 {
 	struct commit_report *r = a->r;
-	const char *what = r->from_release != NULL ? "changed since the last apply" :
-	    "found before the first apply";
 	size_t n = 0;
 
 	if (r->drifted_paths[0] == NULL)
@@ -533,16 +575,32 @@ apply_drift_policy(struct apply *a)
 		n++;
 	if (a->o->fail_on_drift) {
 		log_error("%s: %zu path(s) %s (first: %s); refusing (--fail-on-drift)",
-		    target_dir(a->t), n, what, r->drifted_paths[0]);
+		    target_dir(a->t), n, r->from_release != NULL ? "changed since the last apply" :
+		    "found before the first apply differ from the release", r->drifted_paths[0]);
 		return DS_ERR_DRIFT;
 	}
-	if (r->from_release != NULL)
-		log_warn("%s: %zu path(s) %s will be overwritten (first: %s)",
-		    target_dir(a->t), n, what, r->drifted_paths[0]);
-	else
-		log_info("%s: %zu path(s) %s; what the release replaces is kept in "
-		    "backup/%s/ for a rollback", target_dir(a->t), n, what, COMMIT_ID_FOUND);
+	if (r->from_release == NULL)
+		return 0;	/* apply_adoption_note says how the found tree relates */
+	log_warn("%s: %zu path(s) changed since the last apply will be overwritten (first: %s)",
+	    target_dir(a->t), n, r->drifted_paths[0]);
 	return 0;
+}
+
+/*
+ * A first apply over files found there adopts what is already right in
+ * place: no copy, no backup. Says how the found tree relates to the release.
+ */
+static void
+apply_adoption_note(const struct apply *a)
+{
+	const struct commit_report *r = a->r;
+
+	if (r->from_release != NULL || a->scan->count == 0 || a->o->dry_run)
+		return;
+	log_info("%s: first apply over the files found: %zu identical (kept in place), %zu "
+	    "changed, %zu extra, %zu missing; what the release replaces is kept in backup/%s/ "
+	    "for a rollback", target_dir(a->t), r->unchanged, r->updated + r->mode_changed,
+	    r->deleted, r->added, COMMIT_ID_FOUND);
 }
 
 /* The journal's records, in journal order, and the report's counts. */
@@ -585,6 +643,7 @@ apply_plan(struct apply *a)
 				r->bytes += plan->ops[i].size;
 		}
 	}
+	apply_adoption_note(a);
 	return 0;
 }
 

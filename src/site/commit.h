@@ -65,7 +65,12 @@ struct commit_report {
 	uint64_t	 bytes_copied;	/* of which copied (not linked from staging) */
 	/* paths whose content, mode or type changed, plus deletions: what restarts key off */
 	char		**changed_paths;	/* NULL-terminated, path order */
-	char		**drifted_paths;	/* overwritten drift (see target_verify) */
+	/*
+	 * Overwritten drift (see target_verify). A first apply has no drift: it
+	 * lists the found paths it replaces or removes (fail_on_drift refuses
+	 * them too); the found paths it keeps as they are are not among them.
+	 */
+	char		**drifted_paths;
 	int		 noop;		/* 1: tree already was the release; nothing written */
 };
 

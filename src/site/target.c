@@ -418,21 +418,22 @@ target_verify(struct target *t, struct manifest **scan_out, char ***drifted)
 {
 	struct manifest *cur = NULL, *scan = NULL;
 	struct drift_walk w = { NULL, 0, 0 };
-	char *cache = path_join(t->state, "current.stat");
+	char *cache = path_join(t->state, "current.stat"), *id = NULL;
 	int r;
 
 	if (scan_out != NULL)
 		*scan_out = NULL;
 	if (drifted != NULL)
 		*drifted = NULL;
-	if ((r = target_current(t, NULL, &cur)) != 0)
+	if ((r = target_current(t, &id, &cur)) != 0)
 		goto out;
 	/* Read-only use of the cache: an apply rewrites it; drift just gets rehashed. */
 	if (t->root_fd == -1)
 		scan = manifest_new();	/* a read-only open of a target not there yet */
 	else if ((r = manifest_scan_cached(t->dir, NULL, cache, NULL, 0, &scan, NULL)) != 0)
 		goto out;
-	if ((r = manifest_diff(cur, scan, drift_add, &w)) != 0)
+	/* Never applied: what is there was found, not changed behind distsync's back. */
+	if (id != NULL && (r = manifest_diff(cur, scan, drift_add, &w)) != 0)
 		goto out;
 	if (w.paths == NULL)
 		w.paths = xcalloc(1, sizeof(*w.paths));
@@ -450,5 +451,6 @@ out:
 	manifest_free(cur);
 	manifest_free(scan);
 	free(cache);
+	free(id);
 	return r;
 }

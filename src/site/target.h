@@ -105,7 +105,9 @@ int	target_current(struct target *t, char **release_id, struct manifest **m);
  * NULL; caller frees with manifest_free) is the tree as it is; *drifted
  * (may be NULL; NULL-terminated, free with xfree_strv) lists, in path
  * order, every path whose type, mode or content differs, or that is extra
- * or missing. Returns 0 whether or not anything drifted.
+ * or missing. Drift is a difference from what distsync applied last: on a
+ * site it never applied (no current.id) the list is empty, and *scan is the
+ * tree as found. Returns 0 whether or not anything drifted.
  */
 int	target_verify(struct target *t, struct manifest **scan, char ***drifted);
 

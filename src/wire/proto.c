@@ -31,6 +31,7 @@ static const char *const type_names[] = {
 	[PROTO_SIGNATURE_END] = "SIGNATURE_END",
 	[PROTO_RETRY] = "RETRY",
 	[PROTO_PLAN] = "PLAN",
+	[PROTO_FOUND] = "FOUND",
 };
 
 const char *
@@ -725,6 +726,46 @@ proto_plan_decode(struct buf *b, const char *peer, struct proto_plan *m)
 	return 0;
 }
 
+/* FOUND: hash digest, string release. */
+int
+proto_found_encode(struct buf *b, const struct proto_found *m)
+{
+	const char *release = m->release != NULL ? m->release : "";
+	int r;
+
+	if (strlen(release) > PROTO_STRING_MAX)
+		return DS_ERR_INVALID;
+	if ((r = put_hash(b, m->digest)) != 0 || (r = buf_put_cstring(b, release)) != 0)
+		return r;
+	return 0;
+}
+
+int
+proto_found_decode(struct buf *b, const char *peer, struct proto_found *m)
+{
+	const char *why = NULL;
+
+	memset(m, 0, sizeof(*m));
+	if (buf_get_fixed(b, m->digest, HASH_LEN) != 0)
+		why = "truncated";
+	else if (get_str(b, &m->release, PROTO_STRING_MAX) != 0)
+		why = "bad release id";
+	else if (buf_len(b) != 0)
+		why = "trailing bytes";
+	if (why != NULL) {
+		proto_found_free(m);
+		return bad(peer, PROTO_FOUND, why);
+	}
+	return 0;
+}
+
+void
+proto_found_free(struct proto_found *m)
+{
+	free(m->release);
+	memset(m, 0, sizeof(*m));
+}
+
 int
 proto_msg_decode(uint8_t type, struct buf *b, const char *peer, struct proto_msg *m)
 {
@@ -755,6 +796,8 @@ proto_msg_decode(uint8_t type, struct buf *b, const char *peer, struct proto_msg
 		return proto_retry_decode(b, peer, &m->u.retry);
 	case PROTO_PLAN:
 		return proto_plan_decode(b, peer, &m->u.plan);
+	case PROTO_FOUND:
+		return proto_found_decode(b, peer, &m->u.found);
 	case PROTO_MANIFEST_REQUEST:
 	case PROTO_SIGNATURE_END:
 	case PROTO_OBJECT_END:
@@ -808,6 +851,9 @@ proto_msg_free(struct proto_msg *m)
 		break;
 	case PROTO_RETRY:
 		proto_retry_free(&m->u.retry);
+		break;
+	case PROTO_FOUND:
+		proto_found_free(&m->u.found);
 		break;
 	}
 	memset(m, 0, sizeof(*m));
@@ -1012,6 +1058,9 @@ proto_send_msg(struct xport *x, uint8_t type, const void *m)
 		break;
 	case PROTO_PLAN:
 		r = proto_plan_encode(b, m);
+		break;
+	case PROTO_FOUND:
+		r = proto_found_encode(b, m);
 		break;
 	case PROTO_MANIFEST_REQUEST:
 	case PROTO_SIGNATURE_END:

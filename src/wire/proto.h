@@ -13,13 +13,14 @@
  *	                                         sender does not know the digest
  *	[sender -> SIGNATURE_REQUEST             receiver -> SIGNATURE... SIGNATURE_END]
  *	                                         only for bases the sender lacks (delta)
- *	sender -> (OBJECT, DATA..., OBJECT_END)... COMMIT      (pipelined, no waits)
+ *	                                         [receiver -> FOUND]  with PROTO_CAP_ADOPT
+ *	sender -> (OBJECT, DATA..., OBJECT_END)... [FOUND] COMMIT  (pipelined, no waits)
  *	                                         receiver -> RESULT
  *	                                         (or RETRY: objects whose delta failed;
  *	                                         the sender sends them whole, COMMITs again)
  *
  * For rollback, verify and releases the receiver answers OPEN with RESULT
- * directly.
+ * directly (a verify's RESULT preceded by FOUND with PROTO_CAP_ADOPT).
  * Either side may send ERROR instead of the next frame; the session ends.
  * Round trips: 2 (one more to fetch the manifest, one more for signatures,
  * one more after a failed delta), whatever the file count.
@@ -57,9 +58,10 @@ struct xport;
  * and the RELEASES operation.
  */
 #define PROTO_CAP_SITEINFO	(1u << 7)
+#define PROTO_CAP_ADOPT		(1u << 8)	/* FOUND: the tree a never-applied site holds */
 #define PROTO_CAP_ALL		(PROTO_CAP_ZSTD | PROTO_CAP_RESUME | PROTO_CAP_DELTA | \
 				 PROTO_CAP_ZIPPATCH | PROTO_CAP_PLAN | PROTO_CAP_ZIPCOPY | \
-				 PROTO_CAP_TRUST | PROTO_CAP_SITEINFO)
+				 PROTO_CAP_TRUST | PROTO_CAP_SITEINFO | PROTO_CAP_ADOPT)
 
 enum proto_type {
 	PROTO_HELLO = 1,
@@ -78,9 +80,10 @@ enum proto_type {
 	PROTO_SIGNATURE_END = 14,
 	PROTO_RETRY = 15,
 	PROTO_PLAN = 16,
+	PROTO_FOUND = 17,
 };
 #define PROTO_TYPE_MIN	PROTO_HELLO
-#define PROTO_TYPE_MAX	PROTO_PLAN
+#define PROTO_TYPE_MAX	PROTO_FOUND
 
 enum proto_role {
 	PROTO_ROLE_INITIATOR = 1,	/* runs push/rollback/verify; the sender of a push */
@@ -224,6 +227,19 @@ struct proto_plan {
 	uint64_t	 bytes;		/* their content bytes, less what is staged already */
 };
 
+/*
+ * Adoption (PROTO_CAP_ADOPT): a site distsync never applied holds the tree
+ * found there, which decides what is sent as any applied tree does. The
+ * receiver sends FOUND right after STATE (a push) or right before RESULT (a
+ * verify): the digest of that tree's manifest, which MANIFEST_REQUEST then
+ * returns. The sender sends FOUND right before its first COMMIT: the kept
+ * release it recognised the tree as, for the site's own summary.
+ */
+struct proto_found {
+	uint8_t		 digest[HASH_LEN]; /* zero: the site was applied, or its target is empty */
+	char		*release;	/* the kept release the tree equals; "" when none */
+};
+
 struct proto_commit {
 	char		*release;
 	uint8_t		*manifest;	/* canonical bytes; empty: the receiver's current one */
@@ -277,6 +293,7 @@ struct proto_msg {
 		struct proto_signature	signature;
 		struct proto_retry	retry;
 		struct proto_plan	plan;
+		struct proto_found	found;
 	} u;
 	const uint8_t	*data;		/* DATA: the chunk, pointing into the payload */
 	size_t		 data_len;
@@ -301,6 +318,7 @@ int	proto_signature_request_encode(struct buf *b, const struct proto_signature_r
 int	proto_signature_encode(struct buf *b, const struct proto_signature *m);
 int	proto_retry_encode(struct buf *b, const struct proto_retry *m);
 int	proto_plan_encode(struct buf *b, const struct proto_plan *m);
+int	proto_found_encode(struct buf *b, const struct proto_found *m);
 
 /*
  * Decoders consume the whole payload in b into *m (zeroed first) and reject
@@ -322,6 +340,7 @@ int	proto_signature_request_decode(struct buf *b, const char *peer,
 int	proto_signature_decode(struct buf *b, const char *peer, struct proto_signature *m);
 int	proto_retry_decode(struct buf *b, const char *peer, struct proto_retry *m);
 int	proto_plan_decode(struct buf *b, const char *peer, struct proto_plan *m);
+int	proto_found_decode(struct buf *b, const char *peer, struct proto_found *m);
 
 void	proto_hello_free(struct proto_hello *m);
 void	proto_error_free(struct proto_error *m);
@@ -333,6 +352,7 @@ void	proto_result_free(struct proto_result *m);
 void	proto_signature_request_free(struct proto_signature_request *m);
 void	proto_signature_free(struct proto_signature *m);
 void	proto_retry_free(struct proto_retry *m);
+void	proto_found_free(struct proto_found *m);
 
 /*
  * Decodes a payload of TYPE into *m by the type's decoder (MANIFEST_REQUEST

@@ -11,6 +11,7 @@
 
 #include "base/err.h"
 #include "base/fileio.h"
+#include "base/hash.h"
 #include "base/log.h"
 #include "base/path.h"
 #include "base/xmalloc.h"
@@ -424,6 +425,16 @@ test_first_apply_empty(void)
 	target_close(t);
 }
 
+/* 1 when PATH is in the NULL-terminated list V. */
+static int
+listed(char **v, const char *path)
+{
+	for (size_t i = 0; v != NULL && v[i] != NULL; i++)
+		if (strcmp(v[i], path) == 0)
+			return 1;
+	return 0;
+}
+
 /* First apply over files that were there: a rollback restores them exactly. */
 static void
 test_first_apply_found(void)
@@ -447,10 +458,32 @@ test_first_apply_found(void)
 	CHECK(ret == DS_ERR_DRIFT && same_tree("orig", "t"),
 	    "fail_on_drift refuses a first apply over foreign files (%d)", ret);
 	commit_report_release(&r);
+	{
+		char **drift = NULL;
+
+		CHECK(target_verify(t, NULL, &drift) == 0 && drift != NULL && drift[0] == NULL,
+		    "a site never applied has no drift: its tree was found");
+		xfree_strv(drift);
+	}
 	o.fail_on_drift = 0;
 	ret = apply_dir(t, "r1", "1", &o, &r);
 	CHECK(ret == 0 && r.from_release == NULL && r.drifted_paths[0] != NULL,
 	    "first apply over the tree as found, which is listed (%d)", ret);
+	CHECK(listed(r.drifted_paths, "core.war") && listed(r.drifted_paths, "old.txt") &&
+	    !listed(r.drifted_paths, "static.txt"),
+	    "it lists the found paths it replaces or removes, not those it keeps");
+	{
+		uint8_t h[HASH_LEN];
+		char hex[HASH_HEX_LEN + 1], *kept;
+
+		hash_bytes("same\n", 5, h);
+		hash_to_hex(h, hex);
+		kept = xasprintf("state/backup/" COMMIT_ID_FOUND "/objects/%s", hex);
+		CHECK(r.unchanged > 0 && access("state/backup/" COMMIT_ID_FOUND "/manifest",
+		    F_OK) == 0 && access(kept, F_OK) != 0,
+		    "what it keeps (%zu) is adopted in place: no backup copy", r.unchanged);
+		free(kept);
+	}
 	CHECK(same_tree("r1", "t"), "tree is release 1");
 	commit_report_release(&r);
 	CHECK(strcmp(state_id("previous.id", id, sizeof(id)), COMMIT_ID_FOUND) == 0,
