@@ -143,3 +143,12 @@ util_parse_u64(const char *s, uint64_t *out)
 {
 	return parse_digits(s, 0, out);
 }
+
+int
+util_parse_canonical_u64(const char *s, uint64_t *out)
+{
+	/* One spelling per number: "0", or no leading zero. */
+	if (s[0] == '0' && s[1] != '\0')
+		return DS_ERR_INVALID;
+	return util_parse_u64(s, out);
+}

@@ -20,6 +20,8 @@ int	util_parse_seconds(const char *option, const char *arg, unsigned max, unsign
 int	util_parse_duration(const char *s, uint64_t *out);
 /* Parses plain digits (no sign, no spaces) into *out; 0 or DS_ERR_INVALID. */
 int	util_parse_u64(const char *s, uint64_t *out);
+/* util_parse_u64 of the one canonical spelling: no leading zero (formats that sign bytes). */
+int	util_parse_canonical_u64(const char *s, uint64_t *out);
 /* Formats a byte count as "812 B", "12.3 KB", "4.56 MB", "1.23 GB" (powers of 1000). */
 void	util_format_bytes(uint64_t bytes, char *buf, size_t len);
 /* Seconds on the monotonic clock. */

@@ -11,6 +11,7 @@
 #include "base/err.h"
 #include "base/hash.h"
 #include "base/log.h"
+#include "base/util.h"
 #include "base/xmalloc.h"
 #include "codec/delta.h"
 #include "repo/publish.h"
@@ -161,23 +162,6 @@ publish_index_encode(const struct publish_index *ix, char **out, size_t *outlen)
 	*outlen = len;
 }
 
-/* A canonical decimal; DS_ERR_INVALID otherwise. */
-static int
-parse_u64(const char *s, uint64_t *out)
-{
-	uint64_t v = 0;
-
-	if (*s == '\0' || (s[0] == '0' && s[1] != '\0'))
-		return DS_ERR_INVALID;
-	for (; *s != '\0'; s++) {
-		if (*s < '0' || *s > '9' || v > (UINT64_MAX - (uint64_t)(*s - '0')) / 10)
-			return DS_ERR_INVALID;
-		v = v * 10 + (uint64_t)(*s - '0');
-	}
-	*out = v;
-	return 0;
-}
-
 static int
 parse_hash(const char *s, uint8_t out[HASH_LEN])
 {
@@ -206,7 +190,7 @@ parse_entry(char *line, struct publish_entry *e)
 		p = sp + 1;
 	}
 	if (n != 6 || strcmp(w[0], "object") != 0 || parse_hash(w[1], e->hash) != 0 ||
-	    parse_u64(w[2], &e->size) != 0 || parse_u64(w[5], &e->bytes) != 0)
+	    util_parse_canonical_u64(w[2], &e->size) != 0 || util_parse_canonical_u64(w[5], &e->bytes) != 0)
 		return DS_ERR_INVALID;
 	if (strcmp(w[3], delta_encoding_name(DELTA_ZSTD)) == 0)
 		e->encoding = DELTA_ZSTD;

@@ -105,23 +105,6 @@ trust_channel_check(const char *name)
 	return 0;
 }
 
-/* A canonical unsigned decimal (no sign, no leading zero); DS_ERR_INVALID otherwise. */
-static int
-parse_u64(const char *s, uint64_t *out)
-{
-	uint64_t v = 0;
-
-	if (s[0] == '\0' || (s[0] == '0' && s[1] != '\0'))
-		return DS_ERR_INVALID;
-	for (; *s != '\0'; s++) {
-		if (*s < '0' || *s > '9' || v > (UINT64_MAX - (uint64_t)(*s - '0')) / 10)
-			return DS_ERR_INVALID;
-		v = v * 10 + (uint64_t)(*s - '0');
-	}
-	*out = v;
-	return 0;
-}
-
 /* Exactly LEN bytes of lower-case hex into OUT (LEN / 2 bytes). */
 static int
 parse_hex(const char *s, size_t len, uint8_t *out)
@@ -347,7 +330,7 @@ field_u64(struct reader *rd, const char *key, uint64_t *out)
 
 	if ((r = expect_field(rd, key, &v)) != 0)
 		return r;
-	if (parse_u64(v, out) != 0) {
+	if (util_parse_canonical_u64(v, out) != 0) {
 		log_error("%s: line %u: %s is not a number", rd->name, rd->line, key);
 		return DS_ERR_INVALID;
 	}
@@ -414,7 +397,7 @@ decode_keys(struct reader *rd, struct trust_doc *d)
 			return r;
 		if (r == 0 || rd->nwords != 3 || strcmp(rd->words[0], "threshold") != 0 ||
 		    strcmp(rd->words[1], role_names[role]) != 0 ||
-		    parse_u64(rd->words[2], &n) != 0 || n > TRUST_KEYS_MAX) {
+		    util_parse_canonical_u64(rd->words[2], &n) != 0 || n > TRUST_KEYS_MAX) {
 			log_error("%s: line %u: expected \"threshold %s N\"", rd->name, rd->line,
 			    role_names[role]);
 			return DS_ERR_INVALID;
@@ -864,7 +847,7 @@ trust_marks_decode(const void *data, size_t len, const char *name, struct trust_
 		if (out->count > TRUST_KEYS_MAX * 4 || rd.nwords != 4 ||
 		    strcmp(rd.words[0], "mark") != 0 ||
 		    parse_hex(rd.words[1], ED25519_KEYID_HEX_LEN, id) != 0 ||
-		    parse_u64(rd.words[2], &mk->sequence) != 0 ||
+		    util_parse_canonical_u64(rd.words[2], &mk->sequence) != 0 ||
 		    parse_hex(rd.words[3], HASH_HEX_LEN, mk->release_digest) != 0 ||
 		    (out->count > 1 && strcmp(out->marks[out->count - 2].keyid, rd.words[1]) >= 0)) {
 			log_error("%s: line %u: expected \"mark KEYID SEQUENCE SHA256\", key ids "
