@@ -2,13 +2,10 @@
 #include "autoconf.h"
 
 #include <sys/types.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
-#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +15,7 @@
 
 #include "base/err.h"
 #include "base/hash.h"
+#include "base/http.h"
 #include "base/log.h"
 #include "base/path.h"
 #include "base/spawn.h"
@@ -1015,192 +1013,23 @@ out:
 	return r;
 }
 
-/* A tiny HTTP/1.0 client: enough to ask "are you up?". */
-
-struct http_url {
-	char	*host;
-	char	*port;
-	char	*path;
-};
-
-static int
-http_url_parse(const char *url, struct http_url *u)
-{
-	const char *p, *hend, *slash;
-
-	memset(u, 0, sizeof(*u));
-	if (strncmp(url, "https://", 8) == 0)
-		return DS_ERR_UNSUPPORTED;
-	if (strncmp(url, "http://", 7) != 0)
-		return DS_ERR_INVALID;
-	p = url + 7;
-	slash = p + strcspn(p, "/?#");
-	if (*p == '[') {
-		if ((hend = memchr(p, ']', (size_t)(slash - p))) == NULL)
-			return DS_ERR_INVALID;
-		u->host = xstrndup(p + 1, (size_t)(hend - p - 1));
-		p = hend + 1;
-	} else {
-		hend = memchr(p, ':', (size_t)(slash - p));
-		if (hend == NULL)
-			hend = slash;
-		u->host = xstrndup(p, (size_t)(hend - p));
-		p = hend;
-	}
-	if (*p == ':') {
-		size_t plen = (size_t)(slash - p - 1);
-		if (plen == 0 || plen > 5 || strspn(p + 1, "0123456789") != plen)
-			goto bad;
-		u->port = xstrndup(p + 1, plen);
-	} else if (p != slash)
-		goto bad;
-	else
-		u->port = xstrdup("80");
-	if (*u->host == '\0')
-		goto bad;
-	if (*slash == '/')
-		u->path = xstrndup(slash, strcspn(slash, "#"));
-	else if (*slash == '?')
-		u->path = xasprintf("/%.*s", (int)strcspn(slash, "#"), slash);
-	else
-		u->path = xstrdup("/");
-	/* Bytes that would let a URL forge request lines. */
-	if (strpbrk(u->path, " \r\n\t") != NULL || strpbrk(u->host, " \r\n\t/@") != NULL)
-		goto bad;
-	return 0;
-bad:
-	free(u->host);
-	free(u->port);
-	free(u->path);
-	memset(u, 0, sizeof(*u));
-	return DS_ERR_INVALID;
-}
-
-/* Connects with a deadline; returns an fd or -1 with *why set (static). */
-static int
-http_connect(const struct http_url *u, uint64_t deadline, const char **why)
-{
-	struct addrinfo hints, *res = NULL, *ai;
-	int fd = -1, e;
-
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	if ((e = getaddrinfo(u->host, u->port, &hints, &res)) != 0) {
-		*why = gai_strerror(e);
-		return -1;
-	}
-	*why = "no address";
-	for (ai = res; ai != NULL; ai = ai->ai_next) {
-		struct pollfd pfd;
-		socklen_t elen = sizeof(e);
-
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-		    ai->ai_protocol);
-		if (fd == -1)
-			continue;
-		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
-			break;
-		if (errno == EINPROGRESS) {
-			pfd.fd = fd;
-			pfd.events = POLLOUT;
-			if (poll(&pfd, 1, (int)remaining_ms(deadline)) == 1 &&
-			    getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &elen) == 0 && e == 0)
-				break;
-			*why = remaining_ms(deadline) == 0 ? "connect timed out" :
-			    strerror(e != 0 ? e : errno);
-		} else
-			*why = strerror(errno);
-		close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(res);
-	return fd;
-}
-
+/* Health URLs stay http:// only; the HTTP itself is base/http.c's. */
 int
 restart_http_get(const char *url, unsigned timeout_ms, int *status_out, char **detail)
 {
-	uint64_t deadline = util_now_ms() + timeout_ms;
-	struct http_url u;
-	char *req = NULL, resp[1024];
-	size_t len, off = 0, got = 0;
-	const char *why = NULL;
-	int fd = -1, status = 0, r;
+	int r;
 
 	*status_out = 0;
 	if (detail != NULL)
 		*detail = NULL;
-	if ((r = http_url_parse(url, &u)) != 0) {
+	if (strncmp(url, "https://", 8) == 0) {
 		if (detail != NULL)
-			*detail = xasprintf("%s: %s", url, r == DS_ERR_UNSUPPORTED ?
-			    "https is not supported; use a command health check" : "not an http:// URL");
+			*detail = xasprintf("%s: https is not supported; use a command health check",
+			    url);
+		return DS_ERR_UNSUPPORTED;
+	}
+	r = http_get_status(url, timeout_ms, status_out, detail);
+	if (r == 0 || r == DS_ERR_INVALID)
 		return r;
-	}
-	r = DS_ERR_HEALTH;
-	if ((fd = http_connect(&u, deadline, &why)) == -1)
-		goto out;
-	req = xasprintf("GET %s HTTP/1.0\r\nHost: %s%s%s\r\nUser-Agent: distsync\r\n"
-	    "Connection: close\r\n\r\n", u.path, u.host, strcmp(u.port, "80") ? ":" : "",
-	    strcmp(u.port, "80") ? u.port : "");
-	len = strlen(req);
-	while (off < len) {
-		struct pollfd pfd = { .fd = fd, .events = POLLOUT };
-		ssize_t n;
-		if (poll(&pfd, 1, (int)remaining_ms(deadline)) != 1) {
-			why = "timed out sending the request";
-			goto out;
-		}
-		n = send(fd, req + off, len - off, MSG_NOSIGNAL);
-		if (n == -1 && (errno == EAGAIN || errno == EINTR))
-			continue;
-		if (n <= 0) {
-			why = strerror(errno);
-			goto out;
-		}
-		off += (size_t)n;
-	}
-	/* Only the status line matters. */
-	while (got < sizeof(resp) - 1 && memchr(resp, '\n', got) == NULL) {
-		struct pollfd pfd = { .fd = fd, .events = POLLIN };
-		ssize_t n;
-		if (poll(&pfd, 1, (int)remaining_ms(deadline)) != 1) {
-			why = "timed out waiting for the answer";
-			goto out;
-		}
-		n = recv(fd, resp + got, sizeof(resp) - 1 - got, 0);
-		if (n == -1 && (errno == EAGAIN || errno == EINTR))
-			continue;
-		if (n == -1) {
-			why = strerror(errno);
-			goto out;
-		}
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	resp[got] = '\0';
-	if (strncmp(resp, "HTTP/1.", 7) != 0 || resp[7] == '\0' || resp[8] != ' ' ||
-	    strspn(resp + 9, "0123456789") != 3) {
-		why = got == 0 ? "connection closed without an answer" : "not an HTTP answer";
-		goto out;
-	}
-	status = (resp[9] - '0') * 100 + (resp[10] - '0') * 10 + (resp[11] - '0');
-	*status_out = status;
-	if (status >= 200 && status < 300)
-		r = 0;
-out:
-	if (detail != NULL) {
-		if (status != 0)
-			*detail = xasprintf("GET %s: %.*s", url, (int)strcspn(resp, "\r\n"), resp);
-		else
-			*detail = xasprintf("GET %s: %s", url, why ? why : "no answer");
-	}
-	if (fd != -1)
-		close(fd);
-	free(req);
-	free(u.host);
-	free(u.port);
-	free(u.path);
-	return r;
+	return DS_ERR_HEALTH;
 }

@@ -172,11 +172,11 @@ int	restart_run_once_hash(const struct config *config, size_t index,
 	    const struct manifest *manifest, char hex[65]);
 
 /*
- * Sends "GET path HTTP/1.0" to an http:// URL and returns 0 when the status
- * is 2xx, DS_ERR_HEALTH with *status_out the status (0: no answer) otherwise,
+ * GETs an http:// URL (http_get_status) and returns 0 when the status is
+ * 2xx, DS_ERR_HEALTH with *status_out the status (0: no answer) otherwise,
  * DS_ERR_INVALID for a URL it cannot parse, DS_ERR_UNSUPPORTED for https.
  * Gives up after timeout_ms. detail (may be NULL) gets a newly allocated line
- * saying what happened; the caller frees it.
+ * saying what happened; the caller frees it. Does not log.
  */
 int	restart_http_get(const char *url, unsigned timeout_ms, int *status_out, char **detail);
 
