@@ -39,7 +39,7 @@ echo '<config/>' > dist/openmrs_config/config.xml
 {
 	printf 'distribution:\n  name: fleet\n  source: dist\n'
 	printf 'services:\n  app:\n    paths: ["**"]\n    restart: command\n    command: [/bin/true]\n'
-	printf '    health: {command: [/bin/sh, -c, '"'"'test ! -e "$DISTSYNC_TARGET.fail-health"'"'"'], timeout: 2}\n'
+	printf '    health: {command: [/bin/sh, -c, '"'"'test ! -e "$DISTSYNC_TARGET.fail-health"'"'"'], timeout: 6}\n'
 	printf 'defaults: {parallel: 4}\n'
 	printf 'hosts:\n'
 	for n in $names; do
