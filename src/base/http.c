@@ -119,7 +119,7 @@ http_header_cb(char *data, size_t size, size_t count, void *arg)
 		memcpy(x->status_line, data, n);
 		x->status_line[n] = '\0';
 		x->status = http_status_of(x->status_line);
-	} else if (x->status_only && x->status >= 200 && len <= 2 &&
+	} else if (x->status_only && x->status >= 200 && len >= 1 && len <= 2 &&
 	    (data[0] == '\r' || data[0] == '\n')) {
 		/* The blank line after the final answer's headers. */
 		x->stopped = 1;
