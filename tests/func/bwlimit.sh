@@ -88,11 +88,10 @@ while [ $i -le 20 ]; do
 	sleep_until $((start + 2000 + i * 1000))
 	s=$(staged)
 	ts=$(now_ms)
-	t1=$(now_ms)
 	w=$(netns_bytes)
-	t2=$(now_ms)
+	tw=$(now_ms)
 	netns_sample
-	echo "$ts $s $(((t1 + t2) / 2)) $w $NETNS_SAMPLE_MS $NETNS_SAMPLE_BYTES" >> samples
+	echo "$ts $s $(((ts + tw) / 2)) $w $NETNS_SAMPLE_MS $NETNS_SAMPLE_BYTES" >> samples
 	i=$((i + 1))
 done
 wait $pull
