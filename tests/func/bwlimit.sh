@@ -42,7 +42,15 @@ sleep_until() {
 netns_shape 100mbit
 # On a terminal (script(1) gives it one) pull shows bytes, percent and ETA;
 # each line the terminal gets is stamped with the time it arrived.
-stamp() { while IFS= read -r l; do echo "$(now_ms) $l"; done; }
+# The stamp is read in the shell itself: a fork a line falls behind a
+# terminal redrawn several times a second on a busy machine, and skews the times.
+stamp() {
+	local l up
+	while IFS= read -r l; do
+		read -r up _ </proc/uptime
+		echo "${up%.*}${up#*.}0 $l"
+	done
+}
 # eta_check FILE: "READINGS WORST_MS RUN_MS" for the ETAs a terminal got
 # (lines stamped by stamp) between 25 % and 75 %: how far the end they
 # foretold was from the real end of the transfer (the first line at 100 %;
