@@ -142,7 +142,7 @@ http_header_cb(char *data, size_t size, size_t count, void *arg)
 		start = strtoull(data + 21, &end, 10);
 		x->range_start = errno == 0 && end != data + 21 && *end == '-' ?
 		    (uint64_t)start : UINT64_MAX;
-	} else if (x->status_only && x->status >= 200 && len <= 2 &&
+	} else if (x->status_only && x->status >= 200 && len >= 1 && len <= 2 &&
 	    (data[0] == '\r' || data[0] == '\n')) {
 		/* The blank line after the final answer's headers. */
 		x->stopped = 1;

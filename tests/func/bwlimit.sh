@@ -31,12 +31,26 @@ head -c 800000 /dev/urandom > repo/dist/openmrs_modules/b.omod
 } > site.yml
 staging=$T_DIR/site/.distribution.distsync/staging
 staged() { find "$staging" -type f -printf '%s\n' 2>/dev/null | awk '{ s += $1 } END { print s + 0 }'; }
-now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+# sleep_until MS: sleeps until now_ms reaches MS (at once when it has).
+sleep_until() {
+	local left
+	left=$(( $1 - $(now_ms) ))
+	[ "$left" -gt 0 ] && sleep "$((left / 1000)).$(printf %03d $((left % 1000)))"
+	return 0
+}
 
 netns_shape 100mbit
 # On a terminal (script(1) gives it one) pull shows bytes, percent and ETA;
 # each line the terminal gets is stamped with the time it arrived.
-stamp() { while IFS= read -r l; do echo "$(now_ms) $l"; done; }
+# The stamp is read in the shell itself: a fork a line falls behind a
+# terminal redrawn several times a second on a busy machine, and skews the times.
+stamp() {
+	local l up
+	while IFS= read -r l; do
+		read -r up _ </proc/uptime
+		echo "${up%.*}${up#*.}0 $l"
+	done
+}
 # eta_check FILE: "READINGS WORST_MS RUN_MS" for the ETAs a terminal got
 # (lines stamped by stamp) between 25 % and 75 %: how far the end they
 # foretold was from the real end of the transfer (the first line at 100 %;
@@ -68,31 +82,49 @@ NX script -qfc "$DISTSYNC -c $T_DIR/site.yml pull --bwlimit 512kbit; echo \$? >$
     /dev/null </dev/null 2>&1 | stamp >"$T_DIR/pull.tty" &
 pull=$!
 at_exit "kill $pull"
-# One sample a second for 23 s: time, content staged, bytes on the wire.
+# One sample a second over 20 s, from 2 s after the first content arrived
+# (past the connection setup, however long a busy machine takes for it; the
+# transfer lasts about 31 s): content staged and bytes on the wire, each with
+# the time it was read. Seconds are counted from the start, not slept one
+# after another, so a slow loop does not stretch the window.
+started() { [ "$(staged)" -gt 0 ] || ! kill -0 $pull 2>/dev/null; }
+wait_for 300 started
+start=$(now_ms)
 : > samples
 i=0
-while [ $i -le 23 ]; do
-	echo "$(now_ms) $(staged) $(netns_bytes)" >> samples
-	sleep 1
+while [ $i -le 20 ]; do
+	sleep_until $((start + 2000 + i * 1000))
+	s=$(staged)
+	ts=$(now_ms)
+	w=$(netns_bytes)
+	tw=$(now_ms)
+	netns_sample
+	echo "$ts $s $(((ts + tw) / 2)) $w $NETNS_SAMPLE_MS $NETNS_SAMPLE_BYTES" >> samples
 	i=$((i + 1))
 done
 wait $pull
 ok "the capped pull succeeded" test "$(cat "$T_DIR/pull.status")" = 0
 ok "site has the release" test "$(tree_digest site/distribution)" = "$(tree_digest repo/dist)"
-# From sample 3 to sample 23 (20 s, past the connection setup). Content is
-# staged a 64 KiB frame at a time, too coarse for one second: bursts are
-# measured on the wire, where one longer than a second would lift a 2 s window.
+# Over the 20 s between the first and last sample. Content is staged a
+# 64 KiB frame at a time, too coarse for one second: bursts are measured on
+# the wire, where one longer than a second would lift a 2 s window. The
+# rates over 20 s take tc's count (a late reading is a small share of 20 s);
+# the 2 s windows take netns_sample's, read with its time, as a ratio to its
+# own 20 s average (it counts the headers of coalesced segments once, tc
+# each time).
 rates=$(awk -v cap=$CAP '
-	{ t[NR] = $1; s[NR] = $2; w[NR] = $3 }
+	{ ts[NR] = $1; s[NR] = $2; tw[NR] = $3; w[NR] = $4; tl[NR] = $5; l[NR] = $6 }
 	END {
-		dt = (t[24] - t[4]) / 1000
-		printf "%.0f %.0f", (s[24] - s[4]) / dt, (w[24] - w[4]) / dt
+		wire = (w[NR] - w[1]) * 1000 / (tw[NR] - tw[1])
+		printf "%.0f %.0f", (s[NR] - s[1]) * 1000 / (ts[NR] - ts[1]), wire
+		avg = (l[NR] - l[1]) * 1000 / (tl[NR] - tl[1])
 		max = 0
-		for (i = 6; i <= 24; i++) {
-			r = (w[i] - w[i - 2]) * 1000 / (t[i] - t[i - 2])
+		for (i = 3; i <= NR; i++) {
+			r = (l[i] - l[i - 2]) * 1000 / (tl[i] - tl[i - 2])
 			if (r > max) max = r
 		}
-		printf " %.0f\n", max
+		# The busiest window as it would read in tc bytes.
+		printf " %.0f\n", max / avg * wire
 	}' samples)
 set -- $rates
 content_rate=$1 wire_rate=$2 max_second=$3

@@ -37,7 +37,7 @@ sed -e "s|@PORT@|$PORT|" -e "s|@PROJECT@|$PROJECT|" "$top_srcdir/tests/func/dock
 at_exit "cd '$T_DIR' && compose $COMPOSE_ARGS down -t 1"
 # shellcheck disable=SC2086
 ok "compose project comes up" compose $COMPOSE_ARGS up -d
-ok "backend healthy" wait_healthy backend 30
+ok "backend healthy" wait_healthy backend 120
 
 snapshot() {
 	for s in backend frontend gateway; do
@@ -129,7 +129,7 @@ ok "dry run restarted nothing" restarted_only before
 
 # 7. A failing health check: the report names the service and the health output.
 echo "broken" >"$DIST/openmrs_modules/broken.omod"
-sed -i 's/health: {container: true, timeout: 20}/health: {container: true, timeout: 6}/' distsync.yml
+sed -i 's/health: {container: true, timeout: 60}/health: {container: true, timeout: 15}/' distsync.yml
 expect_exit 1 "a module that breaks backend's healthcheck fails" "$DRIVER" distsync.yml site \
 	openmrs_modules/broken.omod
 cp "$T_DIR/.last.out" "$T_DIR/out"
@@ -138,10 +138,10 @@ check "with docker's health output" \
 	"grep -q 'report: backend: unhealthy' '$T_DIR/out' && grep -q 'module broken.omod failed to start' '$T_DIR/out'"
 # What the receiver does next: files back, restart again, healthy again.
 rm -f "$DIST/openmrs_modules/broken.omod"
-sed -i 's/health: {container: true, timeout: 6}/health: {container: true, timeout: 20}/' distsync.yml
+sed -i 's/health: {container: true, timeout: 15}/health: {container: true, timeout: 60}/' distsync.yml
 ok "after the files are restored, the restart passes" "$DRIVER" distsync.yml site \
 	openmrs_modules/broken.omod
-ok "backend healthy again" wait_healthy backend 10
+ok "backend healthy again" wait_healthy backend 120
 
 # 8. run_once: once per content, across two runs of the same content.
 rm -f "$SITE/run_once.log"
@@ -193,7 +193,7 @@ push_release "push release 1 without restarts" 1 --no-restart
 at_exit "cd '$T_DIR' && compose $COMPOSE_ARGS down -t 1"
 # shellcheck disable=SC2086
 ok "compose project on the pushed tree comes up" compose $COMPOSE_ARGS up -d
-ok "backend healthy" wait_healthy backend 30
+ok "backend healthy" wait_healthy backend 120
 
 snapshot before
 echo "module 1.1" >dist/openmrs_modules/htmlformentry-1.0.omod
@@ -227,7 +227,7 @@ check "run_once ran once across all those pushes of the same content" \
 # A release whose new module breaks backend's healthcheck: rolled back, restarted, exit 1.
 snapshot before
 echo "broken" >dist/openmrs_modules/broken.omod
-sed -i 's/health: {container: true, timeout: 20}/health: {container: true, timeout: 6}/' distsync.yml
+sed -i 's/health: {container: true, timeout: 60}/health: {container: true, timeout: 15}/' distsync.yml
 ok "release 5" "$DISTSYNC" release --version 5
 expect_exit 1 "push of a release failing its health check exits 1" "$DISTSYNC" push site
 cp "$T_DIR/.last.out" "$T_DIR/out"
@@ -235,7 +235,7 @@ check "the failure names backend and docker's health output" \
 	"grep -q 'backend' '$T_DIR/out' && grep -q 'module broken.omod failed to start' '$T_DIR/out'"
 check "the files were rolled back" "[ ! -e '$DIST/openmrs_modules/broken.omod' ]"
 ok "backend was restarted again" restarted_only before backend
-ok "backend healthy on the old files" wait_healthy backend 20
+ok "backend healthy on the old files" wait_healthy backend 120
 cd "$T_DIR" || exit 1
 
 done_testing

@@ -17,6 +17,8 @@ echo '<html>C</html>' > dist/frontend/index.html
 head -c 100000 /dev/urandom > dist/openmrs_modules/a-1.0.omod
 echo '<config/>' > dist/openmrs_config/config.xml
 ln -s index.html dist/frontend/home.html
+# health CMD [SECONDS]: a passing check ends at once, so give it room (a busy
+# machine); a failing one is polled for all of its time, so keep that short.
 health() {
 	cat > distsync.yml <<YML
 distribution:
@@ -28,7 +30,7 @@ services:
     paths: ["**"]
     restart: command
     command: [/bin/true]
-    health: {command: [$1], timeout: 1}
+    health: {command: [$1], timeout: ${2:-1}}
 hosts:
   found: {path: ../found/distribution}
   empty: {path: ../empty/distribution}
@@ -71,7 +73,7 @@ expect_exit 0 "verify: no drift" D verify found
 keep
 ok "verify names the state" out_has "release (pre-distsync): no drift"
 
-health /bin/true
+health /bin/true 60
 expect_exit 0 "second push with a passing health check" D push found
 keep
 ok "applies C for real (not C -> C)" out_has "push (pre-distsync) -> C: "
@@ -97,7 +99,7 @@ expect_exit 1 "first push to an empty target, failing health" D push empty
 ok "the target is empty again" test -z "$(tree_digest $esite)"
 check "no current release" "[ ! -e $estate/current.id ] && [ ! -e $estate/current.manifest ]"
 expect_exit 0 "verify: no drift" D verify empty
-health /bin/true
+health /bin/true 60
 expect_exit 0 "push with a passing health check" D push empty
 keep
 ok "reports (none) -> C" out_has "push (none) -> C: "
@@ -138,7 +140,7 @@ check "current.id C, previous.id D" "[ \"\$(cat $fstate/current.id)\" = C ] && [
 expect_exit 1 "verify after: drift" D verify found
 keep
 ok "the same drift as before" cmp "$T_DIR/verify-before" "$T_DIR/out"
-health /bin/true
+health /bin/true 60
 expect_exit 0 "push D with a passing health check" D push found
 keep
 ok "reports C -> D" out_has "push C -> D: 1 added, 2 updated, 2 deleted"

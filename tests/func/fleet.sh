@@ -38,7 +38,7 @@ seq 1 700000 > dist/frontend/vendor.js	# a few MB: its patch takes a while to ma
 echo '<config/>' > dist/openmrs_config/config.xml
 services_yml() {
 	printf 'services:\n  app:\n    paths: ["**"]\n    restart: command\n    command: [/bin/true]\n'
-	printf '    health: {command: [/bin/sh, -c, '"'"'test ! -e "$DISTSYNC_TARGET.fail-health"'"'"'], timeout: 2}\n'
+	printf '    health: {command: [/bin/sh, -c, '"'"'test ! -e "$DISTSYNC_TARGET.fail-health"'"'"'], timeout: 6}\n'
 }
 # Each site runs only the commands of its own configuration (serve --site-config).
 for n in $names; do

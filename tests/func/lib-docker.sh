@@ -48,6 +48,11 @@ docker_stop() {
 	DOCKER_OWN_PID=""
 }
 
+# docker_up_or_gone: our dockerd answers, or it has exited.
+docker_up_or_gone() {
+	docker info >/dev/null 2>&1 || ! kill -0 "$DOCKER_OWN_PID" 2>/dev/null
+}
+
 # docker_start: makes DOCKER_HOST point at a working engine.
 docker_start() {
 	need_prog docker docker-compose
@@ -67,15 +72,11 @@ docker_start() {
 	DOCKER_OWN_PID=$!
 	DOCKER_HOST="unix://$DOCKER_OWN_DIR/s.sock"
 	export DOCKER_HOST
-	i=0
-	until docker info >/dev/null 2>&1; do
-		if ! kill -0 "$DOCKER_OWN_PID" 2>/dev/null || [ $i -ge 150 ]; then
-			tail -n 20 "$T_DIR/dockerd.log" | sed 's/^/# dockerd: /'
-			skip_all "could not start dockerd"
-		fi
-		sleep 0.2
-		i=$((i + 1))
-	done
+	# Up, or gone; two minutes at most (a busy machine starts it slowly).
+	if ! wait_for 120 docker_up_or_gone || ! docker info >/dev/null 2>&1; then
+		tail -n 20 "$T_DIR/dockerd.log" | sed 's/^/# dockerd: /'
+		skip_all "could not start dockerd"
+	fi
 	echo "# started dockerd pid $DOCKER_OWN_PID"
 }
 
@@ -101,15 +102,19 @@ started_at() {
 	docker inspect --format '{{.State.StartedAt}}' "$(container_of "$1")"
 }
 
+# health_of SERVICE: docker's health status of its container.
+health_of() {
+	docker inspect --format '{{.State.Health.Status}}' "$(container_of "$1")" 2>/dev/null
+}
+
+# is_healthy SERVICE: docker reports the container healthy.
+is_healthy() {
+	[ "$(health_of "$1")" = healthy ]
+}
+
 # wait_healthy SERVICE SECONDS: until docker reports the container healthy.
 wait_healthy() {
-	i=0
-	while [ $i -lt $(($2 * 5)) ]; do
-		s=$(docker inspect --format '{{.State.Health.Status}}' "$(container_of "$1")" 2>/dev/null)
-		[ "$s" = healthy ] && return 0
-		sleep 0.2
-		i=$((i + 1))
-	done
-	echo "service $1 is not healthy after $2 s: $s"
+	wait_for "$2" is_healthy "$1" && return 0
+	echo "service $1 is not healthy after $2 s: $(health_of "$1")"
 	return 1
 }

@@ -8,6 +8,7 @@
 #   netns_sshd_start up          # sshd "up" inside it (lib-sshd.sh helpers work)
 #   NX "$DISTSYNC" ...           # run a command inside the namespace
 #   netns_bytes                  # bytes through the shaped loopback so far
+#   netns_sample                 # the same, and when, read without a fork
 #   netns_shape 512kbit          # new rate; also resets the byte count
 #   netns_cut up                 # kill up's per-connection sshd processes
 #   netns_link_down; netns_link_up   # loopback down (packets vanish) and up again
@@ -16,6 +17,7 @@
 # the ACKs and the SSH overhead: the bytes a real link would carry.
 
 NETNS=""
+NETNS_PID=""
 SSHD_REAL=${SSHD_REAL:-/usr/sbin/sshd}
 
 netns_need() {
@@ -30,6 +32,10 @@ netns_start() {
 	ip netns add "$NETNS" || return 1
 	at_exit "ip netns del $NETNS"
 	ip -n "$NETNS" link set lo mtu 1500 up || return 1
+	# A process inside, whose /proc/PID/net/dev is the namespace's.
+	ip netns exec "$NETNS" sleep 86400 &
+	NETNS_PID=$!
+	at_exit "kill $NETNS_PID"
 	netns_shape "$1"
 }
 
@@ -61,6 +67,22 @@ netns_rate_bytes() {
 # netns_bytes: bytes sent through the loopback's qdisc since netns_shape.
 netns_bytes() {
 	ip netns exec "$NETNS" tc -s qdisc show dev lo | awk '/Sent/ { print $2; exit }'
+}
+
+# netns_sample: NETNS_SAMPLE_BYTES, the bytes through the namespace's
+# loopback since it was made (as netns_bytes counts them, but not reset by
+# netns_shape), and NETNS_SAMPLE_MS, now_ms when they were read. The shell
+# reads both itself, microseconds apart: a rate over a second or two stays
+# right on a busy machine, where starting tc can take longer than that.
+netns_sample() {
+	local name bytes rest up
+	bytes=""
+	while read -r name bytes rest; do
+		[ "$name" = "lo:" ] && break
+	done <"/proc/$NETNS_PID/net/dev"
+	read -r up rest </proc/uptime
+	NETNS_SAMPLE_BYTES=$bytes
+	NETNS_SAMPLE_MS=$(( ${up%.*}${up#*.} * 10 ))
 }
 
 NX() {

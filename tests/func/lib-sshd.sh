@@ -122,21 +122,26 @@ sshd_start() {
 		echo "$port" >"$d/port"
 		at_exit "sshd_stop_pid $pid"
 		# Ready when it says so; gone when the port was taken meanwhile.
-		i=0
-		while [ $i -lt 100 ]; do
-			if grep -q "Server listening on" "$d/log"; then
-				sshd_known_hosts_add "$name"
-				return 0
-			fi
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.05
-			i=$((i + 1))
-		done
+		if sshd_wait_listening "$d" "$pid"; then
+			sshd_known_hosts_add "$name"
+			return 0
+		fi
 		sshd_stop_pid "$pid"
 	done
 	echo "# sshd $name did not start:" >&2
 	sed 's/^/#   /' "$d/log" >&2
 	return 1
+}
+
+# sshd_listening DIR PID: the server in DIR says it listens (1 also when PID is gone).
+sshd_listening() {
+	grep -q "Server listening on" "$1/log" || ! kill -0 "$2" 2>/dev/null
+}
+
+# sshd_wait_listening DIR PID: waits (a minute at most: a loaded machine is
+# slow, a hung one is not worth more) until the server in DIR listens.
+sshd_wait_listening() {
+	wait_for 60 sshd_listening "$1" "$2" && grep -q "Server listening on" "$1/log"
 }
 
 # sshd_known_hosts_add NAME: records NAME's current host key for its port.
@@ -167,13 +172,17 @@ sshd_stop() {
 }
 
 # sshd_descendants PID: the pids below PID, children first listed before theirs.
+# One cat and one awk for the whole process table: a cut must land while
+# the transfer it cuts is still going, even on a loaded machine.
 sshd_descendants() {
-	local stat
-	for stat in /proc/[0-9]*/stat; do
-		# Field 4 is the parent pid; field 2 (the name) may hold spaces.
-		sed -n 's/^\([0-9]*\) (.*) [A-Za-z] \([0-9]*\) .*/\2 \1/p' "$stat" 2>/dev/null
-	done | awk -v root="$1" '
-		{ parent[$2] = $1; kids[$1] = kids[$1] " " $2 }
+	cat /proc/[0-9]*/stat 2>/dev/null | awk -v root="$1" '
+		# Field 4 is the parent pid; field 2 (the name, in parentheses) may hold spaces.
+		{
+			for (p = 0; (q = index(substr($0, p + 1), ") ")) > 0; p += q)
+				;
+			split(substr($0, p + 2), f, " ")
+			kids[f[2]] = kids[f[2]] " " $1
+		}
 		END {
 			n = split(kids[root], queue, " ")
 			for (i = 1; i <= n; i++) {
@@ -210,16 +219,14 @@ sshd_cut() {
 	return 0
 }
 
-# sshd_wait_connection NAME [TENTHS]: waits until NAME has a connection open.
+# sshd_has_connection NAME: NAME has a connection open.
+sshd_has_connection() {
+	[ -n "$(sshd_connections "$1")" ]
+}
+
+# sshd_wait_connection NAME [SECONDS]: waits (60 s at most) until NAME has a connection open.
 sshd_wait_connection() {
-	local i
-	i=0
-	while [ $i -lt "${2:-100}" ]; do
-		[ -n "$(sshd_connections "$1")" ] && return 0
-		sleep 0.1
-		i=$((i + 1))
-	done
-	return 1
+	wait_for "${2:-60}" sshd_has_connection "$1"
 }
 
 # sshd_rekey NAME: gives NAME a new host key (the listener restarts on the same
@@ -236,13 +243,7 @@ sshd_rekey() {
 	pid=$!
 	echo "$pid" >"$d/pid"
 	at_exit "sshd_stop_pid $pid"
-	i=0
-	while [ $i -lt 100 ]; do
-		grep -q "Server listening on" "$d/log" && return 0
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.05
-		i=$((i + 1))
-	done
+	sshd_wait_listening "$d" "$pid" && return 0
 	sed 's/^/#   /' "$d/log" >&2
 	return 1
 }
@@ -258,5 +259,6 @@ sshd_host_yml() {
 	printf '    known_hosts: %s\n' "$SSHD_KNOWN_HOSTS"
 	printf '    path: %s\n' "$3"
 	printf '    remote_command: %s\n' "${4:-$DISTSYNC}"
-	printf '    connect_timeout: 10\n'
+	# Loopback: only a hang takes long, but a loaded machine connecting many hosts at once is slow.
+	printf '    connect_timeout: 60\n'
 }

@@ -7,6 +7,7 @@
 #   need_prog sshd            # SKIP (or FAIL under CI=true) when missing
 #   at_exit "kill $pid"       # run when the script exits, in reverse order
 #   ok "label" test -f x      # one TAP check
+#   wait_for 60 test -f x     # a condition, never a fixed sleep
 #   done_testing
 
 set -u
@@ -104,6 +105,42 @@ need_prog() {
 
 need_root() {
 	[ "$(id -u)" -eq 0 ] || skip_all "needs root"
+}
+
+# now_ms: milliseconds on a steady clock (since boot; 10 ms steps), read
+# without starting a program, so a loaded machine does not skew it.
+now_ms() {
+	local up
+	read -r up _ </proc/uptime
+	echo $(( ${up%.*}${up#*.} * 10 ))
+}
+
+# wait_for SECONDS CMD...: runs CMD every 0.1 s until it succeeds; returns 1
+# when SECONDS passed first. Wait for a condition this way, never for a time:
+# SECONDS only catches a hang, so be generous (a busy CI machine is slow).
+wait_for() {
+	local end
+	end=$(( $(now_ms) + $1 * 1000 ))
+	shift
+	until "$@"; do
+		[ "$(now_ms)" -lt "$end" ] || return 1
+		sleep 0.1
+	done
+}
+
+# lock_held FILE: another process holds FILE's flock(2).
+lock_held() {
+	flock -n -E 75 "$1" true 2>/dev/null
+	[ $? -eq 75 ]
+}
+
+# hold_lock FILE: starts a process that holds FILE's flock(2) until it is
+# killed (pid in HOLD_PID, killed at exit too); returns once the lock is held.
+hold_lock() {
+	(exec 9>>"$1" && flock 9 && exec sleep 3600) &
+	HOLD_PID=$!
+	at_exit "kill $HOLD_PID"
+	wait_for 120 lock_held "$1"
 }
 
 # free_port: an unused loopback TCP port.

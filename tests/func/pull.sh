@@ -74,24 +74,16 @@ ok "site equals release 2" test "$(tree_digest site/distribution)" = "$(tree_dig
 check "history records the pull" "grep -q 2.0 $state/history.log"
 
 # Locks: another pull (pull.lock), then a push/apply (the target's lock).
-# hold FILE: a process (whose pid is $!) holding FILE's flock until killed.
-hold() { (exec 9>>"$1" && flock 9 && exec sleep 30) & }
-hold "$state/pull.lock"
-holder=$!
-at_exit "kill $holder"
-sleep 0.3
+hold_lock "$state/pull.lock"
 expect_exit 3 "pull while another pull runs: exit 3" P --quiet
 keep
 ok "the message says another pull is running" out_has "another distsync pull is running"
-kill $holder; wait $holder 2>/dev/null
-hold "$state/lock"
-holder=$!
-at_exit "kill $holder"
-sleep 0.3
+kill $HOLD_PID; wait $HOLD_PID 2>/dev/null
+hold_lock "$state/lock"
 expect_exit 3 "pull while the target is locked: exit 3" P
 keep
 ok "the message names the lock" out_has "locked by"
-kill $holder; wait $holder 2>/dev/null
+kill $HOLD_PID; wait $HOLD_PID 2>/dev/null
 
 # An unknown host key is refused with its fingerprint; nothing is pulled.
 echo '<html>3</html>' > repo/dist/frontend/index.html
@@ -110,7 +102,9 @@ expect_exit 0 "pull the latest" P --quiet
 ok "site equals release 3" test "$(tree_digest site/distribution)" = "$(tree_digest repo/dist)"
 
 # --timeout bounds the whole run: a pull capped at 8 KiB/s of a 300 KB update
-# stops after 2 s, the site keeps its release, and the next run resumes.
+# (37 s) stops after 2 s, the site keeps its release, and the next run
+# resumes. The bound is far below the update's 37 s, with room for a busy
+# machine's slow start and stop.
 head -c 300000 /dev/urandom > repo/dist/openmrs_modules/b-1.0.omod
 ok "release 4" R release --version 4.0
 before=$(tree_digest site/distribution)
@@ -118,7 +112,7 @@ t0=$(date +%s)
 expect_exit 1 "--timeout 2 on a slow pull: exit 1" P --bwlimit 8k --timeout 2
 keep
 t1=$(date +%s)
-ok "it stopped within a few seconds ($((t1 - t0)) s)" test $((t1 - t0)) -le 6
+ok "it stopped long before the update could finish ($((t1 - t0)) s)" test $((t1 - t0)) -le 20
 ok "the message names the time limit" out_has "total time limit"
 ok "the site kept release 3" test "$(tree_digest site/distribution)" = "$before"
 expect_exit 0 "the next pull completes" P --quiet

@@ -94,15 +94,12 @@ expect_exit 0 "verify after rollback" D verify demo
 keep
 
 # Lock held by someone else: wait, then exit 3 naming the holder.
-flock "$state/lock" sleep 5 &
-lockpid=$!
-at_exit "kill $lockpid"
-sleep 0.5
+hold_lock "$state/lock"
 expect_exit 3 "locked target: exit 3" D push demo --lock-timeout 1
 keep
 ok "message says locked" out_has 'locked by pid'
-kill $lockpid 2>/dev/null
-wait $lockpid 2>/dev/null
+kill $HOLD_PID 2>/dev/null
+wait $HOLD_PID 2>/dev/null
 
 # Through `distsync serve` (the remote code path, without SSH), groups too.
 mkdir -p ../site2

@@ -63,6 +63,31 @@ tap_done(void)
 	return tap_failed ? 1 : 0;
 }
 
+/*
+ * Whether the slow cases run: only with DS_TEST_FULL=1 (tools/test, and so
+ * CI, sets it; a developer's quick run leaves it off). When off, WHAT is
+ * reported as "ok N - WHAT # SKIP set DS_TEST_FULL=1" and 0 returned; under
+ * CI=true as "not ok" instead, so CI cannot pass without them.
+ */
+static inline int
+tap_full(const char *what)
+{
+	const char *full = getenv("DS_TEST_FULL"), *ci = getenv("CI");
+
+	if (full != NULL && strcmp(full, "1") == 0)
+		return 1;
+	tap_count++;
+	if (ci != NULL && strcmp(ci, "true") == 0) {
+		printf("not ok %d - %s: required under CI=true: set DS_TEST_FULL=1\n", tap_count,
+		    what);
+		tap_failed++;
+		tap_test_failed = 1;
+	} else
+		printf("ok %d - %s # SKIP set DS_TEST_FULL=1\n", tap_count, what);
+	fflush(stdout);
+	return 0;
+}
+
 /* Writes a file with the given content; returns 0 on success. */
 static inline int
 tap_write_file(const char *path, const void *data, size_t len)

@@ -117,6 +117,16 @@ closed_port(void)
 	return port;
 }
 
+/* S with its control characters shown as '?', for a one-line TAP description. */
+static char *
+one_line(char *s)
+{
+	for (char *p = s; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20)
+			*p = '?';
+	return s;
+}
+
 static int
 has(const char *s, const char *what)
 {
@@ -262,7 +272,8 @@ test_urls(void)
 		uint64_t t0 = util_now_ms();
 		r = http_get_status(bad[i], 60000, &status, &detail);
 		CHECK(r == DS_ERR_INVALID && status == 0 && detail != NULL && util_now_ms() - t0 < 30000,
-		    "bad URL %zu refused before any connection: %s", i, detail);
+		    "bad URL %zu refused before any connection: %s", i,
+		    detail != NULL ? one_line(detail) : "no detail");
 		free(detail);
 	}
 	/* https is spoken: a closed port is a connection failure, not a refused URL. */

@@ -554,6 +554,8 @@ test_big(void)
 	uint8_t *e;
 	FILE *fp;
 
+	if (!tap_full("big: an 18 MB view re-deflated in shares"))
+		return;
 	if (make_zip("big", "big-a.jar", "") != 0 || make_zip("big", "big-b.jar", "changed") != 0) {
 		CHECK(0, "python3 makes the big zips");
 		return;
