@@ -215,9 +215,9 @@ fuzz_main(const char *name, int rounds, void (*make_seeds)(struct fuzz_seeds *))
 		make_seeds(&seeds);
 	if (getenv("DS_FUZZ_WRITE_SEEDS") != NULL)
 		fuzz_write_seeds(getenv("DS_FUZZ_WRITE_SEEDS"), &seeds, own);
+	/* The target's own seeds, then the mutations: broken oracles count on. */
 	for (size_t i = own; i < seeds.count; i++)
 		LLVMFuzzerTestOneInput(seeds.data[i], seeds.len[i]);
-	fuzz_broken = 0;
 	for (size_t i = 0; i < seeds.count; i++) {
 		if (seeds.len[i] > FUZZ_INPUT_MAX)
 			continue;
