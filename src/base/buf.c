@@ -96,7 +96,8 @@ buf_reserve(struct buf *b, size_t len, uint8_t **dst)
 		b->off = 0;
 	}
 	need = b->size + len;
-	if (need > b->alloc) {
+	/* Even zero bytes get storage: *dst must never be an offset from NULL. */
+	if (need > b->alloc || b->data == NULL) {
 		size_t want = b->alloc < 256 ? 256 : b->alloc;
 
 		while (want < need)

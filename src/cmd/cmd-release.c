@@ -237,7 +237,8 @@ release_exec(int argc, char **argv, const struct config *config)
 			r = DS_ERR_SYSTEM;
 			goto out;
 		}
-		if ((r = unpack_archive(from, unpacked, strip)) != 0)
+		/* The limit is a constant until config grows a key for it. */
+		if ((r = unpack_archive(from, unpacked, strip, UNPACK_MAX_BYTES_DEFAULT)) != 0)
 			goto out;
 		tree = xstrdup(unpacked);
 	} else {

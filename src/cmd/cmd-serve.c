@@ -15,6 +15,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "base/words.h"
 #include "base/xmalloc.h"
 #include "cmd/cmd.h"
 #include "cmd/pull.h"
@@ -103,83 +104,6 @@ send_option(int ch, const char *arg, struct pull_send_options *ps)
 }
 
 /*
- * Splits a command line as a POSIX shell would for plain words: blanks
- * separate, '...' is literal, "..." literal but for \" and \\, a backslash
- * quotes the next character. Anything a shell would run or expand unquoted
- * ($ ` ; | & < > ( ) newline) is refused: the site never sends it. Returns
- * the words (malloc'd, NULL-terminated; free each, then the array) or NULL.
- */
-static char **
-split_words(const char *s, int *count)
-{
-	char **words = NULL, *w = NULL;
-	size_t nwords = 0, cap = 0, wlen = 0, wcap = 0;
-	int in_word = 0;
-
-	for (const char *p = s;; p++) {
-		char c = *p;
-
-		if (c == '\0' || c == ' ' || c == '\t') {
-			if (in_word) {
-				w = xgrow(w, &wcap, wlen + 1, 1);
-				w[wlen] = '\0';
-				words = xgrow(words, &cap, nwords + 2, sizeof(*words));
-				words[nwords++] = w;
-				w = NULL;
-				wlen = wcap = 0;
-				in_word = 0;
-			}
-			if (c == '\0')
-				break;
-			continue;
-		}
-		if (strchr("$`;|&<>()\n", c) != NULL)
-			goto bad;
-		in_word = 1;
-		if (c == '\'') {
-			const char *q = strchr(p + 1, '\'');
-
-			if (q == NULL)
-				goto bad;
-			w = xgrow(w, &wcap, wlen + (size_t)(q - p), 1);
-			memcpy(w + wlen, p + 1, (size_t)(q - p - 1));
-			wlen += (size_t)(q - p - 1);
-			p = q;
-			continue;
-		}
-		if (c == '"') {
-			for (p++; *p != '"'; p++) {
-				if (*p == '\0' || *p == '$' || *p == '`')
-					goto bad;
-				if (*p == '\\' && (p[1] == '"' || p[1] == '\\'))
-					p++;
-				w = xgrow(w, &wcap, wlen + 1, 1);
-				w[wlen++] = *p;
-			}
-			continue;
-		}
-		if (c == '\\') {
-			if (p[1] == '\0')
-				goto bad;
-			c = *++p;
-		}
-		w = xgrow(w, &wcap, wlen + 1, 1);
-		w[wlen++] = c;
-	}
-	if (nwords == 0)
-		goto bad;
-	words[nwords] = NULL;
-	*count = (int)nwords;
-	return words;
-bad:
-	free(w);
-	for (size_t i = 0; i < nwords; i++)
-		free(words[i]);
-	free(words);
-	return NULL;
-}
-
-/*
  * A forced command's request: the pull options after "serve" in the
  * command the site asked for (its -c and remote command are not used),
  * over those of the forced command. Returns 0 or DS_ERR_USAGE (logged).
@@ -191,7 +115,7 @@ original_request(const char *command, struct pull_send_options *ps, char ***word
 	int n = 0, ch, r = 0, i;
 
 	*words_out = NULL;
-	if ((words = split_words(command, &n)) == NULL) {
+	if ((words = words_split(command, &n)) == NULL) {
 		log_error("serve: the requested command is not one a distsync pull sends: %s",
 		    command);
 		return DS_ERR_USAGE;
@@ -220,16 +144,6 @@ original_request(const char *command, struct pull_send_options *ps, char ***word
 		r = DS_ERR_USAGE;
 	}
 	return r;
-}
-
-static void
-free_words(char **words)
-{
-	if (words == NULL)
-		return;
-	for (size_t i = 0; words[i] != NULL; i++)
-		free(words[i]);
-	free(words);
 }
 
 /* The pull half: checks --only-host, then runs pull_send. */
@@ -268,7 +182,7 @@ serve_send(struct pull_send_options *ps, const char *const *only, size_t nonly)
 	ps->config_file = cmd_config_file;
 	r = pull_send(ps);
 out:
-	free_words(words);
+	words_free(words);
 	return r;
 }
 

@@ -27,9 +27,10 @@
 #include "codec/delta.h"
 #include "codec/zipdelta.h"
 
+_Static_assert(ZIPDELTA_VIEW_MAX == DELTA_MEMORY_MAX, "one memory ceiling for every decoder");
+
 #define IO_CHUNK		(256 * 1024)
 #define SPARSE_PIECE		(64 * 1024)
-#define PATCH_WINDOWLOG_MAX	31	/* ZSTD_WINDOWLOG_MAX on 64-bit: 2 GiB */
 #define PLAIN_WINDOWLOG_MAX	27	/* zstd's default decoder limit: 128 MiB */
 #define RSYNC_WINDOWLOG		23	/* the librsync delta stream: 8 MiB is plenty */
 #define SIG_BLOCK_MIN		256
@@ -339,7 +340,7 @@ encode_zstd(const struct map *basis, int target_fd, int level, int out_fd, uint6
 	if ((r = map_open(target_fd, "target", &target)) != 0)
 		return r;
 	span = (uint64_t)target.size + (basis != NULL ? basis->size : 0);
-	window = clamp_window(span, basis != NULL ? PATCH_WINDOWLOG_MAX : PLAIN_WINDOWLOG_MAX);
+	window = clamp_window(span, basis != NULL ? DELTA_WINDOWLOG_MAX : PLAIN_WINDOWLOG_MAX);
 	/*
 	 * The whole target is mapped and handed over at once: stable input
 	 * keeps zstd from copying it into a window-sized buffer of its own.
@@ -866,8 +867,14 @@ delta_decoder_new(enum delta_encoding enc, int basis_fd, int out_fd, uint64_t ma
 	d->obuf_cap = ZSTD_DStreamOutSize();
 	d->obuf = xmalloc(d->obuf_cap);
 	if (enc != DELTA_RAW && enc != DELTA_ZIP_PATCH) {
-		unsigned window = enc == DELTA_ZSTD_PATCH ? PATCH_WINDOWLOG_MAX :
-		    enc == DELTA_RSYNC ? RSYNC_WINDOWLOG : PLAIN_WINDOWLOG_MAX;
+		/*
+		 * The window the encoder picked for these sizes, never more: a
+		 * patch's covers basis and target, a whole file's the target.
+		 */
+		uint64_t span = max_out > UINT64_MAX - d->basis.size ? UINT64_MAX :
+		    max_out + d->basis.size;
+		unsigned window = enc == DELTA_ZSTD_PATCH ? clamp_window(span, DELTA_WINDOWLOG_MAX) :
+		    enc == DELTA_RSYNC ? RSYNC_WINDOWLOG : clamp_window(max_out, PLAIN_WINDOWLOG_MAX);
 
 		if ((d->dctx = ZSTD_createDCtx()) == NULL) {
 			log_error("delta: cannot create a zstd context");
@@ -1105,7 +1112,7 @@ delta_decoder_finish(struct delta_decoder *d, uint64_t *out_len, uint8_t out_has
 	d->failed = 1;
 	if (d->enc == DELTA_ZIP_PATCH) {
 		if ((r = zipdelta_decode(d->basis.data, d->basis.size, d->zbuf, d->zbuf_len,
-		    zip_emit, &d->out)) != 0)
+		    d->out.max, zip_emit, &d->out)) != 0)
 			return r;
 	} else if (d->enc != DELTA_RAW) {
 		if (!d->header_checked || !d->frame_done) {

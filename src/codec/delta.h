@@ -43,6 +43,20 @@ enum delta_encoding {
 #define DELTA_LEVEL_MIN		1
 #define DELTA_LEVEL_MAX		19
 
+/*
+ * The ceiling on what a decoder holds for one stream, whatever the stream
+ * asks: zstd's window (history buffer), and the inflated bytes of each
+ * uncompressed view of a zip patch (ZIPDELTA_VIEW_MAX; a view also holds
+ * the zip's own headers and the entries it keeps compressed, at most the
+ * zip's size). Below it every decoder is bounded by the declared sizes: a
+ * zstd window must not exceed what basis and target need (the encoders
+ * never ask more), a zip view what its zip's size allows (zipdelta.h), a
+ * zip patch's rebuilt bytes and a librsync delta's output the declared
+ * size. Patches of files larger than this reach back at most this far.
+ */
+#define DELTA_WINDOWLOG_MAX	30
+#define DELTA_MEMORY_MAX	((uint64_t)1 << DELTA_WINDOWLOG_MAX)	/* 1 GiB */
+
 /* An encoding larger than raw by more than this is not worth sending. */
 #define DELTA_RAW_SLACK		64
 

@@ -6,6 +6,7 @@
 #include "autoconf.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +36,6 @@
 #define FLAG_ENCRYPTED		0x0001
 #define CHUNK			(64 * 1024)
 #define RECORD_MAX		21	/* two 10-byte varints and a parameter byte */
-#define CONTENT_MAX		(ZIPDELTA_VIEW_MAX + (uint64_t)ZIPDELTA_ENTRIES_MAX * RECORD_MAX + 16)
 #define WINDOWLOG_MAX		31
 /* Full parameter searches for entries the common parameters do not reproduce. */
 #define SEARCH_BUDGET		64
@@ -149,6 +149,33 @@ get_varint(const uint8_t *p, size_t len, size_t *pos, uint64_t *v)
 		}
 	}
 	return -1;
+}
+
+/*
+ * The most inflated bytes a view of a zip of LEN bytes holds (zipdelta.h):
+ * encoder and decoder derive it from the same size, the basis's or the
+ * target's declared one, so they build the same views.
+ */
+static uint64_t
+view_cap(uint64_t len)
+{
+	if (len > (ZIPDELTA_VIEW_MAX - ZIPDELTA_VIEW_SLACK) / ZIPDELTA_VIEW_RATIO)
+		return ZIPDELTA_VIEW_MAX;
+	return len * ZIPDELTA_VIEW_RATIO + ZIPDELTA_VIEW_SLACK;
+}
+
+/*
+ * The largest view (recipe and bytes) of a zip of LEN bytes: its inflated
+ * bytes, then entries kept compressed once the cap is reached and the rest
+ * of the zip (at most LEN), and a recipe record (at most RECORD_MAX bytes)
+ * per entry (at least 76 bytes of the zip each: local and central headers).
+ */
+static uint64_t
+view_max(uint64_t len)
+{
+	if (len > ZIPDELTA_VIEW_MAX)
+		len = ZIPDELTA_VIEW_MAX;
+	return view_cap(len) + len + len / 76 * RECORD_MAX + 16;
 }
 
 static int
@@ -374,7 +401,7 @@ reproduces(struct zstreams *z, unsigned p, const uint8_t *in, size_t in_len,
 }
 
 static void	view_build(const uint8_t *, size_t, unsigned, const uint64_t *, const uint8_t *,
-		    struct zipdelta_stats *, struct obuf *, int);
+		    struct zipdelta_stats *, struct obuf *, int, uint64_t);
 
 /*
  * An entry's inflated bytes plain[0..len) at bytes->p + before that are a zip
@@ -385,7 +412,7 @@ static void	view_build(const uint8_t *, size_t, unsigned, const uint64_t *, cons
  */
 static int
 nested_view(const uint8_t *plain, size_t len, unsigned common, struct zipdelta_stats *stats,
-    struct obuf *bytes, size_t before)
+    struct obuf *bytes, size_t before, uint64_t cap)
 {
 	struct zipdelta_stats ns;
 	struct obuf nv = { NULL, 0, 0 };
@@ -394,8 +421,9 @@ nested_view(const uint8_t *plain, size_t len, unsigned common, struct zipdelta_s
 	if (!zipdelta_is_zip(plain, len))
 		return 0;
 	memset(&ns, 0, sizeof(ns));
-	view_build(plain, len, common, NULL, NULL, stats != NULL ? &ns : NULL, &nv, 0);
-	ok = nv.len <= ZIPDELTA_VIEW_MAX - before && (stats == NULL ||
+	view_build(plain, len, common, NULL, NULL, stats != NULL ? &ns : NULL, &nv, 0,
+	    cap - before);
+	ok = nv.len <= cap - before && (stats == NULL ||
 	    ns.reproduced_bytes >= ns.deflated_bytes / 100 * ZIPDELTA_MIN_REPRODUCIBLE);
 	if (ok && stats == NULL) {
 		/*
@@ -403,7 +431,7 @@ nested_view(const uint8_t *plain, size_t len, unsigned common, struct zipdelta_s
 		 * is, for a target whose version of it stays unnested.
 		 */
 		obuf_put(&nv, plain, len);
-		ok = nv.len <= ZIPDELTA_VIEW_MAX - before;
+		ok = nv.len <= cap - before;
 	}
 	if (ok) {
 		bytes->len = before;
@@ -416,14 +444,15 @@ nested_view(const uint8_t *plain, size_t len, unsigned common, struct zipdelta_s
 }
 
 /*
- * Builds the view of a zip (recipe, then bytes) into *view. For the target
+ * Builds the view of a zip (recipe, then bytes) into *view, inflating at
+ * most CAP bytes in all (entries past it stay compressed). For the target
  * (stats != NULL) each DEFLATE entry is inflated only if some parameters
  * re-deflate it exactly; for the basis every DEFLATE entry that inflates is,
  * recorded with parameter common. data that is not a zip is its own view.
  */
 static void
 view_build(const uint8_t *data, size_t len, unsigned common, const uint64_t *copy,
-    const uint8_t *used, struct zipdelta_stats *stats, struct obuf *view, int nest)
+    const uint8_t *used, struct zipdelta_stats *stats, struct obuf *view, int nest, uint64_t cap)
 {
 	static const int levels[] = { 6, 9, 1, 2, 3, 4, 5, 7, 8 };
 	struct obuf recipe = { NULL, 0, 0 }, bytes = { NULL, 0, 0 };
@@ -468,8 +497,8 @@ view_build(const uint8_t *data, size_t len, unsigned common, const uint64_t *cop
 			continue;
 		}
 		d++;
-		if ((v[k].flags & FLAG_ENCRYPTED) == 0 && bytes.len < ZIPDELTA_VIEW_MAX &&
-		    inflate_onto(&z, src, clen, &bytes, ZIPDELTA_VIEW_MAX - bytes.len) == 0) {
+		if ((v[k].flags & FLAG_ENCRYPTED) == 0 && bytes.len < cap &&
+		    inflate_onto(&z, src, clen, &bytes, cap - bytes.len) == 0) {
 			const uint8_t *plain = bytes.p + before;
 			size_t plain_len = bytes.len - before;
 
@@ -513,7 +542,7 @@ view_build(const uint8_t *data, size_t len, unsigned common, const uint64_t *cop
 		}
 		if (p != 0 && nest && bytes.len - before >= LOCAL_LEN &&
 		    get32(bytes.p + before) == LOCAL_SIG && nested_view(bytes.p + before,
-		    bytes.len - before, common, stats, &bytes, before))
+		    bytes.len - before, common, stats, &bytes, before, cap))
 			p |= NESTED;
 		if (p == 0)
 			obuf_put(&bytes, src, clen);
@@ -551,7 +580,7 @@ basis_prefix(const uint8_t *basis, size_t basis_len, unsigned common, const uint
 	struct zentry *v = NULL;
 	size_t n = 0, pos = 0, d = 0;
 
-	view_build(basis, basis_len, common, NULL, used, NULL, prefix, nest);
+	view_build(basis, basis_len, common, NULL, used, NULL, prefix, nest, view_cap(basis_len));
 	if (used != NULL && zip_parse(basis, basis_len, &v, &n) == 0) {
 		for (size_t k = 0; k < n; k++) {
 			if (v[k].method != METHOD_DEFLATE)
@@ -601,10 +630,64 @@ keyed_cmp(const void *a, const void *b)
 }
 
 /*
+ * Keeps the longest run of copies whose basis entries go strictly forward
+ * (the decoder refuses any other copy table: each basis entry is copied at
+ * most once, so a table cannot multiply the basis) and drops the others to
+ * NO_COPY: those entries travel in the views, where the patch finds them.
+ * Rebuilds used; returns how many copies are kept.
+ */
+static size_t
+copies_forward(uint64_t *copy, size_t n, uint8_t *used, size_t bd)
+{
+	size_t *tail = xcalloc(n + 1, sizeof(*tail)), *prev = xcalloc(n + 1, sizeof(*prev));
+	size_t len = 0, k;
+
+	/* Patience sorting: tail[i] ends the best increasing run of length i + 1. */
+	for (k = 0; k < n; k++) {
+		size_t lo = 0, hi = len;
+
+		if (copy[k] == NO_COPY)
+			continue;
+		while (lo < hi) {
+			size_t mid = (lo + hi) / 2;
+
+			if (copy[tail[mid]] < copy[k])
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		prev[k] = lo > 0 ? tail[lo - 1] : SIZE_MAX;
+		tail[lo] = k;
+		if (lo == len)
+			len++;
+	}
+	memset(used, 0, bd + 1);
+	{
+		uint8_t *keep = xcalloc(n + 1, 1);
+
+		for (k = len > 0 ? tail[len - 1] : SIZE_MAX; k != SIZE_MAX; k = prev[k])
+			keep[k] = 1;
+		for (k = 0; k < n; k++) {
+			if (copy[k] == NO_COPY)
+				continue;
+			if (keep[k])
+				used[copy[k]] = 1;
+			else
+				copy[k] = NO_COPY;
+		}
+		free(keep);
+	}
+	free(tail);
+	free(prev);
+	return len;
+}
+
+/*
  * Finds the target's DEFLATE entries whose compressed bytes some basis
  * DEFLATE entry has exactly (same CRC and sizes, then compared): *copy per
  * target DEFLATE entry (NO_COPY or the basis DEFLATE index), *used per
- * basis DEFLATE entry. Returns how many entries are copied.
+ * basis DEFLATE entry, the copies going strictly forward in the basis
+ * (copies_forward). Returns how many entries are copied.
  */
 static size_t
 find_copies(const uint8_t *basis, size_t basis_len, const uint8_t *target, size_t target_len,
@@ -664,6 +747,8 @@ find_copies(const uint8_t *basis, size_t basis_len, const uint8_t *target, size_
 			}
 		}
 	}
+	if (found > 0)
+		found = copies_forward(*copy, td, *used, bd);
 	free(keys);
 	free(bidx);
 	free(tidx);
@@ -708,7 +793,9 @@ copies_put(struct obuf *out, const uint64_t *copy, size_t n)
 /*
  * Reads the copy table at in[*pos..len) (untrusted) for a target of at most
  * ZIPDELTA_ENTRIES_MAX DEFLATE entries and a basis of bd: fills *copy (size
- * *ntcopy, NO_COPY elsewhere) and *used (size bd). Returns 0 or -1.
+ * *ntcopy, NO_COPY elsewhere) and *used (size bd). Runs go strictly forward
+ * in the basis (a zigzag start that steps back is refused), so each basis
+ * entry is copied at most once. Returns 0 or -1.
  */
 static int
 copies_get(const uint8_t *in, size_t len, size_t *pos, size_t bd, uint64_t **copy,
@@ -731,8 +818,10 @@ copies_get(const uint8_t *in, size_t len, size_t *pos, size_t bd, uint64_t **cop
 		    dt > ZIPDELTA_ENTRIES_MAX || n > ZIPDELTA_ENTRIES_MAX ||
 		    tnext + dt + n > ZIPDELTA_ENTRIES_MAX)
 			goto bad;
-		b = (zb & 1) ? bnext - ((zb + 1) >> 1) : bnext + (zb >> 1);
-		if (((zb & 1) && ((zb + 1) >> 1) > bnext) || b > bd || n > bd - b)
+		if ((zb & 1) != 0 || (zb >> 1) > bd - bnext)
+			goto bad;
+		b = bnext + (zb >> 1);
+		if (n > bd - b)
 			goto bad;
 		c = xgrow(c, &cap, tnext + dt + n, sizeof(*c));
 		for (uint64_t k = *ncopy; k < tnext + dt; k++)
@@ -795,8 +884,14 @@ zipdelta_encode(const uint8_t *basis, size_t basis_len, const uint8_t *target,
 	}
 	/* Entries whose compressed bytes the basis has: copied, not patched. */
 	(void)find_copies(basis, basis_len, target, target_len, &copy, &used);
-	view_build(target, target_len, 0, copy, NULL, &st, &tview, 1);
+	view_build(target, target_len, 0, copy, NULL, &st, &tview, 1, view_cap(target_len));
 	tdeflated = (size_t)st.deflated;
+	if (tview.len > view_max(target_len)) {
+		/* Cannot happen (view_build keeps to view_cap); the decoder would refuse it. */
+		log_debug("zipdelta: the target's view is larger than its size allows");
+		r = DS_ERR_UNSUPPORTED;
+		goto out;
+	}
 	if (st.deflated_bytes == 0 ||
 	    st.reproduced_bytes < st.deflated_bytes / 100 * ZIPDELTA_MIN_REPRODUCIBLE) {
 		log_debug("zipdelta: %llu of %llu DEFLATE bytes re-deflate exactly: not worth it",
@@ -847,55 +942,68 @@ out:
 	return r;
 }
 
-/* Decompresses the frame in[0..len) against prefix into *view, bounded. */
+/*
+ * Decompresses the frame in[0..len) against prefix into *view. Its declared
+ * content size, at most MAX, is allocated once and zstd writes straight
+ * into it (stable output: no window buffer of its own); the frame's window
+ * may cover prefix and view, no more.
+ */
 static int
-unpatch(const uint8_t *in, size_t len, const struct obuf *prefix, struct obuf *view)
+unpatch(const uint8_t *in, size_t len, const struct obuf *prefix, uint64_t max,
+    struct obuf *view)
 {
 	unsigned long long declared = ZSTD_getFrameContentSize(in, len);
 	ZSTD_DCtx *dctx = NULL;
 	ZSTD_inBuffer zi = { in, len, 0 };
-	size_t ret = 1;
+	ZSTD_outBuffer zo;
 	int r;
 
-	if (declared == ZSTD_CONTENTSIZE_UNKNOWN || declared == ZSTD_CONTENTSIZE_ERROR ||
-	    declared > CONTENT_MAX) {
-		log_error("zipdelta: the stream's zstd frame is malformed or too large");
+	if (declared == ZSTD_CONTENTSIZE_UNKNOWN || declared == ZSTD_CONTENTSIZE_ERROR) {
+		log_error("zipdelta: the stream's zstd frame is malformed");
+		return DS_ERR_CORRUPT;
+	}
+	if (declared > max) {
+		log_error("zipdelta: the stream's view declares %llu bytes, more than the %llu "
+		    "its target's size allows", declared, (unsigned long long)max);
 		return DS_ERR_CORRUPT;
 	}
 	if ((dctx = ZSTD_createDCtx()) == NULL) {
 		log_error("zipdelta: cannot create a zstd context");
 		return DS_ERR_SYSTEM;
 	}
-	if ((r = zstd_ok(ZSTD_DCtx_setParameter(dctx, ZSTD_d_windowLogMax, WINDOWLOG_MAX),
-	    "zstd window limit")) != 0 ||
+	if ((r = zstd_ok(ZSTD_DCtx_setParameter(dctx, ZSTD_d_windowLogMax,
+	    (int)window_for((uint64_t)prefix->len + declared)), "zstd window limit")) != 0 ||
+	    (r = zstd_ok(ZSTD_DCtx_setParameter(dctx, ZSTD_d_stableOutBuffer, 1),
+	    "zstd stable output")) != 0 ||
 	    (r = zstd_ok(ZSTD_DCtx_refPrefix(dctx, prefix->p, prefix->len), "zstd prefix")) != 0)
 		goto out;
-	while (ret != 0) {
-		ZSTD_outBuffer zo;
-		size_t room = CHUNK * 4;
+	view->p = xmalloc((size_t)declared + 1);
+	view->alloc = (size_t)declared + 1;
+	view->len = 0;
+	zo.dst = view->p;
+	zo.size = (size_t)declared;
+	zo.pos = 0;
+	for (;;) {
+		size_t in_was = zi.pos, out_was = zo.pos;
+		size_t ret = ZSTD_decompressStream(dctx, &zo, &zi);
 
-		if (view->len >= declared)
-			room = 1;	/* room to notice output past the declared size */
-		view->p = xgrow(view->p, &view->alloc, view->len + room, 1);
-		zo.dst = view->p + view->len;
-		zo.size = room;
-		zo.pos = 0;
-		ret = ZSTD_decompressStream(dctx, &zo, &zi);
 		if (ZSTD_isError(ret)) {
 			log_error("zipdelta: stream is corrupt or its basis differs: %s",
 			    ZSTD_getErrorName(ret));
 			r = DS_ERR_CORRUPT;
 			goto out;
 		}
-		view->len += zo.pos;
-		if (view->len > declared || (ret != 0 && zi.pos == zi.size && zo.pos < zo.size)) {
+		if (ret == 0)
+			break;
+		if (zi.pos == in_was && zo.pos == out_was) {
 			log_error("zipdelta: stream is truncated or longer than it declares");
 			r = DS_ERR_CORRUPT;
 			goto out;
 		}
 	}
+	view->len = zo.pos;
 	if (zi.pos != zi.size || view->len != declared) {
-		log_error("zipdelta: bytes after the end of the zstd frame");
+		log_error("zipdelta: the zstd frame ends before its declared size or bytes follow it");
 		r = DS_ERR_CORRUPT;
 		goto out;
 	}
@@ -939,20 +1047,63 @@ struct record {
 	size_t		 src_len;
 };
 
+/*
+ * What a decode may produce, shared by its threads: the target's declared
+ * size. Every byte is counted as it is made, by whichever thread makes it,
+ * so no helper's buffer outgrows the target.
+ */
+struct budget {
+	_Atomic uint64_t used;
+	uint64_t	 max;
+};
+
+static int
+budget_take(struct budget *b, size_t len)
+{
+	uint64_t before = atomic_fetch_add(&b->used, (uint64_t)len);
+
+	return before > b->max || len > b->max - before ? DS_ERR_CORRUPT : 0;
+}
+
+/* The caller's emit, counted. */
+struct counted {
+	struct budget	*budget;
+	zipdelta_emit_fn emit;
+	void		*arg;
+};
+
+static int
+counted_emit(void *arg, const void *data, size_t len)
+{
+	struct counted *c = arg;
+	int r;
+
+	if ((r = budget_take(c->budget, len)) != 0)
+		return r;
+	return c->emit(c->arg, data, len);
+}
+
 /* A run of records rebuilt by a helper thread into its own buffer. */
 struct part {
 	const uint8_t		*bytes;		/* the view's bytes section */
 	const struct record	*rec;
 	size_t			 first, end;	/* records [first, end) */
+	uint64_t		 nested_max;
+	struct budget		*budget;
 	struct obuf		 out;
 	pthread_t		 thread;
 	int			 started, result;
 };
 
 static int
-obuf_emit(void *arg, const void *data, size_t len)
+part_emit(void *arg, const void *data, size_t len)
 {
-	obuf_put(arg, data, len);
+	struct part *pt = arg;
+	int r;
+
+	if ((r = budget_take(pt->budget, len)) != 0)
+		return r;
+	obuf_put(&pt->out, data, len);
 	return 0;
 }
 
@@ -1011,29 +1162,37 @@ bad:
 	return -1;
 }
 
-static int	rebuild(const uint8_t *, const struct record *, size_t, size_t, zipdelta_emit_fn,
-		    void *);
+static int	rebuild(const uint8_t *, const struct record *, size_t, size_t, uint64_t,
+		    zipdelta_emit_fn, void *);
 
-/* Collects a nested zip's bytes, at most ZIPDELTA_VIEW_MAX. */
+/* A nested zip's bytes, before they are deflated: at most max. */
+struct nested_buf {
+	struct obuf	 out;
+	uint64_t	 max;
+};
+
 static int
-bounded_put(void *arg, const void *data, size_t len)
+nested_put(void *arg, const void *data, size_t len)
 {
-	struct obuf *b = arg;
+	struct nested_buf *b = arg;
 
-	if (len > ZIPDELTA_VIEW_MAX - b->len) {
-		log_error("zipdelta: a nested zip is larger than a view may be");
+	if (len > b->max - b->out.len) {
+		log_error("zipdelta: a nested zip is larger than its target's size allows");
 		return DS_ERR_CORRUPT;
 	}
-	obuf_put(b, data, len);
+	obuf_put(&b->out, data, len);
 	return 0;
 }
 
-/* Rebuilds the zip whose view is view[0..len), then deflates it with p through emit. */
+/*
+ * Rebuilds the zip whose view is view[0..len), at most MAX bytes, then
+ * deflates it with p through emit.
+ */
 static int
-nested_emit(struct zstreams *z, unsigned p, const uint8_t *view, size_t len,
+nested_emit(struct zstreams *z, unsigned p, const uint8_t *view, size_t len, uint64_t max,
     zipdelta_emit_fn emit, void *arg)
 {
-	struct obuf out = { NULL, 0, 0 };
+	struct nested_buf nb = { { NULL, 0, 0 }, max };
 	struct record *rec = NULL;
 	uint64_t n, avail, end;
 	size_t base;
@@ -1041,25 +1200,25 @@ nested_emit(struct zstreams *z, unsigned p, const uint8_t *view, size_t len,
 
 	if (records_parse(view, len, 0, &rec, &n, &base, &avail, &end) != 0)
 		return DS_ERR_CORRUPT;
-	r = rebuild(view + base, rec, 0, (size_t)n, bounded_put, &out);
+	r = rebuild(view + base, rec, 0, (size_t)n, max, nested_put, &nb);
 	if (r == 0)
-		r = bounded_put(&out, view + base + end, (size_t)(avail - end));
+		r = nested_put(&nb, view + base + end, (size_t)(avail - end));
 	if (r == 0)
-		r = redeflate(z, p, out.p != NULL ? out.p : (const uint8_t *)"", out.len, emit,
-		    arg);
+		r = redeflate(z, p, nb.out.p != NULL ? nb.out.p : (const uint8_t *)"", nb.out.len,
+		    emit, arg);
 	free(rec);
-	free(out.p);
+	free(nb.out.p);
 	return r;
 }
 
 /*
  * Emits records [first, end): each one's gap bytes, then its entry copied
- * from the basis, re-deflated, rebuilt from its nested view and
- * re-deflated, or as is.
+ * from the basis, re-deflated, rebuilt from its nested view (at most
+ * NESTED_MAX bytes before deflating) and re-deflated, or as is.
  */
 static int
 rebuild(const uint8_t *bytes, const struct record *rec, size_t first, size_t end,
-    zipdelta_emit_fn emit, void *arg)
+    uint64_t nested_max, zipdelta_emit_fn emit, void *arg)
 {
 	struct zstreams z;
 	int r = 0;
@@ -1072,7 +1231,7 @@ rebuild(const uint8_t *bytes, const struct record *rec, size_t first, size_t end
 			r = emit(arg, rec[k].src, rec[k].src_len);
 		else if ((rec[k].p & NESTED) != 0)
 			r = nested_emit(&z, rec[k].p & ~NESTED, bytes + rec[k].pos,
-			    (size_t)rec[k].len, emit, arg);
+			    (size_t)rec[k].len, nested_max, emit, arg);
 		else if (rec[k].p == 0)
 			r = emit(arg, bytes + rec[k].pos, (size_t)rec[k].len);
 		else
@@ -1088,7 +1247,8 @@ part_main(void *arg)
 {
 	struct part *pt = arg;
 
-	pt->result = rebuild(pt->bytes, pt->rec, pt->first, pt->end, obuf_emit, &pt->out);
+	pt->result = rebuild(pt->bytes, pt->rec, pt->first, pt->end, pt->nested_max, part_emit,
+	    pt);
 	return NULL;
 }
 
@@ -1110,13 +1270,15 @@ decode_threads(uint64_t view_len)
 
 int
 zipdelta_decode(const uint8_t *basis, size_t basis_len, const uint8_t *in, size_t in_len,
-    zipdelta_emit_fn emit, void *arg)
+    uint64_t max_out, zipdelta_emit_fn emit, void *arg)
 {
 	struct obuf bview = { NULL, 0, 0 }, tview = { NULL, 0, 0 };
 	struct record *rec = NULL;
 	struct part parts[DECODE_THREADS_MAX];
+	struct budget budget;
+	struct counted main_emit = { &budget, emit, arg };
 	struct zentry *bv = NULL;
-	uint64_t records = 0, pos = 0, avail = 0, *copy = NULL;
+	uint64_t records = 0, pos = 0, avail = 0, *copy = NULL, known, nested_max;
 	size_t base = 0, nparts = 0, first, hpos = HEADER_LEN, bn = 0, bd = 0, ncopy = 0;
 	size_t *bidx = NULL;
 	uint8_t *used = NULL;
@@ -1125,6 +1287,9 @@ zipdelta_decode(const uint8_t *basis, size_t basis_len, const uint8_t *in, size_
 	int r, v2;
 
 	memset(parts, 0, sizeof(parts));
+	atomic_init(&budget.used, 0);
+	budget.max = max_out;
+	nested_max = view_max(max_out);
 	v2 = in_len >= HEADER_LEN && memcmp(in, MAGIC, MAGIC_LEN) == 0;
 	if (in_len < HEADER_LEN || (!v2 && memcmp(in, MAGIC_V1, MAGIC_LEN) != 0) ||
 	    (in[MAGIC_LEN] != 0 && !param_valid(in[MAGIC_LEN]))) {
@@ -1133,17 +1298,29 @@ zipdelta_decode(const uint8_t *basis, size_t basis_len, const uint8_t *in, size_
 		goto out;
 	}
 	common = in[MAGIC_LEN];
+	r = DS_ERR_CORRUPT;
+	known = 0;
 	if (v2) {
 		if (zip_parse(basis, basis_len, &bv, &bn) == 0)
 			bd = deflate_entries(bv, bn, &bidx);
 		if (copies_get(in, in_len, &hpos, bd, &copy, &ncopy, &used) != 0) {
-			log_error("zipdelta: copy table is malformed or does not fit the basis");
-			r = DS_ERR_CORRUPT;
+			log_error("zipdelta: copy table is malformed, steps back or does not fit "
+			    "the basis");
+			goto out;
+		}
+		/* Copied bytes are output: more than the target holds is refused here. */
+		for (size_t k = 0; k < ncopy; k++) {
+			if (copy[k] != NO_COPY)
+				known += bv[bidx[copy[k]]].end - bv[bidx[copy[k]]].start;
+		}
+		if (known > max_out) {
+			log_error("zipdelta: copy table copies %llu bytes, more than the target's "
+			    "declared %llu", (unsigned long long)known, (unsigned long long)max_out);
 			goto out;
 		}
 	}
 	basis_prefix(basis, basis_len, common, used, v2, &bview);
-	if ((r = unpatch(in + hpos, in_len - hpos, &bview, &tview)) != 0)
+	if ((r = unpatch(in + hpos, in_len - hpos, &bview, view_max(max_out), &tview)) != 0)
 		goto out;
 	free(bview.p);
 	bview.p = NULL;
@@ -1167,10 +1344,21 @@ zipdelta_decode(const uint8_t *basis, size_t basis_len, const uint8_t *in, size_
 		rec[k].src = basis + e->start;
 		rec[k].src_len = (size_t)(e->end - e->start);
 	}
+	/* Gaps, copies, entries as they are and the tail: output known before any is made. */
+	known += avail - pos;
+	for (uint64_t k = 0; k < records; k++)
+		known += rec[k].gap + (rec[k].src == NULL && rec[k].p == 0 ? rec[k].len : 0);
+	if (known > max_out) {
+		log_error("zipdelta: the stream rebuilds at least %llu bytes, more than the "
+		    "target's declared %llu", (unsigned long long)known,
+		    (unsigned long long)max_out);
+		goto out;
+	}
 	bytes = tview.p + base;
 	/*
 	 * The first share is rebuilt here straight into emit; the others on
-	 * helper threads into buffers, emitted in order after it.
+	 * helper threads into buffers, emitted in order after it. All count
+	 * against the one budget.
 	 */
 	nparts = decode_threads(pos);
 	first = 0;
@@ -1183,6 +1371,8 @@ zipdelta_decode(const uint8_t *basis, size_t basis_len, const uint8_t *in, size_
 		parts[i].bytes = bytes;
 		parts[i].rec = rec;
 		parts[i].first = k;
+		parts[i].nested_max = nested_max;
+		parts[i].budget = &budget;
 		parts[i - 1].end = k;
 		first = k;
 	}
@@ -1190,7 +1380,7 @@ zipdelta_decode(const uint8_t *basis, size_t basis_len, const uint8_t *in, size_
 	for (size_t i = 1; i < nparts; i++)
 		parts[i].started = pthread_create(&parts[i].thread, NULL, part_main,
 		    &parts[i]) == 0;
-	r = rebuild(bytes, rec, 0, parts[0].end, emit, arg);
+	r = rebuild(bytes, rec, 0, parts[0].end, nested_max, counted_emit, &main_emit);
 	for (size_t i = 1; i < nparts; i++) {
 		if (!parts[i].started)	/* no thread: rebuild it here */
 			part_main(&parts[i]);
@@ -1199,11 +1389,17 @@ zipdelta_decode(const uint8_t *basis, size_t basis_len, const uint8_t *in, size_
 		parts[i].started = 0;
 		if (r == 0)
 			r = parts[i].result;
+		/* Counted when made. */
 		if (r == 0 && parts[i].out.len > 0)
 			r = emit(arg, parts[i].out.p, parts[i].out.len);
+		free(parts[i].out.p);
+		parts[i].out.p = NULL;
 	}
 	if (r == 0)
-		r = emit(arg, bytes + pos, (size_t)(avail - pos));
+		r = counted_emit(&main_emit, bytes + pos, (size_t)(avail - pos));
+	if (r != 0 && atomic_load(&budget.used) > budget.max)
+		log_error("zipdelta: the stream rebuilds more than the target's declared %llu bytes",
+		    (unsigned long long)max_out);
 out:
 	for (size_t i = 1; i < nparts; i++) {
 		if (parts[i].started)

@@ -20,8 +20,8 @@
  *
  * Stream: "DZP2", one byte of common zlib parameters, the copy table (varint
  * run count; per run varint target DEFLATE entries skipped since the last
- * run, zigzag varint basis start relative to the last run's end, varint
- * length), then one zstd frame (the basis view as prefix dictionary, long
+ * run, zigzag varint basis start relative to the last run's end, even:
+ * runs go strictly forward in the basis; varint length), then one zstd frame (the basis view as prefix dictionary, long
  * window) holding the recipe (varint entry count; per DEFLATE entry varint
  * bytes-before, varint length, parameter byte; a copied entry has length 0
  * and parameter 0) and the target's view. The dictionary is the basis view
@@ -37,9 +37,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Caps on untrusted input. */
+/*
+ * Caps on untrusted input. A view of a zip of N bytes inflates at most
+ * min(ZIPDELTA_VIEW_MAX, N * ZIPDELTA_VIEW_RATIO + ZIPDELTA_VIEW_SLACK)
+ * bytes (entries past that stay compressed in it); encoder and decoder take
+ * N from the same size (the basis's, the target's declared one), so a
+ * stream cannot make the receiver hold a view its target's size does not
+ * allow. ZIPDELTA_VIEW_MAX is delta.h's DELTA_MEMORY_MAX.
+ */
 #define ZIPDELTA_ENTRIES_MAX	(1u << 20)
 #define ZIPDELTA_VIEW_MAX	((uint64_t)1 << 30)	/* inflated view of one zip */
+#define ZIPDELTA_VIEW_RATIO	16			/* class files and text: 2 to 10 */
+#define ZIPDELTA_VIEW_SLACK	((uint64_t)1 << 20)
 
 /* Refuse a zip patch unless this share (percent) of DEFLATE bytes re-deflates exactly. */
 #define ZIPDELTA_MIN_REPRODUCIBLE	50
@@ -75,11 +84,17 @@ int	zipdelta_encode(const uint8_t *basis, size_t basis_len, const uint8_t *targe
 
 /*
  * Decodes the stream in[0..in_len) (untrusted) against basis, passing the
- * target's bytes in order to emit. Returns 0, DS_ERR_CORRUPT for a stream
- * that is malformed, exceeds a cap or does not fit the basis, or the emit's
- * error. The caller bounds and checks the output (length, SHA-256).
+ * target's bytes in order to emit; the target is declared to hold at most
+ * MAX_OUT bytes. Memory is bounded by the sizes, whatever the stream says:
+ * the basis's view (and the basis), the target's view (checked against
+ * MAX_OUT before it is allocated), and rebuilt bytes counted against
+ * MAX_OUT as they are made, on every thread; a copy table must go strictly
+ * forward in the basis and copy no more than MAX_OUT. Returns 0,
+ * DS_ERR_CORRUPT for a stream that is malformed, exceeds a cap or does not
+ * fit the basis (logged), or the emit's error. The caller checks the
+ * output's SHA-256.
  */
 int	zipdelta_decode(const uint8_t *basis, size_t basis_len, const uint8_t *in,
-	    size_t in_len, zipdelta_emit_fn emit, void *arg);
+	    size_t in_len, uint64_t max_out, zipdelta_emit_fn emit, void *arg);
 
 #endif

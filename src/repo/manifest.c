@@ -24,6 +24,12 @@
 #define STATCACHE_HEADER	"distsync-statcache 1\n"
 #define MANIFEST_MAX_SIZE	((uint64_t)1 << 50)	/* largest file size accepted */
 
+unsigned
+manifest_mode_clean(unsigned mode)
+{
+	return mode & MANIFEST_MODE_BITS;
+}
+
 struct manifest *
 manifest_new(void)
 {
@@ -556,7 +562,7 @@ list_dir(struct scan *s, const char *prefix, char *const *exclude, struct scan_i
 			break;
 		}
 		it.e.path = rel;
-		it.e.mode = st.st_mode & 07777;
+		it.e.mode = manifest_mode_clean(st.st_mode);
 		it.ino = st.st_ino;
 		it.mtime_ns = ts_ns(&st.st_mtim);
 		it.ctime_ns = ts_ns(&st.st_ctim);

@@ -37,6 +37,16 @@ struct manifest {
 	size_t		 alloc;
 };
 
+/*
+ * The permission bits a manifest records and a release carries: rwx for
+ * owner, group and others. Setuid, setgid and sticky are stripped wherever a
+ * mode enters a tree of ours (a scanned source tree, an unpacked archive):
+ * a release must not be a way to plant a setuid file on every site.
+ */
+#define MANIFEST_MODE_BITS	0777
+/* Returns MODE with everything outside MANIFEST_MODE_BITS cleared. */
+unsigned	manifest_mode_clean(unsigned mode);
+
 /* Returns an empty manifest; free with manifest_free (NULL is fine). */
 struct manifest	*manifest_new(void);
 void		 manifest_free(struct manifest *m);

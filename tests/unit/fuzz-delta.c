@@ -28,6 +28,8 @@
 
 int	LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+#include "fuzz-main.h"
+
 static int basis_fd = -1, out_fd = -1;
 static int overlong;
 
@@ -225,6 +227,40 @@ main(void)
 			failed++;
 		free(seed);
 		free(buf);
+	}
+	/* The seed corpus: streams of every encoding, and any that once broke a decoder. */
+	{
+		struct fuzz_seeds seeds = { NULL, NULL, 0 };
+		const char *top = getenv("top_srcdir");
+		char dir[4096];
+		int n;
+
+		snprintf(dir, sizeof(dir), "%s/tests/fuzz/corpus/delta",
+		    top != NULL ? top : TOP_SRCDIR);
+		n = fuzz_read_corpus(dir, &seeds);
+		overlong = 0;
+		for (int i = 0; i < n; i++)
+			LLVMFuzzerTestOneInput(seeds.data[i], seeds.len[i]);
+		printf("%s %d - corpus delta: %d inputs replayed, %d wrote past max_out\n",
+		    n > 0 && overlong == 0 ? "ok" : "not ok", ++count, n, overlong);
+		if (n <= 0 || overlong != 0)
+			failed++;
+		if (getenv("DS_FUZZ_WRITE_SEEDS") != NULL) {
+			struct fuzz_seeds own = { NULL, NULL, 0 };
+
+			for (int e = 0; e < DELTA_ENCODING_COUNT; e++) {
+				uint8_t *seed = NULL;
+				size_t len = 0;
+
+				if (e != DELTA_ZIP_PATCH &&
+				    make_seed((enum delta_encoding)e, &seed, &len) == 0)
+					fuzz_seed_add(&own, seed, len);
+				free(seed);
+			}
+			fuzz_write_seeds(getenv("DS_FUZZ_WRITE_SEEDS"), &own, 0);
+			fuzz_seeds_free(&own);
+		}
+		fuzz_seeds_free(&seeds);
 	}
 	printf("1..%d\n", count);
 	return failed ? 1 : 0;

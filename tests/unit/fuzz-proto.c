@@ -21,6 +21,8 @@
 
 int	LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+#include "fuzz-main.h"
+
 static size_t accepted;
 
 int
@@ -103,6 +105,13 @@ main(void)
 
 	session(s);
 	len = buf_len(s);
+	if (getenv("DS_FUZZ_WRITE_SEEDS") != NULL) {
+		struct fuzz_seeds own = { NULL, NULL, 0 };
+
+		fuzz_seed_add(&own, buf_ptr(s), len);
+		fuzz_write_seeds(getenv("DS_FUZZ_WRITE_SEEDS"), &own, 0);
+		fuzz_seeds_free(&own);
+	}
 	data = malloc(len);
 	/* Decoding errors are expected by the thousand: send them to /dev/null. */
 	saved = dup(2);
@@ -132,7 +141,30 @@ main(void)
 	dup2(saved, 2);
 	close(saved);
 	printf("ok 2 - %zu mutated sessions decoded without a crash\n", iterations);
-	printf("1..2\n");
+	/* The seed corpus: inputs that once broke a decoder stay in it. */
+	{
+		struct fuzz_seeds seeds = { NULL, NULL, 0 };
+		const char *top = getenv("top_srcdir");
+		char dir[4096];
+		int n;
+
+		snprintf(dir, sizeof(dir), "%s/tests/fuzz/corpus/proto",
+		    top != NULL ? top : TOP_SRCDIR);
+		n = fuzz_read_corpus(dir, &seeds);
+		saved = dup(2);
+		fd = open("/dev/null", O_WRONLY);
+		dup2(fd, 2);
+		close(fd);
+		for (int i = 0; i < n; i++)
+			LLVMFuzzerTestOneInput(seeds.data[i], seeds.len[i]);
+		dup2(saved, 2);
+		close(saved);
+		printf("%s 3 - corpus proto: %d inputs replayed\n", n > 0 ? "ok" : "not ok", n);
+		if (n <= 0)
+			valid = 0;
+		fuzz_seeds_free(&seeds);
+	}
+	printf("1..3\n");
 	free(data);
 	buf_free(s);
 	return valid >= 11 ? 0 : 1;

@@ -7,11 +7,14 @@
 #include <stdint.h>
 #include <time.h>
 
+#include <zstd.h>
+
 #include "base/err.h"
 #include "base/hash.h"
 #include "base/log.h"
 #include "base/spawn.h"
 #include "codec/delta.h"
+#include "rss.h"
 #include "tap.h"
 
 static const enum delta_encoding all_encodings[] = {
@@ -612,6 +615,121 @@ test_big_sparse(void)
 	CHECK(size_of("dec.bin") == size, "decoded file has the full length");
 }
 
+/*
+ * A zstd frame made by hand: window log WLOG, content size FCS, then
+ * RLE blocks of zeros up to FCS (4 bytes per 128 KiB). Returns its length.
+ */
+static size_t
+rle_frame(uint8_t *out, unsigned wlog, uint64_t fcs)
+{
+	uint8_t *p = out;
+
+	memcpy(p, "\x28\xb5\x2f\xfd", 4), p += 4;
+	*p++ = 0xc0;				/* 8-byte content size, no checksum */
+	*p++ = (uint8_t)((wlog - 10) << 3);	/* window descriptor, mantissa 0 */
+	for (int i = 0; i < 8; i++)
+		*p++ = (uint8_t)(fcs >> (8 * i));
+	while (fcs > 0) {
+		uint32_t n = fcs < (128u << 10) ? (uint32_t)fcs : 128u << 10;
+		uint32_t h = n << 3 | 1u << 1 | (fcs == n);
+
+		*p++ = (uint8_t)h, *p++ = (uint8_t)(h >> 8), *p++ = (uint8_t)(h >> 16);
+		*p++ = 0;
+		fcs -= n;
+	}
+	return (size_t)(p - out);
+}
+
+/* What the child of a memory test decodes. */
+struct hostile {
+	enum delta_encoding enc;
+	const char	*basis, *stream;
+	uint64_t	 declared;
+};
+
+static int
+hostile_decode(void *arg)
+{
+	const struct hostile *h = arg;
+	uint64_t len;
+
+	return decode_files(h->enc, h->basis, h->stream, "hostile.out", h->declared, &len, NULL);
+}
+
+/*
+ * zstd-patch streams asking for more window than their sizes need: the
+ * audit's 2 GiB window (a 48 KiB stream made the receiver touch its whole
+ * declared 1.5 GiB) is refused before any allocation, as is a 1 GiB window
+ * for a 4 MiB target; a window that fits basis and target still decodes.
+ */
+static void
+test_window_bomb(void)
+{
+	const uint64_t big = (uint64_t)3 << 29;	/* 1.5 GiB */
+	uint8_t *frame = malloc((big >> 17) * 4 + 64);
+	uint8_t basis[1024] = { 0 };
+	struct hostile h = { DELTA_ZSTD_PATCH, "basis", "bomb.zst", big };
+	uint64_t len = 0;
+	size_t n;
+	long growth = -1;
+	int r = 0;
+
+	n = rle_frame(frame, 31, big);
+	CHECK(tap_write_file("basis", basis, sizeof(basis)) == 0 &&
+	    tap_write_file("bomb.zst", frame, n) == 0, "a %zu-byte zstd-patch with a 2 GiB window "
+	    "declaring 1.5 GiB", n);
+	CHECK(rss_run(hostile_decode, &h, &growth, &r) == 0, "the decode ran in a child");
+	CHECK(r == DS_ERR_CORRUPT, "it is refused as corrupt (%d)", r);
+	CHECK(growth >= 0 && growth <= 64, "peak RSS grew by %ld MiB, at most 64 MiB", growth);
+
+	n = rle_frame(frame, 30, 4u << 20);
+	CHECK(tap_write_file("wide.zst", frame, n) == 0 &&
+	    decode_files(DELTA_ZSTD_PATCH, "basis", "wide.zst", "wide.out", 4u << 20, &len,
+	    NULL) == DS_ERR_CORRUPT, "a 1 GiB window for a 4 MiB target is refused");
+	n = rle_frame(frame, 23, 4u << 20);
+	CHECK(tap_write_file("fits.zst", frame, n) == 0 &&
+	    decode_files(DELTA_ZSTD_PATCH, "basis", "fits.zst", "fits.out", 4u << 20, &len,
+	    NULL) == 0 && len == 4u << 20, "an 8 MiB window for basis and a 4 MiB target decodes");
+	n = rle_frame(frame, 28, 4u << 20);
+	CHECK(tap_write_file("plain.zst", frame, n) == 0 &&
+	    decode_files(DELTA_ZSTD, NULL, "plain.zst", "plain.out", 4u << 20, &len,
+	    NULL) == DS_ERR_CORRUPT, "a 256 MiB window for a whole-file 4 MiB zstd is refused");
+	free(frame);
+}
+
+/*
+ * An rsync delta (in its zstd frame) of one-byte copies, many more than the
+ * declared size: refused once the output passes it, memory flat.
+ */
+static void
+test_rsync_bomb(void)
+{
+	const size_t copies = 4u << 20;
+	uint8_t *delta = malloc(4 + copies * 3 + 1), *z, *p = delta;
+	uint8_t basis[1024];
+	struct hostile h = { DELTA_RSYNC, "basis", "bomb.rs", 1u << 20 };
+	size_t zlen;
+	long growth = -1;
+	int r = 0;
+
+	memset(basis, 'b', sizeof(basis));
+	memcpy(p, "\x72\x73\x02\x36", 4), p += 4;
+	for (size_t k = 0; k < copies; k++)
+		*p++ = 0x45, *p++ = 0, *p++ = 1;	/* COPY position 0, length 1 */
+	*p++ = 0;					/* END */
+	z = malloc(ZSTD_compressBound((size_t)(p - delta)));
+	zlen = ZSTD_compress(z, ZSTD_compressBound((size_t)(p - delta)), delta,
+	    (size_t)(p - delta), 3);
+	CHECK(!ZSTD_isError(zlen) && tap_write_file("basis", basis, sizeof(basis)) == 0 &&
+	    tap_write_file("bomb.rs", z, zlen) == 0,
+	    "a %zu-byte rsync delta of %zu one-byte copies", zlen, copies);
+	CHECK(rss_run(hostile_decode, &h, &growth, &r) == 0, "the decode ran in a child");
+	CHECK(r == DS_ERR_CORRUPT, "it is refused as corrupt (%d)", r);
+	CHECK(growth >= 0 && growth <= 64, "peak RSS grew by %ld MiB, at most 64 MiB", growth);
+	free(delta);
+	free(z);
+}
+
 int
 main(void)
 {
@@ -627,5 +745,7 @@ main(void)
 	tap_run("delta-corrupt", test_corrupt);
 	tap_run("delta-jar", test_jar_timestamps);
 	tap_run("delta-big-sparse", test_big_sparse);
+	tap_run("delta-window-bomb", test_window_bomb);
+	tap_run("delta-rsync-bomb", test_rsync_bomb);
 	return tap_done();
 }

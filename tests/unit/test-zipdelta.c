@@ -14,12 +14,16 @@
 #include <stdint.h>
 #include <unistd.h>
 
+#include <zlib.h>
+#include <zstd.h>
+
 #include "base/err.h"
 #include "base/hash.h"
 #include "base/log.h"
 #include "base/spawn.h"
 #include "codec/delta.h"
 #include "codec/zipdelta.h"
+#include "rss.h"
 #include "tap.h"
 
 /*
@@ -365,7 +369,7 @@ test_mutations(void)
 		goto out;
 	out.total = 0;
 	out.max = tlen;
-	CHECK(zipdelta_decode(b, blen, e, elen, bounded_emit, &out) == 0 && out.total == tlen,
+	CHECK(zipdelta_decode(b, blen, e, elen, out.max, bounded_emit, &out) == 0 && out.total == tlen,
 	    "the unmutated stream decodes to %zu bytes", tlen);
 	x = malloc(elen + 64);
 	for (int i = 0; i < 2000; i++) {
@@ -391,7 +395,7 @@ test_mutations(void)
 		}
 		out.total = 0;
 		out.max = tlen;
-		r = zipdelta_decode(b, blen, x, xlen, bounded_emit, &out);
+		r = zipdelta_decode(b, blen, x, xlen, out.max, bounded_emit, &out);
 		if (out.total > out.max)
 			bad++;
 		if (r != 0)
@@ -401,7 +405,7 @@ test_mutations(void)
 	/* A wrong basis: an error, never more than the declared size. */
 	out.total = 0;
 	out.max = tlen;
-	(void)zipdelta_decode(t, tlen, e, elen, bounded_emit, &out);
+	(void)zipdelta_decode(t, tlen, e, elen, out.max, bounded_emit, &out);
 	CHECK(out.total <= tlen, "a wrong basis stays within the limit");
 	free(x);
 out:
@@ -529,7 +533,7 @@ test_nested(void)
 			x[5 + rng() % (elen - 5)] = (uint8_t)rng();
 		out.total = 0;
 		out.max = tlen;
-		(void)zipdelta_decode(b, blen, x, elen, bounded_emit, &out);
+		(void)zipdelta_decode(b, blen, x, elen, out.max, bounded_emit, &out);
 		if (out.total > out.max)
 			bad++;
 	}
@@ -580,6 +584,173 @@ test_big(void)
 	free(e);
 }
 
+/* Little-endian writers and a varint, for streams made by hand below. */
+static void
+put_le(uint8_t **p, uint64_t v, int n)
+{
+	for (int i = 0; i < n; i++)
+		*(*p)++ = (uint8_t)(v >> (8 * i));
+}
+
+static void
+put_varint(uint8_t **p, uint64_t v)
+{
+	do {
+		*(*p)++ = (uint8_t)((v & 0x7f) | (v >= 0x80 ? 0x80 : 0));
+		v >>= 7;
+	} while (v != 0);
+}
+
+/*
+ * A zip of one DEFLATE entry whose compressed bytes are about LEN random
+ * bytes (level 0: stored blocks inside DEFLATE); *zlen its size. Caller frees.
+ */
+static uint8_t *
+one_entry_zip(size_t len, size_t *zlen)
+{
+	uint8_t *plain = malloc(len), *zip = malloc(len + len / 100 + 1024), *p;
+	z_stream zs;
+	size_t clen;
+
+	for (size_t i = 0; i < len; i++)
+		plain[i] = (uint8_t)rng();
+	memset(&zs, 0, sizeof(zs));
+	p = zip + 30 + 1;
+	if (deflateInit2(&zs, 0, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+		abort();
+	zs.next_in = plain;
+	zs.avail_in = (uInt)len;
+	zs.next_out = p;
+	zs.avail_out = (uInt)(len + len / 100 + 512);
+	if (deflate(&zs, Z_FINISH) != Z_STREAM_END)
+		abort();
+	clen = zs.total_out;
+	deflateEnd(&zs);
+	p = zip;
+	put_le(&p, 0x04034b50, 4);
+	put_le(&p, 20, 2), put_le(&p, 0, 2), put_le(&p, 8, 2), put_le(&p, 0, 4);
+	put_le(&p, crc32(0, plain, (uInt)len), 4);
+	put_le(&p, clen, 4), put_le(&p, len, 4), put_le(&p, 1, 2), put_le(&p, 0, 2);
+	*p++ = 'a';
+	p += clen;
+	put_le(&p, 0x02014b50, 4);
+	put_le(&p, 20, 2), put_le(&p, 20, 2), put_le(&p, 0, 2), put_le(&p, 8, 2);
+	put_le(&p, 0, 4), put_le(&p, crc32(0, plain, (uInt)len), 4);
+	put_le(&p, clen, 4), put_le(&p, len, 4), put_le(&p, 1, 2);
+	put_le(&p, 0, 2), put_le(&p, 0, 2), put_le(&p, 0, 2), put_le(&p, 0, 2);
+	put_le(&p, 0, 4), put_le(&p, 0, 4);
+	*p++ = 'a';
+	put_le(&p, 0x06054b50, 4);
+	put_le(&p, 0, 2), put_le(&p, 0, 2), put_le(&p, 1, 2), put_le(&p, 1, 2);
+	put_le(&p, 47, 4), put_le(&p, 30 + 1 + clen, 4), put_le(&p, 0, 2);
+	*zlen = (size_t)(p - zip);
+	free(plain);
+	return zip;
+}
+
+/* What the child of a memory test decodes: a basis file, a stream file, the declared size. */
+struct hostile {
+	const char	*basis, *stream;
+	uint64_t	 declared;
+};
+
+static int
+hostile_decode(void *arg)
+{
+	const struct hostile *h = arg;
+	int bfd = open(h->basis, O_RDONLY), ifd = open(h->stream, O_RDONLY);
+	int ofd = open("hostile.out", O_RDWR | O_CREAT | O_TRUNC, 0644), r = DS_ERR_SYSTEM;
+	uint64_t len;
+
+	if (bfd >= 0 && ifd >= 0 && ofd >= 0)
+		r = delta_decode(DELTA_ZIP_PATCH, bfd, ifd, ofd, h->declared, &len, NULL);
+	return r;
+}
+
+/*
+ * The audit's stream: a copy table whose runs step back (odd zigzag basis
+ * start) so the one 64 KiB basis entry is copied 16384 times, all of them
+ * after 8 MiB of view so a helper thread rebuilds them into a buffer of its
+ * own. It used to grow that buffer to 1 GiB for a 16 MiB target; now the
+ * table is refused (runs must go forward) and the decode stays within
+ * the declared size plus 64 MiB.
+ */
+static void
+test_copy_table_bomb(void)
+{
+	const size_t copies = 16384, gap = 8u << 20;
+	size_t zlen, vlen, flen, slen;
+	uint8_t *zip = one_entry_zip(64 * 1024, &zlen), *view, *frame, *stream, *p;
+	struct hostile h = { "basis.jar", "bomb.bin", 16u << 20 };
+	long growth = -1;
+	int r = 0;
+
+	view = calloc(1, gap + copies * 3 + 16);
+	p = view;
+	put_varint(&p, copies);
+	put_varint(&p, gap), *p++ = 0, *p++ = 0;	/* first copy after the gap */
+	for (size_t k = 1; k < copies; k++)
+		*p++ = 0, *p++ = 0, *p++ = 0;
+	vlen = (size_t)(p - view) + gap;		/* the gap's bytes: zeros */
+	frame = malloc(ZSTD_compressBound(vlen));
+	flen = ZSTD_compress(frame, ZSTD_compressBound(vlen), view, vlen, 1);
+	stream = malloc(16 + copies * 3 + flen);
+	p = stream;
+	memcpy(p, "DZP2", 4), p += 4;
+	*p++ = 0;
+	put_varint(&p, copies);
+	put_varint(&p, 0), put_varint(&p, 0), put_varint(&p, 1);
+	for (size_t k = 1; k < copies; k++)
+		put_varint(&p, 0), put_varint(&p, 1), put_varint(&p, 1);	/* back one, copy one */
+	memcpy(p, frame, flen), p += flen;
+	slen = (size_t)(p - stream);
+	CHECK(!ZSTD_isError(flen) && spill("basis.jar", zip, zlen) == 0 &&
+	    spill("bomb.bin", stream, slen) == 0, "a %zu-byte stream copying one entry %zu times",
+	    slen, copies);
+	CHECK(rss_run(hostile_decode, &h, &growth, &r) == 0, "the decode ran in a child");
+	CHECK(r == DS_ERR_CORRUPT, "it is refused as corrupt (%d)", r);
+	CHECK(growth >= 0 && (uint64_t)growth <= (h.declared >> 20) + 64,
+	    "peak RSS grew by %ld MiB, at most the declared %llu MiB + 64 MiB", growth,
+	    (unsigned long long)(h.declared >> 20));
+	free(zip);
+	free(view);
+	free(frame);
+	free(stream);
+}
+
+/*
+ * A target whose unchanged entries come in another order than the basis's:
+ * only copies going forward in the basis are kept (the decoder refuses a
+ * table that steps back), the others travel in the views; it round-trips.
+ */
+static void
+test_copies_reordered(void)
+{
+	static const char reorder_py[] =
+	"import sys, zipfile\n"
+	"src, out = sys.argv[1], sys.argv[2]\n"
+	"with zipfile.ZipFile(src) as a, zipfile.ZipFile(out, 'w') as b:\n"
+	"    infos = a.infolist()\n"
+	"    infos = infos[100:] + infos[:100]\n"
+	"    for i in infos:\n"
+	"        b.writestr(i, a.read(i.filename), i.compress_type, 6)\n";
+	char *argv[] = { "python3", "-c", (char *)reorder_py, "a.jar", "r.jar", NULL };
+	struct zipdelta_stats st;
+	uint64_t plen = 0;
+
+	if (make_zip("py", "a.jar", "6") != 0 || run(argv) != 0) {
+		CHECK(0, "python3 makes the zips");
+		return;
+	}
+	stats_of("a.jar", "r.jar", &st);
+	CHECK(st.deflated == 150 && st.copied == 99,
+	    "a rotated zip: the longest forward run is copied (%llu of 150)",
+	    (unsigned long long)st.copied);
+	CHECK(encode(DELTA_ZIP_PATCH, "a.jar", "r.jar", "p.bin", &plen) == 0 &&
+	    decode_matches("a.jar", "p.bin", "r.jar") == 0, "it decodes exactly (%llu bytes)",
+	    (unsigned long long)plen);
+}
+
 int
 main(void)
 {
@@ -595,5 +766,7 @@ main(void)
 	tap_run("mutations", test_mutations);
 	tap_run("nested", test_nested);
 	tap_run("big", test_big);
+	tap_run("copy-table-bomb", test_copy_table_bomb);
+	tap_run("copies-reordered", test_copies_reordered);
 	return tap_done();
 }
