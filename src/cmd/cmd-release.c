@@ -114,8 +114,15 @@ out:
 	return r;
 }
 
+struct release_args {
+	const char	*version, *from, *old, *channel, *pass_file;
+	unsigned	 strip, precompute_n;
+	int		 prune;
+};
+
+/* Parses the options into A; 1 after --help, 0, or DS_ERR_USAGE (logged). */
 static int
-release_exec(int argc, char **argv, const struct config *config)
+release_args(int argc, char **argv, struct release_args *a)
 {
 	static const struct option options[] = {
 		{ "version", required_argument, NULL, 'V' },
@@ -129,44 +136,41 @@ release_exec(int argc, char **argv, const struct config *config)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	const char *version = NULL, *from = NULL, *channel = NULL, *old = NULL;
-	const char *pass_file = NULL;
-	struct ed25519_key *key = NULL;
-	struct trust_doc *signed_doc = NULL;
-	char *id = NULL, *tree = NULL, *unpacked = NULL, *cache = NULL, *exclude[2] = { NULL, NULL };
-	struct store *store = NULL;
-	struct manifest *m = NULL;
-	struct manifest_scan_stats stats;
-	uint64_t new_objects = 0, new_bytes = 0;
-	unsigned strip = 0, precompute_n = 0;
-	int ch, r, prune = 1;
+	int ch;
 
+	memset(a, 0, sizeof(*a));
+	a->prune = 1;
 	while ((ch = getopt_long(argc, argv, "h", options, NULL)) != -1) {
 		switch (ch) {
 		case 'V':
-			version = optarg;
+			if (store_release_id_check(optarg) != 0) {
+				log_error("--version '%s': use 1 to 128 letters, digits, '.', '_', '+' "
+				    "or '-'", optarg);
+				return DS_ERR_USAGE;
+			}
+			a->version = optarg;
 			break;
 		case 'f':
-			from = optarg;
+			a->from = optarg;
 			break;
 		case 'o':
 			if (store_release_id_check(optarg) != 0) {
 				log_error("--from-release '%s' is not a release id", optarg);
 				return DS_ERR_USAGE;
 			}
-			old = optarg;
+			a->old = optarg;
 			break;
 		case 's':
-			if (util_parse_uint(optarg, 64, &strip) != 0) {
+			if (util_parse_uint(optarg, 64, &a->strip) != 0) {
 				log_error("--strip: '%s' is not a number of components", optarg);
 				return DS_ERR_USAGE;
 			}
 			break;
 		case 'P':
-			prune = 0;
+			a->prune = 0;
 			break;
 		case 'p':
-			if (util_parse_uint(optarg, 1000, &precompute_n) != 0) {
+			if (util_parse_uint(optarg, 1000, &a->precompute_n) != 0) {
 				log_error("--precompute: '%s' is not a number of releases", optarg);
 				return DS_ERR_USAGE;
 			}
@@ -177,81 +181,73 @@ release_exec(int argc, char **argv, const struct config *config)
 				    optarg, TRUST_CHANNEL_MAX);
 				return DS_ERR_USAGE;
 			}
-			channel = optarg;
+			a->channel = optarg;
 			break;
 		case 'F':
-			pass_file = optarg;
+			a->pass_file = optarg;
 			break;
 		case 'h':
 			cmd_usage(&cmd_release_entry, release_options);
-			return 0;
+			return 1;
 		default:
 			cmd_usage(&cmd_release_entry, release_options);
 			return DS_ERR_USAGE;
 		}
 	}
-	if (optind != argc || (old != NULL && from != NULL)) {
+	if (optind != argc || (a->old != NULL && a->from != NULL)) {
 		cmd_usage(&cmd_release_entry, release_options);
 		return DS_ERR_USAGE;
 	}
-	/* The configuration's defaults, where no option was given (--help loads none). */
-	if (channel == NULL)
-		channel = config->distribution.channel;
-	if (pass_file == NULL)
-		pass_file = config->distribution.signing_passphrase_file;
-	if (version != NULL) {
-		if (store_release_id_check(version) != 0) {
-			log_error("--version '%s': use 1 to 128 letters, digits, '.', '_', '+' or '-'",
-			    version);
-			return DS_ERR_USAGE;
-		}
-		id = xstrdup(version);
-	} else {
-		char buf[32];
-		time_t now = time(NULL);
-		strftime(buf, sizeof(buf), "%Y%m%dT%H%M%SZ", gmtime(&now));
-		id = xstrdup(buf);
+	return 0;
+}
+
+/* What a release cut brought into the store. */
+struct release_cut {
+	struct manifest			*m;
+	struct manifest_scan_stats	 stats;
+	uint64_t			 new_objects, new_bytes;
+	char				*unpacked;	/* the archive's temp tree, or NULL */
+};
+
+/*
+ * The release's tree into the store: OLD's manifest again (its objects are
+ * there), or the archive or source tree scanned and every new object added.
+ */
+static int
+release_tree(struct store *store, const struct config *config, const struct release_args *a,
+    struct release_cut *c)
+{
+	char *tree = NULL, *cache = NULL, *exclude[2] = { NULL, NULL };
+	int r;
+
+	if (a->old != NULL) {
+		if ((r = store_release_load(store, a->old, &c->m)) != 0)
+			return r;
+		for (size_t i = 0; i < c->m->count; i++)
+			c->stats.files += c->m->entries[i].type == MANIFEST_FILE;
+		return 0;
 	}
-	if ((r = store_open(config->distribution.store, 1, &store)) != 0)
-		goto out;
-	/* A release that should be signed and cannot be is not cut at all. */
-	if (config->distribution.signing_key != NULL &&
-	    ((r = keyfile_load(config->distribution.signing_key, pass_file, &key)) != 0 ||
-	    (r = signing_key_check(store, key)) != 0)) {
-		r = DS_ERR_CONFIG;	/* logged, naming the key file */
-		goto out;
-	}
-	if (old != NULL) {
-		/* Every object of OLD is in the store already: only the manifest is new. */
-		if ((r = store_release_load(store, old, &m)) != 0)
-			goto out;
-		memset(&stats, 0, sizeof(stats));
-		for (size_t i = 0; i < m->count; i++)
-			stats.files += m->entries[i].type == MANIFEST_FILE;
-		goto save;
-	}
-	if (from != NULL) {
-		unpacked = store_tmp_path(store, "unpack");
-		if (path_mkdirs(unpacked) == -1) {
-			log_errno("%s", unpacked);
-			r = DS_ERR_SYSTEM;
-			goto out;
+	if (a->from != NULL) {
+		c->unpacked = store_tmp_path(store, "unpack");
+		if (path_mkdirs(c->unpacked) == -1) {
+			log_errno("%s", c->unpacked);
+			return DS_ERR_SYSTEM;
 		}
 		/* The limit is a constant until config grows a key for it. */
-		if ((r = unpack_archive(from, unpacked, strip, UNPACK_MAX_BYTES_DEFAULT)) != 0)
-			goto out;
-		tree = xstrdup(unpacked);
+		if ((r = unpack_archive(a->from, c->unpacked, a->strip,
+		    UNPACK_MAX_BYTES_DEFAULT)) != 0)
+			return r;
+		tree = xstrdup(c->unpacked);
 	} else {
 		tree = xstrdup(config->distribution.source);
 		exclude[0] = store_inside_source(tree, config->distribution.store);
 		cache = path_join(config->distribution.store, "statcache");
 	}
 	log_debug("scanning %s", tree);
-	r = manifest_scan(tree, exclude[0] ? exclude : NULL, cache, 0, &m, &stats);
-	if (r != 0)
+	if ((r = manifest_scan(tree, exclude[0] ? exclude : NULL, cache, 0, &c->m, &c->stats)) != 0)
 		goto out;
-	for (size_t i = 0; i < m->count; i++) {
-		const struct manifest_entry *e = &m->entries[i];
+	for (size_t i = 0; i < c->m->count && r == 0; i++) {
+		const struct manifest_entry *e = &c->m->entries[i];
 		uint8_t h[HASH_LEN];
 
 		if (e->type == MANIFEST_DIR || store_has(store, e->hash))
@@ -263,38 +259,80 @@ release_exec(int argc, char **argv, const struct config *config)
 			r = store_add_file(store, p, e->hash);
 			free(p);
 		}
-		if (r != 0)
-			goto out;
-		new_objects++;
-		new_bytes += e->size;
+		c->new_objects++;
+		c->new_bytes += e->size;
 	}
-	if ((r = store_sync(store)) != 0)
+	if (r == 0)
+		r = store_sync(store);
+out:
+	free(exclude[0]);
+	free(tree);
+	free(cache);
+	return r;
+}
+
+static void
+release_print(const char *id, const struct release_cut *c, const struct trust_doc *signed_doc)
+{
+	uint8_t digest[HASH_LEN];
+	char hex[HASH_HEX_LEN + 1], total[32], added[32];
+
+	manifest_digest(c->m, digest);
+	hash_to_hex(digest, hex);
+	util_format_bytes(manifest_total_size(c->m), total, sizeof(total));
+	util_format_bytes(c->new_bytes, added, sizeof(added));
+	printf("release %s: %" PRIu64 " files, %s; %" PRIu64 " new objects (%s); manifest %.16s\n",
+	    id, c->stats.files, total, c->new_objects, added, hex);
+	if (signed_doc != NULL)
+		printf("signed: sequence %" PRIu64 ", channel %s, key %.16s\n",
+		    signed_doc->sequence, signed_doc->channel, signed_doc->sigs[0].keyid);
+	else
+		printf("not signed (no distribution.signing_key)\n");
+}
+
+static int
+release_exec(int argc, char **argv, const struct config *config)
+{
+	struct release_args a;
+	struct release_cut c;
+	struct ed25519_key *key = NULL;
+	struct trust_doc *signed_doc = NULL;
+	struct store *store = NULL;
+	char *id = NULL, buf[32];
+	time_t now = time(NULL);
+	int r;
+
+	memset(&c, 0, sizeof(c));
+	if ((r = release_args(argc, argv, &a)) != 0)
+		return r == 1 ? 0 : r;
+	/* The configuration's defaults, where no option was given (--help loads none). */
+	if (a.channel == NULL)
+		a.channel = config->distribution.channel;
+	if (a.pass_file == NULL)
+		a.pass_file = config->distribution.signing_passphrase_file;
+	strftime(buf, sizeof(buf), "%Y%m%dT%H%M%SZ", gmtime(&now));
+	id = xstrdup(a.version != NULL ? a.version : buf);
+	if ((r = store_open(config->distribution.store, 1, &store)) != 0)
 		goto out;
-save:
-	if ((r = store_release_save(store, id, m)) != 0)
+	/* A release that should be signed and cannot be is not cut at all. */
+	if (config->distribution.signing_key != NULL &&
+	    ((r = keyfile_load(config->distribution.signing_key, a.pass_file, &key)) != 0 ||
+	    (r = signing_key_check(store, key)) != 0)) {
+		r = DS_ERR_CONFIG;	/* logged, naming the key file */
+		goto out;
+	}
+	if ((r = release_tree(store, config, &a, &c)) != 0 ||
+	    (r = store_release_save(store, id, c.m)) != 0)
 		goto out;
 	if (key != NULL &&
-	    (r = signing_release_sign(store, id, m, key, channel, &signed_doc)) != 0)
+	    (r = signing_release_sign(store, id, c.m, key, a.channel, &signed_doc)) != 0)
 		goto out;
-	{
-		uint8_t digest[HASH_LEN];
-		char hex[HASH_HEX_LEN + 1], total[32], added[32];
-		manifest_digest(m, digest);
-		hash_to_hex(digest, hex);
-		util_format_bytes(manifest_total_size(m), total, sizeof(total));
-		util_format_bytes(new_bytes, added, sizeof(added));
-		printf("release %s: %" PRIu64 " files, %s; %" PRIu64 " new objects (%s); manifest %.16s\n",
-		    id, stats.files, total, new_objects, added, hex);
-		if (signed_doc != NULL)
-			printf("signed: sequence %" PRIu64 ", channel %s, key %.16s\n",
-			    signed_doc->sequence, signed_doc->channel, signed_doc->sigs[0].keyid);
-		else
-			printf("not signed (no distribution.signing_key)\n");
-	}
-	if (precompute_n > 0 && (r = precompute(store, id, m, precompute_n)) != 0)
+	release_print(id, &c, signed_doc);
+	if (a.precompute_n > 0 && (r = precompute(store, id, c.m, a.precompute_n)) != 0)
 		goto out;
-	if (prune) {
+	if (a.prune) {
 		size_t rr = 0, ro = 0, rd = 0;
+
 		if ((r = store_prune(store, config->distribution.keep_releases, &rr, &ro, &rd)) != 0)
 			goto out;
 		if (rr > 0)
@@ -303,16 +341,13 @@ save:
 			    config->distribution.keep_releases);
 	}
 out:
-	if (unpacked != NULL)
-		(void)path_remove_tree(unpacked);
-	manifest_free(m);
+	if (c.unpacked != NULL)
+		(void)path_remove_tree(c.unpacked);
+	manifest_free(c.m);
+	free(c.unpacked);
 	store_free(store);
 	ed25519_free(key);
 	trust_doc_free(signed_doc);
-	free(exclude[0]);
-	free(unpacked);
-	free(tree);
-	free(cache);
 	free(id);
 	return r;
 }
