@@ -1,6 +1,9 @@
 /* Bounded byte buffers; see buf.h. */
 #include "autoconf.h"
 
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -306,4 +309,59 @@ buf_get_cstring(struct buf *b, char **s, size_t maxlen)
 	if (b->off == b->size)
 		b->off = b->size = 0;
 	return 0;
+}
+
+int
+buf_printf(struct buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	char small[256], *text;
+	int n, r;
+
+	va_start(ap, fmt);
+	n = vsnprintf(small, sizeof(small), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return DS_ERR_INVALID;
+	if ((size_t)n < sizeof(small))
+		return buf_put(b, small, (size_t)n);
+	/* Formatted apart, not in place: vsnprintf's NUL must not need room past the maximum. */
+	text = xmalloc((size_t)n + 1);
+	va_start(ap, fmt);
+	vsnprintf(text, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	r = buf_put(b, text, (size_t)n);
+	free(text);
+	return r;
+}
+
+int
+buf_put_hex(struct buf *b, const void *data, size_t len)
+{
+	static const char digits[] = "0123456789abcdef";
+	const uint8_t *p = data;
+	uint8_t *dst;
+	int r;
+
+	if (len > SIZE_MAX / 2 || (r = buf_reserve(b, 2 * len, &dst)) != 0)
+		return DS_ERR_INVALID;
+	for (size_t i = 0; i < len; i++) {
+		dst[2 * i] = (uint8_t)digits[p[i] >> 4];
+		dst[2 * i + 1] = (uint8_t)digits[p[i] & 15];
+	}
+	return 0;
+}
+
+char *
+buf_dup_cstring(const struct buf *b, size_t *len)
+{
+	size_t n = buf_len(b);
+	char *s = xmalloc(n + 1);
+
+	if (n > 0)
+		memcpy(s, buf_ptr(b), n);
+	s[n] = '\0';
+	if (len != NULL)
+		*len = n;
+	return s;
 }

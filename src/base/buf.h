@@ -51,6 +51,15 @@ int	buf_put_string(struct buf *b, const void *data, size_t len);
 /* A C string as a string (without its NUL); NULL is sent as the empty string. */
 int	buf_put_cstring(struct buf *b, const char *s);
 
+/*
+ * Text builders over the same buffer: formatted text (no NUL), lower-case
+ * hex of LEN bytes. 0, or DS_ERR_INVALID when the maximum would be passed.
+ */
+int	buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int	buf_put_hex(struct buf *b, const void *data, size_t len);
+/* The unconsumed bytes as a new NUL-terminated string (caller frees); *len (may be NULL) their length. */
+char	*buf_dup_cstring(const struct buf *b, size_t *len);
+
 /* Getters: consume on success; DS_ERR_INVALID and nothing consumed on overrun. */
 int	buf_consume(struct buf *b, size_t len);
 int	buf_get(struct buf *b, void *out, size_t len);

@@ -2,7 +2,6 @@
 #include "autoconf.h"
 
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,37 +121,6 @@ parse_hex(const char *s, size_t len, uint8_t *out)
 	return 0;
 }
 
-static void
-put_hex(char **buf, size_t *len, size_t *alloc, const uint8_t *p, size_t n)
-{
-	static const char digits[] = "0123456789abcdef";
-
-	*buf = xgrow(*buf, alloc, *len + 2 * n + 1, 1);
-	for (size_t i = 0; i < n; i++) {
-		(*buf)[(*len)++] = digits[p[i] >> 4];
-		(*buf)[(*len)++] = digits[p[i] & 15];
-	}
-	(*buf)[*len] = '\0';
-}
-
-static void __attribute__((format(printf, 4, 5)))
-put_fmt(char **buf, size_t *len, size_t *alloc, const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-	int n;
-
-	va_start(ap, fmt);
-	n = vasprintf(&s, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		abort();
-	*buf = xgrow(*buf, alloc, *len + (size_t)n + 1, 1);
-	memcpy(*buf + *len, s, (size_t)n + 1);
-	*len += (size_t)n;
-	free(s);
-}
-
 /* ---- the body of each kind ---- */
 
 static int
@@ -212,44 +180,50 @@ fields_check(const struct trust_doc *d, const char *name)
 	return DS_ERR_INVALID;
 }
 
+/* Appends to B; documents are bounded far below its maximum, so it cannot fail. */
+static void
+must(int r)
+{
+	if (r != 0)
+		abort();
+}
+
 /* The canonical body of D (fields_check passed). */
 static void
 body_encode(const struct trust_doc *d, char **out, size_t *outlen)
 {
-	char *b = NULL, created[32], expires[32];
-	size_t len = 0, alloc = 0;
+	struct buf *b = buf_new(0);
+	char created[32], expires[32];
 
 	trust_time_format(d->created, created, sizeof(created));
-	put_fmt(&b, &len, &alloc, "%s\nkind %s\n", TRUST_HEADER, kind_names[d->kind]);
+	must(buf_printf(b, "%s\nkind %s\n", TRUST_HEADER, kind_names[d->kind]));
 	switch (d->kind) {
 	case TRUST_KIND_KEYS:
-		put_fmt(&b, &len, &alloc, "version %" PRIu64 "\ncreated %s\n", d->version, created);
+		must(buf_printf(b, "version %" PRIu64 "\ncreated %s\n", d->version, created));
 		for (int role = 0; role < TRUST_ROLE_COUNT; role++)
-			put_fmt(&b, &len, &alloc, "threshold %s %u\n", role_names[role],
-			    d->threshold[role]);
+			must(buf_printf(b, "threshold %s %u\n", role_names[role], d->threshold[role]));
 		for (size_t i = 0; i < d->nkeys; i++) {
-			put_fmt(&b, &len, &alloc, "key %s %s ", role_names[d->keys[i].role],
-			    d->keys[i].id);
-			put_hex(&b, &len, &alloc, d->keys[i].pub, ED25519_PUBLIC_LEN);
-			put_fmt(&b, &len, &alloc, "\n");
+			must(buf_printf(b, "key %s %s ", role_names[d->keys[i].role], d->keys[i].id));
+			must(buf_put_hex(b, d->keys[i].pub, ED25519_PUBLIC_LEN));
+			must(buf_printf(b, "\n"));
 		}
 		break;
 	case TRUST_KIND_RELEASE:
-		put_fmt(&b, &len, &alloc, "release %s\nsequence %" PRIu64 "\ncreated %s\n"
-		    "channel %s\nmanifest-sha256 ", d->release, d->sequence, created, d->channel);
-		put_hex(&b, &len, &alloc, d->manifest, HASH_LEN);
-		put_fmt(&b, &len, &alloc, "\nkeys-version %" PRIu64 "\n", d->keys_version);
+		must(buf_printf(b, "release %s\nsequence %" PRIu64 "\ncreated %s\n"
+		    "channel %s\nmanifest-sha256 ", d->release, d->sequence, created, d->channel));
+		must(buf_put_hex(b, d->manifest, HASH_LEN));
+		must(buf_printf(b, "\nkeys-version %" PRIu64 "\n", d->keys_version));
 		break;
 	case TRUST_KIND_POINTER:
 		trust_time_format(d->expires, expires, sizeof(expires));
-		put_fmt(&b, &len, &alloc, "channel %s\nrelease %s\nsequence %" PRIu64
-		    "\nrelease-sha256 ", d->channel, d->release, d->sequence);
-		put_hex(&b, &len, &alloc, d->release_digest, HASH_LEN);
-		put_fmt(&b, &len, &alloc, "\ncreated %s\nexpires %s\n", created, expires);
+		must(buf_printf(b, "channel %s\nrelease %s\nsequence %" PRIu64 "\nrelease-sha256 ",
+		    d->channel, d->release, d->sequence));
+		must(buf_put_hex(b, d->release_digest, HASH_LEN));
+		must(buf_printf(b, "\ncreated %s\nexpires %s\n", created, expires));
 		break;
 	}
-	*out = b;
-	*outlen = len;
+	*out = buf_dup_cstring(b, outlen);
+	buf_free(b);
 }
 
 /* ---- decoding ---- */
@@ -615,20 +589,16 @@ trust_doc_sign(struct trust_doc *d, struct ed25519_key *const *keys, size_t n)
 void
 trust_doc_encode(const struct trust_doc *d, char **out, size_t *outlen)
 {
-	char *b = NULL;
-	size_t len = 0, alloc = 0;
+	struct buf *b = buf_new(0);
 
-	b = xgrow(b, &alloc, d->body_len + 1, 1);
-	memcpy(b, d->body, d->body_len);
-	len = d->body_len;
-	b[len] = '\0';
+	must(buf_put(b, d->body, d->body_len));
 	for (size_t i = 0; i < d->nsigs; i++) {
-		put_fmt(&b, &len, &alloc, "signature %s ", d->sigs[i].keyid);
-		put_hex(&b, &len, &alloc, d->sigs[i].sig, ED25519_SIG_LEN);
-		put_fmt(&b, &len, &alloc, "\n");
+		must(buf_printf(b, "signature %s ", d->sigs[i].keyid));
+		must(buf_put_hex(b, d->sigs[i].sig, ED25519_SIG_LEN));
+		must(buf_printf(b, "\n"));
 	}
-	*out = b;
-	*outlen = len;
+	*out = buf_dup_cstring(b, outlen);
+	buf_free(b);
 }
 
 void
@@ -865,17 +835,15 @@ trust_marks_decode(const void *data, size_t len, const char *name, struct trust_
 void
 trust_marks_encode(const struct trust_marks *m, char **out, size_t *outlen)
 {
-	char *b = xstrdup("");
-	size_t len = 0, alloc = 1;
+	struct buf *b = buf_new(0);
 
 	for (size_t i = 0; i < m->count; i++) {
-		put_fmt(&b, &len, &alloc, "mark %s %" PRIu64 " ", m->marks[i].keyid,
-		    m->marks[i].sequence);
-		put_hex(&b, &len, &alloc, m->marks[i].release_digest, HASH_LEN);
-		put_fmt(&b, &len, &alloc, "\n");
+		must(buf_printf(b, "mark %s %" PRIu64 " ", m->marks[i].keyid, m->marks[i].sequence));
+		must(buf_put_hex(b, m->marks[i].release_digest, HASH_LEN));
+		must(buf_printf(b, "\n"));
 	}
-	*out = b;
-	*outlen = len;
+	*out = buf_dup_cstring(b, outlen);
+	buf_free(b);
 }
 
 int

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/buf.h"
 #include "base/err.h"
 #include "base/hash.h"
 #include "base/log.h"
@@ -54,39 +55,41 @@ journal_release(struct journal *j)
 
 /* ---- encoding ---- */
 
+/* A journal bigger than this is not one an apply could make. */
+#define JOURNAL_ENCODE_MAX	((size_t)1 << 40)
+
+/* A failed append to a buffer this large is running out of memory: fatal, as xmalloc's. */
 static void
-put(char **buf, size_t *len, size_t *alloc, const char *s, size_t n)
+must(int r)
 {
-	*buf = xgrow(*buf, alloc, *len + n + 1, 1);
-	memcpy(*buf + *len, s, n);
-	*len += n;
-	(*buf)[*len] = '\0';
+	if (r != 0)
+		abort();
 }
 
 static void
-put_escaped(char **buf, size_t *len, size_t *alloc, const char *s)
+put_escaped(struct buf *b, const char *s)
 {
 	static const char hex[] = "0123456789abcdef";
 
 	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
 		if (*p <= 0x20 || *p == 0x7f || *p == '%') {
 			char e[3] = { '%', hex[*p >> 4], hex[*p & 15] };
-			put(buf, len, alloc, e, 3);
+			must(buf_put(b, e, 3));
 		} else
-			put(buf, len, alloc, (const char *)p, 1);
+			must(buf_put(b, p, 1));
 	}
 }
 
 char *
 journal_encode(const struct journal *j, size_t *lenp)
 {
-	char *buf = NULL, line[256], hex[HASH_HEX_LEN + 1];
-	size_t len = 0, alloc = 0;
+	struct buf *b = buf_new(JOURNAL_ENCODE_MAX);
+	char *out, line[256], hex[HASH_HEX_LEN + 1];
 	int n;
 
 	n = snprintf(line, sizeof(line), "%s\nfrom %s\nto %s\nkeep %u\n", JOURNAL_HEADER,
 	    j->from != NULL ? j->from : "-", j->to, j->keep);
-	put(&buf, &len, &alloc, line, (size_t)n);
+	must(buf_put(b, line, (size_t)n));
 	for (size_t i = 0; i < j->count; i++) {
 		const struct journal_record *rec = &j->records[i];
 
@@ -121,16 +124,17 @@ journal_encode(const struct journal *j, size_t *lenp)
 			    rec->uid, rec->gid);
 			break;
 		}
-		put(&buf, &len, &alloc, line, (size_t)n);
+		must(buf_put(b, line, (size_t)n));
 		if (rec->kind == JOURNAL_LINEAGE)
-			put(&buf, &len, &alloc, rec->path, strlen(rec->path));
+			must(buf_put(b, rec->path, strlen(rec->path)));
 		else
-			put_escaped(&buf, &len, &alloc, rec->path);
-		put(&buf, &len, &alloc, "\n", 1);
+			put_escaped(b, rec->path);
+		must(buf_put(b, "\n", 1));
 	}
-	put(&buf, &len, &alloc, "end\n", 4);
-	*lenp = len;
-	return buf;
+	must(buf_put(b, "end\n", 4));
+	out = buf_dup_cstring(b, lenp);
+	buf_free(b);
+	return out;
 }
 
 /* ---- decoding ---- */

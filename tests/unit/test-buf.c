@@ -126,6 +126,37 @@ test_growth(void)
 	buf_free(b);
 }
 
+/* The text builders: formatted text, hex, a NUL-terminated copy, the maximum kept. */
+static void
+test_text(void)
+{
+	struct buf *b = buf_new(0), *small = buf_new(8);
+	char *s;
+	size_t len;
+	char big[3000];
+
+	CHECK(buf_printf(b, "%s=%d;", "n", 42) == 0 && buf_put_hex(b, "\x01\xab", 2) == 0,
+	    "printf and hex");
+	s = buf_dup_cstring(b, &len);
+	CHECK(strcmp(s, "n=42;01ab") == 0 && len == 9, "the text is exact");
+	free(s);
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	CHECK(buf_printf(b, "%s", big) == 0 && buf_len(b) == 9 + sizeof(big) - 1,
+	    "a line longer than any first guess");
+	CHECK(buf_printf(small, "%s", "12345678") == 0, "fill to the maximum");
+	CHECK(buf_printf(small, "x") == DS_ERR_INVALID && buf_len(small) == 8,
+	    "printf past the maximum is refused and changes nothing");
+	CHECK(buf_put_hex(small, "\x01", 1) == DS_ERR_INVALID && buf_len(small) == 8,
+	    "hex past the maximum is refused");
+	buf_consume(small, 8);
+	s = buf_dup_cstring(small, NULL);
+	CHECK(s != NULL && s[0] == '\0', "empty buffer gives the empty string");
+	free(s);
+	buf_free(b);
+	buf_free(small);
+}
+
 int
 main(void)
 {
@@ -133,5 +164,6 @@ main(void)
 	tap_run("limits", test_limits);
 	tap_run("overruns", test_overruns);
 	tap_run("growth", test_growth);
+	tap_run("text", test_text);
 	return tap_done();
 }
