@@ -127,6 +127,15 @@ path_glob_match(const char *pattern, const char *path)
 }
 
 int
+path_glob_match_any(char *const *globs, const char *path)
+{
+	for (size_t i = 0; globs != NULL && globs[i] != NULL; i++)
+		if (path_glob_match(globs[i], path))
+			return 1;
+	return 0;
+}
+
+int
 path_glob_check(const char *pattern, const char **why)
 {
 	const char *reason = NULL;

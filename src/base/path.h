@@ -22,6 +22,9 @@ int	path_check(const char *path, size_t len, const char **why);
  */
 int	path_glob_match(const char *pattern, const char *path);
 
+/* 1 when any glob of the NULL-terminated GLOBS (may be NULL: none) matches PATH. */
+int	path_glob_match_any(char *const *globs, const char *path);
+
 /* Returns 0 if PATTERN is a well-formed glob, else DS_ERR_INVALID with *why set. */
 int	path_glob_check(const char *pattern, const char **why);
 

@@ -39,15 +39,6 @@ sleep_ms(unsigned ms)
 		;
 }
 
-static int
-glob_any(char *const *globs, const char *path)
-{
-	for (size_t i = 0; globs != NULL && globs[i] != NULL; i++)
-		if (path_glob_match(globs[i], path))
-			return 1;
-	return 0;
-}
-
 /* Selection and order. */
 
 /* Indexes of all services in an order where each follows its after: names. */
@@ -131,16 +122,16 @@ restart_select(const struct config *config, char *const *changed_paths, size_t n
 			int reload = 0, restart;
 
 			for (size_t i = 0; i < n && why == NULL; i++) {
-				if (glob_any(s->reload_on, changed_paths[i])) {
+				if (path_glob_match_any(s->reload_on, changed_paths[i])) {
 					why = changed_paths[i];
 					reload = 1;
-				} else if (glob_any(s->paths, changed_paths[i]) &&
+				} else if (path_glob_match_any(s->paths, changed_paths[i]) &&
 				    s->restart != CONFIG_RESTART_NONE)
 					why = changed_paths[i];
 			}
 			if (why == NULL && s->restart == CONFIG_RESTART_NONE) {
 				for (size_t i = 0; i < n && why == NULL; i++)
-					if (glob_any(s->paths, changed_paths[i]))
+					if (path_glob_match_any(s->paths, changed_paths[i]))
 						why = changed_paths[i];
 			}
 			if (why == NULL)

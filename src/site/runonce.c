@@ -30,18 +30,9 @@
 #define FILES_ENV_MAX		(64u * 1024)
 
 static int
-glob_any(char *const *globs, const char *path)
-{
-	for (size_t i = 0; globs != NULL && globs[i] != NULL; i++)
-		if (path_glob_match(globs[i], path))
-			return 1;
-	return 0;
-}
-
-static int
 matches(const struct config_run_once *hook, const struct manifest_entry *e)
 {
-	return e->type != MANIFEST_DIR && glob_any(hook->paths, e->path);
+	return e->type != MANIFEST_DIR && path_glob_match_any(hook->paths, e->path);
 }
 
 void

@@ -17,6 +17,31 @@
 #include "wire/xport-local.h"
 #include "wire/xport.h"
 
+/*
+ * A socketpair and a fork: in the parent *pid is the child and sv[0] ours;
+ * in the child *pid is 0 and sv[1] its end. Logs and returns DS_ERR_SYSTEM.
+ */
+static int
+fork_pair(const char *peer, int sv[2], pid_t *pid)
+{
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+		log_errno("%s: socketpair", peer);
+		return DS_ERR_SYSTEM;
+	}
+	fflush(NULL);
+	if ((*pid = fork()) < 0) {
+		log_errno("%s: fork", peer);
+		close(sv[0]);
+		close(sv[1]);
+		return DS_ERR_SYSTEM;
+	}
+	if (*pid == 0)
+		close(sv[0]);
+	else
+		close(sv[1]);
+	return 0;
+}
+
 int
 xport_fork_open(const char *peer, int (*child_main)(struct xport *x, void *arg), void *arg,
     struct xport **out)
@@ -26,19 +51,9 @@ xport_fork_open(const char *peer, int (*child_main)(struct xport *x, void *arg),
 	pid_t pid;
 
 	*out = NULL;
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
-		log_errno("%s: socketpair", peer);
-		return DS_ERR_SYSTEM;
-	}
-	fflush(NULL);
-	if ((pid = fork()) < 0) {
-		log_errno("%s: fork", peer);
-		close(sv[0]);
-		close(sv[1]);
-		return DS_ERR_SYSTEM;
-	}
+	if ((r = fork_pair(peer, sv, &pid)) != 0)
+		return r;
 	if (pid == 0) {
-		close(sv[0]);
 		signal(SIGPIPE, SIG_IGN);
 		log_set_prefix(peer);
 		child_x = xport_fd_new(sv[1], sv[1], "initiator");
@@ -47,7 +62,6 @@ xport_fork_open(const char *peer, int (*child_main)(struct xport *x, void *arg),
 		fflush(NULL);
 		_exit(r == 0 ? 0 : ds_exit_code(r));
 	}
-	close(sv[1]);
 	*out = xport_fd_new(sv[0], sv[0], peer);
 	xport_fd_set_child(*out, pid);
 	return 0;
@@ -56,21 +70,12 @@ xport_fork_open(const char *peer, int (*child_main)(struct xport *x, void *arg),
 int
 xport_exec_open(char *const *argv, const char *peer, struct xport **out)
 {
-	int sv[2];
+	int sv[2], r;
 	pid_t pid;
 
 	*out = NULL;
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
-		log_errno("%s: socketpair", peer);
-		return DS_ERR_SYSTEM;
-	}
-	fflush(NULL);
-	if ((pid = fork()) < 0) {
-		log_errno("%s: fork", peer);
-		close(sv[0]);
-		close(sv[1]);
-		return DS_ERR_SYSTEM;
-	}
+	if ((r = fork_pair(peer, sv, &pid)) != 0)
+		return r;
 	if (pid == 0) {
 		if (dup2(sv[1], STDIN_FILENO) < 0 || dup2(sv[1], STDOUT_FILENO) < 0)
 			_exit(127);
@@ -78,7 +83,6 @@ xport_exec_open(char *const *argv, const char *peer, struct xport **out)
 		log_errno("%s: cannot run %s", peer, argv[0]);
 		_exit(127);
 	}
-	close(sv[1]);
 	*out = xport_fd_new(sv[0], sv[0], peer);
 	xport_fd_set_child(*out, pid);
 	return 0;
