@@ -139,16 +139,39 @@ take_lock(struct target *t, unsigned timeout)
 	return 0;
 }
 
+/*
+ * The default state directory is a name beside the target, where a release
+ * applied to an enclosing target can plant a symlink: it must be a real
+ * directory (or absent, to be made). 0, or DS_ERR_PRECONDITION (logged).
+ */
+static int
+default_state_check(const char *state)
+{
+	struct stat st;
+
+	if (lstat(state, &st) == -1 || S_ISDIR(st.st_mode))
+		return 0;
+	log_error("%s: the state directory is %s, not a directory: refused (a default "
+	    "state directory is never followed elsewhere)", state,
+	    S_ISLNK(st.st_mode) ? "a symlink" : "another kind of file");
+	return DS_ERR_PRECONDITION;
+}
+
 int
 target_open(const char *dir, const char *state, unsigned lock_timeout, struct target **out)
 {
 	struct target *t = xcalloc(1, sizeof(*t));
-	int r = DS_ERR_SYSTEM;
+	char *deflt = target_default_state_dir(dir);
+	int r = DS_ERR_SYSTEM, nofollow;
 
 	*out = NULL;
 	t->root_fd = t->state_fd = t->lock_fd = -1;
 	t->dir = path_absolute(NULL, dir);
-	t->state = state != NULL ? path_absolute(NULL, state) : target_default_state_dir(dir);
+	t->state = state != NULL ? path_absolute(NULL, state) : xstrdup(deflt);
+	nofollow = strcmp(t->state, deflt) == 0 ? O_NOFOLLOW : 0;
+	if (nofollow && (r = default_state_check(t->state)) != 0)
+		goto out;
+	r = DS_ERR_SYSTEM;
 	if (path_mkdirs(t->dir) == -1) {
 		log_errno("%s: cannot create the target directory", t->dir);
 		goto out;
@@ -164,7 +187,7 @@ target_open(const char *dir, const char *state, unsigned lock_timeout, struct ta
 		log_errno("%s", t->dir);
 		goto out;
 	}
-	if ((t->state_fd = open(t->state, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
+	if ((t->state_fd = open(t->state, O_RDONLY | O_DIRECTORY | O_CLOEXEC | nofollow)) == -1) {
 		log_errno("%s", t->state);
 		goto out;
 	}
@@ -180,6 +203,7 @@ target_open(const char *dir, const char *state, unsigned lock_timeout, struct ta
 	t = NULL;
 	r = 0;
 out:
+	free(deflt);
 	target_close(t);
 	return r;
 }

@@ -37,8 +37,10 @@ char	*target_default_state_dir(const char *target_dir);
 /*
  * Opens a site. Creates TARGET_DIR and STATE_DIR (NULL: the default) when
  * missing; refuses with DS_ERR_PRECONDITION (logged) a state directory on
- * another filesystem than the target, or one inside the target (or the
- * reverse). Takes the lock: a second opener waits up to LOCK_TIMEOUT seconds,
+ * another filesystem than the target, one inside the target (or the
+ * reverse), or a default state directory (STATE_DIR NULL or naming it) that
+ * is a symlink or not a directory: that name sits beside the target, where
+ * a release applied to an enclosing tree can plant one. Takes the lock: a second opener waits up to LOCK_TIMEOUT seconds,
  * then logs "TARGET: locked by pid N since T" and returns DS_ERR_LOCKED.
  * Does not look at a journal an interrupted apply left: open a site with
  * site_open (site.h), which recovers it. Caller frees with target_close.

@@ -139,6 +139,52 @@ test_layout(void)
 	}
 }
 
+/*
+ * A release applied to ROOT can plant ".sub.distsync -> /elsewhere" beside
+ * a nested target ROOT/sub: the default state directory must then be
+ * refused, not followed (issue 16, finding 4).
+ */
+static void
+test_state_symlink(void)
+{
+	static const char *const states[] = { NULL, "root/.sub.distsync" };
+	struct stat st;
+
+	CHECK(mkdir("root", 0755) == 0 && mkdir("root/sub", 0755) == 0 &&
+	    mkdir("elsewhere", 0755) == 0, "root/sub and elsewhere/");
+	CHECK(tap_write_file("elsewhere/keep", "x", 1) == 0, "elsewhere/keep");
+	CHECK(symlink("../elsewhere", "root/.sub.distsync") == 0, "root/.sub.distsync -> elsewhere");
+	for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++) {
+		struct target *t = NULL;
+		int r = site_open("root/sub", states[i], 0, &t);
+
+		CHECK(r == DS_ERR_PRECONDITION, "state %s through a symlink: refused (%d)",
+		    states[i] != NULL ? states[i] : "(default)", r);
+		target_close(t);
+	}
+	CHECK(lstat("elsewhere/lock", &st) == -1 && lstat("elsewhere/staging", &st) == -1 &&
+	    lstat("elsewhere/backup", &st) == -1, "nothing was made in elsewhere/");
+	CHECK(lstat("elsewhere/keep", &st) == 0, "elsewhere/keep is still there");
+	CHECK(unlink("root/.sub.distsync") == 0 && symlink("../nowhere", "root/.sub.distsync") == 0,
+	    "root/.sub.distsync -> nowhere (dangling)");
+	{
+		struct target *t = NULL;
+		int r = site_open("root/sub", NULL, 0, &t);
+
+		CHECK(r == DS_ERR_PRECONDITION, "a dangling state symlink: refused (%d)", r);
+		target_close(t);
+	}
+	CHECK(lstat("nowhere", &st) == -1, "nowhere/ was not made");
+	CHECK(unlink("root/.sub.distsync") == 0, "symlink removed");
+	{
+		struct target *t = NULL;
+		int r = site_open("root/sub", NULL, 0, &t);
+
+		CHECK(r == 0, "a real default state directory opens (%d)", r);
+		target_close(t);
+	}
+}
+
 static void
 test_lock(void)
 {
@@ -722,6 +768,7 @@ main(void)
 	log_set_level(LOG_LEVEL_ERROR);
 	tap_run("commit-layout", test_layout);
 	tap_run("commit-lock", test_lock);
+	tap_run("commit-state-symlink", test_state_symlink);
 	tap_run("commit-apply", test_apply);
 	tap_run("commit-first-apply-empty", test_first_apply_empty);
 	tap_run("commit-first-apply-found", test_first_apply_found);
