@@ -38,6 +38,7 @@
 #include "session/report.h"
 #include "session/retry.h"
 #include "session/sender.h"
+#include "site/target.h"
 #include "wire/proto.h"
 #include "wire/xport-local.h"
 #include "wire/xport-ssh.h"
@@ -109,6 +110,8 @@ take_pull_lock(const struct config_host *host, int *fd_out)
 	int fd = -1, tfd = -1, r;
 
 	*fd_out = -1;
+	if ((r = target_state_dir_check(host->path, host->state)) != 0)
+		return r;
 	/* A first pull creates the state directory (and its parents) as a first push does. */
 	if (path_mkdirs(host->state) != 0) {
 		log_errno("%s: cannot create the state directory", host->state);

@@ -139,21 +139,35 @@ take_lock(struct target *t, unsigned timeout)
 	return 0;
 }
 
-/*
- * The default state directory is a name beside the target, where a release
- * applied to an enclosing target can plant a symlink: it must be a real
- * directory (or absent, to be made). 0, or DS_ERR_PRECONDITION (logged).
- */
+/* 1 when STATE (absolute) is TARGET_DIR's default state directory. */
 static int
-default_state_check(const char *state)
+is_default_state(const char *target_dir, const char *state)
 {
-	struct stat st;
+	char *deflt = target_default_state_dir(target_dir);
+	int same = strcmp(deflt, state) == 0;
 
-	if (lstat(state, &st) == -1 || S_ISDIR(st.st_mode))
+	free(deflt);
+	return same;
+}
+
+int
+target_state_dir_check(const char *target_dir, const char *state_dir)
+{
+	char *state = path_absolute(NULL, state_dir);
+	struct stat st;
+	int link;
+
+	if (!is_default_state(target_dir, state) || lstat(state, &st) == -1 ||
+	    S_ISDIR(st.st_mode)) {
+		free(state);
 		return 0;
+	}
+	link = S_ISLNK(st.st_mode);
+	free(state);
+	state = NULL;
 	log_error("%s: the state directory is %s, not a directory: refused (a default "
-	    "state directory is never followed elsewhere)", state,
-	    S_ISLNK(st.st_mode) ? "a symlink" : "another kind of file");
+	    "state directory is never followed elsewhere)", state_dir,
+	    link ? "a symlink" : "another kind of file");
 	return DS_ERR_PRECONDITION;
 }
 
@@ -161,15 +175,14 @@ int
 target_open(const char *dir, const char *state, unsigned lock_timeout, struct target **out)
 {
 	struct target *t = xcalloc(1, sizeof(*t));
-	char *deflt = target_default_state_dir(dir);
 	int r = DS_ERR_SYSTEM, nofollow;
 
 	*out = NULL;
 	t->root_fd = t->state_fd = t->lock_fd = -1;
 	t->dir = path_absolute(NULL, dir);
-	t->state = state != NULL ? path_absolute(NULL, state) : xstrdup(deflt);
-	nofollow = strcmp(t->state, deflt) == 0 ? O_NOFOLLOW : 0;
-	if (nofollow && (r = default_state_check(t->state)) != 0)
+	t->state = state != NULL ? path_absolute(NULL, state) : target_default_state_dir(dir);
+	nofollow = is_default_state(t->dir, t->state) ? O_NOFOLLOW : 0;
+	if ((r = target_state_dir_check(t->dir, t->state)) != 0)
 		goto out;
 	r = DS_ERR_SYSTEM;
 	if (path_mkdirs(t->dir) == -1) {
@@ -203,7 +216,6 @@ target_open(const char *dir, const char *state, unsigned lock_timeout, struct ta
 	t = NULL;
 	r = 0;
 out:
-	free(deflt);
 	target_close(t);
 	return r;
 }

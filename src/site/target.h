@@ -48,6 +48,15 @@ char	*target_default_state_dir(const char *target_dir);
 int	target_open(const char *target_dir, const char *state_dir, unsigned lock_timeout,
 	    struct target **out);
 
+/*
+ * The check target_open makes before it creates anything: 0 when STATE_DIR
+ * may serve as TARGET_DIR's state directory, DS_ERR_PRECONDITION (logged)
+ * when it is TARGET_DIR's default and a symlink or not a directory. For a
+ * caller that writes into the state directory before target_open (pull's
+ * pull.lock).
+ */
+int	target_state_dir_check(const char *target_dir, const char *state_dir);
+
 /* Releases the lock and frees t; NULL is fine. */
 void	target_close(struct target *t);
 
