@@ -37,6 +37,16 @@ struct manifest {
 	size_t		 alloc;
 };
 
+/*
+ * The permission bits a manifest records and a release carries: rwx for
+ * owner, group and others. Setuid, setgid and sticky are stripped wherever a
+ * mode enters a tree of ours (a scanned source tree, an unpacked archive):
+ * a release must not be a way to plant a setuid file on every site.
+ */
+#define MANIFEST_MODE_BITS	0777
+/* Returns MODE with everything outside MANIFEST_MODE_BITS cleared. */
+unsigned	manifest_mode_clean(unsigned mode);
+
 /* Returns an empty manifest; free with manifest_free (NULL is fine). */
 struct manifest	*manifest_new(void);
 void		 manifest_free(struct manifest *m);
@@ -61,6 +71,18 @@ void	manifest_digest(const struct manifest *m, uint8_t out[HASH_LEN]);
  * directory. Errors are logged as "NAME:LINE: reason". *out is NULL on error.
  */
 int	manifest_decode(const char *data, size_t len, const char *name, struct manifest **out);
+
+/*
+ * The rule for an entry of a tree of ours, the same wherever one comes in
+ * (a scan, an unpacked archive, a peer's COMMIT, a bundle or a mirror): a
+ * clean path (path_check: no newline either), a file, directory or symlink,
+ * no permission bit outside MANIFEST_MODE_BITS, and for a symlink whose
+ * target LINK (LEN bytes) is known, one that stays inside the tree
+ * (path_link_check). LINK NULL checks the rest. Returns 0, or
+ * DS_ERR_INVALID with *why (if not NULL) pointing to a static reason.
+ */
+int	manifest_entry_check(const struct manifest_entry *e, const char *link, size_t len,
+	    const char **why);
 
 /* Reads and decodes a manifest file. */
 int	manifest_load(const char *file, struct manifest **out);
