@@ -132,29 +132,32 @@ print_table(const struct config_host *const *hosts, const struct report *res, si
 	for (size_t i = 0; i < n; i++) {
 		const struct report *r = &res[i];
 		const char *time, *action, *result, *from = r->result.from;
-		char *copy, drift[24], *why = NULL, *what;
+		char *copy, drift[24], *why = NULL, *what, *safe_what, *safe_from, *safe_time;
 
 		split_last(last_line(r), &copy, &time, &action, &result);
 		if (r->status == 0)
 			snprintf(drift, sizeof(drift), "%" PRIu64, r->result.changed);
 		else
 			snprintf(drift, sizeof(drift), "-");
-		if (r->status != 0) {
+		if (r->status != 0)
 			why = xstrdup(r->reason != NULL ? r->reason : ds_strerror(r->status));
-			for (char *p = why; *p != '\0'; p++)
-				if ((unsigned char)*p < 0x20 || *p == 0x7f)
-					*p = ' ';
-		}
 		if (r->status != 0)
 			what = xasprintf("error: %s", why);
 		else if (result != NULL && action != NULL && strcmp(action, "apply") != 0)
 			what = xasprintf("%s (%s)", result, action);
 		else
 			what = xstrdup(result != NULL ? result : "-");
+		/* The release, history line and reason are the host's bytes: escaped. */
+		safe_what = util_printable(what, 0);
+		safe_from = util_printable(from != NULL && from[0] != '\0' ? from :
+		    r->status == 0 ? "(none)" : "-", 0);
+		safe_time = util_printable(time != NULL ? time : "-", 0);
 		fprintf(fp, "%-*s  %-9s  %-*s  %5s  %-20s  %s\n", (int)hw, hosts[i]->name,
 		    !r->started ? "-" : unreachable(r->status) ? "no" : "yes", (int)rw,
-		    from != NULL && from[0] != '\0' ? from : r->status == 0 ? "(none)" : "-",
-		    drift, time != NULL ? time : "-", what);
+		    safe_from, drift, safe_time, safe_what);
+		free(safe_what);
+		free(safe_from);
+		free(safe_time);
 		free(what);
 		if (r->status == 0)
 			reach++;

@@ -124,12 +124,22 @@ asked_dry_run(const struct report *rep)
 	return (rep->flags & PROTO_FLAG_DRY_RUN) != 0;
 }
 
-void
-report_print_text(const struct report *rep, const char *host, FILE *fp)
+/* Prints BEFORE, S (from the peer, its control characters escaped) and AFTER. */
+static void
+put_peer(FILE *fp, const char *before, const char *s, const char *after, int flags)
+{
+	char *safe = util_printable(s, flags);
+
+	fprintf(fp, "%s%s%s", before, safe, after);
+	free(safe);
+}
+
+/* The lines of a session: what the peer sent goes through put_peer or util_printable. */
+static void
+print_text(const struct report *rep, const char *host, const char *from, const char *to,
+    FILE *fp)
 {
 	const struct proto_result *res = &rep->result;
-	const char *from = nonempty(res->from) ? res->from : "(none)";
-	const char *to = nonempty(res->to) ? res->to : (rep->release ? rep->release : "?");
 	int dry = (res->flags & PROTO_FLAG_DRY_RUN) != 0, status = rep->status;
 	char sent[32], recv[32];
 
@@ -141,7 +151,7 @@ report_print_text(const struct report *rep, const char *host, FILE *fp)
 		fprintf(fp, "%s: release %s: %s\n", host, from,
 		    res->changed == 0 ? "no drift" : "drifted");
 		for (size_t i = 0; i < res->ndrift; i++)
-			fprintf(fp, "  drift   %s\n", res->drift[i]);
+			put_peer(fp, "  drift   ", res->drift[i], "\n", 0);
 		if (res->changed > res->ndrift)
 			fprintf(fp, "  ... and %" PRIu64 " more\n", res->changed - res->ndrift);
 		return;
@@ -181,22 +191,39 @@ report_print_text(const struct report *rep, const char *host, FILE *fp)
 			fprintf(fp, "  %" PRIu64 " delta%s did not reconstruct on the host: sent whole "
 			    "instead\n", rep->fallbacks, rep->fallbacks == 1 ? "" : "s");
 	}
-	for (size_t i = 0; i < res->ndrift; i++)
+	for (size_t i = 0; i < res->ndrift; i++) {
+		char *path = util_printable(res->drift[i], 0);
+
 		fprintf(fp, "  drift   %s (changed on the host since the last apply%s)\n",
-		    res->drift[i], status == DS_ERR_DRIFT ? "" : dry ? "; would be overwritten" :
+		    path, status == DS_ERR_DRIFT ? "" : dry ? "; would be overwritten" :
 		    "; overwritten");
+		free(path);
+	}
 	if (res->nservices > 0) {
 		fprintf(fp, "  restarted:");
 		for (size_t i = 0; i < res->nservices; i++)
-			fprintf(fp, " %s", res->services[i]);
-		fprintf(fp, " (health: %s)\n", res->health ? res->health : "?");
+			put_peer(fp, " ", res->services[i], "", 0);
+		put_peer(fp, " (health: ", res->health ? res->health : "?", ")\n", 0);
 	} else if (res->health != NULL && strcmp(res->health, "none") != 0)
-		fprintf(fp, "  services: %s\n", res->health);
+		put_peer(fp, "  services: ", res->health, "\n", 0);
 	else if (!dry && status == 0)
 		fprintf(fp, "  no service restarted\n");
 	if (status != 0)
-		fprintf(fp, "  failed: %s\n", nonempty(res->message) ? res->message :
-		    ds_strerror(status));
+		put_peer(fp, "  failed: ", nonempty(res->message) ? res->message :
+		    ds_strerror(status), "\n", UTIL_KEEP_NEWLINES);
+}
+
+void
+report_print_text(const struct report *rep, const char *host, FILE *fp)
+{
+	const struct proto_result *res = &rep->result;
+	char *from = util_printable(nonempty(res->from) ? res->from : "(none)", 0);
+	char *to = util_printable(nonempty(res->to) ? res->to :
+	    (rep->release ? rep->release : "?"), 0);
+
+	print_text(rep, host, from, to, fp);
+	free(from);
+	free(to);
 }
 
 /* Sets KEY of O to V, taking V (made here: it cannot fail). */
@@ -259,19 +286,24 @@ report_line(const struct report *rep, char *buf, size_t len)
 	const char *to = push_target(rep);
 	char sent[32];
 
+	char *line;
+
 	if (rep->status != 0) {
-		snprintf(buf, len, "%s", rep->reason != NULL ? rep->reason :
-		    ds_strerror(rep->status));
-		for (char *p = buf; *p != '\0'; p++)
+		line = xstrdup(rep->reason != NULL ? rep->reason : ds_strerror(rep->status));
+		for (char *p = line; *p != '\0'; p++)
 			if (*p == '\n')
 				*p = ' ';
+		util_printable_buf(line, 0, buf, len);
+		free(line);
 		return;
 	}
 	util_format_bytes(rep->bytes_sent, sent, sizeof(sent));
-	snprintf(buf, len, "%s%s -> %s, %" PRIu64 " file%s changed, %s sent, %.1f s",
+	line = xasprintf("%s%s -> %s, %" PRIu64 " file%s changed, %s sent, %.1f s",
 	    asked_dry_run(rep) ? "dry run, " : "",
 	    nonempty(rep->result.from) ? rep->result.from : "(none)", to != NULL ? to : "?",
 	    rep->result.changed, rep->result.changed == 1 ? "" : "s", sent, rep->seconds);
+	util_printable_buf(line, 0, buf, len);
+	free(line);
 }
 
 static const char *
@@ -288,12 +320,7 @@ result_word(const struct report *rep)
 static char *
 cell(const char *s)
 {
-	char *out = xstrdup(s != NULL ? s : "");
-
-	for (char *p = out; *p != '\0'; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
-			*p = ' ';
-	return out;
+	return util_printable(s != NULL ? s : "", 0);
 }
 
 /* The services restarted, comma-separated, or "-". */
@@ -337,10 +364,12 @@ report_print_table(const struct config_host *const *hosts, const struct report *
 
 		cells[i] = xcalloc(NCOL, sizeof(char *));
 		cells[i][C_HOST] = cell(hosts[i]->name);
-		if (to != NULL)
-			cells[i][C_RELEASE] = xasprintf("%s -> %s", nonempty(from) ? from : "(none)",
-			    to);
-		else
+		if (to != NULL) {
+			char *text = xasprintf("%s -> %s", nonempty(from) ? from : "(none)", to);
+
+			cells[i][C_RELEASE] = cell(text);
+			free(text);
+		} else
 			cells[i][C_RELEASE] = xstrdup("-");
 		cells[i][C_FILES] = r->started && to != NULL ?
 		    xasprintf("%" PRIu64, r->result.changed) : xstrdup("-");
