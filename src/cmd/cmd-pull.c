@@ -32,6 +32,7 @@
 #include "cmd/cmd.h"
 #include "cmd/pull.h"
 #include "config/config.h"
+#include "repo/dcache.h"
 #include "repo/store.h"
 #include "session/progress.h"
 #include "session/receiver.h"
@@ -515,6 +516,7 @@ pull_send(const struct pull_send_options *opt)
 	}
 	if ((r = store_open(config->distribution.store, 0, &store)) != 0)
 		goto out;
+	dcache_tidy(store);
 	memset(&so, 0, sizeof(so));
 	so.op = PROTO_OP_PUSH;
 	so.config = config;
