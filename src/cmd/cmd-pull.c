@@ -470,10 +470,15 @@ report:
 				printf(" %s", res->services[i]);
 			printf(" (health: %s)\n", res->health ? res->health : "?");
 		}
-		for (size_t i = 0; i < res->ndrift; i++)
-			printf("  drift   %s (changed here since the last apply; %s)\n",
-			    res->drift[i], (res->flags & PROTO_FLAG_DRY_RUN) ?
-			    "would be overwritten" : "overwritten");
+		for (size_t i = 0; i < res->ndrift; i++) {
+			/* A name a release made: escaped, as every peer's string is. */
+			char *path = util_printable(res->drift[i], 0);
+
+			printf("  drift   %s (changed here since the last apply; %s)\n", path,
+			    (res->flags & PROTO_FLAG_DRY_RUN) ? "would be overwritten" :
+			    "overwritten");
+			free(path);
+		}
 		fflush(stdout);
 	}
 out:
