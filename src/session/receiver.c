@@ -673,9 +673,10 @@ recv_delta_object(struct receiver *rc, const struct proto_object *ob, const char
 	uint64_t staged;
 	int basis, r;
 
-	/* Room for the rest of the stream and for what it decodes to. */
+	/* Room for the rest of the stream and for what it decodes to (no sum that wraps). */
 	room_touch(rc->room, ob->hash);
-	if ((r = room_reserve(rc->room, rc->t, ds.limit - ob->offset + ob->size, what)) != 0)
+	if ((r = room_reserve(rc->room, rc->t, ob->size > UINT64_MAX / 4 ? UINT64_MAX :
+	    ds.limit - ob->offset + ob->size)) != 0)
 		return r;
 	if ((r = stage_encoded_open(rc->t, ob->hash, ob->encoding, &ds.fd, &staged)) != 0)
 		return r;
@@ -745,7 +746,7 @@ recv_object(struct receiver *rc, const struct proto_object *ob)
 		}
 	}
 	room_touch(rc->room, ob->hash);
-	if ((r = room_reserve(rc->room, rc->t, ob->size - ob->offset, what)) != 0)
+	if ((r = room_reserve(rc->room, rc->t, ob->size - ob->offset)) != 0)
 		return r;
 	if ((r = stage_open(rc->t, ob->hash, ob->offset, &os.fd)) != 0)
 		return r;
@@ -943,7 +944,7 @@ evicted_for_commit(struct receiver *rc, const struct proto_commit *c)
 {
 	struct manifest *to = NULL, *current = NULL;
 
-	if (rc->commits++ > 0 || c->manifest_len == 0 ||
+	if (rc->commits++ > 0 || !room_evicted(rc->room) || c->manifest_len == 0 ||
 	    manifest_decode((const char *)c->manifest, c->manifest_len, c->release, &to) != 0)
 		return;		/* do_commit reports a manifest that does not decode */
 	if (target_current(rc->t, NULL, &current) == 0)

@@ -3,12 +3,9 @@
  */
 #include "autoconf.h"
 
-#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/err.h"
-#include "base/log.h"
 #include "base/xmalloc.h"
 #include "repo/manifest.h"
 #include "session/room.h"
@@ -95,13 +92,15 @@ note_evicted(const uint8_t *hash, void *arg)
 }
 
 int
-room_reserve(struct room *room, struct target *t, uint64_t bytes, const char *what)
+room_reserve(struct room *room, struct target *t, uint64_t bytes)
 {
-	int r = stage_reserve(t, bytes, keep_touched, note_evicted, room);
+	return stage_reserve(t, bytes, keep_touched, note_evicted, room);
+}
 
-	if (r == DS_ERR_NOSPACE)
-		log_error("%s: refused: %" PRIu64 " bytes do not fit on this site", what, bytes);
-	return r;
+int
+room_evicted(const struct room *room)
+{
+	return room->evicted.n > 0;
 }
 
 /* 1 when M (may be NULL) holds HASH as a file's or symlink's content. */

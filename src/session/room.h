@@ -28,9 +28,12 @@ void	room_touch(struct room *room, const uint8_t hash[HASH_LEN]);
 /*
  * Makes room for BYTES more in staging (stage_reserve), removing only
  * entries this session did not touch. Returns 0, or DS_ERR_NOSPACE (logged
- * with the figures, naming WHAT) or DS_ERR_SYSTEM.
+ * with the figures) or DS_ERR_SYSTEM.
  */
-int	room_reserve(struct room *room, struct target *t, uint64_t bytes, const char *what);
+int	room_reserve(struct room *room, struct target *t, uint64_t bytes);
+
+/* 1 when making room removed a complete object this session, else 0. */
+int	room_evicted(const struct room *room);
 
 /*
  * Calls FN(hash, ARG) for each complete object making room removed that TO

@@ -830,6 +830,21 @@ s_delta_too_big(struct site *s)
 }
 
 static int
+s_delta_wraps(struct site *s)
+{
+	uint8_t h[HASH_LEN] = { 10 };
+	int r = open_push(s, 0, NULL);
+
+	/* Its stream limit (size + slack) and room (stream + size) would wrap around. */
+	if (r == 0)
+		r = send_object(s, h, PROTO_ENC_ZSTD_PATCH, UINT64_MAX - 100, 0, h);
+	if (r == 0)
+		r = send_data(s, "x", 1);
+	xport_shutdown(s->x);
+	return r;
+}
+
+static int
 s_signature_bad_path(struct site *s)
 {
 	static char *paths[] = { (char *)"../../etc/shadow" };
@@ -1052,6 +1067,8 @@ static const struct refusal refusals[] = {
 	    DS_ERR_NOSPACE, "not enough free space" },
 	{ "a delta whose stream and content do not fit", 0, s_delta_too_big, PROTO_RESULT,
 	    DS_ERR_NOSPACE, "not enough free space" },
+	{ "a delta declaring 2^64 - 101 bytes", 0, s_delta_wraps, PROTO_RESULT, DS_ERR_NOSPACE,
+	    "not enough free space" },
 	/* Deltas that cannot be used: not refusals, the objects are asked for whole. */
 	{ "a delta against a basis the site lacks", 0, s_delta_no_basis, PROTO_RETRY, 0,
 	    NULL },
