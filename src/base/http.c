@@ -123,6 +123,10 @@ http_header_cb(char *data, size_t size, size_t count, void *arg)
 	struct http_xfer *x = arg;
 	size_t len = size * count, n;
 
+	/* A download counts what crossed the link: its headers too. */
+	if (x->fetch != NULL)
+		x->fetch->wire += len;
+
 	if (len >= 5 && memcmp(data, "HTTP/", 5) == 0) {
 		for (n = 0; n < len && n < sizeof(x->status_line) - 1; n++)
 			if (data[n] == '\r' || data[n] == '\n')
@@ -190,6 +194,7 @@ http_sink_cb(struct http_xfer *x, const char *data, size_t len)
 	}
 	f->size += len;
 	f->received += len;
+	f->wire += len;
 	if (f->progress != NULL)
 		f->progress(f->received, f->arg);
 	return len;
@@ -466,6 +471,7 @@ http_fetch(const char *url, const struct http_opts *opts, struct http_fetch *f, 
 	f->range_ignored = 0;
 	f->size = f->offset;
 	f->received = 0;
+	f->wire = 0;
 	x.fetch = f;
 	x.range_start = UINT64_MAX;
 	if ((r = http_xfer_setup(&x, url, opts, &why)) != 0) {
@@ -492,7 +498,8 @@ http_fetch(const char *url, const struct http_opts *opts, struct http_fetch *f, 
 		goto out;
 	}
 	if (rc != CURLE_OK) {
-		r = http_error_of(rc);
+		/* A body cut short is a dropped link for a download: resumed, not refused. */
+		r = rc == CURLE_PARTIAL_FILE ? DS_ERR_CONNECT : http_error_of(rc);
 		line = http_failure(&x, url, rc);
 		goto out;
 	}

@@ -64,6 +64,7 @@ struct http_fetch {
 	int		 range_ignored;	/* asked for a range, got the whole file: fd was rewritten */
 	uint64_t	 size;		/* bytes the file holds now, whole or cut */
 	uint64_t	 received;	/* body bytes that crossed the link in this call */
+	uint64_t	 wire;		/* those and the answers' headers */
 };
 
 /*

@@ -161,7 +161,12 @@ spawn_run(char *const *argv, const struct spawn_opts *opts, struct spawn_result 
 		deadline = start + opts->timeout_ms;
 
 	/* A socket for stdin so that a child closing it early cannot SIGPIPE us. */
-	if (opts->input != NULL) {
+	if (opts->stdin_fd > 0) {
+		if ((inpair[0] = fcntl(opts->stdin_fd, F_DUPFD_CLOEXEC, 3)) == -1) {
+			log_errno("%s: stdin", argv[0]);
+			goto out;
+		}
+	} else if (opts->input != NULL) {
 		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, inpair) == -1) {
 			log_errno("%s: socketpair", argv[0]);
 			goto out;

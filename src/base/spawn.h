@@ -1,7 +1,8 @@
 /*
  * Running external programs: an argv (never a shell), in a process group of
- * its own, with a time limit, stdin from a buffer or /dev/null, and stdout and
- * stderr captured together (and copied to the debug log line by line).
+ * its own, with a time limit, stdin from a buffer, a file or /dev/null, and
+ * stdout and stderr captured together (and copied to the debug log line by
+ * line).
  */
 #ifndef DS_SPAWN_H
 #define DS_SPAWN_H
@@ -15,6 +16,7 @@ struct spawn_opts {
 	char *const	 *env;		/* "NAME=value" added to our environment, NULL-terminated, or NULL */
 	const void	 *input;	/* bytes written to the child's stdin, or NULL: /dev/null */
 	size_t		  input_len;
+	int		  stdin_fd;	/* > 0: the child's stdin instead (a file; ours stays open) */
 	unsigned	  timeout_ms;	/* 0: no limit */
 	size_t		  output_max;	/* 0: SPAWN_OUTPUT_MAX */
 };

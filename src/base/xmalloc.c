@@ -107,3 +107,13 @@ xfree_strv(char **v)
 		free(*p);
 	free(v);
 }
+
+size_t
+xstrv_len(char *const *v)
+{
+	size_t n = 0;
+
+	while (v != NULL && v[n] != NULL)
+		n++;
+	return n;
+}

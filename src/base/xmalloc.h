@@ -14,5 +14,7 @@ char	*xstrndup(const char *s, size_t n);
 char	*xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Frees a NULL-terminated array of strings and the array itself. */
 void	 xfree_strv(char **v);
+/* Entries of a NULL-terminated list (NULL: 0). */
+size_t	 xstrv_len(char *const *v);
 
 #endif

@@ -20,6 +20,7 @@
 #include "cmd/cmd.h"
 #include "config/config.h"
 #include "repo/store.h"
+#include "site/commit.h"
 #include "session/connect.h"
 #include "session/report.h"
 #include "session/sender.h"
@@ -72,11 +73,38 @@ cmd_session_option(int ch, const char *arg, struct cmd_session_opts *o)
 }
 
 int
+cmd_host_session(const struct config *config, const struct config_host *host, int op,
+    const struct cmd_session_opts *o, struct report *rep)
+{
+	struct sender_options so;
+	struct xport *x = NULL;
+	int r;
+
+	signal(SIGPIPE, SIG_IGN);
+	memset(&so, 0, sizeof(so));
+	so.op = (uint8_t)op;
+	so.flags = o->flags;
+	so.config = config;
+	so.host = host;
+	so.release = o->release;
+	so.lock_timeout = o->lock_timeout;
+	report_init(rep, so.op, so.flags);
+	if ((r = connect_host(config, host, &x)) == 0) {
+		r = sender_run(x, &so, rep);
+		xport_close(x);
+	}
+	rep->status = r;
+	xport_free(x);
+	return r;
+}
+
+int
 cmd_host_op(int argc, char **argv, const struct config *config,
     const struct cmd_entry *entry, const char *help, int op)
 {
 	static const struct option options[] = {
 		{ "no-restart", no_argument, NULL, 'R' },
+		{ "release", required_argument, NULL, 'r' },
 		{ "lock-timeout", required_argument, NULL, 'L' },
 		{ "json", no_argument, NULL, 'J' },
 		{ "help", no_argument, NULL, 'h' },
@@ -84,15 +112,22 @@ cmd_host_op(int argc, char **argv, const struct config *config,
 	};
 	const struct config_host *host;
 	struct cmd_session_opts o;
-	struct sender_options so;
 	struct report rep;
-	struct xport *x = NULL;
 	int ch, r;
 
 	cmd_session_defaults(&o);
 	while ((ch = getopt_long(argc, argv, "h", options, NULL)) != -1) {
-		if (ch == 'R' && op != PROTO_OP_ROLLBACK)
+		if ((ch == 'R' || ch == 'r') && op != PROTO_OP_ROLLBACK)
 			goto usage;
+		if (ch == 'r') {
+			/* A rollback may also return to the tree found before the first apply. */
+			if (commit_state_id_check(optarg) != 0) {
+				log_error("--release: '%s' is not a release id", optarg);
+				return DS_ERR_USAGE;
+			}
+			o.release = optarg;
+			continue;
+		}
 		if ((r = cmd_session_option(ch, optarg, &o)) < 0)
 			return r;
 		if (r == 1)
@@ -109,19 +144,8 @@ cmd_host_op(int argc, char **argv, const struct config *config,
 		log_error("no host named '%s' in %s", argv[optind], config->file);
 		return DS_ERR_NOTFOUND;
 	}
-	signal(SIGPIPE, SIG_IGN);
-	memset(&so, 0, sizeof(so));
-	so.op = op;
-	so.flags = o.flags;
-	so.config = config;
-	so.host = host;
-	so.lock_timeout = o.lock_timeout;
-	report_init(&rep, so.op, so.flags);
-	if ((r = connect_host(config, host, &x)) == 0) {
-		r = sender_run(x, &so, &rep);
-		xport_close(x);
-	}
-	if (so.op == PROTO_OP_VERIFY && r == 0 && rep.result.changed > 0)
+	r = cmd_host_session(config, host, op, &o, &rep);
+	if (op == PROTO_OP_VERIFY && r == 0 && rep.result.changed > 0)
 		r = DS_ERR_CORRUPT;	/* drift found: exit 1 */
 	rep.status = r;
 	if (o.json) {
@@ -133,7 +157,6 @@ cmd_host_op(int argc, char **argv, const struct config *config,
 	} else
 		report_print_text(&rep, host->name, stdout);
 	report_release(&rep);
-	xport_free(x);
 	return r;
 usage:
 	cmd_usage(entry, help);

@@ -24,7 +24,14 @@
 #include "repo/manifest.h"
 #include "repo/plan.h"
 #include "repo/store.h"
+#include "codec/delta.h"
+#include "session/report.h"
+#include "session/retry.h"
+#include "session/sender.h"
 #include "site/restart.h"
+#include "site/site.h"
+#include "site/target.h"
+#include "wire/proto.h"
 
 extern const struct cmd_entry cmd_plan_entry;
 
@@ -73,19 +80,77 @@ read_line_file(const char *file)
 	return data;
 }
 
+/*
+ * What a plan found: the state applied last (from), or on a site never
+ * applied whose target holds files, those files (found: 1, found_release the
+ * kept release they equal or NULL); wire: the dry run of the push, as it
+ * would encode each object (NULL when it could not run).
+ */
+struct plan_site {
+	const char		*from;
+	int			 found;
+	const char		*found_release;
+	const struct report	*wire;
+};
+
+/* "(never synced)", the release applied last, or the files found ("found release A, ..."). */
+static char *
+from_text(const struct plan_site *ps)
+{
+	if (ps->from != NULL)
+		return xstrdup(ps->from);
+	if (!ps->found)
+		return xstrdup("(never synced)");
+	return ps->found_release != NULL ?
+	    xasprintf("(found release %s, not yet managed)", ps->found_release) :
+	    xstrdup("(found files of no kept release, not yet managed)");
+}
+
 static void
-print_text(const struct config_host *host, const char *release, const char *from,
+print_text(const struct config_host *host, const char *release, const struct plan_site *ps,
     const struct plan *p, const struct restart_plan *rp, char **drifted)
 {
-	char bytes[32];
+	char bytes[32], *from = from_text(ps), *safe;
 
 	util_format_bytes(p->object_bytes, bytes, sizeof(bytes));
-	printf("plan for %s (%s): %s -> %s\n", host->name, host->path,
-	    from ? from : "(never synced)", release);
-	printf("  %zu added, %zu updated, %zu deleted, %zu mode only, %zu unchanged\n",
-	    p->added, p->updated, p->deleted, p->mode_changed, p->unchanged);
-	printf("  %zu object%s to send, %s before compression\n", p->nobjects,
-	    p->nobjects == 1 ? "" : "s", bytes);
+	safe = util_printable(from, 0);	/* a release the site named */
+	printf("plan for %s (%s): %s -> %s\n", host->name, host->path, safe, release);
+	free(safe);
+	free(from);
+	if (ps->found)
+		printf("  %zu identical, %zu changed, %zu extra, %zu missing\n", p->unchanged,
+		    p->updated + p->mode_changed, p->deleted, p->added);
+	else
+		printf("  %zu added, %zu updated, %zu deleted, %zu mode only, %zu unchanged\n",
+		    p->added, p->updated, p->deleted, p->mode_changed, p->unchanged);
+	if (ps->wire != NULL) {
+		const struct report *w = ps->wire;
+		char content[32], encoded[32];
+		const char *sep = ":";
+
+		util_format_bytes(w->object_bytes, content, sizeof(content));
+		util_format_bytes(report_encoded_bytes(w), encoded, sizeof(encoded));
+		printf("  %" PRIu64 " object%s to send (%s of content, %s encoded)",
+		    w->objects_sent, w->objects_sent == 1 ? "" : "s", content, encoded);
+		for (int enc = 0; enc <= PROTO_ENC_MAX; enc++) {
+			char b[32];
+
+			if (w->enc_objects[enc] == 0)
+				continue;
+			util_format_bytes(w->enc_bytes[enc], b, sizeof(b));
+			printf("%s %s %" PRIu64 " (%s)", sep, delta_encoding_name(enc),
+			    w->enc_objects[enc], b);
+			sep = ",";
+		}
+		if (w->signatures > 0)
+			printf("; %" PRIu64 " signature%s", w->signatures,
+			    w->signatures == 1 ? "" : "s");
+		printf("\n");
+	} else
+		printf("  %zu object%s to send, %s before compression\n", p->nobjects,
+		    p->nobjects == 1 ? "" : "s", bytes);
+	if (host->trust_root == NULL || host->trust_root[0] == NULL)
+		printf("  releases not verified (no trust_root): the site applies what it is sent\n");
 	/* Paths from the site (its manifest, its drift) are printed escaped. */
 	for (size_t i = 0; drifted != NULL && drifted[i] != NULL; i++) {
 		char *path = util_printable(drifted[i], 0);
@@ -119,10 +184,11 @@ print_text(const struct config_host *host, const char *release, const char *from
 }
 
 static void
-print_json(const struct config_host *host, const char *release, const char *from,
+print_json(const struct config_host *host, const char *release, const struct plan_site *ps,
     const struct plan *p, const struct restart_plan *rp, char **drifted)
 {
 	json_t *o, *changes = json_array(), *drift = json_array(), *services = json_array();
+	json_t *found = json_null(), *wire = json_null();
 
 	for (size_t i = 0; i < p->count; i++) {
 		const struct plan_item *it = &p->items[i];
@@ -149,13 +215,32 @@ print_json(const struct config_host *host, const char *release, const char *from
 		    "name", jsonio_string(rp->items[i].service->name),
 		    "restart", rp->items[i].restart != 0, "reload", rp->items[i].reload != 0,
 		    "why", jsonio_string(rp->items[i].why)));
-	o = jsonio_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}",
+	if (ps->found)
+		found = jsonio_pack("{s:o,s:o,s:o,s:o,s:o}", "release",
+		    jsonio_string(ps->found_release), "identical", jsonio_uint(p->unchanged),
+		    "changed", jsonio_uint(p->updated + p->mode_changed),
+		    "extra", jsonio_uint(p->deleted), "missing", jsonio_uint(p->added));
+	if (ps->wire != NULL) {
+		json_t *encodings = json_object();
+
+		for (int enc = 0; enc <= PROTO_ENC_MAX; enc++)
+			json_object_set_new(encodings, delta_encoding_name(enc),
+			    jsonio_pack("{s:o,s:o}", "objects", jsonio_uint(ps->wire->enc_objects[enc]),
+			    "bytes", jsonio_uint(ps->wire->enc_bytes[enc])));
+		wire = jsonio_pack("{s:o,s:o,s:o,s:o,s:o}",
+		    "objects", jsonio_uint(ps->wire->objects_sent),
+		    "object_bytes", jsonio_uint(ps->wire->object_bytes),
+		    "encoded_bytes", jsonio_uint(report_encoded_bytes(ps->wire)),
+		    "signatures", jsonio_uint(ps->wire->signatures), "encodings", encodings);
+	}
+	o = jsonio_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}",
 	    "host", jsonio_string(host->name), "release", jsonio_string(release),
-	    "from", jsonio_string(from), "added", jsonio_uint(p->added),
+	    "from", jsonio_string(ps->from), "added", jsonio_uint(p->added),
 	    "updated", jsonio_uint(p->updated), "deleted", jsonio_uint(p->deleted),
 	    "mode_changed", jsonio_uint(p->mode_changed), "unchanged", jsonio_uint(p->unchanged),
 	    "objects", jsonio_uint(p->nobjects), "object_bytes", jsonio_uint(p->object_bytes),
-	    "changes", changes, "drifted", drift, "services", services);
+	    "changes", changes, "drifted", drift, "services", services, "found", found,
+	    "wire", wire);
 	jsonio_write(stdout, o);
 	printf("\n");
 	json_decref(o);
@@ -177,15 +262,90 @@ collect_drift(enum manifest_change c, const struct manifest_entry *a,
 	return 0;
 }
 
+/*
+ * Says what the site still owes (an interrupted apply, restarts not done),
+ * which the plan does not show: a look that changes nothing on the site.
+ */
+static int
+plan_pending(const struct config_host *host)
+{
+	struct target *t = NULL;
+	char *pending = NULL;
+	int r, busy;
+
+	r = site_open_readonly(host->path, host->state, 0, &t, &pending);
+	if (r == DS_ERR_LOCKED)
+		log_warn("%s: an apply is in progress; this plan may be out of date", host->name);
+	else if (r == 0 && pending != NULL)
+		log_warn("%s: pending: %s", host->name, pending);
+	busy = r != 0 || pending != NULL;
+	free(pending);
+	target_close(t);
+	return busy;
+}
+
+/*
+ * The push's dry run on a local host: each object encoded as the push would
+ * encode it (the encodings stay in the store's delta cache for that push),
+ * nothing sent or changed. Returns 0 and fills REP, else the session's
+ * error (logged).
+ */
+static int
+plan_wire(const struct config *config, struct store *store, const struct config_host *host,
+    const char *release, struct report *rep)
+{
+	struct config_host h = *host;
+	struct sender_options so;
+	struct stat st;
+	char *tmp = NULL, *parent;
+	int r;
+
+	/*
+	 * A site never applied has no state directory, and a plan makes none:
+	 * its dry run runs against an empty one made beside the target (the
+	 * same filesystem), removed after. There is no state there to read.
+	 */
+	if (stat(host->state, &st) == -1) {
+		parent = path_dirname(host->path);
+		tmp = xasprintf("%s/.distsync-plan.XXXXXX", parent);
+		free(parent);
+		if (mkdtemp(tmp) == NULL) {
+			log_errno("%s", tmp);
+			free(tmp);
+			return DS_ERR_SYSTEM;
+		}
+		h.state = tmp;
+	}
+	memset(&so, 0, sizeof(so));
+	so.op = PROTO_OP_PUSH;
+	so.config = config;
+	so.host = &h;
+	so.store = store;
+	so.release = release;
+	so.flags = PROTO_FLAG_DRY_RUN;
+	so.lock_timeout = CONFIG_LOCK_TIMEOUT_DEFAULT;
+	so.level = config->distribution.level;
+	r = sync_host_with_retries(config, &h, &so, rep, NULL);
+	if (tmp != NULL) {
+		(void)path_remove_tree(tmp);
+		free(tmp);
+	}
+	return r;
+}
+
 /* Plans one local host; returns a DS_ERR_* code. */
 static int
-plan_host(const struct config *config, const struct store *store, const struct config_host *host,
+plan_host(const struct config *config, struct store *store, const struct config_host *host,
     const char *release, const struct manifest *target, int json)
 {
 	struct manifest *site = NULL, *applied = NULL;
 	struct restart_plan *rp = NULL;
 	struct plan *p = NULL;
+	struct plan_site ps;
+	struct report wire;
 	char *cache = NULL, *applied_file = NULL, *id_file = NULL, *from = NULL, **drifted = NULL;
+	char *found_release = NULL;
+	uint8_t digest[HASH_LEN];
 	struct stat st;
 	int r;
 
@@ -197,24 +357,45 @@ plan_host(const struct config *config, const struct store *store, const struct c
 	applied_file = path_join(host->state, "current.manifest");
 	id_file = path_join(host->state, "current.id");
 	if (stat(host->path, &st) == -1) {
+		(void)plan_pending(host);	/* says an apply in progress, if any */
 		site = manifest_new();	/* nothing there yet: everything is added */
 	} else if ((r = manifest_scan_cached(host->path, NULL, cache, NULL, 0, &site, NULL)) != 0)
 		goto out;
+	memset(&ps, 0, sizeof(ps));
+	report_init(&wire, PROTO_OP_PUSH, PROTO_FLAG_DRY_RUN);
 	if (access(applied_file, F_OK) == 0) {
 		if ((r = manifest_load(applied_file, &applied)) != 0)
 			goto out;
 		from = read_line_file(id_file);
 		manifest_diff(applied, site, collect_drift, &drifted);
+	} else if (site->count > 0) {
+		/* Never applied: the files found are adopted, not drift; a kept release? */
+		ps.found = 1;
+		manifest_digest(site, digest);
+		if ((r = store_release_find(store, NULL, digest, &found_release, NULL)) != 0)
+			goto out;
 	}
+	ps.from = from;
+	ps.found_release = found_release;
 	p = plan_make(site, target);
 	if ((r = restart_select(config, p->changed_paths, p->nchanged_paths, &rp)) != 0)
 		goto out;
+	/*
+	 * The bytes to send: the push's own encodings, from its dry run, on a
+	 * target that exists and owes nothing (a dry run would complete an
+	 * interrupted apply; a plan changes nothing).
+	 */
+	if (stat(host->path, &st) == 0 && !plan_pending(host) &&
+	    plan_wire(config, store, host, release, &wire) == 0)
+		ps.wire = &wire;
 	if (json)
-		print_json(host, release, from, p, rp, drifted);
+		print_json(host, release, &ps, p, rp, drifted);
 	else
-		print_text(host, release, from, p, rp, drifted);
+		print_text(host, release, &ps, p, rp, drifted);
 	r = 0;
 out:
+	report_release(&wire);
+	free(found_release);
 	restart_plan_free(rp);
 	plan_free(p);
 	manifest_free(site);

@@ -57,18 +57,14 @@ publish_exec(int argc, char **argv, const struct config *config)
 	struct publisher_opts o;
 	struct publisher_report rep;
 	struct store *store = NULL;
-	const char *key_file = config->distribution.timestamp_key != NULL ?
-	    config->distribution.timestamp_key : config->distribution.signing_key;
-	const char *pass_file = config->distribution.signing_passphrase_file;
+	const char *key_file = NULL, *pass_file = NULL;
+	int have_deltas = 0, have_expires = 0;
 	char added[32], full[32], expires[32];
 	uint64_t secs;
 	int ch, r;
 
 	memset(&o, 0, sizeof(o));
 	memset(&rep, 0, sizeof(rep));
-	o.dir = config->distribution.publish_dir;
-	o.deltas = config->distribution.publish_deltas;
-	o.expires_in = config->distribution.publish_expires;
 	while ((ch = getopt_long(argc, argv, "h", options, NULL)) != -1) {
 		switch (ch) {
 		case 't':
@@ -82,6 +78,7 @@ publish_exec(int argc, char **argv, const struct config *config)
 				log_error("--deltas: '%s' is not a number of releases (0..100)", optarg);
 				return DS_ERR_USAGE;
 			}
+			have_deltas = 1;
 			break;
 		case 'e':
 			if (util_parse_duration(optarg, &secs) != 0 || secs == 0 ||
@@ -90,6 +87,7 @@ publish_exec(int argc, char **argv, const struct config *config)
 				return DS_ERR_USAGE;
 			}
 			o.expires_in = secs;
+			have_expires = 1;
 			break;
 		case 'k':
 			key_file = optarg;
@@ -107,6 +105,18 @@ publish_exec(int argc, char **argv, const struct config *config)
 	}
 	if (optind < argc)
 		o.dir = argv[optind++];
+	/* The configuration's defaults, where no option was given (--help loads none). */
+	if (o.dir == NULL)
+		o.dir = config->distribution.publish_dir;
+	if (!have_deltas)
+		o.deltas = config->distribution.publish_deltas;
+	if (!have_expires)
+		o.expires_in = config->distribution.publish_expires;
+	if (key_file == NULL)
+		key_file = config->distribution.timestamp_key != NULL ?
+		    config->distribution.timestamp_key : config->distribution.signing_key;
+	if (pass_file == NULL)
+		pass_file = config->distribution.signing_passphrase_file;
 	if (o.dir == NULL || optind != argc) {
 		if (o.dir == NULL)
 			log_error("publish: give the tree to write (DIR) or set "

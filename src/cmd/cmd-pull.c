@@ -34,6 +34,7 @@
 #include "config/config.h"
 #include "repo/dcache.h"
 #include "repo/store.h"
+#include "session/mirror-pull.h"
 #include "session/progress.h"
 #include "session/receiver.h"
 #include "session/report.h"
@@ -72,8 +73,11 @@ static const char pull_options[] =
 struct pull {
 	const struct config	*config;
 	struct config_host	 host;		/* the upstream entry with overrides */
+	uint32_t		 flags;		/* the site's own --dry-run / --no-restart */
+	unsigned		 lock_timeout;
 	char			*remote_args;
 	struct proto_result	 result;	/* the last attempt's */
+	struct receiver_found	 found;		/* the last attempt's: a tree found, never applied */
 	uint64_t		 bytes_in;	/* over every attempt */
 	uint64_t		 bytes_out;
 	unsigned		 attempts;
@@ -200,24 +204,63 @@ pull_progress(void *arg, uint64_t wire, uint64_t done, uint64_t total)
 	progress_tick(p->prog);
 }
 
+/* One attempt from the site's HTTP mirrors (hosts: mirrors): no SSH, no code upstream. */
+static int
+mirror_attempt(struct pull *p, int *progress)
+{
+	struct mirror_pull_options mo;
+	uint64_t before = p->bytes_in;
+	int r;
+
+	memset(&mo, 0, sizeof(mo));
+	mo.config = p->config;
+	mo.host = &p->host;
+	mo.flags = p->flags;
+	mo.lock_timeout = p->lock_timeout;
+	if (p->prog != NULL) {
+		progress_host_phase(p->prog, p->slot, "planning");
+		progress_tick(p->prog);
+		mo.progress = pull_progress;
+		mo.progress_arg = p;
+	}
+	r = mirror_pull_run(&mo, &p->result, &p->bytes_in);
+	*progress = p->bytes_in - before >= RETRY_PROGRESS_BYTES;
+	return r;
+}
+
 static int
 pull_attempt(void *arg, unsigned n, int *progress)
 {
 	struct pull *p = arg;
 	struct receiver_options ro;
+	/* Host-key hints name site.yml: "distsync -c FILE trust UPSTREAM". */
+	struct xport_ssh_opts xo = { .config_file = p->config->file };
 	struct xport *x = NULL;
 	int r, cr;
 
 	p->attempts = n;
 	proto_result_free(&p->result);
 	memset(&p->result, 0, sizeof(p->result));
-	if ((r = xport_ssh_open(&p->host, p->remote_args, NULL, &x)) != 0)
+	free(p->found.release);
+	memset(&p->found, 0, sizeof(p->found));
+	if (p->host.mirrors != NULL && p->host.mirrors[0] != NULL)
+		return mirror_attempt(p, progress);
+	if ((r = xport_ssh_open(&p->host, p->remote_args, &xo, &x)) != 0)
 		return r;
 	memset(&ro, 0, sizeof(ro));
-	/* Whatever the repository says, this site writes only its own target. */
+	/*
+	 * Whatever the repository says, this site writes only its own target,
+	 * runs only the commands of its own site.yml, keeps its own dry run and
+	 * no-restart, and takes nothing but a push.
+	 */
+	ro.config = p->config;
+	ro.host = &p->host;
 	ro.root = p->host.path;
 	ro.state = p->host.state;
+	ro.force_flags = p->flags;
+	ro.ops = 1u << PROTO_OP_PUSH;
 	ro.result = &p->result;
+	ro.found = &p->found;
 	if (p->prog != NULL) {
 		progress_host_phase(p->prog, p->slot, "planning");
 		progress_tick(p->prog);
@@ -294,20 +337,34 @@ summary(const struct pull *p, int status, char *line, size_t size)
 	const struct proto_result *res = &p->result;
 	const char *from = res->from && res->from[0] ? res->from : "(none)";
 	const char *to = res->to && res->to[0] ? res->to : "?";
-	char recv[32], tries[32] = "";
+	const char *why = ds_strerror(status);
+	char recv[32], tries[32] = "", *found = NULL;
 
 	util_format_bytes(p->bytes_in, recv, sizeof(recv));
 	if (p->attempts > 1)
 		snprintf(tries, sizeof(tries), " in %u attempts", p->attempts);
+	/* The reason whole: the site's own error lines when it had any. */
+	if (status != 0 && res->message != NULL && res->message[0] != '\0')
+		why = res->message;
 	if (status != 0 && (res->to == NULL || res->to[0] == '\0'))
 		snprintf(line, size, "%s: pull from %s failed: %s (%s received%s)",
-		    p->config->site.host, p->host.name, ds_strerror(status), recv, tries);
-	else
+		    p->config->site.host, p->host.name, why, recv, tries);
+	else if (p->found.found) {
+		/* Never applied: how the tree found here relates to the release, not drift. */
+		found = p->found.release != NULL ? xasprintf("found release %s, not yet managed",
+		    p->found.release) : xstrdup("found files of no kept release, not yet managed");
+		snprintf(line, size, "%s: pull%s (%s) -> %s: %" PRIu64 " identical, %" PRIu64
+		    " changed, %" PRIu64 " extra, %" PRIu64 " missing; %s received%s%s%s",
+		    p->config->site.host, (res->flags & PROTO_FLAG_DRY_RUN) ? " (dry run)" : "",
+		    found, to, p->found.identical, res->updated, res->deleted, res->added, recv,
+		    tries, status == 0 ? "" : "; failed: ", status == 0 ? "" : why);
+		free(found);
+	} else
 		snprintf(line, size, "%s: pull%s %s -> %s: %" PRIu64 " added, %" PRIu64
 		    " updated, %" PRIu64 " deleted; %s received%s%s%s",
 		    p->config->site.host, (res->flags & PROTO_FLAG_DRY_RUN) ? " (dry run)" : "",
 		    from, to, res->added, res->updated, res->deleted, recv, tries,
-		    status == 0 ? "" : "; failed: ", status == 0 ? "" : ds_strerror(status));
+		    status == 0 ? "" : "; failed: ", status == 0 ? "" : why);
 }
 
 static int
@@ -423,8 +480,16 @@ pull_exec(int argc, char **argv, const struct config *unused)
 	so.host = config->site.host;
 	so.release = o.release;
 	so.flags = o.flags;
+	p.flags = o.flags & (PROTO_FLAG_DRY_RUN | PROTO_FLAG_NO_RESTART);
 	so.lock_timeout = o.lock_timeout;
+	p.lock_timeout = o.lock_timeout;
 	so.bwlimit = p.host.bwlimit;
+	if (o.release != NULL && p.host.mirrors != NULL && p.host.mirrors[0] != NULL) {
+		log_error("--release: a site that pulls from mirrors takes the release its "
+		    "channel (%s) points at", config->distribution.channel);
+		r = DS_ERR_USAGE;
+		goto out;
+	}
 	/*
 	 * The idle limit is the site's to enforce, on what arrives: the
 	 * upstream's writes may wait a whole SSH window (1-2 MB, a minute at
@@ -485,6 +550,7 @@ out:
 	if (lock_fd >= 0)
 		close(lock_fd);
 	proto_result_free(&p.result);
+	free(p.found.release);
 	free(p.remote_args);
 	config_free(config);
 	return r;

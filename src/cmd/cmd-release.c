@@ -36,6 +36,8 @@ extern const struct cmd_entry cmd_release_entry;
 static const char release_options[] =
     "  --version V     release id (default: UTC time, e.g. 20261122T172800Z)\n"
     "  --from ARCHIVE  take the tree from a zip or tar.* instead of the source directory\n"
+    "  --from-release OLD  cut the tree of release OLD again as a new release (how a\n"
+    "                  signed distribution goes back: sites refuse older sequences)\n"
     "  --strip N       drop N leading path components of archive entries\n"
     "  --no-prune      keep every release (ignore keep_releases this time)\n"
     "  --precompute N  prepare the deltas from each of the last N releases to this one\n"
@@ -118,6 +120,7 @@ release_exec(int argc, char **argv, const struct config *config)
 	static const struct option options[] = {
 		{ "version", required_argument, NULL, 'V' },
 		{ "from", required_argument, NULL, 'f' },
+		{ "from-release", required_argument, NULL, 'o' },
 		{ "strip", required_argument, NULL, 's' },
 		{ "no-prune", no_argument, NULL, 'P' },
 		{ "precompute", required_argument, NULL, 'p' },
@@ -126,8 +129,8 @@ release_exec(int argc, char **argv, const struct config *config)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	const char *version = NULL, *from = NULL, *channel = config->distribution.channel;
-	const char *pass_file = config->distribution.signing_passphrase_file;
+	const char *version = NULL, *from = NULL, *channel = NULL, *old = NULL;
+	const char *pass_file = NULL;
 	struct ed25519_key *key = NULL;
 	struct trust_doc *signed_doc = NULL;
 	char *id = NULL, *tree = NULL, *unpacked = NULL, *cache = NULL, *exclude[2] = { NULL, NULL };
@@ -145,6 +148,13 @@ release_exec(int argc, char **argv, const struct config *config)
 			break;
 		case 'f':
 			from = optarg;
+			break;
+		case 'o':
+			if (store_release_id_check(optarg) != 0) {
+				log_error("--from-release '%s' is not a release id", optarg);
+				return DS_ERR_USAGE;
+			}
+			old = optarg;
 			break;
 		case 's':
 			if (util_parse_uint(optarg, 64, &strip) != 0) {
@@ -180,10 +190,15 @@ release_exec(int argc, char **argv, const struct config *config)
 			return DS_ERR_USAGE;
 		}
 	}
-	if (optind != argc) {
+	if (optind != argc || (old != NULL && from != NULL)) {
 		cmd_usage(&cmd_release_entry, release_options);
 		return DS_ERR_USAGE;
 	}
+	/* The configuration's defaults, where no option was given (--help loads none). */
+	if (channel == NULL)
+		channel = config->distribution.channel;
+	if (pass_file == NULL)
+		pass_file = config->distribution.signing_passphrase_file;
 	if (version != NULL) {
 		if (store_release_id_check(version) != 0) {
 			log_error("--version '%s': use 1 to 128 letters, digits, '.', '_', '+' or '-'",
@@ -205,6 +220,15 @@ release_exec(int argc, char **argv, const struct config *config)
 	    (r = signing_key_check(store, key)) != 0)) {
 		r = DS_ERR_CONFIG;	/* logged, naming the key file */
 		goto out;
+	}
+	if (old != NULL) {
+		/* Every object of OLD is in the store already: only the manifest is new. */
+		if ((r = store_release_load(store, old, &m)) != 0)
+			goto out;
+		memset(&stats, 0, sizeof(stats));
+		for (size_t i = 0; i < m->count; i++)
+			stats.files += m->entries[i].type == MANIFEST_FILE;
+		goto save;
 	}
 	if (from != NULL) {
 		unpacked = store_tmp_path(store, "unpack");
@@ -243,7 +267,10 @@ release_exec(int argc, char **argv, const struct config *config)
 		new_objects++;
 		new_bytes += e->size;
 	}
-	if ((r = store_sync(store)) != 0 || (r = store_release_save(store, id, m)) != 0)
+	if ((r = store_sync(store)) != 0)
+		goto out;
+save:
+	if ((r = store_release_save(store, id, m)) != 0)
 		goto out;
 	if (key != NULL &&
 	    (r = signing_release_sign(store, id, m, key, channel, &signed_doc)) != 0)
@@ -291,6 +318,6 @@ out:
 }
 
 const struct cmd_entry cmd_release_entry = {
-	"release", "[--version V] [--from ARCHIVE [--strip N]] [--precompute N] [--channel NAME]",
+	"release", "[--version V] [--from ARCHIVE [--strip N] | --from-release OLD] [--precompute N] [--channel NAME]",
 	"cut a release: snapshot the source tree into the store", 1, release_exec
 };

@@ -9,6 +9,9 @@
 extern const struct cmd_entry cmd_rollback_entry;
 
 static const char rollback_options[] =
+    "  --release ID        return to this state (any backup 'distsync releases HOST'\n"
+    "                      lists); default: the one before the current, so each\n"
+    "                      rollback goes one apply further back\n"
     "  --no-restart        restore the files but restart no service\n"
     "  --lock-timeout S    wait up to S seconds for the host's lock (default 30)\n"
     "  --json              JSON output\n"
@@ -23,8 +26,8 @@ rollback_exec(int argc, char **argv, const struct config *config)
 
 const struct cmd_entry cmd_rollback_entry = {
 	.name = "rollback",
-	.usage = "[--no-restart] [--lock-timeout S] [--json] HOST",
-	.summary = "restore the release applied before the last one, atomically",
+	.usage = "[--release ID] [--no-restart] [--lock-timeout S] [--json] HOST",
+	.summary = "restore the release before the current one (or --release ID), atomically",
 	.needs_config = 1,
 	.exec = rollback_exec,
 };

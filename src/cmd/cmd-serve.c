@@ -29,6 +29,9 @@ extern const struct cmd_entry cmd_serve_entry;
 static const char serve_options[] =
     "  --root DIR    refuse any target that is not DIR or below it (required)\n"
     "  --state DIR   state directory to use instead of the host's\n"
+    "  --site-config FILE  this site's own configuration: the only source of the\n"
+    "                commands it runs (services, health, run_once), of owner,\n"
+    "                keep_backups and trust_root; without it no command runs\n"
     "  --send        be the sender of a site's pull instead (with -c REPO):\n"
     "    --host NAME        the site's name in hosts: (required)\n"
     "    --release ID       that release instead of the latest\n"
@@ -303,6 +306,7 @@ serve_exec(int argc, char **argv, const struct config *config)
 	static const struct option options[] = {
 		{ "root", required_argument, NULL, 'r' },
 		{ "state", required_argument, NULL, 's' },
+		{ "site-config", required_argument, NULL, 'C' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "only-host", required_argument, NULL, 'O' },
 		SEND_OPTIONS,
@@ -313,6 +317,8 @@ serve_exec(int argc, char **argv, const struct config *config)
 	struct pull_send_options ps;
 	int send = 0;
 	struct receiver_options ro;
+	struct config *site = NULL;
+	const char *site_file = NULL;
 	struct xport *x;
 	struct stat st;
 	int ch, r;
@@ -327,6 +333,9 @@ serve_exec(int argc, char **argv, const struct config *config)
 			break;
 		case 's':
 			ro.state = optarg;
+			break;
+		case 'C':
+			site_file = optarg;
 			break;
 		case 'O':
 			if (nonly == ONLY_MAX) {
@@ -357,7 +366,7 @@ serve_exec(int argc, char **argv, const struct config *config)
 		}
 	}
 	if (send) {
-		if (optind != argc || ro.root != NULL) {
+		if (optind != argc || ro.root != NULL || site_file != NULL) {
 			cmd_usage(&cmd_serve_entry, serve_options);
 			return DS_ERR_USAGE;
 		}
@@ -372,16 +381,22 @@ serve_exec(int argc, char **argv, const struct config *config)
 		log_error("--root %s: not a directory", ro.root);
 		return DS_ERR_USAGE;
 	}
+	if (site_file != NULL) {
+		if ((r = config_load(site_file, &site)) != 0)
+			return r;
+		ro.site_config = site;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	x = xport_fd_new(STDIN_FILENO, STDOUT_FILENO, "initiator");
 	r = receiver_run(x, &ro);
 	xport_free(x);
+	config_free(site);
 	return r;
 }
 
 const struct cmd_entry cmd_serve_entry = {
 	.name = "serve",
-	.usage = "--root DIR [--state DIR] | --send --host NAME [--release ID] [--only-host NAME] [...]",
+	.usage = "--root DIR [--state DIR] [--site-config FILE] | --send --host NAME [--release ID] [--only-host NAME] [...]",
 	.summary = "be the receiving peer on stdin/stdout (run over SSH)",
 	.needs_config = 0,
 	.exec = serve_exec,

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -21,6 +22,7 @@
 #include "base/xmalloc.h"
 #include "cmd/cmd.h"
 #include "config/config.h"
+#include "repo/store.h"
 #include "session/connect.h"
 #include "session/fleet.h"
 #include "session/progress.h"
@@ -41,6 +43,7 @@ static const char status_options[] =
 
 struct status_child {
 	const struct config	*config;
+	struct store		*store;		/* names a tree found on a site never applied; may be NULL */
 	unsigned		 lock_timeout;
 };
 
@@ -58,6 +61,7 @@ status_child_run(const struct config_host *host, void *arg, struct fleet_chan *c
 	so.op = PROTO_OP_VERIFY;
 	report_init(rep, so.op, so.flags);
 	so.config = sc->config;
+	so.store = sc->store;
 	so.host = host;
 	so.lock_timeout = sc->lock_timeout;
 	fleet_send_phase(chan, "connecting");
@@ -115,24 +119,46 @@ split_last(const char *line, char **copy, const char **time, const char **action
 	*time = p;
 }
 
+/*
+ * The RELEASE of a host: its current one, or what a site never applied holds
+ * ("found A, not yet managed"); NULL when unknown. Caller frees.
+ */
+static char *
+release_text(const struct report *r)
+{
+	const char *from = r->result.from;
+
+	if (r->status != 0)
+		return NULL;
+	if (r->found)
+		return r->found_release != NULL ? xasprintf("found %s, not yet managed",
+		    r->found_release) : xstrdup("found, not yet managed");
+	return from != NULL && from[0] != '\0' ? xstrdup(from) : NULL;
+}
+
 static void
 print_table(const struct config_host *const *hosts, const struct report *res, size_t n,
     FILE *fp)
 {
 	size_t hw = 4, rw = 7, reach = 0, drifted = 0;
+	int unverified = 0;
 
 	for (size_t i = 0; i < n; i++) {
+		char *rel = release_text(&res[i]);
+
 		if (strlen(hosts[i]->name) > hw)
 			hw = strlen(hosts[i]->name);
-		if (res[i].result.from != NULL && strlen(res[i].result.from) > rw)
-			rw = strlen(res[i].result.from);
+		if (rel != NULL && strlen(rel) > rw)
+			rw = strlen(rel);
+		free(rel);
 	}
 	fprintf(fp, "%-*s  %-9s  %-*s  %5s  %-20s  %s\n", (int)hw, "HOST", "REACHABLE", (int)rw,
 	    "RELEASE", "DRIFT", "LAST APPLY", "RESULT");
 	for (size_t i = 0; i < n; i++) {
 		const struct report *r = &res[i];
-		const char *time, *action, *result, *from = r->result.from;
-		char *copy, drift[24], *why = NULL, *what, *safe_what, *safe_from, *safe_time;
+		const char *time, *action, *result;
+		char *copy, drift[24], *why = NULL, *what, *from = release_text(r);
+		char *safe_what, *safe_from, *safe_time;
 
 		split_last(last_line(r), &copy, &time, &action, &result);
 		if (r->status == 0)
@@ -147,10 +173,17 @@ print_table(const struct config_host *const *hosts, const struct report *res, si
 			what = xasprintf("%s (%s)", result, action);
 		else
 			what = xstrdup(result != NULL ? result : "-");
-		/* The release, history line and reason are the host's bytes: escaped. */
+		if (r->status == 0 && r->result.pending != NULL && r->result.pending[0] != '\0') {
+			/* An interrupted apply or its restarts: the next push or pull does them. */
+			char *more = xasprintf("%s; pending: %s", what, r->result.pending);
+
+			free(what);
+			what = more;
+		}
+		/* The release, history line, pending work and reason are the host's bytes. */
 		safe_what = util_printable(what, 0);
-		safe_from = util_printable(from != NULL && from[0] != '\0' ? from :
-		    r->status == 0 ? "(none)" : "-", 0);
+		safe_from = util_printable(from != NULL ? from : r->status == 0 ? "(none)" : "-",
+		    0);
 		safe_time = util_printable(time != NULL ? time : "-", 0);
 		fprintf(fp, "%-*s  %-9s  %-*s  %5s  %-20s  %s\n", (int)hw, hosts[i]->name,
 		    !r->started ? "-" : unreachable(r->status) ? "no" : "yes", (int)rw,
@@ -159,6 +192,7 @@ print_table(const struct config_host *const *hosts, const struct report *res, si
 		free(safe_from);
 		free(safe_time);
 		free(what);
+		free(from);
 		if (r->status == 0)
 			reach++;
 		if (r->status == 0 && r->result.changed > 0)
@@ -168,6 +202,16 @@ print_table(const struct config_host *const *hosts, const struct report *res, si
 	}
 	fprintf(fp, "%zu host%s: %zu reachable, %zu drifted, %zu failed\n", n, n == 1 ? "" : "s",
 	    reach, drifted, n - reach);
+	/* A site that pins no root applies whatever a peer sends it: say so. */
+	for (size_t i = 0, listed = 0; i < n; i++) {
+		if (res[i].status != 0 || (res[i].result.flags & PROTO_RESULT_VERIFIED))
+			continue;
+		fprintf(fp, "%s%s", listed++ == 0 ? "releases not verified (no trust_root) on: " :
+		    ", ", hosts[i]->name);
+		unverified = 1;
+	}
+	if (unverified)
+		fprintf(fp, "\n");
 }
 
 static void
@@ -179,7 +223,7 @@ print_json(const struct config_host *const *hosts, const struct report *res, siz
 	for (size_t i = 0; i < n; i++) {
 		const struct report *r = &res[i];
 		const char *time, *action, *result, *from = r->result.from;
-		json_t *o = json_object(), *last = json_null();
+		json_t *o = json_object(), *last = json_null(), *found = json_null();
 		char *copy;
 
 		split_last(last_line(r), &copy, &time, &action, &result);
@@ -198,7 +242,15 @@ print_json(const struct config_host *const *hosts, const struct report *res, siz
 		    from[0] != '\0' ? from : NULL));
 		json_object_set_new(o, "drift", r->status == 0 ? jsonio_uint(r->result.changed) :
 		    json_null());
+		json_object_set_new(o, "verified", r->status == 0 ?
+		    json_boolean((r->result.flags & PROTO_RESULT_VERIFIED) != 0) : json_null());
 		json_object_set_new(o, "last_apply", last);
+		json_object_set_new(o, "pending", jsonio_string(r->status == 0 &&
+		    r->result.pending != NULL && r->result.pending[0] != '\0' ?
+		    r->result.pending : NULL));
+		if (r->status == 0 && r->found)
+			found = jsonio_pack("{s:o}", "release", jsonio_string(r->found_release));
+		json_object_set_new(o, "found", found);
 		json_object_set_new(o, "seconds", jsonio_seconds(r->seconds));
 		json_array_append_new(a, o);
 		free(copy);
@@ -253,6 +305,10 @@ status_exec(int argc, char **argv, const struct config *config)
 	sc.lock_timeout = o.lock_timeout;
 	if ((r = config_resolve_hosts(config, argv, (size_t)argc, &hosts, &nhosts)) != 0)
 		return r == DS_ERR_NOTFOUND ? DS_ERR_USAGE : r;	/* an unknown name: exit 2 */
+	/* Only to name what a site never applied holds: status works without a store. */
+	if (access(config->distribution.store, F_OK) == 0 &&
+	    store_open(config->distribution.store, 0, &sc.store) != 0)
+		sc.store = NULL;
 	signal(SIGPIPE, SIG_IGN);
 	results = xcalloc(nhosts, sizeof(*results));
 	fo.parallel = o.parallel > 0 ? o.parallel : config->parallel > 0 ? config->parallel : 1;
@@ -275,6 +331,7 @@ status_exec(int argc, char **argv, const struct config *config)
 	}
 	free(results);
 	free(hosts);
+	store_free(sc.store);
 	return r;
 }
 

@@ -1,4 +1,7 @@
-/* distsync trust HOST: show a host's SSH key fingerprint and record it in known_hosts. */
+/*
+ * distsync trust HOST: show the SSH key fingerprints on the way to a host
+ * (its jump hosts', then its own) and record them in known_hosts.
+ */
 #include "autoconf.h"
 
 #include <getopt.h>
@@ -21,8 +24,13 @@ static const char trust_options[] =
     "  -p, --port PORT        port, for a HOST not in the configuration\n"
     "  -l, --user USER        user, for a HOST not in the configuration\n"
     "\n"
-    "HOST is a host name from the configuration, or else an address ([USER@]NAME,\n"
-    "an alias from ~/.ssh/config works). A changed key is never replaced: remove\n"
+    "HOST is a host name from the configuration (-c FILE, default ./distsync.yml;\n"
+    "on a site give -c /etc/distsync/site.yml and the upstream's name), or else an\n"
+    "address (an alias from ~/.ssh/config works). Keys are recorded where push and\n"
+    "pull look for them: the host's known_hosts, else ~/.ssh/config's\n"
+    "UserKnownHostsFile, else ~/.ssh/known_hosts. With a ProxyJump in\n"
+    "~/.ssh/config each jump host's key is shown and recorded first (trust logs\n"
+    "in to the jump hosts to reach HOST). A changed key is never replaced: remove\n"
     "the old entry first (the error names the file and line).\n";
 
 static int cmd_trust_exec(int argc, char **argv, const struct config *config);
@@ -30,18 +38,18 @@ static int cmd_trust_exec(int argc, char **argv, const struct config *config);
 const struct cmd_entry cmd_trust_entry = {
 	.name = "trust",
 	.usage = "[-y] [--known-hosts FILE] [-p PORT] [-l USER] HOST",
-	.summary = "show a host's SSH key fingerprint and record it in known_hosts",
+	.summary = "show a host's SSH key fingerprints (jump hosts too) and record them",
 	.needs_config = 0,
 	.exec = cmd_trust_exec,
 };
 
 /* Asks on the terminal; anything but yes refuses. */
 static int
-confirm_on_tty(const char *host_name, const char *key_type, const char *fingerprint, void *arg)
+confirm_on_tty(const char *who, const char *key_type, const char *fingerprint, void *arg)
 {
 	char answer[16];
 
-	fprintf(stderr, "Trust %s key %s for %s? [y/N] ", key_type, fingerprint, host_name);
+	fprintf(stderr, "Trust %s key %s for %s? [y/N] ", key_type, fingerprint, who);
 	fflush(stderr);
 	if (fgets(answer, sizeof(answer), stdin) == NULL)
 		return 0;
@@ -51,10 +59,10 @@ confirm_on_tty(const char *host_name, const char *key_type, const char *fingerpr
 
 /* Without a terminal nobody can compare the fingerprint: --yes says they did. */
 static int
-confirm_refuse(const char *host_name, const char *key_type, const char *fingerprint, void *arg)
+confirm_refuse(const char *who, const char *key_type, const char *fingerprint, void *arg)
 {
 	log_error("%s: not recording %s without confirmation: stdin is not a terminal; "
-	    "compare the fingerprint, then run again with --yes", host_name, fingerprint);
+	    "compare the fingerprint, then run again with --yes", who, fingerprint);
 	return 0;
 }
 
@@ -87,6 +95,7 @@ cmd_trust_exec(int argc, char **argv, const struct config *config_unused)
 	struct config *config = NULL;
 	const struct config_host *found = NULL;
 	struct config_host host;
+	struct xport_ssh_opts opts = { 0 };
 	const char *known_hosts = NULL, *user = NULL, *file;
 	unsigned port = 0;
 	int ch, yes = 0, r;
@@ -149,7 +158,8 @@ cmd_trust_exec(int argc, char **argv, const struct config *config_unused)
 		host.user = (char *)user;
 	if (port != 0)
 		host.port = port;
-	r = xport_ssh_trust(&host, yes ? NULL : isatty(STDIN_FILENO) ? confirm_on_tty :
+	opts.config_file = cmd_config_file;
+	r = xport_ssh_trust(&host, &opts, yes ? NULL : isatty(STDIN_FILENO) ? confirm_on_tty :
 	    confirm_refuse, NULL);
 out:
 	config_free(config);

@@ -5,6 +5,8 @@
 #include <stdint.h>
 
 struct config;
+struct config_host;
+struct report;
 
 struct cmd_entry {
 	const char	*name;
@@ -49,10 +51,20 @@ void	cmd_session_defaults(struct cmd_session_opts *o);
 int	cmd_session_option(int ch, const char *arg, struct cmd_session_opts *o);
 
 /*
+ * One session of OP (PROTO_OP_ROLLBACK, _VERIFY or _RELEASES) with HOST:
+ * connects, asks with O's flags, lock timeout and release (rollback: the
+ * state to return to), fills REP (report_init'd here; release it with
+ * report_release) and returns its status, also in REP. Logs its errors.
+ */
+int	cmd_host_session(const struct config *config, const struct config_host *host, int op,
+	    const struct cmd_session_opts *o, struct report *rep);
+
+/*
  * Runs a one-host session of OP (PROTO_OP_ROLLBACK or PROTO_OP_VERIFY) for
- * the command ENTRY: parses [--no-restart (rollback only)] [--lock-timeout S]
- * [--json] HOST, prints the report, and returns the DS_ERR_* code (a verify
- * that finds drift returns DS_ERR_CORRUPT, exit 1). HELP is its option text.
+ * the command ENTRY: parses [--no-restart] [--release ID] (rollback only)
+ * [--lock-timeout S] [--json] HOST, prints the report, and returns the
+ * DS_ERR_* code (a verify that finds drift returns DS_ERR_CORRUPT, exit 1).
+ * HELP is its option text.
  */
 int	cmd_host_op(int argc, char **argv, const struct config *config,
 	    const struct cmd_entry *entry, const char *help, int op);

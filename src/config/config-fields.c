@@ -20,8 +20,16 @@
 _Static_assert(sizeof(enum config_restart) == sizeof(unsigned),
     "enum config_restart is stored as an unsigned int");
 
+_Static_assert(sizeof(enum config_each) == sizeof(unsigned),
+    "enum config_each is stored as an unsigned int");
+_Static_assert(sizeof(enum config_input) == sizeof(unsigned),
+    "enum config_input is stored as an unsigned int");
+
 /* By index: the values of enum config_restart. */
 static const char *const restart_names[] = { "none", "compose", "command", NULL };
+/* By index: the values of enum config_each and enum config_input. */
+static const char *const each_names[] = { "file", "set", NULL };
+static const char *const input_names[] = { "none", "stdin", "argument", NULL };
 
 static const char *
 valid_address(const char *value)
@@ -137,6 +145,8 @@ const struct config_field config_host_fields[] = {
 	  .flags = CONFIG_FIELD_RECEIVER },
 	{ .name = "remote_command", .type = CONFIG_FIELD_STRING, .offset = HOST(remote_command),
 	  .def_string = "distsync" },
+	{ .name = "site_config", .type = CONFIG_FIELD_STRING, .offset = HOST(site_config),
+	  .flags = CONFIG_FIELD_TARGET_PATH },
 	{ .name = "owner", .type = CONFIG_FIELD_STRING, .offset = HOST(owner),
 	  .flags = CONFIG_FIELD_RECEIVER },
 	{ .name = "group", .type = CONFIG_FIELD_STRING, .offset = HOST(group),
@@ -192,6 +202,11 @@ const struct config_field config_service_fields[] = {
 const struct config_field config_run_once_fields[] = {
 	{ .name = "paths", .type = CONFIG_FIELD_GLOBS, .offset = RUN_ONCE(paths) },
 	{ .name = "command", .type = CONFIG_FIELD_ARGV, .offset = RUN_ONCE(command) },
+	{ .name = "service", .type = CONFIG_FIELD_STRING, .offset = RUN_ONCE(service) },
+	{ .name = "input", .type = CONFIG_FIELD_ENUM, .offset = RUN_ONCE(input),
+	  .def = CONFIG_INPUT_NONE, .names = input_names, .read = config_read_enum },
+	{ .name = "each", .type = CONFIG_FIELD_ENUM, .offset = RUN_ONCE(each),
+	  .def = CONFIG_EACH_FILE, .names = each_names, .read = config_read_enum },
 	{ .name = NULL }
 };
 

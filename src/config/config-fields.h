@@ -84,6 +84,9 @@ int	config_read_restart(struct loader *, const struct node *, const char *,
 	    const struct config_field *, void *);
 int	config_read_health(struct loader *, const struct node *, const char *,
 	    const struct config_field *, void *);
+/* Any enum: one of the row's names, the default when absent. */
+int	config_read_enum(struct loader *, const struct node *, const char *,
+	    const struct config_field *, void *);
 
 /* The address of FIELD's value in OBJ, a struct of the field's table. */
 #define CONFIG_FIELD_AT(obj, field, type) \

@@ -943,6 +943,35 @@ config_read_restart(struct loader *ld, const struct node *map, const char *ctx,
 	return 0;
 }
 
+int
+config_read_enum(struct loader *ld, const struct node *map, const char *ctx,
+    const struct config_field *field, void *obj)
+{
+	const struct node *v = map_get(map, field->name);
+	char h[128], buf[64], expected[128] = "";
+	size_t i, len = 0;
+
+	if (v == NULL)
+		return 0;
+	for (i = 0; field->names[i] != NULL && len < sizeof(expected); i++) {
+		int n = snprintf(expected + len, sizeof(expected) - len, "%s%s",
+		    i == 0 ? "" : field->names[i + 1] == NULL ? " or " : ", ", field->names[i]);
+
+		len += n > 0 ? (size_t)n : 0;
+	}
+	if (v->type != NODE_SCALAR || is_null(v))
+		return fail(ld, v, ctx, field->name, "expected %s, got %s", expected,
+		    describe(v, buf, sizeof(buf)));
+	for (i = 0; field->names[i] != NULL; i++)
+		if (strcmp(v->value, field->names[i]) == 0)
+			break;
+	if (field->names[i] == NULL)
+		return fail(ld, v, ctx, field->name, "expected %s, got '%s'%s", expected, v->value,
+		    hint(h, sizeof(h), v->value, field->names, count_strings(field->names)));
+	*CONFIG_FIELD_AT(obj, field, unsigned) = (unsigned)i;
+	return 0;
+}
+
 static int
 parse_service(struct loader *ld, const struct node *key, const struct node *map,
     struct config_service *s)
@@ -1100,6 +1129,14 @@ parse_run_once(struct loader *ld, const struct node *root)
 		if (o->command == NULL)
 			return fail(ld, map, ctx, "command", "missing: expected "
 			    "[program, arg, ...]");
+		if (o->service != NULL && !valid_name(o->service))
+			return fail(ld, map_get(map, "service"), ctx, "service", "'%s' is not a "
+			    "compose service name", o->service);
+		/* A set of files has no one content to put on stdin. */
+		if (o->each == CONFIG_EACH_SET && o->input == CONFIG_INPUT_STDIN)
+			return fail(ld, map_get(map, "input"), ctx, "input", "'stdin' needs "
+			    "'each: file' (one run per file); a set gets its files as "
+			    "'input: argument'");
 	}
 	return 0;
 }
@@ -1259,8 +1296,7 @@ finish_host(struct loader *ld, const struct node *key, const char *ctx, struct c
 	if (strncmp(h->path, h->state, plen) == 0 && h->path[plen] == '/')
 		return fail(ld, path.node, path.ctx, "path",
 		    "the target cannot be inside the state directory '%s'", h->state);
-	if (h->address != NULL && h->known_hosts == NULL)
-		h->known_hosts = xstrdup("~/.ssh/known_hosts");
+	/* No known_hosts: the files ssh itself would read (xport-ssh.c decides). */
 	resolve_fields(ld->config->dir, config_host_fields, h);
 	if (ld->config->groups != NULL) {
 		const char *const *known = (const char *const *)ld->config->groups;
@@ -1424,9 +1460,10 @@ parse_site(struct loader *ld, const struct node *root)
 	if ((h = config_host(ld->config, s->upstream)) == NULL)
 		return fail(ld, map_get(map, "upstream"), "site", "upstream",
 		    "no host '%s' in hosts:", s->upstream);
-	if (h->address == NULL)
+	if (h->address == NULL && (h->mirrors == NULL || h->mirrors[0] == NULL))
 		return fail(ld, map_get(map, "upstream"), "site", "upstream",
-		    "host '%s' has no address: pull needs an SSH upstream", s->upstream);
+		    "host '%s' has neither an address nor mirrors: pull needs an SSH upstream "
+		    "or HTTP mirrors", s->upstream);
 	if (s->repository != NULL && s->repository[0] != '/')
 		return fail(ld, map_get(map, "repository"), "site", "repository",
 		    "'%s' must be absolute (it names a file on the upstream)", s->repository);

@@ -46,9 +46,25 @@ struct config_service {
 	unsigned	  line;		/* where it was defined, for messages */
 };
 
+/* How a run_once hook's runs are counted. */
+enum config_each {
+	CONFIG_EACH_FILE,	/* each new or changed matched file once, in path order */
+	CONFIG_EACH_SET,	/* once per content of the whole matched set */
+};
+
+/* How a run_once run gets its file. */
+enum config_input {
+	CONFIG_INPUT_NONE,	/* only DISTSYNC_RUN_ONCE_FILE(S) in the environment */
+	CONFIG_INPUT_STDIN,	/* the file's content on stdin (each: file) */
+	CONFIG_INPUT_ARGUMENT,	/* the file's absolute path(s) appended to the command */
+};
+
 struct config_run_once {
 	char		**paths;	/* globs, NULL-terminated */
-	char		**command;	/* argv, NULL-terminated; matched files' content on stdin is not implied */
+	char		**command;	/* argv, NULL-terminated */
+	char		 *service;	/* run inside this compose service (compose exec -T), or NULL */
+	enum config_input input;
+	enum config_each each;
 	unsigned	  line;
 };
 
@@ -79,6 +95,7 @@ struct config_host {
 	unsigned	  idle_timeout;	/* seconds */
 	unsigned	  keep_backups;	/* releases kept in backup/ */
 	char		**trust_root;	/* pinned root key ids; empty: releases not verified */
+	char		 *site_config;	/* the site's own config there: serve --site-config */
 	char		**mirrors;	/* a pull site's HTTP mirrors (or directories); empty: SSH */
 	char		 *ca_file;	/* https mirrors: PEM bundle; NULL: the system's CAs */
 	unsigned	  line;

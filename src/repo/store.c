@@ -412,6 +412,61 @@ store_release_list(const struct store *s, char ***ids, size_t *count)
 	return 0;
 }
 
+/* Loads release ID when it exists and its manifest has DIGEST; else *m is NULL. */
+static void
+release_if_digest(const struct store *s, const char *id, const uint8_t digest[HASH_LEN],
+    struct manifest **m)
+{
+	uint8_t d[HASH_LEN];
+	char *file;
+
+	*m = NULL;
+	if (store_release_id_check(id) != 0)
+		return;
+	file = release_file(s, id);
+	if (access(file, F_OK) == 0 && manifest_load(file, m) == 0) {
+		manifest_digest(*m, d);
+		if (memcmp(d, digest, HASH_LEN) != 0) {
+			manifest_free(*m);
+			*m = NULL;
+		}
+	}
+	free(file);
+}
+
+int
+store_release_find(const struct store *s, const char *hint, const uint8_t digest[HASH_LEN],
+    char **id, struct manifest **m)
+{
+	struct manifest *found = NULL;
+	char **ids = NULL;
+	size_t count = 0;
+	int r;
+
+	*id = NULL;
+	if (m != NULL)
+		*m = NULL;
+	if (hint != NULL && hint[0] != '\0')
+		release_if_digest(s, hint, digest, &found);
+	if (found != NULL)
+		*id = xstrdup(hint);
+	else {
+		if ((r = store_release_list(s, &ids, &count)) != 0)
+			return r;
+		for (size_t i = count; i-- > 0 && found == NULL;) {
+			release_if_digest(s, ids[i], digest, &found);
+			if (found != NULL)
+				*id = xstrdup(ids[i]);
+		}
+		xfree_strv(ids);
+	}
+	if (m != NULL)
+		*m = found;
+	else
+		manifest_free(found);
+	return 0;
+}
+
 int
 store_release_latest(const struct store *s, char **id)
 {

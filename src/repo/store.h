@@ -59,6 +59,15 @@ int	store_release_load(const struct store *store, const char *id, struct manifes
 int	store_release_latest(const struct store *store, char **id);
 /* Release ids oldest first; *ids is NULL-terminated, free with xfree_strv. */
 int	store_release_list(const struct store *store, char ***ids, size_t *count);
+/*
+ * Finds the kept release whose manifest digest is DIGEST, trying HINT (a
+ * release id, may be NULL or "") first, then the newest first: *id (caller
+ * frees) and *m (may be NULL; caller frees with manifest_free), both NULL
+ * when none matches (not an error). Returns 0, or an error of reading the
+ * release list.
+ */
+int	store_release_find(const struct store *store, const char *hint,
+	    const uint8_t digest[HASH_LEN], char **id, struct manifest **m);
 /* Returns 0 if ID may name a release: [A-Za-z0-9._+-], 1..128 bytes, not "." or "..". */
 int	store_release_id_check(const char *id);
 

@@ -32,7 +32,8 @@ int
 connect_host(const struct config *config, const struct config_host *host, struct xport **out)
 {
 	const char *root = getenv("DISTSYNC_SERVE_ROOT");
-	char *argv[] = { (char *)"/proc/self/exe", (char *)"serve", (char *)"--root", NULL, NULL };
+	char *argv[] = { (char *)"/proc/self/exe", (char *)"serve", (char *)"--root", NULL, NULL,
+	    NULL, NULL };
 	struct local_receiver lr = { config, host };
 	char *quoted;
 	int r;
@@ -41,15 +42,27 @@ connect_host(const struct config *config, const struct config_host *host, struct
 	if (host->address == NULL && root != NULL && root[0] != '\0') {
 		/* Tests: run `distsync serve` as a child, the remote code path without SSH. */
 		argv[3] = (char *)root;
+		if (host->site_config != NULL) {
+			argv[4] = (char *)"--site-config";
+			argv[5] = host->site_config;
+		}
 		r = xport_exec_open(argv, host->name, out);
 	} else if (host->address == NULL) {
 		r = xport_fork_open(host->name, local_receiver_main, &lr, out);
 	} else {
 		/* The remote serve confines itself to the target (and its state beside it). */
-		char *args[] = { (char *)"serve", (char *)"--root", host->path, NULL };
+		char *args[] = { (char *)"serve", (char *)"--root", host->path, NULL, NULL, NULL };
+
+		/* The site's own config, for the commands it agrees to run. */
+		if (host->site_config != NULL) {
+			args[3] = (char *)"--site-config";
+			args[4] = host->site_config;
+		}
+		/* Host-key messages then suggest "distsync -c FILE trust HOST". */
+		struct xport_ssh_opts opts = { .config_file = config->file };
 
 		quoted = xport_ssh_quote_argv(args);
-		r = xport_ssh_open(host, quoted, NULL, out);
+		r = xport_ssh_open(host, quoted, &opts, out);
 		free(quoted);
 		return r;
 	}

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <zstd.h>
@@ -31,20 +32,18 @@
 #include "config/config.h"
 #include "repo/manifest.h"
 #include "repo/store.h"
+#include "session/apply.h"
 #include "session/decoder.h"
 #include "session/receiver.h"
 #include "session/room.h"
-#include "site/commit.h"
-#include "site/finish.h"
 #include "site/history.h"
+#include "site/lineage.h"
 #include "site/site.h"
 #include "site/stage.h"
 #include "site/target.h"
 #include "wire/proto.h"
 #include "wire/xport.h"
 
-/* Lists sent back (drift) stop at this many bytes so a frame always fits. */
-#define LIST_BUDGET	(8u * 1024 * 1024)
 
 struct basis_ref;
 
@@ -52,8 +51,13 @@ struct receiver {
 	struct xport		*x;
 	const struct receiver_options *opt;
 	struct config		*own_config;	/* loaded from OPEN (serve) */
-	const struct config	*config;
+	const struct config	*config;	/* where the target is (path, state) */
 	const struct config_host *host;
+	/* The site's own configuration: the only source of commands, owner, pins. */
+	const struct config	*trusted;	/* NULL: the site has none, nothing runs */
+	const struct config_host *trusted_host;
+	char			**pins;		/* root key ids releases must chain to; NULL: none */
+	uint32_t		 flags_forced;	/* the site's own --dry-run / --no-restart */
 	struct target		*t;
 	struct proto_open	 open;
 	struct buf		*payload;
@@ -77,6 +81,10 @@ struct receiver {
 	struct decoder		*dec;		/* made with the first delta object */
 	struct room		*room;		/* free space for what is announced (room.h) */
 	int			 commits;	/* COMMITs received */
+	char			*pending;	/* a read-only open: what the site still owes */
+	struct manifest		*found;		/* never applied: the tree found, as STATE
+						   described it (PROTO_CAP_ADOPT) */
+	struct receiver_found	 adopted;	/* what a first apply found and kept */
 	int			 opened;	/* OPEN was received */
 	int			 answered;	/* the peer had its first answer: RESULT ends the session */
 	pthread_mutex_t		 errors_lock;	/* capture_error runs on the decoder too */
@@ -112,30 +120,6 @@ print_errors(struct receiver *rc)
 	log_set_capture(NULL, NULL);
 	if (rc->errors != NULL)
 		proto_log_lines(rc->x->peer, rc->errors);
-}
-
-/* Copies paths into a list that fits LIST_BUDGET; returns the count kept. */
-static size_t
-budget_list(char **paths, size_t n)
-{
-	size_t bytes = 0, i;
-
-	for (i = 0; i < n && i < PROTO_LIST_MAX; i++) {
-		bytes += strlen(paths[i]) + 4;
-		if (bytes > LIST_BUDGET)
-			break;
-	}
-	return i;
-}
-
-static size_t
-strv_len(char **v)
-{
-	size_t n = 0;
-
-	while (v != NULL && v[n] != NULL)
-		n++;
-	return n;
 }
 
 /*
@@ -189,16 +173,60 @@ under_root(const char *root, const char *path)
 	return strncmp(rpath, rroot, len) == 0 && (rpath[len] == '\0' || rpath[len] == '/');
 }
 
-/* Resolves the host to serve: given locally, or from the YAML in OPEN. */
+/* The host entry of a site's own config: site.upstream's, else NAME's, else its only one. */
+static const struct config_host *
+site_entry(const struct config *c, const char *name)
+{
+	const struct config_host *h = NULL;
+
+	if (c->site.upstream != NULL)
+		h = config_host(c, c->site.upstream);
+	if (h == NULL)
+		h = config_host(c, name);
+	if (h == NULL && c->nhosts == 1)
+		h = &c->hosts[0];
+	return h;
+}
+
+/* The root key ids of H (NULL: none set). */
+static char **
+pins_of(const struct config_host *h)
+{
+	return h != NULL && h->trust_root != NULL && h->trust_root[0] != NULL ?
+	    h->trust_root : NULL;
+}
+
+/*
+ * Resolves the host to serve and what the site trusts: the site's own
+ * configuration when it has one (local push, pull, serve --site-config);
+ * else the initiator's YAML in OPEN for the target's place only.
+ */
 static int
 resolve_host(struct receiver *rc)
 {
 	char *name = NULL;
 	int r;
 
+	rc->flags_forced = rc->opt->force_flags & (PROTO_FLAG_DRY_RUN | PROTO_FLAG_NO_RESTART);
+	if (rc->opt->ops != 0 && (rc->open.op >= 32 || (rc->opt->ops & (1u << rc->open.op)) == 0)) {
+		log_error("%s: this site does not take that operation from its peer", rc->x->peer);
+		return DS_ERR_PRECONDITION;
+	}
 	if (rc->opt->host != NULL) {
-		rc->config = rc->opt->config;
-		rc->host = rc->opt->host;
+		rc->config = rc->trusted = rc->opt->config;
+		rc->host = rc->trusted_host = rc->opt->host;
+		rc->pins = pins_of(rc->host);
+		return 0;
+	}
+	if (rc->opt->site_config != NULL) {
+		rc->trusted = rc->config = rc->opt->site_config;
+		rc->trusted_host = rc->host = site_entry(rc->trusted, rc->open.host);
+		if (rc->host == NULL) {
+			log_error("%s: the site configuration has no entry for host %s (name it so, "
+			    "or keep one hosts: entry)", rc->trusted->file, rc->open.host);
+			return DS_ERR_CONFIG;
+		}
+		rc->pins = pins_of(rc->host);
 		return 0;
 	}
 	if (rc->open.config_len == 0) {
@@ -219,7 +247,16 @@ resolve_host(struct receiver *rc)
 		    rc->open.host);
 		return DS_ERR_CONFIG;
 	}
+	/* The initiator may ask for more checks (its trust_root), never for commands. */
+	rc->pins = pins_of(rc->host);
 	return 0;
+}
+
+/* Operations that only look at the site (verify, releases): it stays as it is. */
+static int
+read_only_op(uint8_t op)
+{
+	return op == PROTO_OP_VERIFY || op == PROTO_OP_RELEASES;
 }
 
 static int
@@ -249,7 +286,10 @@ open_target(struct receiver *rc)
 			goto out;
 		}
 	}
-	r = site_open(target, state, rc->open.lock_timeout, &rc->t);
+	if (read_only_op(rc->open.op))
+		r = site_open_readonly(target, state, rc->open.lock_timeout, &rc->t, &rc->pending);
+	else
+		r = site_open(target, state, rc->open.lock_timeout, &rc->t);
 out:
 	free(deflt);
 	free(target);
@@ -294,6 +334,22 @@ list_encoded_parts(struct receiver *rc, struct proto_state *st)
 	free(parts);
 }
 
+/*
+ * FOUND: the digest of the tree a never-applied site holds (zero when it
+ * was applied, or its target is empty): MANIFEST_REQUEST returns that tree.
+ */
+static int
+send_found(struct receiver *rc)
+{
+	struct proto_found f;
+
+	memset(&f, 0, sizeof(f));
+	if (rc->found != NULL && rc->found->count > 0)
+		manifest_digest(rc->found, f.digest);
+	f.release = (char *)"";
+	return proto_send_msg(rc->x, PROTO_FOUND, &f);
+}
+
 static int
 send_state(struct receiver *rc)
 {
@@ -327,8 +383,15 @@ send_state(struct receiver *rc)
 	if (id != NULL && (r = target_verify(rc->t, NULL, &drift)) != 0)
 		goto out;
 	st.drift = drift;
-	st.ndrift = budget_list(drift, strv_len(drift));
-	r = proto_send_msg(rc->x, PROTO_STATE, &st);
+	st.ndrift = proto_list_fit(drift, xstrv_len(drift));
+	/* Never applied: the tree found decides what is sent, as an applied one does. */
+	if (id == NULL && (rc->caps & PROTO_CAP_ADOPT) &&
+	    (r = target_verify(rc->t, &rc->found, NULL)) != 0)
+		goto out;
+	if ((r = proto_send_msg(rc->x, PROTO_STATE, &st)) != 0)
+		goto out;
+	if (rc->caps & PROTO_CAP_ADOPT)
+		r = send_found(rc);
 out:
 	free(st.staged);
 	free(staged);
@@ -346,9 +409,12 @@ send_manifest(struct receiver *rc)
 	char *data = NULL;
 	int r;
 
-	if ((r = target_current(rc->t, NULL, &m)) != 0)
+	if (rc->found != NULL && rc->found->count > 0)
+		manifest_encode(rc->found, &data, &pm.len);	/* what FOUND named */
+	else if ((r = target_current(rc->t, NULL, &m)) != 0)
 		return r;
-	manifest_encode(m, &data, &pm.len);
+	else
+		manifest_encode(m, &data, &pm.len);
 	pm.data = (uint8_t *)data;
 	r = proto_send_msg(rc->x, PROTO_MANIFEST, &pm);
 	free(data);
@@ -490,7 +556,8 @@ open_target_file(struct receiver *rc, const char *path)
 
 /*
  * Opens the content HASH for reading: a complete staged object, else a file
- * of the current release or one signed for the sender. The content is not
+ * of the current release (or of the tree found, never applied) or one signed
+ * for the sender. The content is not
  * rehashed here: a basis that is not what it claims yields a wrong SHA-256
  * after decoding, which is caught there.
  */
@@ -506,11 +573,14 @@ open_basis(struct receiver *rc, const uint8_t hash[HASH_LEN])
 		struct manifest *m = NULL;
 
 		rc->bases_loaded = 1;
-		if (target_current(rc->t, NULL, &m) == 0) {
+		if (rc->found == NULL && target_current(rc->t, NULL, &m) == 0) {
 			for (size_t i = 0; i < m->count; i++)
 				if (m->entries[i].type == MANIFEST_FILE)
 					bases_add(rc, m->entries[i].hash, m->entries[i].path);
 		}
+		for (size_t i = 0; rc->found != NULL && i < rc->found->count; i++)
+			if (rc->found->entries[i].type == MANIFEST_FILE)
+				bases_add(rc, rc->found->entries[i].hash, rc->found->entries[i].path);
 		manifest_free(m);
 	}
 	if (!rc->bases_sorted && rc->nbases > 0) {
@@ -777,78 +847,37 @@ out:
 	return r;
 }
 
-/* Fills res from a commit report. */
-static void
-result_from_report(struct receiver *rc, const struct commit_report *rep,
-    struct proto_result *res)
+/* The flags an operation runs with: the peer's, and the site's own always. */
+static uint32_t
+effective_flags(struct receiver *rc, uint32_t flags)
 {
-	size_t nd = strv_len(rep->drifted_paths);
-
-	res->from = xstrdup(rep->from_release ? rep->from_release : "");
-	res->to = xstrdup(rep->to_release ? rep->to_release : "");
-	res->added = rep->added;
-	res->updated = rep->updated + rep->mode_changed;
-	res->deleted = rep->deleted;
-	res->changed = strv_len(rep->changed_paths);
-	res->objects = rc->objects;
-	res->bytes = rc->x->bytes_in - rc->in0;
-	if (nd > 0) {
-		nd = budget_list(rep->drifted_paths, nd);
-		res->drift = xcalloc(nd + 1, sizeof(char *));
-		for (size_t i = 0; i < nd; i++)
-			res->drift[i] = xstrdup(rep->drifted_paths[i]);
-		res->ndrift = nd;
-	}
+	return flags | rc->flags_forced;
 }
 
+/* The site this session applies to, and what it trusts (apply.h). */
 static void
-commit_options(struct receiver *rc, uint32_t flags, struct commit_opts *co)
+apply_site_of(struct receiver *rc, struct apply_site *as)
 {
-	memset(co, 0, sizeof(*co));
-	co->owner = rc->host->owner;
-	co->group = rc->host->group;
-	co->keep_backups = rc->host->keep_backups;
-	co->fail_on_drift = (flags & PROTO_FLAG_FAIL_ON_DRIFT) != 0;
-	co->dry_run = (flags & PROTO_FLAG_DRY_RUN) != 0;
+	memset(as, 0, sizeof(*as));
+	as->t = rc->t;
+	as->trusted = rc->trusted;
+	as->trusted_host = rc->trusted_host;
+	as->host = rc->host;
+	as->pins = rc->pins;
+	as->who = rc->x->peer;
 }
 
-/* Moves what finishing reported (the services restarted, health) into res. */
-static void
-result_from_finish(struct finish_report *fr, struct proto_result *res)
-{
-	res->services = fr->services;
-	res->nservices = fr->nservices;
-	res->health = fr->health;
-	if (res->health != NULL && strlen(res->health) > PROTO_STRING_MAX)
-		res->health[PROTO_STRING_MAX] = '\0';
-	memset(fr, 0, sizeof(*fr));
-}
-
-/* The site an apply of this session finishes on (finish.h). */
-static void
-finish_site(struct receiver *rc, const struct commit_opts *co, uint32_t flags,
-    struct finish_site *fs)
-{
-	fs->t = rc->t;
-	fs->config = rc->config;
-	fs->host = rc->host;
-	fs->opts = co;
-	fs->no_restart = (flags & PROTO_FLAG_NO_RESTART) != 0;
-}
-
-/* Applies a COMMIT: the manifest, the atomic engine, then finish_apply. */
+/* Applies a COMMIT: the manifest, then apply_release (trust, engine, restarts). */
 static int
 do_commit(struct receiver *rc, const struct proto_commit *c, struct proto_result *res)
 {
+	struct apply_site as;
+	struct apply_outcome oc;
 	struct manifest *to = NULL;
-	struct commit_report rep;
-	struct commit_opts co;
-	struct finish_site fs;
-	struct finish_report fr;
+	uint32_t flags = effective_flags(rc, c->flags);
 	int r;
 
-	memset(&rep, 0, sizeof(rep));
-	res->flags = c->flags;
+	res->flags = flags;
 	if (store_release_id_check(c->release) != 0) {
 		log_error("%s: COMMIT names an invalid release id", rc->x->peer);
 		return DS_ERR_PROTO;
@@ -860,15 +889,14 @@ do_commit(struct receiver *rc, const struct proto_commit *c, struct proto_result
 	} else if ((r = manifest_decode((const char *)c->manifest, c->manifest_len,
 	    c->release, &to)) != 0)
 		return DS_ERR_PROTO;
-	commit_options(rc, c->flags, &co);
-	co.release_id = c->release;
-	co.to = to;
-	r = commit_apply(rc->t, &co, &rep);
-	result_from_report(rc, &rep, res);
-	finish_site(rc, &co, c->flags, &fs);
-	r = finish_apply(&fs, to, &rep, r, &fr);
-	result_from_finish(&fr, res);
-	commit_report_release(&rep);
+	apply_site_of(rc, &as);
+	r = apply_release(&as, c->release, to, c->signature, c->signature_len, flags, res, &oc);
+	if (oc.first && rc->found != NULL && rc->found->count > 0) {
+		rc->adopted.found = 1;
+		rc->adopted.identical = oc.identical;
+	}
+	res->objects = rc->objects;
+	res->bytes = rc->x->bytes_in - rc->in0;
 	manifest_free(to);
 	return r;
 }
@@ -876,22 +904,61 @@ do_commit(struct receiver *rc, const struct proto_commit *c, struct proto_result
 static int
 do_rollback(struct receiver *rc, struct proto_result *res)
 {
-	struct commit_report rep;
-	struct commit_opts co;
-	struct finish_site fs;
-	struct finish_report fr;
+	struct apply_site as;
 	int r;
 
-	memset(&rep, 0, sizeof(rep));
-	commit_options(rc, rc->open.flags, &co);
-	r = commit_rollback(rc->t, &co, &rep);
-	result_from_report(rc, &rep, res);
-	res->flags = rc->open.flags;
-	finish_site(rc, &co, rc->open.flags, &fs);
-	r = finish_rollback(&fs, &rep, r, &fr);
-	result_from_finish(&fr, res);
-	commit_report_release(&rep);
+	apply_site_of(rc, &as);
+	r = apply_rollback(&as, effective_flags(rc, rc->open.flags), rc->open.release, res);
+	res->objects = rc->objects;
+	res->bytes = rc->x->bytes_in - rc->in0;
 	return r;
+}
+
+/*
+ * The site tail of a read-only answer: what the site still owes and the
+ * backups kept ("ID TIME STEP", lineage.h's order).
+ */
+static int
+site_info(struct receiver *rc, struct proto_result *res)
+{
+	struct lineage_kept *kept = NULL;
+	size_t n = 0;
+	int r;
+
+	res->pending = rc->pending;
+	rc->pending = NULL;
+	if ((r = lineage_kept(rc->t, &kept, &n)) != 0)
+		return r;
+	if (n > PROTO_LIST_MAX)
+		n = PROTO_LIST_MAX;
+	res->kept = xcalloc(n + 1, sizeof(char *));
+	for (size_t i = 0; i < n; i++) {
+		char stamp[32];
+		time_t when = (time_t)kept[i].time;
+		struct tm tm;
+
+		gmtime_r(&when, &tm);
+		strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		res->kept[i] = xasprintf("%s %s %u", kept[i].id, stamp, kept[i].step);
+	}
+	res->nkept = n;
+	lineage_kept_free(kept, n);
+	return 0;
+}
+
+/* RELEASES: the current state, the backups a rollback can restore, what is owed. */
+static int
+do_releases(struct receiver *rc, struct proto_result *res)
+{
+	char *id = NULL;
+	int r;
+
+	if ((r = target_current(rc->t, &id, NULL)) != 0)
+		return r;
+	res->from = id != NULL ? id : xstrdup("");
+	res->to = xstrdup(res->from);
+	res->message = history_last_line(rc->t);
+	return site_info(rc, res);
 }
 
 /*
@@ -910,17 +977,42 @@ do_verify(struct receiver *rc, struct proto_result *res)
 	res->from = id != NULL ? id : xstrdup("");
 	res->to = xstrdup(res->from);
 	res->health = xstrdup("none");
-	if ((r = target_verify(rc->t, NULL, &drift)) != 0)
+	if ((r = target_verify(rc->t, id == NULL && (rc->caps & PROTO_CAP_ADOPT) ? &rc->found :
+	    NULL, &drift)) != 0)
 		return r;
-	n = budget_list(drift, strv_len(drift));
+	n = proto_list_fit(drift, xstrv_len(drift));
 	res->drift = xcalloc(n + 1, sizeof(char *));
 	for (size_t i = 0; i < n; i++)
 		res->drift[i] = xstrdup(drift[i]);
 	res->ndrift = n;
-	res->changed = strv_len(drift);
+	res->changed = xstrv_len(drift);
 	xfree_strv(drift);
 	res->message = history_last_line(rc->t);
-	return 0;
+	if ((r = site_info(rc, res)) != 0)
+		return r;
+	if ((rc->caps & PROTO_CAP_ADOPT) == 0)
+		return 0;
+	/* The initiator names the tree found (status): FOUND, then RESULT. */
+	return send_found(rc);
+}
+
+/*
+ * Keeps the release the sender recognised the tree found as (its FOUND
+ * before COMMIT), for the site's summary: a name only, and only one that
+ * could be a release id.
+ */
+static void
+found_release(struct receiver *rc, const struct proto_found *f)
+{
+	uint8_t d[HASH_LEN] = { 0 };
+
+	if (rc->found != NULL && rc->found->count > 0)
+		manifest_digest(rc->found, d);
+	if (f->release[0] == '\0' || memcmp(d, f->digest, HASH_LEN) != 0 ||
+	    hash_is_zero(d) || store_release_id_check(f->release) != 0)
+		return;
+	free(rc->adopted.release);
+	rc->adopted.release = xstrdup(f->release);
 }
 
 /* room_evicted_needed's callback: asked for again, as a delta that failed. */
@@ -947,7 +1039,10 @@ evicted_for_commit(struct receiver *rc, const struct proto_commit *c)
 	if (rc->commits++ > 0 || !room_evicted(rc->room) || c->manifest_len == 0 ||
 	    manifest_decode((const char *)c->manifest, c->manifest_len, c->release, &to) != 0)
 		return;		/* do_commit reports a manifest that does not decode */
-	if (target_current(rc->t, NULL, &current) == 0)
+	/* What the sender planned from: the current release, or the tree found. */
+	if (rc->found != NULL)
+		room_evicted_needed(rc->room, rc->t, to, rc->found, retry_evicted, rc);
+	else if (target_current(rc->t, NULL, &current) == 0)
 		room_evicted_needed(rc->room, rc->t, to, current, retry_evicted, rc);
 	manifest_free(to);
 	manifest_free(current);
@@ -968,6 +1063,11 @@ serve_push(struct receiver *rc, struct proto_result *res)
 			r = send_manifest(rc);
 			break;
 		case PROTO_OBJECT:
+			if (rc->flags_forced & PROTO_FLAG_DRY_RUN) {
+				log_error("%s: sent an object during this site's dry run", rc->x->peer);
+				r = DS_ERR_PROTO;
+				break;
+			}
 			r = recv_object(rc, &m.u.object);
 			break;
 		case PROTO_SIGNATURE_REQUEST:
@@ -977,6 +1077,9 @@ serve_push(struct receiver *rc, struct proto_result *res)
 			rc->total = m.u.plan.bytes;
 			rc->done = 0;
 			report(rc);
+			break;
+		case PROTO_FOUND:
+			found_release(rc, &m.u.found);
 			break;
 		case PROTO_COMMIT:
 			/* Every delta decoded: the failures are in the RETRY list. */
@@ -1012,6 +1115,8 @@ static int
 send_result(struct receiver *rc, struct proto_result *res, int status)
 {
 	res->status = status;
+	if (rc->pins != NULL && (rc->caps & PROTO_CAP_TRUST))
+		res->flags |= PROTO_RESULT_VERIFIED;
 	if (res->from == NULL)
 		res->from = xstrdup("");
 	if (res->to == NULL)
@@ -1024,6 +1129,8 @@ send_result(struct receiver *rc, struct proto_result *res, int status)
 	if (res->bytes == 0)
 		res->bytes = rc->x->bytes_in - rc->in0;
 	res->objects = rc->objects;
+	/* Only a peer that reads the site tail gets it. */
+	res->tail = (rc->caps & PROTO_CAP_SITEINFO) != 0;
 	return proto_send_msg(rc->x, PROTO_RESULT, res);
 }
 
@@ -1069,6 +1176,10 @@ serve(struct receiver *rc, struct proto_result *res)
 		break;
 	case PROTO_OP_VERIFY:
 		r = do_verify(rc, res);
+		rc->answered = 1;
+		break;
+	case PROTO_OP_RELEASES:
+		r = do_releases(rc, res);
 		rc->answered = 1;
 		break;
 	}
@@ -1122,8 +1233,11 @@ receiver_run(struct xport *x, const struct receiver_options *opt)
 	decoder_free(rc.dec);
 	delivered = answer(&rc, &res, r);
 	log_set_capture(NULL, NULL);
-	free(rc.errors);
 	xport_shutdown(x);
+	if (opt->found != NULL) {
+		*opt->found = rc.adopted;
+		memset(&rc.adopted, 0, sizeof(rc.adopted));
+	}
 	if (opt->result != NULL) {
 		res.status = r;
 		/* Errors the peer got (not printed here) go to the caller too. */
@@ -1132,12 +1246,16 @@ receiver_run(struct xport *x, const struct receiver_options *opt)
 		*opt->result = res;
 		memset(&res, 0, sizeof(res));
 	}
+	free(rc.errors);
 	proto_result_free(&res);
 	target_close(rc.t);
 	proto_open_free(&rc.open);
+	free(rc.pending);
 	config_free(rc.own_config);
 	bases_free(&rc);
 	room_free(rc.room);
+	manifest_free(rc.found);
+	free(rc.adopted.release);
 	free(rc.retry);
 	ZSTD_freeDCtx(rc.dctx);
 	free(rc.outbuf);

@@ -39,6 +39,7 @@ static const struct {
 	{ "signatures", offsetof(struct report, signatures) },
 	{ "delta_fallbacks", offsetof(struct report, fallbacks) },
 	{ "cache_hits", offsetof(struct report, cache_hits) },
+	{ "identical", offsetof(struct report, identical) },
 };
 
 /* The same for the receiver's RESULT. */
@@ -70,6 +71,7 @@ report_release(struct report *rep)
 	proto_result_free(&rep->result);
 	free(rep->release);
 	free(rep->reason);
+	free(rep->found_release);
 	memset(rep, 0, sizeof(*rep));
 }
 
@@ -99,6 +101,7 @@ op_name(uint8_t op)
 	case PROTO_OP_PUSH:	return "push";
 	case PROTO_OP_ROLLBACK:	return "rollback";
 	case PROTO_OP_VERIFY:	return "verify";
+	case PROTO_OP_RELEASES:	return "releases";
 	}
 	return "?";
 }
@@ -117,11 +120,41 @@ push_target(const struct report *rep)
 	return rep->result.from != NULL ? rep->release : NULL;
 }
 
-/* The dry run the summary shows: the one asked for, answered or not. */
-static int
-asked_dry_run(const struct report *rep)
+uint64_t
+report_encoded_bytes(const struct report *rep)
 {
-	return (rep->flags & PROTO_FLAG_DRY_RUN) != 0;
+	uint64_t total = 0;
+
+	for (int enc = 0; enc <= PROTO_ENC_MAX; enc++)
+		total += rep->enc_bytes[enc];
+	return total;
+}
+
+/*
+ * Where a session started, as the summary names it: the release applied
+ * last, a tree found on a site distsync never applied ("(found release A,
+ * not yet managed)"; BRIEF: "(found A)"), or "(none)". Caller frees.
+ */
+static char *
+from_text(const struct report *rep, int brief)
+{
+	const char *from = rep->result.from;
+	char *text, *safe;
+
+	if (nonempty(from))
+		return util_printable(from, 0);	/* the peer's bytes */
+	if (!rep->found)
+		return xstrdup("(none)");
+	if (brief)
+		text = rep->found_release != NULL ? xasprintf("(found %s)", rep->found_release) :
+		    xstrdup("(found)");
+	else
+		text = rep->found_release != NULL ?
+		    xasprintf("(found release %s, not yet managed)", rep->found_release) :
+		    xstrdup("(found files of no kept release, not yet managed)");
+	safe = util_printable(text, 0);
+	free(text);
+	return safe;
 }
 
 /* Prints BEFORE, S (from the peer, its control characters escaped) and AFTER. */
@@ -134,26 +167,42 @@ put_peer(FILE *fp, const char *before, const char *s, const char *after, int fla
 	free(safe);
 }
 
-/* The lines of a session: what the peer sent goes through put_peer or util_printable. */
+/* The dry run the summary shows: the one asked for, answered or not. */
+static int
+asked_dry_run(const struct report *rep)
+{
+	return (rep->flags & PROTO_FLAG_DRY_RUN) != 0;
+}
+
+/*
+ * The lines of a session, TO already escaped: every string the peer sent
+ * goes through put_peer, util_printable or from_text.
+ */
 static void
-print_text(const struct report *rep, const char *host, const char *from, const char *to,
-    FILE *fp)
+print_text(const struct report *rep, const char *host, const char *to, FILE *fp)
 {
 	const struct proto_result *res = &rep->result;
 	int dry = (res->flags & PROTO_FLAG_DRY_RUN) != 0, status = rep->status;
-	char sent[32], recv[32];
+	char sent[32], recv[32], *from;
 
 	if (rep->op == PROTO_OP_VERIFY) {
 		if (status != 0 && status != DS_ERR_CORRUPT) {
 			fprintf(fp, "%s: verify failed: %s\n", host, ds_strerror(status));
 			return;
 		}
-		fprintf(fp, "%s: release %s: %s\n", host, from,
-		    res->changed == 0 ? "no drift" : "drifted");
+		from = from_text(rep, 0);
+		if (rep->found)
+			fprintf(fp, "%s: %.*s: no drift\n", host, (int)strlen(from) - 2, from + 1);
+		else
+			fprintf(fp, "%s: release %s: %s\n", host, from,
+			    res->changed == 0 ? "no drift" : "drifted");
+		free(from);
 		for (size_t i = 0; i < res->ndrift; i++)
 			put_peer(fp, "  drift   ", res->drift[i], "\n", 0);
 		if (res->changed > res->ndrift)
 			fprintf(fp, "  ... and %" PRIu64 " more\n", res->changed - res->ndrift);
+		if (nonempty(res->pending))
+			put_peer(fp, "  pending: ", res->pending, "\n", 0);
 		return;
 	}
 	if (status != 0 && res->to == NULL) {
@@ -162,10 +211,27 @@ print_text(const struct report *rep, const char *host, const char *from, const c
 	}
 	util_format_bytes(rep->bytes_sent, sent, sizeof(sent));
 	util_format_bytes(rep->object_bytes, recv, sizeof(recv));
-	fprintf(fp, "%s: %s%s %s -> %s: %" PRIu64 " added, %" PRIu64 " updated, %" PRIu64
-	    " deleted%s\n", host, dry ? "dry run, " : "", op_name(rep->op), from, to, res->added,
-	    res->updated, res->deleted, status == 0 ? "" : " (not applied)");
-	if (rep->op == PROTO_OP_PUSH)
+	from = from_text(rep, 0);
+	if (rep->op == PROTO_OP_PUSH && rep->found)
+		fprintf(fp, "%s: %s%s %s -> %s: %" PRIu64 " identical, %" PRIu64 " changed, %"
+		    PRIu64 " extra, %" PRIu64 " missing%s\n", host, dry ? "dry run, " : "",
+		    op_name(rep->op), from, to, rep->identical, res->updated, res->deleted,
+		    res->added, status == 0 ? "" : " (not applied)");
+	else
+		fprintf(fp, "%s: %s%s %s -> %s: %" PRIu64 " added, %" PRIu64 " updated, %" PRIu64
+		    " deleted%s\n", host, dry ? "dry run, " : "", op_name(rep->op), from, to,
+		    res->added, res->updated, res->deleted, status == 0 ? "" : " (not applied)");
+	free(from);
+	if (rep->op == PROTO_OP_PUSH && dry) {
+		char encoded[32];
+
+		util_format_bytes(report_encoded_bytes(rep), encoded, sizeof(encoded));
+		fprintf(fp, "  %" PRIu64 " object%s to send (%s of content, %s encoded); this dry "
+		    "run: %s on the wire, %" PRIu64 " round trip%s\n", rep->objects_sent,
+		    rep->objects_sent == 1 ? "" : "s", recv, encoded, sent, rep->round_trips,
+		    rep->round_trips == 1 ? "" : "s");
+	}
+	else if (rep->op == PROTO_OP_PUSH)
 		fprintf(fp, "  %" PRIu64 " object%s sent (%s of content, %s on the wire), "
 		    "%" PRIu64 " round trip%s\n", rep->objects_sent,
 		    rep->objects_sent == 1 ? "" : "s", recv, sent, rep->round_trips,
@@ -191,14 +257,13 @@ print_text(const struct report *rep, const char *host, const char *from, const c
 			fprintf(fp, "  %" PRIu64 " delta%s did not reconstruct on the host: sent whole "
 			    "instead\n", rep->fallbacks, rep->fallbacks == 1 ? "" : "s");
 	}
-	for (size_t i = 0; i < res->ndrift; i++) {
-		char *path = util_printable(res->drift[i], 0);
-
-		fprintf(fp, "  drift   %s (changed on the host since the last apply%s)\n",
-		    path, status == DS_ERR_DRIFT ? "" : dry ? "; would be overwritten" :
-		    "; overwritten");
-		free(path);
-	}
+	for (size_t i = 0; i < res->ndrift; i++)
+		put_peer(fp, "  drift   ", res->drift[i], status == DS_ERR_DRIFT ?
+		    " (changed on the host since the last apply)\n" : dry ?
+		    " (changed on the host since the last apply; would be overwritten)\n" :
+		    " (changed on the host since the last apply; overwritten)\n", 0);
+	for (size_t i = 0; i < res->nruns; i++)
+		put_peer(fp, "  run_once: ", res->runs[i], "\n", 0);
 	if (res->nservices > 0) {
 		fprintf(fp, "  restarted:");
 		for (size_t i = 0; i < res->nservices; i++)
@@ -208,6 +273,8 @@ print_text(const struct report *rep, const char *host, const char *from, const c
 		put_peer(fp, "  services: ", res->health, "\n", 0);
 	else if (!dry && status == 0)
 		fprintf(fp, "  no service restarted\n");
+	if (nonempty(res->pending))
+		put_peer(fp, "  pending: ", res->pending, "\n", 0);
 	if (status != 0)
 		put_peer(fp, "  failed: ", nonempty(res->message) ? res->message :
 		    ds_strerror(status), "\n", UTIL_KEEP_NEWLINES);
@@ -217,12 +284,10 @@ void
 report_print_text(const struct report *rep, const char *host, FILE *fp)
 {
 	const struct proto_result *res = &rep->result;
-	char *from = util_printable(nonempty(res->from) ? res->from : "(none)", 0);
 	char *to = util_printable(nonempty(res->to) ? res->to :
 	    (rep->release ? rep->release : "?"), 0);
 
-	print_text(rep, host, from, to, fp);
-	free(from);
+	print_text(rep, host, to, fp);
 	free(to);
 }
 
@@ -241,6 +306,29 @@ string_array(char *const *v, size_t n)
 	for (size_t i = 0; i < n; i++)
 		(void)json_array_append_new(a, jsonio_string(v[i]));
 	return a;
+}
+
+/*
+ * A site never applied, as found: null, or the kept release its tree equals
+ * and, for a push, how that tree relates to the release pushed.
+ */
+static json_t *
+found_json(const struct report *rep)
+{
+	const struct proto_result *res = &rep->result;
+	json_t *o;
+
+	if (!rep->found)
+		return json_null();
+	o = json_object();
+	put(o, "release", jsonio_string(rep->found_release));
+	if (rep->op == PROTO_OP_PUSH) {
+		put(o, "identical", jsonio_uint(rep->identical));
+		put(o, "changed", jsonio_uint(res->updated));
+		put(o, "extra", jsonio_uint(res->deleted));
+		put(o, "missing", jsonio_uint(res->added));
+	}
+	return o;
 }
 
 json_t *
@@ -266,6 +354,7 @@ report_json(const struct report *rep, const char *host)
 	put(o, "bytes_sent", jsonio_uint(rep->bytes_sent));
 	put(o, "bytes_received", jsonio_uint(rep->bytes_received));
 	put(o, "round_trips", jsonio_uint(rep->round_trips));
+	put(o, "encoded_bytes", jsonio_uint(report_encoded_bytes(rep)));
 	for (int enc = 0; enc <= PROTO_ENC_MAX; enc++)
 		put(encodings, delta_encoding_name(enc), jsonio_pack("{s:o,s:o}",
 		    "objects", jsonio_uint(rep->enc_objects[enc]),
@@ -277,6 +366,9 @@ report_json(const struct report *rep, const char *host)
 	put(o, "services", string_array(res->services, res->nservices));
 	put(o, "health", jsonio_string(res->health ? res->health : "none"));
 	put(o, "drift", string_array(res->drift, res->ndrift));
+	put(o, "run_once", string_array(res->runs, res->nruns));
+	put(o, "pending", jsonio_string(nonempty(res->pending) ? res->pending : NULL));
+	put(o, "found", found_json(rep));
 	return o;
 }
 
@@ -284,9 +376,7 @@ void
 report_line(const struct report *rep, char *buf, size_t len)
 {
 	const char *to = push_target(rep);
-	char sent[32];
-
-	char *line;
+	char sent[32], *from, *line;
 
 	if (rep->status != 0) {
 		line = xstrdup(rep->reason != NULL ? rep->reason : ds_strerror(rep->status));
@@ -298,12 +388,13 @@ report_line(const struct report *rep, char *buf, size_t len)
 		return;
 	}
 	util_format_bytes(rep->bytes_sent, sent, sizeof(sent));
+	from = from_text(rep, 1);
 	line = xasprintf("%s%s -> %s, %" PRIu64 " file%s changed, %s sent, %.1f s",
-	    asked_dry_run(rep) ? "dry run, " : "",
-	    nonempty(rep->result.from) ? rep->result.from : "(none)", to != NULL ? to : "?",
+	    asked_dry_run(rep) ? "dry run, " : "", from, to != NULL ? to : "?",
 	    rep->result.changed, rep->result.changed == 1 ? "" : "s", sent, rep->seconds);
-	util_printable_buf(line, 0, buf, len);
+	util_printable_buf(line, 0, buf, len);	/* TO is the peer's */
 	free(line);
+	free(from);
 }
 
 static const char *
@@ -359,13 +450,13 @@ report_print_table(const struct config_host *const *hosts, const struct report *
 		width[c] = strlen(head[c]);
 	for (size_t i = 0; i < n; i++) {
 		const struct report *r = &reps[i];
-		const char *from = r->result.from, *to = push_target(r);
-		char sent[32];
+		const char *to = push_target(r);
+		char sent[32], *from = from_text(r, 1);
 
 		cells[i] = xcalloc(NCOL, sizeof(char *));
 		cells[i][C_HOST] = cell(hosts[i]->name);
 		if (to != NULL) {
-			char *text = xasprintf("%s -> %s", nonempty(from) ? from : "(none)", to);
+			char *text = xasprintf("%s -> %s", from, to);
 
 			cells[i][C_RELEASE] = cell(text);
 			free(text);
@@ -380,6 +471,7 @@ report_print_table(const struct config_host *const *hosts, const struct report *
 		cells[i][C_RESULT] = xstrdup(result_word(r));
 		cells[i][C_REASON] = cell(r->status != 0 ? (r->reason != NULL ? r->reason :
 		    ds_strerror(r->status)) : "");
+		free(from);
 		for (int c = 0; c < NCOL; c++)
 			if (strlen(cells[i][c]) > width[c])
 				width[c] = strlen(cells[i][c]);
@@ -447,6 +539,7 @@ fleet_json(const char *host, const struct report *r)
 	put(o, "seconds", jsonio_seconds(r->seconds));
 	put(o, "services", string_array(res->services, res->nservices));
 	put(o, "health", jsonio_string(res->health));
+	put(o, "found", found_json(r));
 	return o;
 }
 
@@ -525,6 +618,8 @@ report_encode(const struct report *rep)
 		put(o, counters[i].key,
 		    jsonio_uint(*(const uint64_t *)((const char *)rep + counters[i].offset)));
 	put(o, "manifest_fetched", json_boolean(rep->manifest_fetched));
+	put(o, "found", json_boolean(rep->found));
+	put(o, "found_release", jsonio_string(rep->found_release));
 	for (int enc = 0; enc <= PROTO_ENC_MAX; enc++)
 		(void)json_array_append_new(encodings, jsonio_pack("[o,o]",
 		    jsonio_uint(rep->enc_objects[enc]), jsonio_uint(rep->enc_bytes[enc])));
@@ -539,6 +634,11 @@ report_encode(const struct report *rep)
 	put(result, "services", string_array(res->services, res->nservices));
 	put(result, "health", jsonio_string(res->health));
 	put(result, "message", jsonio_string(res->message));
+	if (res->tail) {
+		put(result, "pending", jsonio_string(res->pending));
+		put(result, "kept", string_array(res->kept, res->nkept));
+		put(result, "runs", string_array(res->runs, res->nruns));
+	}
 	put(o, "result", result);
 	return o;
 }
@@ -640,6 +740,12 @@ decode_result(const json_t *o, struct proto_result *res)
 	bad |= get_strings(o, "services", &res->services, &res->nservices);
 	bad |= get_string(o, "health", &res->health);
 	bad |= get_string(o, "message", &res->message);
+	if (json_object_get(o, "kept") != NULL) {
+		res->tail = 1;
+		bad |= get_string(o, "pending", &res->pending);
+		bad |= get_strings(o, "kept", &res->kept, &res->nkept);
+		bad |= get_strings(o, "runs", &res->runs, &res->nruns);
+	}
 	return bad;
 }
 
@@ -669,6 +775,8 @@ report_decode(const json_t *v, struct report *rep)
 		bad |= get_uint(v, counters[i].key,
 		    (uint64_t *)((char *)rep + counters[i].offset));
 	bad |= get_bool(v, "manifest_fetched", &rep->manifest_fetched);
+	bad |= get_bool(v, "found", &rep->found);
+	bad |= get_string(v, "found_release", &rep->found_release);
 	if (encodings != NULL && (!json_is_array(encodings) ||
 	    json_array_size(encodings) > PROTO_ENC_MAX + 1))
 		bad = -1;

@@ -26,6 +26,10 @@ struct report {
 	double		 seconds;	/* wall time of the host's session */
 	struct proto_result result;	/* what the receiver answered (zero: no answer) */
 	char		*release;	/* release pushed (push only) */
+	/*
+	 * The objects a push sent, and their encodings: a dry run encodes the
+	 * same objects and counts what it would send (it sends none).
+	 */
 	uint64_t	 objects_sent;
 	uint64_t	 object_bytes;	/* decoded bytes of the objects sent */
 	uint64_t	 planned_bytes;	/* push: content bytes the plan needs sent */
@@ -38,12 +42,24 @@ struct report {
 	uint64_t	 signatures;	/* bases the receiver signed (unknown to the store) */
 	uint64_t	 fallbacks;	/* deltas the receiver could not use: sent again whole */
 	uint64_t	 cache_hits;	/* encodings taken from the store's delta cache */
+	/*
+	 * A site distsync never applied, whose target held files (push, verify):
+	 * what was found there is adopted, not drift. found_release is the kept
+	 * release that tree equals (NULL: none); identical the paths a push
+	 * left as found (the rest: result's added, updated, deleted).
+	 */
+	int		 found;
+	char		*found_release;
+	uint64_t	 identical;
 };
 
 /* Makes REP an empty report of a session for OP with FLAGS; it must hold nothing. */
 void	report_init(struct report *rep, uint8_t op, uint32_t flags);
 /* Frees what REP holds and zeroes it; NULL is fine. */
 void	report_release(struct report *rep);
+
+/* The encoded bytes of the objects sent (or, in a dry run, to send): the DATA they take. */
+uint64_t report_encoded_bytes(const struct report *rep);
 
 /*
  * Gives a failed report without a reason one: the receiver's message, else

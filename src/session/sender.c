@@ -27,7 +27,9 @@
 #include "config/config.h"
 #include "repo/manifest.h"
 #include "repo/plan.h"
+#include "repo/signing.h"
 #include "repo/store.h"
+#include "repo/trust.h"
 #include "session/encoder.h"
 #include "session/encoding.h"
 #include "session/report.h"
@@ -61,6 +63,13 @@ struct sender {
 	 */
 	uint64_t		 cur_size, cur_len, cur_sent;
 	int			 cur_stream;
+	/*
+	 * DATA payload bytes of the objects streamed so far. A dry run streams
+	 * them only into this count: it encodes what a push would send (the
+	 * same encodings, cached for that push) and sends nothing.
+	 */
+	uint64_t		 stream_bytes;
+	int			 dry;
 };
 
 /*
@@ -87,10 +96,15 @@ peer_reason(struct sender *s, int r)
 static int
 flush_chunk(struct sender *s)
 {
-	int r;
+	int r = 0;
 
 	if (buf_len(s->chunk) == 0)
 		return 0;
+	s->stream_bytes += buf_len(s->chunk);
+	if (s->dry) {
+		buf_reset(s->chunk);
+		return 0;
+	}
 	r = proto_send(s->x, PROTO_DATA, s->chunk);
 	if (s->cur_stream)
 		s->cur_sent += buf_len(s->chunk);
@@ -140,6 +154,15 @@ read_some(int fd, void *buf, size_t len)
 	return n;
 }
 
+/* Sends an object's OBJECT or OBJECT_END (m NULL) frame; a dry run sends nothing. */
+static int
+object_frame(struct sender *s, uint8_t type, const struct proto_object *m)
+{
+	if (s->dry)
+		return 0;
+	return m != NULL ? proto_send_msg(s->x, type, m) : proto_send(s->x, type, NULL);
+}
+
 /* Streams fd from offset to its end as DATA frames, by enc. */
 static int
 send_content(struct sender *s, int fd, uint64_t offset, uint64_t size, uint8_t enc,
@@ -156,6 +179,10 @@ send_content(struct sender *s, int fd, uint64_t offset, uint64_t size, uint8_t e
 	if (lseek(fd, (off_t)offset, SEEK_SET) < 0) {
 		log_errno("%s: seek", what);
 		return DS_ERR_SYSTEM;
+	}
+	if (s->dry && enc == PROTO_ENC_RAW) {
+		s->stream_bytes += left;	/* the bytes themselves: no need to read them */
+		return 0;
 	}
 	if (enc == PROTO_ENC_ZSTD) {
 		level = encoding_zstd_level(s->opt->level, s->opt->config);
@@ -234,7 +261,7 @@ send_object(struct sender *s, const struct plan_object *po, uint64_t offset)
 	const struct manifest_entry *e = po->entry;
 	struct proto_object ob;
 	char hex[HASH_HEX_LEN + 1], *what;
-	uint64_t out0 = s->x->bytes_out;
+	uint64_t out0 = s->stream_bytes;
 	int fd, r;
 
 	memset(&ob, 0, sizeof(ob));
@@ -252,16 +279,16 @@ send_object(struct sender *s, const struct plan_object *po, uint64_t offset)
 	ob.size = e->size;
 	ob.offset = offset;
 	ob.encoding = encoding_for_stream(s->enc.caps, fd, offset, e->size);
-	if ((r = proto_send_msg(s->x, PROTO_OBJECT, &ob)) != 0)
+	if ((r = object_frame(s, PROTO_OBJECT, &ob)) != 0)
 		goto out;
 	if ((r = send_content(s, fd, offset, e->size, ob.encoding, what)) != 0)
 		goto out;
-	if ((r = proto_send(s->x, PROTO_OBJECT_END, NULL)) != 0)
+	if ((r = object_frame(s, PROTO_OBJECT_END, NULL)) != 0)
 		goto out;
 	s->report->objects_sent++;
 	s->report->object_bytes += e->size - offset;
 	s->report->enc_objects[ob.encoding]++;
-	s->report->enc_bytes[ob.encoding] += s->x->bytes_out - out0;
+	s->report->enc_bytes[ob.encoding] += s->stream_bytes - out0;
 	log_debug("%s: sent %s from byte %" PRIu64 " as %s", s->x->peer, e->path, offset,
 	    ob.encoding == PROTO_ENC_ZSTD ? "zstd" : "raw");
 out:
@@ -271,64 +298,26 @@ out:
 	return r;
 }
 
-/* Finds the release of the store whose manifest has DIGEST; hint is tried first. */
+/*
+ * Gets the manifest of the tree the receiver holds, whose digest is DIGEST
+ * (zero: an empty one): a release the store keeps (*id, caller frees, else
+ * NULL; HINT is tried first), else over the wire.
+ */
 static int
-known_manifest(struct sender *s, const char *hint, const uint8_t digest[HASH_LEN],
-    struct manifest **out)
-{
-	char **ids = NULL;
-	size_t count = 0;
-	uint8_t d[HASH_LEN];
-	struct manifest *m = NULL;
-	int r;
-
-	*out = NULL;
-	if (hint != NULL && hint[0] != '\0' && store_release_id_check(hint) == 0) {
-		char *path = xasprintf("%s/releases/%s.manifest", store_dir(s->opt->store), hint);
-
-		if (access(path, F_OK) == 0 && store_release_load(s->opt->store, hint, &m) == 0) {
-			manifest_digest(m, d);
-			if (memcmp(d, digest, HASH_LEN) == 0) {
-				free(path);
-				*out = m;
-				return 0;
-			}
-			manifest_free(m);
-			m = NULL;
-		}
-		free(path);
-	}
-	if ((r = store_release_list(s->opt->store, &ids, &count)) != 0)
-		return r;
-	for (size_t i = count; i-- > 0;) {
-		if (store_release_load(s->opt->store, ids[i], &m) != 0)
-			continue;
-		manifest_digest(m, d);
-		if (memcmp(d, digest, HASH_LEN) == 0) {
-			*out = m;
-			break;
-		}
-		manifest_free(m);
-		m = NULL;
-	}
-	xfree_strv(ids);
-	return 0;
-}
-
-/* Gets the receiver's current manifest: from the store, else over the wire. */
-static int
-receiver_manifest(struct sender *s, const struct proto_state *st, struct manifest **out)
+receiver_manifest(struct sender *s, const char *hint, const uint8_t digest[HASH_LEN],
+    struct manifest **out, char **id)
 {
 	struct proto_msg m;
 	uint8_t d[HASH_LEN];
 	int r;
 
 	*out = NULL;
-	if (hash_is_zero(st->digest)) {
+	*id = NULL;
+	if (hash_is_zero(digest)) {
 		*out = manifest_new();
 		return 0;
 	}
-	if ((r = known_manifest(s, st->release, st->digest, out)) != 0)
+	if ((r = store_release_find(s->opt->store, hint, digest, id, out)) != 0)
 		return r;
 	if (*out != NULL)
 		return 0;
@@ -346,7 +335,7 @@ receiver_manifest(struct sender *s, const struct proto_state *st, struct manifes
 		return DS_ERR_PROTO;
 	}
 	manifest_digest(*out, d);
-	if (memcmp(d, st->digest, HASH_LEN) != 0) {
+	if (memcmp(d, digest, HASH_LEN) != 0) {
 		log_error("%s: the receiver's manifest does not match the digest it announced",
 		    s->x->peer);
 		manifest_free(*out);
@@ -509,11 +498,13 @@ send_encoded(struct sender *s, const struct encoded *e, uint64_t offset)
 	s->cur_len = e->len;
 	s->cur_sent = offset;
 	s->cur_stream = 1;
-	r = proto_send_msg(s->x, PROTO_OBJECT, &ob);
-	if (r == 0)
+	r = object_frame(s, PROTO_OBJECT, &ob);
+	if (r == 0 && s->dry)
+		s->stream_bytes += e->len - offset;	/* counted, not read */
+	else if (r == 0)
 		r = send_file_bytes(s, fd, offset, e->len - offset, what);
 	s->cur_len = 0;
-	if (r != 0 || (r = proto_send(s->x, PROTO_OBJECT_END, NULL)) != 0)
+	if (r != 0 || (r = object_frame(s, PROTO_OBJECT_END, NULL)) != 0)
 		goto out;
 	s->report->objects_sent++;
 	s->report->object_bytes += ent->size;
@@ -561,7 +552,7 @@ send_objects(struct sender *s, const struct plan *plan, const struct proto_state
 		staged_encoded(st, po->entry->hash, &enc_kinds[n], &enc_offsets[n]);
 		n++;
 	}
-	if (s->enc.caps & PROTO_CAP_PLAN) {
+	if ((s->enc.caps & PROTO_CAP_PLAN) && !s->dry) {
 		struct proto_plan pp = { n, 0 };
 
 		for (size_t i = 0; i < n; i++)
@@ -657,15 +648,78 @@ commit_result(struct sender *s, const struct plan *plan, const struct proto_comm
 	}
 }
 
+/*
+ * A signed release travels with its signature: the release document and
+ * the store's keys documents, for the site to walk from the root it pins.
+ * An unsigned release sends none (the site decides whether it takes one).
+ */
 static int
-run_push(struct sender *s, const struct proto_state *st)
+attach_signature(struct sender *s, const char *release, struct proto_commit *commit)
+{
+	struct trust_doc *doc = NULL, **chain = NULL;
+	size_t n = 0, len;
+	int r;
+
+	r = signing_release_load(s->opt->store, release, &doc, NULL, NULL);
+	if (r == DS_ERR_NOTFOUND)
+		return 0;
+	if (r != 0 || (r = signing_chain_load(s->opt->store, &chain, &n)) != 0)
+		goto out;
+	trust_bundle_encode(doc, chain, n, &commit->signature, &len);
+	commit->signature_len = len;
+out:
+	trust_doc_free(doc);
+	signing_chain_free(chain, n);
+	return r;
+}
+
+/*
+ * Will the receiver refuse for drift (--fail-on-drift)? Then it needs no
+ * objects. A site never applied has no drift, but refuses a first apply that
+ * would replace or remove files found there (commit.h).
+ */
+static int
+drift_refused(const struct sender *s, const struct proto_state *st, const struct plan *plan)
+{
+	if ((s->opt->flags & PROTO_FLAG_FAIL_ON_DRIFT) == 0)
+		return 0;
+	if (s->report->found)
+		return plan->updated + plan->mode_changed + plan->deleted > 0;
+	return st->ndrift > 0;
+}
+
+/* FOUND before COMMIT: the release the tree found was recognised as, for the site. */
+static int
+send_found(struct sender *s, const struct proto_found *found)
+{
+	struct proto_found f;
+
+	if ((s->enc.caps & PROTO_CAP_ADOPT) == 0)
+		return 0;
+	memset(&f, 0, sizeof(f));
+	if (s->report->found)
+		memcpy(f.digest, found->digest, HASH_LEN);
+	f.release = s->report->found_release != NULL ? s->report->found_release : (char *)"";
+	return proto_send_msg(s->x, PROTO_FOUND, &f);
+}
+
+/*
+ * The push after STATE (and FOUND: found, zeroed for a receiver without
+ * PROTO_CAP_ADOPT). The tree the receiver holds is its current release,
+ * or on a site never applied the tree found there, recognised as a kept
+ * release when it is one: either way content decides what is sent.
+ */
+static int
+run_push(struct sender *s, const struct proto_state *st, const struct proto_found *found)
 {
 	const struct sender_options *opt = s->opt;
 	struct manifest *target = NULL, *current = NULL, *usable = NULL;
 	struct plan *plan = NULL;
 	struct proto_commit commit;
 	struct proto_msg m;
-	char *release = NULL;
+	char *release = NULL, *current_id = NULL;
+	const uint8_t *digest = st->digest;
+	const char *hint = st->release;
 	size_t len;
 	int r;
 
@@ -680,8 +734,15 @@ run_push(struct sender *s, const struct proto_state *st)
 	s->report->release = xstrdup(release);
 	if ((r = store_release_load(opt->store, release, &target)) != 0)
 		goto out;
-	if ((r = receiver_manifest(s, st, &current)) != 0)
+	if (st->release[0] == '\0' && hash_is_zero(st->digest) && !hash_is_zero(found->digest)) {
+		s->report->found = 1;
+		digest = found->digest;
+		hint = NULL;
+	}
+	if ((r = receiver_manifest(s, hint, digest, &current, &current_id)) != 0)
 		goto out;
+	if (s->report->found && current_id != NULL)
+		s->report->found_release = xstrdup(current_id);
 	usable = without_drift(current, st->drift, st->ndrift);
 	plan = plan_make(usable, target);
 	s->report->planned_bytes = plan->object_bytes;
@@ -697,15 +758,22 @@ run_push(struct sender *s, const struct proto_state *st)
 		r = DS_ERR_NOSPACE;
 		goto out;
 	}
-	/* A refusal for drift is the receiver's to make; it needs no objects for it. */
-	if ((opt->flags & PROTO_FLAG_DRY_RUN) == 0 &&
-	    ((opt->flags & PROTO_FLAG_FAIL_ON_DRIFT) == 0 || st->ndrift == 0)) {
+	/*
+	 * A refusal for drift is the receiver's to make; it needs no objects for
+	 * it. A dry run encodes every object as a push would and counts it.
+	 */
+	if (!drift_refused(s, st, plan)) {
 		s->enc.st = st;
+		s->dry = (opt->flags & PROTO_FLAG_DRY_RUN) != 0;
 		if ((r = send_objects(s, plan, st)) != 0)
 			goto out;
-		if (opt->progress != NULL)	/* everything is sent (and encoded) */
+		if (opt->progress != NULL && !s->dry)	/* everything is sent (and encoded) */
 			opt->progress(opt->progress_arg, s->x->bytes_out,
 			    s->report->planned_bytes, s->report->planned_bytes);
+	}
+	if ((r = send_found(s, found)) != 0) {
+		r = peer_reason(s, r);
+		goto out;
 	}
 	commit.release = release;
 	manifest_encode(target, (char **)&commit.manifest, &len);
@@ -719,18 +787,75 @@ run_push(struct sender *s, const struct proto_state *st)
 			commit.manifest_len = 0;
 	}
 	commit.flags = opt->flags;
+	if ((r = attach_signature(s, release, &commit)) != 0)
+		goto out;
 	if ((r = commit_result(s, plan, &commit, &m)) != 0)
 		goto out;
 	s->report->result = m.u.result;
 	r = m.u.result.status;
+	/* What the release keeps of the tree found: its paths less those the apply places. */
+	if (s->report->found && target->count >= m.u.result.added + m.u.result.updated)
+		s->report->identical = target->count - m.u.result.added - m.u.result.updated;
 out:
 	free(commit.manifest);
+	free(commit.signature);
+	free(current_id);
 	free(release);
 	plan_free(plan);
 	manifest_free(target);
 	manifest_free(current);
 	manifest_free(usable);
 	return r;
+}
+
+/* Reads the FOUND that follows STATE (PROTO_CAP_ADOPT; else *found stays zero). */
+static int
+recv_found(struct sender *s, struct proto_found *found)
+{
+	struct proto_msg m;
+	int r;
+
+	if ((s->enc.caps & PROTO_CAP_ADOPT) == 0)
+		return 0;
+	if ((r = proto_recv_msg(s->x, PROTO_FOUND, s->payload, &m)) != 0)
+		return r;
+	*found = m.u.found;
+	return 0;
+}
+
+/*
+ * Reads a verify's or rollback's RESULT. With PROTO_CAP_ADOPT a verify's
+ * comes after FOUND (none after an error): a site never applied whose target
+ * holds files, named by the kept release that tree equals when the store is
+ * at hand (status).
+ */
+static int
+recv_result(struct sender *s, struct proto_found *found)
+{
+	struct proto_msg m;
+	int r;
+
+	if ((r = proto_recv_msg(s->x, 0, s->payload, &m)) != 0)
+		return r;
+	if (m.type == PROTO_FOUND && s->opt->op == PROTO_OP_VERIFY &&
+	    (s->enc.caps & PROTO_CAP_ADOPT) != 0) {
+		*found = m.u.found;
+		if (!hash_is_zero(found->digest)) {
+			s->report->found = 1;
+			if (s->opt->store != NULL && (r = store_release_find(s->opt->store, NULL,
+			    found->digest, &s->report->found_release, NULL)) != 0)
+				return r;
+		}
+		if ((r = proto_recv_msg(s->x, PROTO_RESULT, s->payload, &m)) != 0)
+			return r;
+	} else if (m.type != PROTO_RESULT) {
+		log_error("%s: expected a RESULT frame, got %s", s->x->peer,
+		    proto_type_name(m.type));
+		proto_msg_free(&m);
+		return DS_ERR_PROTO;
+	}
+	s->report->result = m.u.result;
+	return m.u.result.status;
 }
 
 /* The effective config of the host as YAML, for a receiver that has none (serve). */
@@ -761,6 +886,7 @@ sender_run(struct xport *x, const struct sender_options *opt, struct report *rep
 {
 	struct sender s;
 	struct proto_open open;
+	struct proto_found found;
 	struct proto_msg m;
 	uint64_t in0 = x->bytes_in, out0 = x->bytes_out;
 	int r;
@@ -769,6 +895,7 @@ sender_run(struct xport *x, const struct sender_options *opt, struct report *rep
 	memset(&s, 0, sizeof(s));
 	memset(&open, 0, sizeof(open));
 	memset(&m, 0, sizeof(m));
+	memset(&found, 0, sizeof(found));
 	s.x = x;
 	s.opt = opt;
 	s.report = report;
@@ -783,6 +910,8 @@ sender_run(struct xport *x, const struct sender_options *opt, struct report *rep
 	open.flags = opt->flags;
 	open.lock_timeout = opt->lock_timeout;
 	open.host = opt->host != NULL ? opt->host->name : (char *)"local";
+	if (opt->op == PROTO_OP_ROLLBACK)
+		open.release = (char *)opt->release;
 	host_yaml(opt, &open.config, &open.config_len);
 	/* HELLO and OPEN go together: the first answer is the peer's HELLO and STATE. */
 	if ((r = proto_send_hello(x, PROTO_ROLE_INITIATOR, PROTO_CAP_ALL)) != 0 ||
@@ -797,17 +926,23 @@ sender_run(struct xport *x, const struct sender_options *opt, struct report *rep
 	proto_msg_free(&m);
 	if (r != 0)
 		goto out;
+	if ((s.enc.caps & PROTO_CAP_SITEINFO) == 0 && (opt->op == PROTO_OP_RELEASES ||
+	    (opt->op == PROTO_OP_ROLLBACK && open.release != NULL))) {
+		log_error("%s: its distsync is older than %s; update it there",
+		    x->peer, opt->op == PROTO_OP_RELEASES ? "'releases HOST'" :
+		    "'rollback --release'");
+		r = DS_ERR_UNSUPPORTED;
+		goto out;
+	}
 	if (opt->op != PROTO_OP_PUSH) {
 		x->idle_timeout = 0;	/* a rollback restarts services: see run_push */
-		if ((r = proto_recv_msg(x, PROTO_RESULT, s.payload, &m)) != 0)
-			goto out;
-		report->result = m.u.result;
-		r = m.u.result.status;
+		r = recv_result(&s, &found);
 		goto out;
 	}
 	if ((r = proto_recv_msg(x, PROTO_STATE, s.payload, &m)) != 0)
 		goto out;
-	r = run_push(&s, &m.u.state);
+	if ((r = recv_found(&s, &found)) == 0)
+		r = run_push(&s, &m.u.state, &found);
 	proto_msg_free(&m);
 out:
 	if (r != 0 && report->result.message != NULL)
@@ -816,6 +951,7 @@ out:
 	report->bytes_received = x->bytes_in - in0;
 	free(open.config);
 	report->status = r;
+	proto_found_free(&found);
 	encoding_ctx_release(&s.enc);
 	ZSTD_freeCCtx(s.cctx);
 	free(s.readbuf);

@@ -1,7 +1,8 @@
 /*
  * The initiating side of a session: for a push it is the sender (plans from
  * the receiver's state and streams the objects the receiver lacks, then
- * COMMIT); for rollback and verify it only asks and reads the RESULT.
+ * COMMIT); for rollback, verify and releases it only asks and reads the
+ * RESULT.
  * Only sender.c and receiver.c speak proto.
  */
 #ifndef DS_SENDER_H
@@ -16,11 +17,12 @@ struct store;
 struct xport;
 
 struct sender_options {
-	uint8_t		 op;		/* PROTO_OP_PUSH, _ROLLBACK or _VERIFY */
+	uint8_t		 op;		/* PROTO_OP_PUSH, _ROLLBACK, _VERIFY or _RELEASES */
 	const struct config *config;	/* the repository's config */
 	const struct config_host *host;	/* the target host */
 	struct store	*store;		/* push: the repository's store (not owned) */
-	const char	*release;	/* push: release id; NULL: the latest */
+	const char	*release;	/* push: release id, NULL: the latest; rollback: the
+					   state to return to, NULL: the previous one */
 	uint32_t	 flags;		/* PROTO_FLAG_* */
 	unsigned	 lock_timeout;	/* seconds the receiver waits for its lock */
 	int		 level;		/* zstd level for whole-file objects; 0: config's */

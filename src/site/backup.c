@@ -193,6 +193,7 @@ backup_find(struct target *t, const uint8_t hash[HASH_LEN])
 struct backup_set {
 	char	*name;
 	int64_t	 mtime;	/* ns: several applies can fall in one second */
+	size_t	 rank;	/* position in the preferred list, or SIZE_MAX */
 };
 
 static int
@@ -200,13 +201,15 @@ backup_set_cmp(const void *a, const void *b)
 {
 	const struct backup_set *x = a, *y = b;
 
+	if (x->rank != y->rank)
+		return x->rank < y->rank ? -1 : 1;
 	if (x->mtime != y->mtime)
 		return x->mtime > y->mtime ? -1 : 1;
 	return strcmp(x->name, y->name);
 }
 
 void
-backup_prune(struct target *t, unsigned keep, const char *keep_id)
+backup_prune(struct target *t, unsigned keep, char *const *prefer)
 {
 	struct backup_set *sets = NULL;
 	size_t n = 0, alloc = 0;
@@ -229,13 +232,21 @@ backup_prune(struct target *t, unsigned keep, const char *keep_id)
 			continue;
 		sets = xgrow(sets, &alloc, n + 1, sizeof(*sets));
 		sets[n].name = xstrdup(de->d_name);
-		sets[n++].mtime = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+		sets[n].mtime = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+		sets[n].rank = SIZE_MAX;
+		for (size_t i = 0; prefer != NULL && prefer[i] != NULL; i++)
+			if (strcmp(prefer[i], de->d_name) == 0) {
+				sets[n].rank = i;
+				break;
+			}
+		n++;
 	}
 	if (n > 1)
 		qsort(sets, n, sizeof(*sets), backup_set_cmp);
 	fault_point("prune-start");
 	for (size_t i = 0; i < n; i++) {
-		if (i >= keep && (keep_id == NULL || strcmp(sets[i].name, keep_id) != 0)) {
+		/* The first preferred set (the one just made) is never pruned. */
+		if (i >= keep && sets[i].rank != 0) {
 			fault_point("prune-backup");
 			if (path_remove_tree_at(dirfd(dir), sets[i].name) == -1)
 				log_warn("%s/backup/%s: %s", target_state_dir(t), sets[i].name,

@@ -57,9 +57,11 @@ int	backup_load(struct target *t, const char *id, struct manifest **m,
 char	*backup_find(struct target *t, const uint8_t hash[HASH_LEN]);
 
 /*
- * Removes the backup sets beyond the newest KEEP (0: the default), never
- * the one named KEEP_ID (may be NULL). Failures are logged as warnings.
+ * Removes the backup sets beyond the first KEEP (0: the default): those
+ * named in PREFER (NULL-terminated, may be NULL) first, in its order, then
+ * the others newest first. PREFER[0] (the next rollback's) is never removed.
+ * Failures are logged as warnings.
  */
-void	backup_prune(struct target *t, unsigned keep, const char *keep_id);
+void	backup_prune(struct target *t, unsigned keep, char *const *prefer);
 
 #endif

@@ -29,7 +29,10 @@
 #include "site/backup.h"
 #include "site/commit.h"
 #include "site/journal.h"
+#include "site/lineage.h"
+#include "site/owed.h"
 #include "site/owner.h"
+#include "site/perm.h"
 #include "site/recover.h"
 #include "site/stage.h"
 #include "site/target.h"
@@ -489,6 +492,12 @@ strv_empty(void)
 	return xcalloc(1, sizeof(char *));
 }
 
+/* A growing NULL-terminated list of paths. */
+struct drift_list {
+	char	**paths;
+	size_t	  count, alloc;
+};
+
 /* One apply in progress: what it was asked, what it found, what it made. */
 struct apply {
 	struct target		*t;
@@ -502,14 +511,37 @@ struct apply {
 	struct manifest		*cur;		/* current.manifest */
 	struct manifest		*scan;		/* the tree as it is */
 	struct plan		 plan;
+	struct journal		 after;		/* owed work and the rollback list: the journal's tail */
 	int			 prepfd;	/* STATE/prep */
 	int			 objfd;		/* STATE/backup/FROM/objects */
 };
 
-/* The current state and the tree as it is. */
+/* manifest_diff callback: a found path that a first apply replaces or removes. */
+static int
+found_replaced(enum manifest_change change, const struct manifest_entry *found,
+    const struct manifest_entry *release, void *arg)
+{
+	struct drift_list *l = arg;
+
+	(void)release;
+	if (change == MANIFEST_ADDED)
+		return 0;
+	l->paths = xgrow(l->paths, &l->alloc, l->count + 2, sizeof(char *));
+	l->paths[l->count++] = xstrdup(found->path);
+	l->paths[l->count] = NULL;
+	return 0;
+}
+
+/*
+ * The current state and the tree as it is. A first apply has no drift (the
+ * tree was found, not changed behind distsync's back); it lists instead the
+ * found paths it replaces or removes (commit.h), what adopting leaves alone
+ * not among them.
+ */
 static int
 apply_look(struct apply *a)
 {
+	struct drift_list l = { NULL, 0, 0 };
 	int ret;
 
 	if ((ret = owner_resolve(a->o->owner, a->o->group, &a->uid, &a->gid)) != 0)
@@ -518,16 +550,30 @@ apply_look(struct apply *a)
 	if ((ret = target_current(a->t, &a->r->from_release, &a->cur)) != 0)
 		return ret;
 	fault_point("apply-verify");
-	return target_verify(a->t, &a->scan, &a->r->drifted_paths);
+	if ((ret = target_verify(a->t, &a->scan, &a->r->drifted_paths)) != 0)
+		return ret;
+	if (a->r->from_release != NULL)
+		return 0;
+	if ((ret = manifest_diff(a->scan, a->to, found_replaced, &l)) != 0) {
+		xfree_strv(l.paths);
+		return ret;
+	}
+	if (l.paths != NULL) {
+		xfree_strv(a->r->drifted_paths);
+		a->r->drifted_paths = l.paths;
+	}
+	return 0;
 }
 
-/* Drift is refused with fail_on_drift, else overwritten (and backed up) with a word. */
+/*
+ * Drift is refused with fail_on_drift, else overwritten (and backed up) with
+ * a word. A first apply has none; fail_on_drift refuses it too when it would
+ * replace or remove found files (apply_look).
+ */
 static int
 apply_drift_policy(struct apply *a)
 {
 	struct commit_report *r = a->r;
-	const char *what = r->from_release != NULL ? "changed since the last apply" :
-	    "found before the first apply";
 	size_t n = 0;
 
 	if (r->drifted_paths[0] == NULL)
@@ -536,16 +582,32 @@ apply_drift_policy(struct apply *a)
 		n++;
 	if (a->o->fail_on_drift) {
 		log_error("%s: %zu path(s) %s (first: %s); refusing (--fail-on-drift)",
-		    target_dir(a->t), n, what, r->drifted_paths[0]);
+		    target_dir(a->t), n, r->from_release != NULL ? "changed since the last apply" :
+		    "found before the first apply differ from the release", r->drifted_paths[0]);
 		return DS_ERR_DRIFT;
 	}
-	if (r->from_release != NULL)
-		log_warn("%s: %zu path(s) %s will be overwritten (first: %s)",
-		    target_dir(a->t), n, what, r->drifted_paths[0]);
-	else
-		log_info("%s: %zu path(s) %s; what the release replaces is kept in "
-		    "backup/%s/ for a rollback", target_dir(a->t), n, what, COMMIT_ID_FOUND);
+	if (r->from_release == NULL)
+		return 0;	/* apply_adoption_note says how the found tree relates */
+	log_warn("%s: %zu path(s) changed since the last apply will be overwritten (first: %s)",
+	    target_dir(a->t), n, r->drifted_paths[0]);
 	return 0;
+}
+
+/*
+ * A first apply over files found there adopts what is already right in
+ * place: no copy, no backup. Says how the found tree relates to the release.
+ */
+static void
+apply_adoption_note(const struct apply *a)
+{
+	const struct commit_report *r = a->r;
+
+	if (r->from_release != NULL || a->scan->count == 0 || a->o->dry_run)
+		return;
+	log_info("%s: first apply over the files found: %zu identical (kept in place), %zu "
+	    "changed, %zu extra, %zu missing; what the release replaces is kept in backup/%s/ "
+	    "for a rollback", target_dir(a->t), r->unchanged, r->updated + r->mode_changed,
+	    r->deleted, r->added, COMMIT_ID_FOUND);
 }
 
 /* The journal's records, in journal order, and the report's counts. */
@@ -588,6 +650,7 @@ apply_plan(struct apply *a)
 				r->bytes += plan->ops[i].size;
 		}
 	}
+	apply_adoption_note(a);
 	return 0;
 }
 
@@ -614,6 +677,63 @@ apply_sources(struct apply *a)
 	}
 	/* Copies, the new manifest and the journal are all the new space an apply takes. */
 	return stage_check_space(a->t, copy_bytes + (uint64_t)a->to->count * 160);
+}
+
+/*
+ * Every directory the journal changes can be changed by the user distsync
+ * runs as, and every mode it sets is that user's to set: checked here, so
+ * a tree it cannot change is refused untouched, naming the directory.
+ */
+static int
+apply_access(struct apply *a)
+{
+	int root = target_root_fd(a->t), ret = 0;
+	char *last = NULL;
+
+	for (size_t i = 0; i < a->plan.count && ret == 0; i++) {
+		const struct journal_record *rec = &a->plan.ops[i].rec;
+		char *dir;
+
+		if (!journal_kind_is_tree(rec->kind))
+			continue;
+		if (rec->kind == JOURNAL_MODE || rec->kind == JOURNAL_MKDIR)
+			ret = perm_check_owner(root, target_dir(a->t), rec->path,
+			    rec->kind == JOURNAL_MKDIR);
+		if (ret == 0 && rec->kind == JOURNAL_RMDIR)
+			ret = perm_check_dir(root, target_dir(a->t), rec->path);
+		if (ret != 0 || rec->kind == JOURNAL_MODE)
+			continue;
+		dir = path_dirname(rec->path);
+		/* Records of one directory sit together: check each once in a row. */
+		if (last == NULL || strcmp(last, dir) != 0)
+			ret = perm_check_dir(root, target_dir(a->t), dir);
+		free(last);
+		last = dir;
+	}
+	free(last);
+	if (ret != 0)
+		log_error("%s: nothing was changed", target_dir(a->t));
+	return ret;
+}
+
+/*
+ * What the journal lists after the tree's records: the work the apply owes
+ * (owed.h) and the rollback list it leaves (lineage.h).
+ */
+static int
+apply_after(struct apply *a)
+{
+	char **changed = a->r->changed_paths;
+	size_t n = 0;
+	int ret;
+
+	while (changed != NULL && changed[n] != NULL)
+		n++;
+	memset(&a->after, 0, sizeof(a->after));
+	if ((ret = owed_plan(a->t, a->o->config, a->cur, a->to, changed, n, a->use_backups, 1,
+	    &a->after)) != 0)
+		return ret;
+	return lineage_plan(a->t, a->plan.from, a->plan.to, a->use_backups, &a->after);
 }
 
 /* Every new file in prep/: nothing here touches the tree. */
@@ -718,6 +838,13 @@ apply_journal(struct apply *a)
 	int ret;
 
 	plan_journal(&a->plan, &j);
+	for (size_t i = 0; i < a->after.count; i++) {
+		const struct journal_record *src = &a->after.records[i];
+		struct journal_record *rec = journal_add(&j, src->kind, src->path);
+
+		rec->prep = src->prep;
+		memcpy(rec->hash, src->hash, HASH_LEN);
+	}
 	bytes = journal_encode(&j, &len);
 	journal_release(&j);
 	ret = target_write_state(a->t, "journal", bytes, len);
@@ -748,6 +875,7 @@ apply_end(struct apply *a, int ret)
 	if (a->objfd != -1)
 		close(a->objfd);
 	plan_release(&a->plan);
+	journal_release(&a->after);
 	manifest_free(a->cur);
 	manifest_free(a->scan);
 	if (a->r->changed_paths == NULL)
@@ -796,6 +924,8 @@ apply(struct target *t, const struct commit_opts *o, const struct manifest *to,
 	}
 	if ((ret = apply_sources(&a)) != 0 || o->dry_run)
 		goto out;
+	if ((ret = apply_access(&a)) != 0 || (ret = apply_after(&a)) != 0)
+		goto out;
 	if ((ret = apply_prepare(&a)) != 0 || (ret = apply_backup(&a)) != 0 ||
 	    (ret = apply_sync(&a)) != 0 || (ret = apply_journal(&a)) != 0)
 		goto out;
@@ -834,6 +964,44 @@ commit_apply(struct target *t, const struct commit_opts *o, struct commit_report
 	return apply(t, o, o->to, NULL, o->release_id, 0, r);
 }
 
+/* The state a rollback goes to: WANT, else the first of the rollback list. */
+static int
+rollback_target(struct target *t, const char *want, char **out)
+{
+	char **list = NULL, *cur = NULL;
+	int ret;
+
+	*out = NULL;
+	if (want != NULL) {
+		if (commit_state_id_check(want) != 0) {
+			log_error("'%s' is not a release id", want);
+			return DS_ERR_INVALID;
+		}
+		if ((ret = target_read_id(t, "current.id", &cur)) != 0)
+			return ret;
+		if (cur != NULL && strcmp(cur, want) == 0) {
+			log_error("%s: release %s is the current one; nothing to roll back to",
+			    target_dir(t), want);
+			free(cur);
+			return DS_ERR_PRECONDITION;
+		}
+		free(cur);
+		*out = xstrdup(want);
+		return 0;
+	}
+	if ((ret = lineage_read(t, &list)) != 0)
+		return ret;
+	if (list[0] == NULL) {
+		log_error("%s: no earlier release to roll back to ('distsync releases HOST' "
+		    "lists the backups kept; 'rollback --release ID' picks one)", target_dir(t));
+		xfree_strv(list);
+		return DS_ERR_NOTFOUND;
+	}
+	*out = xstrdup(list[0]);
+	xfree_strv(list);
+	return 0;
+}
+
 int
 commit_rollback(struct target *t, const struct commit_opts *o, struct commit_report *r)
 {
@@ -842,13 +1010,8 @@ commit_rollback(struct target *t, const struct commit_opts *o, struct commit_rep
 	int ret;
 
 	memset(r, 0, sizeof(*r));
-	if ((ret = target_read_id(t, "previous.id", &prev)) != 0)
+	if ((ret = rollback_target(t, o->rollback_to, &prev)) != 0)
 		goto out;
-	if (prev == NULL || commit_state_id_check(prev) != 0) {
-		log_error("%s: no previous release to roll back to", target_dir(t));
-		ret = DS_ERR_NOTFOUND;
-		goto out;
-	}
 	if ((ret = backup_load(t, prev, &m, &found)) != 0)
 		goto out;
 	if (found != NULL)

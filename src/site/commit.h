@@ -23,6 +23,7 @@
 
 #include "base/hash.h"
 
+struct config;
 struct manifest;
 struct target;
 
@@ -48,6 +49,12 @@ struct commit_opts {
 	unsigned	 keep_backups;	/* backup sets kept; 0: CONFIG_KEEP_BACKUPS_DEFAULT */
 	int		 fail_on_drift;	/* 1: DS_ERR_DRIFT before touching anything */
 	int		 dry_run;	/* 1: plan and check only; the report says what would change */
+	/*
+	 * The services and run_once hooks whose restarts and runs the apply owes
+	 * (owed.h), recorded in its journal; NULL: none but those still pending.
+	 */
+	const struct config *config;
+	const char	*rollback_to;	/* commit_rollback: this state; NULL: the previous one */
 };
 
 struct commit_report {
@@ -58,7 +65,12 @@ struct commit_report {
 	uint64_t	 bytes_copied;	/* of which copied (not linked from staging) */
 	/* paths whose content, mode or type changed, plus deletions: what restarts key off */
 	char		**changed_paths;	/* NULL-terminated, path order */
-	char		**drifted_paths;	/* overwritten drift (see target_verify) */
+	/*
+	 * Overwritten drift (see target_verify). A first apply has no drift: it
+	 * lists the found paths it replaces or removes (fail_on_drift refuses
+	 * them too); the found paths it keeps as they are are not among them.
+	 */
+	char		**drifted_paths;
 	int		 noop;		/* 1: tree already was the release; nothing written */
 };
 
@@ -72,7 +84,12 @@ int	commit_missing(struct target *t, const struct manifest *to,
 
 /*
  * Applies o->to atomically (see above) and fills r (commit_report_release
- * frees it, also on error). A first apply backs up the files it replaces or
+ * frees it, also on error). What the apply owes after its files (run_once
+ * runs, restarts under o->config) is in its journal and, once the tree is
+ * in place, in STATE/pending (owed.h) for finish.h to run. Before the
+ * commit point every directory the apply changes is checked: one the user
+ * distsync runs as cannot write is DS_ERR_PRECONDITION, logged naming it,
+ * its owner and mode (perm.h). A first apply backs up the files it replaces or
  * deletes as COMMIT_ID_FOUND (COMMIT_ID_EMPTY for an empty target) and makes
  * that the previous state; r->from_release stays NULL. Errors before the
  * commit point leave the tree unchanged: DS_ERR_NOTFOUND (an object is
@@ -84,14 +101,18 @@ int	commit_missing(struct target *t, const struct manifest *to,
 int	commit_apply(struct target *t, const struct commit_opts *o, struct commit_report *r);
 
 /*
- * Restores the state that was current before the last apply (previous.id)
- * from its backup set, by the same atomic apply: a release, or after a first
- * apply the tree as found (COMMIT_ID_FOUND, COMMIT_ID_EMPTY). When the
- * last apply overwrote drift, the tree comes back exactly as it was, drift
- * included, and target_verify reports that drift again. o->to and
- * o->release_id are ignored (may be NULL), the other options apply.
- * DS_ERR_NOTFOUND (logged) when there is no previous state or its backup set
- * is incomplete; the tree is then unchanged.
+ * Restores, from its backup set and by the same atomic apply, the state the
+ * site was in before its current one (the first of the rollback list,
+ * lineage.h), or o->rollback_to, any state whose backup set is kept: a
+ * release, or after a first apply the tree as found (COMMIT_ID_FOUND,
+ * COMMIT_ID_EMPTY). Rolling back again goes further back, never forward.
+ * When the apply that replaced that state overwrote drift, the tree comes
+ * back exactly as it was, drift included, and target_verify reports that
+ * drift again. A rollback owes the restarts of what it changed (and those
+ * still pending), no run_once. o->to and o->release_id are ignored (may be
+ * NULL), the other options apply. DS_ERR_NOTFOUND (logged) when there is no
+ * previous state or its backup set is gone or incomplete; the tree is then
+ * unchanged.
  */
 int	commit_rollback(struct target *t, const struct commit_opts *o, struct commit_report *r);
 

@@ -1,10 +1,11 @@
-/* Restarts, rollback on failure and the records after an apply (finish.h). */
+/* The owed work, rollback on failure and the records after an apply (finish.h). */
 #include "autoconf.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/err.h"
+#include "base/fault.h"
 #include "base/log.h"
 #include "base/xmalloc.h"
 #include "compat/compat.h"
@@ -12,6 +13,8 @@
 #include "site/commit.h"
 #include "site/finish.h"
 #include "site/history.h"
+#include "site/journal.h"
+#include "site/owed.h"
 #include "site/restart.h"
 #include "site/target.h"
 
@@ -35,17 +38,31 @@ join_names(char **names, size_t n)
 	return s;
 }
 
-/* The services that restarted healthy and the health word, from what ran. */
+static void
+strv_append(char ***v, size_t *n, char *s)
+{
+	*v = xreallocarray(*v, *n + 2, sizeof(char *));
+	(*v)[(*n)++] = s;
+	(*v)[*n] = NULL;
+}
+
+/* The services that restarted healthy, the runs, and the health word, from what ran. */
 static void
 report_restarts(const struct restart_report *rr, int r, struct finish_report *out)
 {
 	for (size_t i = 0; i < rr->count; i++) {
-		if (rr->items[i].status != RESTART_OK ||
-		    strncmp(rr->items[i].name, "run_once", 8) == 0)
+		const struct restart_outcome *o = &rr->items[i];
+
+		if (o->run_once) {
+			if (o->status == RESTART_OK || o->status == RESTART_FAILED)
+				strv_append(&out->runs, &out->nruns, xasprintf("%s %s: %s %lu.%lu s",
+				    o->name, o->why != NULL ? o->why : "",
+				    o->status == RESTART_OK ? "ran" : "failed", o->elapsed_ms / 1000,
+				    o->elapsed_ms % 1000 / 100));
 			continue;
-		out->services = xreallocarray(out->services, out->nservices + 2, sizeof(char *));
-		out->services[out->nservices++] = xstrdup(rr->items[i].name);
-		out->services[out->nservices] = NULL;
+		}
+		if (o->status == RESTART_OK)
+			strv_append(&out->services, &out->nservices, xstrdup(o->name));
 	}
 	if (r != 0 && rr->failed != NULL)
 		out->health = xasprintf("%s failed%s%s", rr->failed,
@@ -56,80 +73,113 @@ report_restarts(const struct restart_report *rr, int r, struct finish_report *ou
 		out->health = xstrdup(out->nservices > 0 ? "ok" : "none");
 }
 
-/* The files back as they were, and the services that saw the new ones restarted again. */
+/* What STATE/pending still owes, for the report; NULL when nothing. */
+static char *
+still_pending(struct target *t)
+{
+	struct journal j;
+	char *s = NULL;
+
+	if (owed_read_pending(t, &j) == 0)
+		s = owed_describe(&j);
+	journal_release(&j);
+	return s;
+}
+
+/*
+ * Runs what STATE/pending owes into REPORT; 0 and the file removed when all
+ * of it passed. *nothing is 1 when nothing was owed.
+ */
+static int
+run_pending(const struct finish_site *s, struct restart_report *report, int *nothing)
+{
+	struct journal j;
+	int r;
+
+	*nothing = 1;
+	if ((r = owed_read_pending(s->t, &j)) != 0 || j.to == NULL)
+		goto out;
+	*nothing = 0;
+	fault_point("finish-owed-start");
+	if ((r = owed_run(s->t, s->config, s->host, &j, report)) == 0)
+		r = owed_drop_pending(s->t);
+out:
+	journal_release(&j);
+	return r;
+}
+
+/* The files back as they were, and what the rollback owes run. */
 static void
-roll_back(const struct finish_site *s, const struct restart_plan *plan,
-    struct restart_report *again)
+roll_back(const struct finish_site *s, struct restart_report *again)
 {
 	struct commit_opts bo = *s->opts;
 	struct commit_report back;
+	int nothing;
 
 	memset(&back, 0, sizeof(back));
 	bo.fail_on_drift = 0;
 	bo.dry_run = 0;
+	bo.rollback_to = NULL;
 	if (commit_rollback(s->t, &bo, &back) != 0)
 		log_error("%s: rollback after the failed restart failed too", s->host->name);
-	else if (plan != NULL)
-		restart_run(s->config, s->host, plan, again);
+	else if (run_pending(s, again, &nothing) != 0)
+		log_error("%s: the restarts after the rollback failed; they stay pending",
+		    s->host->name);
 	commit_report_release(&back);
 }
 
 /*
- * Restarts what the changed paths touch (after TO's run_once hooks, when TO
- * is not NULL). On a failure the files are rolled back and the same
- * services restarted again on the old files.
+ * Runs the work pending after an apply (UNDO: roll the apply back when it
+ * fails) and fills OUT.
  */
 static int
-run_restarts(const struct finish_site *s, const struct manifest *to,
-    const struct commit_report *rep, struct finish_report *out)
+finish_owed(const struct finish_site *s, int undo, struct finish_report *out)
 {
 	struct restart_report rr, rr2;
-	struct restart_plan *plan = NULL;
-	size_t n = 0;
-	int r;
+	int r, nothing;
 
-	if (s->config == NULL || (s->config->nservices == 0 && s->config->nrun_once == 0)) {
-		out->health = xstrdup("none");
+	if (s->no_restart) {
+		char *what = still_pending(s->t);
+
+		if (what != NULL) {
+			log_info("%s: not done (no restart was asked): %s", s->host->name, what);
+			owed_drop_pending(s->t);
+		}
+		free(what);
+		out->health = xstrdup("not restarted");
 		return 0;
 	}
 	restart_report_init(&rr);
 	restart_report_init(&rr2);
-	while (rep->changed_paths != NULL && rep->changed_paths[n] != NULL)
-		n++;
-	if (to != NULL && (r = restart_run_once(s->config, s->host, to,
-	    target_state_dir(s->t), &rr)) != 0)
-		goto failed;
-	if ((r = restart_select(s->config, rep->changed_paths, n, &plan)) != 0)
-		goto out;
-	if ((r = restart_run(s->config, s->host, plan, &rr)) != 0)
-		goto failed;
-	goto out;
-failed:
-	log_error("%s: %s failed; rolling the files back", s->host->name,
-	    rr.failed ? rr.failed : "a restart");
-	roll_back(s, plan, &rr2);
-out:
+	r = run_pending(s, &rr, &nothing);
+	if (r != 0 && undo) {
+		log_error("%s: %s failed; rolling the files back", s->host->name,
+		    rr.failed ? rr.failed : "a restart");
+		roll_back(s, &rr2);
+	}
 	report_restarts(&rr, r, out);
-	restart_plan_free(plan);
+	out->pending = still_pending(s->t);
 	restart_report_release(&rr);
 	restart_report_release(&rr2);
 	return r;
 }
 
 int
-finish_apply(const struct finish_site *s, const struct manifest *to,
-    const struct commit_report *rep, int r, struct finish_report *out)
+finish_apply(const struct finish_site *s, const struct commit_report *rep, int r,
+    struct finish_report *out)
 {
 	const struct commit_opts *co = s->opts;
 	char *restarted;
 
 	memset(out, 0, sizeof(*out));
-	if (r == 0 && !co->dry_run && !rep->noop && !s->no_restart)
-		r = run_restarts(s, to, rep, out);
+	if (r == 0 && !co->dry_run)
+		r = finish_owed(s, 1, out);
 	if (out->health == NULL)
 		out->health = xstrdup(s->no_restart ? "not restarted" : "none");
-	if (co->dry_run)
+	if (co->dry_run) {
+		out->pending = still_pending(s->t);
 		return r;
+	}
 	restarted = join_names(out->services, out->nservices);
 	if (history_append(s->t, "apply", rep, restarted, r) != 0)
 		log_warn("%s: history.log not written", target_state_dir(s->t));
@@ -148,8 +198,8 @@ finish_rollback(const struct finish_site *s, const struct commit_report *rep, in
 	char *restarted;
 
 	memset(out, 0, sizeof(*out));
-	if (r == 0 && !s->opts->dry_run && !rep->noop && !s->no_restart)
-		r = run_restarts(s, NULL, rep, out);
+	if (r == 0 && !s->opts->dry_run)
+		r = finish_owed(s, 0, out);
 	if (out->health == NULL)
 		out->health = xstrdup("none");
 	if (s->opts->dry_run)
@@ -166,6 +216,8 @@ finish_report_release(struct finish_report *r)
 	if (r == NULL)
 		return;
 	xfree_strv(r->services);
+	xfree_strv(r->runs);
 	free(r->health);
+	free(r->pending);
 	memset(r, 0, sizeof(*r));
 }

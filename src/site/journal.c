@@ -28,6 +28,19 @@ journal_add(struct journal *j, char kind, const char *path)
 	return rec;
 }
 
+int
+journal_kind_is_tree(char kind)
+{
+	return kind == JOURNAL_UNLINK || kind == JOURNAL_RMDIR || kind == JOURNAL_MKDIR ||
+	    kind == JOURNAL_PLACE || kind == JOURNAL_MODE;
+}
+
+int
+journal_kind_is_owed(char kind)
+{
+	return kind == JOURNAL_RUN_FILE || kind == JOURNAL_RUN_SET || kind == JOURNAL_RESTART;
+}
+
 void
 journal_release(struct journal *j)
 {
@@ -90,13 +103,29 @@ journal_encode(const struct journal *j, size_t *lenp)
 			n = snprintf(line, sizeof(line), "P %zu %04o %ld %ld ", rec->prep, rec->mode,
 			    rec->uid, rec->gid);
 			break;
+		case JOURNAL_RUN_FILE:
+		case JOURNAL_RUN_SET:
+			hash_to_hex(rec->hash, hex);
+			n = snprintf(line, sizeof(line), "%c %zu %s%s", rec->kind, rec->prep, hex,
+			    rec->kind == JOURNAL_RUN_FILE ? " " : "");
+			break;
+		case JOURNAL_RESTART:
+			n = snprintf(line, sizeof(line), "S ");
+			break;
+		case JOURNAL_LINEAGE:
+			/* State ids need no escaping: no space, control byte or '%'. */
+			n = snprintf(line, sizeof(line), "L%s", rec->path[0] != '\0' ? " " : "");
+			break;
 		default:
 			n = snprintf(line, sizeof(line), "%c %04o %ld %ld ", rec->kind, rec->mode,
 			    rec->uid, rec->gid);
 			break;
 		}
 		put(&buf, &len, &alloc, line, (size_t)n);
-		put_escaped(&buf, &len, &alloc, rec->path);
+		if (rec->kind == JOURNAL_LINEAGE)
+			put(&buf, &len, &alloc, rec->path, strlen(rec->path));
+		else
+			put_escaped(&buf, &len, &alloc, rec->path);
 		put(&buf, &len, &alloc, "\n", 1);
 	}
 	put(&buf, &len, &alloc, "end\n", 4);
@@ -132,6 +161,64 @@ unescape_path(const char *s)
 		return NULL;
 	}
 	return out;
+}
+
+/* "ID ID ..." of an L record: each a state id, at most JOURNAL_LINEAGE_MAX; 0 or -1. */
+static int
+check_lineage(const char *ids)
+{
+	char *copy, *id, *next;
+	size_t n = 0;
+	int r = 0;
+
+	if (ids[0] == '\0')
+		return 0;
+	copy = xstrdup(ids);
+	for (id = copy; id != NULL && r == 0; id = next) {
+		if ((next = strchr(id, ' ')) != NULL)
+			*next++ = '\0';
+		if (++n > JOURNAL_LINEAGE_MAX || commit_state_id_check(id) != 0)
+			r = -1;
+	}
+	free(copy);
+	return r;
+}
+
+/*
+ * "F N HEX" / "O N HEX" of a run record: N in decimal without leading zeros
+ * (at most 100000), one space, 64 lower-case hex digits into hex. Returns
+ * the offset after the hex digits, or -1.
+ */
+static int
+decode_run(const char *line, size_t *index, char hex[HASH_HEX_LEN + 1])
+{
+	const char *p = line + 2;
+	size_t n = 0, digits = 0;
+
+	if (line[1] != ' ')
+		return -1;
+	while (p[digits] >= '0' && p[digits] <= '9' && digits < 7)
+		n = n * 10 + (size_t)(p[digits++] - '0');
+	if (digits == 0 || (digits > 1 && p[0] == '0') || n > 100000 || p[digits] != ' ')
+		return -1;
+	p += digits + 1;
+	for (size_t i = 0; i < HASH_HEX_LEN; i++)
+		if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f')))
+			return -1;
+	memcpy(hex, p, HASH_HEX_LEN);
+	hex[HASH_HEX_LEN] = '\0';
+	*index = n;
+	return (int)(p + HASH_HEX_LEN - line);
+}
+
+/* Does j already hold a record of KIND? */
+static int
+has_kind(const struct journal *j, char kind)
+{
+	for (size_t i = 0; i < j->count; i++)
+		if (j->records[i].kind == kind)
+			return 1;
+	return 0;
 }
 
 /*
@@ -173,18 +260,49 @@ decode_record(const char *line, struct journal *j)
 			return -1;
 		off++;
 		break;
+	case JOURNAL_RUN_FILE:
+	case JOURNAL_RUN_SET:
+		if ((off = decode_run(line, &prep, hex)) < 0)
+			return -1;
+		if (kind == JOURNAL_RUN_SET) {
+			if (line[off] != '\0')
+				return -1;
+			rec = journal_add(j, kind, "");
+			rec->prep = prep;
+			return hash_from_hex(hex, HASH_HEX_LEN, rec->hash) == 0 ? 0 : -1;
+		}
+		if (line[off++] != ' ')
+			return -1;
+		break;
+	case JOURNAL_RESTART:
+		if (line[1] != ' ')
+			return -1;
+		off = 2;
+		break;
+	case JOURNAL_LINEAGE:
+		if ((line[1] != '\0' && (line[1] != ' ' || line[2] == '\0')) ||
+		    check_lineage(line + (line[1] != '\0' ? 2 : 1)) != 0 ||
+		    has_kind(j, JOURNAL_LINEAGE))
+			return -1;
+		journal_add(j, kind, line + (line[1] != '\0' ? 2 : 1));
+		return 0;
 	default:
 		return -1;
 	}
 	if (mode > 07777 || (path = unescape_path(line + off)) == NULL)
 		return -1;
+	if (kind == JOURNAL_RESTART && strchr(path, '/') != NULL) {
+		free(path);
+		return -1;
+	}
 	rec = journal_add(j, kind, path);
 	free(path);
 	rec->mode = mode;
 	rec->uid = uid;
 	rec->gid = gid;
 	rec->prep = prep;
-	if (kind == JOURNAL_BACKUP && hash_from_hex(hex, strlen(hex), rec->hash) != 0)
+	if ((kind == JOURNAL_BACKUP || kind == JOURNAL_RUN_FILE) &&
+	    hash_from_hex(hex, strlen(hex), rec->hash) != 0)
 		return -1;
 	return 0;
 }

@@ -15,10 +15,21 @@
  *	D MODE UID GID PATH	make a directory
  *	P N MODE UID GID PATH	rename prep/N to PATH (skipped if prep/N is gone), set mode/owner
  *	M MODE UID GID PATH	set mode/owner
+ *	F N HEX PATH		owed: run_once hook N on file PATH (content HEX)
+ *	O N HEX			owed: run_once hook N on its set of files (set hash HEX)
+ *	S NAME			owed: restart service NAME and wait for its health check
+ *	L [ID ...]		the states a rollback returns to after this one, newest first
  *	end
  * MODE is four octal digits, UID/GID -1 leave ownership alone. An apply
  * writes U and R in reverse path order (children first), D and P in path
  * order (parents first); the format does not check the order.
+ *
+ * F, O and S are the work the apply owes once its files are in place, in the
+ * order it is done (run_once hooks, then restarts in after: order). They do
+ * not touch the tree: the replay moves them to STATE/pending (pending.h), and
+ * whoever finishes the apply runs them. L, at most one, is what the replay
+ * writes as STATE/previous.list (lineage.h); a journal without one (written
+ * before rollbacks kept a list) leaves no list, and previous.id decides.
  *
  * A first apply (no current.id) has "from (pre-distsync)", or "from (none)"
  * for an empty target: the tree as found is the state a rollback returns to,
@@ -46,15 +57,28 @@ enum journal_kind {
 	JOURNAL_MKDIR = 'D',	/* mode, uid, gid, path */
 	JOURNAL_PLACE = 'P',	/* prep, mode, uid, gid, path */
 	JOURNAL_MODE = 'M',	/* mode, uid, gid, path */
+	JOURNAL_RUN_FILE = 'F',	/* prep: hook index, hash: the file's content, path */
+	JOURNAL_RUN_SET = 'O',	/* prep: hook index, hash: the set's hash; path "" */
+	JOURNAL_RESTART = 'S',	/* path: the service name (one path component) */
+	JOURNAL_LINEAGE = 'L',	/* path: state ids separated by one space, or "" */
 };
+
+/* Most state ids an L record holds: older ones have no backup set left anyway. */
+#define JOURNAL_LINEAGE_MAX	64
+
+/* 1 when a record of KIND changes the tree (U, R, D, P, M), 0 otherwise. */
+int	journal_kind_is_tree(char kind);
+
+/* 1 when a record of KIND is owed work (F, O, S), 0 otherwise. */
+int	journal_kind_is_owed(char kind);
 
 struct journal_record {
 	char		 kind;		/* enum journal_kind */
 	char		*path;		/* relative, path_check clean */
 	unsigned	 mode;		/* <= 07777 */
 	long		 uid, gid;	/* -1: leave alone */
-	size_t		 prep;		/* JOURNAL_PLACE: prep/N */
-	uint8_t		 hash[HASH_LEN];	/* JOURNAL_BACKUP: the saved content */
+	size_t		 prep;		/* JOURNAL_PLACE: prep/N; F, O: the hook's index */
+	uint8_t		 hash[HASH_LEN];	/* B: the saved content; F, O: see above */
 };
 
 struct journal {
@@ -87,8 +111,9 @@ char	*journal_encode(const struct journal *j, size_t *len);
  * *j, which it zeroes first; the caller frees it with journal_release. The
  * decoder accepts only a complete journal: the header, from, to and keep
  * lines in that order, records whose fields parse, modes <= 07777, clean
- * relative paths (no %00), ids that commit_state_id_check accepts, and "end"
- * as the last line, newline included. Anything else returns DS_ERR_CORRUPT,
+ * relative paths (no %00; a service name is one component), ids that
+ * commit_state_id_check accepts (in L too, at most JOURNAL_LINEAGE_MAX, one
+ * L), and "end" as the last line, newline included. Anything else returns DS_ERR_CORRUPT,
  * logged once as "NAME:LINE: damaged journal; ..." naming the first line
  * that is wrong (the last line when "end" is missing), with j zeroed.
  */

@@ -25,7 +25,10 @@
 #include "site/backup.h"
 #include "site/commit.h"
 #include "site/journal.h"
+#include "site/lineage.h"
+#include "site/owed.h"
 #include "site/owner.h"
+#include "site/perm.h"
 #include "site/recover.h"
 #include "site/stage.h"
 #include "site/target.h"
@@ -136,6 +139,21 @@ perform_mode(int pfd, const char *base, const struct journal_record *rec)
 	return 0;
 }
 
+/* Logs a failed record, with who owns its directory when permission was denied. */
+static void
+record_failed(struct target *t, const struct journal_record *rec)
+{
+	int e = errno;
+	char *dir;
+
+	log_errno("%s/%s", target_dir(t), rec->path);
+	if (e != EACCES && e != EPERM)
+		return;
+	dir = path_dirname(rec->path);
+	perm_explain(target_root_fd(t), target_dir(t), dir);
+	free(dir);
+}
+
 /* Performs one record on the tree; prepfd is STATE/prep (for P). */
 static int
 perform_record(struct target *t, int prepfd, const struct journal_record *rec)
@@ -143,15 +161,15 @@ perform_record(struct target *t, int prepfd, const struct journal_record *rec)
 	const char *base;
 	int pfd, r = 0;
 
-	if (rec->kind == JOURNAL_BACKUP)
-		return 0;	/* made before the commit point; listed for the record */
+	if (!journal_kind_is_tree(rec->kind))
+		return 0;	/* B: made before the commit point; F, O, S, L: after the tree */
 	pfd = path_open_parent(target_root_fd(t), rec->path,
 	    rec->kind == JOURNAL_MKDIR || rec->kind == JOURNAL_PLACE, &base);
 	if (pfd == -1) {
 		if ((errno == ENOENT || errno == ENOTDIR) &&
 		    (rec->kind == JOURNAL_UNLINK || rec->kind == JOURNAL_RMDIR))
 			return 0;
-		log_errno("%s/%s", target_dir(t), rec->path);
+		record_failed(t, rec);
 		return DS_ERR_SYSTEM;
 	}
 	switch (rec->kind) {
@@ -172,7 +190,7 @@ perform_record(struct target *t, int prepfd, const struct journal_record *rec)
 		break;
 	}
 	if (r != 0)
-		log_errno("%s/%s", target_dir(t), rec->path);
+		record_failed(t, rec);
 	close(pfd);
 	return r != 0 ? DS_ERR_SYSTEM : 0;
 }
@@ -192,7 +210,7 @@ fsync_dirs(struct target *t, const struct journal *j)
 	int r = 0, fd;
 
 	for (size_t i = 0; i < j->count; i++) {
-		if (j->records[i].kind == JOURNAL_BACKUP || j->records[i].kind == JOURNAL_MODE)
+		if (!journal_kind_is_tree(j->records[i].kind) || j->records[i].kind == JOURNAL_MODE)
 			continue;
 		dirs[n++] = path_dirname(j->records[i].path);
 	}
@@ -233,13 +251,30 @@ fsync_dirs(struct target *t, const struct journal *j)
 static void
 cleanup(struct target *t, const struct journal *j)
 {
+	char **prefer, **keep;
+	size_t n = 0;
+
 	fault_point("cleanup-prep");
 	if (path_remove_tree_at(target_state_fd(t), "prep") == -1)
 		log_warn("%s/prep: %s", target_state_dir(t), strerror(errno));
 	fault_point("cleanup-staging");
 	stage_clear(t);
+	/*
+	 * What a pruning keeps first: the rollback list, then the set just made
+	 * (a rollback's, for a --release back); never the current state's own.
+	 */
+	prefer = lineage_of(j);
+	while (prefer[n] != NULL)
+		n++;
+	keep = xcalloc(n + 2, sizeof(char *));
+	for (size_t i = 0; i < n; i++)
+		keep[i] = prefer[i];
+	if (j->from != NULL && strcmp(j->from, j->to) != 0)
+		keep[n] = j->from;
 	fault_point("cleanup-backups");
-	backup_prune(t, j->keep, j->from);
+	backup_prune(t, j->keep, keep);
+	free(keep);
+	xfree_strv(prefer);
 	fault_point("cleanup-done");
 }
 
@@ -334,6 +369,9 @@ write_state(struct target *t, const struct journal *j)
 			return r;
 	}
 	fault_point("replay-previous-written");
+	if ((r = lineage_write(t, j)) != 0)
+		return r;
+	fault_point("replay-lineage-written");
 	if (strcmp(j->to, COMMIT_ID_EMPTY) == 0) {
 		/* Back to an empty target distsync never applied to: no current state. */
 		if ((r = remove_current(t)) != 0)
@@ -353,6 +391,10 @@ write_state(struct target *t, const struct journal *j)
 			return r;
 	}
 	fault_point("replay-id-written");
+	/* What the apply owes outlives the journal: the tree is done, its restarts are not. */
+	if ((r = owed_write_pending(t, j)) != 0)
+		return r;
+	fault_point("replay-pending-written");
 	return 0;
 }
 
@@ -429,13 +471,31 @@ out:
 }
 
 int
+recover_peek(struct target *t, struct journal *j)
+{
+	struct stat st;
+	char *name;
+	int r;
+
+	memset(j, 0, sizeof(*j));
+	if (target_state_fd(t) == -1 ||
+	    fstatat(target_state_fd(t), "journal", &st, AT_SYMLINK_NOFOLLOW) == -1)
+		return 0;
+	name = path_join(target_state_dir(t), "journal");
+	r = read_journal(t, name, j);
+	free(name);
+	return r;
+}
+
+int
 recover_run(struct target *t)
 {
 	struct stat st;
 	int sfd = target_state_fd(t), r;
 
 	if (fstatat(sfd, "journal", &st, AT_SYMLINK_NOFOLLOW) == 0) {
-		log_warn("%s: completing an apply that was interrupted", target_dir(t));
+		log_warn("%s: completing an apply that was interrupted; what it owes (run_once, "
+		    "restarts) runs when this session finishes", target_dir(t));
 		fault_point("recover-journal-found");
 		if ((r = recover_replay(t)) != 0)
 			return r;

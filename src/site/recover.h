@@ -13,6 +13,7 @@
 #ifndef DS_RECOVER_H
 #define DS_RECOVER_H
 
+struct journal;
 struct target;
 
 #define RECOVER_TREE_MANIFEST	"prep/tree.manifest"	/* relative to the state directory */
@@ -35,5 +36,12 @@ int	recover_replay(struct target *t);
  * again, else recover_replay's errors or DS_ERR_SYSTEM (logged).
  */
 int	recover_run(struct target *t);
+
+/*
+ * Reads STATE/journal without performing it (a read-only open, site.h):
+ * *j is the interrupted apply, or zeroed (j->to NULL) when there is none.
+ * Returns 0, or DS_ERR_CORRUPT / DS_ERR_SYSTEM (logged).
+ */
+int	recover_peek(struct target *t, struct journal *j);
 
 #endif

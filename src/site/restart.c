@@ -24,12 +24,11 @@
 #include "base/xmalloc.h"
 #include "config/config.h"
 #include "repo/manifest.h"
+#include "site/command.h"
 #include "site/restart.h"
 
-#define RESTART_DETECT_TIMEOUT_MS	15000	/* "docker compose version" */
 #define RESTART_INSPECT_TIMEOUT_MS	30000	/* one docker inspect / compose ps */
 #define RESTART_HTTP_PROBE_MS		10000	/* one HTTP GET */
-#define RESTART_RUN_ONCE_FILE		"run_once.done"
 
 static void
 sleep_ms(unsigned ms)
@@ -38,16 +37,6 @@ sleep_ms(unsigned ms)
 
 	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
 		;
-}
-
-static size_t
-strv_len(char *const *v)
-{
-	size_t n = 0;
-
-	while (v != NULL && v[n] != NULL)
-		n++;
-	return n;
 }
 
 static int
@@ -168,6 +157,50 @@ restart_select(const struct config *config, char *const *changed_paths, size_t n
 			if (restart)
 				plan->nrestart++;
 		}
+	}
+	free(order);
+	*out = plan;
+	return 0;
+}
+
+int
+restart_select_names(const struct config *config, char *const *names, size_t n,
+    const char *why, struct restart_plan **out)
+{
+	struct restart_plan *plan;
+	size_t *order = NULL;
+	int r;
+
+	*out = NULL;
+	for (size_t i = 0; i < n; i++) {
+		size_t k;
+
+		for (k = 0; k < config->nservices; k++)
+			if (strcmp(config->services[k].name, names[i]) == 0)
+				break;
+		if (k == config->nservices)
+			log_warn("service %s is owed a restart but is no longer configured; "
+			    "not restarted", names[i]);
+	}
+	if ((r = restart_order(config, &order)) != 0)
+		return r;
+	plan = xcalloc(1, sizeof(*plan));
+	plan->items = xcalloc(config->nservices + 1, sizeof(*plan->items));
+	for (size_t k = 0; k < config->nservices; k++) {
+		const struct config_service *s = &config->services[order[k]];
+		size_t i;
+
+		for (i = 0; i < n; i++)
+			if (strcmp(s->name, names[i]) == 0)
+				break;
+		if (i == n)
+			continue;
+		plan->items[plan->count].service = s;
+		plan->items[plan->count].why = xstrdup(why);
+		plan->items[plan->count].restart = 1;
+		plan->items[plan->count].reload = s->restart == CONFIG_RESTART_NONE;
+		plan->count++;
+		plan->nrestart++;
 	}
 	free(order);
 	*out = plan;
@@ -305,9 +338,8 @@ restart_status_name(enum restart_status status)
 	return "unknown";
 }
 
-/* Appends an outcome; output is taken over (may be NULL). */
-static struct restart_outcome *
-report_add(struct restart_report *report, const char *name, const char *why,
+struct restart_outcome *
+restart_report_add(struct restart_report *report, const char *name, const char *why,
     enum restart_status status, char *output, unsigned long elapsed_ms)
 {
 	struct restart_outcome *o;
@@ -369,176 +401,19 @@ restart_report_print(const struct restart_report *report, const char *prefix, FI
 
 /* Running things. */
 
-struct restart_ctx {
-	const struct config *config;
-	const struct config_host *host;
-	char	*target;	/* absolute target directory */
-	char	*compose_dir;	/* absolute, or NULL */
-	char	*compose_file;	/* absolute, or NULL: let compose look */
-	char	*workdir;	/* where commands run: compose dir, else config dir, else target */
-	char	*env[5];	/* DISTSYNC_TARGET, DISTSYNC_HOST, COMPOSE_PROJECT_NAME for commands */
-};
-
-static char *
-config_relative(const struct config *config, const char *path)
-{
-	if (path == NULL)
-		return NULL;
-	return path_absolute(config->dir, path);
-}
-
-static void
-ctx_init(struct restart_ctx *ctx, const struct config *config, const struct config_host *host)
-{
-	static const char *const names[] = {
-		"compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml", NULL
-	};
-	size_t n = 0;
-
-	memset(ctx, 0, sizeof(*ctx));
-	ctx->config = config;
-	ctx->host = host;
-	ctx->target = config_relative(config, host->path);
-	ctx->compose_dir = config_relative(config, host->compose);
-	/*
-	 * Commands such as "docker compose exec db ..." expect the compose
-	 * directory; without one, paths in a command are the config's.
-	 */
-	if (ctx->compose_dir != NULL)
-		ctx->workdir = xstrdup(ctx->compose_dir);
-	else if (config->dir != NULL)
-		ctx->workdir = xstrdup(config->dir);
-	else if (ctx->target != NULL)
-		ctx->workdir = xstrdup(ctx->target);
-	ctx->env[n++] = xasprintf("DISTSYNC_TARGET=%s", ctx->target ? ctx->target : "");
-	ctx->env[n++] = xasprintf("DISTSYNC_HOST=%s", host->name ? host->name : "");
-	if (host->compose_project != NULL)
-		ctx->env[n++] = xasprintf("COMPOSE_PROJECT_NAME=%s", host->compose_project);
-	ctx->env[n] = NULL;
-	for (size_t i = 0; ctx->compose_dir != NULL && names[i] != NULL; i++) {
-		char *f = path_join(ctx->compose_dir, names[i]);
-		if (access(f, R_OK) == 0) {
-			ctx->compose_file = f;
-			break;
-		}
-		free(f);
-	}
-}
-
-static void
-ctx_release(struct restart_ctx *ctx)
-{
-	free(ctx->target);
-	free(ctx->compose_dir);
-	free(ctx->compose_file);
-	free(ctx->workdir);
-	for (size_t i = 0; ctx->env[i] != NULL; i++)
-		free(ctx->env[i]);
-}
-
-enum compose_kind { COMPOSE_UNKNOWN, COMPOSE_V2, COMPOSE_V1, COMPOSE_MISSING };
-
-static enum compose_kind
-compose_detect(void)
-{
-	static enum compose_kind kind = COMPOSE_UNKNOWN;
-	static char *const v2[] = { "docker", "compose", "version", NULL };
-	static char *const v1[] = { "docker-compose", "version", NULL };
-	struct spawn_opts opts = { .timeout_ms = RESTART_DETECT_TIMEOUT_MS };
-	struct spawn_result res;
-	const char *forced = getenv("DISTSYNC_COMPOSE");
-
-	if (forced != NULL && strcmp(forced, "docker compose") == 0)
-		return COMPOSE_V2;
-	if (forced != NULL && strcmp(forced, "docker-compose") == 0)
-		return COMPOSE_V1;
-	if (kind != COMPOSE_UNKNOWN)
-		return kind;
-	kind = COMPOSE_MISSING;
-	if (spawn_run(v2, &opts, &res) == 0)
-		kind = COMPOSE_V2;
-	spawn_result_release(&res);
-	if (kind == COMPOSE_MISSING) {
-		if (spawn_run(v1, &opts, &res) == 0)
-			kind = COMPOSE_V1;
-		spawn_result_release(&res);
-	}
-	log_debug("docker compose: %s", kind == COMPOSE_V2 ? "v2 plugin (docker compose)" :
-	    kind == COMPOSE_V1 ? "v1 (docker-compose)" : "not found");
-	return kind;
-}
-
-/* argv for compose with ARGS appended; caller frees the array only (strings are borrowed). */
-static int
-compose_argv(const struct restart_ctx *ctx, const char *service, char *const *args, char ***out)
-{
-	enum compose_kind kind;
-	size_t n = 0;
-	char **argv;
-
-	*out = NULL;
-	if (ctx->compose_dir == NULL) {
-		log_error("host %s: service %s restarts with docker compose, but the host has no "
-		    "compose directory (hosts.%s.compose)", ctx->host->name, service, ctx->host->name);
-		return DS_ERR_CONFIG;
-	}
-	if ((kind = compose_detect()) == COMPOSE_MISSING) {
-		log_error("host %s: service %s: neither 'docker compose' nor 'docker-compose' "
-		    "works here", ctx->host->name, service);
-		return DS_ERR_CHILD;
-	}
-	argv = xcalloc(10 + strv_len(args), sizeof(*argv));
-	if (kind == COMPOSE_V2) {
-		argv[n++] = "docker";
-		argv[n++] = "compose";
-	} else
-		argv[n++] = "docker-compose";
-	if (ctx->compose_file != NULL) {
-		argv[n++] = "-f";
-		argv[n++] = ctx->compose_file;
-	}
-	argv[n++] = "--project-directory";
-	argv[n++] = ctx->compose_dir;
-	if (ctx->host->compose_project != NULL) {
-		argv[n++] = "-p";
-		argv[n++] = ctx->host->compose_project;
-	}
-	for (size_t i = 0; args != NULL && args[i] != NULL; i++)
-		argv[n++] = args[i];
-	argv[n] = NULL;
-	*out = argv;
-	return 0;
-}
-
-/* Runs a compose subcommand for SERVICE; the result is the caller's to release. */
-static int
-compose_run(const struct restart_ctx *ctx, const char *service, char *const *args,
-    unsigned timeout_ms, struct spawn_result *res)
-{
-	struct spawn_opts opts = { .cwd = ctx->compose_dir, .timeout_ms = timeout_ms };
-	char **argv = NULL;
-	int r;
-
-	memset(res, 0, sizeof(*res));
-	if ((r = compose_argv(ctx, service, args, &argv)) != 0)
-		return r;
-	r = spawn_run(argv, &opts, res);
-	free(argv);
-	return r;
-}
-
 /* The id of SERVICE's container (caller frees), or NULL with a reason in *why. */
 static char *
-compose_container_id(const struct restart_ctx *ctx, const char *service, char **why)
+compose_container_id(const struct command_ctx *ctx, const char *service, char **why)
 {
 	char *args[] = { "ps", "-q", (char *)service, NULL };
 	struct spawn_result res;
-	char *id = NULL;
+	char *id = NULL, *what = xasprintf("service %s", service);
 	size_t len;
 	int r;
 
 	*why = NULL;
-	r = compose_run(ctx, service, args, RESTART_INSPECT_TIMEOUT_MS, &res);
+	r = command_compose_run(ctx, what, args, RESTART_INSPECT_TIMEOUT_MS, &res);
+	free(what);
 	if (r == 0) {
 		len = strspn(res.output, "0123456789abcdef");
 		if (len > 0)
@@ -609,7 +484,7 @@ remaining_ms(uint64_t deadline)
  * On failure *detail says what the last probe saw.
  */
 static int
-health_wait(const struct restart_ctx *ctx, const struct config_service *s,
+health_wait(const struct command_ctx *ctx, const struct config_service *s,
     const char *container_id, const char *started_before, char **detail)
 {
 	const struct config_health *h = &s->health;
@@ -707,7 +582,7 @@ health_wait(const struct restart_ctx *ctx, const struct config_service *s,
 
 /* Restarts one service and waits for its health; *output gets the failure's text. */
 static int
-restart_one(const struct restart_ctx *ctx, const struct restart_item *it, int *unhealthy,
+restart_one(const struct command_ctx *ctx, const struct restart_item *it, int *unhealthy,
     char **output)
 {
 	const struct config_service *s = it->service;
@@ -734,7 +609,10 @@ restart_one(const struct restart_ctx *ctx, const struct restart_item *it, int *u
 		r = spawn_run(s->command, &opts, &res);
 	} else {
 		char *args[] = { "restart", s->name, NULL };
-		r = compose_run(ctx, s->name, args, timeout_ms, &res);
+		char *what = xasprintf("service %s", s->name);
+
+		r = command_compose_run(ctx, what, args, timeout_ms, &res);
+		free(what);
 	}
 	if (r != 0) {
 		char *cmd = s->command ? spawn_argv_string(s->command) : xstrdup("compose restart");
@@ -776,11 +654,11 @@ int
 restart_run(const struct config *config, const struct config_host *host,
     const struct restart_plan *plan, struct restart_report *report)
 {
-	struct restart_ctx ctx;
+	struct command_ctx ctx;
 	int r = 0;
 	size_t i;
 
-	ctx_init(&ctx, config, host);
+	command_ctx_init(&ctx, config, host);
 	for (i = 0; i < plan->nrestart; i++) {
 		const struct restart_item *it = &plan->items[i];
 		uint64_t start = util_now_ms();
@@ -788,210 +666,16 @@ restart_run(const struct config *config, const struct config_host *host,
 		int unhealthy;
 
 		r = restart_one(&ctx, it, &unhealthy, &output);
-		report_add(report, it->service->name, it->why,
+		restart_report_add(report, it->service->name, it->why,
 		    r == 0 ? RESTART_OK : unhealthy ? RESTART_UNHEALTHY : RESTART_FAILED,
 		    output, (unsigned long)(util_now_ms() - start));
 		if (r != 0)
 			break;
 	}
 	for (i = i + 1; r != 0 && i < plan->nrestart; i++)
-		report_add(report, plan->items[i].service->name, plan->items[i].why,
+		restart_report_add(report, plan->items[i].service->name, plan->items[i].why,
 		    RESTART_NOT_RUN, NULL, 0);
-	ctx_release(&ctx);
-	return r;
-}
-
-/* run_once. */
-
-int
-restart_run_once_hash(const struct config *config, size_t index, const struct manifest *manifest,
-    char hex[65])
-{
-	const struct config_run_once *ro = &config->run_once[index];
-	struct hash_ctx *h = hash_ctx_new();
-	uint8_t digest[HASH_LEN];
-	char ehex[HASH_HEX_LEN + 1];
-	int matched = 0;
-
-	hex[0] = '\0';
-	for (size_t i = 0; ro->command != NULL && ro->command[i] != NULL; i++)
-		hash_ctx_update(h, ro->command[i], strlen(ro->command[i]) + 1);
-	hash_ctx_update(h, "\n", 1);
-	for (size_t i = 0; manifest != NULL && i < manifest->count; i++) {
-		const struct manifest_entry *e = &manifest->entries[i];
-		if (e->type == MANIFEST_DIR || !glob_any(ro->paths, e->path))
-			continue;
-		matched = 1;
-		hash_to_hex(e->hash, ehex);
-		hash_ctx_update(h, e->path, strlen(e->path) + 1);
-		hash_ctx_update(h, ehex, HASH_HEX_LEN);
-		hash_ctx_update(h, "\n", 1);
-	}
-	hash_ctx_final(h, digest);
-	hash_ctx_free(h);
-	if (matched)
-		hash_to_hex(digest, hex);
-	return matched;
-}
-
-/* A done file holds one line per hook run; far more than any site runs. */
-#define RUN_ONCE_DONE_MAX	(64u * 1024 * 1024)
-
-/* Reads the done file into a NUL-terminated buffer (empty when absent). */
-static int
-run_once_read(const char *file, char **out)
-{
-	if (fileio_read_at(AT_FDCWD, file, RUN_ONCE_DONE_MAX, out, NULL) == -1) {
-		if (errno == ENOENT) {
-			*out = xstrdup("");
-			return 0;
-		}
-		log_errno("%s", file);
-		return DS_ERR_SYSTEM;
-	}
-	return 0;
-}
-
-static int
-run_once_seen(const char *done, const char *hex)
-{
-	const char *p = done;
-
-	while (p != NULL && *p != '\0') {
-		if (strncmp(p, hex, HASH_HEX_LEN) == 0 &&
-		    (p[HASH_HEX_LEN] == '\n' || p[HASH_HEX_LEN] == ' ' || p[HASH_HEX_LEN] == '\0'))
-			return 1;
-		p = strchr(p, '\n');
-		if (p != NULL)
-			p++;
-	}
-	return 0;
-}
-
-/* Appends "HASH INDEX\n" to the done file and makes it durable. */
-static int
-run_once_record(const char *state_dir, const char *file, const char *hex, size_t index)
-{
-	char *line = xasprintf("%s %zu\n", hex, index);
-	size_t len = strlen(line), off = 0;
-	int fd = -1, dfd = -1, created, r = DS_ERR_SYSTEM;
-
-	created = access(file, F_OK) != 0;
-	if ((fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644)) == -1) {
-		log_errno("%s", file);
-		goto out;
-	}
-	while (off < len) {
-		ssize_t n = write(fd, line + off, len - off);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			log_errno("%s: write", file);
-			goto out;
-		}
-		off += (size_t)n;
-	}
-	if (fsync(fd) == -1) {
-		log_errno("%s: fsync", file);
-		goto out;
-	}
-	if (created) {
-		if ((dfd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1 ||
-		    fsync(dfd) == -1) {
-			log_errno("%s: fsync", state_dir);
-			goto out;
-		}
-	}
-	r = 0;
-out:
-	if (fd != -1 && close(fd) == -1 && r == 0) {
-		log_errno("%s: close", file);
-		r = DS_ERR_SYSTEM;
-	}
-	if (dfd != -1)
-		close(dfd);
-	free(line);
-	return r;
-}
-
-int
-restart_run_once(const struct config *config, const struct config_host *host,
-    const struct manifest *manifest, const char *state_dir, struct restart_report *report)
-{
-	struct restart_ctx ctx;
-	char *dir = NULL, *file = NULL, *done = NULL;
-	int r = 0;
-
-	ctx_init(&ctx, config, host);
-	if (config->nrun_once == 0)
-		goto out;
-	if (state_dir == NULL)
-		state_dir = host->state;
-	if (state_dir == NULL) {
-		log_error("host %s: run_once needs a state directory", host->name);
-		r = DS_ERR_CONFIG;
-		goto out;
-	}
-	dir = config_relative(config, state_dir);
-	if (path_mkdirs(dir) == -1) {
-		log_errno("%s", dir);
-		r = DS_ERR_SYSTEM;
-		goto out;
-	}
-	file = path_join(dir, RESTART_RUN_ONCE_FILE);
-	if ((r = run_once_read(file, &done)) != 0)
-		goto out;
-	for (size_t i = 0; i < config->nrun_once; i++) {
-		const struct config_run_once *ro = &config->run_once[i];
-		char hex[HASH_HEX_LEN + 1], name[32], *env[8], *cmd;
-		struct spawn_opts opts = { .cwd = ctx.workdir, .env = env,
-		    .timeout_ms = RESTART_RUN_ONCE_TIMEOUT * 1000U };
-		struct spawn_result res;
-		size_t nenv = 0;
-
-		snprintf(name, sizeof(name), "run_once[%zu]", i);
-		if (!restart_run_once_hash(config, i, manifest, hex))
-			continue;
-		if (run_once_seen(done, hex)) {
-			log_debug("host %s: %s: content %.12s already ran", host->name, name, hex);
-			report_add(report, name, hex, RESTART_SKIPPED, NULL, 0)->run_once = 1;
-			continue;
-		}
-		while (ctx.env[nenv] != NULL) {
-			env[nenv] = xstrdup(ctx.env[nenv]);
-			nenv++;
-		}
-		env[nenv++] = xasprintf("DISTSYNC_STATE=%s", dir);
-		env[nenv++] = xasprintf("DISTSYNC_RUN_ONCE_HASH=%s", hex);
-		env[nenv] = NULL;
-		r = spawn_run(ro->command, &opts, &res);
-		cmd = spawn_argv_string(ro->command);
-		if (r != 0) {
-			log_error("host %s: %s (%s:%u): %s: %s (exit %d)", host->name, name,
-			    config->file ? config->file : "config", ro->line, cmd, ds_strerror(r),
-			    res.exit_code);
-			report_add(report, name, hex, RESTART_FAILED,
-			    xasprintf("%s: %s (exit %d)\n%s", cmd, ds_strerror(r), res.exit_code,
-			    res.output), res.elapsed_ms)->run_once = 1;
-			if (r != DS_ERR_TIMEOUT)
-				r = DS_ERR_CHILD;
-		} else {
-			log_info("host %s: %s ran %s for content %.12s", host->name, name, cmd, hex);
-			report_add(report, name, hex, RESTART_OK, NULL, res.elapsed_ms)->run_once = 1;
-			r = run_once_record(dir, file, hex, i);
-		}
-		free(cmd);
-		spawn_result_release(&res);
-		for (size_t k = 0; env[k] != NULL; k++)
-			free(env[k]);
-		if (r != 0)
-			goto out;
-	}
-out:
-	free(done);
-	free(file);
-	free(dir);
-	ctx_release(&ctx);
+	command_ctx_release(&ctx);
 	return r;
 }
 

@@ -54,6 +54,15 @@ int	restart_select(const struct config *config, char *const *changed_paths, size
 void	restart_plan_free(struct restart_plan *plan);
 
 /*
+ * A plan that restarts exactly the N services NAMES (a restart: none one as
+ * its reload), in after: order, each with WHY (copied) as its reason: work
+ * an apply owes, recorded by name (owed.h). A name no longer configured is
+ * skipped with a warning. DS_ERR_CONFIG as restart_select.
+ */
+int	restart_select_names(const struct config *config, char *const *names, size_t n,
+	    const char *why, struct restart_plan **out);
+
+/*
  * restart_select for the change from OLD (NULL: nothing applied yet) to NEW:
  * every path whose content, mode or type changed, plus deletions, in path
  * order. For plan and push --dry-run, where no commit report exists.
@@ -79,7 +88,6 @@ char	*restart_plan_names(const struct restart_plan *plan);
  */
 void	restart_describe(const struct restart_plan *plan, const char *prefix, FILE *fp);
 
-#define RESTART_RUN_ONCE_TIMEOUT	3600	/* seconds a run_once command may take */
 #define RESTART_POLL_MIN_MS		200	/* first pause between two health probes, doubling */
 #define RESTART_POLL_MS			1000	/* longest pause between two health probes */
 
@@ -110,6 +118,13 @@ struct restart_report {
 };
 
 void	restart_report_init(struct restart_report *report);
+/*
+ * Appends an outcome (NAME and WHY copied, OUTPUT taken over; both may be
+ * NULL) and returns it, valid until the next append; failed and
+ * failed_output follow the first failure.
+ */
+struct restart_outcome *restart_report_add(struct restart_report *report, const char *name,
+	    const char *why, enum restart_status status, char *output, unsigned long elapsed_ms);
 void	restart_report_release(struct restart_report *report);
 /*
  * Prints one line per outcome and, indented, a failure's output:
@@ -136,10 +151,7 @@ const char *restart_status_name(enum restart_status status);
  * restart: none service triggered by reload_on restarts with its command if it
  * has one, else with compose. The restart action may take health.timeout.
  *
- * Commands (restart, health and run_once) run in the host's compose
- * directory, else the config file's directory, else the target, with
- * DISTSYNC_TARGET (absolute target), DISTSYNC_HOST and, when the host names a
- * compose project, COMPOSE_PROJECT_NAME in their environment.
+ * Commands (restart and health) run where command.h says.
  *
  * Health: the command argv until it exits 0; the URL (http:// only) until GET
  * answers 2xx; the container's healthcheck until "healthy" (after the restart
@@ -148,28 +160,6 @@ const char *restart_status_name(enum restart_status status);
  */
 int	restart_run(const struct config *config, const struct config_host *host,
 	    const struct restart_plan *plan, struct restart_report *report);
-
-/*
- * Runs each run_once hook whose matched entries of MANIFEST (the release just
- * committed) have a content hash not yet recorded in STATE_DIR/run_once.done
- * (STATE_DIR NULL: host->state). The hash is SHA-256 over the hook's argv
- * and, for each matching entry in path order, "path\0sha256hex\n"; a hook that
- * matches no entry does not run. The command runs like restart_run's, with
- * DISTSYNC_STATE and DISTSYNC_RUN_ONCE_HASH also set, and a
- * time limit of RESTART_RUN_ONCE_TIMEOUT seconds. The hash is recorded (fsync'd)
- * only after it succeeds. Stops at the first failure and returns DS_ERR_CHILD
- * or DS_ERR_TIMEOUT (logged), DS_ERR_SYSTEM when the state file cannot be
- * read or written.
- */
-int	restart_run_once(const struct config *config, const struct config_host *host,
-	    const struct manifest *manifest, const char *state_dir, struct restart_report *report);
-
-/*
- * The content hash restart_run_once uses for hook INDEX, as 64 hex digits in
- * hex. Returns 1 when entries matched, 0 when none did (hex then empty).
- */
-int	restart_run_once_hash(const struct config *config, size_t index,
-	    const struct manifest *manifest, char hex[65]);
 
 /*
  * GETs an http:// URL (http_get_status) and returns 0 when the status is

@@ -21,9 +21,10 @@
 struct target {
 	char	*dir;
 	char	*state;
-	int	 root_fd;
-	int	 state_fd;
+	int	 root_fd;	/* -1: a read-only open of a target that does not exist */
+	int	 state_fd;	/* -1: a read-only open of a site never applied to */
 	int	 lock_fd;
+	int	 readonly;	/* target_open_readonly: nothing is written */
 };
 
 char *
@@ -100,22 +101,18 @@ lock_holder(int fd, char *buf, size_t size)
 	buf[strcspn(buf, "\n")] = '\0';
 }
 
+/*
+ * Waits up to TIMEOUT seconds for flock OP (LOCK_EX or LOCK_SH) on the open
+ * lock file; DS_ERR_LOCKED (logged, naming the holder) when it stays held.
+ */
 static int
-take_lock(struct target *t, unsigned timeout)
+lock_wait(struct target *t, int op, unsigned timeout)
 {
 	struct timespec start, now, pause = { 0, 100 * 1000 * 1000 };
-	char line[128], stamp[64];
-	time_t wall;
-	struct tm tm;
-	int n;
+	char line[128];
 
-	t->lock_fd = openat(t->state_fd, "lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
-	if (t->lock_fd == -1) {
-		log_errno("%s/lock", t->state);
-		return DS_ERR_SYSTEM;
-	}
 	clock_gettime(CLOCK_MONOTONIC, &start);
-	while (flock(t->lock_fd, LOCK_EX | LOCK_NB) == -1) {
+	while (flock(t->lock_fd, op | LOCK_NB) == -1) {
 		if (errno != EWOULDBLOCK && errno != EINTR) {
 			log_errno("%s/lock", t->state);
 			return DS_ERR_SYSTEM;
@@ -128,6 +125,24 @@ take_lock(struct target *t, unsigned timeout)
 		}
 		nanosleep(&pause, NULL);
 	}
+	return 0;
+}
+
+static int
+take_lock(struct target *t, unsigned timeout)
+{
+	char line[128], stamp[64];
+	time_t wall;
+	struct tm tm;
+	int n, r;
+
+	t->lock_fd = openat(t->state_fd, "lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (t->lock_fd == -1) {
+		log_errno("%s/lock", t->state);
+		return DS_ERR_SYSTEM;
+	}
+	if ((r = lock_wait(t, LOCK_EX, timeout)) != 0)
+		return r;
 	wall = time(NULL);
 	gmtime_r(&wall, &tm);
 	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
@@ -220,6 +235,60 @@ out:
 	return r;
 }
 
+/* Opens DIR as a directory; -1 with errno ENOENT when it is not there (not logged). */
+static int
+open_dir_if_there(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd == -1 && errno != ENOENT)
+		log_errno("%s", dir);
+	return fd;
+}
+
+int
+target_open_readonly(const char *dir, const char *state, unsigned lock_timeout,
+    struct target **out)
+{
+	struct target *t = xcalloc(1, sizeof(*t));
+	int r = DS_ERR_SYSTEM;
+
+	*out = NULL;
+	t->root_fd = t->state_fd = t->lock_fd = -1;
+	t->readonly = 1;
+	t->dir = path_absolute(NULL, dir);
+	t->state = state != NULL ? path_absolute(NULL, state) : target_default_state_dir(dir);
+	if ((t->root_fd = open_dir_if_there(t->dir)) == -1 && errno != ENOENT)
+		goto out;
+	if ((t->state_fd = open_dir_if_there(t->state)) == -1 && errno != ENOENT)
+		goto out;
+	if (t->root_fd != -1 && t->state_fd != -1 && (r = check_layout(t->dir, t->state)) != 0)
+		goto out;
+	/* Wait out an apply in progress, without making a lock file that is not there. */
+	if (t->state_fd != -1) {
+		t->lock_fd = openat(t->state_fd, "lock", O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (t->lock_fd == -1 && errno != ENOENT) {
+			log_errno("%s/lock", t->state);
+			r = DS_ERR_SYSTEM;
+			goto out;
+		}
+		if (t->lock_fd != -1 && (r = lock_wait(t, LOCK_SH, lock_timeout)) != 0)
+			goto out;
+	}
+	*out = t;
+	t = NULL;
+	r = 0;
+out:
+	target_close(t);
+	return r;
+}
+
+int
+target_exists(const struct target *t)
+{
+	return t->root_fd != -1;
+}
+
 void
 target_close(struct target *t)
 {
@@ -272,6 +341,8 @@ read_id(struct target *t, const char *name, char **out)
 	char *data = NULL;
 
 	*out = NULL;
+	if (t->state_fd == -1)
+		return 0;	/* a read-only open of a site never applied to */
 	if (fileio_read_at(t->state_fd, name, STATE_FILE_MAX, &data, NULL) == -1) {
 		if (errno == ENOENT)
 			return 0;
@@ -295,6 +366,10 @@ target_read_id(struct target *t, const char *name, char **out)
 int
 target_write_state(struct target *t, const char *name, const void *data, size_t len)
 {
+	if (t->readonly) {
+		log_error("%s/%s: the site was opened read-only", t->state, name);
+		return DS_ERR_SYSTEM;
+	}
 	if (fileio_write_atomic_at(t->state_fd, name, data, len) == -1) {
 		log_errno("%s/%s", t->state, name);
 		return errno == ENOSPC ? DS_ERR_NOSPACE : DS_ERR_SYSTEM;
@@ -327,8 +402,9 @@ target_current(struct target *t, char **release_id, struct manifest **m)
 	if ((r = read_id(t, "current.id", &id)) != 0)
 		goto out;
 	if (m != NULL) {
-		if (fstatat(t->state_fd, "current.manifest", &st, AT_SYMLINK_NOFOLLOW) == -1) {
-			if (errno != ENOENT) {
+		if (t->state_fd == -1 ||
+		    fstatat(t->state_fd, "current.manifest", &st, AT_SYMLINK_NOFOLLOW) == -1) {
+			if (t->state_fd != -1 && errno != ENOENT) {
 				log_errno("%s/current.manifest", t->state);
 				r = DS_ERR_SYSTEM;
 				goto out;
@@ -378,19 +454,22 @@ target_verify(struct target *t, struct manifest **scan_out, char ***drifted)
 {
 	struct manifest *cur = NULL, *scan = NULL;
 	struct drift_walk w = { NULL, 0, 0 };
-	char *cache = path_join(t->state, "current.stat");
+	char *cache = path_join(t->state, "current.stat"), *id = NULL;
 	int r;
 
 	if (scan_out != NULL)
 		*scan_out = NULL;
 	if (drifted != NULL)
 		*drifted = NULL;
-	if ((r = target_current(t, NULL, &cur)) != 0)
+	if ((r = target_current(t, &id, &cur)) != 0)
 		goto out;
 	/* Read-only use of the cache: an apply rewrites it; drift just gets rehashed. */
-	if ((r = manifest_scan_cached(t->dir, NULL, cache, NULL, 0, &scan, NULL)) != 0)
+	if (t->root_fd == -1)
+		scan = manifest_new();	/* a read-only open of a target not there yet */
+	else if ((r = manifest_scan_cached(t->dir, NULL, cache, NULL, 0, &scan, NULL)) != 0)
 		goto out;
-	if ((r = manifest_diff(cur, scan, drift_add, &w)) != 0)
+	/* Never applied: what is there was found, not changed behind distsync's back. */
+	if (id != NULL && (r = manifest_diff(cur, scan, drift_add, &w)) != 0)
 		goto out;
 	if (w.paths == NULL)
 		w.paths = xcalloc(1, sizeof(*w.paths));
@@ -408,5 +487,6 @@ out:
 	manifest_free(cur);
 	manifest_free(scan);
 	free(cache);
+	free(id);
 	return r;
 }

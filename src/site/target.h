@@ -49,6 +49,22 @@ int	target_open(const char *target_dir, const char *state_dir, unsigned lock_tim
 	    struct target **out);
 
 /*
+ * Opens a site to look at it, changing nothing (status, verify, plan,
+ * releases): no directory is made, no lock file created, no recovery done.
+ * A target or state directory that does not exist is a site with nothing
+ * applied (target_exists tells; current is none, verify finds no drift). A
+ * lock file that exists is taken shared: an apply in progress is waited for
+ * as target_open waits (DS_ERR_LOCKED), other readers are not. Layout
+ * errors as target_open's. target_write_state refuses. Caller frees with
+ * target_close.
+ */
+int	target_open_readonly(const char *target_dir, const char *state_dir,
+	    unsigned lock_timeout, struct target **out);
+
+/* 1 when the target directory exists (always after target_open), else 0. */
+int	target_exists(const struct target *t);
+
+/*
  * The check target_open makes before it creates anything: 0 when STATE_DIR
  * may serve as TARGET_DIR's state directory, DS_ERR_PRECONDITION (logged)
  * when it is TARGET_DIR's default and a symlink or not a directory. For a
@@ -64,7 +80,10 @@ void	target_close(struct target *t);
 const char *target_dir(const struct target *t);
 const char *target_state_dir(const struct target *t);
 
-/* Directory fds of the target and state directories (owned by t; do not close). */
+/*
+ * Directory fds of the target and state directories (owned by t; do not
+ * close); -1 after target_open_readonly of one that does not exist.
+ */
 int	target_root_fd(const struct target *t);
 int	target_state_fd(const struct target *t);
 
@@ -97,7 +116,9 @@ int	target_current(struct target *t, char **release_id, struct manifest **m);
  * NULL; caller frees with manifest_free) is the tree as it is; *drifted
  * (may be NULL; NULL-terminated, free with xfree_strv) lists, in path
  * order, every path whose type, mode or content differs, or that is extra
- * or missing. Returns 0 whether or not anything drifted.
+ * or missing. Drift is a difference from what distsync applied last: on a
+ * site it never applied (no current.id) the list is empty, and *scan is the
+ * tree as found. Returns 0 whether or not anything drifted.
  */
 int	target_verify(struct target *t, struct manifest **scan, char ***drifted);
 

@@ -22,6 +22,7 @@
 #define PINNED_MAX	4096
 
 struct trustdb_pending {
+	struct trust_doc *keys_doc;	/* the newest keys document */
 	char		*keys;		/* the newest keys document, encoded */
 	size_t		 keys_len;
 	char		*marks;		/* the marks with this release, encoded */
@@ -35,6 +36,7 @@ trustdb_pending_free(struct trustdb_pending *p)
 {
 	if (p == NULL)
 		return;
+	trust_doc_free(p->keys_doc);
 	free(p->keys);
 	free(p->marks);
 	free(p->pinned);
@@ -199,8 +201,11 @@ trustdb_check(struct target *t, char *const *pinned, size_t n, const void *blob,
 	p->pinned = pins;
 	p->pinned_len = plen;
 	pins = NULL;
+	p->keys_doc = keys;
+	keys = NULL;
 	log_info("%s: release %s (sequence %" PRIu64 ") verified: signed by %.16s under keys "
-	    "version %" PRIu64, who, rel->release, rel->sequence, rel->sigs[0].keyid, keys->version);
+	    "version %" PRIu64, who, rel->release, rel->sequence, rel->sigs[0].keyid,
+	    p->keys_doc->version);
 	*pending = p;
 	r = 0;
 out:
@@ -267,4 +272,10 @@ trustdb_summary(struct target *t, uint64_t *keys_version, uint64_t *sequence)
 	trust_doc_free(k);
 	free(data);
 	return r;
+}
+
+const struct trust_doc *
+trustdb_pending_keys(const struct trustdb_pending *p)
+{
+	return p->keys_doc;
 }

@@ -20,6 +20,7 @@
 #include "base/hash.h"
 
 struct target;
+struct trust_doc;
 struct trustdb_pending;
 
 /*
@@ -35,6 +36,12 @@ struct trustdb_pending;
 int	trustdb_check(struct target *t, char *const *pinned, size_t n, const void *blob,
 	    size_t len, const char *release_id, const uint8_t digest[HASH_LEN], time_t now,
 	    const char *who, struct trustdb_pending **pending);
+
+/*
+ * The newest keys document P's check walked to (owned by P): what a
+ * mirror's pointer is checked against (trust_pointer_check).
+ */
+const struct trust_doc *trustdb_pending_keys(const struct trustdb_pending *p);
 
 /* Records P (the newest keys document, the marks with this release) atomically. */
 int	trustdb_record(struct target *t, const struct trustdb_pending *p);

@@ -31,6 +31,7 @@ struct mirror_set {
 	size_t		 tried;		/* mirrors moved past in this round */
 	struct http_opts http;
 	uint64_t	 rate;
+	int		 quiet;		/* an absent file is no news (mirror_get_opt) */
 };
 
 int
@@ -117,7 +118,7 @@ mirror_rewind(struct mirror_set *m)
 /* Reads a file of a directory mirror from byte OFFSET into FD (or memory). */
 static int
 local_copy(const struct mirror *mi, const char *rel, int fd, uint64_t offset, uint64_t max,
-    uint64_t *size, uint64_t *received)
+    int quiet, uint64_t *size, uint64_t *received)
 {
 	char *path = path_join(mi->base, rel);
 	struct stat st;
@@ -127,7 +128,8 @@ local_copy(const struct mirror *mi, const char *rel, int fd, uint64_t offset, ui
 	*size = offset;
 	if ((in = open(path, O_RDONLY | O_CLOEXEC)) == -1 || fstat(in, &st) == -1) {
 		r = errno == ENOENT ? DS_ERR_NOTFOUND : DS_ERR_CONNECT;
-		log_warn("mirror %s: %s: %s", mi->url, rel, strerror(errno));
+		if (!(r == DS_ERR_NOTFOUND && quiet))
+			log_warn("mirror %s: %s: %s", mi->url, rel, strerror(errno));
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > max) {
@@ -173,7 +175,7 @@ fetch_one(struct mirror_set *m, const char *rel, int fd, uint64_t offset, uint64
 	int r;
 
 	if (mi->local)
-		return local_copy(mi, rel, fd, offset, max, size, received);
+		return local_copy(mi, rel, fd, offset, max, m->quiet, size, received);
 	memset(&f, 0, sizeof(f));
 	f.fd = fd;
 	f.offset = offset;
@@ -184,8 +186,8 @@ fetch_one(struct mirror_set *m, const char *rel, int fd, uint64_t offset, uint64
 	url = xasprintf("%s/%s", mi->base, rel);
 	r = http_fetch(url, &m->http, &f, &detail);
 	*size = f.size;
-	*received = f.received;
-	if (r != 0)
+	*received = f.wire;
+	if (r != 0 && !(r == DS_ERR_NOTFOUND && m->quiet))
 		log_warn("mirror %s: %s", mi->url, detail != NULL ? detail : rel);
 	else if (f.range_ignored)
 		log_info("mirror %s ignores ranges: %s was read again from its first byte",
@@ -214,7 +216,8 @@ mirror_fetch(struct mirror_set *m, const char *rel, int fd, uint64_t offset, uin
 		if ((r == DS_ERR_CONNECT || r == DS_ERR_TIMEOUT) && got > 0)
 			return r;
 		if (mirror_next(m) != 0) {
-			log_error("%s: no mirror could serve it (last: %s)", rel, ds_strerror(r));
+			if (!(r == DS_ERR_NOTFOUND && m->quiet))
+				log_error("%s: no mirror could serve it (last: %s)", rel, ds_strerror(r));
 			return r;
 		}
 	}
@@ -223,6 +226,14 @@ mirror_fetch(struct mirror_set *m, const char *rel, int fd, uint64_t offset, uin
 int
 mirror_get(struct mirror_set *m, const char *rel, size_t max, char **data, size_t *len)
 {
+	return mirror_get_opt(m, rel, max, data, len, 0);
+}
+
+int
+mirror_get_opt(struct mirror_set *m, const char *rel, size_t max, char **data, size_t *len,
+    int optional)
+{
+	size_t cur = m->cur, tried = m->tried;
 	const char *tmpdir = getenv("TMPDIR");
 	uint64_t size, received;
 	int fd, r;
@@ -235,7 +246,13 @@ mirror_get(struct mirror_set *m, const char *rel, size_t max, char **data, size_
 		log_errno("a temporary file for %s", rel);
 		return DS_ERR_SYSTEM;
 	}
+	m->quiet = optional;
 	r = mirror_fetch(m, rel, fd, 0, max, NULL, NULL, &size, &received);
+	m->quiet = 0;
+	if (r == DS_ERR_NOTFOUND && optional) {
+		m->cur = cur;
+		m->tried = tried;
+	}
 	if (r == 0 && (lseek(fd, 0, SEEK_SET) == -1 || fileio_read_fd(fd, max, data, len) != 0)) {
 		log_errno("%s", rel);
 		r = DS_ERR_SYSTEM;

@@ -53,12 +53,20 @@ void	mirror_rewind(struct mirror_set *m);
  * mirror lacks the file) and logged.
  */
 int	mirror_get(struct mirror_set *m, const char *rel, size_t max, char **data, size_t *len);
+/*
+ * mirror_get of a file that may not be published (OPTIONAL 1): that every
+ * mirror lacks it returns DS_ERR_NOTFOUND quietly, and leaves the mirror in
+ * use as it was.
+ */
+int	mirror_get_opt(struct mirror_set *m, const char *rel, size_t max, char **data,
+	    size_t *len, int optional);
 
 /*
  * Downloads REL into FD, which holds its first OFFSET bytes already (a
  * resumed download; a mirror that ignores ranges is read from byte 0), at
  * most MAX bytes in all, failing over like mirror_get. *size is what FD holds
- * after (whole or cut), *received the bytes that crossed the link. PROGRESS
+ * after (whole or cut), *received the bytes that crossed the link (HTTP
+ * headers included). PROGRESS
  * (may be NULL) is called with the bytes received so far in this call.
  */
 int	mirror_fetch(struct mirror_set *m, const char *rel, int fd, uint64_t offset,

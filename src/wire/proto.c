@@ -31,6 +31,7 @@ static const char *const type_names[] = {
 	[PROTO_SIGNATURE_END] = "SIGNATURE_END",
 	[PROTO_RETRY] = "RETRY",
 	[PROTO_PLAN] = "PLAN",
+	[PROTO_FOUND] = "FOUND",
 };
 
 const char *
@@ -221,19 +222,23 @@ proto_error_free(struct proto_error *m)
 	memset(m, 0, sizeof(*m));
 }
 
-/* OPEN: u8 op, u32 flags, u32 lock_timeout, string host, string config. */
+/* OPEN: u8 op, u32 flags, u32 lock_timeout, string host, string config[, string release]. */
 int
 proto_open_encode(struct buf *b, const struct proto_open *m)
 {
 	int r;
 
-	if (m->host != NULL && strlen(m->host) > PROTO_STRING_MAX)
+	if ((m->host != NULL && strlen(m->host) > PROTO_STRING_MAX) ||
+	    (m->release != NULL && strlen(m->release) > PROTO_STRING_MAX))
 		return DS_ERR_INVALID;
 	if ((r = buf_put_u8(b, m->op)) != 0 ||
 	    (r = buf_put_u32(b, m->flags)) != 0 ||
 	    (r = buf_put_u32(b, m->lock_timeout)) != 0 ||
 	    (r = buf_put_cstring(b, m->host)) != 0 ||
 	    (r = buf_put_string(b, m->config, m->config_len)) != 0)
+		return r;
+	if (m->release != NULL && m->release[0] != '\0' &&
+	    (r = buf_put_cstring(b, m->release)) != 0)
 		return r;
 	return 0;
 }
@@ -247,7 +252,7 @@ proto_open_decode(struct buf *b, const char *peer, struct proto_open *m)
 	if (buf_get_u8(b, &m->op) != 0 || buf_get_u32(b, &m->flags) != 0 ||
 	    buf_get_u32(b, &m->lock_timeout) != 0)
 		why = "truncated";
-	else if (m->op < PROTO_OP_PUSH || m->op > PROTO_OP_VERIFY)
+	else if (m->op < PROTO_OP_PUSH || m->op > PROTO_OP_MAX)
 		why = "unknown operation";
 	else if ((m->flags & ~PROTO_FLAGS_ALL) != 0)
 		why = "unknown flags";
@@ -255,6 +260,9 @@ proto_open_decode(struct buf *b, const char *peer, struct proto_open *m)
 		why = "bad host name";
 	else if (buf_get_string(b, &m->config, &m->config_len) != 0)
 		why = "config overruns the frame";
+	else if (buf_len(b) != 0 && (get_str(b, &m->release, PROTO_STRING_MAX) != 0 ||
+	    m->release[0] == '\0'))
+		why = "bad release";
 	else if (buf_len(b) != 0)
 		why = "trailing bytes";
 	if (why != NULL) {
@@ -269,6 +277,7 @@ proto_open_free(struct proto_open *m)
 {
 	free(m->host);
 	free(m->config);
+	free(m->release);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -468,7 +477,8 @@ proto_commit_free(struct proto_commit *m)
 
 /*
  * RESULT: u32 status, u32 flags, string from, string to, u64 × 6 counts,
- * strv services, string health, strv drift (paths), string message.
+ * strv services, string health, strv drift (paths), string message
+ * [, string pending, strv kept, strv runs]: the site tail, all or none.
  */
 int
 proto_result_encode(struct buf *b, const struct proto_result *m)
@@ -494,6 +504,14 @@ proto_result_encode(struct buf *b, const struct proto_result *m)
 	    (r = put_strv(b, m->drift, m->ndrift)) != 0 ||
 	    (r = buf_put_string(b, msg, len)) != 0)
 		return r;
+	if (!m->tail)
+		return 0;
+	if (m->pending != NULL && strlen(m->pending) > PROTO_MESSAGE_MAX)
+		return DS_ERR_INVALID;
+	if ((r = buf_put_cstring(b, m->pending != NULL ? m->pending : "")) != 0 ||
+	    (r = put_strv(b, m->kept, m->nkept)) != 0 ||
+	    (r = put_strv(b, m->runs, m->nruns)) != 0)
+		return r;
 	return 0;
 }
 
@@ -511,7 +529,7 @@ proto_result_decode(struct buf *b, const char *peer, struct proto_result *m)
 	m->status = (int32_t)status;
 	if (m->status > 0 || m->status < -1000)
 		why = "bad status";
-	else if ((m->flags & ~PROTO_FLAGS_ALL) != 0)
+	else if ((m->flags & ~PROTO_RESULT_FLAGS_ALL) != 0)
 		why = "unknown flags";
 	else if (get_str(b, &m->from, PROTO_STRING_MAX) != 0 ||
 	    get_str(b, &m->to, PROTO_STRING_MAX) != 0)
@@ -528,8 +546,20 @@ proto_result_decode(struct buf *b, const char *peer, struct proto_result *m)
 		why = why ? why : "bad drift list";
 	else if (get_str(b, &m->message, PROTO_MESSAGE_MAX) != 0)
 		why = "bad message string";
-	else if (buf_len(b) != 0)
-		why = "trailing bytes";
+	else if (buf_len(b) != 0 && buf_len(b) < 12)
+		why = "trailing bytes";	/* too short for a site tail */
+	else if (buf_len(b) != 0) {
+		/* The site tail: all of it or none. */
+		m->tail = 1;
+		if (get_str(b, &m->pending, PROTO_MESSAGE_MAX) != 0)
+			why = "bad pending string";
+		else if (get_strv(b, 0, PROTO_STRING_MAX, &m->kept, &m->nkept, &why) != 0)
+			why = why ? why : "bad kept list";
+		else if (get_strv(b, 0, PROTO_STRING_MAX, &m->runs, &m->nruns, &why) != 0)
+			why = why ? why : "bad run_once list";
+		else if (buf_len(b) != 0)
+			why = "trailing bytes";
+	}
 out:
 	if (why != NULL) {
 		proto_result_free(m);
@@ -547,6 +577,9 @@ proto_result_free(struct proto_result *m)
 	free(m->health);
 	free_strv_n(m->drift, m->ndrift);
 	free(m->message);
+	free(m->pending);
+	free_strv_n(m->kept, m->nkept);
+	free_strv_n(m->runs, m->nruns);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -693,6 +726,46 @@ proto_plan_decode(struct buf *b, const char *peer, struct proto_plan *m)
 	return 0;
 }
 
+/* FOUND: hash digest, string release. */
+int
+proto_found_encode(struct buf *b, const struct proto_found *m)
+{
+	const char *release = m->release != NULL ? m->release : "";
+	int r;
+
+	if (strlen(release) > PROTO_STRING_MAX)
+		return DS_ERR_INVALID;
+	if ((r = put_hash(b, m->digest)) != 0 || (r = buf_put_cstring(b, release)) != 0)
+		return r;
+	return 0;
+}
+
+int
+proto_found_decode(struct buf *b, const char *peer, struct proto_found *m)
+{
+	const char *why = NULL;
+
+	memset(m, 0, sizeof(*m));
+	if (buf_get_fixed(b, m->digest, HASH_LEN) != 0)
+		why = "truncated";
+	else if (get_str(b, &m->release, PROTO_STRING_MAX) != 0)
+		why = "bad release id";
+	else if (buf_len(b) != 0)
+		why = "trailing bytes";
+	if (why != NULL) {
+		proto_found_free(m);
+		return bad(peer, PROTO_FOUND, why);
+	}
+	return 0;
+}
+
+void
+proto_found_free(struct proto_found *m)
+{
+	free(m->release);
+	memset(m, 0, sizeof(*m));
+}
+
 int
 proto_msg_decode(uint8_t type, struct buf *b, const char *peer, struct proto_msg *m)
 {
@@ -723,6 +796,8 @@ proto_msg_decode(uint8_t type, struct buf *b, const char *peer, struct proto_msg
 		return proto_retry_decode(b, peer, &m->u.retry);
 	case PROTO_PLAN:
 		return proto_plan_decode(b, peer, &m->u.plan);
+	case PROTO_FOUND:
+		return proto_found_decode(b, peer, &m->u.found);
 	case PROTO_MANIFEST_REQUEST:
 	case PROTO_SIGNATURE_END:
 	case PROTO_OBJECT_END:
@@ -776,6 +851,9 @@ proto_msg_free(struct proto_msg *m)
 		break;
 	case PROTO_RETRY:
 		proto_retry_free(&m->u.retry);
+		break;
+	case PROTO_FOUND:
+		proto_found_free(&m->u.found);
 		break;
 	}
 	memset(m, 0, sizeof(*m));
@@ -981,6 +1059,9 @@ proto_send_msg(struct xport *x, uint8_t type, const void *m)
 	case PROTO_PLAN:
 		r = proto_plan_encode(b, m);
 		break;
+	case PROTO_FOUND:
+		r = proto_found_encode(b, m);
+		break;
 	case PROTO_MANIFEST_REQUEST:
 	case PROTO_SIGNATURE_END:
 	case PROTO_OBJECT_END:
@@ -1047,4 +1128,17 @@ proto_hello_check(const struct proto_hello *h, const char *peer, uint8_t want_ro
 	}
 	*caps = h->caps & our_caps;
 	return 0;
+}
+
+size_t
+proto_list_fit(char *const *paths, size_t n)
+{
+	size_t bytes = 0, i;
+
+	for (i = 0; i < n && i < PROTO_LIST_MAX; i++) {
+		bytes += strlen(paths[i]) + 4;
+		if (bytes > PROTO_LIST_BUDGET)
+			break;
+	}
+	return i;
 }

@@ -13,12 +13,14 @@
  *	                                         sender does not know the digest
  *	[sender -> SIGNATURE_REQUEST             receiver -> SIGNATURE... SIGNATURE_END]
  *	                                         only for bases the sender lacks (delta)
- *	sender -> (OBJECT, DATA..., OBJECT_END)... COMMIT      (pipelined, no waits)
+ *	                                         [receiver -> FOUND]  with PROTO_CAP_ADOPT
+ *	sender -> (OBJECT, DATA..., OBJECT_END)... [FOUND] COMMIT  (pipelined, no waits)
  *	                                         receiver -> RESULT
  *	                                         (or RETRY: objects whose delta failed;
  *	                                         the sender sends them whole, COMMITs again)
  *
- * For rollback and verify the receiver answers OPEN with RESULT directly.
+ * For rollback, verify and releases the receiver answers OPEN with RESULT
+ * directly (a verify's RESULT preceded by FOUND with PROTO_CAP_ADOPT).
  * Either side may send ERROR instead of the next frame; the session ends.
  * Round trips: 2 (one more to fetch the manifest, one more for signatures,
  * one more after a failed delta), whatever the file count.
@@ -49,8 +51,17 @@ struct xport;
 #define PROTO_CAP_ZIPPATCH	(1u << 3)	/* encoding zippatch (with PROTO_CAP_DELTA) */
 #define PROTO_CAP_PLAN		(1u << 4)	/* PLAN before the objects (for progress) */
 #define PROTO_CAP_ZIPCOPY	(1u << 5)	/* zippatch streams may copy entries (DZP2) */
+#define PROTO_CAP_TRUST		(1u << 6)	/* RESULT may carry PROTO_RESULT_VERIFIED */
+/*
+ * The site's side of the admin's questions: RESULT's site tail (work still
+ * pending, the backups kept, the run_once runs), OPEN's rollback target,
+ * and the RELEASES operation.
+ */
+#define PROTO_CAP_SITEINFO	(1u << 7)
+#define PROTO_CAP_ADOPT		(1u << 8)	/* FOUND: the tree a never-applied site holds */
 #define PROTO_CAP_ALL		(PROTO_CAP_ZSTD | PROTO_CAP_RESUME | PROTO_CAP_DELTA | \
-				 PROTO_CAP_ZIPPATCH | PROTO_CAP_PLAN | PROTO_CAP_ZIPCOPY)
+				 PROTO_CAP_ZIPPATCH | PROTO_CAP_PLAN | PROTO_CAP_ZIPCOPY | \
+				 PROTO_CAP_TRUST | PROTO_CAP_SITEINFO | PROTO_CAP_ADOPT)
 
 enum proto_type {
 	PROTO_HELLO = 1,
@@ -69,9 +80,10 @@ enum proto_type {
 	PROTO_SIGNATURE_END = 14,
 	PROTO_RETRY = 15,
 	PROTO_PLAN = 16,
+	PROTO_FOUND = 17,
 };
 #define PROTO_TYPE_MIN	PROTO_HELLO
-#define PROTO_TYPE_MAX	PROTO_PLAN
+#define PROTO_TYPE_MAX	PROTO_FOUND
 
 enum proto_role {
 	PROTO_ROLE_INITIATOR = 1,	/* runs push/rollback/verify; the sender of a push */
@@ -82,13 +94,24 @@ enum proto_op {
 	PROTO_OP_PUSH = 1,
 	PROTO_OP_ROLLBACK = 2,
 	PROTO_OP_VERIFY = 3,
+	PROTO_OP_RELEASES = 4,	/* the site's current state and backups kept (PROTO_CAP_SITEINFO) */
 };
+#define PROTO_OP_MAX	PROTO_OP_RELEASES
+
+/* Path lists sent back (drift) stop at this many bytes so a frame always fits. */
+#define PROTO_LIST_BUDGET	(8u * 1024 * 1024)
+
+/* How many of the N PATHS fit a list in one frame (PROTO_LIST_MAX, PROTO_LIST_BUDGET). */
+size_t	proto_list_fit(char *const *paths, size_t n);
 
 /* Flags in OPEN and COMMIT. */
 #define PROTO_FLAG_DRY_RUN		(1u << 0)
 #define PROTO_FLAG_FAIL_ON_DRIFT	(1u << 1)
 #define PROTO_FLAG_NO_RESTART		(1u << 2)
 #define PROTO_FLAGS_ALL	(PROTO_FLAG_DRY_RUN | PROTO_FLAG_FAIL_ON_DRIFT | PROTO_FLAG_NO_RESTART)
+/* In RESULT only, to an initiator with PROTO_CAP_TRUST: the site pins a root (trust_root). */
+#define PROTO_RESULT_VERIFIED		(1u << 8)
+#define PROTO_RESULT_FLAGS_ALL		(PROTO_FLAGS_ALL | PROTO_RESULT_VERIFIED)
 
 /* Object encodings (OBJECT.encoding); delta encodings plug in after these. */
 enum proto_encoding {
@@ -121,6 +144,12 @@ struct proto_open {
 	char		*host;		/* host name as configured */
 	uint8_t		*config;	/* effective config of the host as YAML (may be empty) */
 	size_t		 config_len;
+	/*
+	 * Rollback: the state to return to (rollback --release), or NULL for
+	 * the previous one. Encoded after config only when set: a receiver
+	 * without PROTO_CAP_SITEINFO refuses it as trailing bytes.
+	 */
+	char		*release;
 };
 
 struct proto_staged {
@@ -200,6 +229,19 @@ struct proto_plan {
 	uint64_t	 bytes;		/* their content bytes, less what is staged already */
 };
 
+/*
+ * Adoption (PROTO_CAP_ADOPT): a site distsync never applied holds the tree
+ * found there, which decides what is sent as any applied tree does. The
+ * receiver sends FOUND right after STATE (a push) or right before RESULT (a
+ * verify): the digest of that tree's manifest, which MANIFEST_REQUEST then
+ * returns. The sender sends FOUND right before its first COMMIT: the kept
+ * release it recognised the tree as, for the site's own summary.
+ */
+struct proto_found {
+	uint8_t		 digest[HASH_LEN]; /* zero: the site was applied, or its target is empty */
+	char		*release;	/* the kept release the tree equals; "" when none */
+};
+
 struct proto_commit {
 	char		*release;
 	uint8_t		*manifest;	/* canonical bytes; empty: the receiver's current one */
@@ -224,6 +266,17 @@ struct proto_result {
 	char		**drift;	/* paths overwritten (push) or found (verify) */
 	size_t		 ndrift;
 	char		*message;	/* error text or "" */
+	/*
+	 * The site tail, encoded after message when tail is set (a receiver
+	 * sets it only for a peer with PROTO_CAP_SITEINFO); decoded when present.
+	 */
+	int		 tail;
+	char		*pending;	/* work owed after the session, "" for none */
+	char		**kept;		/* "ID TIME STEP": backups kept, rollback order first
+					   (lineage.h); STEP 0: only with --release */
+	size_t		 nkept;
+	char		**runs;		/* run_once runs: "run_once[N] PATH: ran 0.2 s" */
+	size_t		 nruns;
 };
 
 /* A decoded message of any type, for generic handling (tests, fuzzing). */
@@ -242,6 +295,7 @@ struct proto_msg {
 		struct proto_signature	signature;
 		struct proto_retry	retry;
 		struct proto_plan	plan;
+		struct proto_found	found;
 	} u;
 	const uint8_t	*data;		/* DATA: the chunk, pointing into the payload */
 	size_t		 data_len;
@@ -266,6 +320,7 @@ int	proto_signature_request_encode(struct buf *b, const struct proto_signature_r
 int	proto_signature_encode(struct buf *b, const struct proto_signature *m);
 int	proto_retry_encode(struct buf *b, const struct proto_retry *m);
 int	proto_plan_encode(struct buf *b, const struct proto_plan *m);
+int	proto_found_encode(struct buf *b, const struct proto_found *m);
 
 /*
  * Decoders consume the whole payload in b into *m (zeroed first) and reject
@@ -287,6 +342,7 @@ int	proto_signature_request_decode(struct buf *b, const char *peer,
 int	proto_signature_decode(struct buf *b, const char *peer, struct proto_signature *m);
 int	proto_retry_decode(struct buf *b, const char *peer, struct proto_retry *m);
 int	proto_plan_decode(struct buf *b, const char *peer, struct proto_plan *m);
+int	proto_found_decode(struct buf *b, const char *peer, struct proto_found *m);
 
 void	proto_hello_free(struct proto_hello *m);
 void	proto_error_free(struct proto_error *m);
@@ -298,6 +354,7 @@ void	proto_result_free(struct proto_result *m);
 void	proto_signature_request_free(struct proto_signature_request *m);
 void	proto_signature_free(struct proto_signature *m);
 void	proto_retry_free(struct proto_retry *m);
+void	proto_found_free(struct proto_found *m);
 
 /*
  * Decodes a payload of TYPE into *m by the type's decoder (MANIFEST_REQUEST

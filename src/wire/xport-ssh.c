@@ -42,9 +42,13 @@
 
 #include "base/err.h"
 #include "base/log.h"
+#include "base/path.h"
 #include "base/util.h"
 #include "base/xmalloc.h"
 #include "config/config.h"
+#include "wire/known-hosts.h"
+#include "wire/sshconf.h"
+#include "wire/tunnel.h"
 #include "wire/xport-ssh.h"
 #include "wire/xport.h"
 
@@ -60,14 +64,48 @@
 #define EXIT_NOT_FOUND		127	/* POSIX shells: command not found */
 
 enum hostkey_mode {
-	HOSTKEY_STRICT,
-	HOSTKEY_ACCEPT_NEW,
-	HOSTKEY_TRUST,
+	HOSTKEY_STRICT,		/* an unknown key is refused */
+	HOSTKEY_ACCEPT_NEW,	/* an unknown key is recorded; a changed one refused */
+	HOSTKEY_TRUST,		/* distsync trust: shown, confirmed, recorded */
+};
+
+/* One SSH server on the way: a jump host or the host itself. */
+struct endpoint {
+	ssh_session	 session;
+	char		*label;		/* starts its messages: "kirehe", "kirehe: jump host gw" */
+	char		*alias;		/* as given: the host's address, a ProxyJump hop */
+	int		 is_jump;
+	int		 tunneled;	/* connected through a tunnel's socket */
+	char		**user_files;	/* known_hosts files; new keys go to the first */
+	char		*files_origin;	/* "UserKnownHostsFile at FILE:LINE", or NULL */
+	char		**global_files;
+	enum hostkey_mode mode;
+	char		*mode_origin;	/* "StrictHostKeyChecking no at FILE:LINE", or NULL */
+	char		*proxy_jump;	/* the host's ProxyJump (never a hop's), or NULL */
+	char		*proxy_jump_origin;
+};
+
+/* One connection: the host and what reaching it needs. */
+struct link {
+	const struct config_host *host;
+	const char	*name;		/* host->name, else its address */
+	const char	*config_file;	/* repeated in hints, or NULL */
+	int		 accept_new;	/* xport_ssh_opts.accept_new */
+	int		 trust;		/* distsync trust */
+	xport_ssh_confirm_fn confirm;
+	void		*arg;
+	char		*home;
+	char		*known_hosts;	/* the host's own choice, or NULL (chosen_known_hosts) */
+	struct tunnel	**tunnels;	/* one per jump host, in connection order */
+	size_t		 ntunnels;
 };
 
 struct ssh_priv {
 	ssh_session	 session;
 	ssh_channel	 channel;
+	int		 tunneled;	/* session runs over tunnels[ntunnels - 1] */
+	struct tunnel	**tunnels;	/* freed after the session, the last first */
+	size_t		 ntunnels;
 	char		*name;		/* host name, for messages */
 	char		*address;	/* host[:port] as connected, for messages */
 	char		 line[STDERR_LINE_MAX];	/* partial remote stderr line */
@@ -79,8 +117,8 @@ struct ssh_priv {
 	int		 error;		/* what failed first: DS_ERR_* */
 	int		 notfound_logged;
 	unsigned	 keepalive;	/* seconds */
-	time_t		 last_progress;	/* monotonic seconds */
-	time_t		 last_keepalive;
+	uint64_t	 last_progress;	/* monotonic milliseconds: a timeout never fires early */
+	uint64_t	 last_keepalive;
 	uint8_t		*rbuf;		/* channel data moved out of libssh, not yet read */
 	size_t		 rcap, roff, rlen;
 };
@@ -176,66 +214,249 @@ session_address(ssh_session session)
 	return s;
 }
 
-/* The host as known_hosts names it: "host", or "[host]:port" off port 22. */
+/* The name of the user distsync runs as (the uid when it has none). */
 static char *
-known_hosts_name(ssh_session session)
+local_user_name(void)
 {
-	char *host = NULL;
-	unsigned port = 22;
-	char *s;
+	struct passwd pw, *found = NULL;
+	char buf[4096];
 
-	if (ssh_options_get(session, SSH_OPTIONS_HOST, &host) != SSH_OK)
-		host = NULL;
-	ssh_options_get_port(session, &port);
-	if (port == 22)
-		s = xstrdup(host ? host : "?");
-	else
-		s = xasprintf("[%s]:%u", host ? host : "?", port);
-	ssh_string_free_char(host);
-	for (char *c = s; *c != '\0'; c++)	/* libssh matches lowercase names */
-		if (*c >= 'A' && *c <= 'Z')
-			*c = (char)(*c - 'A' + 'a');
-	return s;
+	if (getpwuid_r(getuid(), &pw, buf, sizeof(buf), &found) == 0 && found != NULL)
+		return xstrdup(pw.pw_name);
+	return xasprintf("%lu", (unsigned long)getuid());
+}
+
+/* A NULL-terminated list of A and, unless NULL, B; free with xfree_strv. */
+static char **
+strv_of(const char *a, const char *b)
+{
+	char **v = xcalloc(3, sizeof(*v));
+
+	v[0] = xstrdup(a);
+	if (b != NULL)
+		v[1] = xstrdup(b);
+	return v;
 }
 
 /*
- * A session configured for host: address, ~/.ssh/config, then what the
- * host's config sets explicitly, the known_hosts file and connect timeout.
+ * The host's known_hosts when its configuration chose one, else NULL (then
+ * ~/.ssh/config's UserKnownHostsFile and the default files apply, as for ssh).
+ */
+static char *
+chosen_known_hosts(const struct config_host *host, const char *home)
+{
+	char *expanded, *path;
+
+	if (host->known_hosts == NULL || *host->known_hosts == '\0')
+		return NULL;
+	expanded = expand_home(host->known_hosts, home);
+	path = path_absolute(NULL, expanded);
+	free(expanded);
+	return path;
+}
+
+static void
+link_release(struct link *l)
+{
+	/* The last hop first: each one runs over the one before it. */
+	while (l->ntunnels > 0)
+		tunnel_free(l->tunnels[--l->ntunnels]);
+	free(l->tunnels);
+	l->tunnels = NULL;
+	free(l->home);
+	free(l->known_hosts);
+	l->home = l->known_hosts = NULL;
+}
+
+static void
+link_init(struct link *l, const struct config_host *host, const struct xport_ssh_opts *opts)
+{
+	memset(l, 0, sizeof(*l));
+	l->host = host;
+	l->name = host->name ? host->name : host->address ? host->address : "?";
+	l->config_file = opts ? opts->config_file : NULL;
+	l->accept_new = opts ? opts->accept_new : 0;
+	if ((l->home = util_home_dir()) == NULL)
+		l->home = xstrdup("/");
+	l->known_hosts = chosen_known_hosts(host, l->home);
+}
+
+/*
+ * The command that records the keys of this connection, as the user can
+ * paste it: "distsync [-c FILE] trust NAME". The caller frees it.
+ */
+static char *
+trust_command(const struct link *l)
+{
+	char *name = xport_ssh_quote(l->name), *file, *s;
+
+	if (l->config_file == NULL) {
+		s = xasprintf("distsync trust %s", name);
+	} else {
+		file = xport_ssh_quote(l->config_file);
+		s = xasprintf("distsync -c %s trust %s", file, name);
+		free(file);
+	}
+	free(name);
+	return s;
+}
+
+static void
+endpoint_free(struct endpoint *ep)
+{
+	if (ep == NULL)
+		return;
+	tunnel_session_free(ep->session, ep->tunneled);
+	free(ep->label);
+	free(ep->alias);
+	xfree_strv(ep->user_files);
+	xfree_strv(ep->global_files);
+	free(ep->files_origin);
+	free(ep->mode_origin);
+	free(ep->proxy_jump);
+	free(ep->proxy_jump_origin);
+	free(ep);
+}
+
+/*
+ * Reads ~/.ssh/config and /etc/ssh/ssh_config again for what libssh does not
+ * apply as ssh does (sshconf.h): which known_hosts files, what to do with an
+ * unknown key, ProxyJump.
  */
 static int
-session_new(const struct config_host *host, ssh_session *out, char **known_hosts_out)
+endpoint_ssh_config(struct link *l, struct endpoint *ep, const char *ssh_dir,
+    const char *user_config)
 {
-	ssh_session session = NULL;
-	char *home = NULL, *ssh_dir = NULL, *user_config = NULL, *path = NULL;
-	char *known_hosts = NULL;
+	struct sshconf conf;
+	struct sshconf_query q;
+	char *hostname = NULL, *user = NULL, *local_user = local_user_name();
+	unsigned port = 22;
+	int r;
+
+	memset(&conf, 0, sizeof(conf));
+	if (ssh_options_get(ep->session, SSH_OPTIONS_HOST, &hostname) != SSH_OK)
+		hostname = NULL;
+	if (ssh_options_get(ep->session, SSH_OPTIONS_USER, &user) != SSH_OK)
+		user = NULL;
+	ssh_options_get_port(ep->session, &port);
+	q.host = ep->alias;
+	q.hostname = hostname;
+	q.port = port;
+	q.user = user;
+	q.local_user = local_user;
+	q.home = l->home;
+	if ((r = sshconf_read_file(user_config, ssh_dir, &q, &conf)) != 0 ||
+	    (r = sshconf_read_file("/etc/ssh/ssh_config", "/etc/ssh", &q, &conf)) != 0)
+		goto out;
+	r = DS_ERR_CONFIG;
+	if (conf.proxy_jump != NULL) {
+		if (ep->is_jump)
+			log_debug("%s: its own ProxyJump (%s) is not followed: list every hop "
+			    "in the host's ProxyJump", ep->label, conf.proxy_jump_origin);
+		else {
+			ep->proxy_jump = conf.proxy_jump;
+			ep->proxy_jump_origin = conf.proxy_jump_origin;
+			conf.proxy_jump = conf.proxy_jump_origin = NULL;
+		}
+		/* The hops are ours (tunnel.c), not libssh's "ssh -W". */
+		if (ssh_options_set(ep->session, SSH_OPTIONS_PROXYCOMMAND, "none") != SSH_OK)
+			goto libssh_error;
+#if LIBSSH_VERSION_INT >= SSH_VERSION_INT(0, 11, 0)
+		/* Nor libssh 0.11's own jumps. */
+		if (ssh_options_set(ep->session, SSH_OPTIONS_PROXYJUMP, "none") != SSH_OK)
+			goto libssh_error;
+#endif
+	}
+	if (l->known_hosts != NULL)
+		ep->user_files = strv_of(l->known_hosts, NULL);
+	else if (conf.user_known_hosts != NULL) {
+		ep->user_files = conf.user_known_hosts;
+		conf.user_known_hosts = NULL;
+		ep->files_origin = xasprintf("UserKnownHostsFile at %s",
+		    conf.user_known_hosts_origin);
+	} else {
+		char *a = xasprintf("%s/known_hosts", ssh_dir);
+		char *b = xasprintf("%s/known_hosts2", ssh_dir);
+
+		ep->user_files = strv_of(a, b);
+		free(a);
+		free(b);
+	}
+	if (conf.global_known_hosts != NULL) {
+		ep->global_files = conf.global_known_hosts;
+		conf.global_known_hosts = NULL;
+	} else
+		ep->global_files = strv_of("/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2");
+	if (l->trust)
+		ep->mode = HOSTKEY_TRUST;
+	else if (l->accept_new)
+		ep->mode = HOSTKEY_ACCEPT_NEW;
+	else if (conf.strict == SSHCONF_STRICT_ACCEPT_NEW || conf.strict == SSHCONF_STRICT_NO)
+		ep->mode = HOSTKEY_ACCEPT_NEW;	/* "no": a changed key is still refused */
+	else
+		ep->mode = HOSTKEY_STRICT;	/* yes, ask (nobody to ask), unset */
+	if (conf.strict != SSHCONF_STRICT_UNSET)
+		ep->mode_origin = xasprintf("StrictHostKeyChecking %s at %s",
+		    sshconf_strict_name(conf.strict), conf.strict_origin);
+	/*
+	 * libssh orders host key algorithms by the types these two files record
+	 * for the host; the check itself is known_hosts_check over all of them.
+	 * Its own StrictHostKeyChecking would let "no" pass a changed key.
+	 */
+	if (ssh_options_set(ep->session, SSH_OPTIONS_KNOWNHOSTS, ep->user_files[0]) != SSH_OK ||
+	    ssh_options_set(ep->session, SSH_OPTIONS_GLOBAL_KNOWNHOSTS,
+	    ep->global_files[0]) != SSH_OK ||
+	    ssh_options_set(ep->session, SSH_OPTIONS_STRICTHOSTKEYCHECK, &(int){ 1 }) != SSH_OK)
+		goto libssh_error;
+	r = 0;
+	goto out;
+libssh_error:
+	log_error("%s: SSH options: %s", ep->label, ssh_get_error(ep->session));
+out:
+	sshconf_release(&conf);
+	ssh_string_free_char(hostname);
+	ssh_string_free_char(user);
+	free(local_user);
+	return r;
+}
+
+/*
+ * A session configured for ALIAS (the host's address, or a jump host):
+ * ~/.ssh/config, then what distsync's configuration sets explicitly (for
+ * the host) or the ProxyJump entry (USER, PORT, for a jump host).
+ */
+static int
+endpoint_new(struct link *l, const char *alias, const char *user, unsigned port, int is_jump,
+    struct endpoint **out)
+{
+	const struct config_host *host = l->host;
+	struct endpoint *ep;
+	char *ssh_dir = NULL, *user_config = NULL, *path = NULL;
 	long timeout;
 	bool no = false;
 	int verbosity, r = DS_ERR_CONFIG;
 
 	*out = NULL;
-	*known_hosts_out = NULL;
-	if (host->address == NULL || *host->address == '\0') {
-		log_error("%s: no address configured: a local target is not reached over SSH",
-		    host->name);
-		return DS_ERR_CONFIG;
-	}
+	ep = xcalloc(1, sizeof(*ep));
+	ep->alias = xstrdup(alias);
+	ep->is_jump = is_jump;
+	ep->label = is_jump ? xasprintf("%s: jump host %s", l->name, alias) : xstrdup(l->name);
 	if (log_get_level() >= LOG_LEVEL_DEBUG) {
 		ssh_set_log_callback(libssh_log);
 		verbosity = SSH_LOG_PROTOCOL;
 	} else
 		verbosity = SSH_LOG_NOLOG;
-	if ((session = ssh_new()) == NULL) {
-		log_error("%s: cannot create an SSH session", host->name);
-		return DS_ERR_SYSTEM;
+	if ((ep->session = ssh_new()) == NULL) {
+		log_error("%s: cannot create an SSH session", ep->label);
+		r = DS_ERR_SYSTEM;
+		goto out;
 	}
-	if ((home = util_home_dir()) == NULL)
-		home = xstrdup("/");
-	ssh_dir = xasprintf("%s/.ssh", home);
+	ssh_dir = xasprintf("%s/.ssh", l->home);
 	user_config = xasprintf("%s/config", ssh_dir);
-	if (ssh_options_set(session, SSH_OPTIONS_LOG_VERBOSITY, &verbosity) != SSH_OK ||
-	    ssh_options_set(session, SSH_OPTIONS_HOST, host->address) != SSH_OK ||
-	    ssh_options_set(session, SSH_OPTIONS_SSH_DIR, ssh_dir) != SSH_OK) {
-		log_error("%s: address '%s': %s", host->name, host->address, ssh_get_error(session));
+	if (ssh_options_set(ep->session, SSH_OPTIONS_LOG_VERBOSITY, &verbosity) != SSH_OK ||
+	    ssh_options_set(ep->session, SSH_OPTIONS_HOST, alias) != SSH_OK ||
+	    ssh_options_set(ep->session, SSH_OPTIONS_SSH_DIR, ssh_dir) != SSH_OK) {
+		log_error("%s: address '%s': %s", ep->label, alias, ssh_get_error(ep->session));
 		goto out;
 	}
 	/*
@@ -243,214 +464,243 @@ session_new(const struct config_host *host, ssh_session *out, char **known_hosts
 	 * read it (and the system file) now, from $HOME, so that explicit
 	 * settings below win and tests can point HOME elsewhere.
 	 */
-	if (readable(user_config) && ssh_options_parse_config(session, user_config) != 0) {
-		log_error("%s: %s: %s", host->name, user_config, ssh_get_error(session));
+	if (readable(user_config) && ssh_options_parse_config(ep->session, user_config) != 0) {
+		log_error("%s: %s: %s", ep->label, user_config, ssh_get_error(ep->session));
 		goto out;
 	}
 	if (readable("/etc/ssh/ssh_config") &&
-	    ssh_options_parse_config(session, "/etc/ssh/ssh_config") != 0) {
-		log_error("%s: /etc/ssh/ssh_config: %s", host->name, ssh_get_error(session));
+	    ssh_options_parse_config(ep->session, "/etc/ssh/ssh_config") != 0) {
+		log_error("%s: /etc/ssh/ssh_config: %s", ep->label, ssh_get_error(ep->session));
 		goto out;
 	}
-	if (ssh_options_set(session, SSH_OPTIONS_PROCESS_CONFIG, &no) != SSH_OK)
+	if (ssh_options_set(ep->session, SSH_OPTIONS_PROCESS_CONFIG, &no) != SSH_OK)
 		goto libssh_error;
-	if (host->user != NULL && ssh_options_set(session, SSH_OPTIONS_USER, host->user) != SSH_OK)
+	if (!is_jump) {
+		user = host->user;
+		port = host->port;
+	}
+	if (user != NULL && ssh_options_set(ep->session, SSH_OPTIONS_USER, user) != SSH_OK)
 		goto libssh_error;
-	if (host->port != 0 && ssh_options_set(session, SSH_OPTIONS_PORT, &host->port) != SSH_OK)
+	if (port != 0 && ssh_options_set(ep->session, SSH_OPTIONS_PORT, &port) != SSH_OK)
 		goto libssh_error;
-	if (host->identity != NULL) {
-		path = expand_home(host->identity, home);
+	if (!is_jump && host->identity != NULL) {
+		path = expand_home(host->identity, l->home);
 		/* Prepended: tried before ~/.ssh/config's and the default ones. */
-		if (ssh_options_set(session, SSH_OPTIONS_IDENTITY, path) != SSH_OK)
+		if (ssh_options_set(ep->session, SSH_OPTIONS_IDENTITY, path) != SSH_OK)
 			goto libssh_error;
 	}
-	if (host->known_hosts != NULL)
-		known_hosts = expand_home(host->known_hosts, home);
-	else
-		known_hosts = xasprintf("%s/known_hosts", ssh_dir);
-	if (ssh_options_set(session, SSH_OPTIONS_KNOWNHOSTS, known_hosts) != SSH_OK)
-		goto libssh_error;
 	timeout = host->connect_timeout ? host->connect_timeout : DEFAULT_CONNECT_TIMEOUT;
-	if (ssh_options_set(session, SSH_OPTIONS_TIMEOUT, &timeout) != SSH_OK)
+	if (ssh_options_set(ep->session, SSH_OPTIONS_TIMEOUT, &timeout) != SSH_OK)
 		goto libssh_error;
-	*out = session;
-	*known_hosts_out = known_hosts;
-	session = NULL;
-	known_hosts = NULL;
+	if ((r = endpoint_ssh_config(l, ep, ssh_dir, user_config)) != 0)
+		goto out;
+	*out = ep;
+	ep = NULL;
 	r = 0;
 	goto out;
 libssh_error:
-	log_error("%s: SSH options: %s", host->name, ssh_get_error(session));
+	log_error("%s: SSH options: %s", ep->label, ssh_get_error(ep->session));
 out:
-	if (session != NULL)
-		ssh_free(session);
-	free(home);
+	endpoint_free(ep);
 	free(ssh_dir);
 	free(user_config);
 	free(path);
-	free(known_hosts);
 	return r;
 }
 
 /* Turns ssh_connect's failure into one clear message and an error code. */
 static int
-connect_error(const struct config_host *host, ssh_session session)
+connect_error(const struct link *l, const struct endpoint *ep)
 {
-	const char *msg = ssh_get_error(session);
-	char *address = session_address(session);
+	const char *msg = ssh_get_error(ep->session);
+	char *address = session_address(ep->session);
 	int r = DS_ERR_CONNECT;
 
 	if (strstr(msg, "resolve") != NULL || strstr(msg, "Name or service not known") != NULL ||
 	    strstr(msg, "not known") != NULL || strstr(msg, "Temporary failure in name") != NULL)
-		log_error("%s: cannot resolve the host name of %s (DNS): %s", host->name,
+		log_error("%s: cannot resolve the host name of %s (DNS): %s", ep->label,
 		    address, msg);
 	else if (strstr(msg, "refused") != NULL)
-		log_error("%s: connection to %s refused: no SSH server listens there", host->name,
+		log_error("%s: connection to %s refused: no SSH server listens there", ep->label,
 		    address);
 	else if (strstr(msg, "imeout") != NULL || strstr(msg, "timed out") != NULL) {
-		log_error("%s: connecting to %s timed out after %u s", host->name, address,
-		    host->connect_timeout ? host->connect_timeout : DEFAULT_CONNECT_TIMEOUT);
+		log_error("%s: connecting to %s timed out after %u s", ep->label, address,
+		    l->host->connect_timeout ? l->host->connect_timeout :
+		    DEFAULT_CONNECT_TIMEOUT);
 		r = DS_ERR_TIMEOUT;
 	} else if (strstr(msg, "unreachable") != NULL || strstr(msg, "No route") != NULL)
-		log_error("%s: %s is unreachable: %s", host->name, address, msg);
+		log_error("%s: %s is unreachable: %s", ep->label, address, msg);
 	else
-		log_error("%s: cannot connect to %s: %s", host->name, address, msg);
+		log_error("%s: cannot connect to %s%s: %s", ep->label, address,
+		    ep->tunneled ? " through the jump host" : "", msg);
 	free(address);
 	return r;
 }
 
-/*
- * Returns the 1-based line of FILE that records a key for NAME ("host" or
- * "[host]:port", hashed entries included), or 0 when there is none.
- */
-static unsigned
-known_hosts_line(const char *file, const char *name)
+/* The user files, then the global ones: what a key is looked up in. */
+static char **
+endpoint_files(const struct endpoint *ep)
 {
-	struct ssh_knownhosts_entry *entry;
-	FILE *fp;
-	char *line = NULL, *p;
-	size_t alloc = 0, len;
-	unsigned n = 0, found = 0;
+	size_t n = 0, i;
+	char **v;
 
-	if ((fp = fopen(file, "r")) == NULL)
-		return 0;
-	while (found == 0 && getline(&line, &alloc, fp) != -1) {
+	for (i = 0; ep->user_files[i] != NULL; i++)
 		n++;
-		len = strlen(line);
-		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-			line[--len] = '\0';
-		for (p = line; *p == ' ' || *p == '\t'; p++)
-			;
-		if (*p == '\0' || *p == '#' || *p == '@')
-			continue;
-		entry = NULL;
-		if (ssh_known_hosts_parse_line(name, p, &entry) == SSH_OK)
-			found = n;
-		if (entry != NULL)
-			ssh_knownhosts_entry_free(entry);
-	}
-	free(line);
-	fclose(fp);
-	return found;
+	for (i = 0; ep->global_files[i] != NULL; i++)
+		n++;
+	v = xcalloc(n + 1, sizeof(*v));
+	n = 0;
+	for (i = 0; ep->user_files[i] != NULL; i++)
+		v[n++] = ep->user_files[i];
+	for (i = 0; ep->global_files[i] != NULL; i++)
+		v[n++] = ep->global_files[i];
+	return v;	/* the strings stay ep's: free only the array */
+}
+
+/* Says what refused an unknown key and which command records it. */
+static void
+log_unknown(const struct link *l, const struct endpoint *ep, const char *address,
+    const char *type, const char *fingerprint)
+{
+	char *command = trust_command(l);
+	char *origin = ep->files_origin ? xasprintf(" (%s)", ep->files_origin) : xstrdup("");
+	char *then = ep->is_jump ? xasprintf(": it asks about each key on the way to %s, "
+	    "this jump host's first", l->name) : xstrdup("");
+
+	log_error("%s: unknown host key for %s: %s key %s is not in %s%s. Nothing was sent. "
+	    "Check the fingerprint with the server's administrator, then run '%s'%s",
+	    ep->label, address, type, fingerprint, ep->user_files[0], origin, command, then);
+	free(command);
+	free(origin);
+	free(then);
+}
+
+/* A key that differs from the recorded one: refused in every mode. */
+static void
+log_changed(const struct link *l, const struct endpoint *ep, const char *address,
+    const char *type, const char *fingerprint, const struct known_hosts_result *res,
+    const char *name)
+{
+	char *command = trust_command(l), *qname = xport_ssh_quote(name);
+	char *qfile = xport_ssh_quote(res->file);
+	char *mode = ep->mode_origin ? xasprintf(", not %s either", ep->mode_origin) :
+	    xstrdup("");
+	char *what = res->state == KNOWN_HOSTS_CHANGED ?
+	    xasprintf("which does not match the %s key recorded at %s:%u", res->recorded_type,
+	    res->file, res->line) :
+	    xasprintf("and %s:%u records a %s key for it instead", res->file, res->line,
+	    res->recorded_type);
+
+	log_error("%s: HOST KEY CHANGED for %s: it now offers %s key %s, %s. Someone may be "
+	    "intercepting the connection, or the server was reinstalled. Nothing was sent, "
+	    "and no option overrides this%s. Only if you know the change is legitimate: "
+	    "remove that entry (ssh-keygen -R %s -f %s) and run '%s'", ep->label, address,
+	    type, fingerprint, what, mode, qname, qfile, command);
+	free(command);
+	free(qname);
+	free(qfile);
+	free(mode);
+	free(what);
 }
 
 /*
- * Checks the server's host key against known_hosts in the given mode. For
- * HOSTKEY_TRUST prints the key and asks confirm. Logs and returns
- * DS_ERR_HOSTKEY when the key is not (or no longer) trusted.
+ * Checks the server's host key against the endpoint's known_hosts files in
+ * its mode. For HOSTKEY_TRUST prints the key and asks l->confirm. Logs and
+ * returns DS_ERR_HOSTKEY when the key is not (or no longer) trusted.
  */
 static int
-check_host_key(const struct config_host *host, ssh_session session, const char *known_hosts,
-    enum hostkey_mode mode, xport_ssh_confirm_fn confirm, void *arg)
+check_host_key(const struct link *l, const struct endpoint *ep)
 {
+	struct known_hosts_result res = { .state = KNOWN_HOSTS_UNKNOWN };
 	ssh_key key = NULL;
 	unsigned char *hash = NULL;
 	size_t hash_len = 0;
-	char *fingerprint = NULL, *address = session_address(session), *where, *key_name;
+	char *fingerprint = NULL, *address = session_address(ep->session), *name = NULL;
+	char *host = NULL, **files = NULL;
 	const char *type = "?";
-	enum ssh_known_hosts_e state;
-	unsigned line;
+	unsigned port = 22;
 	int r = DS_ERR_HOSTKEY;
 
-	if (ssh_get_server_publickey(session, &key) != SSH_OK ||
+	if (ssh_get_server_publickey(ep->session, &key) != SSH_OK ||
 	    ssh_get_publickey_hash(key, SSH_PUBLICKEY_HASH_SHA256, &hash, &hash_len) != 0 ||
 	    (fingerprint = ssh_get_fingerprint_hash(SSH_PUBLICKEY_HASH_SHA256, hash,
 	    hash_len)) == NULL) {
-		log_error("%s: cannot read the host key of %s: %s", host->name, address,
-		    ssh_get_error(session));
+		log_error("%s: cannot read the host key of %s: %s", ep->label, address,
+		    ssh_get_error(ep->session));
 		goto out;
 	}
 	type = ssh_key_type_to_char(ssh_key_type(key));
 	if (type == NULL)
 		type = "unknown";
-	if (mode == HOSTKEY_TRUST)
-		printf("%s (%s): %s key %s\n", host->name, address, type, fingerprint);
-	state = ssh_session_is_known_server(session);
-	switch (state) {
-	case SSH_KNOWN_HOSTS_OK:
-		if (mode == HOSTKEY_TRUST)
-			printf("%s: already trusted in %s\n", host->name, known_hosts);
+	if (ssh_options_get(ep->session, SSH_OPTIONS_HOST, &host) != SSH_OK)
+		host = NULL;
+	ssh_options_get_port(ep->session, &port);
+	name = known_hosts_name(host ? host : "?", port);
+	files = endpoint_files(ep);
+	if (known_hosts_check(files, name, key, &res) != 0) {
+		log_error("%s: cannot check the host key of %s: nothing was sent", ep->label,
+		    address);
+		goto out;
+	}
+	if (ep->mode == HOSTKEY_TRUST)
+		printf("%s (%s): %s key %s\n", ep->label, address, type, fingerprint);
+	switch (res.state) {
+	case KNOWN_HOSTS_MATCH:
+		if (ep->mode == HOSTKEY_TRUST)
+			printf("%s: already trusted in %s\n", ep->label, res.file);
 		r = 0;
 		break;
-	case SSH_KNOWN_HOSTS_CHANGED:
-	case SSH_KNOWN_HOSTS_OTHER:
-		key_name = known_hosts_name(session);
-		line = known_hosts_line(known_hosts, key_name);
-		where = line ? xasprintf("%s:%u", known_hosts, line) : xstrdup(known_hosts);
-		log_error("%s: HOST KEY CHANGED for %s: it now offers %s key %s, which does not "
-		    "match the key recorded in %s. Someone may be intercepting the connection, "
-		    "or the server was reinstalled. Nothing was sent, and no option overrides "
-		    "this. Only if you know the change is legitimate: remove that entry "
-		    "(ssh-keygen -R '%s' -f %s) and run 'distsync trust %s'", host->name,
-		    address, type, fingerprint, where, key_name, known_hosts, host->name);
-		free(where);
-		free(key_name);
+	case KNOWN_HOSTS_REVOKED:
+		log_error("%s: the host key of %s (%s %s) is marked @revoked at %s:%u. Nothing "
+		    "was sent", ep->label, address, type, fingerprint, res.file, res.line);
 		break;
-	case SSH_KNOWN_HOSTS_UNKNOWN:
-	case SSH_KNOWN_HOSTS_NOT_FOUND:
-		if (mode == HOSTKEY_STRICT) {
-			log_error("%s: unknown host key for %s: %s key %s is not in %s. Nothing "
-			    "was sent. Check the fingerprint with the server's administrator, "
-			    "then run 'distsync trust %s' (or use --accept-new)", host->name,
-			    address, type, fingerprint, known_hosts, host->name);
+	case KNOWN_HOSTS_CHANGED:
+	case KNOWN_HOSTS_OTHER_TYPE:
+		log_changed(l, ep, address, type, fingerprint, &res, name);
+		break;
+	case KNOWN_HOSTS_UNKNOWN:
+		if (ep->mode == HOSTKEY_STRICT) {
+			log_unknown(l, ep, address, type, fingerprint);
 			break;
 		}
-		if (mode == HOSTKEY_TRUST && confirm != NULL &&
-		    !confirm(host->name, type, fingerprint, arg)) {
-			log_error("%s: host key not trusted; nothing recorded", host->name);
+		if (ep->mode == HOSTKEY_TRUST && l->confirm != NULL &&
+		    !l->confirm(ep->label, type, fingerprint, l->arg)) {
+			log_error("%s: host key not trusted; nothing recorded", ep->label);
 			break;
 		}
-		if (ssh_session_update_known_hosts(session) != SSH_OK) {
-			log_error("%s: cannot record the host key in %s: %s", host->name,
-			    known_hosts, ssh_get_error(session));
+		if (known_hosts_record(ep->user_files[0], name, key) != 0)
 			break;
-		}
-		if (mode == HOSTKEY_TRUST)
-			printf("%s: recorded in %s\n", host->name, known_hosts);
+		if (ep->mode == HOSTKEY_TRUST)
+			printf("%s: recorded in %s\n", ep->label, ep->user_files[0]);
 		else
-			log_warn("%s: recorded new host key for %s (%s %s) in %s", host->name,
-			    address, type, fingerprint, known_hosts);
+			log_warn("%s: recorded new host key for %s (%s %s) in %s%s%s%s", ep->label,
+			    address, type, fingerprint, ep->user_files[0],
+			    ep->mode_origin && !l->accept_new ? " (" : "",
+			    ep->mode_origin && !l->accept_new ? ep->mode_origin : "",
+			    ep->mode_origin && !l->accept_new ? ")" : "");
 		r = 0;
-		break;
-	case SSH_KNOWN_HOSTS_ERROR:
-	default:
-		log_error("%s: cannot check the host key of %s against %s: %s", host->name,
-		    address, known_hosts, ssh_get_error(session));
 		break;
 	}
+	fflush(stdout);
 out:
+	known_hosts_result_release(&res);
 	ssh_string_free_char(fingerprint);
 	ssh_clean_pubkey_hash(&hash);
 	ssh_key_free(key);
+	ssh_string_free_char(host);
 	free(address);
+	free(name);
+	free(files);
 	return r;
 }
 
 /* Public-key authentication: agent and identities, then host->identity alone. */
 static int
-authenticate(const struct config_host *host, ssh_session session)
+authenticate(const struct link *l, const struct endpoint *ep)
 {
-	char *user = NULL, *address = session_address(session), *home = NULL, *path = NULL;
+	const struct config_host *host = l->host;
+	ssh_session session = ep->session;
+	char *user = NULL, *address = session_address(session), *path = NULL;
 	ssh_key key = NULL;
 	int rc, r = DS_ERR_AUTH;
 
@@ -470,12 +720,10 @@ authenticate(const struct config_host *host, ssh_session session)
 		goto lost;
 	if (host->identity != NULL) {
 		/* Says why when the configured key itself is the problem. */
-		if ((home = util_home_dir()) == NULL)
-			home = xstrdup("/");
-		path = expand_home(host->identity, home);
+		path = expand_home(host->identity, l->home);
 		if (ssh_pki_import_privkey_file(path, NULL, NULL, NULL, &key) != SSH_OK) {
 			log_error("%s: cannot load identity %s (%s; a key with a passphrase "
-			    "must be loaded into ssh-agent)", host->name, path,
+			    "must be loaded into ssh-agent)", ep->label, path,
 			    access(path, R_OK) == 0 ? "not a private key or encrypted" :
 			    strerror(errno));
 			goto out;
@@ -491,48 +739,118 @@ authenticate(const struct config_host *host, ssh_session session)
 	if (ssh_options_get(session, SSH_OPTIONS_USER, &user) != SSH_OK)
 		user = NULL;
 	log_error("%s: authentication failed for %s@%s: the server accepted none of the keys "
-	    "tried (ssh-agent, %s%s~/.ssh/config IdentityFile and default keys)", host->name,
+	    "tried (ssh-agent, %s%s~/.ssh/config IdentityFile and default keys)", ep->label,
 	    user ? user : "?", address, path ? path : "", path ? ", " : "");
 	goto out;
 lost:
-	log_error("%s: connection to %s lost during authentication: %s", host->name, address,
+	log_error("%s: connection to %s lost during authentication: %s", ep->label, address,
 	    ssh_get_error(session));
 	r = DS_ERR_CONNECT;
 out:
 	ssh_key_free(key);
 	ssh_string_free_char(user);
 	free(address);
-	free(home);
 	free(path);
 	return r;
 }
 
-/* Connects and verifies the host key; *out is a connected session. */
+/*
+ * Connects EP (through FD, a tunnel's socket, when FD >= 0: the session
+ * owns it from here on, whatever happens) and checks its host key.
+ */
 static int
-session_connect(const struct config_host *host, enum hostkey_mode mode,
-    xport_ssh_confirm_fn confirm, void *arg, ssh_session *out)
+endpoint_connect(const struct link *l, struct endpoint *ep, int fd)
 {
-	ssh_session session = NULL;
-	char *known_hosts = NULL;
-	int r;
+	if (fd >= 0) {
+		if (ssh_options_set(ep->session, SSH_OPTIONS_FD, &fd) != SSH_OK) {
+			log_error("%s: SSH options: %s", ep->label, ssh_get_error(ep->session));
+			close(fd);
+			return DS_ERR_SYSTEM;
+		}
+		ep->tunneled = 1;
+	}
+	if (ssh_connect(ep->session) != SSH_OK)
+		return connect_error(l, ep);
+	return check_host_key(l, ep);
+}
+
+/*
+ * Connects to the host, through the jump hosts of its ProxyJump, each one's
+ * key checked and each one authenticated; *out is the host's endpoint,
+ * connected and its key checked (not authenticated). The tunnels are in
+ * l->tunnels, freed by link_release after the host's session.
+ */
+static int
+link_connect(struct link *l, struct endpoint **out)
+{
+	struct endpoint *target = NULL, **hops = NULL;
+	struct sshconf_hop *spec = NULL;
+	struct tunnel *t;
+	char *next_host = NULL;
+	size_t nspec = 0, i;
+	unsigned next_port;
+	int fd = -1, r;
 
 	*out = NULL;
-	if ((r = session_new(host, &session, &known_hosts)) != 0)
+	if (l->host->address == NULL || *l->host->address == '\0') {
+		log_error("%s: no address configured: a local target is not reached over SSH",
+		    l->name);
+		return DS_ERR_CONFIG;
+	}
+	if ((r = endpoint_new(l, l->host->address, NULL, 0, 0, &target)) != 0)
 		return r;
-	if (ssh_connect(session) != SSH_OK) {
-		r = connect_error(host, session);
-		goto out;
+	if (target->proxy_jump != NULL) {
+		/* sshconf checked the syntax when it read it. */
+		if (sshconf_parse_jump(target->proxy_jump, &spec, &nspec) != 0) {
+			r = DS_ERR_CONFIG;
+			goto out;
+		}
+		log_debug("%s: through %s (ProxyJump at %s)", l->name, target->proxy_jump,
+		    target->proxy_jump_origin);
+		hops = xcalloc(nspec, sizeof(*hops));
+		for (i = 0; i < nspec; i++)
+			if ((r = endpoint_new(l, spec[i].host, spec[i].user, spec[i].port, 1,
+			    &hops[i])) != 0)
+				goto out;
 	}
-	if ((r = check_host_key(host, session, known_hosts, mode, confirm, arg)) != 0)
+	for (i = 0; i < nspec; i++) {
+		struct endpoint *next = i + 1 < nspec ? hops[i + 1] : target;
+
+		r = endpoint_connect(l, hops[i], fd);
+		fd = -1;
+		if (r != 0 || (r = authenticate(l, hops[i])) != 0)
+			goto out;
+		ssh_string_free_char(next_host);
+		if (ssh_options_get(next->session, SSH_OPTIONS_HOST, &next_host) != SSH_OK) {
+			next_host = NULL;
+			log_error("%s: no host name", next->label);
+			r = DS_ERR_CONFIG;
+			goto out;
+		}
+		next_port = 22;
+		ssh_options_get_port(next->session, &next_port);
+		if ((r = tunnel_open(hops[i]->session, hops[i]->tunneled, next_host, next_port,
+		    hops[i]->label, &fd, &t)) != 0)
+			goto out;
+		hops[i]->session = NULL;	/* the tunnel's now */
+		l->tunnels = xreallocarray(l->tunnels, l->ntunnels + 1, sizeof(*l->tunnels));
+		l->tunnels[l->ntunnels++] = t;
+	}
+	r = endpoint_connect(l, target, fd);
+	fd = -1;
+	if (r != 0)
 		goto out;
-	*out = session;
-	session = NULL;
+	*out = target;
+	target = NULL;
 out:
-	if (session != NULL) {
-		ssh_disconnect(session);
-		ssh_free(session);
-	}
-	free(known_hosts);
+	if (fd >= 0)
+		close(fd);
+	endpoint_free(target);
+	for (i = 0; hops != NULL && i < nspec; i++)
+		endpoint_free(hops[i]);
+	free(hops);
+	sshconf_hops_free(spec, nspec);
+	ssh_string_free_char(next_host);
 	return r;
 }
 
@@ -564,7 +882,7 @@ drain_stderr(struct ssh_priv *p, int flush)
 	int n;
 
 	while ((n = ssh_channel_read_nonblocking(p->channel, buf, sizeof(buf), 1)) > 0) {
-		p->last_progress = now_seconds();
+		p->last_progress = util_now_ms();
 		for (int i = 0; i < n; i++) {
 			if (buf[i] == '\n' || p->line_len == sizeof(p->line) - 1) {
 				remote_line(p, p->line, p->line_len);
@@ -598,11 +916,11 @@ static int
 idle_check(struct xport *x, const char *doing)
 {
 	struct ssh_priv *p = x->priv;
-	time_t now = now_seconds(), quiet;
+	uint64_t now = util_now_ms(), quiet;
 
 	if (ssh_get_status(p->session) & (SSH_CLOSED | SSH_CLOSED_ERROR))
 		return lost(p, doing);
-	if (x->idle_timeout != 0 && now - p->last_progress >= (time_t)x->idle_timeout) {
+	if (x->idle_timeout != 0 && now - p->last_progress >= (uint64_t)x->idle_timeout * 1000) {
 		if (!p->failed)
 			log_error("%s: no data from %s for %u s while %s: timed out", p->name,
 			    p->address, x->idle_timeout, doing);
@@ -613,10 +931,10 @@ idle_check(struct xport *x, const char *doing)
 	}
 	quiet = now - (p->last_keepalive > p->last_progress ? p->last_keepalive :
 	    p->last_progress);
-	if (quiet >= (time_t)p->keepalive) {
+	if (quiet >= (uint64_t)p->keepalive * 1000) {
 		log_debug("%s: sending a keepalive", p->name);
 		ssh_send_keepalive(p->session);
-		p->last_keepalive = now_seconds();
+		p->last_keepalive = util_now_ms();
 		if (ssh_get_status(p->session) & (SSH_CLOSED | SSH_CLOSED_ERROR))
 			return lost(p, doing);
 	}
@@ -709,7 +1027,7 @@ ssh_xport_read(struct xport *x, void *buf, size_t len)
 				len = p->rlen - p->roff;
 			memcpy(buf, p->rbuf + p->roff, len);
 			p->roff += len;
-			p->last_progress = now_seconds();
+			p->last_progress = util_now_ms();
 			return (ssize_t)len;
 		}
 		if (n == SSH_EOF) {
@@ -760,7 +1078,7 @@ ssh_xport_write(struct xport *x, const void *buf, size_t len)
 		if (n > 0) {
 			cp += n;
 			len -= n;
-			p->last_progress = now_seconds();
+			p->last_progress = util_now_ms();
 			continue;
 		}
 		if ((r = idle_check(x, "writing")) != 0)
@@ -831,7 +1149,9 @@ ssh_xport_close(struct xport *x)
 	/* libssh's ssh_disconnect frees the session's channels itself. */
 	ssh_channel_free(p->channel);
 	p->channel = NULL;
-	ssh_disconnect(p->session);
+	/* Over a tunnel the session ends at ssh_free, closing the socket (tunnel.h). */
+	if (!p->tunneled)
+		ssh_disconnect(p->session);
 	p->close_result = r;
 	return r;
 }
@@ -846,10 +1166,13 @@ ssh_xport_free_priv(struct xport *x)
 	if (p->channel != NULL)
 		ssh_channel_free(p->channel);
 	if (p->session != NULL) {
-		if (ssh_is_connected(p->session))
+		if (!p->tunneled && ssh_is_connected(p->session))
 			ssh_disconnect(p->session);
 		ssh_free(p->session);
 	}
+	while (p->ntunnels > 0)
+		tunnel_free(p->tunnels[--p->ntunnels]);
+	free(p->tunnels);
 	free(p->rbuf);
 	free(p->name);
 	free(p->address);
@@ -871,21 +1194,31 @@ xport_ssh_open(const struct config_host *host, const char *remote_args,
 {
 	struct ssh_priv *p = NULL;
 	struct xport *x = NULL;
+	struct endpoint *target = NULL;
+	struct link l;
 	char *command = NULL;
 	const char *remote_command;
 	long slice = SLICE_MS / 1000;
 	int r;
 
 	*out = NULL;
+	link_init(&l, host, opts);
 	p = xcalloc(1, sizeof(*p));
-	p->name = xstrdup(host->name ? host->name : host->address ? host->address : "?");
-	r = session_connect(host, opts && opts->accept_new ? HOSTKEY_ACCEPT_NEW : HOSTKEY_STRICT,
-	    NULL, NULL, &p->session);
+	p->name = xstrdup(l.name);
+	r = link_connect(&l, &target);
+	/* The tunnels end with the transport, after its session. */
+	p->tunnels = l.tunnels;
+	p->ntunnels = l.ntunnels;
+	l.tunnels = NULL;
+	l.ntunnels = 0;
 	if (r != 0)
 		goto out;
-	p->address = session_address(p->session);
-	if ((r = authenticate(host, p->session)) != 0)
+	if ((r = authenticate(&l, target)) != 0)
 		goto out;
+	p->session = target->session;
+	p->tunneled = target->tunneled;
+	target->session = NULL;
+	p->address = session_address(p->session);
 	remote_command = host->remote_command && *host->remote_command ? host->remote_command :
 	    "distsync";
 	if (remote_args != NULL && *remote_args != '\0')
@@ -922,30 +1255,37 @@ xport_ssh_open(const struct config_host *host, const char *remote_args,
 	    DEFAULT_KEEPALIVE;
 	if (x->idle_timeout != 0 && p->keepalive > x->idle_timeout / 3)
 		p->keepalive = x->idle_timeout / 3 ? x->idle_timeout / 3 : 1;
-	p->last_progress = p->last_keepalive = now_seconds();
+	p->last_progress = p->last_keepalive = util_now_ms();
 	p = NULL;
 	*out = x;
 	r = 0;
 out:
+	/* The host's session goes before the tunnels it runs over. */
+	endpoint_free(target);
 	if (p != NULL) {
 		struct xport tmp = { .priv = p };
 
 		ssh_xport_free_priv(&tmp);
 	}
+	link_release(&l);
 	free(command);
 	return r;
 }
 
 int
-xport_ssh_trust(const struct config_host *host, xport_ssh_confirm_fn confirm, void *arg)
+xport_ssh_trust(const struct config_host *host, const struct xport_ssh_opts *opts,
+    xport_ssh_confirm_fn confirm, void *arg)
 {
-	ssh_session session = NULL;
+	struct endpoint *target = NULL;
+	struct link l;
 	int r;
 
-	r = session_connect(host, HOSTKEY_TRUST, confirm, arg, &session);
-	if (session != NULL) {
-		ssh_disconnect(session);
-		ssh_free(session);
-	}
+	link_init(&l, host, opts);
+	l.trust = 1;
+	l.confirm = confirm;
+	l.arg = arg;
+	r = link_connect(&l, &target);
+	endpoint_free(target);
+	link_release(&l);
 	return r;
 }

@@ -36,15 +36,27 @@ for m in 1 2 3 4 5 6; do head -c 200000 /dev/urandom > "dist/openmrs_modules/mod
 for f in $(seq 1 30); do seq 1 $((f * 300)) > "dist/frontend/chunk$f.js"; done
 seq 1 700000 > dist/frontend/vendor.js	# a few MB: its patch takes a while to make
 echo '<config/>' > dist/openmrs_config/config.xml
-{
-	printf 'distribution:\n  name: fleet\n  source: dist\n'
+services_yml() {
 	printf 'services:\n  app:\n    paths: ["**"]\n    restart: command\n    command: [/bin/true]\n'
 	printf '    health: {command: [/bin/sh, -c, '"'"'test ! -e "$DISTSYNC_TARGET.fail-health"'"'"'], timeout: 2}\n'
+}
+# Each site runs only the commands of its own configuration (serve --site-config).
+for n in $names; do
+	mkdir -p "$T_DIR/site-$n"
+	{
+		printf 'distribution: {name: fleet}\n'
+		services_yml
+		printf 'hosts:\n  %s: {path: %s}\n' "$n" "$T_DIR/site-$n/distribution"
+	} > "$T_DIR/site-$n/site.yml"
+done
+{
+	printf 'distribution:\n  name: fleet\n  source: dist\n'
 	printf 'defaults: {parallel: 4}\n'
 	printf 'hosts:\n'
 	for n in $names; do
 		sshd_host_yml "$n" "$n" "$T_DIR/site-$n/distribution"
 		printf '    groups: [prod]\n'
+		printf '    site_config: %s\n' "$T_DIR/site-$n/site.yml"
 	done
 } > distsync.yml
 

@@ -8,9 +8,12 @@
 #   nginx_start m1 "$T_DIR/pub"    # serves the tree on a free loopback port
 #   nginx_start m2 "$T_DIR/pub" noranges   # the same, ignoring Range (max_ranges 0)
 #   nginx_start m3 "$T_DIR/pub" tls        # HTTPS with a certificate of a test CA
+#   nginx_start m4 "$T_DIR/pub" rate=200k  # each response sent at 200 KB/s (limit_rate)
+#   nginx_cut m4                   # kill its worker: transfers in flight are cut
 #   url=$(nginx_url m1)            # http://127.0.0.1:PORT (https://localhost:PORT for tls)
 #   nginx_ca                       # the test CA's certificate file (after a tls start)
 #   nginx_requests m1              # how many requests m1 answered, from its log
+#   nginx_bytes m1                 # body bytes m1 sent, from its log
 #   nginx_stop m1                  # also done at exit
 #
 # A server runs as the test's user with its own prefix, pid file and logs
@@ -33,6 +36,7 @@ nginx_port() {
 }
 
 nginx_url() {
+	local d
 	d=$(nginx_dir "$1")
 	if [ -f "$d/tls" ]; then
 		echo "https://localhost:$(nginx_port "$1")"
@@ -47,6 +51,7 @@ nginx_ca() {
 
 # nginx_make_ca: a test CA and a certificate for localhost signed by it.
 nginx_make_ca() {
+	local ca
 	ca="$T_DIR/nginx-ca"
 	[ -f "$ca/ca.pem" ] && return 0
 	mkdir -p "$ca" || return 1
@@ -61,6 +66,7 @@ nginx_make_ca() {
 
 # nginx_start NAME ROOT [noranges|tls]: serve ROOT until the test ends.
 nginx_start() {
+	local name root mode d port listen extra user i
 	name=$1
 	root=$2
 	mode=${3:-}
@@ -75,6 +81,7 @@ nginx_start() {
 	[ "$(id -u)" -eq 0 ] && user="user root;"
 	case $mode in
 	noranges) extra="max_ranges 0;" ;;
+	rate=*) extra="limit_rate ${mode#rate=};" ;;
 	tls)
 		nginx_make_ca || return 1
 		: >"$d/tls"
@@ -128,6 +135,7 @@ EOF
 }
 
 nginx_stop() {
+	local d pid i
 	d=$(nginx_dir "$1")
 	[ -f "$d/master" ] || return 0
 	pid=$(cat "$d/master")
@@ -143,6 +151,7 @@ nginx_stop() {
 
 # nginx_requests NAME [PATTERN]: requests in NAME's access log (matching PATTERN).
 nginx_requests() {
+	local log
 	log="$(nginx_dir "$1")/logs/access.log"
 	[ -f "$log" ] || { echo 0; return; }
 	if [ $# -gt 1 ]; then
@@ -150,4 +159,26 @@ nginx_requests() {
 	else
 		wc -l <"$log" | tr -d ' '
 	fi
+}
+
+# nginx_cut NAME: kills NAME's worker processes (the master starts a new one),
+# so every transfer in flight ends at once, as a dropped link would.
+nginx_cut() {
+	local master w
+	master=$(cat "$(nginx_dir "$1")/master")
+	for w in $(pgrep -P "$master"); do
+		kill -9 "$w" 2>/dev/null
+	done
+}
+
+# nginx_bytes NAME [PATTERN]: body bytes NAME sent (requests matching PATTERN).
+nginx_bytes() {
+	local log
+	log="$(nginx_dir "$1")/logs/access.log"
+	[ -f "$log" ] || { echo 0; return; }
+	if [ $# -gt 1 ]; then
+		grep -- "$2" "$log"
+	else
+		cat "$log"
+	fi | awk '{ n += $10 } END { print n + 0 }'
 }

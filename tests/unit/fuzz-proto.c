@@ -63,14 +63,15 @@ session(struct buf *out)
 	struct proto_hello h = { PROTO_MAGIC, PROTO_VERSION, PROTO_CAP_ALL, PROTO_ROLE_RECEIVER,
 	    (char *)"distsync fuzz" };
 	struct proto_error e = { -7, (char *)"locked" };
-	struct proto_open o = { PROTO_OP_PUSH, 0, 5, (char *)"h", (uint8_t *)"x: 1\n", 5 };
+	struct proto_open o = { PROTO_OP_ROLLBACK, 0, 5, (char *)"h", (uint8_t *)"x: 1\n", 5,
+	    (char *)"r0" };
 	struct proto_staged st1 = { { 1 }, 0, 99 };
 	struct proto_state s = { (char *)"r1", { 2 }, 1000, &st1, 1, paths, 2 };
 	struct proto_manifest mf = { (uint8_t *)"distsync-manifest 1\n", 20 };
 	struct proto_object ob = { { 3 }, PROTO_ENC_ZSTD, 100, 0, { 0 } };
 	struct proto_commit c = { (char *)"r2", (uint8_t *)"m", 1, NULL, 0, 0 };
 	struct proto_result res = { 0, 0, (char *)"r1", (char *)"r2", 1, 2, 3, 4, 5, 6, paths, 1,
-	    (char *)"ok", paths, 2, (char *)"" };
+	    (char *)"ok", paths, 2, (char *)"", 1, (char *)"restart db", paths, 2, paths, 1 };
 	struct buf *p = buf_new(0);
 
 #define FRAME(t, enc, msg) do { buf_reset(p); enc(p, msg); proto_frame_put(out, t, p); } while (0)

@@ -24,6 +24,7 @@
 #include "config/config.h"
 #include "repo/manifest.h"
 #include "site/restart.h"
+#include "site/runonce.h"
 
 int
 main(int argc, char **argv)
@@ -67,7 +68,7 @@ main(int argc, char **argv)
 		target = path_absolute(config->dir, host->path);
 		if ((r = manifest_scan(target, NULL, NULL, 1, &m, NULL)) != 0)
 			goto out;
-		r = restart_run_once(config, host, m, NULL, &report);
+		r = runonce_run_manifest(config, host, m, NULL, &report);
 		restart_report_print(&report, "run_once: ", stdout);
 		if (r != 0)
 			goto out;

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 
 #include "base/err.h"
+#include "base/fileio.h"
 #include "base/hash.h"
 #include "base/log.h"
 #include "base/path.h"
@@ -303,6 +304,17 @@ test_lock(void)
 	target_close(t);
 }
 
+static int
+empty_dir(const char *dir)
+{
+	struct manifest *m = NULL;
+	int empty;
+
+	empty = manifest_scan(dir, NULL, NULL, 1, &m, NULL) == 0 && m->count == 0;
+	manifest_free(m);
+	return empty;
+}
+
 static void
 test_apply(void)
 {
@@ -382,14 +394,40 @@ test_apply(void)
 		manifest_free(m);
 	}
 
-	/* Rollback to 1, then to 2 again. */
+	/*
+	 * Rollback to 1; a second rollback goes further back (to the empty
+	 * target 1 replaced), never forward to 2; --release 2 gets 2 again.
+	 */
 	ret = commit_rollback(t, &o, &r);
 	CHECK(ret == 0 && strcmp(r.to_release, "1") == 0, "rollback to 1 (%d)", ret);
 	CHECK(same_tree("r1", "t"), "tree is release 1");
 	commit_report_release(&r);
 	ret = commit_rollback(t, &o, &r);
-	CHECK(ret == 0 && strcmp(r.to_release, "2") == 0, "rollback again returns to 2");
+	CHECK(ret == 0 && strcmp(r.to_release, COMMIT_ID_EMPTY) == 0 && empty_dir("t"),
+	    "rollback again goes back, to the empty target, not forward (%d, %s)", ret,
+	    r.to_release != NULL ? r.to_release : "-");
+	commit_report_release(&r);
+	ret = commit_rollback(t, &o, &r);
+	CHECK(ret == DS_ERR_NOTFOUND && empty_dir("t"),
+	    "and no further: nothing was there before (%d)", ret);
+	commit_report_release(&r);
+	{
+		char *list = NULL;
+
+		CHECK(fileio_read_at(AT_FDCWD, "state/previous.list", 4096, &list, NULL) == 0 &&
+		    strcmp(list, "") == 0, "previous.list is empty");
+		free(list);
+	}
+	o.rollback_to = "2";
+	ret = commit_rollback(t, &o, &r);
+	CHECK(ret == 0 && strcmp(r.to_release, "2") == 0, "rollback --release 2 returns to 2");
 	CHECK(same_tree("r2", "t"), "tree is release 2");
+	commit_report_release(&r);
+	o.rollback_to = NULL;
+	ret = commit_rollback(t, &o, &r);
+	CHECK(ret == 0 && r.from_release != NULL && strcmp(r.from_release, "2") == 0 &&
+	    strcmp(r.to_release, COMMIT_ID_EMPTY) == 0 && empty_dir("t"),
+	    "after --release 2, a rollback undoes that: back to the empty target (%d)", ret);
 	commit_report_release(&r);
 	target_close(t);
 }
@@ -458,17 +496,6 @@ make_found(const char *dir)
 	tap_write_file(path, "deep\n", 5);
 }
 
-static int
-empty_dir(const char *dir)
-{
-	struct manifest *m = NULL;
-	int empty;
-
-	empty = manifest_scan(dir, NULL, NULL, 1, &m, NULL) == 0 && m->count == 0;
-	manifest_free(m);
-	return empty;
-}
-
 /* First apply into an empty target: a rollback empties it again, and forgets the apply. */
 static void
 test_first_apply_empty(void)
@@ -528,6 +555,16 @@ test_first_apply_empty(void)
 	target_close(t);
 }
 
+/* 1 when PATH is in the NULL-terminated list V. */
+static int
+listed(char **v, const char *path)
+{
+	for (size_t i = 0; v != NULL && v[i] != NULL; i++)
+		if (strcmp(v[i], path) == 0)
+			return 1;
+	return 0;
+}
+
 /* First apply over files that were there: a rollback restores them exactly. */
 static void
 test_first_apply_found(void)
@@ -551,10 +588,32 @@ test_first_apply_found(void)
 	CHECK(ret == DS_ERR_DRIFT && same_tree("orig", "t"),
 	    "fail_on_drift refuses a first apply over foreign files (%d)", ret);
 	commit_report_release(&r);
+	{
+		char **drift = NULL;
+
+		CHECK(target_verify(t, NULL, &drift) == 0 && drift != NULL && drift[0] == NULL,
+		    "a site never applied has no drift: its tree was found");
+		xfree_strv(drift);
+	}
 	o.fail_on_drift = 0;
 	ret = apply_dir(t, "r1", "1", &o, &r);
 	CHECK(ret == 0 && r.from_release == NULL && r.drifted_paths[0] != NULL,
 	    "first apply over the tree as found, which is listed (%d)", ret);
+	CHECK(listed(r.drifted_paths, "core.war") && listed(r.drifted_paths, "old.txt") &&
+	    !listed(r.drifted_paths, "static.txt"),
+	    "it lists the found paths it replaces or removes, not those it keeps");
+	{
+		uint8_t h[HASH_LEN];
+		char hex[HASH_HEX_LEN + 1], *kept;
+
+		hash_bytes("same\n", 5, h);
+		hash_to_hex(h, hex);
+		kept = xasprintf("state/backup/" COMMIT_ID_FOUND "/objects/%s", hex);
+		CHECK(r.unchanged > 0 && access("state/backup/" COMMIT_ID_FOUND "/manifest",
+		    F_OK) == 0 && access(kept, F_OK) != 0,
+		    "what it keeps (%zu) is adopted in place: no backup copy", r.unchanged);
+		free(kept);
+	}
 	CHECK(same_tree("r1", "t"), "tree is release 1");
 	commit_report_release(&r);
 	CHECK(strcmp(state_id("previous.id", id, sizeof(id)), COMMIT_ID_FOUND) == 0,
@@ -581,9 +640,15 @@ test_first_apply_found(void)
 	CHECK(ret == 0 && same_tree("orig", "t"), "and rolled back again: as found (%d)", ret);
 	commit_report_release(&r);
 	ret = commit_rollback(t, &o, &r);
-	CHECK(ret == 0 && same_tree("r1", "t") && strcmp(r.to_release, "1") == 0,
-	    "rollback of the rollback: release 1 (%d)", ret);
+	CHECK(ret == DS_ERR_NOTFOUND && same_tree("orig", "t"),
+	    "a rollback of the rollback does not go forward (%d)", ret);
 	commit_report_release(&r);
+	o.rollback_to = "1";
+	ret = commit_rollback(t, &o, &r);
+	CHECK(ret == 0 && same_tree("r1", "t") && strcmp(r.to_release, "1") == 0,
+	    "rollback --release 1 of the rollback: release 1 (%d)", ret);
+	commit_report_release(&r);
+	o.rollback_to = NULL;
 	CHECK(state_consistent(t), "verify: no drift");
 	target_close(t);
 }
@@ -712,10 +777,12 @@ test_drift_rollback(void)
 	CHECK(same && after[n] == NULL, "verify reports the same %zu drifted paths", n);
 	xfree_strv(after);
 
+	o.rollback_to = "2";
 	ret = commit_rollback(t, &o, &r);
 	CHECK(ret == 0 && strcmp(r.to_release, "2") == 0 && same_tree("r2", "t"),
-	    "rollback of the rollback: release 2 (%d)", ret);
+	    "rollback --release 2 of the rollback: release 2 (%d)", ret);
 	commit_report_release(&r);
+	o.rollback_to = NULL;
 	CHECK(state_consistent(t), "no drift");
 	ret = commit_rollback(t, &o, &r);
 	CHECK(ret == 0 && same_tree("found", "t"), "and back to 1 as found (%d)", ret);

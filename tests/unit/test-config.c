@@ -170,7 +170,7 @@ static const struct {
 	{ "distribution: {name: \"x\x01\"}\n", 1, "control", NULL },
 	/* site: (pull) */
 	{ H "site: {host: k}\n", 5, "site.upstream", "missing" },
-	{ H "site: {upstream: a, host: k}\n", 5, "site.upstream", "no address" },
+	{ H "site: {upstream: a, host: k}\n", 5, "site.upstream", "neither an address nor mirrors" },
 	{ UP "site: {upstream: nope, host: k}\n", 6, "site.upstream", "no host 'nope'" },
 	{ UP "site: {upstream: up}\n", 6, "site.host", "missing" },
 	{ UP "site: {upstream: up, host: \"-x\"}\n", 6, "site.host", NULL },
@@ -392,8 +392,10 @@ test_good(void)
 	h = config_host(c, "kirehe");
 	CHECK(h != NULL && str_equal(h->user, "openmrs") && h->port == 2200 &&
 	    h->retries == 7 && h->bwlimit == 32000, "kirehe: defaults merged, 256kbit = 32000 B/s");
-	CHECK(h != NULL && str_equal(h->identity, "/home/tester/.ssh/id_ed25519") &&
-	    str_equal(h->known_hosts, "/home/tester/.ssh/known_hosts"), "~ expands to $HOME");
+	CHECK(h != NULL && str_equal(h->identity, "/home/tester/.ssh/id_ed25519"),
+	    "~ expands to $HOME");
+	CHECK(h != NULL && h->known_hosts == NULL,
+	    "no known_hosts set: none filled in (ssh's own files are looked up)");
 	CHECK(h != NULL && str_equal(h->path, "/opt/openmrs/distribution") &&
 	    str_equal(h->state, "/opt/openmrs/.distribution.distsync"),
 	    "state defaults to dirname(path)/.BASENAME.distsync");

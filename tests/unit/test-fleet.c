@@ -502,6 +502,9 @@ full_report(struct report *rep)
 	rep->signatures = 4;
 	rep->fallbacks = 5;
 	rep->cache_hits = 6;
+	rep->found = 1;
+	rep->found_release = xstrdup("1.0");
+	rep->identical = 7;
 	rep->result.status = DS_ERR_HEALTH;
 	rep->result.flags = PROTO_FLAG_DRY_RUN;
 	rep->result.from = xstrdup("");
@@ -535,7 +538,9 @@ same_reports(const struct report *a, const struct report *b)
 	    a->planned_bytes != b->planned_bytes || a->bytes_sent != b->bytes_sent ||
 	    a->bytes_received != b->bytes_received || a->round_trips != b->round_trips ||
 	    a->manifest_fetched != b->manifest_fetched || a->signatures != b->signatures ||
-	    a->fallbacks != b->fallbacks || a->cache_hits != b->cache_hits)
+	    a->fallbacks != b->fallbacks || a->cache_hits != b->cache_hits ||
+	    a->found != b->found || strcmp(a->found_release, b->found_release) != 0 ||
+	    a->identical != b->identical)
 		return 0;
 	if (memcmp(a->enc_objects, b->enc_objects, sizeof(a->enc_objects)) != 0 ||
 	    memcmp(a->enc_bytes, b->enc_bytes, sizeof(a->enc_bytes)) != 0)
@@ -577,6 +582,9 @@ test_report_codec(void)
 		"{\"status\":0,\"result\":{\"services\":\"a\"}}",
 		"{\"status\":0,\"result\":{\"services\":[\"a\",null]}}",
 		"{\"status\":0,\"result\":{\"changed\":-3}}",
+		"{\"status\":0,\"found\":1}",
+		"{\"status\":0,\"found_release\":[]}",
+		"{\"status\":0,\"identical\":-1}",
 	};
 	struct report rep, back;
 	json_t *v;

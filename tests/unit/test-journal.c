@@ -44,6 +44,18 @@ static const char *const good[] = {
 	    "P 12 0644 -1 -1 per%25cent/%7fdel\n"
 	    "M 0000 -1 -1 a/b/c\n"
 	    "end\n",
+	/* What an apply owes after its files, and the rollback list it leaves. */
+	HEAD "from 1\nto 2\nkeep 5\n"
+	    "P 0 0644 -1 -1 trusted_sql/001%20a.sql\n"
+	    "F 0 " HEX64 " trusted_sql/001%20a.sql\n"
+	    "F 12 " HEX64 " trusted_sql/002.sql\n"
+	    "O 1 " HEX64 "\n"
+	    "S db\n"
+	    "S backend\n"
+	    "L 1 (pre-distsync)\n"
+	    "end\n",
+	HEAD "from 2\nto 1\nkeep 5\nS backend\nL\nend\n",
+	HEAD "from 2\nto 1\nkeep 5\nL (none)\nend\n",
 };
 #define NGOOD	(sizeof(good) / sizeof(good[0]))
 
@@ -82,6 +94,22 @@ static const struct {
 	{ HEAD "from -\nto 1\nkeep 3\nB abc a\nend\n", 5, "B with a short hash" },
 	{ HEAD "from -\nto 1\nkeep 3\nB " HEX64 " \nend\n", 5, "B without a path" },
 	{ HEAD "from -\nto 1\nkeep 3\nU a\nU b\nR c\nQ\nend\n", 8, "the bad line, not the first" },
+	{ HEAD "from -\nto 1\nkeep 3\nF 0 " HEX64 "\nend\n", 5, "F without a path" },
+	{ HEAD "from -\nto 1\nkeep 3\nF 0 " HEX64 " ../x\nend\n", 5, "F path with .." },
+	{ HEAD "from -\nto 1\nkeep 3\nF x " HEX64 " a\nend\n", 5, "F with no hook index" },
+	{ HEAD "from -\nto 1\nkeep 3\nF 01 " HEX64 " a\nend\n", 5, "F index with a leading zero" },
+	{ HEAD "from -\nto 1\nkeep 3\nF -1 " HEX64 " a\nend\n", 5, "F with a negative index" },
+	{ HEAD "from -\nto 1\nkeep 3\nF 0  " HEX64 " a\nend\n", 5, "F with two spaces" },
+	{ HEAD "from -\nto 1\nkeep 3\nF 0 abc a\nend\n", 5, "F with a short hash" },
+	{ HEAD "from -\nto 1\nkeep 3\nO 0 " HEX64 " a\nend\n", 5, "O with a path" },
+	{ HEAD "from -\nto 1\nkeep 3\nO 999999 " HEX64 "\nend\n", 5, "O index too large" },
+	{ HEAD "from -\nto 1\nkeep 3\nS\nend\n", 5, "S without a name" },
+	{ HEAD "from -\nto 1\nkeep 3\nS a/b\nend\n", 5, "S name with a slash" },
+	{ HEAD "from -\nto 1\nkeep 3\nS a%2fb\nend\n", 5, "S name with an escaped slash" },
+	{ HEAD "from -\nto 1\nkeep 3\nL \nend\n", 5, "L with a space and no id" },
+	{ HEAD "from -\nto 1\nkeep 3\nL 1  2\nend\n", 5, "L with an empty id" },
+	{ HEAD "from -\nto 1\nkeep 3\nL 1 ../2\nend\n", 5, "L with no state id" },
+	{ HEAD "from -\nto 1\nkeep 3\nL 1\nL 2\nend\n", 6, "a second L" },
 };
 #define NBAD	(sizeof(bad) / sizeof(bad[0]))
 
@@ -176,6 +204,50 @@ test_format(void)
 	journal_release(&j);
 }
 
+/* The owed records and the rollback list, built in memory: their bytes. */
+static void
+test_format_owed(void)
+{
+	struct journal j;
+	struct journal_record *rec;
+	const char *want = good[4];
+
+	memset(&j, 0, sizeof(j));
+	j.from = strdup("1");
+	j.to = strdup("2");
+	j.keep = 5;
+	journal_add(&j, JOURNAL_PLACE, "trusted_sql/001 a.sql")->mode = 0644;
+	rec = journal_add(&j, JOURNAL_RUN_FILE, "trusted_sql/001 a.sql");
+	hash_from_hex(HEX64, HASH_HEX_LEN, rec->hash);
+	rec = journal_add(&j, JOURNAL_RUN_FILE, "trusted_sql/002.sql");
+	rec->prep = 12;
+	hash_from_hex(HEX64, HASH_HEX_LEN, rec->hash);
+	rec = journal_add(&j, JOURNAL_RUN_SET, "");
+	rec->prep = 1;
+	hash_from_hex(HEX64, HASH_HEX_LEN, rec->hash);
+	journal_add(&j, JOURNAL_RESTART, "db");
+	journal_add(&j, JOURNAL_RESTART, "backend");
+	journal_add(&j, JOURNAL_LINEAGE, "1 (pre-distsync)");
+	CHECK(encodes_to(&j, want, strlen(want)), "F, O, S and L records are written as pinned");
+	CHECK(!journal_kind_is_tree(JOURNAL_RUN_FILE) && !journal_kind_is_tree(JOURNAL_RESTART) &&
+	    !journal_kind_is_tree(JOURNAL_LINEAGE) && !journal_kind_is_tree(JOURNAL_BACKUP) &&
+	    journal_kind_is_tree(JOURNAL_PLACE) && journal_kind_is_tree(JOURNAL_UNLINK),
+	    "only U, R, D, P and M touch the tree");
+	CHECK(journal_kind_is_owed(JOURNAL_RUN_FILE) && journal_kind_is_owed(JOURNAL_RUN_SET) &&
+	    journal_kind_is_owed(JOURNAL_RESTART) && !journal_kind_is_owed(JOURNAL_LINEAGE) &&
+	    !journal_kind_is_owed(JOURNAL_PLACE), "F, O and S are owed work");
+	journal_release(&j);
+
+	memset(&j, 0, sizeof(j));
+	j.from = strdup("2");
+	j.to = strdup("1");
+	j.keep = 5;
+	journal_add(&j, JOURNAL_RESTART, "backend");
+	journal_add(&j, JOURNAL_LINEAGE, "");
+	CHECK(encodes_to(&j, good[5], strlen(good[5])), "an empty rollback list is a bare L");
+	journal_release(&j);
+}
+
 /* Every good journal decodes and re-encodes to the same bytes. */
 static void
 test_round_trip(void)
@@ -211,6 +283,19 @@ test_round_trip(void)
 		journal_release(&j);
 		CHECK(journal_decode(good[0], strlen(good[0]), "test", &j) == 0 && j.from == NULL &&
 		    j.count == 0, "from - decodes to no from");
+		journal_release(&j);
+		CHECK(journal_decode(good[4], strlen(good[4]), "test", &j) == 0 && j.count == 7 &&
+		    j.records[1].kind == JOURNAL_RUN_FILE && j.records[1].prep == 0 &&
+		    strcmp(j.records[1].path, "trusted_sql/001 a.sql") == 0 &&
+		    j.records[2].prep == 12 && j.records[3].kind == JOURNAL_RUN_SET &&
+		    j.records[3].prep == 1 && j.records[3].path[0] == '\0' &&
+		    j.records[4].kind == JOURNAL_RESTART && strcmp(j.records[4].path, "db") == 0 &&
+		    j.records[6].kind == JOURNAL_LINEAGE &&
+		    strcmp(j.records[6].path, "1 (pre-distsync)") == 0, "owed records' fields");
+		journal_release(&j);
+		CHECK(journal_decode(good[5], strlen(good[5]), "test", &j) == 0 && j.count == 2 &&
+		    j.records[1].kind == JOURNAL_LINEAGE && j.records[1].path[0] == '\0',
+		    "a bare L decodes to an empty list");
 		journal_release(&j);
 	}
 }
@@ -248,8 +333,15 @@ journal_valid(const struct journal *j)
 	for (size_t i = 0; i < j->count; i++) {
 		const struct journal_record *rec = &j->records[i];
 
-		if (strchr("BURDPM", rec->kind) == NULL || rec->kind == '\0' ||
-		    path_check(rec->path, strlen(rec->path), NULL) != 0 || rec->mode > 07777)
+		if (strchr("BURDPMFOSL", rec->kind) == NULL || rec->kind == '\0' || rec->mode > 07777)
+			return 0;
+		if (rec->kind == JOURNAL_LINEAGE || rec->kind == JOURNAL_RUN_SET) {
+			if (rec->kind == JOURNAL_RUN_SET && rec->path[0] != '\0')
+				return 0;
+			continue;
+		}
+		if (path_check(rec->path, strlen(rec->path), NULL) != 0 ||
+		    (rec->kind == JOURNAL_RESTART && strchr(rec->path, '/') != NULL))
 			return 0;
 	}
 	bytes = journal_encode(j, &len);
@@ -304,6 +396,7 @@ main(void)
 {
 	log_set_level(LOG_LEVEL_ERROR);
 	tap_run("journal-format", test_format);
+	tap_run("journal-format-owed", test_format_owed);
 	tap_run("journal-round-trip", test_round_trip);
 	tap_run("journal-bad", test_bad);
 	tap_run("journal-mutations", test_mutations);

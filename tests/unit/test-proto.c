@@ -59,6 +59,7 @@ static struct proto_result result = {
 };
 
 static struct proto_plan plan = { .objects = 3, .bytes = 12000000 };
+static struct proto_found found = { .digest = { 0x5a, 1, 2 }, .release = "2024.1" };
 
 struct sample {
 	uint8_t		 type;
@@ -75,6 +76,7 @@ static const struct sample samples[] = {
 	{ PROTO_COMMIT, &commit },
 	{ PROTO_RESULT, &result },
 	{ PROTO_PLAN, &plan },
+	{ PROTO_FOUND, &found },
 };
 #define NSAMPLES (sizeof(samples) / sizeof(samples[0]))
 
@@ -91,6 +93,7 @@ encode(uint8_t type, const void *m, struct buf *b)
 	case PROTO_COMMIT:	return proto_commit_encode(b, m);
 	case PROTO_RESULT:	return proto_result_encode(b, m);
 	case PROTO_PLAN:	return proto_plan_encode(b, m);
+	case PROTO_FOUND:	return proto_found_encode(b, m);
 	}
 	return DS_ERR_INVALID;
 }

@@ -17,7 +17,9 @@
 #include "base/xmalloc.h"
 #include "config/config.h"
 #include "repo/manifest.h"
+#include "site/journal.h"
 #include "site/restart.h"
+#include "site/runonce.h"
 #include "tap.h"
 
 #define SV(...)	((char *[]){ __VA_ARGS__, NULL })
@@ -353,6 +355,8 @@ test_run_once(void)
 	ro[0].line = 7;
 	ro[1].paths = SV("nothing/**");
 	ro[1].command = SV("sh", "-c", "echo never >> ../hooks.log");
+	/* These hooks run once per set (each: set); per-file runs are test_run_once_each_file's. */
+	ro[0].each = ro[1].each = CONFIG_EACH_SET;
 	c.file = "distsync.yml";
 	c.run_once = ro;
 	c.nrun_once = 2;
@@ -372,18 +376,18 @@ test_run_once(void)
 	m.entries = e;
 	m.count = 5;
 
-	CHECK(restart_run_once_hash(&c, 0, &m, hex1) == 1 && strlen(hex1) == 64,
+	CHECK(runonce_set_hash(&c, 0, &m, hex1) == 1 && strlen(hex1) == 64,
 	    "hash of the matched files: %s", hex1);
-	CHECK(restart_run_once_hash(&c, 1, &m, hex2) == 0 && hex2[0] == '\0',
+	CHECK(runonce_set_hash(&c, 1, &m, hex2) == 0 && hex2[0] == '\0',
 	    "a hook matching nothing has no hash");
 
 	restart_report_init(&report);
-	r = restart_run_once(&c, &host, &m, NULL, &report);
+	r = runonce_run_manifest(&c, &host, &m, NULL, &report);
 	CHECK(r == 0 && report.count == 1 && report.items[0].status == RESTART_OK,
 	    "first run: the hook runs");
 	restart_report_release(&report);
 	restart_report_init(&report);
-	r = restart_run_once(&c, &host, &m, NULL, &report);
+	r = runonce_run_manifest(&c, &host, &m, NULL, &report);
 	CHECK(r == 0 && report.count == 1 && report.items[0].status == RESTART_SKIPPED,
 	    "same content again: skipped");
 	restart_report_release(&report);
@@ -401,27 +405,27 @@ test_run_once(void)
 
 	/* A file outside the glob changes: same hash. One inside: runs again. */
 	manifest_entry_set(&e[4], "trusted_sql/sub/3.sql", MANIFEST_FILE, "changed, unmatched");
-	CHECK(restart_run_once_hash(&c, 0, &m, hex2) == 1 && strcmp(hex1, hex2) == 0,
+	CHECK(runonce_set_hash(&c, 0, &m, hex2) == 1 && strcmp(hex1, hex2) == 0,
 	    "unmatched files do not change the hash");
 	manifest_entry_set(&e[3], "trusted_sql/2.sql", MANIFEST_FILE, "insert into a values (1);");
-	CHECK(restart_run_once_hash(&c, 0, &m, hex2) == 1 && strcmp(hex1, hex2) != 0,
+	CHECK(runonce_set_hash(&c, 0, &m, hex2) == 1 && strcmp(hex1, hex2) != 0,
 	    "a matched file's content changes the hash");
 	/* A rename with the same content is new content too. */
 	manifest_entry_set(&e[2], "trusted_sql/0.sql", MANIFEST_FILE, "create table a;");
-	CHECK(restart_run_once_hash(&c, 0, &m, hex1) == 1 && strcmp(hex1, hex2) != 0,
+	CHECK(runonce_set_hash(&c, 0, &m, hex1) == 1 && strcmp(hex1, hex2) != 0,
 	    "a path change changes the hash");
 
 	/* A failing hook is reported, not recorded, and runs again next time. */
 	ro[0].command = SV("sh", "-c", "echo sql failed; exit 2");
 	restart_report_init(&report);
-	r = restart_run_once(&c, &host, &m, NULL, &report);
+	r = runonce_run_manifest(&c, &host, &m, NULL, &report);
 	CHECK(r == DS_ERR_CHILD && report.failed != NULL &&
 	    strcmp(report.failed, "run_once[0]") == 0 &&
 	    strstr(report.failed_output, "sql failed") != NULL, "a failing hook fails the run");
 	restart_report_release(&report);
 	ro[0].command = SV("sh", "-c", "echo retried >> \"$DISTSYNC_TARGET/../hooks.log\"");
 	restart_report_init(&report);
-	r = restart_run_once(&c, &host, &m, NULL, &report);
+	r = runonce_run_manifest(&c, &host, &m, NULL, &report);
 	CHECK(r == 0 && report.items[0].status == RESTART_OK, "after a failure it runs again");
 	restart_report_release(&report);
 
@@ -429,10 +433,219 @@ test_run_once(void)
 	free(host.state);
 	host.state = NULL;
 	restart_report_init(&report);
-	CHECK(restart_run_once(&c, &host, &m, NULL, &report) == DS_ERR_CONFIG,
+	CHECK(runonce_run_manifest(&c, &host, &m, NULL, &report) == DS_ERR_CONFIG,
 	    "run_once without a state dir is a config error");
 	restart_report_release(&report);
 	free(host.path);
+}
+
+/* Writes CONTENT to FILE (made with its directory). */
+static void
+put_file(const char *file, const char *content)
+{
+	FILE *fp;
+	char *dir = xstrdup(file), *slash = strrchr(dir, '/');
+
+	if (slash != NULL) {
+		*slash = '\0';
+		mkdir(dir, 0755);
+	}
+	if ((fp = fopen(file, "w")) != NULL) {
+		fputs(content, fp);
+		fclose(fp);
+	}
+	free(dir);
+}
+
+/* each: file: every new or changed file once, in path order, its content on stdin. */
+static void
+test_run_once_each_file(void)
+{
+	struct config c;
+	struct config_run_once ro[2];
+	struct config_host host;
+	struct manifest m;
+	struct manifest_entry e[4];
+	struct restart_report report;
+	struct journal j;
+	char *log;
+	int r;
+
+	memset(&c, 0, sizeof(c));
+	memset(ro, 0, sizeof(ro));
+	ro[0].paths = SV("trusted_sql/*.sql");
+	ro[0].command = SV("sh", "-c", "echo \"$DISTSYNC_RUN_ONCE_FILE: $(cat)\" >> ../sql.log");
+	ro[0].input = CONFIG_INPUT_STDIN;
+	ro[0].line = 3;
+	/* Another hook, known by its own paths: it runs the files again. */
+	ro[1].paths = SV("trusted_sql/0*.sql");
+	ro[1].command = SV("sh", "-c", "echo \"arg $1\" >> ../args.log", "sh");
+	ro[1].input = CONFIG_INPUT_ARGUMENT;
+	ro[1].line = 9;
+	c.file = "distsync.yml";
+	c.run_once = ro;
+	c.nrun_once = 1;
+	memset(&host, 0, sizeof(host));
+	host.name = "site";
+	host.path = xasprintf("%s/target", tap_dir);
+	host.state = xasprintf("%s/state", tap_dir);
+	mkdir("target", 0755);
+	put_file("target/trusted_sql/001.sql", "create table a;");
+	put_file("target/trusted_sql/002.sql", "insert into a;");
+	put_file("target/trusted_sql/003.sql", "alter table a;");
+	manifest_entry_set(&e[0], "trusted_sql", MANIFEST_DIR, NULL);
+	manifest_entry_set(&e[1], "trusted_sql/001.sql", MANIFEST_FILE, "create table a;");
+	manifest_entry_set(&e[2], "trusted_sql/002.sql", MANIFEST_FILE, "insert into a;");
+	manifest_entry_set(&e[3], "trusted_sql/003.sql", MANIFEST_FILE, "alter table a;");
+	memset(&m, 0, sizeof(m));
+	m.entries = e;
+	m.count = 3;
+
+	/* What a tree owes: one F record per file, in path order. */
+	memset(&j, 0, sizeof(j));
+	CHECK(runonce_owed(&c, host.state, NULL, &m, 1, &j, NULL) == 0 && j.count == 2 &&
+	    j.records[0].kind == JOURNAL_RUN_FILE && j.records[0].prep == 0 &&
+	    strcmp(j.records[0].path, "trusted_sql/001.sql") == 0 &&
+	    memcmp(j.records[0].hash, e[1].hash, HASH_LEN) == 0 &&
+	    strcmp(j.records[1].path, "trusted_sql/002.sql") == 0,
+	    "two new files owe two runs, in path order (%zu)", j.count);
+	journal_release(&j);
+
+	restart_report_init(&report);
+	r = runonce_run_manifest(&c, &host, &m, NULL, &report);
+	CHECK(r == 0 && report.count == 2 && report.items[0].status == RESTART_OK &&
+	    strcmp(report.items[0].why, "trusted_sql/001.sql") == 0 &&
+	    report.items[1].status == RESTART_OK, "each file ran");
+	restart_report_release(&report);
+	log = slurp("sql.log");
+	CHECK(strcmp(log, "trusted_sql/001.sql: create table a;\n"
+	    "trusted_sql/002.sql: insert into a;\n") == 0,
+	    "once per file, in path order, the file on stdin and named in the environment "
+	    "(%s)", log);
+	free(log);
+
+	restart_report_init(&report);
+	r = runonce_run_manifest(&c, &host, &m, NULL, &report);
+	CHECK(r == 0 && report.count == 2 && report.items[0].status == RESTART_SKIPPED &&
+	    report.items[1].status == RESTART_SKIPPED, "the same files again: both skipped");
+	restart_report_release(&report);
+
+	/* A third file, and a changed one: only those run. */
+	m.count = 4;
+	put_file("target/trusted_sql/002.sql", "insert into a values (2);");
+	manifest_entry_set(&e[2], "trusted_sql/002.sql", MANIFEST_FILE,
+	    "insert into a values (2);");
+	restart_report_init(&report);
+	r = runonce_run_manifest(&c, &host, &m, NULL, &report);
+	CHECK(r == 0, "new and changed files run");
+	restart_report_release(&report);
+	log = slurp("sql.log");
+	CHECK(strcmp(log, "trusted_sql/001.sql: create table a;\n"
+	    "trusted_sql/002.sql: insert into a;\n"
+	    "trusted_sql/002.sql: insert into a values (2);\n"
+	    "trusted_sql/003.sql: alter table a;\n") == 0,
+	    "only the changed and the new file ran, in path order (%s)", log);
+	free(log);
+
+	/* input: argument: the absolute path as the last argument. */
+	c.run_once = ro + 1;
+	restart_report_init(&report);
+	r = runonce_run_manifest(&c, &host, &m, NULL, &report);
+	restart_report_release(&report);
+	log = slurp("args.log");
+	{
+		char *want = xasprintf("arg %s/target/trusted_sql/001.sql\narg %s/target/"
+		    "trusted_sql/002.sql\narg %s/target/trusted_sql/003.sql\n", tap_dir, tap_dir,
+		    tap_dir);
+
+		CHECK(r == 0 && strcmp(log, want) == 0, "input: argument appends the path (%s)",
+		    log);
+		free(want);
+	}
+	free(log);
+
+	/* A failure names the file; the files before it are recorded, it runs again. */
+	c.run_once = ro;
+	ro[0].paths = SV("more/*.sql");
+	ro[0].command = SV("sh", "-c", "grep -q bad || exit 0; echo \"syntax error\"; exit 1");
+	put_file("target/more/a.sql", "good");
+	put_file("target/more/b.sql", "bad");
+	put_file("target/more/c.sql", "good too");
+	manifest_entry_set(&e[0], "more/a.sql", MANIFEST_FILE, "good");
+	manifest_entry_set(&e[1], "more/b.sql", MANIFEST_FILE, "bad");
+	manifest_entry_set(&e[2], "more/c.sql", MANIFEST_FILE, "good too");
+	m.count = 3;
+	restart_report_init(&report);
+	r = runonce_run_manifest(&c, &host, &m, NULL, &report);
+	CHECK(r == DS_ERR_CHILD && report.failed != NULL &&
+	    strcmp(report.failed, "run_once[0]") == 0 && report.failed_output != NULL &&
+	    strstr(report.failed_output, "more/b.sql") != NULL &&
+	    strstr(report.failed_output, "syntax error") != NULL && report.count == 2,
+	    "a failing file stops the runs, named with its output");
+	restart_report_release(&report);
+	ro[0].command = SV("sh", "-c", "echo \"$DISTSYNC_RUN_ONCE_FILE\" >> ../more.log");
+	restart_report_init(&report);
+	r = runonce_run_manifest(&c, &host, &m, NULL, &report);
+	restart_report_release(&report);
+	log = slurp("more.log");
+	CHECK(r == 0 && strcmp(log, "more/b.sql\nmore/c.sql\n") == 0,
+	    "after the fix only the failed file and those after it run (%s)", log);
+	free(log);
+	free(host.path);
+	free(host.state);
+}
+
+/* A hook that ran once per set, now each: file: the files of the state replaced ran. */
+static void
+test_run_once_migrate(void)
+{
+	struct config c;
+	struct config_run_once ro;
+	struct manifest from, to;
+	struct manifest_entry e[3];
+	struct journal j;
+	char hex[HASH_HEX_LEN + 1], *line, *log;
+	FILE *fp;
+
+	memset(&c, 0, sizeof(c));
+	memset(&ro, 0, sizeof(ro));
+	ro.paths = SV("trusted_sql/*.sql");
+	ro.command = SV("true");
+	ro.each = CONFIG_EACH_SET;
+	c.run_once = &ro;
+	c.nrun_once = 1;
+	manifest_entry_set(&e[0], "trusted_sql/001.sql", MANIFEST_FILE, "a");
+	manifest_entry_set(&e[1], "trusted_sql/002.sql", MANIFEST_FILE, "b");
+	manifest_entry_set(&e[2], "trusted_sql/003.sql", MANIFEST_FILE, "c");
+	memset(&from, 0, sizeof(from));
+	from.entries = e;
+	from.count = 2;
+	to = from;
+	to.count = 3;
+	mkdir("state", 0755);
+	runonce_set_hash(&c, 0, &from, hex);
+	line = xasprintf("%s 0\n", hex);
+	fp = fopen("state/run_once.done", "w");
+	fputs(line, fp);
+	fclose(fp);
+	free(line);
+
+	ro.each = CONFIG_EACH_FILE;
+	memset(&j, 0, sizeof(j));
+	CHECK(runonce_owed(&c, "state", &from, &to, 0, &j, NULL) == 0 && j.count == 1 &&
+	    strcmp(j.records[0].path, "trusted_sql/003.sql") == 0,
+	    "a dry look: only the file the old set did not cover is owed (%zu)", j.count);
+	journal_release(&j);
+	log = slurp("state/run_once.done");
+	CHECK(strchr(log, '\n') == strrchr(log, '\n'), "a dry look records nothing");
+	free(log);
+	CHECK(runonce_owed(&c, "state", &from, &to, 1, &j, NULL) == 0 && j.count == 1,
+	    "the apply owes the new file only");
+	journal_release(&j);
+	/* Once moved to per-file records, the next apply needs no old set. */
+	CHECK(runonce_owed(&c, "state", NULL, &from, 1, &j, NULL) == 0 && j.count == 0,
+	    "the covered files are recorded one by one");
+	journal_release(&j);
 }
 
 /* A one-shot HTTP server in a child: answers each connection with ANSWER (NULL: silence). */
@@ -600,6 +813,8 @@ main(void)
 	tap_run("select-manifests", test_select_manifests);
 	tap_run("run", test_run);
 	tap_run("run-once", test_run_once);
+	tap_run("run-once-each-file", test_run_once_each_file);
+	tap_run("run-once-migrate", test_run_once_migrate);
 	tap_run("http", test_http);
 	return tap_done();
 }

@@ -1024,7 +1024,7 @@ static const struct refusal refusals[] = {
 	{ "a state directory that is a planted symlink", SITE_STATE_LINK, s_open_push,
 	    PROTO_ERROR, DS_ERR_PRECONDITION, "the state directory is a symlink" },
 	{ "ROLLBACK with nothing to roll back to", 0, s_rollback_nothing, PROTO_RESULT,
-	    DS_ERR_NOTFOUND, "no previous release" },
+	    DS_ERR_NOTFOUND, "release to roll back to" },
 	/* The push: frames out of place. */
 	{ "HELLO again during a push", 0, s_unexpected_frame, PROTO_RESULT, DS_ERR_PROTO,
 	    "unexpected HELLO frame during a push" },
@@ -1104,8 +1104,8 @@ read_answer(struct site *s, int *code, char **message)
 			return 0;
 		if (proto_msg_decode(type, s->payload, "site", &m) != 0)
 			return 0;
-		/* Its own HELLO and STATE may come first: the script did not read them. */
-		if (type != PROTO_HELLO && type != PROTO_STATE && type != PROTO_PLAN)
+		/* Its own HELLO, STATE, FOUND may come first: the script did not read them. */
+		if (type != PROTO_HELLO && type != PROTO_STATE && type != PROTO_FOUND)
 			break;
 		proto_msg_free(&m);
 	}
@@ -1259,6 +1259,7 @@ test_refusals(void)
 {
 	for (size_t i = 0; i < sizeof(refusals) / sizeof(refusals[0]); i++)
 		run_refusal(&refusals[i], i);
+	alarm(0);
 }
 
 /* ---- sessions that must work ---- */
@@ -1568,7 +1569,8 @@ flood_main(struct xport *x, void *arg)
 	if ((r = proto_recv_msg(x, PROTO_HELLO, payload, &m)) != 0)
 		goto out;
 	proto_msg_free(&m);
-	if ((r = proto_send_hello(x, PROTO_ROLE_RECEIVER, PROTO_CAP_ALL)) != 0 ||
+	/* No FOUND follows its STATE: it does not offer adoption. */
+	if ((r = proto_send_hello(x, PROTO_ROLE_RECEIVER, PROTO_CAP_ALL & ~PROTO_CAP_ADOPT)) != 0 ||
 	    (r = proto_recv_msg(x, PROTO_OPEN, payload, &m)) != 0)
 		goto out;
 	proto_msg_free(&m);
@@ -1674,7 +1676,9 @@ test_signature_flood(void)
 	f.sig_len = 15u << 20;
 	fp.rp = &rp;
 	fp.flood = &f;
+	alarm(600);	/* a sender and a site waiting on each other fail the test */
 	CHECK(rss_run(flood_push, &fp, &growth, &signatures) == 0, "the push ran in a child");
+	alarm(0);
 	CHECK(signatures == 20, "the site sent 20 signatures of 15 MiB (%d)", signatures);
 	CHECK(growth >= 0 && growth <= 96, "the sender's peak RSS grew by %ld MiB, at most 96 MiB",
 	    growth);

@@ -87,6 +87,21 @@ test_store(void)
 	CHECK(store_release_load(s, "r1", &back) == 0 && back->count == m1->count, "load r1");
 	manifest_free(back);
 	{
+		/* A tree is recognised by its manifest's digest, whatever the hint. */
+		uint8_t d[HASH_LEN];
+		char *found = NULL;
+
+		manifest_digest(m1, d);
+		CHECK(store_release_find(s, "r2", d, &found, &back) == 0 && found != NULL &&
+		    strcmp(found, "r1") == 0 && back != NULL && back->count == m1->count,
+		    "store_release_find: r1 by its digest, past a wrong hint");
+		free(found);
+		manifest_free(back);
+		memset(d, 0x5a, sizeof(d));
+		CHECK(store_release_find(s, "../x", d, &found, &back) == 0 && found == NULL &&
+		    back == NULL, "store_release_find: no kept release has that digest");
+	}
+	{
 		/* Cached encodings: of the pruned object, against it, and of kept ones. */
 		const uint8_t *old_a = manifest_find(m1, "a")->hash, *new_a = manifest_find(m2, "a")->hash;
 		char *keep_zst = store_delta_path(s, NULL, new_a, "zst");

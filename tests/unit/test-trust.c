@@ -374,6 +374,7 @@ test_rollback(void)
 	CHECK(trust_marks_decode(data, len, "marks", &back) == 0 && back.count == marks.count &&
 	    back.marks[0].sequence == 6, "marks round-trip");
 	free(data);
+	trust_marks_release(&back);
 	CHECK(trust_marks_decode("mark x 1 y\n", 11, "marks", &back) == DS_ERR_INVALID,
 	    "a malformed marks file is refused");
 
