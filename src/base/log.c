@@ -7,6 +7,7 @@
 #include <syslog.h>
 
 #include "base/log.h"
+#include "base/util.h"
 
 static enum log_level current_level = LOG_LEVEL_INFO;
 static int syslog_open;
@@ -71,13 +72,19 @@ log_syslog_event(const char *fmt, ...)
 	va_end(ap);
 }
 
+/*
+ * Every line is made printable (util_printable) where it is made: the
+ * arguments of many carry a peer's bytes (paths, ids, messages), and a
+ * terminal must not take them for escape sequences.
+ */
 static void
 vlog(enum log_level level, int priority, const char *err, const char *fmt, va_list ap)
 {
-	char line[4096];
+	char raw[4096], line[4096];
 	int captured = 0;
 
-	vsnprintf(line, sizeof(line), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
+	util_printable_buf(raw, 0, line, sizeof(line));
 	if (capture_fn != NULL && level == LOG_LEVEL_ERROR) {
 		char full[4200];
 

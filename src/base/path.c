@@ -27,6 +27,8 @@ path_check(const char *path, size_t len, const char **why)
 		reason = "absolute path";
 	else if (memchr(path, '\0', len) != NULL)
 		reason = "NUL in path";
+	else if (memchr(path, '\n', len) != NULL)
+		reason = "newline in path";
 	else if (path[len - 1] == '/')
 		reason = "trailing slash";
 	for (i = 0; reason == NULL && i <= len; i++) {
@@ -40,6 +42,40 @@ path_check(const char *path, size_t len, const char **why)
 			reason = "backtracking component '..'";
 		else if (i - start > NAME_MAX)
 			reason = "component too long";
+		start = i + 1;
+	}
+	if (why != NULL)
+		*why = reason;
+	return reason == NULL ? 0 : DS_ERR_INVALID;
+}
+
+int
+path_link_check(const char *path, const char *target, size_t len, const char **why)
+{
+	const char *reason = NULL;
+	size_t depth = 0, i, start = 0;
+	int named = 0;
+
+	for (i = 0; i < strlen(path); i++)
+		depth += path[i] == '/';
+	if (len == 0)
+		reason = "empty symlink target";
+	else if (len > PATH_MAX_LEN)
+		reason = "symlink target too long";
+	else if (memchr(target, '\0', len) != NULL)
+		reason = "NUL in symlink target";
+	else if (target[0] == '/')
+		reason = "absolute symlink target";
+	for (i = 0; reason == NULL && i <= len; i++) {
+		if (i < len && target[i] != '/')
+			continue;
+		if (i - start == 2 && target[start] == '.' && target[start + 1] == '.') {
+			if (named)
+				reason = "'..' after a name in a symlink target";
+			else if (depth-- == 0)
+				reason = "symlink target leads outside the tree";
+		} else if (i > start && !(i - start == 1 && target[start] == '.'))
+			named = 1;
 		start = i + 1;
 	}
 	if (why != NULL)

@@ -9,11 +9,24 @@
 
 /*
  * Returns 0 when PATH is a clean relative path: not empty, not absolute, no
- * "..", "." or empty components, no NUL within len, no trailing '/', at most
- * PATH_MAX_LEN bytes. Otherwise returns DS_ERR_INVALID and, if why is not
- * NULL, points it to a static reason.
+ * "..", "." or empty components, no NUL and no newline within len, no
+ * trailing '/', at most PATH_MAX_LEN bytes. Otherwise returns DS_ERR_INVALID
+ * and, if why is not NULL, points it to a static reason. This is the rule
+ * for a path in a tree of ours, wherever it comes in (a scan, an archive,
+ * a manifest from a peer, a journal): what one refuses, none accepts.
  */
 int	path_check(const char *path, size_t len, const char **why);
+
+/*
+ * Returns 0 when a symlink at PATH (clean, path_check) whose target is the
+ * LEN bytes of TARGET stays inside the tree, however the tree's other
+ * symlinks resolve: TARGET is not empty, not absolute, holds no NUL, is at
+ * most PATH_MAX_LEN bytes, has ".." only as leading components (after a
+ * name, "a/.." climbs out when a is a symlink to "."), and those do not
+ * climb above the root. Otherwise DS_ERR_INVALID with *why (if why is not
+ * NULL) pointing to a static reason.
+ */
+int	path_link_check(const char *path, const char *target, size_t len, const char **why);
 
 /*
  * Matches a glob against a relative path: '*' and '?' stay within a component,

@@ -5,6 +5,7 @@
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -151,4 +152,53 @@ util_parse_canonical_u64(const char *s, uint64_t *out)
 	if (s[0] == '0' && s[1] != '\0')
 		return DS_ERR_INVALID;
 	return util_parse_u64(s, out);
+}
+
+/*
+ * Bytes of the control character at S (see util_printable), or 0 for a
+ * character printed as it is.
+ */
+static size_t
+control_len(const unsigned char *s, int flags)
+{
+	if (s[0] == '\n' && (flags & UTIL_KEEP_NEWLINES))
+		return 0;
+	if (s[0] < 0x20 || s[0] == 0x7f)
+		return 1;
+	if (s[0] == 0xc2 && s[1] >= 0x80 && s[1] <= 0x9f)
+		return 2;
+	return 0;
+}
+
+char *
+util_printable_buf(const char *s, int flags, char *buf, size_t size)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n = 0, c;
+
+	while (*p != '\0') {
+		if ((c = control_len(p, flags)) == 0) {
+			if (n + 1 >= size)
+				break;
+			buf[n++] = (char)*p++;
+			continue;
+		}
+		if (n + 4 * c >= size)
+			break;
+		for (; c > 0; c--, p++, n += 4)
+			snprintf(buf + n, 5, "\\x%02x", *p);
+	}
+	buf[n] = '\0';
+	return buf;
+}
+
+char *
+util_printable(const char *s, int flags)
+{
+	size_t size;
+
+	if (s == NULL)
+		return NULL;
+	size = 4 * strlen(s) + 1;
+	return util_printable_buf(s, flags, xmalloc(size), size);
 }

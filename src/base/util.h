@@ -31,6 +31,21 @@ uint64_t util_now_ms(void);
 /* The value of hex digit C (either case), or -1. */
 int	util_hexval(int c);
 /*
+ * S made safe to print on a terminal: every control character -- bytes
+ * below 0x20 and 0x7f, and the C1 controls U+0080..U+009F as UTF-8 -- is
+ * written as \xHH, so text from a peer (file names, messages, release ids)
+ * cannot move the cursor, clear the screen or retitle the window. With
+ * UTIL_KEEP_NEWLINES a '\n' stays (a message of several lines). Backslashes
+ * stay as they are, so the result escapes to itself.
+ *
+ * util_printable returns a new string (caller frees; NULL for NULL);
+ * util_printable_buf writes into BUF of SIZE (> 0) bytes, cut short when it
+ * does not fit (never inside an escape), and returns BUF.
+ */
+#define UTIL_KEEP_NEWLINES	1
+char	*util_printable(const char *s, int flags);
+char	*util_printable_buf(const char *s, int flags, char *buf, size_t size);
+/*
  * The user's home directory: $HOME when it is an absolute path, else the
  * passwd entry's; NULL when neither is (caller frees).
  */

@@ -110,10 +110,12 @@ static void
 print_text(const struct config_host *host, const char *release, const struct plan_site *ps,
     const struct plan *p, const struct restart_plan *rp, char **drifted)
 {
-	char bytes[32], *from = from_text(ps);
+	char bytes[32], *from = from_text(ps), *safe;
 
 	util_format_bytes(p->object_bytes, bytes, sizeof(bytes));
-	printf("plan for %s (%s): %s -> %s\n", host->name, host->path, from, release);
+	safe = util_printable(from, 0);	/* a release the site named */
+	printf("plan for %s (%s): %s -> %s\n", host->name, host->path, safe, release);
+	free(safe);
 	free(from);
 	if (ps->found)
 		printf("  %zu identical, %zu changed, %zu extra, %zu missing\n", p->unchanged,
@@ -149,22 +151,30 @@ print_text(const struct config_host *host, const char *release, const struct pla
 		    p->nobjects == 1 ? "" : "s", bytes);
 	if (host->trust_root == NULL || host->trust_root[0] == NULL)
 		printf("  releases not verified (no trust_root): the site applies what it is sent\n");
-	for (size_t i = 0; drifted != NULL && drifted[i] != NULL; i++)
-		printf("  drift   %s (changed on the site since the last apply)\n", drifted[i]);
+	/* Paths from the site (its manifest, its drift) are printed escaped. */
+	for (size_t i = 0; drifted != NULL && drifted[i] != NULL; i++) {
+		char *path = util_printable(drifted[i], 0);
+
+		printf("  drift   %s (changed on the site since the last apply)\n", path);
+		free(path);
+	}
 	for (size_t i = 0; i < p->count; i++) {
 		const struct plan_item *it = &p->items[i];
 		const struct manifest_entry *e = it->new ? it->new : it->old;
 		const struct plan_object *o = it->new ? object_for(p, it->new) : NULL;
-		char size[32];
+		char size[32], *path = util_printable(e->path, 0), *basis;
 
 		util_format_bytes(e->size, size, sizeof(size));
-		printf("  %-7s %s%s", change_word(it->change), e->path,
+		printf("  %-7s %s%s", change_word(it->change), path,
 		    e->type == MANIFEST_DIR ? "/" : "");
+		free(path);
 		if (it->change != MANIFEST_DELETED && e->type == MANIFEST_FILE)
 			printf(" (%s)", size);
-		if (o != NULL && o->basis != NULL && o->basis_kind != PLAN_BASIS_SAME_PATH)
-			printf("  basis %s [%s]", o->basis->path, plan_basis_name(o->basis_kind));
-		else if (it->new != NULL && it->new->type == MANIFEST_FILE && o == NULL &&
+		if (o != NULL && o->basis != NULL && o->basis_kind != PLAN_BASIS_SAME_PATH) {
+			basis = util_printable(o->basis->path, 0);
+			printf("  basis %s [%s]", basis, plan_basis_name(o->basis_kind));
+			free(basis);
+		} else if (it->new != NULL && it->new->type == MANIFEST_FILE && o == NULL &&
 		    it->change != MANIFEST_MODE)
 			printf("  [content already on the site]");
 		printf("\n");

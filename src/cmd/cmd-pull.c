@@ -32,6 +32,7 @@
 #include "cmd/cmd.h"
 #include "cmd/pull.h"
 #include "config/config.h"
+#include "repo/dcache.h"
 #include "repo/store.h"
 #include "session/mirror-pull.h"
 #include "session/progress.h"
@@ -39,6 +40,7 @@
 #include "session/report.h"
 #include "session/retry.h"
 #include "session/sender.h"
+#include "site/target.h"
 #include "wire/proto.h"
 #include "wire/xport-local.h"
 #include "wire/xport-ssh.h"
@@ -113,6 +115,8 @@ take_pull_lock(const struct config_host *host, int *fd_out)
 	int fd = -1, tfd = -1, r;
 
 	*fd_out = -1;
+	if ((r = target_state_dir_check(host->path, host->state)) != 0)
+		return r;
 	/* A first pull creates the state directory (and its parents) as a first push does. */
 	if (path_mkdirs(host->state) != 0) {
 		log_errno("%s: cannot create the state directory", host->state);
@@ -531,10 +535,15 @@ report:
 				printf(" %s", res->services[i]);
 			printf(" (health: %s)\n", res->health ? res->health : "?");
 		}
-		for (size_t i = 0; i < res->ndrift; i++)
-			printf("  drift   %s (changed here since the last apply; %s)\n",
-			    res->drift[i], (res->flags & PROTO_FLAG_DRY_RUN) ?
-			    "would be overwritten" : "overwritten");
+		for (size_t i = 0; i < res->ndrift; i++) {
+			/* A name a release made: escaped, as every peer's string is. */
+			char *path = util_printable(res->drift[i], 0);
+
+			printf("  drift   %s (changed here since the last apply; %s)\n", path,
+			    (res->flags & PROTO_FLAG_DRY_RUN) ? "would be overwritten" :
+			    "overwritten");
+			free(path);
+		}
 		fflush(stdout);
 	}
 out:
@@ -578,6 +587,7 @@ pull_send(const struct pull_send_options *opt)
 	}
 	if ((r = store_open(config->distribution.store, 0, &store)) != 0)
 		goto out;
+	dcache_tidy(store);
 	memset(&so, 0, sizeof(so));
 	so.op = PROTO_OP_PUSH;
 	so.config = config;

@@ -20,6 +20,7 @@
 #include "base/xmalloc.h"
 #include "cmd/cmd.h"
 #include "config/config.h"
+#include "repo/dcache.h"
 #include "repo/manifest.h"
 #include "repo/store.h"
 #include "session/fleet.h"
@@ -300,6 +301,7 @@ push_exec(int argc, char **argv, const struct config *config)
 	so.flags = o.flags;
 	if ((r = store_open(config->distribution.store, 0, &store)) != 0)
 		goto out;
+	dcache_tidy(store);	/* what killed sessions left, before this push adds its own */
 	if (retry_failed)
 		r = failed_hosts(config, store, argv, (size_t)argc, &hosts, &nhosts);
 	else

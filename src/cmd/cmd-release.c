@@ -335,6 +335,7 @@ release_exec(int argc, char **argv, const struct config *config)
 
 		if ((r = store_prune(store, config->distribution.keep_releases, &rr, &ro, &rd)) != 0)
 			goto out;
+		rd += dcache_tidy(store);
 		if (rr > 0)
 			printf("pruned %zu old release%s, %zu unreferenced objects and %zu cached "
 			    "encodings (keep_releases: %u)\n", rr, rr == 1 ? "" : "s", ro, rd,

@@ -41,7 +41,9 @@ static const char serve_options[] =
     "    --idle-timeout S   drop a link silent this long\n"
     "    --only-host NAME   serve only this host (repeatable); for an\n"
     "                       authorized_keys forced command, where the site's\n"
-    "                       own options come from SSH_ORIGINAL_COMMAND\n"
+    "                       own options come from SSH_ORIGINAL_COMMAND;\n"
+    "                       --release, --bwlimit and --idle-timeout given\n"
+    "                       here hold over the site's\n"
     "  -h, --help    this help\n"
     "\nThe protocol runs on stdin and stdout; messages go to stderr.\n";
 
@@ -146,16 +148,42 @@ original_request(const char *command, struct pull_send_options *ps, char ***word
 	return r;
 }
 
+/*
+ * What the forced command itself said holds over the site's request: its
+ * --release is a pin (a request for another release is refused), its
+ * --bwlimit a ceiling, its --idle-timeout the limit. The site keeps its own
+ * dry run, no-restart and lock timeout. Returns 0 or DS_ERR_USAGE (logged).
+ */
+static int
+forced_pins(const struct pull_send_options *forced, struct pull_send_options *ps)
+{
+	if (forced->release != NULL) {
+		if (ps->release != NULL && strcmp(ps->release, forced->release) != 0) {
+			log_error("serve: this key may pull only release %s; it asked for %s",
+			    forced->release, ps->release);
+			return DS_ERR_USAGE;
+		}
+		ps->release = forced->release;
+	}
+	if (forced->bwlimit > 0 && (ps->bwlimit == 0 || ps->bwlimit > forced->bwlimit))
+		ps->bwlimit = forced->bwlimit;
+	if (forced->idle_timeout > 0)
+		ps->idle_timeout = forced->idle_timeout;
+	return 0;
+}
+
 /* The pull half: checks --only-host, then runs pull_send. */
 static int
 serve_send(struct pull_send_options *ps, const char *const *only, size_t nonly)
 {
 	const char *orig = getenv("SSH_ORIGINAL_COMMAND");
+	struct pull_send_options forced = *ps;
 	char **words = NULL, list[512];
 	size_t used = 0;
 	int r = 0, allowed = nonly == 0;
 
-	if (nonly > 0 && orig != NULL && (r = original_request(orig, ps, &words)) != 0)
+	if (nonly > 0 && orig != NULL && ((r = original_request(orig, ps, &words)) != 0 ||
+	    (r = forced_pins(&forced, ps)) != 0))
 		goto out;
 	if (ps->host == NULL && nonly == 1)
 		ps->host = only[0];

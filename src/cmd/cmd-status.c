@@ -158,18 +158,15 @@ print_table(const struct config_host *const *hosts, const struct report *res, si
 		const struct report *r = &res[i];
 		const char *time, *action, *result;
 		char *copy, drift[24], *why = NULL, *what, *from = release_text(r);
+		char *safe_what, *safe_from, *safe_time;
 
 		split_last(last_line(r), &copy, &time, &action, &result);
 		if (r->status == 0)
 			snprintf(drift, sizeof(drift), "%" PRIu64, r->result.changed);
 		else
 			snprintf(drift, sizeof(drift), "-");
-		if (r->status != 0) {
+		if (r->status != 0)
 			why = xstrdup(r->reason != NULL ? r->reason : ds_strerror(r->status));
-			for (char *p = why; *p != '\0'; p++)
-				if ((unsigned char)*p < 0x20 || *p == 0x7f)
-					*p = ' ';
-		}
 		if (r->status != 0)
 			what = xasprintf("error: %s", why);
 		else if (result != NULL && action != NULL && strcmp(action, "apply") != 0)
@@ -183,10 +180,17 @@ print_table(const struct config_host *const *hosts, const struct report *res, si
 			free(what);
 			what = more;
 		}
+		/* The release, history line, pending work and reason are the host's bytes. */
+		safe_what = util_printable(what, 0);
+		safe_from = util_printable(from != NULL ? from : r->status == 0 ? "(none)" : "-",
+		    0);
+		safe_time = util_printable(time != NULL ? time : "-", 0);
 		fprintf(fp, "%-*s  %-9s  %-*s  %5s  %-20s  %s\n", (int)hw, hosts[i]->name,
 		    !r->started ? "-" : unreachable(r->status) ? "no" : "yes", (int)rw,
-		    from != NULL ? from : r->status == 0 ? "(none)" : "-",
-		    drift, time != NULL ? time : "-", what);
+		    safe_from, drift, safe_time, safe_what);
+		free(safe_what);
+		free(safe_from);
+		free(safe_time);
 		free(what);
 		free(from);
 		if (r->status == 0)

@@ -32,11 +32,34 @@ struct dcache_req {
 
 /*
  * Makes sure the entry at PATH exists: *len is its length, *hit 1 when it
- * was there already (or another session made it meanwhile). Returns 0,
+ * was there already (or another session made it meanwhile). A deltas/ that
+ * is gone is made again. When the cache cannot be written (read-only, full,
+ * not ours: warned once per process) and ANON is not NULL, the encoding is
+ * made all the same into an unnamed file (dcache_encode_anon), *anon (-1
+ * otherwise) is its fd, the caller's to close, and 0 is returned. Returns 0,
  * DS_ERR_UNSUPPORTED for a refused zippatch (now or before), or another
  * DS_ERR_* (logged).
  */
-int	dcache_fill(const char *path, const struct dcache_req *req, uint64_t *len, int *hit);
+int	dcache_fill(const char *path, const struct dcache_req *req, uint64_t *len, int *hit,
+	    int *anon);
+
+/*
+ * Encodes REQ into an unnamed file, kept nowhere: what an encoding against
+ * a basis the peer claims (rsync, against the site's own signature) gets,
+ * so that no site can grow the store. O_TMPFILE in the store's tmp/, else
+ * memory (memfd): a killed session leaves nothing. *fd (positioned at 0,
+ * the caller's to close) and *len; returns 0 or DS_ERR_* (logged).
+ */
+int	dcache_encode_anon(const struct dcache_req *req, int *fd, uint64_t *len);
+
+/*
+ * Removes what killed sessions left in deltas/ and what no longer belongs
+ * there: entry locks nobody holds (ENTRY.lock), temp files of a process
+ * that is gone or older than a day (ENTRY.PID.N.tmp, .tmp.alt), and rsync
+ * entries (older versions cached deltas against a site's signature).
+ * Returns the number of files removed; errors are skipped silently.
+ */
+size_t	dcache_tidy(const struct store *store);
 
 /* One object of a release pair, as dcache_fill_pair made or found its patch. */
 struct dcache_pair_entry {

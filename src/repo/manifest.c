@@ -365,6 +365,26 @@ out:
 	return r;
 }
 
+int
+manifest_entry_check(const struct manifest_entry *e, const char *link, size_t len,
+    const char **why)
+{
+	const char *reason = NULL;
+
+	if (path_check(e->path, strlen(e->path), &reason) != 0)
+		;
+	else if (e->type != MANIFEST_FILE && e->type != MANIFEST_DIR &&
+	    e->type != MANIFEST_SYMLINK)
+		reason = "not a file, directory or symlink";
+	else if ((e->mode & ~(unsigned)MANIFEST_MODE_BITS) != 0)
+		reason = "setuid, setgid or sticky mode";
+	else if (e->type == MANIFEST_SYMLINK && link != NULL)
+		(void)path_link_check(e->path, link, len, &reason);
+	if (why != NULL)
+		*why = reason;
+	return reason == NULL ? 0 : DS_ERR_INVALID;
+}
+
 /* Reads a whole file of at most max bytes; caller frees *data. */
 static int
 read_file(const char *file, size_t max, char **data, size_t *len)
@@ -487,32 +507,6 @@ ts_ns(const struct timespec *ts)
 	return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
 }
 
-/* Checks that a symlink at REL pointing to TARGET stays inside the tree. */
-static int
-link_inside(const char *rel, const char *target)
-{
-	int depth = 0;
-	const char *p;
-
-	if (target[0] == '/' || target[0] == '\0')
-		return 0;
-	for (p = rel; (p = strchr(p, '/')) != NULL; p++)
-		depth++;
-	for (p = target; *p != '\0';) {
-		const char *e = strchr(p, '/');
-		size_t len = e ? (size_t)(e - p) : strlen(p);
-		if (len == 2 && p[0] == '.' && p[1] == '.') {
-			if (--depth < 0)
-				return 0;
-		} else if (len != 0 && !(len == 1 && p[0] == '.'))
-			depth++;
-		p += len;
-		while (*p == '/')
-			p++;
-	}
-	return 1;
-}
-
 /*
  * Lists one directory: an item per entry (stat data, symlink target) into
  * *items, and the relative paths of subdirectories into *subdirs.
@@ -535,6 +529,7 @@ list_dir(struct scan *s, const char *prefix, char *const *exclude, struct scan_i
 	}
 	while ((de = readdir(dir)) != NULL) {
 		struct scan_item it = { 0 };
+		const char *why = NULL;
 		struct stat st;
 		char *rel;
 
@@ -555,8 +550,8 @@ list_dir(struct scan *s, const char *prefix, char *const *exclude, struct scan_i
 			r = DS_ERR_SYSTEM;
 			break;
 		}
-		if (path_check(rel, strlen(rel), NULL) != 0 || strchr(de->d_name, '\n') != NULL) {
-			log_error("%s/%s: unusable file name", s->root, rel);
+		if (path_check(rel, strlen(rel), &why) != 0) {
+			log_error("%s/%s: unusable file name: %s", s->root, rel, why);
 			free(rel);
 			r = DS_ERR_INVALID;
 			break;
@@ -584,8 +579,8 @@ list_dir(struct scan *s, const char *prefix, char *const *exclude, struct scan_i
 				break;
 			}
 			target[n] = '\0';
-			if (!link_inside(rel, target)) {
-				log_error("%s/%s: symlink leads outside the tree (-> %s)", s->root, rel, target);
+			if (path_link_check(rel, target, (size_t)n, &why) != 0) {
+				log_error("%s/%s: %s (-> %s)", s->root, rel, why, target);
 				free(rel);
 				r = DS_ERR_INVALID;
 				break;

@@ -72,6 +72,18 @@ void	manifest_digest(const struct manifest *m, uint8_t out[HASH_LEN]);
  */
 int	manifest_decode(const char *data, size_t len, const char *name, struct manifest **out);
 
+/*
+ * The rule for an entry of a tree of ours, the same wherever one comes in
+ * (a scan, an unpacked archive, a peer's COMMIT, a bundle or a mirror): a
+ * clean path (path_check: no newline either), a file, directory or symlink,
+ * no permission bit outside MANIFEST_MODE_BITS, and for a symlink whose
+ * target LINK (LEN bytes) is known, one that stays inside the tree
+ * (path_link_check). LINK NULL checks the rest. Returns 0, or
+ * DS_ERR_INVALID with *why (if not NULL) pointing to a static reason.
+ */
+int	manifest_entry_check(const struct manifest_entry *e, const char *link, size_t len,
+	    const char **why);
+
 /* Reads and decodes a manifest file. */
 int	manifest_load(const char *file, struct manifest **out);
 /* Writes canonical bytes to FILE atomically (temp file, fsync, rename, fsync dir). */

@@ -241,6 +241,18 @@ in_release(char *const *set, size_t n, const char *id)
 }
 
 /*
+ * The similar-name search compares a new file with the files of its
+ * directory on the site, whose manifest the site itself sends (up to a 16
+ * MiB frame): its work is bounded, per file by the entries of that
+ * directory it looks at and per plan by the cells of name_distance it fills, so a claimed
+ * manifest costs the repository a fraction of a second, not minutes. A
+ * real tree stays far below both (a frontend app's directory holds
+ * hundreds of chunks); past them a file just gets no similar-name basis.
+ */
+#define PLAN_SIMILAR_CANDIDATES	4096
+#define PLAN_SIMILAR_CELLS	((uint64_t)1 << 26)
+
+/*
  * Fallback basis for a file with neither its path nor its identity on the
  * site: a file of the same extension in the corresponding directory (the
  * same directory, or one of the same identity, as when an app's directory
@@ -255,9 +267,10 @@ in_release(char *const *set, size_t n, const char *id)
  */
 static const struct manifest_entry *
 similar_file(const struct ident *idents, size_t nidents, char *const *released, size_t nreleased,
-    const struct manifest_entry *file, const char *id, enum plan_basis_kind *kind)
+    const struct manifest_entry *file, const char *id, uint64_t *cells,
+    enum plan_basis_kind *kind)
 {
-	size_t dlen = dir_len(id), lo = 0, hi = nidents;
+	size_t dlen = dir_len(id), lo = 0, hi = nidents, seen = 0;
 	const char *base = file->path + dir_len(file->path);
 	const struct manifest_entry *by_name[2] = { NULL, NULL }, *by_size = NULL;
 	size_t best_name[2] = { (size_t)-1, (size_t)-1 };
@@ -271,18 +284,22 @@ similar_file(const struct ident *idents, size_t nidents, char *const *released, 
 		else
 			hi = mid;
 	}
-	for (size_t i = lo; i < nidents && strncmp(idents[i].identity, id, dlen) == 0; i++) {
+	for (size_t i = lo; i < nidents && strncmp(idents[i].identity, id, dlen) == 0 &&
+	    seen++ < PLAN_SIMILAR_CANDIDATES; i++) {
 		const struct manifest_entry *e = idents[i].entry;
 		const char *eb = e->path + dir_len(e->path);
+		uint64_t sd, cost = (uint64_t)stem_len(eb) * stem_len(base);
+		size_t d = (size_t)-1;
 		int gone;
-		size_t d;
-		uint64_t sd;
 
 		if (strchr(idents[i].identity + dlen, '/') != NULL ||
 		    strcmp(extension(eb), extension(base)) != 0)
 			continue;
 		gone = !in_release(released, nreleased, idents[i].identity);
-		d = stem_distance(eb, base);
+		if (cost <= *cells) {
+			*cells -= cost;
+			d = stem_distance(eb, base);
+		}
 		if (d * 2 <= stem_len(base) && d < best_name[gone]) {
 			best_name[gone] = d;
 			by_name[gone] = e;
@@ -367,6 +384,7 @@ plan_make(const struct manifest *current, const struct manifest *target)
 	struct hashref *have = NULL;
 	char **released = NULL;
 	size_t nidents = 0, nhave = 0, nreleased = 0, allocp = 0, alloco = 0, allocc = 0;
+	uint64_t cells = PLAN_SIMILAR_CELLS;	/* the similar-name search's budget */
 
 	if (current == NULL)
 		current = &empty;
@@ -473,7 +491,7 @@ plan_make(const struct manifest *current, const struct manifest *target)
 					if (released == NULL)
 						released = release_identities(target, &nreleased);
 					o.basis = similar_file(idents, nidents, released, nreleased,
-					    it->new, k.identity, &o.basis_kind);
+					    it->new, k.identity, &cells, &o.basis_kind);
 				}
 				free(k.identity);
 			}

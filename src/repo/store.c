@@ -61,6 +61,14 @@ store_open(const char *dir, int create, struct store **out)
 		store_free(s);
 		return DS_ERR_SYSTEM;
 	}
+	/*
+	 * deltas/ is a cache and tmp/ scratch: an admin may clear either, so
+	 * they are made again (a store that cannot be written goes on without:
+	 * dcache.c says so once and encodes for the session only).
+	 */
+	if (mkdirat(s->dirfd, "deltas", 0755) == 0)
+		log_info("%s/deltas: the delta cache was missing: made again", dir);
+	(void)mkdirat(s->dirfd, "tmp", 0755);
 	*out = s;
 	return 0;
 }
@@ -494,7 +502,8 @@ referenced(const uint8_t hash[HASH_LEN], uint8_t (*refs)[HASH_LEN], size_t nrefs
 /*
  * Removes deltas/BASIS-TARGET.ENC (BASIS "none" for whole-file encodings)
  * whose target no kept release holds, or whose basis the store no longer
- * has (rsync deltas excepted: their basis is a site's file, not an object).
+ * has (rsync entries, which no version caches any more, go with
+ * dcache_tidy).
  * Temp files (a push encoding now) and names of other shapes are left alone.
  */
 static size_t

@@ -23,7 +23,11 @@
 struct manifest;
 struct store;
 
-/* Opens (or with create, makes) the store at DIR. Caller frees with store_free. */
+/*
+ * Opens (or with create, makes) the store at DIR. Its cache directories
+ * (deltas/, tmp/) are made again when they are gone. Caller frees with
+ * store_free.
+ */
 int	store_open(const char *dir, int create, struct store **out);
 void	store_free(struct store *store);
 const char *store_dir(const struct store *store);
@@ -70,8 +74,8 @@ int	store_release_id_check(const char *id);
 /*
  * Keeps the newest KEEP releases, deletes older manifests, every object no
  * kept release references, and the cached encodings of such objects (or
- * against such a basis, but for rsync deltas, whose basis is site content);
- * reports counts through the out pointers (may be NULL).
+ * against such a basis); reports counts through the out pointers (may be
+ * NULL). What sessions left in the cache goes with dcache_tidy.
  */
 int	store_prune(struct store *store, unsigned keep, size_t *releases_removed,
 	    size_t *objects_removed, size_t *deltas_removed);

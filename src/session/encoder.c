@@ -47,6 +47,7 @@ encoder_add(struct encoder *w, const struct plan_object *po)
 	w->items = xgrow(w->items, &w->alloc, w->n + 1, sizeof(*w->items));
 	memset(&w->items[w->n], 0, sizeof(w->items[w->n]));
 	w->items[w->n].po = po;
+	w->items[w->n].fd = -1;
 	return w->n++;
 }
 
@@ -54,6 +55,12 @@ const struct encoded *
 encoder_item(const struct encoder *w, size_t i)
 {
 	return &w->items[i];
+}
+
+void
+encoder_sent(struct encoder *w, size_t i)
+{
+	encoding_release(&w->items[i]);
 }
 
 static void *
@@ -164,7 +171,7 @@ encoder_free(struct encoder *w)
 		pthread_cond_destroy(&w->cond);
 	}
 	for (size_t i = 0; i < w->n; i++)
-		free(w->items[i].cache);
+		encoding_release(&w->items[i]);
 	free(w->items);
 	free(w->order);
 	free(w->ready);

@@ -45,6 +45,11 @@ void		 encoder_start(struct encoder *w);
  */
 size_t		 encoder_next(struct encoder *w);
 
+/*
+ * Item I (returned by encoder_next) was sent: what its encoding holds (an
+ * unnamed file, perhaps in memory) is freed now rather than at the end.
+ */
+void		 encoder_sent(struct encoder *w, size_t i);
 /* Stops the worker (after its current item) and frees the pool; NULL is fine. */
 void		 encoder_free(struct encoder *w);
 

@@ -6,12 +6,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <zstd.h>
 
+#include "base/fileio.h"
 #include "base/log.h"
 #include "base/xmalloc.h"
 #include "codec/delta.h"
@@ -27,7 +29,6 @@
 #define ZSTD_PROBE_BYTES (64u * 1024)
 #define ZSTD_PROBE_RATIO 0.97
 
-static unsigned long signature_seq;
 
 int
 encoding_zstd_level(int level, const struct config *config)
@@ -131,35 +132,124 @@ struct sig_source {
 	const struct proto_signature	*sig;
 };
 
-/* A temp file holding a signature from the receiver, for delta_rsync_encode; -1 on error. */
+void
+encoding_ctx_init(struct encoding_ctx *ctx, struct store *store)
+{
+	memset(ctx, 0, sizeof(*ctx));
+	ctx->store = store;
+	ctx->sig_spool = -1;
+}
+
+void
+encoding_ctx_release(struct encoding_ctx *ctx)
+{
+	for (size_t i = 0; i < ctx->nsigs; i++)
+		proto_signature_free(&ctx->sigs[i]);
+	free(ctx->sigs);
+	free(ctx->sig_offsets);
+	if (ctx->sig_spool != -1)
+		close(ctx->sig_spool);
+	ctx->sigs = NULL;
+	ctx->sig_offsets = NULL;
+	ctx->nsigs = ctx->asigs = 0;
+	ctx->sig_spool = -1;
+}
+
+/* An unnamed file in the store's tmp/ (O_TMPFILE): gone with its fd. -1 (logged) on error. */
+static int
+scratch_open(const struct encoding_ctx *ctx)
+{
+	char *dir = xasprintf("%s/tmp", store_dir(ctx->store));
+	int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+
+	if (fd == -1)
+		log_errno("%s: no scratch file for the receiver's signatures", dir);
+	free(dir);
+	return fd;
+}
+
+/* Appends SIG's blob to the spool at ctx->spooled; 0 or -1 (logged). */
+static int
+spool_put(struct encoding_ctx *ctx, const struct proto_signature *sig)
+{
+	uint64_t off = 0;
+	ssize_t n;
+
+	if (ctx->sig_spool == -1 && (ctx->sig_spool = scratch_open(ctx)) == -1)
+		return -1;
+	while (off < sig->sig_len) {
+		n = pwrite(ctx->sig_spool, sig->sig + off, sig->sig_len - off,
+		    (off_t)(ctx->spooled + off));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			log_errno("%s/tmp: spooling a signature", store_dir(ctx->store));
+			return -1;
+		}
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+void
+encoding_signature_add(struct encoding_ctx *ctx, struct proto_signature *sig)
+{
+	size_t i = ctx->nsigs;
+
+	ctx->sigs = xgrow(ctx->sigs, &ctx->asigs, i + 1, sizeof(*ctx->sigs));
+	ctx->sig_offsets = xreallocarray(ctx->sig_offsets, ctx->asigs, sizeof(*ctx->sig_offsets));
+	if (sig->present && ctx->spooled + sig->sig_len > ENCODING_SIGNATURES_MAX) {
+		if (ctx->spooled <= ENCODING_SIGNATURES_MAX)
+			log_warn("the receiver's signatures pass %" PRIu64 " MiB: the rest are not "
+			    "used (those files go without rsync)", ENCODING_SIGNATURES_MAX >> 20);
+		ctx->spooled = ENCODING_SIGNATURES_MAX + 1;
+		sig->present = 0;
+	}
+	if (sig->present && spool_put(ctx, sig) != 0)
+		sig->present = 0;
+	ctx->sig_offsets[i] = ctx->spooled;
+	if (sig->present)
+		ctx->spooled += sig->sig_len;
+	else
+		sig->sig_len = 0;
+	free(sig->sig);
+	sig->sig = NULL;
+	ctx->sigs[i] = *sig;
+	ctx->nsigs++;
+	memset(sig, 0, sizeof(*sig));
+}
+
+/*
+ * A file holding SIG alone, for delta_rsync_encode (which reads to its
+ * end): copied from the spool in small pieces. -1 (logged) on error.
+ */
 static int
 signature_fd(const struct encoding_ctx *ctx, const struct proto_signature *sig)
 {
-	char *tmp = xasprintf("%s/tmp/signature.%ld.%lu", store_dir(ctx->store),
-	    (long)getpid(), __atomic_fetch_add(&signature_seq, 1, __ATOMIC_RELAXED));
-	int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	size_t off = 0;
+	uint64_t from = ctx->sig_offsets[sig - ctx->sigs], done = 0;
+	char buf[64 * 1024];
 	ssize_t n;
+	int fd;
 
-	if (fd != -1) {
-		unlink(tmp);
-		while (off < sig->sig_len) {
-			n = write(fd, sig->sig + off, sig->sig_len - off);
-			if (n <= 0 && errno != EINTR) {
-				close(fd);
-				fd = -1;
-				break;
-			}
-			off += n > 0 ? (size_t)n : 0;
+	if ((fd = scratch_open(ctx)) == -1)
+		return -1;
+	while (done < sig->sig_len) {
+		size_t want = sig->sig_len - done < sizeof(buf) ? (size_t)(sig->sig_len - done) :
+		    sizeof(buf);
+
+		n = pread(ctx->sig_spool, buf, want, (off_t)(from + done));
+		if (n <= 0 || fileio_write_all(fd, buf, (size_t)n) != 0) {
+			log_errno("%s/tmp: reading a spooled signature", store_dir(ctx->store));
+			close(fd);
+			return -1;
 		}
+		done += (uint64_t)n;
 	}
-	if (fd != -1 && lseek(fd, 0, SEEK_SET) != 0) {
+	if (lseek(fd, 0, SEEK_SET) != 0) {
+		log_errno("%s/tmp: seek", store_dir(ctx->store));
 		close(fd);
-		fd = -1;
+		return -1;
 	}
-	if (fd == -1)
-		log_errno("%s", tmp);
-	free(tmp);
 	return fd;
 }
 
@@ -173,10 +263,11 @@ open_signature(void *arg)
 }
 
 /*
- * Makes e->cache exist: the encoding of e's object by e->enc against its
- * basis object (patches) or sig (rsync), through the store's delta cache.
- * Returns 0, DS_ERR_UNSUPPORTED (no zippatch for this pair) or DS_ERR_*,
- * logged.
+ * Makes the encoding of e's object by e->enc against its basis object
+ * (patches) or sig (rsync): e->cache through the store's delta cache, or
+ * e->fd, an unnamed file, for rsync (never cached: its basis is the site's
+ * word) and when the cache cannot be written. Returns 0, DS_ERR_UNSUPPORTED
+ * (no zippatch for this pair) or DS_ERR_*, logged.
  */
 static int
 cache_fill(const struct encoding_ctx *ctx, struct encoded *e, const struct proto_signature *sig)
@@ -194,7 +285,21 @@ cache_fill(const struct encoding_ctx *ctx, struct encoded *e, const struct proto
 	req.level = ctx->level;
 	req.sig_open = open_signature;
 	req.sig_arg = &src;
-	return dcache_fill(e->cache, &req, &e->len, &e->hit);
+	if (e->enc == PROTO_ENC_RSYNC)
+		return dcache_encode_anon(&req, &e->fd, &e->len);
+	e->cache = store_delta_path(ctx->store, req.basis, e->po->entry->hash,
+	    delta_encoding_name(e->enc));
+	return dcache_fill(e->cache, &req, &e->len, &e->hit, &e->fd);
+}
+
+void
+encoding_release(struct encoded *e)
+{
+	free(e->cache);
+	e->cache = NULL;
+	if (e->fd != -1)
+		close(e->fd);
+	e->fd = -1;
 }
 
 void
@@ -206,6 +311,7 @@ encoding_decide(const struct encoding_ctx *ctx, struct encoded *e)
 
 	e->enc = PROTO_ENC_RAW;
 	e->cache = NULL;
+	e->fd = -1;
 	if (ent->type != MANIFEST_FILE || ent->size == 0)
 		return;		/* streamed: symlink targets and empty files are tiny */
 	if ((ctx->caps & PROTO_CAP_DELTA) != 0) {
@@ -242,21 +348,16 @@ encoding_decide(const struct encoding_ctx *ctx, struct encoded *e)
 		 * decodes only DZP1 gets a plain zstd patch.
 		 */
 		e->enc = PROTO_ENC_ZIP_PATCH;
-		e->cache = store_delta_path(ctx->store, e->basis, ent->hash,
-		    delta_encoding_name(e->enc));
 		if (cache_fill(ctx, e, sig) == 0 &&
 		    delta_choose(e->enc, e->len, ent->size) != DELTA_RAW)
 			return;
-		free(e->cache);
+		encoding_release(e);
 		e->enc = PROTO_ENC_ZSTD_PATCH;
 	}
-	e->cache = store_delta_path(ctx->store, e->enc == PROTO_ENC_ZSTD ? NULL : e->basis,
-	    ent->hash, delta_encoding_name(e->enc));
 	if (cache_fill(ctx, e, sig) != 0 ||
 	    delta_choose(e->enc, e->len, ent->size) == DELTA_RAW) {
 		/* Not worth it (or not possible): the bytes as they are. */
-		free(e->cache);
-		e->cache = NULL;
+		encoding_release(e);
 		e->enc = PROTO_ENC_RAW;
 	}
 }
@@ -304,7 +405,6 @@ encoding_signature_paths(const struct encoding_ctx *ctx, const struct plan *plan
 void
 encoding_drop_cached(const struct encoding_ctx *ctx, const struct plan_object *po)
 {
-	const struct proto_signature *sig;
 	char *path;
 
 	if (po->basis != NULL) {
@@ -317,12 +417,5 @@ encoding_drop_cached(const struct encoding_ctx *ctx, const struct plan_object *p
 		unlink(path);
 		free(path);
 	}
-	if ((sig = find_signature(ctx, po->entry->path)) == NULL && po->basis != NULL)
-		sig = find_signature(ctx, po->basis->path);
-	if (sig != NULL && sig->present) {
-		path = store_delta_path(ctx->store, sig->hash, po->entry->hash,
-		    delta_encoding_name(DELTA_RSYNC));
-		unlink(path);
-		free(path);
-	}
+	/* rsync deltas are never cached: nothing to drop. */
 }

@@ -35,6 +35,7 @@
 #include "session/apply.h"
 #include "session/decoder.h"
 #include "session/receiver.h"
+#include "session/room.h"
 #include "site/history.h"
 #include "site/lineage.h"
 #include "site/site.h"
@@ -78,6 +79,8 @@ struct receiver {
 	uint64_t		 done;		/* content bytes received, for progress */
 	uint64_t		 total;		/* as PLAN announced them */
 	struct decoder		*dec;		/* made with the first delta object */
+	struct room		*room;		/* free space for what is announced (room.h) */
+	int			 commits;	/* COMMITs received */
 	char			*pending;	/* a read-only open: what the site still owes */
 	struct manifest		*found;		/* never applied: the tree found, as STATE
 						   described it (PROTO_CAP_ADOPT) */
@@ -294,6 +297,11 @@ out:
 	return r;
 }
 
+/*
+ * The space STATE announces: free, plus what staging holds, which the
+ * objects of this push either reuse or clear for room (room.h) -- the
+ * sender's check against it must not count leftovers as taken.
+ */
 static uint64_t
 free_bytes(struct receiver *rc)
 {
@@ -301,7 +309,7 @@ free_bytes(struct receiver *rc)
 
 	if (fstatvfs(target_state_fd(rc->t), &sv) != 0)
 		return UINT64_MAX;
-	return (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
+	return (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize + stage_usage(rc->t);
 }
 
 /*
@@ -575,7 +583,7 @@ open_basis(struct receiver *rc, const uint8_t hash[HASH_LEN])
 				bases_add(rc, rc->found->entries[i].hash, rc->found->entries[i].path);
 		manifest_free(m);
 	}
-	if (!rc->bases_sorted) {
+	if (!rc->bases_sorted && rc->nbases > 0) {
 		qsort(rc->bases, rc->nbases, sizeof(*rc->bases), basis_ref_cmp);
 		rc->bases_sorted = 1;
 	}
@@ -735,6 +743,11 @@ recv_delta_object(struct receiver *rc, const struct proto_object *ob, const char
 	uint64_t staged;
 	int basis, r;
 
+	/* Room for the rest of the stream and for what it decodes to (no sum that wraps). */
+	room_touch(rc->room, ob->hash);
+	if ((r = room_reserve(rc->room, rc->t, ob->size > UINT64_MAX / 4 ? UINT64_MAX :
+	    ds.limit - ob->offset + ob->size)) != 0)
+		return r;
 	if ((r = stage_encoded_open(rc->t, ob->hash, ob->encoding, &ds.fd, &staged)) != 0)
 		return r;
 	if (ob->offset > staged) {
@@ -802,6 +815,9 @@ recv_object(struct receiver *rc, const struct proto_object *ob)
 			return DS_ERR_PROTO;
 		}
 	}
+	room_touch(rc->room, ob->hash);
+	if ((r = room_reserve(rc->room, rc->t, ob->size - ob->offset)) != 0)
+		return r;
 	if ((r = stage_open(rc->t, ob->hash, ob->offset, &os.fd)) != 0)
 		return r;
 	if (ob->offset > 0)
@@ -999,6 +1015,39 @@ found_release(struct receiver *rc, const struct proto_found *f)
 	rc->adopted.release = xstrdup(f->release);
 }
 
+/* room_evicted_needed's callback: asked for again, as a delta that failed. */
+static void
+retry_evicted(const uint8_t *hash, void *arg)
+{
+	struct receiver *rc = arg;
+	char hex[HASH_HEX_LEN + 1];
+
+	hash_to_hex(hash, hex);
+	log_info("%s: object %s made room for others: asking for it again", rc->x->peer, hex);
+	retry_add(rc, hash);
+}
+
+/*
+ * At the first COMMIT: staged objects the sender counted on that had to
+ * make room (room.h) and that C's release needs join the RETRY list.
+ */
+static void
+evicted_for_commit(struct receiver *rc, const struct proto_commit *c)
+{
+	struct manifest *to = NULL, *current = NULL;
+
+	if (rc->commits++ > 0 || !room_evicted(rc->room) || c->manifest_len == 0 ||
+	    manifest_decode((const char *)c->manifest, c->manifest_len, c->release, &to) != 0)
+		return;		/* do_commit reports a manifest that does not decode */
+	/* What the sender planned from: the current release, or the tree found. */
+	if (rc->found != NULL)
+		room_evicted_needed(rc->room, rc->t, to, rc->found, retry_evicted, rc);
+	else if (target_current(rc->t, NULL, &current) == 0)
+		room_evicted_needed(rc->room, rc->t, to, current, retry_evicted, rc);
+	manifest_free(to);
+	manifest_free(current);
+}
+
 /* Serves the push after STATE: manifest requests, objects, then COMMIT. */
 static int
 serve_push(struct receiver *rc, struct proto_result *res)
@@ -1036,6 +1085,7 @@ serve_push(struct receiver *rc, struct proto_result *res)
 			/* Every delta decoded: the failures are in the RETRY list. */
 			if ((r = decoder_collect(rc->dec, 1)) != 0)
 				break;
+			evicted_for_commit(rc, &m.u.commit);
 			if (rc->nretry > 0) {
 				/* Deltas failed: the sender sends those whole, then COMMITs again. */
 				struct proto_retry rt = { rc->retry, rc->nretry };
@@ -1175,6 +1225,7 @@ receiver_run(struct xport *x, const struct receiver_options *opt)
 	rc.dctx = ZSTD_createDCtx();
 	rc.outsize = ZSTD_DStreamOutSize();
 	rc.outbuf = xmalloc(rc.outsize);
+	rc.room = room_new();
 	pthread_mutex_init(&rc.errors_lock, NULL);
 	log_set_capture(capture_error, &rc);
 
@@ -1202,6 +1253,7 @@ receiver_run(struct xport *x, const struct receiver_options *opt)
 	free(rc.pending);
 	config_free(rc.own_config);
 	bases_free(&rc);
+	room_free(rc.room);
 	manifest_free(rc.found);
 	free(rc.adopted.release);
 	free(rc.retry);

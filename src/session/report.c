@@ -139,17 +139,32 @@ static char *
 from_text(const struct report *rep, int brief)
 {
 	const char *from = rep->result.from;
+	char *text, *safe;
 
 	if (nonempty(from))
-		return xstrdup(from);
+		return util_printable(from, 0);	/* the peer's bytes */
 	if (!rep->found)
 		return xstrdup("(none)");
 	if (brief)
-		return rep->found_release != NULL ? xasprintf("(found %s)", rep->found_release) :
+		text = rep->found_release != NULL ? xasprintf("(found %s)", rep->found_release) :
 		    xstrdup("(found)");
-	return rep->found_release != NULL ?
-	    xasprintf("(found release %s, not yet managed)", rep->found_release) :
-	    xstrdup("(found files of no kept release, not yet managed)");
+	else
+		text = rep->found_release != NULL ?
+		    xasprintf("(found release %s, not yet managed)", rep->found_release) :
+		    xstrdup("(found files of no kept release, not yet managed)");
+	safe = util_printable(text, 0);
+	free(text);
+	return safe;
+}
+
+/* Prints BEFORE, S (from the peer, its control characters escaped) and AFTER. */
+static void
+put_peer(FILE *fp, const char *before, const char *s, const char *after, int flags)
+{
+	char *safe = util_printable(s, flags);
+
+	fprintf(fp, "%s%s%s", before, safe, after);
+	free(safe);
 }
 
 /* The dry run the summary shows: the one asked for, answered or not. */
@@ -159,11 +174,14 @@ asked_dry_run(const struct report *rep)
 	return (rep->flags & PROTO_FLAG_DRY_RUN) != 0;
 }
 
-void
-report_print_text(const struct report *rep, const char *host, FILE *fp)
+/*
+ * The lines of a session, TO already escaped: every string the peer sent
+ * goes through put_peer, util_printable or from_text.
+ */
+static void
+print_text(const struct report *rep, const char *host, const char *to, FILE *fp)
 {
 	const struct proto_result *res = &rep->result;
-	const char *to = nonempty(res->to) ? res->to : (rep->release ? rep->release : "?");
 	int dry = (res->flags & PROTO_FLAG_DRY_RUN) != 0, status = rep->status;
 	char sent[32], recv[32], *from;
 
@@ -180,11 +198,11 @@ report_print_text(const struct report *rep, const char *host, FILE *fp)
 			    res->changed == 0 ? "no drift" : "drifted");
 		free(from);
 		for (size_t i = 0; i < res->ndrift; i++)
-			fprintf(fp, "  drift   %s\n", res->drift[i]);
+			put_peer(fp, "  drift   ", res->drift[i], "\n", 0);
 		if (res->changed > res->ndrift)
 			fprintf(fp, "  ... and %" PRIu64 " more\n", res->changed - res->ndrift);
 		if (nonempty(res->pending))
-			fprintf(fp, "  pending: %s\n", res->pending);
+			put_peer(fp, "  pending: ", res->pending, "\n", 0);
 		return;
 	}
 	if (status != 0 && res->to == NULL) {
@@ -240,25 +258,37 @@ report_print_text(const struct report *rep, const char *host, FILE *fp)
 			    "instead\n", rep->fallbacks, rep->fallbacks == 1 ? "" : "s");
 	}
 	for (size_t i = 0; i < res->ndrift; i++)
-		fprintf(fp, "  drift   %s (changed on the host since the last apply%s)\n",
-		    res->drift[i], status == DS_ERR_DRIFT ? "" : dry ? "; would be overwritten" :
-		    "; overwritten");
+		put_peer(fp, "  drift   ", res->drift[i], status == DS_ERR_DRIFT ?
+		    " (changed on the host since the last apply)\n" : dry ?
+		    " (changed on the host since the last apply; would be overwritten)\n" :
+		    " (changed on the host since the last apply; overwritten)\n", 0);
 	for (size_t i = 0; i < res->nruns; i++)
-		fprintf(fp, "  run_once: %s\n", res->runs[i]);
+		put_peer(fp, "  run_once: ", res->runs[i], "\n", 0);
 	if (res->nservices > 0) {
 		fprintf(fp, "  restarted:");
 		for (size_t i = 0; i < res->nservices; i++)
-			fprintf(fp, " %s", res->services[i]);
-		fprintf(fp, " (health: %s)\n", res->health ? res->health : "?");
+			put_peer(fp, " ", res->services[i], "", 0);
+		put_peer(fp, " (health: ", res->health ? res->health : "?", ")\n", 0);
 	} else if (res->health != NULL && strcmp(res->health, "none") != 0)
-		fprintf(fp, "  services: %s\n", res->health);
+		put_peer(fp, "  services: ", res->health, "\n", 0);
 	else if (!dry && status == 0)
 		fprintf(fp, "  no service restarted\n");
 	if (nonempty(res->pending))
-		fprintf(fp, "  pending: %s\n", res->pending);
+		put_peer(fp, "  pending: ", res->pending, "\n", 0);
 	if (status != 0)
-		fprintf(fp, "  failed: %s\n", nonempty(res->message) ? res->message :
-		    ds_strerror(status));
+		put_peer(fp, "  failed: ", nonempty(res->message) ? res->message :
+		    ds_strerror(status), "\n", UTIL_KEEP_NEWLINES);
+}
+
+void
+report_print_text(const struct report *rep, const char *host, FILE *fp)
+{
+	const struct proto_result *res = &rep->result;
+	char *to = util_printable(nonempty(res->to) ? res->to :
+	    (rep->release ? rep->release : "?"), 0);
+
+	print_text(rep, host, to, fp);
+	free(to);
 }
 
 /* Sets KEY of O to V, taking V (made here: it cannot fail). */
@@ -346,21 +376,24 @@ void
 report_line(const struct report *rep, char *buf, size_t len)
 {
 	const char *to = push_target(rep);
-	char sent[32], *from;
+	char sent[32], *from, *line;
 
 	if (rep->status != 0) {
-		snprintf(buf, len, "%s", rep->reason != NULL ? rep->reason :
-		    ds_strerror(rep->status));
-		for (char *p = buf; *p != '\0'; p++)
+		line = xstrdup(rep->reason != NULL ? rep->reason : ds_strerror(rep->status));
+		for (char *p = line; *p != '\0'; p++)
 			if (*p == '\n')
 				*p = ' ';
+		util_printable_buf(line, 0, buf, len);
+		free(line);
 		return;
 	}
 	util_format_bytes(rep->bytes_sent, sent, sizeof(sent));
 	from = from_text(rep, 1);
-	snprintf(buf, len, "%s%s -> %s, %" PRIu64 " file%s changed, %s sent, %.1f s",
+	line = xasprintf("%s%s -> %s, %" PRIu64 " file%s changed, %s sent, %.1f s",
 	    asked_dry_run(rep) ? "dry run, " : "", from, to != NULL ? to : "?",
 	    rep->result.changed, rep->result.changed == 1 ? "" : "s", sent, rep->seconds);
+	util_printable_buf(line, 0, buf, len);	/* TO is the peer's */
+	free(line);
 	free(from);
 }
 
@@ -378,12 +411,7 @@ result_word(const struct report *rep)
 static char *
 cell(const char *s)
 {
-	char *out = xstrdup(s != NULL ? s : "");
-
-	for (char *p = out; *p != '\0'; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
-			*p = ' ';
-	return out;
+	return util_printable(s != NULL ? s : "", 0);
 }
 
 /* The services restarted, comma-separated, or "-". */
@@ -427,9 +455,12 @@ report_print_table(const struct config_host *const *hosts, const struct report *
 
 		cells[i] = xcalloc(NCOL, sizeof(char *));
 		cells[i][C_HOST] = cell(hosts[i]->name);
-		if (to != NULL)
-			cells[i][C_RELEASE] = xasprintf("%s -> %s", from, to);
-		else
+		if (to != NULL) {
+			char *text = xasprintf("%s -> %s", from, to);
+
+			cells[i][C_RELEASE] = cell(text);
+			free(text);
+		} else
 			cells[i][C_RELEASE] = xstrdup("-");
 		cells[i][C_FILES] = r->started && to != NULL ?
 		    xasprintf("%" PRIu64, r->result.changed) : xstrdup("-");

@@ -421,7 +421,6 @@ request_signatures(struct sender *s, const struct plan *plan)
 		goto out;
 	}
 	s->report->round_trips++;
-	s->enc.sigs = xcalloc(req.npaths, sizeof(*s->enc.sigs));
 	for (;;) {
 		if ((r = proto_recv_msg(s->x, 0, s->payload, &m)) != 0)
 			goto out;
@@ -435,9 +434,8 @@ request_signatures(struct sender *s, const struct plan *plan)
 			r = DS_ERR_PROTO;
 			goto out;
 		}
-		s->enc.sigs[s->enc.nsigs++] = m.u.signature;
 		s->report->signatures += m.u.signature.present;
-		memset(&m, 0, sizeof(m));
+		encoding_signature_add(&s->enc, &m.u.signature);
 	}
 	proto_msg_free(&m);
 out:
@@ -478,12 +476,14 @@ send_encoded(struct sender *s, const struct encoded *e, uint64_t offset)
 {
 	const struct manifest_entry *ent = e->po->entry;
 	struct proto_object ob;
-	char *what = xasprintf("%s (%s)", ent->path, e->cache);
+	char *what = xasprintf("%s (%s)", ent->path, e->cache != NULL ? e->cache :
+	    delta_encoding_name(e->enc));
 	int fd, r;
 
 	memset(&ob, 0, sizeof(ob));
-	if ((fd = open(e->cache, O_RDONLY | O_CLOEXEC)) == -1) {
-		log_errno("%s", e->cache);
+	/* Cached, or made for this session only (encoding.h): pread either way. */
+	if ((fd = e->fd != -1 ? dup(e->fd) : open(e->cache, O_RDONLY | O_CLOEXEC)) == -1) {
+		log_errno("%s", what);
 		r = DS_ERR_SYSTEM;
 		goto out;
 	}
@@ -567,15 +567,17 @@ send_objects(struct sender *s, const struct plan *plan, const struct proto_state
 	for (size_t k = 0; k < n; k++) {
 		size_t i = encoder_next(w);
 		const struct encoded *e = encoder_item(w, i);
+		int encoded = e->cache != NULL || e->fd != -1;
 
 		/* A delta stream cut mid-way continues at its byte when it is the same stream. */
-		if (e->cache != NULL && enc_offsets[i] > 0 && e->enc == enc_kinds[i] &&
+		if (encoded && enc_offsets[i] > 0 && e->enc == enc_kinds[i] &&
 		    enc_offsets[i] <= e->len)
 			r = send_encoded(s, e, enc_offsets[i]);
-		else if (e->cache != NULL && offsets[i] == 0)
+		else if (encoded && offsets[i] == 0)
 			r = send_encoded(s, e, 0);
 		else
 			r = send_object(s, e->po, offsets[i]);
+		encoder_sent(w, i);
 		if (r != 0) {
 			r = peer_reason(s, r);
 			goto out;
@@ -632,7 +634,8 @@ commit_result(struct sender *s, const struct plan *plan, const struct proto_comm
 				r = DS_ERR_PROTO;
 				break;
 			}
-			log_warn("%s: %s: the delta did not reconstruct the file on the host; sent "
+			log_warn("%s: %s: the host asked for it again (a delta that did not "
+			    "reconstruct the file, or a staged copy it cleared for room); sent "
 			    "whole instead", s->x->peer, po->entry->path);
 			encoding_drop_cached(&s->enc, po);
 			s->report->fallbacks++;
@@ -900,7 +903,7 @@ sender_run(struct xport *x, const struct sender_options *opt, struct report *rep
 	s.chunk = buf_new(PROTO_CHUNK_MAX);
 	s.readbuf = xmalloc(READ_CHUNK);
 	s.cctx = ZSTD_createCCtx();
-	s.enc.store = opt->store;
+	encoding_ctx_init(&s.enc, opt->store);
 	s.enc.level = encoding_delta_level(opt->level, opt->config);
 
 	open.op = opt->op;
@@ -949,9 +952,7 @@ out:
 	free(open.config);
 	report->status = r;
 	proto_found_free(&found);
-	for (size_t i = 0; i < s.enc.nsigs; i++)
-		proto_signature_free(&s.enc.sigs[i]);
-	free(s.enc.sigs);
+	encoding_ctx_release(&s.enc);
 	ZSTD_freeCCtx(s.cctx);
 	free(s.readbuf);
 	buf_free(s.chunk);

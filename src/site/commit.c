@@ -206,11 +206,11 @@ plan_change(enum manifest_change change, const struct manifest_entry *old,
     const struct manifest_entry *new, void *arg)
 {
 	struct planner *pl = arg;
+	const char *why;
 	struct op *op;
 
-	if (new != NULL && (path_check(new->path, strlen(new->path), NULL) != 0 ||
-	    new->mode > 07777)) {
-		log_error("release %s: invalid entry '%s'", pl->plan->to, new->path);
+	if (new != NULL && manifest_entry_check(new, NULL, 0, &why) != 0) {
+		log_error("release %s: invalid entry '%s': %s", pl->plan->to, new->path, why);
 		return DS_ERR_INVALID;
 	}
 	note_changed(pl, new != NULL ? new->path : old->path);
@@ -379,15 +379,22 @@ symlink_target(struct target *t, const struct op *op, char **out)
 	return r;
 }
 
-/* prep/NAME as a symlink. */
+/* prep/NAME as a symlink, one that stays inside the tree (manifest_entry_check). */
 static int
 prepare_symlink(struct target *t, int prepfd, const char *name, const struct op *op)
 {
+	const char *why;
 	char *link = NULL;
 	int r = DS_ERR_SYSTEM;
 
 	if (symlink_target(t, op, &link) == -1) {
 		log_errno("%s: target of symlink '%s'", target_dir(t), op->rec.path);
+		goto out;
+	}
+	if (path_link_check(op->rec.path, link, op->size, &why) != 0 || strlen(link) != op->size) {
+		log_error("%s: symlink '%s': %s (-> %s)", target_dir(t), op->rec.path,
+		    why != NULL ? why : "NUL in symlink target", link);
+		r = DS_ERR_INVALID;
 		goto out;
 	}
 	fault_point("prepare-symlink");

@@ -275,12 +275,15 @@ restart_describe(const struct restart_plan *plan, const char *prefix, FILE *fp)
 	}
 	for (size_t i = 0; i < plan->count; i++) {
 		const struct restart_item *it = &plan->items[i];
+		char *why = util_printable(it->why, 0);	/* a path: the peer's bytes */
+
 		if (it->restart)
 			fprintf(fp, "%srestart %s%s: %s changed\n", p, it->service->name,
-			    it->reload ? " (reload_on)" : "", it->why);
+			    it->reload ? " (reload_on)" : "", why);
 		else
 			fprintf(fp, "%snot restarted %s (restart: none): %s changed\n", p,
-			    it->service->name, it->why);
+			    it->service->name, why);
+		free(why);
 	}
 	if (plan->nrestart == 0)
 		fprintf(fp, "%sno service restarts\n", p);

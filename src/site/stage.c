@@ -132,24 +132,159 @@ stage_list(struct target *t, struct stage_object **objects, size_t *count)
 	return 0;
 }
 
-int
-stage_check_space(struct target *t, uint64_t bytes)
+/* Bytes available on the state directory's filesystem; 0 and logged when unknown. */
+static int
+available(struct target *t, uint64_t *avail)
 {
 	struct statvfs sv;
-	uint64_t avail;
 
 	if (fstatvfs(target_state_fd(t), &sv) == -1) {
 		log_errno("%s: statvfs", target_state_dir(t));
 		return DS_ERR_SYSTEM;
 	}
-	avail = (uint64_t)sv.f_bavail * sv.f_frsize;
-	if (bytes > UINT64_MAX - STAGE_SPACE_MARGIN || bytes + STAGE_SPACE_MARGIN > avail) {
-		log_error("%s: not enough free space: %" PRIu64 " bytes needed (plus a %u byte "
-		    "margin), %" PRIu64 " available; nothing was changed", target_dir(t), bytes,
-		    STAGE_SPACE_MARGIN, avail);
-		return DS_ERR_NOSPACE;
-	}
+	*avail = (uint64_t)sv.f_bavail * sv.f_frsize;
 	return 0;
+}
+
+/* 1 when BYTES and the margin fit in AVAIL. */
+static int
+fits(uint64_t bytes, uint64_t avail)
+{
+	return bytes <= UINT64_MAX - STAGE_SPACE_MARGIN && bytes + STAGE_SPACE_MARGIN <= avail;
+}
+
+static int
+no_space(struct target *t, uint64_t bytes, uint64_t avail)
+{
+	log_error("%s: not enough free space: %" PRIu64 " bytes needed (plus a %u byte "
+	    "margin), %" PRIu64 " available; nothing was changed", target_dir(t), bytes,
+	    STAGE_SPACE_MARGIN, avail);
+	return DS_ERR_NOSPACE;
+}
+
+int
+stage_check_space(struct target *t, uint64_t bytes)
+{
+	uint64_t avail;
+	int r;
+
+	if ((r = available(t, &avail)) != 0)
+		return r;
+	return fits(bytes, avail) ? 0 : no_space(t, bytes, avail);
+}
+
+uint64_t
+stage_usage(struct target *t)
+{
+	struct dirent *de;
+	struct stat st;
+	uint64_t bytes = 0;
+	DIR *dir;
+	int fd;
+
+	if ((fd = staging_fd_existing(t)) == -1 || (dir = fdopendir(fd)) == NULL) {
+		if (fd != -1)
+			close(fd);
+		return 0;
+	}
+	while ((de = readdir(dir)) != NULL)
+		if (de->d_name[0] != '.' &&
+		    fstatat(dirfd(dir), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISREG(st.st_mode))
+			bytes += (uint64_t)st.st_blocks * 512;
+	closedir(dir);
+	return bytes;
+}
+
+/* A staging entry another session left, as stage_reserve sees it. */
+struct leftover {
+	char		 name[STAGE_NAME_MAX];
+	uint8_t		 hash[HASH_LEN];
+	int		 complete;
+	struct timespec	 mtime;
+};
+
+static int
+leftover_cmp(const void *a, const void *b)
+{
+	const struct leftover *x = a, *y = b;
+
+	if (x->mtime.tv_sec != y->mtime.tv_sec)
+		return x->mtime.tv_sec < y->mtime.tv_sec ? -1 : 1;
+	if (x->mtime.tv_nsec != y->mtime.tv_nsec)
+		return x->mtime.tv_nsec < y->mtime.tv_nsec ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
+/* The entries of staging KEEP does not claim, oldest first (*list: caller frees). */
+static size_t
+leftovers(DIR *dir, int (*keep)(const uint8_t *, void *), void *arg, struct leftover **list)
+{
+	struct leftover *v = NULL;
+	size_t n = 0, alloc = 0, len;
+	struct dirent *de;
+	struct stat st;
+
+	while ((de = readdir(dir)) != NULL) {
+		struct leftover l;
+
+		len = strlen(de->d_name);
+		if (len < HASH_HEX_LEN || len >= sizeof(l.name) ||
+		    (len > HASH_HEX_LEN && de->d_name[HASH_HEX_LEN] != '.') ||
+		    hash_from_hex(de->d_name, HASH_HEX_LEN, l.hash) != 0 ||
+		    fstatat(dirfd(dir), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == -1 ||
+		    !S_ISREG(st.st_mode) || (keep != NULL && keep(l.hash, arg)))
+			continue;
+		memcpy(l.name, de->d_name, len + 1);
+		l.complete = len == HASH_HEX_LEN;
+		l.mtime = st.st_mtim;
+		v = xgrow(v, &alloc, n + 1, sizeof(*v));
+		v[n++] = l;
+	}
+	if (n > 0)
+		qsort(v, n, sizeof(*v), leftover_cmp);
+	*list = v;
+	return n;
+}
+
+int
+stage_reserve(struct target *t, uint64_t bytes, int (*keep)(const uint8_t *hash, void *arg),
+    void (*gone)(const uint8_t *hash, void *arg), void *arg)
+{
+	struct leftover *list = NULL;
+	uint64_t avail;
+	size_t n, i, removed = 0;
+	DIR *dir;
+	int fd, r;
+
+	if ((r = available(t, &avail)) != 0 || fits(bytes, avail))
+		return r;
+	if (bytes > UINT64_MAX - STAGE_SPACE_MARGIN)
+		return no_space(t, bytes, avail);
+	if ((fd = staging_fd(t)) == -1 || (dir = fdopendir(fd)) == NULL) {
+		log_errno("%s/staging", target_state_dir(t));
+		if (fd != -1)
+			close(fd);
+		return DS_ERR_SYSTEM;
+	}
+	n = leftovers(dir, keep, arg, &list);
+	for (i = 0; i < n && !fits(bytes, avail); i++) {
+		if (unlinkat(dirfd(dir), list[i].name, 0) == -1)
+			continue;
+		removed++;
+		if (list[i].complete && gone != NULL)
+			gone(list[i].hash, arg);
+		if ((r = available(t, &avail)) != 0)
+			break;
+	}
+	closedir(dir);
+	free(list);
+	if (removed > 0)
+		log_info("%s: %zu staged file%s of earlier sessions removed to make room",
+		    target_state_dir(t), removed, removed == 1 ? "" : "s");
+	if (r == 0 && !fits(bytes, avail))
+		r = no_space(t, bytes, avail);
+	return r;
 }
 
 int

@@ -44,6 +44,26 @@ int	stage_list(struct target *t, struct stage_object **objects, size_t *count);
 int	stage_check_space(struct target *t, uint64_t bytes);
 
 /*
+ * Bytes the files in staging take on disk (0 when there is no staging):
+ * space a push may count on, since stage_reserve clears what it does not
+ * need.
+ */
+uint64_t stage_usage(struct target *t);
+
+/*
+ * Makes room for BYTES more in staging, so that nothing an earlier session
+ * left there can wedge this one: when the filesystem has less than BYTES
+ * (plus the margin) available, removes staged entries -- objects, parts,
+ * delta streams -- whose object KEEP(hash, arg) does not claim (KEEP NULL:
+ * any), oldest first, until it has. GONE(hash, arg) (may be NULL) hears of
+ * each complete object removed: a sender that counted on it must send it
+ * again. Returns 0, DS_ERR_NOSPACE (logged with the figures) when even that
+ * is not enough, or DS_ERR_SYSTEM (logged).
+ */
+int	stage_reserve(struct target *t, uint64_t bytes, int (*keep)(const uint8_t *hash, void *arg),
+	    void (*gone)(const uint8_t *hash, void *arg), void *arg);
+
+/*
  * Opens HEX.part for writing positioned at OFFSET (truncating anything past
  * it; 0 starts over). *fd is the caller's until stage_finish or stage_abort.
  */

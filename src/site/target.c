@@ -154,16 +154,52 @@ take_lock(struct target *t, unsigned timeout)
 	return 0;
 }
 
+/* 1 when STATE (absolute) is TARGET_DIR's default state directory. */
+static int
+is_default_state(const char *target_dir, const char *state)
+{
+	char *deflt = target_default_state_dir(target_dir);
+	int same = strcmp(deflt, state) == 0;
+
+	free(deflt);
+	return same;
+}
+
+int
+target_state_dir_check(const char *target_dir, const char *state_dir)
+{
+	char *state = path_absolute(NULL, state_dir);
+	struct stat st;
+	int link;
+
+	if (!is_default_state(target_dir, state) || lstat(state, &st) == -1 ||
+	    S_ISDIR(st.st_mode)) {
+		free(state);
+		return 0;
+	}
+	link = S_ISLNK(st.st_mode);
+	free(state);
+	state = NULL;
+	log_error("%s: the state directory is %s, not a directory: refused (a default "
+	    "state directory is never followed elsewhere)", state_dir,
+	    link ? "a symlink" : "another kind of file");
+	return DS_ERR_PRECONDITION;
+}
+
 int
 target_open(const char *dir, const char *state, unsigned lock_timeout, struct target **out)
 {
 	struct target *t = xcalloc(1, sizeof(*t));
-	int r = DS_ERR_SYSTEM;
+	int r = DS_ERR_SYSTEM, nofollow;
 
 	*out = NULL;
 	t->root_fd = t->state_fd = t->lock_fd = -1;
 	t->dir = path_absolute(NULL, dir);
 	t->state = state != NULL ? path_absolute(NULL, state) : target_default_state_dir(dir);
+	nofollow = is_default_state(t->dir, t->state) ? O_NOFOLLOW : 0;
+	if ((r = target_state_dir_check(t->dir, t->state)) != 0)
+		goto out;
+	r = DS_ERR_SYSTEM;
 	if (path_mkdirs(t->dir) == -1) {
 		log_errno("%s: cannot create the target directory", t->dir);
 		goto out;
@@ -179,7 +215,7 @@ target_open(const char *dir, const char *state, unsigned lock_timeout, struct ta
 		log_errno("%s", t->dir);
 		goto out;
 	}
-	if ((t->state_fd = open(t->state, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
+	if ((t->state_fd = open(t->state, O_RDONLY | O_DIRECTORY | O_CLOEXEC | nofollow)) == -1) {
 		log_errno("%s", t->state);
 		goto out;
 	}

@@ -37,8 +37,10 @@ char	*target_default_state_dir(const char *target_dir);
 /*
  * Opens a site. Creates TARGET_DIR and STATE_DIR (NULL: the default) when
  * missing; refuses with DS_ERR_PRECONDITION (logged) a state directory on
- * another filesystem than the target, or one inside the target (or the
- * reverse). Takes the lock: a second opener waits up to LOCK_TIMEOUT seconds,
+ * another filesystem than the target, one inside the target (or the
+ * reverse), or a default state directory (STATE_DIR NULL or naming it) that
+ * is a symlink or not a directory: that name sits beside the target, where
+ * a release applied to an enclosing tree can plant one. Takes the lock: a second opener waits up to LOCK_TIMEOUT seconds,
  * then logs "TARGET: locked by pid N since T" and returns DS_ERR_LOCKED.
  * Does not look at a journal an interrupted apply left: open a site with
  * site_open (site.h), which recovers it. Caller frees with target_close.
@@ -61,6 +63,15 @@ int	target_open_readonly(const char *target_dir, const char *state_dir,
 
 /* 1 when the target directory exists (always after target_open), else 0. */
 int	target_exists(const struct target *t);
+
+/*
+ * The check target_open makes before it creates anything: 0 when STATE_DIR
+ * may serve as TARGET_DIR's state directory, DS_ERR_PRECONDITION (logged)
+ * when it is TARGET_DIR's default and a symlink or not a directory. For a
+ * caller that writes into the state directory before target_open (pull's
+ * pull.lock).
+ */
+int	target_state_dir_check(const char *target_dir, const char *state_dir);
 
 /* Releases the lock and frees t; NULL is fine. */
 void	target_close(struct target *t);

@@ -170,7 +170,8 @@ struct proto_staged {
 struct proto_state {
 	char		*release;	/* current release id, "" when none */
 	uint8_t		 digest[HASH_LEN]; /* of current.manifest; zero when none */
-	uint64_t	 free_bytes;	/* free space on the target's filesystem */
+	uint64_t	 free_bytes;	/* free space on the target's filesystem, with
+					   what staging holds (cleared for room) */
 	struct proto_staged *staged;
 	size_t		 nstaged;
 	char		**drift;	/* paths that changed since the last apply */
@@ -213,7 +214,8 @@ struct proto_signature {
 
 /*
  * The receiver's answer to COMMIT when objects it was sent as deltas did not
- * reconstruct to their SHA-256 (a corrupt delta, a basis not as claimed):
+ * reconstruct to their SHA-256 (a corrupt delta, a basis not as claimed),
+ * or staged objects the sender counted on had to be cleared for room:
  * nothing is applied; the sender sends those whole and COMMITs again.
  */
 struct proto_retry {

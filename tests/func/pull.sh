@@ -162,6 +162,23 @@ expect_exit 2 "forced command: a request with shell syntax is refused" \
 ok "nothing ran" test ! -e "$T_DIR/pwned"
 expect_exit 2 "forced command: an option a pull does not send is refused" \
     S "distsync serve --send --host kirehe --root /"
+
+# A release the forced command pins holds: a site asking for another one is
+# refused, and a pull that names none gets the pinned one, not the latest.
+printf 'command="%s -c %s serve --send --only-host kirehe --release 1.0",no-pty,no-port-forwarding %s\n' \
+    "$DISTSYNC" "$T_DIR/repo/distsync.yml" "$(cat "$SSHD_CLIENT_KEY.pub")" > "$up_keys"
+before=$(tree_digest site/distribution)
+expect_exit 2 "forced --release 1.0: a pull of 2.0 is refused (exit 2)" P --release 2.0
+keep
+ok "the refusal names the pinned release" out_has "may pull only release 1.0"
+ok "nothing changed" test "$(tree_digest site/distribution)" = "$before"
+Sp() { SSH_ORIGINAL_COMMAND="$1" "$DISTSYNC" -c "$T_DIR/repo/distsync.yml" serve --send \
+    --only-host kirehe --release 1.0 < /dev/null; }
+expect_exit 2 "forced --release 1.0: the request's --release does not override it" \
+    Sp "distsync serve --send --host kirehe --release 4.0"
+expect_exit 0 "forced --release 1.0: a pull naming no release" P --quiet
+ok "the site got the pinned release 1.0, not the latest" \
+    test "$(tree_digest site/distribution)" = "$(tree_digest dist-r1)"
 cp "$T_DIR/authorized_keys.open" "$up_keys"
 
 done_testing

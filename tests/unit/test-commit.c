@@ -63,6 +63,9 @@ apply_dir(struct target *t, const char *src, const char *id, struct commit_opts 
 		char *file;
 		int fd;
 
+		if (e->type == MANIFEST_SYMLINK && e->link != NULL &&
+		    (ret = stage_add_bytes(t, e->hash, e->link, strlen(e->link))) != 0)
+			goto out;
 		if (e->type != MANIFEST_FILE)
 			continue;
 		file = xasprintf("%s/%s", src, e->path);
@@ -139,6 +142,133 @@ test_layout(void)
 		CHECK(strcmp(d, "/opt/openmrs/.distribution.distsync") == 0, "default state dir %s", d);
 		free(d);
 	}
+}
+
+/*
+ * A release applied to ROOT can plant ".sub.distsync -> /elsewhere" beside
+ * a nested target ROOT/sub: the default state directory must then be
+ * refused, not followed (issue 16, finding 4).
+ */
+static void
+test_state_symlink(void)
+{
+	static const char *const states[] = { NULL, "root/.sub.distsync" };
+	struct stat st;
+
+	CHECK(mkdir("root", 0755) == 0 && mkdir("root/sub", 0755) == 0 &&
+	    mkdir("elsewhere", 0755) == 0, "root/sub and elsewhere/");
+	CHECK(tap_write_file("elsewhere/keep", "x", 1) == 0, "elsewhere/keep");
+	CHECK(symlink("../elsewhere", "root/.sub.distsync") == 0, "root/.sub.distsync -> elsewhere");
+	for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++) {
+		struct target *t = NULL;
+		int r = site_open("root/sub", states[i], 0, &t);
+
+		CHECK(r == DS_ERR_PRECONDITION, "state %s through a symlink: refused (%d)",
+		    states[i] != NULL ? states[i] : "(default)", r);
+		target_close(t);
+	}
+	CHECK(lstat("elsewhere/lock", &st) == -1 && lstat("elsewhere/staging", &st) == -1 &&
+	    lstat("elsewhere/backup", &st) == -1, "nothing was made in elsewhere/");
+	CHECK(lstat("elsewhere/keep", &st) == 0, "elsewhere/keep is still there");
+	CHECK(unlink("root/.sub.distsync") == 0 && symlink("../nowhere", "root/.sub.distsync") == 0,
+	    "root/.sub.distsync -> nowhere (dangling)");
+	{
+		struct target *t = NULL;
+		int r = site_open("root/sub", NULL, 0, &t);
+
+		CHECK(r == DS_ERR_PRECONDITION, "a dangling state symlink: refused (%d)", r);
+		target_close(t);
+	}
+	CHECK(lstat("nowhere", &st) == -1, "nowhere/ was not made");
+	CHECK(unlink("root/.sub.distsync") == 0, "symlink removed");
+	{
+		struct target *t = NULL;
+		int r = site_open("root/sub", NULL, 0, &t);
+
+		CHECK(r == 0, "a real default state directory opens (%d)", r);
+		target_close(t);
+	}
+}
+
+/*
+ * What the scanner refuses, an apply refuses, whoever built the manifest
+ * (issue 16, finding 5): a symlink leading out of the tree (as staged
+ * content, or a link of the tree moved where it climbs out), a name with a
+ * newline, a setuid mode. The tree is left as it was, and stays scannable.
+ */
+static void
+test_unsafe_entries(void)
+{
+	static const struct {
+		const char	*what, *path, *link;
+		char		 type;
+		unsigned	 mode;
+	} cases[] = {
+		{ "a symlink out of the tree", "out", "../../etc", MANIFEST_SYMLINK, 0777 },
+		{ "an absolute symlink", "abs", "/etc/passwd", MANIFEST_SYMLINK, 0777 },
+		{ "a symlink with '..' after a name", "up", "d/../..", MANIFEST_SYMLINK, 0777 },
+		{ "a tree link moved where it climbs out", "moved", "../x", MANIFEST_SYMLINK, 0777 },
+		{ "a name with a newline", "new\nline", NULL, MANIFEST_FILE, 0644 },
+		{ "a setuid file", "suid", NULL, MANIFEST_FILE, 04755 },
+		{ "a setgid directory", "sgid", NULL, MANIFEST_DIR, 02755 },
+	};
+	struct commit_opts o;
+	struct commit_report r;
+	struct target *t = NULL;
+	struct manifest *base = NULL;
+	struct stat st;
+	int ret;
+
+	memset(&o, 0, sizeof(o));
+	make_release("r1", 1);
+	mkdir("r1/d", 0755);
+	symlink("../x", "r1/d/inside");
+	CHECK(site_open("t", "state", 0, &t) == 0, "open");
+	if (t == NULL)
+		return;
+	memset(&r, 0, sizeof(r));
+	CHECK(apply_dir(t, "r1", "1", &o, &r) == 0, "release 1 applied");
+	commit_report_release(&r);
+	CHECK(manifest_scan("t", NULL, NULL, 1, &base, NULL) == 0, "the tree scans");
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]) && base != NULL; i++) {
+		struct manifest *m = manifest_new();
+		struct manifest_entry e;
+		char **drift = NULL;
+
+		for (size_t j = 0; j < base->count; j++)
+			manifest_add(m, &base->entries[j]);
+		memset(&e, 0, sizeof(e));
+		e.path = (char *)cases[i].path;
+		e.type = cases[i].type;
+		e.mode = cases[i].mode;
+		if (cases[i].link != NULL) {
+			e.size = strlen(cases[i].link);
+			hash_bytes(cases[i].link, e.size, e.hash);
+			/* The link moved from d/inside comes from the tree, the others are staged. */
+			if (strcmp(cases[i].path, "moved") != 0)
+				stage_add_bytes(t, e.hash, cases[i].link, e.size);
+		} else if (e.type == MANIFEST_FILE) {
+			e.size = 1;
+			hash_bytes("x", 1, e.hash);
+			stage_add_bytes(t, e.hash, "x", 1);
+		}
+		manifest_add(m, &e);
+		CHECK(manifest_sort(m) == 0, "%s: manifest sorted", cases[i].what);
+		o.to = m;
+		o.release_id = "2";
+		memset(&r, 0, sizeof(r));
+		ret = commit_apply(t, &o, &r);
+		CHECK(ret == DS_ERR_INVALID, "%s: refused (%d)", cases[i].what, ret);
+		commit_report_release(&r);
+		CHECK(fstatat(target_root_fd(t), cases[i].path, &st, AT_SYMLINK_NOFOLLOW) == -1,
+		    "%s: not in the tree", cases[i].what);
+		CHECK(target_verify(t, NULL, &drift) == 0 && drift != NULL && drift[0] == NULL,
+		    "%s: the tree still scans, no drift", cases[i].what);
+		xfree_strv(drift);
+		manifest_free(m);
+	}
+	manifest_free(base);
+	target_close(t);
 }
 
 static void
@@ -790,6 +920,8 @@ main(void)
 	log_set_level(LOG_LEVEL_ERROR);
 	tap_run("commit-layout", test_layout);
 	tap_run("commit-lock", test_lock);
+	tap_run("commit-state-symlink", test_state_symlink);
+	tap_run("commit-unsafe-entries", test_unsafe_entries);
 	tap_run("commit-apply", test_apply);
 	tap_run("commit-first-apply-empty", test_first_apply_empty);
 	tap_run("commit-first-apply-found", test_first_apply_found);

@@ -384,6 +384,77 @@ test_long_result(void)
 	release_all(res, 2, storage, ptrs);
 }
 
+/* A byte a terminal acts on: C0 but newline and tab, DEL, or a C1 in UTF-8. */
+static int
+text_has_control(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f ||
+		    (c == 0xc2 && i + 1 < len && (unsigned char)s[i + 1] >= 0x80 &&
+		    (unsigned char)s[i + 1] <= 0x9f))
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * Everything a peer put in its RESULT reaches the terminal escaped: the
+ * session's text, its one-line summary and the table (issue 16, finding 10).
+ */
+static void
+test_report_escapes(void)
+{
+	static char evil[] = "x\033]0;owned\007\033[2J\302\233" "31m";
+	static char *drift[] = { evil, NULL }, *services[] = { evil, NULL };
+	struct config_host host = { 0 };
+	const struct config_host *hosts[1] = { &host };
+	struct report rep[2];
+	char *text = NULL, line[512];
+	size_t len = 0;
+	FILE *fp;
+
+	host.name = (char *)"kirehe";
+	for (int i = 0; i < 2; i++) {
+		report_init(&rep[i], i == 0 ? PROTO_OP_PUSH : PROTO_OP_VERIFY, 0);
+		rep[i].started = 1;
+		rep[i].status = DS_ERR_HEALTH;
+		rep[i].reason = xstrdup(evil);
+		rep[i].release = xstrdup(evil);
+		rep[i].result.from = xstrdup(evil);
+		rep[i].result.to = xstrdup(evil);
+		rep[i].result.health = xstrdup(evil);
+		rep[i].result.message = xstrdup(evil);
+		rep[i].result.drift = drift;
+		rep[i].result.ndrift = 1;
+		rep[i].result.changed = 1;
+		rep[i].result.services = services;
+		rep[i].result.nservices = 1;
+	}
+	rep[1].status = DS_ERR_CORRUPT;
+	fp = open_memstream(&text, &len);
+	report_print_text(&rep[0], "kirehe", fp);
+	report_print_text(&rep[1], "kirehe", fp);
+	report_print_table(hosts, rep, 1, fp);
+	fclose(fp);
+	CHECK(len > 0 && !text_has_control(text, len),
+	    "text and table carry the peer's strings escaped:\n%s", text);
+	CHECK(strstr(text, "\\x1b]0;owned\\x07") != NULL, "and show what they were");
+	free(text);
+	report_line(&rep[0], line, sizeof(line));
+	CHECK(!text_has_control(line, strlen(line)), "a failed host's line: %s", line);
+	rep[0].status = 0;
+	report_line(&rep[0], line, sizeof(line));
+	CHECK(!text_has_control(line, strlen(line)), "a host's line: %s", line);
+	for (int i = 0; i < 2; i++) {
+		rep[i].result.drift = NULL;
+		rep[i].result.services = NULL;
+		rep[i].result.ndrift = rep[i].result.nservices = 0;
+		report_release(&rep[i]);
+	}
+}
+
 static void
 test_report_bad(void)
 {
@@ -671,5 +742,6 @@ main(void)
 	tap_run("fleet-long-result", test_long_result);
 	tap_run("report-codec", test_report_codec);
 	tap_run("jsonio", test_jsonio);
+	tap_run("report-escapes", test_report_escapes);
 	return tap_done();
 }

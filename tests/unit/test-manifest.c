@@ -50,6 +50,9 @@ test_decode_table(void)
 		{ "empty path", HDR "f 0644 0 " H1 " \n", 0 },
 		{ "trailing field", HDR "f 0644 0 " H1 " a b c\n", 0 },
 		{ "double space", HDR "f  0644 0 " H1 " a\n", 0 },
+		/* What the scanner refuses no manifest holds (issue 16, finding 5). */
+		{ "escaped newline", HDR "f 0644 0 " H1 " a\\x0ab\n", 0 },
+		{ "escaped tab", HDR "f 0644 0 " H1 " a\\x09b\n", 1 },
 	};
 	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
 		struct manifest *m = NULL;
@@ -141,6 +144,17 @@ test_scan_rejects(void)
 	symlink("/etc/passwd", "t/abs");
 	CHECK(manifest_scan("t", NULL, NULL, 1, &m, NULL) == DS_ERR_INVALID, "an absolute symlink is an error");
 	unlink("t/abs");
+	/* Lexically inside, but through a -> . it climbs out: ".." only leads. */
+	symlink(".", "t/a");
+	symlink("a/..", "t/up");
+	CHECK(manifest_scan("t", NULL, NULL, 1, &m, NULL) == DS_ERR_INVALID,
+	    "a symlink with '..' after a name is an error");
+	unlink("t/up");
+	unlink("t/a");
+	tap_write_file("t/new\nline", "x", 1);
+	CHECK(manifest_scan("t", NULL, NULL, 1, &m, NULL) == DS_ERR_INVALID,
+	    "a file name with a newline is an error");
+	unlink("t/new\nline");
 	mkfifo("t/fifo", 0644);
 	CHECK(manifest_scan("t", NULL, NULL, 1, &m, NULL) == DS_ERR_INVALID, "a fifo is rejected");
 	unlink("t/fifo");

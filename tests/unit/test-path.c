@@ -16,6 +16,8 @@ test_check(void)
 		{ "", 0 }, { "/etc/passwd", 0 }, { "..", 0 }, { "../x", 0 },
 		{ "a/../b", 0 }, { "a/..", 0 }, { ".", 0 }, { "./a", 0 }, { "a/./b", 0 },
 		{ "a//b", 0 }, { "a/", 0 }, { "/", 0 },
+		/* The scanner's rule, the same for every path in (issue 16, finding 5). */
+		{ "a\nb", 0 }, { "dir/x\n", 0 }, { "\n", 0 }, { "tab\tok", 1 },
 	};
 	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
 		const char *why = NULL;
@@ -29,6 +31,39 @@ test_check(void)
 	for (size_t i = 100; i < sizeof(longp); i += 100)
 		longp[i] = '/';
 	CHECK(path_check(longp, sizeof(longp), NULL) != 0, "overlong path rejected");
+}
+
+/*
+ * Symlinks a tree may hold: relative, leading ".." only (never after a
+ * name: "a/.." through a symlink a -> . climbs out), never above the root.
+ */
+static void
+test_link(void)
+{
+	static const struct { const char *path, *target; int ok; } table[] = {
+		{ "l", "index.html", 1 }, { "l", "a/b/c", 1 }, { "d/l", "../x", 1 },
+		{ "d/e/l", "../../x/y", 1 }, { "d/l", "..", 1 }, { "l", ".", 1 },
+		{ "l", "./a", 1 }, { "d/l", "./../x", 1 }, { "l", "a//b", 1 },
+		{ "l", "", 0 }, { "l", "/etc/passwd", 0 }, { "l", "..", 0 },
+		{ "l", "../x", 0 }, { "d/l", "../../x", 0 }, { "d/l", "../../../etc", 0 },
+		{ "l", "a/..", 0 }, { "l", "a/../b", 0 }, { "d/l", "x/../..", 0 },
+		{ "d/l", "./x/../../y", 0 },
+	};
+	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+		const char *why = NULL;
+		int r = path_link_check(table[i].path, table[i].target, strlen(table[i].target),
+		    &why);
+		CHECK((r == 0) == table[i].ok, "%s -> \"%s\" %s%s", table[i].path, table[i].target,
+		    table[i].ok ? "accepted" : "rejected: ", why ? why : "");
+	}
+	CHECK(path_link_check("l", "a\0b", 3, NULL) != 0, "NUL inside a link target is rejected");
+	{
+		char longt[PATH_MAX_LEN + 2];
+
+		memset(longt, 'a', sizeof(longt));
+		CHECK(path_link_check("l", longt, sizeof(longt), NULL) != 0,
+		    "overlong link target rejected");
+	}
 }
 
 static void
@@ -100,6 +135,7 @@ int
 main(void)
 {
 	tap_run("check", test_check);
+	tap_run("link", test_link);
 	tap_run("glob", test_glob);
 	tap_run("openat", test_openat);
 	tap_run("absolute", test_absolute);
