@@ -32,6 +32,8 @@ static const char *const type_names[] = {
 	[PROTO_RETRY] = "RETRY",
 	[PROTO_PLAN] = "PLAN",
 	[PROTO_FOUND] = "FOUND",
+	[PROTO_RESTORE] = "RESTORE",
+	[PROTO_RESTORED] = "RESTORED",
 };
 
 const char *
@@ -766,6 +768,106 @@ proto_found_free(struct proto_found *m)
 	memset(m, 0, sizeof(*m));
 }
 
+/* RESTORE: string backup, u8 in_place, u32 n x path (at least one). */
+int
+proto_restore_encode(struct buf *b, const struct proto_restore *m)
+{
+	const char *backup = m->backup != NULL ? m->backup : "";
+	int r;
+
+	if (strlen(backup) > PROTO_STRING_MAX || m->in_place > 1 || m->npaths == 0)
+		return DS_ERR_INVALID;
+	if ((r = buf_put_cstring(b, backup)) != 0 || (r = buf_put_u8(b, m->in_place)) != 0 ||
+	    (r = put_strv(b, m->paths, m->npaths)) != 0)
+		return r;
+	return 0;
+}
+
+int
+proto_restore_decode(struct buf *b, const char *peer, struct proto_restore *m)
+{
+	const char *why = NULL;
+
+	memset(m, 0, sizeof(*m));
+	if (get_str(b, &m->backup, PROTO_STRING_MAX) != 0)
+		why = "bad backup id";
+	else if (buf_get_u8(b, &m->in_place) != 0)
+		why = "truncated";
+	else if (m->in_place > 1)
+		why = "bad in-place flag";
+	else if (get_strv(b, 1, PATH_MAX_LEN, &m->paths, &m->npaths, &why) != 0)
+		why = why ? why : "bad path list";
+	else if (m->npaths == 0)
+		why = "no path";
+	else if (buf_len(b) != 0)
+		why = "trailing bytes";
+	if (why != NULL) {
+		proto_restore_free(m);
+		return bad(peer, PROTO_RESTORE, why);
+	}
+	return 0;
+}
+
+void
+proto_restore_free(struct proto_restore *m)
+{
+	free(m->backup);
+	free_strv_n(m->paths, m->npaths);
+	memset(m, 0, sizeof(*m));
+}
+
+/* RESTORED: path, string backup, u32 mode, u64 size, hash. */
+int
+proto_restored_encode(struct buf *b, const struct proto_restored *m)
+{
+	int r;
+
+	if (m->path == NULL || strlen(m->path) > PATH_MAX_LEN || m->backup == NULL ||
+	    strlen(m->backup) > PROTO_STRING_MAX || (m->mode & ~07777u) != 0)
+		return DS_ERR_INVALID;
+	if ((r = buf_put_cstring(b, m->path)) != 0 ||
+	    (r = buf_put_cstring(b, m->backup)) != 0 ||
+	    (r = buf_put_u32(b, m->mode)) != 0 ||
+	    (r = buf_put_u64(b, m->size)) != 0 ||
+	    (r = put_hash(b, m->hash)) != 0)
+		return r;
+	return 0;
+}
+
+int
+proto_restored_decode(struct buf *b, const char *peer, struct proto_restored *m)
+{
+	const char *why = NULL;
+
+	memset(m, 0, sizeof(*m));
+	if (get_str(b, &m->path, PATH_MAX_LEN) != 0)
+		why = "bad path";
+	else if (path_check(m->path, strlen(m->path), &why) != 0)
+		;
+	else if (get_str(b, &m->backup, PROTO_STRING_MAX) != 0 || m->backup[0] == '\0')
+		why = "bad backup id";
+	else if (buf_get_u32(b, &m->mode) != 0 || buf_get_u64(b, &m->size) != 0 ||
+	    buf_get_fixed(b, m->hash, HASH_LEN) != 0)
+		why = "truncated";
+	else if ((m->mode & ~07777u) != 0)
+		why = "bad mode";
+	else if (buf_len(b) != 0)
+		why = "trailing bytes";
+	if (why != NULL) {
+		proto_restored_free(m);
+		return bad(peer, PROTO_RESTORED, why);
+	}
+	return 0;
+}
+
+void
+proto_restored_free(struct proto_restored *m)
+{
+	free(m->path);
+	free(m->backup);
+	memset(m, 0, sizeof(*m));
+}
+
 int
 proto_msg_decode(uint8_t type, struct buf *b, const char *peer, struct proto_msg *m)
 {
@@ -798,6 +900,10 @@ proto_msg_decode(uint8_t type, struct buf *b, const char *peer, struct proto_msg
 		return proto_plan_decode(b, peer, &m->u.plan);
 	case PROTO_FOUND:
 		return proto_found_decode(b, peer, &m->u.found);
+	case PROTO_RESTORE:
+		return proto_restore_decode(b, peer, &m->u.restore);
+	case PROTO_RESTORED:
+		return proto_restored_decode(b, peer, &m->u.restored);
 	case PROTO_MANIFEST_REQUEST:
 	case PROTO_SIGNATURE_END:
 	case PROTO_OBJECT_END:
@@ -854,6 +960,12 @@ proto_msg_free(struct proto_msg *m)
 		break;
 	case PROTO_FOUND:
 		proto_found_free(&m->u.found);
+		break;
+	case PROTO_RESTORE:
+		proto_restore_free(&m->u.restore);
+		break;
+	case PROTO_RESTORED:
+		proto_restored_free(&m->u.restored);
 		break;
 	}
 	memset(m, 0, sizeof(*m));
@@ -1061,6 +1173,12 @@ proto_send_msg(struct xport *x, uint8_t type, const void *m)
 		break;
 	case PROTO_FOUND:
 		r = proto_found_encode(b, m);
+		break;
+	case PROTO_RESTORE:
+		r = proto_restore_encode(b, m);
+		break;
+	case PROTO_RESTORED:
+		r = proto_restored_encode(b, m);
 		break;
 	case PROTO_MANIFEST_REQUEST:
 	case PROTO_SIGNATURE_END:

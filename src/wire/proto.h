@@ -21,6 +21,9 @@
  *
  * For rollback, verify and releases the receiver answers OPEN with RESULT
  * directly (a verify's RESULT preceded by FOUND with PROTO_CAP_ADOPT).
+ * A restore (PROTO_CAP_RESTORE) is OPEN, RESTORE; the receiver answers one
+ * RESTORED per path (followed by DATA... OBJECT_END with the content unless
+ * it was put back in the tree), then RESULT.
  * Either side may send ERROR instead of the next frame; the session ends.
  * Round trips: 2 (one more to fetch the manifest, one more for signatures,
  * one more after a failed delta), whatever the file count.
@@ -59,9 +62,11 @@ struct xport;
  */
 #define PROTO_CAP_SITEINFO	(1u << 7)
 #define PROTO_CAP_ADOPT		(1u << 8)	/* FOUND: the tree a never-applied site holds */
+#define PROTO_CAP_RESTORE	(1u << 10)	/* PROTO_OP_RESTORE: RESTORE, RESTORED */
 #define PROTO_CAP_ALL		(PROTO_CAP_ZSTD | PROTO_CAP_RESUME | PROTO_CAP_DELTA | \
 				 PROTO_CAP_ZIPPATCH | PROTO_CAP_PLAN | PROTO_CAP_ZIPCOPY | \
-				 PROTO_CAP_TRUST | PROTO_CAP_SITEINFO | PROTO_CAP_ADOPT)
+				 PROTO_CAP_TRUST | PROTO_CAP_SITEINFO | PROTO_CAP_ADOPT | \
+				 PROTO_CAP_RESTORE)
 
 enum proto_type {
 	PROTO_HELLO = 1,
@@ -81,9 +86,11 @@ enum proto_type {
 	PROTO_RETRY = 15,
 	PROTO_PLAN = 16,
 	PROTO_FOUND = 17,
+	PROTO_RESTORE = 18,
+	PROTO_RESTORED = 19,
 };
 #define PROTO_TYPE_MIN	PROTO_HELLO
-#define PROTO_TYPE_MAX	PROTO_FOUND
+#define PROTO_TYPE_MAX	PROTO_RESTORED
 
 enum proto_role {
 	PROTO_ROLE_INITIATOR = 1,	/* runs push/rollback/verify; the sender of a push */
@@ -95,8 +102,9 @@ enum proto_op {
 	PROTO_OP_ROLLBACK = 2,
 	PROTO_OP_VERIFY = 3,
 	PROTO_OP_RELEASES = 4,	/* the site's current state and backups kept (PROTO_CAP_SITEINFO) */
+	PROTO_OP_RESTORE = 6,	/* a file as a backup set kept it (PROTO_CAP_RESTORE) */
 };
-#define PROTO_OP_MAX	PROTO_OP_RELEASES
+#define PROTO_OP_MAX	PROTO_OP_RESTORE
 
 /* Path lists sent back (drift) stop at this many bytes so a frame always fits. */
 #define PROTO_LIST_BUDGET	(8u * 1024 * 1024)
@@ -242,6 +250,27 @@ struct proto_found {
 	char		*release;	/* the kept release the tree equals; "" when none */
 };
 
+/*
+ * Restore (PROTO_OP_RESTORE): after OPEN the initiator names the paths it
+ * wants as a backup set kept them -- the tree found and replaced when it
+ * had drifted, else the release replaced.
+ */
+struct proto_restore {
+	char		*backup;	/* the set (a state id); "": the newest that has each path */
+	uint8_t		 in_place;	/* 1: put each back in the tree; 0: send the content */
+	char		**paths;	/* relative to the target, path_check'd */
+	size_t		 npaths;
+};
+
+/* One path restored, in RESTORE's order; unless in place, DATA... OBJECT_END follow. */
+struct proto_restored {
+	char		*path;
+	char		*backup;	/* the set it came from */
+	uint32_t	 mode;		/* permission bits (07777 at most) */
+	uint64_t	 size;
+	uint8_t		 hash[HASH_LEN];	/* SHA-256 of the content */
+};
+
 struct proto_commit {
 	char		*release;
 	uint8_t		*manifest;	/* canonical bytes; empty: the receiver's current one */
@@ -296,6 +325,8 @@ struct proto_msg {
 		struct proto_retry	retry;
 		struct proto_plan	plan;
 		struct proto_found	found;
+		struct proto_restore	restore;
+		struct proto_restored	restored;
 	} u;
 	const uint8_t	*data;		/* DATA: the chunk, pointing into the payload */
 	size_t		 data_len;
@@ -321,6 +352,8 @@ int	proto_signature_encode(struct buf *b, const struct proto_signature *m);
 int	proto_retry_encode(struct buf *b, const struct proto_retry *m);
 int	proto_plan_encode(struct buf *b, const struct proto_plan *m);
 int	proto_found_encode(struct buf *b, const struct proto_found *m);
+int	proto_restore_encode(struct buf *b, const struct proto_restore *m);
+int	proto_restored_encode(struct buf *b, const struct proto_restored *m);
 
 /*
  * Decoders consume the whole payload in b into *m (zeroed first) and reject
@@ -343,6 +376,8 @@ int	proto_signature_decode(struct buf *b, const char *peer, struct proto_signatu
 int	proto_retry_decode(struct buf *b, const char *peer, struct proto_retry *m);
 int	proto_plan_decode(struct buf *b, const char *peer, struct proto_plan *m);
 int	proto_found_decode(struct buf *b, const char *peer, struct proto_found *m);
+int	proto_restore_decode(struct buf *b, const char *peer, struct proto_restore *m);
+int	proto_restored_decode(struct buf *b, const char *peer, struct proto_restored *m);
 
 void	proto_hello_free(struct proto_hello *m);
 void	proto_error_free(struct proto_error *m);
@@ -355,6 +390,8 @@ void	proto_signature_request_free(struct proto_signature_request *m);
 void	proto_signature_free(struct proto_signature *m);
 void	proto_retry_free(struct proto_retry *m);
 void	proto_found_free(struct proto_found *m);
+void	proto_restore_free(struct proto_restore *m);
+void	proto_restored_free(struct proto_restored *m);
 
 /*
  * Decodes a payload of TYPE into *m by the type's decoder (MANIFEST_REQUEST

@@ -60,6 +60,14 @@ static struct proto_result result = {
 
 static struct proto_plan plan = { .objects = 3, .bytes = 12000000 };
 static struct proto_found found = { .digest = { 0x5a, 1, 2 }, .release = "2024.1" };
+static char *restore_paths[] = { "openmrs_config/a.yml", "frontend/x y.js", NULL };
+static struct proto_restore restore = {
+	.backup = "2024.1", .in_place = 0, .paths = restore_paths, .npaths = 2,
+};
+static struct proto_restored restored = {
+	.path = "openmrs_config/a.yml", .backup = "(pre-distsync)", .mode = 0640, .size = 1234,
+	.hash = { 0xc0, 0xff, 0xee },
+};
 
 struct sample {
 	uint8_t		 type;
@@ -77,6 +85,8 @@ static const struct sample samples[] = {
 	{ PROTO_RESULT, &result },
 	{ PROTO_PLAN, &plan },
 	{ PROTO_FOUND, &found },
+	{ PROTO_RESTORE, &restore },
+	{ PROTO_RESTORED, &restored },
 };
 #define NSAMPLES (sizeof(samples) / sizeof(samples[0]))
 
@@ -94,6 +104,8 @@ encode(uint8_t type, const void *m, struct buf *b)
 	case PROTO_RESULT:	return proto_result_encode(b, m);
 	case PROTO_PLAN:	return proto_plan_encode(b, m);
 	case PROTO_FOUND:	return proto_found_encode(b, m);
+	case PROTO_RESTORE:	return proto_restore_encode(b, m);
+	case PROTO_RESTORED:	return proto_restored_encode(b, m);
 	}
 	return DS_ERR_INVALID;
 }
@@ -288,6 +300,92 @@ test_semantic_checks(void)
 	buf_free(b);
 }
 
+/* RESTORE and RESTORED: paths from the peer, the flag, the mode, bounded. */
+static void
+test_restore(void)
+{
+	struct buf *b = buf_new(0);
+	struct proto_restore rq = restore;
+	struct proto_restored rd = restored;
+	char *up[] = { "../x", NULL }, *abs[] = { "/etc/passwd", NULL };
+	char *dot[] = { "openmrs_config/./a.yml", NULL }, *none[] = { NULL };
+	struct proto_msg m;
+
+	rq.paths = up;
+	rq.npaths = 1;
+	proto_restore_encode(b, &rq);
+	CHECK(try_decode(PROTO_RESTORE, buf_ptr(b), buf_len(b)) == DS_ERR_PROTO,
+	    "RESTORE of ../x is refused");
+	buf_reset(b);
+	rq.paths = abs;
+	proto_restore_encode(b, &rq);
+	CHECK(try_decode(PROTO_RESTORE, buf_ptr(b), buf_len(b)) == DS_ERR_PROTO,
+	    "RESTORE of an absolute path is refused");
+	buf_reset(b);
+	rq.paths = dot;
+	proto_restore_encode(b, &rq);
+	CHECK(try_decode(PROTO_RESTORE, buf_ptr(b), buf_len(b)) == DS_ERR_PROTO,
+	    "RESTORE of a path with a . component is refused");
+	buf_reset(b);
+	rq = restore;
+	rq.paths = none;
+	rq.npaths = 0;
+	CHECK(proto_restore_encode(b, &rq) == DS_ERR_INVALID, "RESTORE of no path not encoded");
+	buf_put_cstring(b, "");
+	buf_put_u8(b, 0);
+	buf_put_u32(b, 0);
+	CHECK(try_decode(PROTO_RESTORE, buf_ptr(b), buf_len(b)) == DS_ERR_PROTO,
+	    "RESTORE of no path is refused");
+	buf_reset(b);
+	buf_put_cstring(b, "");
+	buf_put_u8(b, 2);
+	buf_put_u32(b, 1);
+	buf_put_cstring(b, "a");
+	CHECK(try_decode(PROTO_RESTORE, buf_ptr(b), buf_len(b)) == DS_ERR_PROTO,
+	    "RESTORE with an in-place flag of 2 is refused");
+	buf_reset(b);
+	buf_put_cstring(b, "");
+	buf_put_u8(b, 1);
+	buf_put_u32(b, 0xffffffffu);
+	CHECK(try_decode(PROTO_RESTORE, buf_ptr(b), buf_len(b)) == DS_ERR_PROTO,
+	    "RESTORE with a huge path count is refused before allocating");
+	buf_reset(b);
+	rq = restore;
+	rq.in_place = 1;
+	rq.backup = "";
+	proto_restore_encode(b, &rq);
+	CHECK(proto_msg_decode(PROTO_RESTORE, b, "test", &m) == 0 && m.u.restore.in_place == 1 &&
+	    m.u.restore.backup[0] == '\0' && m.u.restore.npaths == 2 &&
+	    strcmp(m.u.restore.paths[1], "frontend/x y.js") == 0,
+	    "RESTORE in place, any set, decodes");
+	proto_msg_free(&m);
+	buf_reset(b);
+	rd.path = "../../etc/shadow";
+	proto_restored_encode(b, &rd);
+	CHECK(try_decode(PROTO_RESTORED, buf_ptr(b), buf_len(b)) == DS_ERR_PROTO,
+	    "RESTORED naming ../ is refused");
+	buf_reset(b);
+	rd = restored;
+	rd.backup = "";
+	proto_restored_encode(b, &rd);
+	CHECK(try_decode(PROTO_RESTORED, buf_ptr(b), buf_len(b)) == DS_ERR_PROTO,
+	    "RESTORED without a backup set is refused");
+	buf_reset(b);
+	rd = restored;
+	rd.mode = 0100644;
+	CHECK(proto_restored_encode(b, &rd) == DS_ERR_INVALID, "a mode with type bits not encoded");
+	buf_put_cstring(b, restored.path);
+	buf_put_cstring(b, restored.backup);
+	buf_put_u32(b, 0100644);
+	buf_put_u64(b, 1);
+	buf_put(b, restored.hash, HASH_LEN);
+	CHECK(try_decode(PROTO_RESTORED, buf_ptr(b), buf_len(b)) == DS_ERR_PROTO,
+	    "RESTORED with type bits in its mode is refused");
+	buf_free(b);
+	CHECK(strcmp(proto_type_name(PROTO_RESTORED), "RESTORED") == 0 &&
+	    strcmp(proto_type_name(PROTO_RESTORE), "RESTORE") == 0, "the new frames are named");
+}
+
 static void
 test_frames(void)
 {
@@ -416,6 +514,7 @@ main(void)
 	tap_run("round-trip", test_round_trip);
 	tap_run("mutations", test_mutations);
 	tap_run("semantic", test_semantic_checks);
+	tap_run("restore", test_restore);
 	tap_run("frames", test_frames);
 	tap_run("xport", test_xport);
 	return tap_done();
