@@ -27,6 +27,7 @@ ds_strerror(int err)
 	case DS_ERR_UNSUPPORTED: return "not supported";
 	case DS_ERR_PRECONDITION: return "precondition failed";
 	case DS_ERR_CHILD:	return "command failed";
+	case DS_ERR_NOTKEPT:	return "no copy kept";
 	}
 	return "unknown error";
 }
@@ -46,6 +47,8 @@ ds_exit_code(int err)
 	case DS_ERR_DRIFT:
 	case DS_ERR_PRECONDITION:
 		return DS_EXIT_PRECONDITION;
+	case DS_ERR_NOTKEPT:
+		return DS_EXIT_NOTKEPT;
 	default:
 		return DS_EXIT_FAILED;
 	}

@@ -20,6 +20,7 @@ extern const struct cmd_entry cmd_push_entry;
 extern const struct cmd_entry cmd_status_entry;
 extern const struct cmd_entry cmd_pull_entry;
 extern const struct cmd_entry cmd_rollback_entry;
+extern const struct cmd_entry cmd_restore_entry;
 extern const struct cmd_entry cmd_verify_entry;
 extern const struct cmd_entry cmd_serve_entry;
 extern const struct cmd_entry cmd_trust_entry;
@@ -39,6 +40,7 @@ static const struct cmd_entry *const cmd_table[] = {
 	&cmd_pull_entry,
 	&cmd_publish_entry,
 	&cmd_rollback_entry,
+	&cmd_restore_entry,
 	&cmd_verify_entry,
 	&cmd_serve_entry,
 	&cmd_trust_entry,

@@ -36,6 +36,8 @@
 #include "session/decoder.h"
 #include "session/receiver.h"
 #include "session/room.h"
+#include "site/backup.h"
+#include "site/commit.h"
 #include "site/history.h"
 #include "site/lineage.h"
 #include "site/site.h"
@@ -60,6 +62,7 @@ struct receiver {
 	uint32_t		 flags_forced;	/* the site's own --dry-run / --no-restart */
 	struct target		*t;
 	struct proto_open	 open;
+	struct proto_restore	 restore;	/* a restore's request (after OPEN) */
 	struct buf		*payload;
 	uint64_t		 caps;
 	uint64_t		 objects;	/* received */
@@ -254,9 +257,10 @@ resolve_host(struct receiver *rc)
 
 /* Operations that only look at the site (verify, releases): it stays as it is. */
 static int
-read_only_op(uint8_t op)
+read_only_op(const struct receiver *rc)
 {
-	return op == PROTO_OP_VERIFY || op == PROTO_OP_RELEASES;
+	return rc->open.op == PROTO_OP_VERIFY || rc->open.op == PROTO_OP_RELEASES ||
+	    (rc->open.op == PROTO_OP_RESTORE && !rc->restore.in_place);
 }
 
 static int
@@ -286,7 +290,7 @@ open_target(struct receiver *rc)
 			goto out;
 		}
 	}
-	if (read_only_op(rc->open.op))
+	if (read_only_op(rc))
 		r = site_open_readonly(target, state, rc->open.lock_timeout, &rc->t, &rc->pending);
 	else
 		r = site_open(target, state, rc->open.lock_timeout, &rc->t);
@@ -996,6 +1000,100 @@ do_verify(struct receiver *rc, struct proto_result *res)
 	return send_found(rc);
 }
 
+/* Sends the kept content K as DATA frames, then OBJECT_END. */
+static int
+send_kept(struct receiver *rc, const struct backup_kept *k, const char *path)
+{
+	struct buf *chunk = buf_new(PROTO_CHUNK_MAX);
+	uint8_t *data = xmalloc(PROTO_CHUNK_MAX);
+	uint64_t sent = 0;
+	ssize_t n;
+	int fd, r;
+
+	if ((fd = backup_kept_open(rc->t, k)) == -1) {
+		r = DS_ERR_SYSTEM;
+		goto out;
+	}
+	while (sent < k->size) {
+		size_t want = k->size - sent < PROTO_CHUNK_MAX ? (size_t)(k->size - sent) :
+		    PROTO_CHUNK_MAX;
+
+		if ((n = read(fd, data, want)) <= 0) {
+			if (n == -1 && errno == EINTR)
+				continue;
+			log_error("%s/backup/%s: the copy of %s is shorter than recorded",
+			    target_state_dir(rc->t), k->set, path);
+			r = DS_ERR_CORRUPT;
+			goto out;
+		}
+		buf_reset(chunk);
+		if ((r = buf_put(chunk, data, (size_t)n)) != 0 ||
+		    (r = proto_send(rc->x, PROTO_DATA, chunk)) != 0)
+			goto out;
+		sent += (uint64_t)n;
+	}
+	r = proto_send(rc->x, PROTO_OBJECT_END, NULL);
+out:
+	if (fd != -1)
+		close(fd);
+	free(data);
+	buf_free(chunk);
+	return r;
+}
+
+/*
+ * RESTORE: every path is looked up first, so a path no set keeps changes
+ * nothing; then each is sent, or put back in the tree (in place), and named
+ * in a RESTORED. The RESULT lists the paths restored.
+ */
+static int
+do_restore(struct receiver *rc, struct proto_result *res)
+{
+	const struct proto_restore *rq = &rc->restore;
+	const char *set = rq->backup[0] != '\0' ? rq->backup : NULL;
+	struct backup_kept *kept = xcalloc(rq->npaths, sizeof(*kept));
+	char *id = NULL;
+	int r;
+
+	if (set != NULL && commit_state_id_check(set) != 0) {
+		log_error("--backup: '%s' is not a backup set's id", set);
+		r = DS_ERR_INVALID;
+		goto out;
+	}
+	if ((r = target_current(rc->t, &id, NULL)) != 0)
+		goto out;
+	for (size_t i = 0; i < rq->npaths; i++)
+		if ((r = backup_kept_find(rc->t, set, rq->paths[i], &kept[i])) != 0)
+			goto out;
+	res->drift = xcalloc(rq->npaths + 1, sizeof(char *));
+	for (size_t i = 0; i < rq->npaths; i++) {
+		struct proto_restored rd = { .path = rq->paths[i], .backup = kept[i].set,
+		    .mode = kept[i].mode, .size = kept[i].size };
+
+		memcpy(rd.hash, kept[i].hash, HASH_LEN);
+		if (rq->in_place && (r = backup_put_back(rc->t, &kept[i], rq->paths[i])) != 0)
+			goto out;
+		if (rq->in_place)
+			log_info("%s/%s: put back from backup set %s; the tree differs from "
+			    "release %s until the next apply", target_dir(rc->t), rq->paths[i],
+			    kept[i].set, id != NULL ? id : "(none)");
+		if ((r = proto_send_msg(rc->x, PROTO_RESTORED, &rd)) != 0)
+			goto out;
+		rc->answered = 1;
+		if (!rq->in_place && (r = send_kept(rc, &kept[i], rq->paths[i])) != 0)
+			goto out;
+		res->drift[res->ndrift++] = xstrdup(rq->paths[i]);
+	}
+	r = 0;
+out:
+	res->from = id != NULL ? id : xstrdup("");
+	res->to = xstrdup(res->from);
+	for (size_t i = 0; i < rq->npaths; i++)
+		backup_kept_release(&kept[i]);
+	free(kept);
+	return r;
+}
+
 /*
  * Keeps the release the sender recognised the tree found as (its FOUND
  * before COMMIT), for the site's summary: a name only, and only one that
@@ -1158,6 +1256,17 @@ serve(struct receiver *rc, struct proto_result *res)
 	rc->opened = 1;
 	if ((r = resolve_host(rc)) != 0)
 		return r;
+	if (rc->open.op == PROTO_OP_RESTORE) {
+		/* Before the target opens: a restore in place takes its lock. */
+		if ((rc->caps & PROTO_CAP_RESTORE) == 0) {
+			log_error("%s: asked for a restore without offering it", x->peer);
+			return DS_ERR_PROTO;
+		}
+		if ((r = proto_recv_msg(x, PROTO_RESTORE, rc->payload, &m)) != 0)
+			return r;
+		rc->restore = m.u.restore;
+		memset(&m, 0, sizeof(m));
+	}
 	/* Waiting for objects: the host's idle limit; the sender may be slow to encode. */
 	if (x->idle_timeout == 0)
 		x->idle_timeout = rc->host->idle_timeout;
@@ -1182,6 +1291,12 @@ serve(struct receiver *rc, struct proto_result *res)
 		r = do_releases(rc, res);
 		rc->answered = 1;
 		break;
+	case PROTO_OP_RESTORE:
+		r = do_restore(rc, res);
+		break;
+	default:
+		log_error("%s: operation %u is not served here", x->peer, rc->open.op);
+		r = DS_ERR_UNSUPPORTED;
 	}
 	return r;
 }
@@ -1250,6 +1365,7 @@ receiver_run(struct xport *x, const struct receiver_options *opt)
 	proto_result_free(&res);
 	target_close(rc.t);
 	proto_open_free(&rc.open);
+	proto_restore_free(&rc.restore);
 	free(rc.pending);
 	config_free(rc.own_config);
 	bases_free(&rc);

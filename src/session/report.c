@@ -20,7 +20,9 @@
 #include "base/xmalloc.h"
 #include "codec/delta.h"
 #include "config/config.h"
+#include "session/hint.h"
 #include "session/report.h"
+#include "site/commit.h"
 
 /* Status values a report may carry: 0 and the DS_ERR_* range. */
 #define STATUS_MIN	(-1000)
@@ -175,6 +177,28 @@ asked_dry_run(const struct report *rep)
 }
 
 /*
+ * Where the drift a push overwrote was kept, and the command that gets a
+ * file back, as it works when pasted: the backup set of the state replaced
+ * (the tree found, on a first apply).
+ */
+static void
+print_restore_hint(const struct report *rep, const char *host, FILE *fp)
+{
+	const struct proto_result *res = &rep->result;
+	const char *set = nonempty(res->from) ? res->from : COMMIT_ID_FOUND;
+	char *cmd = hint_restore(rep->config_file, set, host, res->drift[0]);
+	char *safe = util_printable(cmd, 0), *safe_set = util_printable(set, 0);
+
+	fprintf(fp, "  the files found are kept in %s's backup set %s; get one back "
+	    "(as ./NAME.restored) with:\n    %s\n", host, safe_set, safe);
+	if (res->ndrift > 1)
+		fprintf(fp, "    (any path above in place of the last word; several at once)\n");
+	free(safe_set);
+	free(safe);
+	free(cmd);
+}
+
+/*
  * The lines of a session, TO already escaped: every string the peer sent
  * goes through put_peer, util_printable or from_text.
  */
@@ -262,6 +286,8 @@ print_text(const struct report *rep, const char *host, const char *to, FILE *fp)
 		    " (changed on the host since the last apply)\n" : dry ?
 		    " (changed on the host since the last apply; would be overwritten)\n" :
 		    " (changed on the host since the last apply; overwritten)\n", 0);
+	if (rep->op == PROTO_OP_PUSH && !dry && status == 0 && res->ndrift > 0)
+		print_restore_hint(rep, host, fp);
 	for (size_t i = 0; i < res->nruns; i++)
 		put_peer(fp, "  run_once: ", res->runs[i], "\n", 0);
 	if (res->nservices > 0) {

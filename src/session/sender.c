@@ -20,6 +20,8 @@
 
 #include "base/buf.h"
 #include "base/err.h"
+#include "base/fileio.h"
+#include "base/hash.h"
 #include "base/log.h"
 #include "base/util.h"
 #include "base/xmalloc.h"
@@ -858,6 +860,101 @@ recv_result(struct sender *s, struct proto_found *found)
 	return m.u.result.status;
 }
 
+/*
+ * One restored file's content: DATA up to RD's size, then OBJECT_END; the
+ * bytes must hash to RD's SHA-256. Written to the fd restore_begin gave.
+ */
+static int
+recv_restored_content(struct sender *s, const struct proto_restored *rd)
+{
+	const struct sender_options *opt = s->opt;
+	struct hash_ctx *h = hash_ctx_new();
+	uint8_t digest[HASH_LEN];
+	uint64_t got = 0;
+	struct proto_msg m;
+	int fd, r, end, ok = 0;
+
+	if ((fd = opt->restore_begin(opt->restore_arg, rd)) == -1) {
+		hash_ctx_free(h);
+		return DS_ERR_SYSTEM;
+	}
+	for (;;) {
+		if ((r = proto_recv_msg(s->x, 0, s->payload, &m)) != 0)
+			goto out;
+		if (m.type == PROTO_OBJECT_END)
+			break;
+		if (m.type != PROTO_DATA || m.data_len > rd->size - got) {
+			log_error("%s: %s: %s", s->x->peer, rd->path, m.type != PROTO_DATA ?
+			    "expected DATA or OBJECT_END" : "more content than RESTORED declared");
+			proto_msg_free(&m);
+			r = DS_ERR_PROTO;
+			goto out;
+		}
+		hash_ctx_update(h, m.data, m.data_len);
+		if (fileio_write_all(fd, m.data, m.data_len) == -1) {
+			log_errno("%s: writing the restored copy", rd->path);
+			proto_msg_free(&m);
+			r = errno == ENOSPC ? DS_ERR_NOSPACE : DS_ERR_SYSTEM;
+			goto out;
+		}
+		got += m.data_len;
+		proto_msg_free(&m);
+	}
+	hash_ctx_final(h, digest);
+	if (got != rd->size || memcmp(digest, rd->hash, HASH_LEN) != 0) {
+		log_error("%s: %s: the content sent does not match its size and SHA-256",
+		    s->x->peer, rd->path);
+		r = DS_ERR_CORRUPT;
+		goto out;
+	}
+	ok = 1;
+	r = 0;
+out:
+	if (h != NULL)
+		hash_ctx_free(h);
+	if ((end = opt->restore_end(opt->restore_arg, rd, ok)) != 0 && r == 0)
+		r = end;
+	return r;
+}
+
+/* A restore after HELLO: RESTORE, then a RESTORED per path, then RESULT. */
+static int
+run_restore(struct sender *s, struct proto_found *found)
+{
+	const struct proto_restore *rq = s->opt->restore;
+	struct proto_msg m;
+	int r;
+
+	if ((s->enc.caps & PROTO_CAP_RESTORE) == 0) {
+		log_error("%s: its distsync is older than 'restore'; update it there", s->x->peer);
+		return DS_ERR_UNSUPPORTED;
+	}
+	if ((r = proto_send_msg(s->x, PROTO_RESTORE, rq)) != 0)
+		return peer_reason(s, r);
+	s->report->round_trips++;
+	for (size_t i = 0; i < rq->npaths; i++) {
+		if ((r = proto_recv_msg(s->x, 0, s->payload, &m)) != 0)
+			return r;
+		if (m.type == PROTO_RESULT) {
+			/* The site stopped early: its RESULT says why. */
+			s->report->result = m.u.result;
+			return m.u.result.status != 0 ? m.u.result.status : DS_ERR_PROTO;
+		}
+		if (m.type != PROTO_RESTORED || strcmp(m.u.restored.path, rq->paths[i]) != 0) {
+			log_error("%s: expected RESTORED for %s, got %s", s->x->peer, rq->paths[i],
+			    proto_type_name(m.type));
+			proto_msg_free(&m);
+			return DS_ERR_PROTO;
+		}
+		r = rq->in_place ? s->opt->restore_end(s->opt->restore_arg, &m.u.restored, 1) :
+		    recv_restored_content(s, &m.u.restored);
+		proto_msg_free(&m);
+		if (r != 0)
+			return r;
+	}
+	return recv_result(s, found);
+}
+
 /* The effective config of the host as YAML, for a receiver that has none (serve). */
 static void
 host_yaml(const struct sender_options *opt, uint8_t **out, size_t *len)
@@ -932,6 +1029,10 @@ sender_run(struct xport *x, const struct sender_options *opt, struct report *rep
 		    x->peer, opt->op == PROTO_OP_RELEASES ? "'releases HOST'" :
 		    "'rollback --release'");
 		r = DS_ERR_UNSUPPORTED;
+		goto out;
+	}
+	if (opt->op == PROTO_OP_RESTORE) {
+		r = run_restore(&s, &found);
 		goto out;
 	}
 	if (opt->op != PROTO_OP_PUSH) {

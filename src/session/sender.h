@@ -2,7 +2,7 @@
  * The initiating side of a session: for a push it is the sender (plans from
  * the receiver's state and streams the objects the receiver lacks, then
  * COMMIT); for rollback, verify and releases it only asks and reads the
- * RESULT.
+ * RESULT; for a restore it asks for paths and takes their content.
  * Only sender.c and receiver.c speak proto.
  */
 #ifndef DS_SENDER_H
@@ -12,12 +12,14 @@
 
 struct config;
 struct config_host;
+struct proto_restore;
+struct proto_restored;
 struct report;
 struct store;
 struct xport;
 
 struct sender_options {
-	uint8_t		 op;		/* PROTO_OP_PUSH, _ROLLBACK, _VERIFY or _RELEASES */
+	uint8_t		 op;		/* PROTO_OP_PUSH, _ROLLBACK, _VERIFY, _RELEASES, _RESTORE */
 	const struct config *config;	/* the repository's config */
 	const struct config_host *host;	/* the target host */
 	struct store	*store;		/* push: the repository's store (not owned) */
@@ -32,6 +34,18 @@ struct sender_options {
 	 */
 	void		(*progress)(void *arg, uint64_t wire, uint64_t done, uint64_t total);
 	void		*progress_arg;
+	/*
+	 * Restore (PROTO_OP_RESTORE): the request, sent after OPEN. For each
+	 * RESTORED that carries content, restore_begin returns an fd to write
+	 * it to (-1: stop, logged); restore_end then says whether the content
+	 * arrived whole and matched its SHA-256 (ok 1) or not (ok 0: discard
+	 * it), and is called alone (ok 1) for a file put back in place. Both
+	 * return 0 or a DS_ERR_* (logged).
+	 */
+	const struct proto_restore *restore;
+	int		(*restore_begin)(void *arg, const struct proto_restored *rd);
+	int		(*restore_end)(void *arg, const struct proto_restored *rd, int ok);
+	void		*restore_arg;
 };
 
 /*

@@ -208,8 +208,14 @@ backup_set_cmp(const void *a, const void *b)
 	return strcmp(x->name, y->name);
 }
 
-void
-backup_prune(struct target *t, unsigned keep, char *const *prefer)
+/*
+ * The backup sets, preferred first (PREFER's order, may be NULL), then
+ * newest first: *sets (caller frees with sets_free), *n. DIR is the open
+ * backup directory (caller closes), NULL when there is none.
+ */
+static void
+sets_list(struct target *t, char *const *prefer, DIR **dirp, struct backup_set **out,
+    size_t *count)
 {
 	struct backup_set *sets = NULL;
 	size_t n = 0, alloc = 0;
@@ -218,8 +224,9 @@ backup_prune(struct target *t, unsigned keep, char *const *prefer)
 	DIR *dir;
 	int fd;
 
-	if (keep == 0)
-		keep = CONFIG_KEEP_BACKUPS_DEFAULT;
+	*dirp = NULL;
+	*out = NULL;
+	*count = 0;
 	fd = openat(target_state_fd(t), "backup", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd == -1 || (dir = fdopendir(fd)) == NULL) {
 		if (fd != -1)
@@ -243,6 +250,31 @@ backup_prune(struct target *t, unsigned keep, char *const *prefer)
 	}
 	if (n > 1)
 		qsort(sets, n, sizeof(*sets), backup_set_cmp);
+	*dirp = dir;
+	*out = sets;
+	*count = n;
+}
+
+static void
+sets_free(struct backup_set *sets, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(sets[i].name);
+	free(sets);
+}
+
+void
+backup_prune(struct target *t, unsigned keep, char *const *prefer)
+{
+	struct backup_set *sets;
+	size_t n;
+	DIR *dir;
+
+	if (keep == 0)
+		keep = CONFIG_KEEP_BACKUPS_DEFAULT;
+	sets_list(t, prefer, &dir, &sets, &n);
+	if (dir == NULL)
+		return;
 	fault_point("prune-start");
 	for (size_t i = 0; i < n; i++) {
 		/* The first preferred set (the one just made) is never pruned. */
@@ -252,8 +284,150 @@ backup_prune(struct target *t, unsigned keep, char *const *prefer)
 				log_warn("%s/backup/%s: %s", target_state_dir(t), sets[i].name,
 				    strerror(errno));
 		}
-		free(sets[i].name);
 	}
-	free(sets);
+	sets_free(sets, n);
 	closedir(dir);
+}
+
+/*
+ * PATH in set SET: its entry in found.manifest, else in the manifest, when
+ * a regular file whose content objects/ keeps. 1 and *k filled, 0 when the
+ * set does not keep it, or an error (logged).
+ */
+static int
+kept_in(struct target *t, const char *set, const char *path, struct backup_kept *k)
+{
+	struct manifest *m = NULL, *found = NULL;
+	const struct manifest_entry *e = NULL;
+	char hex[HASH_HEX_LEN + 1], *rel = NULL;
+	struct stat st;
+	int r;
+
+	if ((r = backup_load(t, set, &m, &found)) != 0)
+		return r;
+	if (found != NULL)
+		e = manifest_find(found, path);
+	if (e == NULL)
+		e = manifest_find(m, path);
+	r = 0;
+	if (e == NULL || e->type != MANIFEST_FILE)
+		goto out;
+	hash_to_hex(e->hash, hex);
+	rel = xasprintf("backup/%s/objects/%s", set, hex);
+	if (fstatat(target_state_fd(t), rel, &st, AT_SYMLINK_NOFOLLOW) == -1 ||
+	    !S_ISREG(st.st_mode) || (uint64_t)st.st_size != e->size)
+		goto out;
+	k->set = xstrdup(set);
+	k->mode = e->mode & 07777;
+	k->size = e->size;
+	memcpy(k->hash, e->hash, HASH_LEN);
+	r = 1;
+out:
+	free(rel);
+	manifest_free(m);
+	manifest_free(found);
+	return r;
+}
+
+int
+backup_kept_find(struct target *t, const char *set, const char *path, struct backup_kept *k)
+{
+	struct backup_set *sets = NULL;
+	size_t n = 0;
+	DIR *dir = NULL;
+	int r;
+
+	memset(k, 0, sizeof(*k));
+	if (set != NULL) {
+		if ((r = kept_in(t, set, path, k)) < 0)
+			return r;
+		if (r == 0) {
+			log_error("%s: %s: backup set %s keeps no copy of it (it was not replaced "
+			    "when that state was, or it was not a regular file)", target_dir(t),
+			    path, set);
+			return DS_ERR_NOTKEPT;
+		}
+		return 0;
+	}
+	sets_list(t, NULL, &dir, &sets, &n);
+	r = 0;
+	for (size_t i = 0; i < n && r == 0; i++) {
+		/* A set that cannot be read is not the one that keeps it: go on. */
+		if ((r = kept_in(t, sets[i].name, path, k)) < 0)
+			r = 0;
+	}
+	if (r == 0) {
+		log_error("%s: %s: no backup set keeps a copy of it (%zu set%s kept; a file is "
+		    "kept only when an apply replaced or removed it)", target_dir(t), path, n,
+		    n == 1 ? "" : "s");
+		r = DS_ERR_NOTKEPT;
+	} else
+		r = 0;
+	sets_free(sets, n);
+	if (dir != NULL)
+		closedir(dir);
+	return r;
+}
+
+int
+backup_kept_open(struct target *t, const struct backup_kept *k)
+{
+	char hex[HASH_HEX_LEN + 1], *rel;
+	int fd;
+
+	hash_to_hex(k->hash, hex);
+	rel = xasprintf("backup/%s/objects/%s", k->set, hex);
+	if ((fd = openat(target_state_fd(t), rel, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) == -1)
+		log_errno("%s/%s", target_state_dir(t), rel);
+	free(rel);
+	return fd;
+}
+
+int
+backup_put_back(struct target *t, const struct backup_kept *k, const char *path)
+{
+	const char *base;
+	char *tmp = NULL;
+	struct stat st;
+	int pfd, in = -1, out = -1, r = DS_ERR_SYSTEM;
+
+	if ((pfd = path_open_parent(target_root_fd(t), path, 1, &base)) == -1) {
+		log_errno("%s/%s", target_dir(t), path);
+		return DS_ERR_SYSTEM;
+	}
+	if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) {
+		log_error("%s/%s: is a directory now; not replaced", target_dir(t), path);
+		r = DS_ERR_INVALID;
+		goto out;
+	}
+	tmp = xasprintf(".%s.distsync-restore", base);
+	(void)unlinkat(pfd, tmp, 0);
+	if ((in = backup_kept_open(t, k)) == -1)
+		goto out;
+	out = openat(pfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (out == -1 || fileio_copy_fd(in, out) == -1 || fchmod(out, (mode_t)k->mode) == -1 ||
+	    fsync(out) == -1 || renameat(pfd, tmp, pfd, base) == -1 || fsync(pfd) == -1) {
+		r = errno == ENOSPC ? DS_ERR_NOSPACE : DS_ERR_SYSTEM;
+		log_errno("%s/%s: putting back the copy of backup set %s", target_dir(t), path,
+		    k->set);
+		if (out != -1)
+			(void)unlinkat(pfd, tmp, 0);
+		goto out;
+	}
+	r = 0;
+out:
+	if (in != -1)
+		close(in);
+	if (out != -1)
+		close(out);
+	close(pfd);
+	free(tmp);
+	return r;
+}
+
+void
+backup_kept_release(struct backup_kept *k)
+{
+	free(k->set);
+	memset(k, 0, sizeof(*k));
 }

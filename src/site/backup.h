@@ -9,7 +9,8 @@
  *
  * An apply fills the set before its commit point (backup_begin, backup_save,
  * backup_sync); its rollback reads it (backup_load, backup_find); each
- * finished apply prunes the oldest sets (backup_prune).
+ * finished apply prunes the oldest sets (backup_prune). `distsync restore`
+ * gets one file back (backup_kept_find, backup_kept_open, backup_put_back).
  */
 #ifndef DS_BACKUP_H
 #define DS_BACKUP_H
@@ -63,5 +64,40 @@ char	*backup_find(struct target *t, const uint8_t hash[HASH_LEN]);
  * Failures are logged as warnings.
  */
 void	backup_prune(struct target *t, unsigned keep, char *const *prefer);
+
+/* One file as a backup set keeps it (backup_kept_find). */
+struct backup_kept {
+	char		*set;		/* the set's id (caller frees with backup_kept_release) */
+	unsigned	 mode;		/* permission bits it had */
+	uint64_t	 size;
+	uint8_t		 hash[HASH_LEN];
+};
+
+/*
+ * Finds the content PATH (path_check'd by the caller) had when set SET was
+ * replaced: the tree found there (found.manifest: overwritten drift) before
+ * the set's manifest, and only when its content is kept (objects/HEX). SET
+ * NULL: the newest set that keeps PATH. Fills *k. Returns 0,
+ * DS_ERR_NOTKEPT (logged, naming the path and the sets looked at) when no
+ * set keeps it as a regular file, DS_ERR_NOTFOUND (logged) when SET does not
+ * exist, or manifest_load's errors.
+ */
+int	backup_kept_find(struct target *t, const char *set, const char *path,
+	    struct backup_kept *k);
+
+/* Opens K's content read-only, never through a symlink: an fd, or -1 (logged). */
+int	backup_kept_open(struct target *t, const struct backup_kept *k);
+
+/*
+ * Puts K's content back at PATH in the tree atomically: a temp file in the
+ * same directory (no symlink followed on the way), K's mode, fsync, rename
+ * over PATH, fsync of the directory. Refuses a directory at PATH. Returns
+ * 0, or DS_ERR_SYSTEM / DS_ERR_NOSPACE / DS_ERR_INVALID (logged); on
+ * failure PATH is as it was.
+ */
+int	backup_put_back(struct target *t, const struct backup_kept *k, const char *path);
+
+/* Frees what K holds; K may be zeroed. */
+void	backup_kept_release(struct backup_kept *k);
 
 #endif

@@ -1114,6 +1114,7 @@ proto_recv_msg(struct xport *x, uint8_t want, struct buf *payload, struct proto_
 		case DS_ERR_PRECONDITION:
 		case DS_ERR_CONFIG:
 		case DS_ERR_NOTFOUND:
+		case DS_ERR_NOTKEPT:
 		case DS_ERR_PROTO:
 			return r;
 		}
