@@ -34,12 +34,14 @@
 #include "config/config.h"
 #include "repo/dcache.h"
 #include "repo/store.h"
+#include "session/hint.h"
 #include "session/mirror-pull.h"
 #include "session/progress.h"
 #include "session/receiver.h"
 #include "session/report.h"
 #include "session/retry.h"
 #include "session/sender.h"
+#include "site/commit.h"
 #include "site/target.h"
 #include "wire/proto.h"
 #include "wire/xport-local.h"
@@ -367,6 +369,28 @@ summary(const struct pull *p, int status, char *line, size_t size)
 		    status == 0 ? "" : "; failed: ", status == 0 ? "" : why);
 }
 
+/*
+ * Where the drift a pull overwrote was kept, and the command that gets a
+ * file back here, as it works when pasted (site.yml named by -c).
+ */
+static void
+restore_hint(const struct config *config, const char *file, const struct proto_result *res)
+{
+	const char *set = res->from != NULL && res->from[0] != '\0' ? res->from :
+	    COMMIT_ID_FOUND;
+	char *cmd = hint_restore(file, set, config->site.host, res->drift[0]);
+	char *safe = util_printable(cmd, 0), *safe_set = util_printable(set, 0);
+
+	printf("  the files found are kept in backup set %s; get one back (as ./NAME.restored) "
+	    "with:\n    %s\n", safe_set, safe);
+	if (res->ndrift > 1)
+		printf("    (the others the same way: each path above, quoted as needed; several "
+		    "at once)\n");
+	free(safe_set);
+	free(safe);
+	free(cmd);
+}
+
 static int
 pull_exec(int argc, char **argv, const struct config *unused)
 {
@@ -544,6 +568,8 @@ report:
 			    "overwritten");
 			free(path);
 		}
+		if (r == 0 && res->ndrift > 0 && !(res->flags & PROTO_FLAG_DRY_RUN))
+			restore_hint(config, file, res);
 		fflush(stdout);
 	}
 out:

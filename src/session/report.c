@@ -192,7 +192,8 @@ print_restore_hint(const struct report *rep, const char *host, FILE *fp)
 	fprintf(fp, "  the files found are kept in %s's backup set %s; get one back "
 	    "(as ./NAME.restored) with:\n    %s\n", host, safe_set, safe);
 	if (res->ndrift > 1)
-		fprintf(fp, "    (any path above in place of the last word; several at once)\n");
+		fprintf(fp, "    (the others the same way: each path above, quoted as needed; "
+		    "several at once)\n");
 	free(safe_set);
 	free(safe);
 	free(cmd);

@@ -339,8 +339,9 @@ backup_kept_find(struct target *t, const char *set, const char *path, struct bac
 
 	memset(k, 0, sizeof(*k));
 	if (set != NULL) {
+		/* A set that is gone (logged) keeps nothing either. */
 		if ((r = kept_in(t, set, path, k)) < 0)
-			return r;
+			return r == DS_ERR_NOTFOUND ? DS_ERR_NOTKEPT : r;
 		if (r == 0) {
 			log_error("%s: %s: backup set %s keeps no copy of it (it was not replaced "
 			    "when that state was, or it was not a regular file)", target_dir(t),

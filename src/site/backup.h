@@ -79,8 +79,8 @@ struct backup_kept {
  * the set's manifest, and only when its content is kept (objects/HEX). SET
  * NULL: the newest set that keeps PATH. Fills *k. Returns 0,
  * DS_ERR_NOTKEPT (logged, naming the path and the sets looked at) when no
- * set keeps it as a regular file, DS_ERR_NOTFOUND (logged) when SET does not
- * exist, or manifest_load's errors.
+ * set keeps it as a regular file or SET does not exist, or manifest_load's
+ * errors.
  */
 int	backup_kept_find(struct target *t, const char *set, const char *path,
 	    struct backup_kept *k);

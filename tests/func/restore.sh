@@ -22,7 +22,23 @@ cd repo || exit 1
 	printf 'distribution:\n  name: test\n  source: dist\n  store: .distsync\nhosts:\n'
 	printf '  demo: {path: %s/site/distribution}\n' "$T_DIR"
 	sshd_host_yml a site-a "$T_DIR/site-a/distribution"
+	printf '  kirehe: {path: %s/pullsite/distribution}\n' "$T_DIR"
 } > fleet.yml
+# A pull site: its own site.yml; the restore command it prints names that file.
+cat > "$T_DIR/site.yml" <<YML
+distribution: {name: test}
+hosts:
+  central:
+    address: 127.0.0.1
+    port: $(sshd_port a)
+    user: $(id -un)
+    identity: $SSHD_CLIENT_KEY
+    known_hosts: $SSHD_KNOWN_HOSTS
+    remote_command: $DISTSYNC
+    path: $T_DIR/pullsite/distribution
+    connect_timeout: 60
+site: {upstream: central, repository: $T_DIR/repo/fleet.yml, host: kirehe}
+YML
 D() { "$DISTSYNC" -c fleet.yml "$@"; }
 keep() { cp "$T_DIR/.last.out" "$T_DIR/out"; }
 out_has() { grep -q -- "$1" "$T_DIR/out"; }
@@ -102,6 +118,26 @@ for h in demo site-a; do
 	rm -f dist/frontend/two.js
 	# The next host starts from release 1 again; the tree keeps the hand edit.
 done
+
+# A pull site: the pull prints the command with its site.yml, which restores here.
+site=$T_DIR/pullsite/distribution
+expect_exit 0 "pull site: pull release 1" "$DISTSYNC" -c "$T_DIR/site.yml" pull --release 1.0
+printf 'db: openmrs\n# tuned at the site\n' > "$site/openmrs_config/app.yml"
+found=$(sha256sum < "$site/openmrs_config/app.yml")
+echo three > dist/frontend/three.js
+ok "release 3" D release --version 3.0
+expect_exit 0 "pull site: a pull overwrites the drift" "$DISTSYNC" -c "$T_DIR/site.yml" pull
+keep
+ok "pull site: the drift is listed" out_has 'drift   openmrs_config/app.yml (changed here since the last apply; overwritten)'
+cmd=$(hint)
+ok "pull site: the command names site.yml and the site" \
+	sh -c "echo '$cmd' | grep -q -- '-c $T_DIR/site.yml restore --backup 1.0 kirehe openmrs_config/app.yml'"
+mkdir -p "$T_DIR/work/pull"
+expect_exit 0 "pull site: the printed command runs as printed" sh -c "cd '$T_DIR/work/pull' && $cmd"
+check "pull site: it gives the content found back" \
+	"[ \"\$(sha256sum < '$T_DIR/work/pull/app.yml.restored')\" = '$found' ]"
+expect_exit 1 "pull site: another host name is refused" \
+	"$DISTSYNC" -c "$T_DIR/site.yml" restore other openmrs_config/app.yml
 
 # A symlink in the tree is not followed: the directory it points at is untouched.
 site=$T_DIR/site/distribution
