@@ -79,7 +79,8 @@ usage(FILE *fp)
 	for (size_t i = 0; cmd_table[i] != NULL; i++)
 		fprintf(fp, "  %-10s %s\n", cmd_table[i]->name, cmd_table[i]->summary);
 	fprintf(fp, "\nexit codes: 0 ok, 1 some host failed, 2 usage or config error,\n"
-	    "3 nothing applied because of a precondition (lock, signature, space)\n");
+	    "3 nothing applied because of a precondition (lock, signature, space),\n"
+	    "4 restore: no backup set keeps a path\n");
 }
 
 static int
