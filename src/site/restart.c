@@ -278,8 +278,8 @@ restart_describe(const struct restart_plan *plan, const char *prefix, FILE *fp)
 		char *why = util_printable(it->why, 0);	/* a path: the peer's bytes */
 
 		if (it->restart)
-			fprintf(fp, "%srestart %s%s: %s changed\n", p, it->service->name,
-			    it->reload ? " (reload_on)" : "", why);
+			fprintf(fp, "%s%s %s%s: %s changed\n", p, it->reload ? "reload" : "restart",
+			    it->service->name, it->reload ? " (reload_on)" : "", why);
 		else
 			fprintf(fp, "%snot restarted %s (restart: none): %s changed\n", p,
 			    it->service->name, why);
@@ -344,6 +344,7 @@ restart_report_add(struct restart_report *report, const char *name, const char *
 	o->output = output;
 	o->elapsed_ms = elapsed_ms;
 	o->run_once = 0;
+	o->reload = 0;
 	/* items may have moved: refresh the pointers into it. */
 	report->failed = NULL;
 	report->failed_output = NULL;
@@ -369,6 +370,8 @@ restart_report_print(const struct restart_report *report, const char *prefix, FI
 			fprintf(fp, "%s%s: ran", p, o->name);
 		else if (o->run_once && o->status == RESTART_SKIPPED)
 			fprintf(fp, "%s%s: already ran", p, o->name);
+		else if (o->reload && o->status == RESTART_OK)
+			fprintf(fp, "%s%s: reloaded", p, o->name);
 		else
 			fprintf(fp, "%s%s: %s", p, o->name, restart_status_name(o->status));
 		if (o->status == RESTART_OK && !o->run_once)
@@ -631,8 +634,8 @@ restart_one(const struct command_ctx *ctx, const struct restart_item *it, int *u
 			r = DS_ERR_HEALTH;
 		goto out;
 	}
-	log_info("host %s: service %s restarted (%s changed), healthy", ctx->host->name, s->name,
-	    it->why);
+	log_info("host %s: service %s %s (%s changed), healthy", ctx->host->name, s->name,
+	    it->reload ? "reloaded (reload_on)" : "restarted", it->why);
 out:
 	spawn_result_release(&res);
 	free(before);
@@ -659,7 +662,7 @@ restart_run(const struct config *config, const struct config_host *host,
 		r = restart_one(&ctx, it, &unhealthy, &output);
 		restart_report_add(report, it->service->name, it->why,
 		    r == 0 ? RESTART_OK : unhealthy ? RESTART_UNHEALTHY : RESTART_FAILED,
-		    output, (unsigned long)(util_now_ms() - start));
+		    output, (unsigned long)(util_now_ms() - start))->reload = it->reload;
 		if (r != 0)
 			break;
 	}

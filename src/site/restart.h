@@ -81,7 +81,7 @@ char	*restart_plan_names(const struct restart_plan *plan);
  * Prints what the plan would do, one line per service, for plan and
  * push --dry-run:
  *	restart backend: openmrs_modules/x-1.2.omod changed
- *	restart frontend (reload_on): frontend/index.html changed
+ *	reload frontend (reload_on): frontend/index.html changed
  *	not restarted frontend (restart: none): frontend/main.js changed
  * or "no service restarts" for an empty plan. Each line starts with PREFIX
  * (may be NULL), e.g. a host name or indentation.
@@ -106,6 +106,7 @@ struct restart_outcome {
 	char		*output;	/* the action's or health check's output (failures), or NULL */
 	unsigned long	 elapsed_ms;
 	int		 run_once;	/* 1: a run_once hook, not a service */
+	int		 reload;	/* 1: a restart: none service reloaded for reload_on */
 };
 
 /* What restart_run / restart_run_once did; the receiver sends it back. */

@@ -101,7 +101,7 @@ echo "<h1>index 2</h1>" >"$DIST/frontend/index.html"
 drive "reload_on file changed: driver succeeds" distsync.yml site frontend/main.js \
 	frontend/index.html
 check "frontend restarts because of reload_on" \
-	"grep -qx 'plan: restart frontend (reload_on): frontend/index.html changed' '$T_DIR/out'"
+	"grep -qx 'plan: reload frontend (reload_on): frontend/index.html changed' '$T_DIR/out'"
 ok "only frontend restarted" restarted_only before frontend
 
 # 4. Nothing changes: nothing restarts.

@@ -109,14 +109,14 @@ test_select(void)
 		  "not restarted frontend (restart: none): frontend/main.js changed\n"
 		  "no service restarts\n" },
 		{ { "frontend/a.js", "frontend/index.html", NULL },
-		  "restart frontend (reload_on): frontend/index.html changed\n" },
+		  "reload frontend (reload_on): frontend/index.html changed\n" },
 		{ { "README", "other/x", NULL }, "no service restarts\n" },
 		/* The first changed path (in the caller's order) is the reason. */
 		{ { "openmrs_config/b.xml", "openmrs_modules/a.omod", "worker/conf", NULL },
 		  "restart backend: openmrs_config/b.xml changed\n"
 		  "restart worker: openmrs_modules/a.omod changed\n" },
 		{ { "gateway/nginx.conf", "frontend/service-worker.js", NULL },
-		  "restart frontend (reload_on): frontend/service-worker.js changed\n"
+		  "reload frontend (reload_on): frontend/service-worker.js changed\n"
 		  "restart gateway: gateway/nginx.conf changed\n" },
 		/* Globs stay inside their directory. */
 		{ { "openmrs_modulesX/a.omod", "frontendx/index.html", NULL }, "no service restarts\n" },
@@ -268,6 +268,20 @@ test_run(void)
 	CHECK(report.count == 3 && report.failed == NULL && report.items[2].status == RESTART_OK &&
 	    strcmp(report.items[2].why, "openmrs_core/openmrs.war") == 0,
 	    "the report has each service and its reason");
+	{
+		char *text = NULL;
+		size_t len = 0;
+		FILE *fp = open_memstream(&text, &len);
+
+		restart_report_print(&report, "", fp);
+		fclose(fp);
+		CHECK(report.items[0].reload && strstr(text, "frontend: reloaded, healthy "
+		    "(frontend/index.html)") != NULL,
+		    "a restart: none service triggered by reload_on is reported reloaded");
+		CHECK(strstr(text, "gateway: restarted, healthy") != NULL && !report.items[1].reload,
+		    "a restarted service is reported restarted");
+		free(text);
+	}
 	restart_report_release(&report);
 
 	/* Health fails for gateway: it is named, and backend is not run. */
