@@ -37,6 +37,7 @@ enum config_field_type {
 /* A directory on the target: absolute for a host with an address, else a local path. */
 #define CONFIG_FIELD_TARGET_PATH 0x10
 #define CONFIG_FIELD_EMPTY_LIST	0x20	/* a list that defaults to empty, never NULL */
+#define CONFIG_FIELD_REPO_ONLY	0x40	/* only a repository uses it: not printed for a site.yml */
 
 struct loader;			/* config.c's parsing state */
 struct node;			/* config.c's YAML tree */

@@ -137,17 +137,18 @@ emit_end(struct emitter *em, const char *what)
 
 /*
  * Writes the fields of OBJ that are set, in table order; with ONLY, just the
- * rows carrying that flag. A nested mapping is written whole, in flow style,
- * and only when some field of it differs from its default.
+ * rows carrying that flag; never the rows carrying a flag of SKIP. A nested
+ * mapping is written whole, in flow style, and only when some field of it
+ * differs from its default.
  */
 static void
 emit_fields(struct emitter *em, const struct config_field *fields, const void *obj,
-    unsigned only)
+    unsigned only, unsigned skip)
 {
 	for (const struct config_field *f = fields; f->name != NULL; f++) {
 		unsigned u;
 
-		if (only != 0 && (f->flags & only) == 0)
+		if ((only != 0 && (f->flags & only) == 0) || (f->flags & skip) != 0)
 			continue;
 		switch (f->type) {
 		case CONFIG_FIELD_STRING:
@@ -186,7 +187,7 @@ emit_fields(struct emitter *em, const struct config_field *fields, const void *o
 				break;
 			emit_string(em, f->name);
 			emit_mapping(em, 1, 1);
-			emit_fields(em, f->sub, CONFIG_FIELD_AT_CONST(obj, f, char), 0);
+			emit_fields(em, f->sub, CONFIG_FIELD_AT_CONST(obj, f, char), 0, skip);
 			emit_mapping(em, 0, 1);
 			break;
 		}
@@ -196,11 +197,11 @@ emit_fields(struct emitter *em, const struct config_field *fields, const void *o
 /* KEY: a block mapping of OBJ's fields (see emit_fields). */
 static void
 emit_section(struct emitter *em, const char *key, const struct config_field *fields,
-    const void *obj, unsigned only)
+    const void *obj, unsigned only, unsigned skip)
 {
 	emit_string(em, key);
 	emit_mapping(em, 1, 0);
-	emit_fields(em, fields, obj, only);
+	emit_fields(em, fields, obj, only, skip);
 	emit_mapping(em, 0, 0);
 }
 
@@ -214,7 +215,7 @@ emit_services_and_run_once(struct emitter *em, const struct config *c)
 		emit_mapping(em, 1, 0);
 		for (size_t i = 0; i < c->nservices; i++)
 			emit_section(em, c->services[i].name, config_service_fields,
-			    &c->services[i], 0);
+			    &c->services[i], 0, 0);
 		emit_mapping(em, 0, 0);
 	}
 	if (c->nrun_once > 0 && !em->failed) {
@@ -223,7 +224,7 @@ emit_services_and_run_once(struct emitter *em, const struct config *c)
 		    YAML_BLOCK_SEQUENCE_STYLE));
 		for (size_t i = 0; i < c->nrun_once; i++) {
 			emit_mapping(em, 1, 0);
-			emit_fields(em, config_run_once_fields, &c->run_once[i], 0);
+			emit_fields(em, config_run_once_fields, &c->run_once[i], 0, 0);
 			emit_mapping(em, 0, 0);
 		}
 		emit(em, &ev, yaml_sequence_end_event_initialize(&ev));
@@ -233,26 +234,32 @@ emit_services_and_run_once(struct emitter *em, const struct config *c)
 void
 config_print(const struct config *c, void *fp)
 {
+	/* A site's own config (site:) gets what a site uses: no repository keys. */
+	int site = c->site.upstream != NULL;
+	unsigned skip = site ? CONFIG_FIELD_REPO_ONLY : 0;
 	struct emitter em;
 
 	if (emit_begin(&em, fp) != 0) {
 		log_error("%s: cannot initialise the YAML emitter", c->file);
 		return;
 	}
-	emit_section(&em, "distribution", config_distribution_fields, &c->distribution, 0);
-	if (c->groups != NULL)
+	emit_section(&em, "distribution", config_distribution_fields, &c->distribution, 0,
+	    skip);
+	if (c->groups != NULL && !site)
 		emit_key_list(&em, "groups", c->groups, 1);
 	emit_services_and_run_once(&em, c);
-	emit_section(&em, "defaults", config_defaults_fields, c, 0);
+	if (!site)
+		emit_section(&em, "defaults", config_defaults_fields, c, 0, 0);
 	if (c->nhosts > 0) {
 		emit_string(&em, "hosts");
 		emit_mapping(&em, 1, 0);
 		for (size_t i = 0; i < c->nhosts; i++)
-			emit_section(&em, c->hosts[i].name, config_host_fields, &c->hosts[i], 0);
+			emit_section(&em, c->hosts[i].name, config_host_fields, &c->hosts[i], 0,
+			    skip);
 		emit_mapping(&em, 0, 0);
 	}
-	if (c->site.upstream != NULL)
-		emit_section(&em, "site", config_site_fields, &c->site, 0);
+	if (site)
+		emit_section(&em, "site", config_site_fields, &c->site, 0, 0);
 	emit_end(&em, c->file);
 }
 
@@ -266,11 +273,11 @@ config_print_host(const struct config *c, const struct config_host *h, void *fp)
 		return;
 	}
 	emit_section(&em, "distribution", config_distribution_fields, &c->distribution,
-	    CONFIG_FIELD_RECEIVER);
+	    CONFIG_FIELD_RECEIVER, 0);
 	emit_services_and_run_once(&em, c);
 	emit_string(&em, "hosts");
 	emit_mapping(&em, 1, 0);
-	emit_section(&em, h->name, config_host_fields, h, CONFIG_FIELD_RECEIVER);
+	emit_section(&em, h->name, config_host_fields, h, CONFIG_FIELD_RECEIVER, 0);
 	emit_mapping(&em, 0, 0);
 	emit_end(&em, c->file);
 }

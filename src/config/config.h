@@ -162,7 +162,9 @@ void	config_free(struct config *config);
 
 /*
  * Writes the effective configuration (defaults filled in) as YAML to fp, a
- * FILE *. The output loads again with config_load_mem().
+ * FILE *; for a site's own config (site:), only what a site uses (no field
+ * marked CONFIG_FIELD_REPO_ONLY, no groups, no defaults). The output loads
+ * again with config_load_mem().
  */
 void	config_print(const struct config *config, void *fp);
 

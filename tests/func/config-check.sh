@@ -7,6 +7,23 @@ for f in "$top_srcdir"/config-samples/*.yml; do
 	ok "sample $(basename "$f") passes config check" "$DISTSYNC" config check "$f"
 done
 
+# A site's own config (site:) prints what a site uses, no repository key.
+"$DISTSYNC" config check "$top_srcdir/config-samples/site.yml" > "$T_DIR/site.out" 2>&1
+for key in source store keep_releases publish_deltas publish_expires level defaults parallel \
+    groups site_config signing_key; do
+	check "site.yml: config check does not print $key" "! grep -q '^ *$key:' '$T_DIR/site.out'"
+done
+for key in 'name: rwandaemr' 'channel: stable' 'path: /opt/openmrs/distribution' \
+    'compose: /opt/openmrs' 'upstream: central' 'host: kirehe' 'restart: compose'; do
+	check "site.yml: config check prints $key" "grep -q '^ *$key\$' '$T_DIR/site.out'"
+done
+check "site.yml: what it prints loads again" \
+	"'$DISTSYNC' config check '$T_DIR/site.out' > '$T_DIR/site2.out' && cmp -s '$T_DIR/site.out' '$T_DIR/site2.out'"
+"$DISTSYNC" config check "$top_srcdir/config-samples/rwandaemr.yml" > "$T_DIR/repo.out" 2>&1
+for key in source store keep_releases publish_deltas level parallel groups; do
+	check "a repository's config check still prints $key" "grep -q '^ *$key:' '$T_DIR/repo.out'"
+done
+
 cd "$T_DIR" || exit 1
 printf 'distribution: {name: x}\nhosts:\n  a:\n    path: /t\n    prot: 22\n' > bad.yml
 expect_exit 2 "unknown key exits 2" "$DISTSYNC" config check bad.yml
