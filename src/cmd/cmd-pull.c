@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "base/err.h"
+#include "base/hint.h"
 #include "base/log.h"
 #include "base/path.h"
 #include "base/util.h"
@@ -34,7 +35,6 @@
 #include "config/config.h"
 #include "repo/dcache.h"
 #include "repo/store.h"
-#include "session/hint.h"
 #include "session/mirror-pull.h"
 #include "session/progress.h"
 #include "session/receiver.h"
@@ -374,11 +374,11 @@ summary(const struct pull *p, int status, char *line, size_t size)
  * file back here, as it works when pasted (site.yml named by -c).
  */
 static void
-restore_hint(const struct config *config, const char *file, const struct proto_result *res)
+restore_hint(const struct config *config, const struct proto_result *res)
 {
 	const char *set = res->from != NULL && res->from[0] != '\0' ? res->from :
 	    COMMIT_ID_FOUND;
-	char *cmd = hint_restore(file, set, config->site.host, res->drift[0]);
+	char *cmd = hint_restore(set, config->site.host, res->drift[0]);
 	char *safe = util_printable(cmd, 0), *safe_set = util_printable(set, 0);
 
 	printf("  the files found are kept in backup set %s; get one back (as ./NAME.restored) "
@@ -486,6 +486,7 @@ pull_exec(int argc, char **argv, const struct config *unused)
 		log_set_level(LOG_LEVEL_ERROR);
 	if ((r = config_load(file, &config)) != 0)
 		return r;
+	hint_set_config(file);	/* the commands it suggests name this site.yml */
 	if (config->site.upstream == NULL) {
 		log_error("%s: no site: section: pull needs site: {upstream: HOST, repository: "
 		    "FILE, host: NAME}", file);
@@ -569,7 +570,7 @@ report:
 			free(path);
 		}
 		if (r == 0 && res->ndrift > 0 && !(res->flags & PROTO_FLAG_DRY_RUN))
-			restore_hint(config, file, res);
+			restore_hint(config, res);
 		fflush(stdout);
 	}
 out:

@@ -207,7 +207,6 @@ push_single(const struct config *config, const struct config_host *host,
 		progress_take_log(sp.prog);
 	}
 	r = push_host(config, host, &so, rep);
-	rep->config_file = config->file;	/* for the restore command it prints */
 	progress_free(sp.prog);
 	if (json) {
 		json_t *v = jsonio_pack("[o]", report_json(rep, host->name));

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base/err.h"
+#include "base/hint.h"
 #include "base/log.h"
 #include "cmd/cmd.h"
 #include "config/config.h"
@@ -151,6 +152,8 @@ main(int argc, char **argv)
 	optind = 0;	/* reset getopt for the command */
 	if (entry->needs_config && !wants_help(argc, argv)) {
 		r = config_load(cmd_config_file ? cmd_config_file : "distsync.yml", &config);
+		/* The commands a message suggests name the config this run loaded. */
+		hint_set_config(cmd_config_file ? cmd_config_file : "distsync.yml");
 		if (r != 0)
 			return ds_exit_code(r);
 	}

@@ -15,6 +15,7 @@
 #include "base/err.h"
 #include "base/fileio.h"
 #include "base/hash.h"
+#include "base/hint.h"
 #include "base/log.h"
 #include "base/path.h"
 #include "base/xmalloc.h"
@@ -38,7 +39,10 @@ store_open(const char *dir, int create, struct store **out)
 	*out = NULL;
 	if (stat(dir, &st) == -1) {
 		if (errno != ENOENT || !create) {
-			log_error("%s: no store here (run 'distsync release' first)", dir);
+			char *cmd = hint_command((const char *const[]){ "release", NULL });
+
+			log_error("%s: no store here (run '%s' first)", dir, cmd);
+			free(cmd);
 			return DS_ERR_NOTFOUND;
 		}
 	}
@@ -374,7 +378,10 @@ store_release_load(const struct store *s, const char *id, struct manifest **out)
 	}
 	file = release_file(s, id);
 	if (access(file, F_OK) != 0) {
-		log_error("no release '%s' in %s (see 'distsync releases')", id, s->dir);
+		char *cmd = hint_command((const char *const[]){ "releases", NULL });
+
+		log_error("no release '%s' in %s (see '%s')", id, s->dir, cmd);
+		free(cmd);
 		free(file);
 		return DS_ERR_NOTFOUND;
 	}
@@ -476,8 +483,11 @@ store_release_latest(const struct store *s, char **id)
 	*id = NULL;
 	store_release_list(s, &ids, &n);
 	if (n == 0) {
+		char *cmd = hint_command((const char *const[]){ "release", NULL });
+
 		xfree_strv(ids);
-		log_error("no release in %s yet: run 'distsync release'", s->dir);
+		log_error("no release in %s yet: run '%s'", s->dir, cmd);
+		free(cmd);
 		return DS_ERR_NOTFOUND;
 	}
 	*id = xstrdup(ids[n - 1]);

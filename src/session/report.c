@@ -14,13 +14,13 @@
 #include <jansson.h>
 
 #include "base/err.h"
+#include "base/hint.h"
 #include "base/jsonio.h"
 #include "base/log.h"
 #include "base/util.h"
 #include "base/xmalloc.h"
 #include "codec/delta.h"
 #include "config/config.h"
-#include "session/hint.h"
 #include "session/report.h"
 #include "site/commit.h"
 
@@ -186,7 +186,7 @@ print_restore_hint(const struct report *rep, const char *host, FILE *fp)
 {
 	const struct proto_result *res = &rep->result;
 	const char *set = nonempty(res->from) ? res->from : COMMIT_ID_FOUND;
-	char *cmd = hint_restore(rep->config_file, set, host, res->drift[0]);
+	char *cmd = hint_restore(set, host, res->drift[0]);
 	char *safe = util_printable(cmd, 0), *safe_set = util_printable(set, 0);
 
 	fprintf(fp, "  the files found are kept in %s's backup set %s; get one back "

@@ -51,8 +51,6 @@ struct report {
 	int		 found;
 	char		*found_release;
 	uint64_t	 identical;
-	/* The -c FILE the commands it suggests need (not owned), or NULL. */
-	const char	*config_file;
 };
 
 /* Makes REP an empty report of a session for OP with FLAGS; it must hold nothing. */

@@ -22,6 +22,7 @@
 #include "base/err.h"
 #include "base/fileio.h"
 #include "base/hash.h"
+#include "base/hint.h"
 #include "base/log.h"
 #include "base/util.h"
 #include "base/xmalloc.h"
@@ -729,8 +730,11 @@ run_push(struct sender *s, const struct proto_state *st, const struct proto_foun
 	if (opt->release != NULL)
 		release = xstrdup(opt->release);
 	else if ((r = store_release_latest(opt->store, &release)) != 0) {
-		log_error("%s: no release in the store: make one with 'distsync release'",
-		    store_dir(opt->store));
+		char *cmd = hint_command((const char *const[]){ "release", NULL });
+
+		log_error("%s: no release in the store: make one with '%s'",
+		    store_dir(opt->store), cmd);
+		free(cmd);
 		goto out;
 	}
 	s->report->release = xstrdup(release);

@@ -635,7 +635,7 @@ restart_one(const struct command_ctx *ctx, const struct restart_item *it, int *u
 		goto out;
 	}
 	log_info("host %s: service %s %s (%s changed), healthy", ctx->host->name, s->name,
-	    it->reload ? "reloaded (reload_on)" : "restarted", it->why);
+	    it->reload ? "reloaded for reload_on" : "restarted", it->why);
 out:
 	spawn_result_release(&res);
 	free(before);

@@ -41,6 +41,7 @@
 #include <libssh/server.h>	/* ssh_send_keepalive */
 
 #include "base/err.h"
+#include "base/hint.h"
 #include "base/log.h"
 #include "base/path.h"
 #include "base/util.h"
@@ -150,43 +151,13 @@ readable(const char *path)
 char *
 xport_ssh_quote(const char *arg)
 {
-	static const char safe[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-	    "0123456789_-+=./:,@%";
-	size_t len = 0, i, n;
-	char *out;
-
-	if (*arg != '\0' && strspn(arg, safe) == strlen(arg))
-		return xstrdup(arg);
-	for (i = 0; arg[i] != '\0'; i++)
-		len += arg[i] == '\'' ? 4 : 1;
-	out = xmalloc(len + 3);
-	n = 0;
-	out[n++] = '\'';
-	for (i = 0; arg[i] != '\0'; i++) {
-		if (arg[i] == '\'') {
-			memcpy(out + n, "'\\''", 4);
-			n += 4;
-		} else
-			out[n++] = arg[i];
-	}
-	out[n++] = '\'';
-	out[n] = '\0';
-	return out;
+	return hint_quote(arg);
 }
 
 char *
 xport_ssh_quote_argv(char *const *argv)
 {
-	char *out = xstrdup(""), *quoted, *joined;
-
-	for (size_t i = 0; argv[i] != NULL; i++) {
-		quoted = xport_ssh_quote(argv[i]);
-		joined = xasprintf("%s%s%s", out, i > 0 ? " " : "", quoted);
-		free(quoted);
-		free(out);
-		out = joined;
-	}
-	return out;
+	return hint_quote_argv(argv);
 }
 
 static void
@@ -288,17 +259,9 @@ link_init(struct link *l, const struct config_host *host, const struct xport_ssh
 static char *
 trust_command(const struct link *l)
 {
-	char *name = xport_ssh_quote(l->name), *file, *s;
+	const char *args[] = { "trust", l->name, NULL };
 
-	if (l->config_file == NULL) {
-		s = xasprintf("distsync trust %s", name);
-	} else {
-		file = xport_ssh_quote(l->config_file);
-		s = xasprintf("distsync -c %s trust %s", file, name);
-		free(file);
-	}
-	free(name);
-	return s;
+	return hint_command_config(l->config_file, args);
 }
 
 static void
