@@ -45,6 +45,25 @@ out_has() { grep -q -- "$1" "$T_DIR/out"; }
 # hint: the restore command the last push printed, as printed.
 hint() { sed -n 's/^    \(distsync .* restore .*\)$/\1/p' "$T_DIR/out" | head -n 1; }
 
+# Hints work as printed: a repository with no store names its own config.
+mkdir -p "$T_DIR/hintrepo/dist" "$T_DIR/elsewhere"
+echo x > "$T_DIR/hintrepo/dist/x"
+printf 'distribution: {name: h}\nhosts:\n  h: {path: %s/hintsite}\n' "$T_DIR" > "$T_DIR/hintrepo/my config.yml"
+expect_exit 1 "push without a store: refused" \
+	sh -c "cd '$T_DIR/hintrepo' && '$DISTSYNC' -c 'my config.yml' push h"
+keep
+hcmd=$(sed -n "s/.*no store here (run '\(.*\)' first)/\1/p" "$T_DIR/out" | head -n 1)
+ok "the hint names the config, absolute and quoted" \
+	test "$hcmd" = "distsync -c '$T_DIR/hintrepo/my config.yml' release"
+expect_exit 0 "the hint runs as printed, from another directory" sh -c "cd '$T_DIR/elsewhere' && $hcmd"
+expect_exit 2 "push --release of a release that is not there: refused" \
+	sh -c "cd '$T_DIR/hintrepo' && '$DISTSYNC' -c 'my config.yml' push --release nosuch h"
+keep
+hcmd=$(sed -n "s/.*(see '\(distsync .* releases\)')/\1/p" "$T_DIR/out" | head -n 1)
+ok "the releases hint names the config" \
+	test "$hcmd" = "distsync -c '$T_DIR/hintrepo/my config.yml' releases"
+expect_exit 0 "the releases hint runs as printed" sh -c "cd '$T_DIR/elsewhere' && $hcmd"
+
 echo 'db: openmrs' > dist/openmrs_config/app.yml
 echo '<html>1</html>' > dist/frontend/index.html
 ok "release 1" D release --version 1.0

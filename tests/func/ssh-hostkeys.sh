@@ -63,7 +63,7 @@ keep
 ok "the refusal shows the fingerprint" out_has "$(sshd_fingerprint a)"
 ok "the refusal names ~/.ssh/known_hosts" out_has "is not in $user_kh"
 ok "no --accept-new is suggested (push has none)" out_lacks "accept-new"
-ok "the hint repeats -c laptop.yml" test "$(hint)" = "distsync -c laptop.yml trust site-a"
+ok "the hint repeats -c laptop.yml (absolute)" test "$(hint)" = "distsync -c $T_DIR/repo/laptop.yml trust site-a"
 cmd=$(hint)
 expect_exit 0 "the hint, run as printed, records the key" \
 	run_on_tty 'y\n' "cd '$T_DIR/repo' && $cmd"
@@ -135,7 +135,7 @@ keep
 ok "the refusal names the UserKnownHostsFile" out_has "is not in $T_DIR/kh-plain (UserKnownHostsFile at $HOME/.ssh/config:"
 ok "and not ~/.ssh/known_hosts" out_lacks "is not in $user_kh"
 cmd=$(hint)
-ok "the hint is trust with -c modes.yml" test "$cmd" = "distsync -c modes.yml trust b-plain"
+ok "the hint is trust with -c modes.yml" test "$cmd" = "distsync -c $T_DIR/repo/modes.yml trust b-plain"
 expect_exit 0 "the hint records the key" run_on_tty 'y\n' "cd '$T_DIR/repo' && $cmd"
 ok "recorded in the UserKnownHostsFile" has_key kh-plain b
 ok "not in ~/.ssh/known_hosts" lacks_key "$user_kh" b
@@ -145,7 +145,7 @@ expect_exit 0 "push honours the UserKnownHostsFile" M push b-plain
 
 expect_exit 1 "StrictHostKeyChecking yes: an unknown key is refused" M push b-yes
 keep
-ok "refused with the trust hint" test "$(hint)" = "distsync -c modes.yml trust b-yes"
+ok "refused with the trust hint" test "$(hint)" = "distsync -c $T_DIR/repo/modes.yml trust b-yes"
 check "nothing recorded" "[ ! -s '$T_DIR/kh-yes' ]"
 
 expect_exit 0 "StrictHostKeyChecking accept-new: recorded and connected" M push b-new
@@ -205,7 +205,7 @@ keep
 ok "names the jump host" out_has "site-j: jump host bastion: unknown host key for 127.0.0.1:$jport"
 ok "shows the jump host's fingerprint" out_has "$(sshd_fingerprint j)"
 ok "no bare socket error" out_lacks "Connection reset by peer"
-ok "the hint is trust of the host, with -c" test "$(hint)" = "distsync -c jump.yml trust site-j"
+ok "the hint is trust of the host, with -c" test "$(hint)" = "distsync -c $T_DIR/repo/jump.yml trust site-j"
 cmd=$(hint)
 expect_exit 0 "the hint records the jump host's key, then the host's" \
 	run_on_tty 'y\ny\n' "cd '$T_DIR/repo' && $cmd"
