@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "base/err.h"
+#include "base/hint.h"
 #include "base/jsonio.h"
 #include "base/log.h"
 #include "base/util.h"
@@ -243,8 +244,12 @@ releases_exec(int argc, char **argv, const struct config *config)
 		jsonio_write(stdout, list);
 		printf("\n");
 		json_decref(list);
-	} else if (n == 0)
-		printf("no releases yet: run 'distsync release'\n");
+	} else if (n == 0) {
+		char *cmd = hint_command((const char *const[]){ "release", NULL });
+
+		printf("no releases yet: run '%s'\n", cmd);
+		free(cmd);
+	}
 	xfree_strv(ids);
 	store_free(store);
 	return r;
