@@ -74,6 +74,7 @@ report_release(struct report *rep)
 	free(rep->release);
 	free(rep->reason);
 	free(rep->found_release);
+	free(rep->drift_first);
 	memset(rep, 0, sizeof(*rep));
 }
 
@@ -186,12 +187,12 @@ print_restore_hint(const struct report *rep, const char *host, FILE *fp)
 {
 	const struct proto_result *res = &rep->result;
 	const char *set = nonempty(res->from) ? res->from : COMMIT_ID_FOUND;
-	char *cmd = hint_restore(set, host, res->drift[0]);
+	char *cmd = hint_restore(set, host, res->ndrift > 0 ? res->drift[0] : rep->drift_first);
 	char *safe = util_printable(cmd, 0), *safe_set = util_printable(set, 0);
 
 	fprintf(fp, "  the files found are kept in %s's backup set %s; get one back "
 	    "(as ./NAME.restored) with:\n    %s\n", host, safe_set, safe);
-	if (res->ndrift > 1)
+	if (res->ndrift > 1 || rep->drift_count > 1)
 		fprintf(fp, "    (the others the same way: each path above, quoted as needed; "
 		    "several at once)\n");
 	free(safe_set);
@@ -533,6 +534,18 @@ report_print_table(const struct config_host *const *hosts, const struct report *
 		fprintf(fp, "%zu host%s: %zu ok, %zu failed, %zu not started; %s sent\n", n,
 		    n == 1 ? "" : "s", ok, failed, idle, sent);
 	}
+	/* Drift a push overwrote: where it was kept and how to get it back, per host. */
+	for (size_t i = 0; i < n; i++) {
+		const struct report *r = &reps[i];
+
+		if (r->op != PROTO_OP_PUSH || r->status != 0 || r->drift_first == NULL ||
+		    (r->result.flags & PROTO_FLAG_DRY_RUN) != 0)
+			continue;
+		fprintf(fp, "%s: %" PRIu64 " file%s changed on the host since the last apply, "
+		    "overwritten (", hosts[i]->name, r->drift_count, r->drift_count == 1 ? "" : "s");
+		put_peer(fp, r->drift_count == 1 ? "" : "first: ", r->drift_first, ")\n", 0);
+		print_restore_hint(r, hosts[i]->name, fp);
+	}
 }
 
 /* One host's object of report_print_fleet_json. */
@@ -647,6 +660,9 @@ report_encode(const struct report *rep)
 	put(o, "manifest_fetched", json_boolean(rep->manifest_fetched));
 	put(o, "found", json_boolean(rep->found));
 	put(o, "found_release", jsonio_string(rep->found_release));
+	/* The drift list stays with the host; its count and first path come. */
+	put(o, "drift_count", jsonio_uint(res->ndrift > 0 ? res->ndrift : rep->drift_count));
+	put(o, "drift_first", jsonio_string(res->ndrift > 0 ? res->drift[0] : rep->drift_first));
 	for (int enc = 0; enc <= PROTO_ENC_MAX; enc++)
 		(void)json_array_append_new(encodings, jsonio_pack("[o,o]",
 		    jsonio_uint(rep->enc_objects[enc]), jsonio_uint(rep->enc_bytes[enc])));
@@ -804,6 +820,8 @@ report_decode(const json_t *v, struct report *rep)
 	bad |= get_bool(v, "manifest_fetched", &rep->manifest_fetched);
 	bad |= get_bool(v, "found", &rep->found);
 	bad |= get_string(v, "found_release", &rep->found_release);
+	bad |= get_uint(v, "drift_count", &rep->drift_count);
+	bad |= get_string(v, "drift_first", &rep->drift_first);
 	if (encodings != NULL && (!json_is_array(encodings) ||
 	    json_array_size(encodings) > PROTO_ENC_MAX + 1))
 		bad = -1;

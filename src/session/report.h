@@ -51,6 +51,13 @@ struct report {
 	int		 found;
 	char		*found_release;
 	uint64_t	 identical;
+	/*
+	 * A fleet's push (report_decode): how many drifted paths the host's
+	 * push overwrote and the first of them, for the summary's restore
+	 * command; the list itself stays with the host (result.drift is empty).
+	 */
+	uint64_t	 drift_count;
+	char		*drift_first;
 };
 
 /* Makes REP an empty report of a session for OP with FLAGS; it must hold nothing. */

@@ -23,6 +23,8 @@ cd repo || exit 1
 	printf '  demo: {path: %s/site/distribution}\n' "$T_DIR"
 	sshd_host_yml a site-a "$T_DIR/site-a/distribution"
 	printf '  kirehe: {path: %s/pullsite/distribution}\n' "$T_DIR"
+	printf '  f1: {path: %s/f1/distribution, groups: [g]}\n' "$T_DIR"
+	printf '  f2: {path: %s/f2/distribution, groups: [g]}\n' "$T_DIR"
 } > fleet.yml
 # A pull site: its own site.yml; the restore command it prints names that file.
 cat > "$T_DIR/site.yml" <<YML
@@ -157,6 +159,23 @@ check "pull site: it gives the content found back" \
 	"[ \"\$(sha256sum < '$T_DIR/work/pull/app.yml.restored')\" = '$found' ]"
 expect_exit 1 "pull site: another host name is refused" \
 	"$DISTSYNC" -c "$T_DIR/site.yml" restore other openmrs_config/app.yml
+
+# A push to many hosts: the summary says which host's drift was overwritten,
+# and the command it prints for that host works as printed.
+expect_exit 0 "fleet: push release 1 to a group" D push --release 1.0 g
+printf 'db: openmrs\n# tuned on f2\n' > "$T_DIR/f2/distribution/openmrs_config/app.yml"
+found=$(sha256sum < "$T_DIR/f2/distribution/openmrs_config/app.yml")
+expect_exit 0 "fleet: push release 3 to the group" D push --release 3.0 g
+keep
+ok "fleet: the summary names the host and the drift" out_has '^f2: 1 file changed on the host since the last apply, overwritten (openmrs_config/app.yml)'
+ok "fleet: no drift reported for the other host" sh -c "! grep -q '^f1: .*overwritten' '$T_DIR/out'"
+cmd=$(hint)
+ok "fleet: the command is the host's" \
+	sh -c "echo '$cmd' | grep -q -- 'restore --backup 1.0 f2 openmrs_config/app.yml'"
+mkdir -p "$T_DIR/work/fleet"
+expect_exit 0 "fleet: the printed command runs as printed" sh -c "cd '$T_DIR/work/fleet' && $cmd"
+check "fleet: it gives the content found back" \
+	"[ \"\$(sha256sum < '$T_DIR/work/fleet/app.yml.restored')\" = '$found' ]"
 
 # A symlink in the tree is not followed: the directory it points at is untouched.
 site=$T_DIR/site/distribution

@@ -447,6 +447,17 @@ test_report_escapes(void)
 	rep[0].status = 0;
 	report_line(&rep[0], line, sizeof(line));
 	CHECK(!text_has_control(line, strlen(line)), "a host's line: %s", line);
+	/* A push over drift prints the restore command: a peer's path in it is escaped too. */
+	rep[0].drift_first = xstrdup(evil);
+	rep[0].drift_count = 1;
+	text = NULL;
+	fp = open_memstream(&text, &len);
+	report_print_text(&rep[0], "kirehe", fp);
+	report_print_table(hosts, rep, 1, fp);
+	fclose(fp);
+	CHECK(strstr(text, "restore --backup") != NULL && !text_has_control(text, len),
+	    "the restore commands carry the peer's path escaped:\n%s", text);
+	free(text);
 	for (int i = 0; i < 2; i++) {
 		rep[i].result.drift = NULL;
 		rep[i].result.services = NULL;
@@ -621,6 +632,8 @@ test_report_codec(void)
 	CHECK(same_reports(&rep, &back), "every field comes back");
 	CHECK(back.result.ndrift == 0 && back.result.drift == NULL,
 	    "the drift paths stay behind (the count comes: %" PRIu64 ")", back.result.changed);
+	CHECK(back.drift_count == 1 && back.drift_first != NULL && strcmp(back.drift_first, "x") == 0,
+	    "the drift's count and first path come, for the summary's restore command");
 	report_release(&back);
 
 	v = jsonio_parse("{\"status\":-15}", 0);
