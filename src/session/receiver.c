@@ -40,6 +40,7 @@
 #include "site/commit.h"
 #include "site/history.h"
 #include "site/lineage.h"
+#include "site/owner.h"
 #include "site/site.h"
 #include "site/stage.h"
 #include "site/target.h"
@@ -1052,6 +1053,8 @@ do_restore(struct receiver *rc, struct proto_result *res)
 	const struct proto_restore *rq = &rc->restore;
 	const char *set = rq->backup[0] != '\0' ? rq->backup : NULL;
 	struct backup_kept *kept = xcalloc(rq->npaths, sizeof(*kept));
+	const struct config_host *own = rc->trusted_host;
+	long uid = -1, gid = -1;
 	char *id = NULL;
 	int r;
 
@@ -1060,6 +1063,10 @@ do_restore(struct receiver *rc, struct proto_result *res)
 		r = DS_ERR_INVALID;
 		goto out;
 	}
+	/* The owner of what is put back is the site's to say, as for an apply. */
+	if (rq->in_place && own != NULL && (r = owner_resolve(own->owner, own->group, &uid,
+	    &gid)) != 0)
+		goto out;
 	if ((r = target_current(rc->t, &id, NULL)) != 0)
 		goto out;
 	for (size_t i = 0; i < rq->npaths; i++)
@@ -1071,7 +1078,8 @@ do_restore(struct receiver *rc, struct proto_result *res)
 		    .mode = kept[i].mode, .size = kept[i].size };
 
 		memcpy(rd.hash, kept[i].hash, HASH_LEN);
-		if (rq->in_place && (r = backup_put_back(rc->t, &kept[i], rq->paths[i])) != 0)
+		if (rq->in_place && (r = backup_put_back(rc->t, &kept[i], rq->paths[i], uid,
+		    gid)) != 0)
 			goto out;
 		if (rq->in_place)
 			log_info("%s/%s: put back from backup set %s; the tree differs from "

@@ -21,6 +21,7 @@
 #include "config/config.h"
 #include "repo/manifest.h"
 #include "site/backup.h"
+#include "site/owner.h"
 #include "site/target.h"
 
 #define FOUND_MANIFEST	"found.manifest"	/* backup/ID/: the drifted tree ID was replaced in */
@@ -385,7 +386,8 @@ backup_kept_open(struct target *t, const struct backup_kept *k)
 }
 
 int
-backup_put_back(struct target *t, const struct backup_kept *k, const char *path)
+backup_put_back(struct target *t, const struct backup_kept *k, const char *path, long uid,
+    long gid)
 {
 	const char *base;
 	char *tmp = NULL;
@@ -406,6 +408,8 @@ backup_put_back(struct target *t, const struct backup_kept *k, const char *path)
 	if ((in = backup_kept_open(t, k)) == -1)
 		goto out;
 	out = openat(pfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (out != -1)
+		owner_set_at(pfd, tmp, uid, gid);
 	if (out == -1 || fileio_copy_fd(in, out) == -1 || fchmod(out, (mode_t)k->mode) == -1 ||
 	    fsync(out) == -1 || renameat(pfd, tmp, pfd, base) == -1 || fsync(pfd) == -1) {
 		r = errno == ENOSPC ? DS_ERR_NOSPACE : DS_ERR_SYSTEM;

@@ -90,12 +90,13 @@ int	backup_kept_open(struct target *t, const struct backup_kept *k);
 
 /*
  * Puts K's content back at PATH in the tree atomically: a temp file in the
- * same directory (no symlink followed on the way), K's mode, fsync, rename
- * over PATH, fsync of the directory. Refuses a directory at PATH. Returns
- * 0, or DS_ERR_SYSTEM / DS_ERR_NOSPACE / DS_ERR_INVALID (logged); on
- * failure PATH is as it was.
+ * same directory (no symlink followed on the way), K's mode, owner UID:GID
+ * (-1: left as is; owner.h), fsync, rename over PATH, fsync of the
+ * directory. Refuses a directory at PATH. Returns 0, or DS_ERR_SYSTEM /
+ * DS_ERR_NOSPACE / DS_ERR_INVALID (logged); on failure PATH is as it was.
  */
-int	backup_put_back(struct target *t, const struct backup_kept *k, const char *path);
+int	backup_put_back(struct target *t, const struct backup_kept *k, const char *path,
+	    long uid, long gid);
 
 /* Frees what K holds; K may be zeroed. */
 void	backup_kept_release(struct backup_kept *k);
