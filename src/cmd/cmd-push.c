@@ -195,6 +195,7 @@ push_single(const struct config *config, const struct config_host *host,
 {
 	struct sender_options so = *so_in;
 	struct single_progress sp = { NULL, -1 };
+	struct report_errors held;
 	double t0 = retry_now_ns() / 1e9;
 	int r;
 
@@ -206,8 +207,12 @@ push_single(const struct config *config, const struct config_host *host,
 		so.progress_arg = &sp;
 		progress_take_log(sp.prog);
 	}
+	report_errors_hold(&held);
 	r = push_host(config, host, &so, rep);
 	progress_free(sp.prog);
+	rep->started = 1;
+	rep->seconds = retry_now_ns() / 1e9 - t0;
+	report_errors_print(&held, rep);	/* the failure once: in the report below */
 	if (json) {
 		json_t *v = jsonio_pack("[o]", report_json(rep, host->name));
 
@@ -217,9 +222,6 @@ push_single(const struct config *config, const struct config_host *host,
 	} else
 		report_print_text(rep, host->name, stdout);
 	fflush(stdout);
-	rep->started = 1;
-	rep->seconds = retry_now_ns() / 1e9 - t0;
-	report_explain(rep, NULL);
 	return r;
 }
 

@@ -947,6 +947,10 @@ sender_run(struct xport *x, const struct sender_options *opt, struct report *rep
 out:
 	if (r != 0 && report->result.message != NULL)
 		proto_log_lines(x->peer, report->result.message);
+	/* A refusal before any RESULT: its ERROR's text, whole, is the reason. */
+	if (r != 0 && report->reason == NULL && x->peer_error != NULL &&
+	    (report->result.message == NULL || report->result.message[0] == '\0'))
+		report->reason = xstrdup(x->peer_error);
 	report->bytes_sent = x->bytes_out - out0;
 	report->bytes_received = x->bytes_in - in0;
 	free(open.config);

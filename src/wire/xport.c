@@ -145,6 +145,7 @@ xport_free(struct xport *x)
 		if (x->ops->free_priv != NULL)
 			x->ops->free_priv(x);
 	}
+	free(x->peer_error);
 	free(x->peer);
 	free(x);
 }
