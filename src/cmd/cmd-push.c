@@ -14,6 +14,7 @@
 
 #include "base/err.h"
 #include "base/fileio.h"
+#include "base/interrupt.h"
 #include "base/jsonio.h"
 #include "base/log.h"
 #include "base/util.h"
@@ -333,6 +334,7 @@ push_exec(int argc, char **argv, const struct config *config)
 		goto out;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	interrupt_install();	/* Ctrl-C: each session stops and says where (sender.c) */
 	so.config = config;
 	so.store = store;
 	so.lock_timeout = o.lock_timeout;

@@ -21,6 +21,7 @@
 #include <jansson.h>
 
 #include "base/err.h"
+#include "base/interrupt.h"
 #include "base/jsonio.h"
 #include "base/log.h"
 #include "base/util.h"
@@ -58,6 +59,8 @@ struct child {
 int
 fleet_worse(int a, int b)
 {
+	if (a == DS_ERR_INTERRUPTED || b == DS_ERR_INTERRUPTED)
+		return DS_ERR_INTERRUPTED;
 	if (a == 0)
 		return b;
 	if (b == 0)
@@ -342,7 +345,7 @@ fleet_run(const struct fleet_options *opt, const struct config_host *const *host
 	struct child *children;
 	struct pollfd *pfd;
 	char *stop = NULL;
-	int worst = 0;
+	int worst = 0, forwarded = 0;
 
 	for (size_t i = 0; i < n; i++)
 		memset(&reports[i], 0, sizeof(reports[i]));
@@ -418,6 +421,16 @@ fleet_run(const struct fleet_options *opt, const struct config_host *const *host
 				    failures == 1 ? "" : "s", opt->max_failures);
 		}
 		progress_tick(opt->progress);
+		if (interrupt_signal() != 0 && !forwarded) {
+			/* Each running session stops and reports; no new one starts. */
+			for (size_t j = 0; j < parallel; j++)
+				if (children[j].buf != NULL)
+					(void)kill(children[j].pid, interrupt_signal());
+			forwarded = 1;
+			if (stop == NULL)
+				stop = xstrdup("interrupted");
+			worst = DS_ERR_INTERRUPTED;
+		}
 	}
 	for (size_t i = next; i < n; i++) {
 		reports[i].started = 0;
