@@ -524,7 +524,9 @@ pull_exec(int argc, char **argv, const struct config *unused)
 	if (!quiet && progress_mode_for(stderr) == PROGRESS_TTY) {
 		/* A person watching: bytes, rate, percent and ETA, redrawn in place. */
 		p.prog = progress_new(stderr, PROGRESS_TTY, "pull", 1);
-		p.slot = progress_host_begin(p.prog, p.host.name);
+		/* The row names this site: its log lines are read beside others'. */
+		p.slot = progress_host_begin(p.prog, config->site.host != NULL ?
+		    config->site.host : p.host.name);
 		progress_take_log(p.prog);
 	}
 	interrupt_install();	/* Ctrl-C: the transfer stops; the summary says where */
