@@ -109,6 +109,8 @@ ok "keygen root" R keygen --no-passphrase "$T_DIR/keys/root.key"
 ok "keygen release" R keygen --no-passphrase "$T_DIR/keys/release.key"
 ok "keygen stranger" R keygen --no-passphrase "$T_DIR/keys/stranger.key"
 ok "keygen release2" R keygen --no-passphrase "$T_DIR/keys/release2.key"
+expect_exit 2 "keygen with a passphrase file that is missing: a usage error" R keygen --passphrase-file "$T_DIR/keys/no-such-file" "$T_DIR/keys/never.key"
+check "and no key was written" "[ ! -e $T_DIR/keys/never.key ]"
 ok "keys init" R keys init --root "$T_DIR/keys/root.key" --release "$T_DIR/keys/release.key.pub"
 keep keys.out
 root_id=$(sed -n "s/^sites pin the root with:  trust_root: //p" "$T_DIR/keys.out")
