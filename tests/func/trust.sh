@@ -201,6 +201,7 @@ before=$(tree_digest pushed/pinned)
 expect_exit 3 "a replayed older release (3 after 4): refused (exit 3)" R push pinned --release 3
 keep replay
 ok "it says anti-rollback" has replay "anti-rollback"
+ok "its line names the release the site keeps" has replay "pinned: push 4 -> 3"
 ok "the tree is unchanged" test "$(tree_digest pushed/pinned)" = "$before"
 
 # Rotation: version 2 of the keys document drops the release key for a new one.
