@@ -76,6 +76,7 @@ static const char pull_options[] =
 struct pull {
 	const struct config	*config;
 	struct config_host	 host;		/* the upstream entry with overrides */
+	struct config_host	 site;		/* the same, named as this site (site.host) */
 	uint32_t		 flags;		/* the site's own --dry-run / --no-restart */
 	unsigned		 lock_timeout;
 	char			*remote_args;
@@ -218,6 +219,7 @@ mirror_attempt(struct pull *p, int *progress)
 	memset(&mo, 0, sizeof(mo));
 	mo.config = p->config;
 	mo.host = &p->host;
+	mo.site = &p->site;
 	mo.flags = p->flags;
 	mo.lock_timeout = p->lock_timeout;
 	if (p->prog != NULL) {
@@ -257,7 +259,7 @@ pull_attempt(void *arg, unsigned n, int *progress)
 	 * no-restart, and takes nothing but a push.
 	 */
 	ro.config = p->config;
-	ro.host = &p->host;
+	ro.host = &p->site;
 	ro.root = p->host.path;
 	ro.state = p->host.state;
 	ro.force_flags = p->flags;
@@ -487,6 +489,9 @@ pull_exec(int argc, char **argv, const struct config *unused)
 		p.host.idle_timeout = idle;
 	if (have_retries)
 		p.host.retries = retries;
+	/* This site's commands see its own name (DISTSYNC_HOST, the messages). */
+	p.site = p.host;
+	p.site.name = config->site.host;
 	so.host = config->site.host;
 	so.release = o.release;
 	so.flags = o.flags;
