@@ -15,7 +15,7 @@ ds_strerror(int err)
 	case DS_ERR_PROTO:	return "protocol error";
 	case DS_ERR_LOCKED:	return "target is locked";
 	case DS_ERR_NOSPACE:	return "not enough free space";
-	case DS_ERR_SIGNATURE:	return "signature verification failed";
+	case DS_ERR_SIGNATURE:	return "not trusted (signature, expiry or anti-rollback check failed)";
 	case DS_ERR_CORRUPT:	return "content does not match its digest";
 	case DS_ERR_CONNECT:	return "connection failed";
 	case DS_ERR_HOSTKEY:	return "host key verification failed";
@@ -28,6 +28,7 @@ ds_strerror(int err)
 	case DS_ERR_PRECONDITION: return "precondition failed";
 	case DS_ERR_CHILD:	return "command failed";
 	case DS_ERR_NOTKEPT:	return "no copy kept";
+	case DS_ERR_INTERRUPTED: return "interrupted";
 	}
 	return "unknown error";
 }
@@ -38,6 +39,8 @@ ds_exit_code(int err)
 	switch (err) {
 	case DS_OK:
 		return DS_EXIT_OK;
+	case DS_ERR_INTERRUPTED:
+		return DS_EXIT_INTERRUPTED;
 	case DS_ERR_USAGE:
 	case DS_ERR_CONFIG:
 		return DS_EXIT_USAGE;

@@ -24,7 +24,8 @@ enum ds_err {
 	DS_ERR_UNSUPPORTED = -18, /* the operation is not supported here */
 	DS_ERR_PRECONDITION = -19, /* refused before touching anything */
 	DS_ERR_CHILD = -20,	/* an external command failed */
-	DS_ERR_NOTKEPT = -21,	/* restore: no backup set keeps that path; nothing done */
+	DS_ERR_INTERRUPTED = -21, /* SIGINT or SIGTERM stopped the session */
+	DS_ERR_NOTKEPT = -22,	/* restore: no backup set keeps that path; nothing done */
 };
 
 /* Process exit codes, as documented in distsync(1). */
@@ -34,6 +35,7 @@ enum ds_exit {
 	DS_EXIT_USAGE = 2,	/* usage or configuration error */
 	DS_EXIT_PRECONDITION = 3, /* nothing applied: lock, signature, space */
 	DS_EXIT_NOTKEPT = 4,	/* restore: no copy of a path is kept; nothing done */
+	DS_EXIT_INTERRUPTED = 130, /* Ctrl-C or SIGTERM, as a shell reports SIGINT */
 };
 
 /* Returns a static one-line description of an error code. */

@@ -26,6 +26,7 @@
 
 #include "base/err.h"
 #include "base/hint.h"
+#include "base/interrupt.h"
 #include "base/log.h"
 #include "base/path.h"
 #include "base/util.h"
@@ -68,13 +69,16 @@ static const char pull_options[] =
     "  -h, --help          this help\n"
     "\nThe site config (-c, default " SITE_CONFIG_DEFAULT ") names the upstream in\n"
     "site: {upstream, repository, host}; the upstream's hosts: entry holds the SSH\n"
-    "link and this site's target (path, state). On a terminal (without --quiet)\n"
-    "it shows what it receives: percent, ETA, bytes and rate. Exit codes: 0 ok\n"
-    "(applied or nothing to do), 1 failed, 2 usage or config, 3 nothing applied (lock).\n";
+    "link (or its mirrors: and trust_root) and this site's target (path, state).\n"
+    "From mirrors the release is the one the channel points at (no --release).\n"
+    "On a terminal (without --quiet) it shows what it receives: percent, ETA, bytes\n"
+    "and rate. Exit codes: 0 ok (applied or nothing to do), 1 failed, 2 usage or\n"
+    "config, 3 nothing applied (lock held, or the release not trusted).\n";
 
 struct pull {
 	const struct config	*config;
 	struct config_host	 host;		/* the upstream entry with overrides */
+	struct config_host	 site;		/* the same, named as this site (site.host) */
 	uint32_t		 flags;		/* the site's own --dry-run / --no-restart */
 	unsigned		 lock_timeout;
 	char			*remote_args;
@@ -217,6 +221,7 @@ mirror_attempt(struct pull *p, int *progress)
 	memset(&mo, 0, sizeof(mo));
 	mo.config = p->config;
 	mo.host = &p->host;
+	mo.site = &p->site;
 	mo.flags = p->flags;
 	mo.lock_timeout = p->lock_timeout;
 	if (p->prog != NULL) {
@@ -256,7 +261,7 @@ pull_attempt(void *arg, unsigned n, int *progress)
 	 * no-restart, and takes nothing but a push.
 	 */
 	ro.config = p->config;
-	ro.host = &p->host;
+	ro.host = &p->site;
 	ro.root = p->host.path;
 	ro.state = p->host.state;
 	ro.force_flags = p->flags;
@@ -348,6 +353,13 @@ summary(const struct pull *p, int status, char *line, size_t size)
 	/* The reason whole: the site's own error lines when it had any. */
 	if (status != 0 && res->message != NULL && res->message[0] != '\0')
 		why = res->message;
+	/* Before its RESULT the apply had not begun: the receiver runs it here. */
+	if (status == DS_ERR_INTERRUPTED && (res->to == NULL || res->to[0] == '\0'))
+		why = interrupt_signal() == SIGTERM ? "interrupted (SIGTERM) while receiving "
+		    "objects: this site keeps the release it had, nothing applied; staged "
+		    "objects are kept for the next pull" : "interrupted (SIGINT) while "
+		    "receiving objects: this site keeps the release it had, nothing applied; "
+		    "staged objects are kept for the next pull";
 	if (status != 0 && (res->to == NULL || res->to[0] == '\0'))
 		snprintf(line, size, "%s: pull from %s failed: %s (%s received%s)",
 		    p->config->site.host, p->host.name, why, recv, tries);
@@ -502,6 +514,9 @@ pull_exec(int argc, char **argv, const struct config *unused)
 		p.host.idle_timeout = idle;
 	if (have_retries)
 		p.host.retries = retries;
+	/* This site's commands see its own name (DISTSYNC_HOST, the messages). */
+	p.site = p.host;
+	p.site.name = config->site.host;
 	so.host = config->site.host;
 	so.release = o.release;
 	so.flags = o.flags;
@@ -541,9 +556,12 @@ pull_exec(int argc, char **argv, const struct config *unused)
 	if (!quiet && progress_mode_for(stderr) == PROGRESS_TTY) {
 		/* A person watching: bytes, rate, percent and ETA, redrawn in place. */
 		p.prog = progress_new(stderr, PROGRESS_TTY, "pull", 1);
-		p.slot = progress_host_begin(p.prog, p.host.name);
+		/* The row names this site: its log lines are read beside others'. */
+		p.slot = progress_host_begin(p.prog, config->site.host != NULL ?
+		    config->site.host : p.host.name);
 		progress_take_log(p.prog);
 	}
+	interrupt_install();	/* Ctrl-C: the transfer stops; the summary says where */
 	r = retry_run(p.host.name, p.host.retries, p.host.retry_max_wait, pull_attempt, &p,
 	    &hooks, NULL);
 	alarm(0);

@@ -39,9 +39,12 @@ store_open(const char *dir, int create, struct store **out)
 	*out = NULL;
 	if (stat(dir, &st) == -1) {
 		if (errno != ENOENT || !create) {
+			char *init = hint_command((const char *const[]){ "keys", "init", NULL });
 			char *cmd = hint_command((const char *const[]){ "release", NULL });
 
-			log_error("%s: no store here (run '%s' first)", dir, cmd);
+			log_error("%s: no store here (a repository makes it with '%s', when it "
+			    "signs, or '%s')", dir, init, cmd);
+			free(init);
 			free(cmd);
 			return DS_ERR_NOTFOUND;
 		}

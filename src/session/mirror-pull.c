@@ -473,7 +473,7 @@ mirror_pull_run(const struct mirror_pull_options *o, struct proto_result *res, u
 	as.t = p.t;
 	as.trusted = o->config;
 	as.trusted_host = h;
-	as.host = h;
+	as.host = o->site != NULL ? o->site : h;
 	as.pins = h->trust_root;
 	as.who = mirror_current(p.m);
 	r = apply_release(&as, p.rel->release, p.to, p.blob, p.blob_len, o->flags, res, NULL);

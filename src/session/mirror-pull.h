@@ -21,6 +21,7 @@ struct proto_result;
 struct mirror_pull_options {
 	const struct config	*config;	/* the site's own (site.yml): commands, channel */
 	const struct config_host *host;		/* the upstream entry: mirrors, target, trust_root */
+	const struct config_host *site;		/* the same named as this site, or NULL: whose commands run */
 	uint32_t		 flags;		/* PROTO_FLAG_DRY_RUN, _NO_RESTART */
 	unsigned		 lock_timeout;
 	/* Progress (may be NULL): bytes downloaded, content bytes done, content bytes in all. */

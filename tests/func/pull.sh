@@ -24,6 +24,11 @@ seq 1 20000 > repo/dist/frontend/big.txt
 site_yml() {
 	cat <<YML
 distribution: {name: test}
+services:
+  web:
+    paths: ["frontend/**"]
+    restart: command
+    command: [/bin/sh, -c, 'echo "\$DISTSYNC_HOST" > $T_DIR/host-seen']
 hosts:
   central:
     address: 127.0.0.1
@@ -70,6 +75,8 @@ ok "dry run says so" out_has "dry run"
 expect_exit 0 "pull --quiet applies release 2" P --quiet
 keep
 ok "--quiet still reports a change" out_has "1.0 -> 2.0: 0 added, 1 updated, 1 deleted"
+ok "the site's restart command saw its own name, not its upstream's" \
+	sh -c "[ \"\$(cat '$T_DIR/host-seen')\" = kirehe ]"
 ok "site equals release 2" test "$(tree_digest site/distribution)" = "$(tree_digest repo/dist)"
 check "history records the pull" "grep -q 2.0 $state/history.log"
 

@@ -54,7 +54,7 @@ printf 'distribution: {name: h}\nhosts:\n  h: {path: %s/hintsite}\n' "$T_DIR" > 
 expect_exit 1 "push without a store: refused" \
 	sh -c "cd '$T_DIR/hintrepo' && '$DISTSYNC' -c 'my config.yml' push h"
 keep
-hcmd=$(sed -n "s/.*no store here (run '\(.*\)' first)/\1/p" "$T_DIR/out" | head -n 1)
+hcmd=$(sed -n "s/.*no store here (.*, or '\(distsync .* release\)')/\1/p" "$T_DIR/out" | head -n 1)
 ok "the hint names the config, absolute and quoted" \
 	test "$hcmd" = "distsync -c '$T_DIR/hintrepo/my config.yml' release"
 expect_exit 0 "the hint runs as printed, from another directory" sh -c "cd '$T_DIR/elsewhere' && $hcmd"
