@@ -516,8 +516,8 @@ get_siteplan(struct buf *b, struct proto_result *m, const char **why)
 		*why = "site plan count overruns the frame";
 		return DS_ERR_PROTO;
 	}
-	/* Each entry takes at least its two terminating NULs and its kind. */
-	if (n > PROTO_LIST_MAX || n > buf_len(b) / 3) {
+	/* Each entry takes at least its two string lengths and its kind. */
+	if (n > PROTO_LIST_MAX || n > buf_len(b) / 9) {
 		*why = "site plan count is larger than the frame";
 		return DS_ERR_PROTO;
 	}
