@@ -44,7 +44,11 @@ extern const struct cmd_entry cmd_plan_entry;
 static const char plan_options[] =
     "  --release ID  plan for this release (default: the latest)\n"
     "  --json        machine-readable output\n"
-    "  -h, --help    this help\n";
+    "  -h, --help    this help\n"
+    "\n"
+    "Every host, local or over SSH: the paths added, updated and deleted, each\n"
+    "new file's basis, the bytes to send, and the services that would restart\n"
+    "and why, as the site's own configuration says. Changes nothing there.\n";
 
 static const char *
 change_word(enum manifest_change c)

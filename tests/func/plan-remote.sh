@@ -147,6 +147,9 @@ j = json.load(open('$T_DIR/out'))
 j = j[0] if isinstance(j, list) else j
 assert j['dry_run'] and j['services'] == ['backend'], j
 "
+expect_exit 0 "push --dry-run" D push remote --dry-run
+keep
+ok "it says which service would restart" out_has "^  would restart: backend "
 site_digest > "$T_DIR/after"
 ok "the dry run changed nothing" cmp "$T_DIR/before" "$T_DIR/after"
 check "no lock file, no staging made" "[ ! -e $STATE/lock ] && [ ! -e $STATE/staging ]"
