@@ -182,4 +182,28 @@ site_digest > "$T_DIR/after"
 ok "the site is still release 1, untouched" cmp "$T_DIR/before" "$T_DIR/after"
 check "nothing ran on any site" "[ ! -e $T_DIR/mark ]"
 
+# A site whose distsync predates PROTO_CAP_SITEPLAN: the files, and services
+# unknown. Only with an older build at hand (DISTSYNC_OLD=path/to/distsync):
+# this tree cannot honestly pretend to be one.
+if [ -n "${DISTSYNC_OLD:-}" ] && [ -x "$DISTSYNC_OLD" ]; then
+	sed "s|  remote: {path: .*}|  old: {path: $T_DIR/old/distribution}|" "$T_DIR/site.yml" \
+		> "$T_DIR/old-site.yml"
+	sshd_host_yml a old "$T_DIR/old/distribution" "$DISTSYNC_OLD" >> distsync.yml
+	printf '    site_config: %s\n' "$T_DIR/old-site.yml" >> distsync.yml
+	expect_exit 0 "old: push 1" D push old --release 1
+	expect_exit 0 "old: plan" D plan old --release 2
+	keep
+	ok "old: the files" out_has "^  added   openmrs_modules/htmlformentry-1.1.omod "
+	ok "old: services unknown" out_has "^  unknown: the site's distsync is too old"
+	expect_exit 0 "old: plan --json" D plan old --release 2 --json
+	keep
+	ok "old: services is null" python3 -c "
+import json
+j = json.load(open('$T_DIR/out'))
+assert j['services'] is None and j['run_once'] is None and j['added'] == 3, j
+"
+else
+	echo "# an older site's fallback is not checked: DISTSYNC_OLD names no older build"
+fi
+
 done_testing
