@@ -19,6 +19,9 @@
  *	                                         (or RETRY: objects whose delta failed;
  *	                                         the sender sends them whole, COMMITs again)
  *
+ * A dry-run push (a plan) is the same session with no OBJECT: the receiver
+ * opens the site read-only, and with PROTO_CAP_SITEPLAN its RESULT carries
+ * the site plan (what its own configuration would restart, and why).
  * For rollback, verify and releases the receiver answers OPEN with RESULT
  * directly (a verify's RESULT preceded by FOUND with PROTO_CAP_ADOPT).
  * Either side may send ERROR instead of the next frame; the session ends.
