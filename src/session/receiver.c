@@ -925,6 +925,12 @@ do_commit(struct receiver *rc, const struct proto_commit *c, struct proto_result
 		return DS_ERR_PROTO;
 	apply_site_of(rc, &as);
 	r = apply_release(&as, c->release, to, c->signature, c->signature_len, flags, res, &oc);
+	/* A look completes nothing: what an interrupted apply owes stays pending, and is said. */
+	if (rc->looking && rc->pending != NULL && (res->pending == NULL || res->pending[0] == '\0')) {
+		free(res->pending);
+		res->pending = rc->pending;
+		rc->pending = NULL;
+	}
 	if (oc.first && rc->found != NULL && rc->found->count > 0) {
 		rc->adopted.found = 1;
 		rc->adopted.identical = oc.identical;

@@ -182,6 +182,20 @@ site_digest > "$T_DIR/after"
 ok "the site is still release 1, untouched" cmp "$T_DIR/before" "$T_DIR/after"
 check "nothing ran on any site" "[ ! -e $T_DIR/mark ]"
 
+# An interrupted apply (a journal, as a crash after its commit point leaves
+# it): the plan reports it as pending and completes nothing.
+printf 'distsync-journal 1\nfrom 1\nto 1\nkeep 2\nS backend\nend\n' > "$STATE/journal"
+site_digest > "$T_DIR/before"
+expect_exit 0 "plan remote with an interrupted apply" D plan remote --release 2
+keep
+ok "it says what is pending" \
+	out_has "pending: apply of 1 (from 1) was interrupted; the next push or pull completes it, then: restart backend"
+site_digest > "$T_DIR/after"
+ok "and completed nothing (journal kept, no lock, no staging)" cmp "$T_DIR/before" "$T_DIR/after"
+check "the journal is still there" "[ -f $STATE/journal ] && [ ! -e $STATE/lock ] && [ ! -e $STATE/staging ]"
+check "nothing ran" "[ ! -e $T_DIR/mark ]"
+rm -f "$STATE/journal"
+
 # A site whose distsync predates PROTO_CAP_SITEPLAN: the files, and services
 # unknown. Only with an older build at hand (DISTSYNC_OLD=path/to/distsync):
 # this tree cannot honestly pretend to be one.
