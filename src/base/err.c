@@ -15,7 +15,7 @@ ds_strerror(int err)
 	case DS_ERR_PROTO:	return "protocol error";
 	case DS_ERR_LOCKED:	return "target is locked";
 	case DS_ERR_NOSPACE:	return "not enough free space";
-	case DS_ERR_SIGNATURE:	return "signature verification failed";
+	case DS_ERR_SIGNATURE:	return "not trusted (signature, expiry or anti-rollback check failed)";
 	case DS_ERR_CORRUPT:	return "content does not match its digest";
 	case DS_ERR_CONNECT:	return "connection failed";
 	case DS_ERR_HOSTKEY:	return "host key verification failed";

@@ -104,7 +104,7 @@ keygen_exec(int argc, char **argv, const struct config *config)
 	if ((r = keyfile_public_write(pubfile, pub)) != 0)
 		goto out;
 	printf("%s: Ed25519 key %s%s\n%s: its public key\n", argv[optind], id,
-	    pass != NULL ? " (encrypted)" : "", pubfile);
+	    pass != NULL ? " (encrypted)" : " (not encrypted)", pubfile);
 out:
 	keyfile_passphrase_free(pass);
 	ed25519_free(k);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "base/ed25519.h"
 #include "base/err.h"
@@ -149,9 +150,17 @@ print_doc(const struct trust_doc *d, const struct config *config)
 	char created[32], signer[ED25519_KEYID_HEX_LEN + 1] = "";
 	uint8_t pub[ED25519_PUBLIC_LEN];
 
-	if (config->distribution.signing_key != NULL &&
-	    keyfile_public_read(config->distribution.signing_key, NULL, pub) == 0)
-		ed25519_keyid(pub, signer);
+	/* Its public key from FILE.pub (keygen writes one): no passphrase asked, none
+	 * needed to show ids; else the private key with the configured passphrase file. */
+	if (config->distribution.signing_key != NULL) {
+		char *pubfile = xasprintf("%s.pub", config->distribution.signing_key);
+
+		if ((access(pubfile, R_OK) == 0 ? keyfile_public_read(pubfile, NULL, pub) :
+		    keyfile_public_read(config->distribution.signing_key,
+		    config->distribution.signing_passphrase_file, pub)) == 0)
+			ed25519_keyid(pub, signer);
+		free(pubfile);
+	}
 	trust_time_format(d->created, created, sizeof(created));
 	printf("keys document version %" PRIu64 " (created %s), %zu key%s:\n", d->version,
 	    created, d->nkeys, d->nkeys == 1 ? "" : "s");
@@ -307,6 +316,18 @@ keys_update(struct store *store, const struct keys_args *a, const struct config 
 			r = DS_ERR_USAGE;
 		} else if ((r = keyfile_public_read(colon + 1, a->pass_file, pub)) == 0)
 			r = doc_add_key(d, (enum trust_role)ri, pub, colon + 1);
+	}
+	for (int role = TRUST_ROLE_ROOT; r == 0 && role <= TRUST_ROLE_RELEASE; role++) {
+		size_t have = 0;
+
+		for (size_t i = 0; i < d->nkeys; i++)
+			have += d->keys[i].role == (enum trust_role)role;
+		if (have == 0) {
+			log_error("keys update would leave no %s key: add one with --add %s:KEY.pub",
+			    trust_role_name((enum trust_role)role),
+			    trust_role_name((enum trust_role)role));
+			r = DS_ERR_USAGE;
+		}
 	}
 	if (r != 0)
 		goto out;

@@ -103,8 +103,14 @@ publish_exec(int argc, char **argv, const struct config *config)
 			return DS_ERR_USAGE;
 		}
 	}
-	if (optind < argc)
+	if (optind < argc) {
+		if (o.dir != NULL && strcmp(o.dir, argv[optind]) != 0) {
+			log_error("publish: --to %s and DIR %s name two trees: give one", o.dir,
+			    argv[optind]);
+			return DS_ERR_USAGE;
+		}
 		o.dir = argv[optind++];
+	}
 	/* The configuration's defaults, where no option was given (--help loads none). */
 	if (o.dir == NULL)
 		o.dir = config->distribution.publish_dir;
@@ -155,6 +161,6 @@ out:
 }
 
 const struct cmd_entry cmd_publish_entry = {
-	"publish", "[--release ID] [--deltas N] [--expires DURATION] [--key FILE] DIR",
+	"publish", "[--to DIR] [--release ID] [--deltas N] [--expires DURATION] [--key FILE] [--passphrase-file F] [DIR]",
 	"write signed releases as a static tree for HTTP mirrors", 1, publish_exec
 };

@@ -66,9 +66,11 @@ static const char pull_options[] =
     "  -h, --help          this help\n"
     "\nThe site config (-c, default " SITE_CONFIG_DEFAULT ") names the upstream in\n"
     "site: {upstream, repository, host}; the upstream's hosts: entry holds the SSH\n"
-    "link and this site's target (path, state). On a terminal (without --quiet)\n"
-    "it shows what it receives: percent, ETA, bytes and rate. Exit codes: 0 ok\n"
-    "(applied or nothing to do), 1 failed, 2 usage or config, 3 nothing applied (lock).\n";
+    "link (or its mirrors: and trust_root) and this site's target (path, state).\n"
+    "From mirrors the release is the one the channel points at (no --release).\n"
+    "On a terminal (without --quiet) it shows what it receives: percent, ETA, bytes\n"
+    "and rate. Exit codes: 0 ok (applied or nothing to do), 1 failed, 2 usage or\n"
+    "config, 3 nothing applied (lock held, or the release not trusted).\n";
 
 struct pull {
 	const struct config	*config;

@@ -281,8 +281,8 @@ release_print(const char *id, const struct release_cut *c, const struct trust_do
 	hash_to_hex(digest, hex);
 	util_format_bytes(manifest_total_size(c->m), total, sizeof(total));
 	util_format_bytes(c->new_bytes, added, sizeof(added));
-	printf("release %s: %" PRIu64 " files, %s; %" PRIu64 " new objects (%s); manifest %.16s\n",
-	    id, c->stats.files, total, c->new_objects, added, hex);
+	printf("release %s: %" PRIu64 " files, %s; %" PRIu64 " new object%s (%s); manifest %.16s\n",
+	    id, c->stats.files, total, c->new_objects, c->new_objects == 1 ? "" : "s", added, hex);
 	if (signed_doc != NULL)
 		printf("signed: sequence %" PRIu64 ", channel %s, key %.16s\n",
 		    signed_doc->sequence, signed_doc->channel, signed_doc->sigs[0].keyid);
@@ -354,6 +354,6 @@ out:
 }
 
 const struct cmd_entry cmd_release_entry = {
-	"release", "[--version V] [--from ARCHIVE [--strip N] | --from-release OLD] [--precompute N] [--channel NAME]",
+	"release", "[--version V] [--from ARCHIVE [--strip N] | --from-release OLD] [--precompute N] [--channel NAME] [--passphrase-file F] [--no-prune]",
 	"cut a release: snapshot the source tree into the store", 1, release_exec
 };

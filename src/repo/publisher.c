@@ -464,8 +464,8 @@ pointer_key_check(const struct trust_doc *keys, const struct ed25519_key *key)
 	if (k != NULL && k->role == role)
 		return 0;
 	log_error("key %.16s… cannot sign pointers: keys document version %" PRIu64 " takes "
-	    "them from its %s key%s; give --key with one", id, keys->version,
-	    trust_role_name(role), role == TRUST_ROLE_TIMESTAMP ? "s (a timestamp key)" : "s");
+	    "them from its %s keys; give --key with one", id, keys->version,
+	    trust_role_name(role));
 	return DS_ERR_CONFIG;
 }
 

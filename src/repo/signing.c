@@ -190,8 +190,9 @@ signing_key_check(const struct store *store, const struct ed25519_key *key)
 	} else if ((listed = trust_keys_find(chain[n - 1], keyid)) == NULL ||
 	    listed->role != TRUST_ROLE_RELEASE) {
 		log_error("signing key %.16s… is not a release key of keys document version %"
-		    PRIu64 ": add it with 'distsync keys update --sign ROOT.key --add "
-		    "release:KEY.pub'", keyid, chain[n - 1]->version);
+		    PRIu64 ": set distribution.signing_key to one ('distsync keys' lists them), "
+		    "or add it with 'distsync keys update --sign ROOT.key --add release:KEY.pub'",
+		    keyid, chain[n - 1]->version);
 		r = DS_ERR_CONFIG;
 	}
 	signing_chain_free(chain, n);

@@ -38,7 +38,8 @@ store_open(const char *dir, int create, struct store **out)
 	*out = NULL;
 	if (stat(dir, &st) == -1) {
 		if (errno != ENOENT || !create) {
-			log_error("%s: no store here (run 'distsync release' first)", dir);
+			log_error("%s: no store here (a repository makes it with 'distsync keys init', "
+			    "when it signs, or 'distsync release')", dir);
 			return DS_ERR_NOTFOUND;
 		}
 	}

@@ -736,7 +736,8 @@ trust_release_check(const struct trust_doc *r, const struct trust_doc *k,
 		log_error("%s: release %s is not signed by a release key of keys document version %"
 		    PRIu64 " (%u valid of %u needed; signed by %.16s…%s)", who, r->release,
 		    k->version, valid, k->threshold[TRUST_ROLE_RELEASE], r->sigs[0].keyid,
-		    known ? "" : ", a key that is unknown or revoked");
+		    known ? ", a signature that does not verify: altered or corrupt" :
+		    ", a key that is unknown or revoked");
 		return DS_ERR_SIGNATURE;
 	}
 	if (memcmp(r->manifest, manifest, HASH_LEN) != 0) {
@@ -780,11 +781,17 @@ trust_pointer_check(const struct trust_doc *p, const struct trust_doc *k,
 		return rc;
 	if ((int64_t)now >= p->expires) {
 		int64_t age = (int64_t)now - p->expires;
+		char ago[48];
 
+		if (age < 3600)
+			snprintf(ago, sizeof(ago), "%" PRId64 " min %" PRId64 " s", age / 60, age % 60);
+		else
+			snprintf(ago, sizeof(ago), "%" PRId64 " day%s %" PRId64 " h", age / 86400,
+			    age / 86400 == 1 ? "" : "s", (age % 86400) / 3600);
 		trust_time_format(p->expires, t_expires, sizeof(t_expires));
-		log_error("%s: the pointer of channel %s expired %" PRId64 " day%s %" PRId64
-		    " h ago (at %s): the mirror is stale or frozen; refusing it", who, p->channel,
-		    age / 86400, age / 86400 == 1 ? "" : "s", (age % 86400) / 3600, t_expires);
+		log_error("%s: the pointer of channel %s expired %s ago (at %s): the mirror is "
+		    "stale or frozen, or the repository did not publish again in time; refusing it",
+		    who, p->channel, ago, t_expires);
 		return DS_ERR_SIGNATURE;
 	}
 	return 0;
