@@ -27,6 +27,7 @@ ds_strerror(int err)
 	case DS_ERR_UNSUPPORTED: return "not supported";
 	case DS_ERR_PRECONDITION: return "precondition failed";
 	case DS_ERR_CHILD:	return "command failed";
+	case DS_ERR_INTERRUPTED: return "interrupted";
 	}
 	return "unknown error";
 }
@@ -37,6 +38,8 @@ ds_exit_code(int err)
 	switch (err) {
 	case DS_OK:
 		return DS_EXIT_OK;
+	case DS_ERR_INTERRUPTED:
+		return DS_EXIT_INTERRUPTED;
 	case DS_ERR_USAGE:
 	case DS_ERR_CONFIG:
 		return DS_EXIT_USAGE;

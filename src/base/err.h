@@ -24,6 +24,7 @@ enum ds_err {
 	DS_ERR_UNSUPPORTED = -18, /* the operation is not supported here */
 	DS_ERR_PRECONDITION = -19, /* refused before touching anything */
 	DS_ERR_CHILD = -20,	/* an external command failed */
+	DS_ERR_INTERRUPTED = -21, /* SIGINT or SIGTERM stopped the session */
 };
 
 /* Process exit codes, as documented in distsync(1). */
@@ -32,6 +33,7 @@ enum ds_exit {
 	DS_EXIT_FAILED = 1,	/* some host or operation failed */
 	DS_EXIT_USAGE = 2,	/* usage or configuration error */
 	DS_EXIT_PRECONDITION = 3, /* nothing applied: lock, signature, space */
+	DS_EXIT_INTERRUPTED = 130, /* Ctrl-C or SIGTERM, as a shell reports SIGINT */
 };
 
 /* Returns a static one-line description of an error code. */

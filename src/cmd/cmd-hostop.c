@@ -17,11 +17,13 @@
 #include "base/jsonio.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "base/xmalloc.h"
 #include "cmd/cmd.h"
 #include "config/config.h"
 #include "repo/store.h"
 #include "site/commit.h"
 #include "session/connect.h"
+#include "session/fleet.h"
 #include "session/report.h"
 #include "session/sender.h"
 #include "wire/proto.h"
@@ -99,6 +101,93 @@ cmd_host_session(const struct config *config, const struct config_host *host, in
 }
 
 int
+cmd_resolve_hosts(const struct config *config, char *const *names, size_t nnames,
+    const struct config_host ***hosts, size_t *count)
+{
+	static char every[] = "all";
+	char *all[] = { every };
+	int r;
+
+	if (nnames == 0) {
+		names = all;
+		nnames = 1;
+	}
+	r = config_resolve_hosts(config, names, nnames, hosts, count);
+	return r == DS_ERR_NOTFOUND ? DS_ERR_USAGE : r;	/* an unknown name: exit 2 */
+}
+
+/* One host's session of OP, its failure printed once (in REP, by the caller). */
+static int
+host_op_one(const struct config *config, const struct config_host *host, int op,
+    const struct cmd_session_opts *o, struct report *rep)
+{
+	struct report_errors held;
+	double t0 = util_now();
+	int r;
+
+	report_errors_hold(&held);
+	r = cmd_host_session(config, host, op, o, rep);
+	if (op == PROTO_OP_VERIFY && r == 0 && rep->result.changed > 0)
+		r = DS_ERR_CORRUPT;	/* drift found: exit 1 */
+	rep->status = r;
+	rep->started = 1;
+	rep->seconds = util_now() - t0;
+	if (op == PROTO_OP_VERIFY && r == DS_ERR_CORRUPT)
+		report_errors_print(&held, NULL);	/* drift is no failure to explain */
+	else
+		report_errors_print(&held, rep);
+	return r;
+}
+
+static json_t *
+host_op_json(int op, const struct report *rep, const char *host)
+{
+	return op == PROTO_OP_VERIFY ? report_verify_json(rep, host) : report_json(rep, host);
+}
+
+/*
+ * Several hosts (a group, or more than one name): one after the other, then
+ * one row each, as push prints a fleet; the worst status is the exit code.
+ */
+static int
+host_op_many(const struct config *config, const struct config_host *const *hosts, size_t n,
+    int op, const struct cmd_session_opts *o)
+{
+	struct report *reps = xcalloc(n, sizeof(*reps));
+	size_t clean = 0, drifted = 0, failed = 0;
+	int worst = 0;
+
+	for (size_t i = 0; i < n; i++)
+		worst = fleet_worse(worst, host_op_one(config, hosts[i], op, o, &reps[i]));
+	if (o->json) {
+		json_t *a = json_array();
+
+		for (size_t i = 0; i < n; i++)
+			json_array_append_new(a, host_op_json(op, &reps[i], hosts[i]->name));
+		jsonio_write_lines(stdout, a);
+		json_decref(a);
+	} else if (op == PROTO_OP_VERIFY) {
+		for (size_t i = 0; i < n; i++) {
+			report_print_text(&reps[i], hosts[i]->name, stdout);
+			if (reps[i].status == DS_ERR_CORRUPT)
+				drifted++;
+			else if (reps[i].status != 0)
+				failed++;
+			else
+				clean++;
+		}
+		printf("%zu host%s: %zu without drift, %zu drifted, %zu failed\n", n,
+		    n == 1 ? "" : "s", clean, drifted, failed);
+	} else
+		report_print_table(hosts, reps, n, stdout);
+	fflush(stdout);
+	for (size_t i = 0; i < n; i++)
+		report_release(&reps[i]);
+	free(reps);
+	return worst;
+}
+
+int
 cmd_host_op(int argc, char **argv, const struct config *config,
     const struct cmd_entry *entry, const char *help, int op)
 {
@@ -110,9 +199,10 @@ cmd_host_op(int argc, char **argv, const struct config *config,
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	const struct config_host *host;
+	const struct config_host **hosts = NULL;
 	struct cmd_session_opts o;
 	struct report rep;
+	size_t nhosts = 0;
 	int ch, r;
 
 	cmd_session_defaults(&o);
@@ -138,25 +228,28 @@ cmd_host_op(int argc, char **argv, const struct config *config,
 		}
 		goto usage;
 	}
-	if (argc - optind != 1)
+	if (argc - optind < 1)
 		goto usage;
-	if ((host = config_host(config, argv[optind])) == NULL) {
-		log_error("no host named '%s' in %s", argv[optind], config->file);
-		return DS_ERR_NOTFOUND;
+	if ((r = cmd_resolve_hosts(config, argv + optind, (size_t)(argc - optind), &hosts,
+	    &nhosts)) != 0)
+		return r;
+	if (argc - optind > 1 || config_host(config, argv[optind]) == NULL) {
+		r = host_op_many(config, hosts, nhosts, op, &o);
+		free(hosts);
+		return r;
 	}
-	r = cmd_host_session(config, host, op, &o, &rep);
-	if (op == PROTO_OP_VERIFY && r == 0 && rep.result.changed > 0)
-		r = DS_ERR_CORRUPT;	/* drift found: exit 1 */
-	rep.status = r;
+	/* One host by its name: its report as it always was. */
+	r = host_op_one(config, hosts[0], op, &o, &rep);
 	if (o.json) {
-		json_t *v = report_json(&rep, host->name);
+		json_t *v = host_op_json(op, &rep, hosts[0]->name);
 
 		jsonio_write(stdout, v);
 		printf("\n");
 		json_decref(v);
 	} else
-		report_print_text(&rep, host->name, stdout);
+		report_print_text(&rep, hosts[0]->name, stdout);
 	report_release(&rep);
+	free(hosts);
 	return r;
 usage:
 	cmd_usage(entry, help);

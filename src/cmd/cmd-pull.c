@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "base/err.h"
+#include "base/interrupt.h"
 #include "base/log.h"
 #include "base/path.h"
 #include "base/util.h"
@@ -348,6 +349,13 @@ summary(const struct pull *p, int status, char *line, size_t size)
 	/* The reason whole: the site's own error lines when it had any. */
 	if (status != 0 && res->message != NULL && res->message[0] != '\0')
 		why = res->message;
+	/* Before its RESULT the apply had not begun: the receiver runs it here. */
+	if (status == DS_ERR_INTERRUPTED && (res->to == NULL || res->to[0] == '\0'))
+		why = interrupt_signal() == SIGTERM ? "interrupted (SIGTERM) while receiving "
+		    "objects: this site keeps the release it had, nothing applied; staged "
+		    "objects are kept for the next pull" : "interrupted (SIGINT) while "
+		    "receiving objects: this site keeps the release it had, nothing applied; "
+		    "staged objects are kept for the next pull";
 	if (status != 0 && (res->to == NULL || res->to[0] == '\0'))
 		snprintf(line, size, "%s: pull from %s failed: %s (%s received%s)",
 		    p->config->site.host, p->host.name, why, recv, tries);
@@ -518,9 +526,12 @@ pull_exec(int argc, char **argv, const struct config *unused)
 	if (!quiet && progress_mode_for(stderr) == PROGRESS_TTY) {
 		/* A person watching: bytes, rate, percent and ETA, redrawn in place. */
 		p.prog = progress_new(stderr, PROGRESS_TTY, "pull", 1);
-		p.slot = progress_host_begin(p.prog, p.host.name);
+		/* The row names this site: its log lines are read beside others'. */
+		p.slot = progress_host_begin(p.prog, config->site.host != NULL ?
+		    config->site.host : p.host.name);
 		progress_take_log(p.prog);
 	}
+	interrupt_install();	/* Ctrl-C: the transfer stops; the summary says where */
 	r = retry_run(p.host.name, p.host.retries, p.host.retry_max_wait, pull_attempt, &p,
 	    &hooks, NULL);
 	alarm(0);

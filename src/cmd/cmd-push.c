@@ -14,6 +14,7 @@
 
 #include "base/err.h"
 #include "base/fileio.h"
+#include "base/interrupt.h"
 #include "base/jsonio.h"
 #include "base/log.h"
 #include "base/util.h"
@@ -195,6 +196,7 @@ push_single(const struct config *config, const struct config_host *host,
 {
 	struct sender_options so = *so_in;
 	struct single_progress sp = { NULL, -1 };
+	struct report_errors held;
 	double t0 = retry_now_ns() / 1e9;
 	int r;
 
@@ -206,8 +208,12 @@ push_single(const struct config *config, const struct config_host *host,
 		so.progress_arg = &sp;
 		progress_take_log(sp.prog);
 	}
+	report_errors_hold(&held);
 	r = push_host(config, host, &so, rep);
 	progress_free(sp.prog);
+	rep->started = 1;
+	rep->seconds = retry_now_ns() / 1e9 - t0;
+	report_errors_print(&held, rep);	/* the failure once: in the report below */
 	if (json) {
 		json_t *v = jsonio_pack("[o]", report_json(rep, host->name));
 
@@ -217,9 +223,6 @@ push_single(const struct config *config, const struct config_host *host,
 	} else
 		report_print_text(rep, host->name, stdout);
 	fflush(stdout);
-	rep->started = 1;
-	rep->seconds = retry_now_ns() / 1e9 - t0;
-	report_explain(rep, NULL);
 	return r;
 }
 
@@ -331,6 +334,7 @@ push_exec(int argc, char **argv, const struct config *config)
 		goto out;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	interrupt_install();	/* Ctrl-C: each session stops and says where (sender.c) */
 	so.config = config;
 	so.store = store;
 	so.lock_timeout = o.lock_timeout;

@@ -131,13 +131,15 @@ releases_hosts(const struct config *config, char **names, size_t nnames,
 	size_t n = 0;
 	int r, failed = 0;
 
-	if ((r = config_resolve_hosts(config, names, nnames, &hosts, &n)) != 0)
-		return r == DS_ERR_NOTFOUND ? DS_ERR_USAGE : r;
+	if ((r = cmd_resolve_hosts(config, names, nnames, &hosts, &n)) != 0)
+		return r;
 	for (size_t i = 0; i < n; i++) {
+		struct report_errors held;
 		struct report rep;
 
+		report_errors_hold(&held);	/* a failure is printed once: below */
 		cmd_host_session(config, hosts[i], PROTO_OP_RELEASES, o, &rep);
-		report_explain(&rep, NULL);
+		report_errors_print(&held, &rep);
 		if (rep.status != 0 && failed == 0)
 			failed = rep.status;
 		if (list != NULL)

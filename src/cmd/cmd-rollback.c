@@ -26,7 +26,7 @@ rollback_exec(int argc, char **argv, const struct config *config)
 
 const struct cmd_entry cmd_rollback_entry = {
 	.name = "rollback",
-	.usage = "[--release ID] [--no-restart] [--lock-timeout S] [--json] HOST",
+	.usage = "[--release ID] [--no-restart] [--lock-timeout S] [--json] HOST|GROUP...",
 	.summary = "restore the release before the current one (or --release ID), atomically",
 	.needs_config = 1,
 	.exec = rollback_exec,

@@ -39,7 +39,8 @@ static const char status_options[] =
     "  --lock-timeout S    wait up to S seconds for a host's lock (default 30)\n"
     "  --json              one JSON array, one object per host\n"
     "  -h, --help          this help\n"
-    "Exit status 1 when a host is unreachable, fails or has drifted.\n";
+    "Without HOST|GROUP, every host. Exit status 1 when a host is unreachable,\n"
+    "fails or has drifted.\n";
 
 struct status_child {
 	const struct config	*config;
@@ -297,14 +298,11 @@ status_exec(int argc, char **argv, const struct config *config)
 	}
 	argc -= optind;
 	argv += optind;
-	if (argc == 0) {
-		cmd_usage(&cmd_status_entry, status_options);
-		return DS_ERR_USAGE;
-	}
 	sc.config = config;
 	sc.lock_timeout = o.lock_timeout;
-	if ((r = config_resolve_hosts(config, argv, (size_t)argc, &hosts, &nhosts)) != 0)
-		return r == DS_ERR_NOTFOUND ? DS_ERR_USAGE : r;	/* an unknown name: exit 2 */
+	/* No name: every host. */
+	if ((r = cmd_resolve_hosts(config, argv, (size_t)argc, &hosts, &nhosts)) != 0)
+		return r;
 	/* Only to name what a site never applied holds: status works without a store. */
 	if (access(config->distribution.store, F_OK) == 0 &&
 	    store_open(config->distribution.store, 0, &sc.store) != 0)
@@ -337,7 +335,7 @@ status_exec(int argc, char **argv, const struct config *config)
 
 const struct cmd_entry cmd_status_entry = {
 	.name = "status",
-	.usage = "[-j N] [--lock-timeout S] [--json] HOST|GROUP...",
+	.usage = "[-j N] [--lock-timeout S] [--json] [HOST|GROUP...]",
 	.summary = "reachable, current release, drift and last apply of hosts, in parallel",
 	.needs_config = 1,
 	.exec = status_exec,

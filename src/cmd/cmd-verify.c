@@ -22,7 +22,7 @@ verify_exec(int argc, char **argv, const struct config *config)
 
 const struct cmd_entry cmd_verify_entry = {
 	.name = "verify",
-	.usage = "[--lock-timeout S] [--json] HOST",
+	.usage = "[--lock-timeout S] [--json] HOST|GROUP...",
 	.summary = "list files changed on a host since the last apply",
 	.needs_config = 1,
 	.exec = verify_exec,

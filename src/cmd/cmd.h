@@ -2,6 +2,7 @@
 #ifndef DS_CMD_H
 #define DS_CMD_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct config;
@@ -60,9 +61,20 @@ int	cmd_host_session(const struct config *config, const struct config_host *host
 	    const struct cmd_session_opts *o, struct report *rep);
 
 /*
+ * Resolves the HOST|GROUP arguments of a command to hosts (config order, no
+ * duplicates; *hosts is an array of *count pointers into config the caller
+ * frees); no names means every host. A name that is neither a host nor a
+ * group is logged, naming the config file (with a "did you mean"), and is
+ * DS_ERR_USAGE: exit 2.
+ */
+int	cmd_resolve_hosts(const struct config *config, char *const *names, size_t nnames,
+	    const struct config_host ***hosts, size_t *count);
+
+/*
  * Runs a one-host session of OP (PROTO_OP_ROLLBACK or PROTO_OP_VERIFY) for
  * the command ENTRY: parses [--no-restart] [--release ID] (rollback only)
- * [--lock-timeout S] [--json] HOST, prints the report, and returns the
+ * [--lock-timeout S] [--json] HOST|GROUP..., prints the report (several
+ * hosts: one after the other, then one row each), and returns the worst
  * DS_ERR_* code (a verify that finds drift returns DS_ERR_CORRUPT, exit 1).
  * HELP is its option text.
  */

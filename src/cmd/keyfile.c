@@ -31,7 +31,7 @@ keyfile_passphrase_read(const char *file, char **out)
 	*out = NULL;
 	if (fileio_read_at(AT_FDCWD, file, PASSPHRASE_MAX, &data, &len) != 0) {
 		log_errno("%s: cannot read the passphrase", file);
-		return errno == ENOENT ? DS_ERR_NOTFOUND : DS_ERR_CONFIG;
+		return DS_ERR_CONFIG;
 	}
 	/* One line: a trailing newline is not part of it. */
 	data[strcspn(data, "\r\n")] = '\0';

@@ -1464,6 +1464,12 @@ parse_site(struct loader *ld, const struct node *root)
 		return fail(ld, map_get(map, "upstream"), "site", "upstream",
 		    "host '%s' has neither an address nor mirrors: pull needs an SSH upstream "
 		    "or HTTP mirrors", s->upstream);
+	if (h->mirrors != NULL && h->mirrors[0] != NULL &&
+	    (h->trust_root == NULL || h->trust_root[0] == NULL))
+		return fail(ld, map_get(map, "upstream"), "site", "upstream",
+		    "host '%s' pulls from mirrors, so it must pin the repository's root "
+		    "(trust_root: the key id 'distsync keys' prints): a mirror is trusted "
+		    "for nothing", s->upstream);
 	if (s->repository != NULL && s->repository[0] != '/')
 		return fail(ld, map_get(map, "repository"), "site", "repository",
 		    "'%s' must be absolute (it names a file on the upstream)", s->repository);

@@ -200,8 +200,17 @@ apply_release(const struct apply_site *s, const char *release, const struct mani
 
 	memset(&rep, 0, sizeof(rep));
 	res->flags = flags;
-	if ((r = trust_check(s, release, to, sig, sig_len, &pending)) != 0)
+	if ((r = trust_check(s, release, to, sig, sig_len, &pending)) != 0) {
+		/* Refused untouched: the report names the release the site keeps. */
+		char *cur = NULL;
+
+		if (res->from == NULL && target_current(s->t, &cur, NULL) == 0)
+			res->from = xstrdup(cur != NULL ? cur : "");
+		if (res->to == NULL)
+			res->to = xstrdup(release);
+		free(cur);
 		return r;
+	}
 	options(s, flags, &co);
 	co.release_id = release;
 	co.to = to;

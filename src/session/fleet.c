@@ -21,6 +21,7 @@
 #include <jansson.h>
 
 #include "base/err.h"
+#include "base/interrupt.h"
 #include "base/jsonio.h"
 #include "base/log.h"
 #include "base/util.h"
@@ -42,7 +43,6 @@
 struct fleet_chan {
 	int		 fd;
 	double		 last_bytes;
-	char		*first_error;	/* the first error the child logged */
 };
 
 struct child {
@@ -59,6 +59,8 @@ struct child {
 int
 fleet_worse(int a, int b)
 {
+	if (a == DS_ERR_INTERRUPTED || b == DS_ERR_INTERRUPTED)
+		return DS_ERR_INTERRUPTED;
 	if (a == 0)
 		return b;
 	if (b == 0)
@@ -118,20 +120,11 @@ fleet_send_bytes(struct fleet_chan *chan, uint64_t wire, uint64_t done, uint64_t
 	    "done", jsonio_uint(done), "total", jsonio_uint(total)));
 }
 
-static int
-capture_first_error(const char *line, void *arg)
-{
-	struct fleet_chan *chan = arg;
-
-	if (chan->first_error == NULL)
-		chan->first_error = xstrdup(line);
-	return 0;	/* still printed: the parent shows it */
-}
-
 /* The child: runs one host and reports. Never returns. */
 static void
 child_main(const struct fleet_options *opt, const struct config_host *host, int fd)
 {
+	struct report_errors held;
 	struct fleet_chan chan;
 	struct report rep;
 	int devnull;
@@ -148,16 +141,15 @@ child_main(const struct fleet_options *opt, const struct config_host *host, int 
 		close(devnull);
 	}
 	signal(SIGPIPE, SIG_IGN);
-	log_set_capture(capture_first_error, &chan);
+	/* The errors that make the reason are printed once, in the summary. */
+	report_errors_hold(&held);
 	rep.status = opt->run(host, opt->arg, &chan, &rep);
 	rep.started = 1;
-	log_set_capture(NULL, NULL);
-	report_explain(&rep, chan.first_error);
+	report_errors_print(&held, &rep);
 	send_record(&chan, jsonio_pack("{s:o}", "result", report_encode(&rep)));
 	fflush(stdout);
 	fflush(stderr);
 	report_release(&rep);
-	free(chan.first_error);
 	_exit(0);
 }
 
@@ -331,7 +323,11 @@ child_finish(const struct fleet_options *opt, const struct config_host *host, st
 			memmove(res->reason, res->reason + hl + 2, strlen(res->reason + hl + 2) + 1);
 	}
 	if (opt->progress != NULL) {
-		report_line(res, line, sizeof(line));
+		/* A failure's reason is printed once: in the summary. */
+		if (res->status == 0)
+			report_line(res, line, sizeof(line));
+		else
+			snprintf(line, sizeof(line), "the reason is in the summary");
 		progress_host_end(opt->progress, c->slot, res->status == 0, line);
 	}
 	free(c->buf);
@@ -349,7 +345,7 @@ fleet_run(const struct fleet_options *opt, const struct config_host *const *host
 	struct child *children;
 	struct pollfd *pfd;
 	char *stop = NULL;
-	int worst = 0;
+	int worst = 0, forwarded = 0;
 
 	for (size_t i = 0; i < n; i++)
 		memset(&reports[i], 0, sizeof(reports[i]));
@@ -425,6 +421,16 @@ fleet_run(const struct fleet_options *opt, const struct config_host *const *host
 				    failures == 1 ? "" : "s", opt->max_failures);
 		}
 		progress_tick(opt->progress);
+		if (interrupt_signal() != 0 && !forwarded) {
+			/* Each running session stops and reports; no new one starts. */
+			for (size_t j = 0; j < parallel; j++)
+				if (children[j].buf != NULL)
+					(void)kill(children[j].pid, interrupt_signal());
+			forwarded = 1;
+			if (stop == NULL)
+				stop = xstrdup("interrupted");
+			worst = DS_ERR_INTERRUPTED;
+		}
 	}
 	for (size_t i = next; i < n; i++) {
 		reports[i].started = 0;

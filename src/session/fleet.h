@@ -33,9 +33,11 @@ struct fleet_chan;
 
 /*
  * Runs one host's session in the child and fills REP (zeroed; sender_run
- * fills it). Returns the session's status, which becomes rep->status. A
- * failure without a reason gets one (report_explain, with the first error
- * the child logged). Progress goes through fleet_send_phase/_bytes.
+ * fills it). Returns the session's status, which becomes rep->status. The
+ * error lines the child logs are held until it returns: a failure without a
+ * reason gets one (report_explain, with the first of them), and only those
+ * the reason does not say are printed (report_errors_print), so a failure
+ * shows once, in the summary. Progress goes through fleet_send_phase/_bytes.
  */
 typedef int	fleet_host_fn(const struct config_host *host, void *arg, struct fleet_chan *chan,
 		    struct report *rep);

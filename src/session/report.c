@@ -107,17 +107,31 @@ op_name(uint8_t op)
 }
 
 /*
- * The release a push's summary names as its target: the one the receiver
- * reports, else, once it answered, the one pushed. NULL for other sessions.
+ * The release a summary names as a session's target: the one the receiver
+ * reports, else, for a push that got an answer, the one pushed. NULL for
+ * sessions that change nothing (verify, releases).
  */
 static const char *
 push_target(const struct report *rep)
 {
+	if (rep->op == PROTO_OP_ROLLBACK)
+		return nonempty(rep->result.to) ? rep->result.to : NULL;
 	if (rep->op != PROTO_OP_PUSH)
 		return NULL;
 	if (nonempty(rep->result.to))
 		return rep->result.to;
 	return rep->result.from != NULL ? rep->release : NULL;
+}
+
+/* Why a failed session failed, whole: its reason, the receiver's message, the status. */
+static const char *
+reason_text(const struct report *rep)
+{
+	if (rep->reason != NULL)
+		return rep->reason;
+	if (nonempty(rep->result.message))
+		return rep->result.message;
+	return ds_strerror(rep->status);
 }
 
 uint64_t
@@ -187,7 +201,8 @@ print_text(const struct report *rep, const char *host, const char *to, FILE *fp)
 
 	if (rep->op == PROTO_OP_VERIFY) {
 		if (status != 0 && status != DS_ERR_CORRUPT) {
-			fprintf(fp, "%s: verify failed: %s\n", host, ds_strerror(status));
+			fprintf(fp, "%s: verify failed: ", host);
+			put_peer(fp, "", reason_text(rep), "\n", UTIL_KEEP_NEWLINES);
 			return;
 		}
 		from = from_text(rep, 0);
@@ -206,7 +221,8 @@ print_text(const struct report *rep, const char *host, const char *to, FILE *fp)
 		return;
 	}
 	if (status != 0 && res->to == NULL) {
-		fprintf(fp, "%s: %s failed: %s\n", host, op_name(rep->op), ds_strerror(status));
+		fprintf(fp, "%s: %s failed: ", host, op_name(rep->op));
+		put_peer(fp, "", reason_text(rep), "\n", UTIL_KEEP_NEWLINES);
 		return;
 	}
 	util_format_bytes(rep->bytes_sent, sent, sizeof(sent));
@@ -280,8 +296,7 @@ print_text(const struct report *rep, const char *host, const char *to, FILE *fp)
 	if (nonempty(res->pending))
 		put_peer(fp, "  pending: ", res->pending, "\n", 0);
 	if (status != 0)
-		put_peer(fp, "  failed: ", nonempty(res->message) ? res->message :
-		    ds_strerror(status), "\n", UTIL_KEEP_NEWLINES);
+		put_peer(fp, "  failed: ", reason_text(rep), "\n", UTIL_KEEP_NEWLINES);
 }
 
 void
@@ -344,8 +359,7 @@ report_json(const struct report *rep, const char *host)
 	put(o, "host", jsonio_string(host));
 	put(o, "operation", json_string(op_name(rep->op)));
 	put(o, "ok", json_boolean(rep->status == 0));
-	put(o, "error", rep->status == 0 ? json_null() :
-	    jsonio_string(nonempty(res->message) ? res->message : ds_strerror(rep->status)));
+	put(o, "error", rep->status == 0 ? json_null() : jsonio_string(reason_text(rep)));
 	put(o, "dry_run", json_boolean((res->flags & PROTO_FLAG_DRY_RUN) != 0));
 	put(o, "from", jsonio_string(nonempty(res->from) ? res->from : NULL));
 	put(o, "to", jsonio_string(nonempty(res->to) ? res->to : rep->release));
@@ -376,6 +390,81 @@ report_json(const struct report *rep, const char *host)
 	return o;
 }
 
+json_t *
+report_verify_json(const struct report *rep, const char *host)
+{
+	const struct proto_result *res = &rep->result;
+	int answered = rep->status == 0 || rep->status == DS_ERR_CORRUPT;
+	json_t *o = json_object();
+
+	put(o, "host", jsonio_string(host));
+	put(o, "operation", json_string("verify"));
+	put(o, "ok", json_boolean(rep->status == 0));
+	put(o, "result", json_string(!answered ? "FAILED" : res->changed > 0 ? "drifted" :
+	    "no drift"));
+	put(o, "error", answered ? json_null() : jsonio_string(reason_text(rep)));
+	put(o, "release", jsonio_string(answered && nonempty(res->from) ? res->from : NULL));
+	put(o, "verified", answered ?
+	    json_boolean((res->flags & PROTO_RESULT_VERIFIED) != 0) : json_null());
+	put(o, "drifted", answered ? jsonio_uint(res->changed) : json_null());
+	put(o, "drift", string_array(res->drift, res->ndrift));
+	put(o, "drift_complete", json_boolean(res->ndrift >= res->changed));
+	put(o, "pending", jsonio_string(nonempty(res->pending) ? res->pending : NULL));
+	put(o, "last_apply", jsonio_string(answered && nonempty(res->message) ? res->message :
+	    NULL));
+	put(o, "found", found_json(rep));
+	return o;
+}
+
+/* log capture: keeps an error line back (it is not printed). */
+static int
+hold_line(const char *line, void *arg)
+{
+	struct report_errors *held = arg;
+
+	held->lines = xgrow(held->lines, &held->alloc, held->count + 2, sizeof(char *));
+	held->lines[held->count++] = xstrdup(line);
+	held->lines[held->count] = NULL;
+	return 1;
+}
+
+void
+report_errors_hold(struct report_errors *held)
+{
+	memset(held, 0, sizeof(*held));
+	log_set_capture(hold_line, held);
+}
+
+/*
+ * Whether REASON already says LINE: LINE is in it, or LINE after its first
+ * "NAME: " (the host or peer a log line names, which a summary row has).
+ */
+static int
+reason_covers(const char *reason, const char *line)
+{
+	const char *rest;
+
+	if (strstr(reason, line) != NULL)
+		return 1;
+	return (rest = strstr(line, ": ")) != NULL && rest[2] != '\0' &&
+	    strstr(reason, rest + 2) != NULL;
+}
+
+void
+report_errors_print(struct report_errors *held, struct report *rep)
+{
+	log_set_capture(NULL, NULL);
+	if (rep != NULL)
+		report_explain(rep, held->count > 0 ? held->lines[0] : NULL);
+	for (size_t i = 0; i < held->count; i++) {
+		if (rep == NULL || rep->reason == NULL || !reason_covers(rep->reason, held->lines[i]))
+			log_error("%s", held->lines[i]);
+		free(held->lines[i]);
+	}
+	free(held->lines);
+	memset(held, 0, sizeof(*held));
+}
+
 void
 report_line(const struct report *rep, char *buf, size_t len)
 {
@@ -383,7 +472,7 @@ report_line(const struct report *rep, char *buf, size_t len)
 	char sent[32], *from, *line;
 
 	if (rep->status != 0) {
-		line = xstrdup(rep->reason != NULL ? rep->reason : ds_strerror(rep->status));
+		line = xstrdup(reason_text(rep));
 		for (char *p = line; *p != '\0'; p++)
 			if (*p == '\n')
 				*p = ' ';
@@ -473,8 +562,7 @@ report_print_table(const struct config_host *const *hosts, const struct report *
 		cells[i][C_TIME] = r->started ? xasprintf("%.1f s", r->seconds) : xstrdup("-");
 		cells[i][C_SERVICES] = services_cell(&r->result);
 		cells[i][C_RESULT] = xstrdup(result_word(r));
-		cells[i][C_REASON] = cell(r->status != 0 ? (r->reason != NULL ? r->reason :
-		    ds_strerror(r->status)) : "");
+		cells[i][C_REASON] = cell(r->status != 0 ? reason_text(r) : "");
 		free(from);
 		for (int c = 0; c < NCOL; c++)
 			if (strlen(cells[i][c]) > width[c])
@@ -524,8 +612,7 @@ fleet_json(const char *host, const struct report *r)
 	put(o, "ok", json_boolean(r->status == 0));
 	put(o, "result", json_string(result_word(r)));
 	put(o, "started", json_boolean(r->started));
-	put(o, "error", r->status == 0 ? json_null() :
-	    jsonio_string(r->reason != NULL ? r->reason : ds_strerror(r->status)));
+	put(o, "error", r->status == 0 ? json_null() : jsonio_string(reason_text(r)));
 	put(o, "dry_run", json_boolean(asked_dry_run(r)));
 	put(o, "from", jsonio_string(nonempty(res->from) ? res->from : NULL));
 	put(o, "to", jsonio_string(push_target(r)));

@@ -82,6 +82,33 @@ void	report_print_text(const struct report *rep, const char *host, FILE *fp);
  */
 struct json_t *report_json(const struct report *rep, const char *host);
 
+/*
+ * What verify --json prints for HOST (a new reference): host, operation,
+ * ok, result ("no drift", "drifted" or "FAILED"), error, release, verified,
+ * drifted (the count), drift (the paths listed; drift_complete false when
+ * the list was cut), pending, last_apply (the host's history line) and
+ * found. No transfer counters: a verify sends none.
+ */
+struct json_t *report_verify_json(const struct report *rep, const char *host);
+
+/*
+ * The error lines a session logs, held back while it runs so that a
+ * failure is printed once: in its report, not also as log lines.
+ */
+struct report_errors {
+	char	**lines;
+	size_t	  count, alloc;
+};
+
+/* Holds back every error line logged from now on (log_set_capture). */
+void	report_errors_hold(struct report_errors *held);
+/*
+ * Stops holding; gives REP (may be NULL) a reason if it failed without one
+ * (report_explain, with the first line held), then logs the held lines the
+ * reason does not already say, and frees them.
+ */
+void	report_errors_print(struct report_errors *held, struct report *rep);
+
 /* One line about a finished host for the progress display ("A -> B, 3 files, ..."). */
 void	report_line(const struct report *rep, char *buf, size_t len);
 

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "base/err.h"
+#include "base/interrupt.h"
 #include "base/log.h"
 #include "config/config.h"
 #include "session/connect.h"
@@ -71,7 +72,7 @@ retry_sleep_ms(unsigned ms, uint64_t deadline_ns)
 
 	if (deadline_ns != 0 && end > deadline_ns)
 		end = deadline_ns;
-	while ((now = retry_now_ns()) < end) {
+	while ((now = retry_now_ns()) < end && interrupt_signal() == 0) {
 		ts.tv_sec = (time_t)((end - now) / 1000000000u);
 		ts.tv_nsec = (long)((end - now) % 1000000000u);
 		nanosleep(&ts, NULL);
@@ -91,6 +92,10 @@ retry_run(const char *host, unsigned retries, unsigned max_wait_s,
 		n++;
 		progress = 0;
 		r = attempt(arg, n, &progress);
+		if (r != 0 && interrupt_signal() != 0) {
+			r = DS_ERR_INTERRUPTED;	/* Ctrl-C: no retry */
+			break;
+		}
 		if (r == 0 || !retry_is_transient(r))
 			break;
 		/* Only failures in a row that moved nothing count and back off. */

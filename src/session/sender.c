@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 
 #include "base/buf.h"
 #include "base/err.h"
+#include "base/interrupt.h"
 #include "base/log.h"
 #include "base/util.h"
 #include "base/xmalloc.h"
@@ -63,6 +65,11 @@ struct sender {
 	 */
 	uint64_t		 cur_size, cur_len, cur_sent;
 	int			 cur_stream;
+	/* Content the receiver held staged before this session: progress starts there. */
+	uint64_t		 staged_done;
+	/* Where an interrupt finds the session: 1 objects being sent, 2 COMMIT sent. */
+	int			 stage;
+	char			*site_release;	/* what the site held (its STATE); NULL: none */
 	/*
 	 * DATA payload bytes of the objects streamed so far. A dry run streams
 	 * them only into this count: it encodes what a push would send (the
@@ -110,8 +117,8 @@ flush_chunk(struct sender *s)
 		s->cur_sent += buf_len(s->chunk);
 	buf_reset(s->chunk);
 	if (s->opt->progress != NULL) {
-		/* Done: whole objects, and the share of the one in flight. */
-		uint64_t done = s->report->object_bytes;
+		/* Done: what was staged, whole objects, and the share of the one in flight. */
+		uint64_t done = s->staged_done + s->report->object_bytes;
 
 		if (s->cur_len > 0 && s->cur_sent <= s->cur_len)
 			done += (uint64_t)((double)s->cur_size * (double)s->cur_sent /
@@ -545,8 +552,12 @@ send_objects(struct sender *s, const struct plan *plan, const struct proto_state
 		if (po->entry->type != MANIFEST_FILE && po->entry->type != MANIFEST_SYMLINK)
 			continue;
 		staged_offset(st, po->entry->hash, &complete, &offset);
-		if (complete)
+		if (complete) {
+			s->staged_done += po->entry->size;
 			continue;
+		}
+		if (offset <= po->entry->size)
+			s->staged_done += offset;
 		n = encoder_add(w, po);
 		offsets[n] = offset;
 		staged_encoded(st, po->entry->hash, &enc_kinds[n], &enc_offsets[n]);
@@ -603,6 +614,7 @@ commit_result(struct sender *s, const struct plan *plan, const struct proto_comm
 	int r, retried = 0;
 
 	for (;;) {
+		s->stage = 2;	/* from here the receiver may be applying */
 		if ((r = proto_send_msg(s->x, PROTO_COMMIT, commit)) != 0)
 			return peer_reason(s, r);
 		s->report->round_trips++;
@@ -762,6 +774,8 @@ run_push(struct sender *s, const struct proto_state *st, const struct proto_foun
 	 * A refusal for drift is the receiver's to make; it needs no objects for
 	 * it. A dry run encodes every object as a push would and counts it.
 	 */
+	s->site_release = st->release[0] != '\0' ? xstrdup(st->release) : NULL;
+	s->stage = 1;
 	if (!drift_refused(s, st, plan)) {
 		s->enc.st = st;
 		s->dry = (opt->flags & PROTO_FLAG_DRY_RUN) != 0;
@@ -886,6 +900,34 @@ host_yaml(const struct sender_options *opt, uint8_t **out, size_t *len)
 	*len = size;
 }
 
+/*
+ * A session SIGINT or SIGTERM stopped (*r, whatever the transport made of
+ * it, becomes DS_ERR_INTERRUPTED): its reason says where it stopped and what
+ * the site holds now.
+ */
+static void
+interrupted(struct sender *s, int *r)
+{
+	struct report *rep = s->report;
+	const char *sig = interrupt_signal() == SIGTERM ? "SIGTERM" : "SIGINT";
+
+	*r = DS_ERR_INTERRUPTED;
+	free(rep->reason);
+	if (s->opt->op != PROTO_OP_PUSH || s->stage == 0)
+		rep->reason = xasprintf("interrupted (%s) before anything was sent: the site "
+		    "is as it was", sig);
+	else if (s->stage == 1 && s->site_release != NULL)
+		rep->reason = xasprintf("interrupted (%s) while sending objects: the site still "
+		    "holds release %s, nothing applied; staged objects are kept for resume",
+		    sig, s->site_release);
+	else if (s->stage == 1)
+		rep->reason = xasprintf("interrupted (%s) while sending objects: nothing "
+		    "applied; staged objects are kept for resume", sig);
+	else
+		rep->reason = xasprintf("interrupted (%s) during apply: the site completes or "
+		    "undoes it on its next session", sig);
+}
+
 int
 sender_run(struct xport *x, const struct sender_options *opt, struct report *report)
 {
@@ -952,11 +994,18 @@ sender_run(struct xport *x, const struct sender_options *opt, struct report *rep
 out:
 	if (r != 0 && report->result.message != NULL)
 		proto_log_lines(x->peer, report->result.message);
+	if (r != 0 && interrupt_signal() != 0)
+		interrupted(&s, &r);
+	/* A refusal before any RESULT: its ERROR's text, whole, is the reason. */
+	if (r != 0 && report->reason == NULL && x->peer_error != NULL &&
+	    (report->result.message == NULL || report->result.message[0] == '\0'))
+		report->reason = xstrdup(x->peer_error);
 	report->bytes_sent = x->bytes_out - out0;
 	report->bytes_received = x->bytes_in - in0;
 	free(open.config);
 	report->status = r;
 	proto_found_free(&found);
+	free(s.site_release);
 	encoding_ctx_release(&s.enc);
 	ZSTD_freeCCtx(s.cctx);
 	free(s.readbuf);

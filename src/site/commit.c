@@ -532,6 +532,36 @@ found_replaced(enum manifest_change change, const struct manifest_entry *found,
 	return 0;
 }
 
+/* Same type, mode and content: an apply leaves the path alone. */
+static int
+entry_same(const struct manifest_entry *a, const struct manifest_entry *b)
+{
+	return a->type == b->type && a->mode == b->mode &&
+	    memcmp(a->hash, b->hash, HASH_LEN) == 0;
+}
+
+/*
+ * Drift this apply leaves as it is (the tree already holds what TO says
+ * for the path) is not drift it overwrites: dropped from the report's list.
+ */
+static void
+drift_left_alone(struct apply *a)
+{
+	char **d = a->r->drifted_paths;
+	size_t n = 0;
+
+	for (size_t i = 0; d[i] != NULL; i++) {
+		const struct manifest_entry *f = manifest_find(a->scan, d[i]);
+		const struct manifest_entry *w = manifest_find(a->to, d[i]);
+
+		if ((f == NULL && w == NULL) || (f != NULL && w != NULL && entry_same(f, w)))
+			free(d[i]);
+		else
+			d[n++] = d[i];
+	}
+	d[n] = NULL;
+}
+
 /*
  * The current state and the tree as it is. A first apply has no drift (the
  * tree was found, not changed behind distsync's back); it lists instead the
@@ -552,8 +582,10 @@ apply_look(struct apply *a)
 	fault_point("apply-verify");
 	if ((ret = target_verify(a->t, &a->scan, &a->r->drifted_paths)) != 0)
 		return ret;
-	if (a->r->from_release != NULL)
+	if (a->r->from_release != NULL) {
+		drift_left_alone(a);
 		return 0;
+	}
 	if ((ret = manifest_diff(a->scan, a->to, found_replaced, &l)) != 0) {
 		xfree_strv(l.paths);
 		return ret;
@@ -1002,10 +1034,93 @@ rollback_target(struct target *t, const char *want, char **out)
 	return 0;
 }
 
+/*
+ * Whether a rollback finds E's content on the site (what resolve_source
+ * looks at): staged, elsewhere in the tree SCAN, or in a backup set. A
+ * directory needs none.
+ */
+static int
+content_on_site(struct target *t, const struct manifest *scan, const struct manifest_entry *e)
+{
+	uint64_t size;
+	char *b;
+
+	if (e->type == MANIFEST_DIR || (stage_object_size(t, e->hash, &size) && size == e->size))
+		return 1;
+	for (size_t i = 0; i < scan->count; i++)
+		if (scan->entries[i].type == e->type && scan->entries[i].size == e->size &&
+		    memcmp(scan->entries[i].hash, e->hash, HASH_LEN) == 0)
+			return 1;
+	if ((b = backup_find(t, e->hash)) == NULL)
+		return 0;
+	free(b);
+	return 1;
+}
+
+/*
+ * A rollback undoes the last apply, from what that apply kept. A path
+ * changed by hand since, which the last apply did not change, may have its
+ * release content nowhere on the site (no backup set holds it): it is then
+ * kept as it is, named, and is still drift afterwards (verify says so; a push of the release restores
+ * it). *out is TO with those paths as the tree holds them (caller frees),
+ * or NULL when there are none.
+ */
+static int
+rollback_keep_edits(struct target *t, const struct manifest *to, struct manifest **out)
+{
+	struct manifest *cur = NULL, *scan = NULL, *keep = NULL;
+	char *cur_id = NULL, **drifted = NULL;
+	int ret;
+
+	*out = NULL;
+	if ((ret = target_current(t, &cur_id, &cur)) != 0 || cur_id == NULL ||
+	    (ret = target_verify(t, &scan, &drifted)) != 0)
+		goto out;
+	for (size_t i = 0; drifted != NULL && drifted[i] != NULL; i++) {
+		const struct manifest_entry *c = manifest_find(cur, drifted[i]);
+		const struct manifest_entry *w = manifest_find(to, drifted[i]);
+		const struct manifest_entry *f = manifest_find(scan, drifted[i]);
+
+		if (c == NULL || w == NULL || !entry_same(c, w) || content_on_site(t, scan, w))
+			continue;	/* the last apply changed it, or its content is here */
+		if (keep == NULL)
+			keep = manifest_new();
+		log_warn("%s: '%s' was changed by hand since the last apply, which left it "
+		    "alone: kept as it is (no backup holds its release content; a push of "
+		    "that release restores it)", target_dir(t), drifted[i]);
+		if (f != NULL)
+			manifest_add(keep, f);
+	}
+	if (keep == NULL)
+		goto out;
+	for (size_t i = 0; i < to->count; i++) {
+		const struct manifest_entry *c = manifest_find(cur, to->entries[i].path);
+		const char *path = to->entries[i].path;
+		int kept = 0;
+
+		for (size_t k = 0; drifted[k] != NULL && !kept; k++)
+			kept = strcmp(drifted[k], path) == 0 && c != NULL &&
+			    entry_same(c, &to->entries[i]);
+		if (!kept)
+			manifest_add(keep, &to->entries[i]);
+	}
+	if ((ret = manifest_sort(keep)) != 0)
+		goto out;
+	*out = keep;
+	keep = NULL;
+out:
+	manifest_free(keep);
+	manifest_free(cur);
+	manifest_free(scan);
+	xfree_strv(drifted);
+	free(cur_id);
+	return ret;
+}
+
 int
 commit_rollback(struct target *t, const struct commit_opts *o, struct commit_report *r)
 {
-	struct manifest *m = NULL, *found = NULL;
+	struct manifest *m = NULL, *found = NULL, *keep = NULL;
 	char *prev = NULL;
 	int ret;
 
@@ -1023,8 +1138,15 @@ commit_rollback(struct target *t, const struct commit_opts *o, struct commit_rep
 	else if (strcmp(prev, COMMIT_ID_EMPTY) == 0)
 		log_info("%s: rolling back to the empty target found before distsync's first "
 		    "apply", target_dir(t));
-	ret = found != NULL ? apply(t, o, found, m, prev, 1, r) : apply(t, o, m, NULL, prev, 1, r);
+	if ((ret = rollback_keep_edits(t, found != NULL ? found : m, &keep)) != 0)
+		goto out;
+	if (keep != NULL)
+		ret = apply(t, o, keep, m, prev, 1, r);
+	else
+		ret = found != NULL ? apply(t, o, found, m, prev, 1, r) :
+		    apply(t, o, m, NULL, prev, 1, r);
 out:
+	manifest_free(keep);
 	if (r->changed_paths == NULL)
 		r->changed_paths = strv_empty();
 	if (r->drifted_paths == NULL)

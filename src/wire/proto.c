@@ -1072,6 +1072,8 @@ proto_recv_msg(struct xport *x, uint8_t want, struct buf *payload, struct proto_
 	if (type == PROTO_ERROR && want != PROTO_ERROR) {
 		r = m->u.error.code;
 		proto_log_lines(x->peer, m->u.error.message);
+		free(x->peer_error);	/* kept whole for the session's report */
+		x->peer_error = xstrdup(m->u.error.message);
 		proto_msg_free(m);
 		/* Preconditions keep their meaning for the exit code; the rest is the peer's. */
 		switch (r) {

@@ -422,7 +422,7 @@ int	proto_send(struct xport *x, uint8_t type, const struct buf *payload);
 int	proto_recv(struct xport *x, uint8_t *type, struct buf *payload);
 /*
  * Receives one frame and decodes it. An ERROR frame from the peer is logged
- * as "peer: message" and turned into DS_ERR_PEER (or the peer's code when it
+ * as "peer: message", kept whole in x->peer_error and turned into DS_ERR_PEER (or the peer's code when it
  * is a precondition such as DS_ERR_LOCKED); any type other than want is
  * DS_ERR_PROTO naming both frames. want 0 accepts any type.
  */

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "base/err.h"
+#include "base/interrupt.h"
 #include "base/log.h"
 #include "base/xmalloc.h"
 #include "wire/xport-local.h"
@@ -58,8 +59,11 @@ bw_wait(struct xport *x, size_t len)
 
 			if (ns < 1000000)
 				ts.tv_nsec = 1000000;
-			while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+			while (nanosleep(&ts, &ts) != 0 && errno == EINTR &&
+			    interrupt_signal() == 0)
 				;
+			if (interrupt_signal() != 0)
+				return;	/* xport_write notices it */
 		}
 	}
 }
@@ -67,7 +71,11 @@ bw_wait(struct xport *x, size_t len)
 ssize_t
 xport_read(struct xport *x, void *buf, size_t len)
 {
-	ssize_t n = x->ops->read(x, buf, len);
+	ssize_t n;
+
+	if (interrupt_signal() != 0)
+		return DS_ERR_INTERRUPTED;
+	n = x->ops->read(x, buf, len);
 
 	if (n > 0)
 		x->bytes_in += (uint64_t)n;
@@ -108,6 +116,8 @@ xport_write(struct xport *x, const void *buf, size_t len)
 				n = BW_CHUNK;
 			bw_wait(x, n);
 		}
+		if (interrupt_signal() != 0)
+			return DS_ERR_INTERRUPTED;
 		if ((r = x->ops->write(x, p, n)) != 0)
 			return r;
 		x->bytes_out += n;
@@ -145,6 +155,7 @@ xport_free(struct xport *x)
 		if (x->ops->free_priv != NULL)
 			x->ops->free_priv(x);
 	}
+	free(x->peer_error);
 	free(x->peer);
 	free(x);
 }
@@ -181,6 +192,8 @@ fd_wait(struct xport *x, int fd, short events)
 			log_errno("%s: poll", x->peer);
 			return DS_ERR_SYSTEM;
 		}
+		if (interrupt_signal() != 0)
+			return DS_ERR_INTERRUPTED;
 	}
 }
 
@@ -199,6 +212,8 @@ fd_read(struct xport *x, void *buf, size_t len)
 			return n;
 		if (errno == ECONNRESET)
 			return 0;
+		if (errno == EINTR && interrupt_signal() != 0)
+			return DS_ERR_INTERRUPTED;
 		if (errno != EINTR && errno != EAGAIN) {
 			log_errno("%s: read", x->peer);
 			return DS_ERR_CONNECT;
@@ -219,6 +234,8 @@ fd_write(struct xport *x, const void *buf, size_t len)
 			return r;
 		n = write(p->out, c, len);
 		if (n < 0) {
+			if (errno == EINTR && interrupt_signal() != 0)
+				return DS_ERR_INTERRUPTED;
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
 			if (errno == EPIPE || errno == ECONNRESET)

@@ -39,6 +39,7 @@ struct xport {
 	uint64_t	 bw_tokens;	/* bytes that may be sent now */
 	int		 closed;	/* set by xport_close: ops->close runs once */
 	int		 close_status;	/* what ops->close returned */
+	char		*peer_error;	/* the last ERROR frame's message, whole; or NULL */
 };
 
 /* Wrappers that count bytes and apply bwlimit; use these, not ops directly. */

@@ -215,4 +215,7 @@ expect_exit 1 "without the CA, TLS fails" P notrust.yml
 # A site without trust_root is refused: a mirror is trusted for nothing.
 sed '/trust_root/d' "$T_DIR/site.yml" > "$T_DIR/nopin.yml"
 expect_exit 2 "a mirror pull without trust_root is a config error" P nopin.yml
+expect_exit 2 "config check refuses it too" "$DISTSYNC" config check "$T_DIR/nopin.yml"
+cp "$T_DIR/.last.out" "$T_DIR/nopin.out"
+ok "naming the upstream and trust_root" grep -q "site.upstream: host '[a-z]*' pulls from mirrors, so it must pin the repository's root (trust_root" "$T_DIR/nopin.out"
 done_testing

@@ -108,7 +108,7 @@ keep
 ok "serve applied release 2" same_tree ../site2/distribution dist
 expect_exit 3 "serve refuses a target outside --root" env DISTSYNC_SERVE_ROOT="$(pwd)/dist" "$DISTSYNC" push demo
 keep
-ok "refusal names --root, prefixed by the host" out_has 'demo: refusing target .* outside --root'
+ok "refusal names --root, prefixed by the host" out_has '^demo: push failed: refusing target .* outside --root'
 expect_exit 2 "serve needs --root" D serve
 keep
 expect_exit 0 "serve --help" D serve --help

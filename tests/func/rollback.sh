@@ -5,6 +5,7 @@
 # the order rollbacks reach it; 'rollback --release ID' picks any backup kept
 # (forward too), and a rollback after it undoes it. The same over SSH, where
 # the list comes through the protocol from the host's own state.
+# A hand edit to a file the last apply left alone is kept by a rollback.
 . "$top_srcdir/tests/func/lib.sh"
 . "$top_srcdir/tests/func/lib-sshd.sh"
 sshd_need
@@ -80,5 +81,29 @@ assert steps[:2] == [('2026.12.1', 1), ('2026.12.0', 2)], steps
 	check "$h: the tree is unchanged" "[ \"\$(cat $tree/app.txt)\" = 'app 2026.12.0' ]"
 	expect_exit 2 "$h: --release takes a release id" D rollback --release ../x $h
 done
+
+# A hand edit to a file the last apply left alone: no backup holds its
+# release content, so a rollback keeps it as it is, says so, and verify still
+# reports it; a push of the release restores it.
+echo "other" > dist/other.txt
+echo "app 2026.12.3" > dist/app.txt
+ok "release 2026.12.3 (other.txt added)" D release --version 2026.12.3
+echo "app 2026.12.4" > dist/app.txt
+ok "release 2026.12.4 (only app.txt changed)" D release --version 2026.12.4
+expect_exit 0 "edit: push 2026.12.3" D push demo --release 2026.12.3
+expect_exit 0 "edit: push 2026.12.4" D push demo --release 2026.12.4
+echo "by hand" > ../site/distribution/other.txt
+expect_exit 0 "edit: rollback over a hand edit the last apply did not make" D rollback demo
+keep
+ok "edit: rollback 2026.12.4 -> 2026.12.3" out_has "rollback 2026.12.4 -> 2026.12.3"
+ok "edit: it names the kept file and why" out_has "'other.txt' was changed by hand since the last apply, which left it alone: kept as it is"
+ok "edit: not reported as overwritten" sh -c "! grep -q 'drift.*overwritten' '$T_DIR/out'"
+check "edit: app.txt is 2026.12.3's" "[ \"\$(cat ../site/distribution/app.txt)\" = 'app 2026.12.3' ]"
+check "edit: other.txt kept as edited" "[ \"\$(cat ../site/distribution/other.txt)\" = 'by hand' ]"
+expect_exit 1 "edit: verify still reports it" D verify demo
+keep
+ok "edit: verify names other.txt" out_has "drift *other.txt"
+expect_exit 0 "edit: a push of the release restores it" D push demo --release 2026.12.3
+check "edit: other.txt restored" "[ \"\$(cat ../site/distribution/other.txt)\" = 'other' ]"
 
 done_testing

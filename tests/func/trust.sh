@@ -109,6 +109,8 @@ ok "keygen root" R keygen --no-passphrase "$T_DIR/keys/root.key"
 ok "keygen release" R keygen --no-passphrase "$T_DIR/keys/release.key"
 ok "keygen stranger" R keygen --no-passphrase "$T_DIR/keys/stranger.key"
 ok "keygen release2" R keygen --no-passphrase "$T_DIR/keys/release2.key"
+expect_exit 2 "keygen with a passphrase file that is missing: a usage error" R keygen --passphrase-file "$T_DIR/keys/no-such-file" "$T_DIR/keys/never.key"
+check "and no key was written" "[ ! -e $T_DIR/keys/never.key ]"
 ok "keys init" R keys init --root "$T_DIR/keys/root.key" --release "$T_DIR/keys/release.key.pub"
 keep keys.out
 root_id=$(sed -n "s/^sites pin the root with:  trust_root: //p" "$T_DIR/keys.out")
@@ -199,6 +201,7 @@ before=$(tree_digest pushed/pinned)
 expect_exit 3 "a replayed older release (3 after 4): refused (exit 3)" R push pinned --release 3
 keep replay
 ok "it says anti-rollback" has replay "anti-rollback"
+ok "its line names the release the site keeps" has replay "pinned: push 4 -> 3"
 ok "the tree is unchanged" test "$(tree_digest pushed/pinned)" = "$before"
 
 # Rotation: version 2 of the keys document drops the release key for a new one.

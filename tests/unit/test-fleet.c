@@ -729,6 +729,114 @@ test_progress_tty(void)
 	    "a host ends once");
 }
 
+/* log writer: what would reach stderr, one line each, into a memory stream. */
+static void
+to_stream(const char *line, void *arg)
+{
+	fprintf(arg, "%s\n", line);
+}
+
+/*
+ * A failure is printed once: the error lines its reason says are held back,
+ * the others printed; a failure without a reason takes the first line held;
+ * a peer's refusal is the reason whole in the text and the JSON.
+ */
+static void
+test_report_errors(void)
+{
+	struct report_errors held;
+	struct report rep;
+	char *text = NULL;
+	size_t size = 0;
+	FILE *fp = open_memstream(&text, &size);
+	json_t *v;
+
+	log_set_writer(to_stream, fp);
+	report_init(&rep, PROTO_OP_PUSH, 0);
+	rep.status = DS_ERR_PEER;
+	rep.reason = xstrdup("/srv/x: cannot create the target directory\nsecond line");
+	report_errors_hold(&held);
+	log_error("kirehe: /srv/x: cannot create the target directory");
+	log_error("kirehe: second line");
+	log_error("kirehe: something else");
+	report_errors_print(&held, &rep);
+	fflush(fp);
+	CHECK(strstr(text, "something else") != NULL, "a line the reason does not say is printed");
+	CHECK(strstr(text, "cannot create") == NULL && strstr(text, "second line") == NULL,
+	    "the lines the reason says are not (%s)", text);
+	fclose(fp);
+	free(text);
+	text = NULL;
+	fp = open_memstream(&text, &size);
+	report_print_text(&rep, "kirehe", fp);
+	fclose(fp);
+	CHECK(strstr(text, "kirehe: push failed: /srv/x: cannot create the target directory\n"
+	    "second line\n") != NULL && strstr(text, "peer reported") == NULL,
+	    "the text gives the reason whole (%s)", text);
+	free(text);
+	v = report_json(&rep, "kirehe");
+	CHECK(strcmp(json_string_value(json_object_get(v, "error")), rep.reason) == 0,
+	    "--json gives it whole");
+	json_decref(v);
+	report_release(&rep);
+
+	text = NULL;
+	fp = open_memstream(&text, &size);
+	log_set_writer(to_stream, fp);
+	report_init(&rep, PROTO_OP_ROLLBACK, 0);
+	rep.status = DS_ERR_CONNECT;
+	report_errors_hold(&held);
+	log_error("kirehe: connect: refused");
+	report_errors_print(&held, &rep);
+	fflush(fp);
+	CHECK(rep.reason != NULL && strcmp(rep.reason, "kirehe: connect: refused") == 0,
+	    "no reason: the first line held is it");
+	CHECK(size == 0, "and it is not printed too (%s)", text);
+	log_set_writer(NULL, NULL);
+	fclose(fp);
+	free(text);
+	report_release(&rep);
+}
+
+/* verify --json: verify's fields, not a push's counters. */
+static void
+test_verify_json(void)
+{
+	static char *drift[] = { "frontend/a.js", NULL };
+	struct report rep;
+	json_t *v;
+
+	report_init(&rep, PROTO_OP_VERIFY, 0);
+	rep.status = DS_ERR_CORRUPT;
+	rep.result.from = xstrdup("2026.12.1");
+	rep.result.changed = 3;
+	rep.result.drift = xcalloc(2, sizeof(char *));
+	rep.result.drift[0] = xstrdup(drift[0]);
+	rep.result.ndrift = 1;
+	v = report_verify_json(&rep, "kirehe");
+	CHECK(strcmp(json_string_value(json_object_get(v, "result")), "drifted") == 0 &&
+	    strcmp(json_string_value(json_object_get(v, "release")), "2026.12.1") == 0 &&
+	    json_integer_value(json_object_get(v, "drifted")) == 3 &&
+	    json_array_size(json_object_get(v, "drift")) == 1 &&
+	    json_is_false(json_object_get(v, "drift_complete")) &&
+	    json_is_null(json_object_get(v, "error")),
+	    "drift: result, release, the count and the paths listed (a cut list says so)");
+	CHECK(json_object_get(v, "bytes_sent") == NULL &&
+	    json_object_get(v, "encodings") == NULL &&
+	    json_object_get(v, "objects_sent") == NULL, "no transfer counters");
+	json_decref(v);
+	report_release(&rep);
+	report_init(&rep, PROTO_OP_VERIFY, 0);
+	rep.status = DS_ERR_LOCKED;
+	rep.reason = xstrdup("locked by pid 7");
+	v = report_verify_json(&rep, "kirehe");
+	CHECK(strcmp(json_string_value(json_object_get(v, "result")), "FAILED") == 0 &&
+	    strcmp(json_string_value(json_object_get(v, "error")), "locked by pid 7") == 0 &&
+	    json_is_null(json_object_get(v, "release")), "a failure: its reason, no release");
+	json_decref(v);
+	report_release(&rep);
+}
+
 int
 main(void)
 {
@@ -743,5 +851,7 @@ main(void)
 	tap_run("report-codec", test_report_codec);
 	tap_run("jsonio", test_jsonio);
 	tap_run("report-escapes", test_report_escapes);
+	tap_run("report-errors", test_report_errors);
+	tap_run("verify-json", test_verify_json);
 	return tap_done();
 }
