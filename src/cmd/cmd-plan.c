@@ -549,10 +549,9 @@ plan_exec(int argc, char **argv, const struct config *config)
 		free(release);
 		return DS_ERR_USAGE;
 	}
-	if ((r = config_resolve_hosts(config, argv + optind, argc - optind, &hosts, &nhosts)) != 0) {
-		r = r == DS_ERR_NOTFOUND ? DS_ERR_USAGE : r;	/* an unknown name: exit 2 */
+	if ((r = cmd_resolve_hosts(config, argv + optind, (size_t)(argc - optind), &hosts,
+	    &nhosts)) != 0)
 		goto out;
-	}
 	if ((r = store_open(config->distribution.store, 0, &store)) != 0)
 		goto out;
 	if (release == NULL && (r = store_release_latest(store, &release)) != 0)
