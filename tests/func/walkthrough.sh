@@ -156,7 +156,8 @@ PY
 }
 
 D() { "$DISTSYNC" "$@"; }
-keep() { cp "$T_DIR/.last.out" "$T_DIR/out"; }
+# keep: saves the last command's output for out_has, and shows it in the log.
+keep() { cp "$T_DIR/.last.out" "$T_DIR/out"; sed 's/^/#   /' "$T_DIR/out"; }
 out_has() { grep -q -- "$1" "$T_DIR/out"; }
 out_lacks() { ! grep -q -- "$1" "$T_DIR/out"; }
 same_as_release() { [ "$(tree_digest "$site")" = "$(cat "$T_DIR/release-$1.digest")" ]; }
@@ -168,6 +169,7 @@ run() {
 }
 
 released=""     # the releases cut, in order
+hand_edit=0     # a file on kirehe was edited since the last apply
 rekeyed=0       # kirehe has a new key the admin has not trusted yet
 printed=""      # the commands the last refusal printed
 step=0
@@ -180,7 +182,7 @@ while IFS= read -r line <&3; do
 		*"copy rwandaemr.yml"*) ok "cue: $line" cue_config ;;
 		*"release's files in dist/"*) ok "cue: $line" cue_dist ;;
 		*"add a module"*) ok "cue: $line" cue_module ;;
-		*"edits a file on kirehe by hand"*) ok "cue: $line" cue_edit ;;
+		*"edits a file on kirehe by hand"*) ok "cue: $line" cue_edit; hand_edit=1 ;;
 		*"new host key"*) ok "cue: $line" cue_rekey; rekeyed=1 ;;
 		*) ok "a cue this test knows: $line" false ;;
 		esac
@@ -255,8 +257,13 @@ while IFS= read -r line <&3; do
 		keep
 		ok "push: kirehe holds release $latest, byte for byte" same_as_release "$latest"
 		ok "push: names the release" out_has "$latest"
+		if [ $hand_edit = 1 ]; then
+			ok "push: says the hand edit is overwritten" out_has "drift *$edited.*overwritten"
+			hand_edit=0
+		fi
 		if [ $was_current = 1 ]; then
-			ok "push: nothing to change, no restart" test "$(restart_count)" = "$n"
+			ok "push: nothing to change" out_has "0 added, 0 updated, 0 deleted"
+			ok "push: no restart" test "$(restart_count)" = "$n"
 		else
 			ok "push: kirehe restarted backend (its site.yml's command)" test "$(restart_count)" -gt "$n"
 		fi ;;
