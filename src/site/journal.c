@@ -1,6 +1,8 @@
 /* The journal's bytes (journal.h): an encoder and a strict decoder, no I/O. */
 #include "autoconf.h"
 
+#include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,13 +68,20 @@ must(int r)
 		abort();
 }
 
+/* Does put_escaped write byte C as %HH? */
+static int
+escaped_byte(unsigned char c)
+{
+	return c <= 0x20 || c == 0x7f || c == '%';
+}
+
 static void
 put_escaped(struct buf *b, const char *s)
 {
 	static const char hex[] = "0123456789abcdef";
 
 	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-		if (*p <= 0x20 || *p == 0x7f || *p == '%') {
+		if (escaped_byte(*p)) {
 			char e[3] = { '%', hex[*p >> 4], hex[*p & 15] };
 			must(buf_put(b, e, 3));
 		} else
@@ -139,7 +148,18 @@ journal_encode(const struct journal *j, size_t *lenp)
 
 /* ---- decoding ---- */
 
-/* Decodes a %HH-escaped path; NULL if malformed or not a clean relative path. */
+/* A lower-case hex digit's value, or -1 (put_escaped writes lower case). */
+static int
+lower_hexval(char c)
+{
+	return c >= 'A' && c <= 'F' ? -1 : util_hexval(c);
+}
+
+/*
+ * Decodes a %HH-escaped path written by put_escaped, and only its spelling
+ * (a byte it escapes is escaped, no other is); NULL if malformed or not a
+ * clean relative path.
+ */
 static char *
 unescape_path(const char *s)
 {
@@ -147,24 +167,29 @@ unescape_path(const char *s)
 	char *out = xmalloc(n + 1);
 
 	for (size_t i = 0; i < n; i++) {
-		if (s[i] == '%') {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == '%') {
 			int hi, lo;
-			if (i + 2 >= n + 0 || (hi = util_hexval(s[i + 1])) < 0 ||
-			    (lo = util_hexval(s[i + 2])) < 0 || (hi == 0 && lo == 0)) {
-				free(out);
-				return NULL;
-			}
-			out[j++] = (char)(hi << 4 | lo);
+
+			if (i + 2 >= n || (hi = lower_hexval(s[i + 1])) < 0 ||
+			    (lo = lower_hexval(s[i + 2])) < 0)
+				goto bad;
+			c = (unsigned char)(hi << 4 | lo);
+			if (c == 0 || !escaped_byte(c))
+				goto bad;
 			i += 2;
-		} else
-			out[j++] = s[i];
+		} else if (escaped_byte(c))
+			goto bad;
+		out[j++] = (char)c;
 	}
 	out[j] = '\0';
-	if (path_check(out, j, NULL) != 0) {
-		free(out);
-		return NULL;
-	}
+	if (path_check(out, j, NULL) != 0)
+		goto bad;
 	return out;
+bad:
+	free(out);
+	return NULL;
 }
 
 /* "ID ID ..." of an L record: each a state id, at most JOURNAL_LINEAGE_MAX; 0 or -1. */
@@ -186,6 +211,86 @@ check_lineage(const char *ids)
 	}
 	free(copy);
 	return r;
+}
+
+/*
+ * Strict field readers for a record line: each reads one field at *P that
+ * ends in a space, moves *P past that space, and returns 0, or -1 for any
+ * other spelling than the one journal_encode writes.
+ */
+static int
+field(const char **p, char *out, size_t size)
+{
+	const char *end = strchr(*p, ' ');
+
+	if (end == NULL || end == *p || (size_t)(end - *p) >= size)
+		return -1;
+	memcpy(out, *p, (size_t)(end - *p));
+	out[end - *p] = '\0';
+	*p = end + 1;
+	return 0;
+}
+
+/* A count: decimal, no leading zero, at most MAX. */
+static int
+field_count(const char **p, uint64_t max, size_t *out)
+{
+	char f[24];
+	uint64_t v;
+
+	if (field(p, f, sizeof(f)) != 0 || util_parse_canonical_u64(f, &v) != 0 || v > max)
+		return -1;
+	*out = (size_t)v;
+	return 0;
+}
+
+/* A mode: four octal digits (%04o of a mode <= 07777). */
+static int
+field_mode(const char **p, unsigned *out)
+{
+	char f[8];
+	unsigned v = 0;
+
+	if (field(p, f, sizeof(f)) != 0 || strlen(f) != 4)
+		return -1;
+	for (int i = 0; i < 4; i++) {
+		if (f[i] < '0' || f[i] > '7')
+			return -1;
+		v = v * 8 + (unsigned)(f[i] - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+/* An owner or group id: -1 (leave alone) or decimal, no leading zero. */
+static int
+field_id(const char **p, long *out)
+{
+	char f[24];
+	uint64_t v;
+
+	if (field(p, f, sizeof(f)) != 0)
+		return -1;
+	if (strcmp(f, "-1") == 0) {
+		*out = -1;
+		return 0;
+	}
+	if (util_parse_canonical_u64(f, &v) != 0 || v > (uint64_t)LONG_MAX)
+		return -1;
+	*out = (long)v;
+	return 0;
+}
+
+/* 64 lower-case hex digits. */
+static int
+field_hex(const char **p, char hex[HASH_HEX_LEN + 1])
+{
+	if (field(p, hex, HASH_HEX_LEN + 1) != 0 || strlen(hex) != HASH_HEX_LEN)
+		return -1;
+	for (size_t i = 0; i < HASH_HEX_LEN; i++)
+		if (!((hex[i] >= '0' && hex[i] <= '9') || (hex[i] >= 'a' && hex[i] <= 'f')))
+			return -1;
+	return 0;
 }
 
 /*
@@ -233,6 +338,7 @@ static int
 decode_record(const char *line, struct journal *j)
 {
 	char kind, hex[HASH_HEX_LEN + 1], *path;
+	const char *q;
 	unsigned mode = 0;
 	long uid = -1, gid = -1;
 	size_t prep = 0;
@@ -244,8 +350,9 @@ decode_record(const char *line, struct journal *j)
 	kind = line[0];
 	switch (kind) {
 	case JOURNAL_BACKUP:
-		if (sscanf(line, "B %64s %n", hex, &off) != 1 || off == 0)
+		if (line[1] != ' ' || (q = line + 2, field_hex(&q, hex)) != 0)
 			return -1;
+		off = (int)(q - line);
 		break;
 	case JOURNAL_UNLINK:
 	case JOURNAL_RMDIR:
@@ -254,15 +361,18 @@ decode_record(const char *line, struct journal *j)
 		off = 2;
 		break;
 	case JOURNAL_PLACE:
-		if (sscanf(line, "P %zu %o %ld %ld %n", &prep, &mode, &uid, &gid, &off) != 4 ||
-		    off == 0)
+		if (line[1] != ' ' || (q = line + 2, field_count(&q, SIZE_MAX, &prep)) != 0 ||
+		    field_mode(&q, &mode) != 0 || field_id(&q, &uid) != 0 ||
+		    field_id(&q, &gid) != 0)
 			return -1;
+		off = (int)(q - line);
 		break;
 	case JOURNAL_MKDIR:
 	case JOURNAL_MODE:
-		if (sscanf(line + 1, " %o %ld %ld %n", &mode, &uid, &gid, &off) != 3 || off == 0)
+		if (line[1] != ' ' || (q = line + 2, field_mode(&q, &mode)) != 0 ||
+		    field_id(&q, &uid) != 0 || field_id(&q, &gid) != 0)
 			return -1;
-		off++;
+		off = (int)(q - line);
 		break;
 	case JOURNAL_RUN_FILE:
 	case JOURNAL_RUN_SET:
@@ -317,7 +427,8 @@ journal_decode(const char *bytes, size_t size, const char *name, struct journal 
 	size_t n = strnlen(bytes, size);
 	char *data = xmalloc(n + 1), *line, *next;
 	unsigned lineno = 0;
-	int ended = 0, off, r = DS_ERR_CORRUPT;
+	uint64_t keep;
+	int ended = 0, r = DS_ERR_CORRUPT;
 
 	memset(j, 0, sizeof(*j));
 	memcpy(data, bytes, n);
@@ -348,10 +459,11 @@ journal_decode(const char *bytes, size_t size, const char *name, struct journal 
 			j->to = xstrdup(line + 3);
 			continue;
 		}
-		off = 0;
-		if (lineno == 4 && sscanf(line, "keep %u%n", &j->keep, &off) == 1 &&
-		    line[off] == '\0')
+		if (lineno == 4 && strncmp(line, "keep ", 5) == 0 &&
+		    util_parse_canonical_u64(line + 5, &keep) == 0 && keep <= UINT_MAX) {
+			j->keep = (unsigned)keep;
 			continue;
+		}
 		if (lineno <= 4)
 			goto out;
 		if (strcmp(line, "end") == 0) {

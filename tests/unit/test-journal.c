@@ -110,6 +110,21 @@ static const struct {
 	{ HEAD "from -\nto 1\nkeep 3\nL 1  2\nend\n", 5, "L with an empty id" },
 	{ HEAD "from -\nto 1\nkeep 3\nL 1 ../2\nend\n", 5, "L with no state id" },
 	{ HEAD "from -\nto 1\nkeep 3\nL 1\nL 2\nend\n", 6, "a second L" },
+	/* One spelling for every field (found by fuzz-journal). */
+	{ HEAD "from -\nto 1\nkeep3\nend\n", 4, "keep without its space" },
+	{ HEAD "from -\nto 1\nkeep 03\nend\n", 4, "keep with a leading zero" },
+	{ HEAD "from -\nto 1\nkeep -1\nend\n", 4, "a negative keep" },
+	{ HEAD "from -\nto 1\nkeep 4294967296\nend\n", 4, "keep past 32 bits" },
+	{ HEAD "from -\nto 1\nkeep 3\nP 00 0644 -1 -1 a\nend\n", 5, "P index with a leading zero" },
+	{ HEAD "from -\nto 1\nkeep 3\nP 0 644 -1 -1 a\nend\n", 5, "a mode of three digits" },
+	{ HEAD "from -\nto 1\nkeep 3\nP 0 0644 +1 -1 a\nend\n", 5, "an owner with a sign" },
+	{ HEAD "from -\nto 1\nkeep 3\nD  0755 -1 -1 a\nend\n", 5, "D with two spaces" },
+	{ HEAD "from -\nto 1\nkeep 3\nM 0755 -2 -1 a\nend\n", 5, "an owner below -1" },
+	{ HEAD "from -\nto 1\nkeep 3\nU a b\nend\n", 5, "a raw space in a path" },
+	{ HEAD "from -\nto 1\nkeep 3\nU a\x7f\nend\n", 5, "a raw DEL in a path" },
+	{ HEAD "from -\nto 1\nkeep 3\nU %61\nend\n", 5, "a byte escaped that needs none" },
+	{ HEAD "from -\nto 1\nkeep 3\nU a%7F\nend\n", 5, "an escape in upper case" },
+	{ HEAD "from -\nto 1\nkeep 3\nB " HEX64 "  a\nend\n", 5, "B with two spaces" },
 };
 #define NBAD	(sizeof(bad) / sizeof(bad[0]))
 
