@@ -586,7 +586,7 @@ const struct cmd_entry cmd_pull_entry = {
 int
 pull_send(const struct pull_send_options *opt)
 {
-	const char *file = opt->config_file ? opt->config_file : "distsync.yml";
+	const char *file = opt->config_file ? opt->config_file : CONFIG_FILE_DEFAULT;
 	const struct config_host *host;
 	struct sender_options so;
 	struct report rep;

@@ -147,7 +147,7 @@ main(int argc, char **argv)
 	}
 	optind = 0;	/* reset getopt for the command */
 	if (entry->needs_config && !wants_help(argc, argv)) {
-		r = config_load(cmd_config_file ? cmd_config_file : "distsync.yml", &config);
+		r = config_load(cmd_config_file ? cmd_config_file : CONFIG_FILE_DEFAULT, &config);
 		if (r != 0)
 			return ds_exit_code(r);
 	}
