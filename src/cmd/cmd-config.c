@@ -34,7 +34,7 @@ cmd_config_exec(int argc, char **argv, const struct config *unused)
 
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-			cmd_usage(&cmd_config_entry, options);
+			cmd_help(&cmd_config_entry, options);
 			return 0;
 		}
 	}

@@ -535,7 +535,7 @@ plan_exec(int argc, char **argv, const struct config *config)
 			json = 1;
 			break;
 		case 'h':
-			cmd_usage(&cmd_plan_entry, plan_options);
+			cmd_help(&cmd_plan_entry, plan_options);
 			free(release);
 			return 0;
 		default:

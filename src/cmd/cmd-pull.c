@@ -459,7 +459,7 @@ pull_exec(int argc, char **argv, const struct config *unused)
 			have_retries = 1;
 			break;
 		case 'h':
-			cmd_usage(&cmd_pull_entry, pull_options);
+			cmd_help(&cmd_pull_entry, pull_options);
 			return 0;
 		default:
 			cmd_usage(&cmd_pull_entry, pull_options);

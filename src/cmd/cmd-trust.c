@@ -118,7 +118,7 @@ cmd_trust_exec(int argc, char **argv, const struct config *config_unused)
 			user = optarg;
 			break;
 		case 'h':
-			cmd_usage(&cmd_trust_entry, trust_options);
+			cmd_help(&cmd_trust_entry, trust_options);
 			return 0;
 		default:
 			cmd_usage(&cmd_trust_entry, trust_options);

@@ -51,13 +51,25 @@ static const struct cmd_entry *const cmd_table[] = {
 
 const char *cmd_config_file;
 
+static void
+usage_to(FILE *fp, const struct cmd_entry *entry, const char *options)
+{
+	fprintf(fp, "usage: distsync %s %s\n  %s\n", entry->name, entry->usage,
+	    entry->summary);
+	if (options != NULL && *options != '\0')
+		fprintf(fp, "\noptions:\n%s", options);
+}
+
 void
 cmd_usage(const struct cmd_entry *entry, const char *options)
 {
-	fprintf(stderr, "usage: distsync %s %s\n  %s\n", entry->name, entry->usage,
-	    entry->summary);
-	if (options != NULL && *options != '\0')
-		fprintf(stderr, "\noptions:\n%s", options);
+	usage_to(stderr, entry, options);
+}
+
+void
+cmd_help(const struct cmd_entry *entry, const char *options)
+{
+	usage_to(stdout, entry, options);
 }
 
 static void
