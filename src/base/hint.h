@@ -8,8 +8,9 @@
 
 /*
  * The configuration this run uses, for the commands it suggests (main sets
- * it from -c or the default it loads; pull from its site.yml). Copied and
- * made absolute against the current directory; NULL forgets it.
+ * it from -c, none for the default distsync.yml; pull always, to its
+ * site.yml, which is not the other commands' default). Copied and made
+ * absolute against the current directory; NULL forgets it.
  */
 void	 hint_set_config(const char *file);
 /* What hint_set_config kept (absolute), or NULL. */

@@ -34,7 +34,7 @@ cmd_config_exec(int argc, char **argv, const struct config *unused)
 
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-			cmd_usage(&cmd_config_entry, options);
+			cmd_help(&cmd_config_entry, options);
 			return 0;
 		}
 	}
@@ -50,7 +50,7 @@ cmd_config_exec(int argc, char **argv, const struct config *unused)
 		cmd_usage(&cmd_config_entry, options);
 		return DS_ERR_USAGE;
 	}
-	file = argc == 3 ? argv[2] : cmd_config_file ? cmd_config_file : "distsync.yml";
+	file = argc == 3 ? argv[2] : cmd_config_file ? cmd_config_file : CONFIG_FILE_DEFAULT;
 	if ((r = config_load(file, &config)) != 0)
 		return r;
 	config_print(config, stdout);

@@ -223,7 +223,7 @@ cmd_host_op(int argc, char **argv, const struct config *config,
 		if (r == 1)
 			continue;
 		if (ch == 'h') {
-			cmd_usage(entry, help);
+			cmd_help(entry, help);
 			return 0;
 		}
 		goto usage;

@@ -82,7 +82,7 @@ keygen_exec(int argc, char **argv, const struct config *config)
 			none = 1;
 			break;
 		case 'h':
-			cmd_usage(&cmd_keygen_entry, keygen_options);
+			cmd_help(&cmd_keygen_entry, keygen_options);
 			return 0;
 		default:
 			cmd_usage(&cmd_keygen_entry, keygen_options);

@@ -378,7 +378,7 @@ keys_exec(int argc, char **argv, const struct config *config)
 		case 'T': r = parse_threshold(&a, optarg); break;
 		case 'p': a.pass_file = optarg; break;
 		case 'h':
-			cmd_usage(&cmd_keys_entry, keys_options);
+			cmd_help(&cmd_keys_entry, keys_options);
 			return 0;
 		default:
 			cmd_usage(&cmd_keys_entry, keys_options);

@@ -59,7 +59,7 @@ manifest_exec(int argc, char **argv, const struct config *config)
 			digest = 1;
 			break;
 		case 'h':
-			cmd_usage(&cmd_manifest_entry, manifest_options);
+			cmd_help(&cmd_manifest_entry, manifest_options);
 			return 0;
 		default:
 			cmd_usage(&cmd_manifest_entry, manifest_options);

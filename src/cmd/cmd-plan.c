@@ -1,4 +1,10 @@
-/* distsync plan: what a push would change on a host, and which services would restart. */
+/*
+ * distsync plan: what a push would change on a host, and which services
+ * would restart. A local host is looked at here; a remote one through a
+ * dry-run push (the receiver opens the site read-only and, with
+ * PROTO_CAP_SITEPLAN, says from its own configuration what would restart).
+ * Both print through one printer.
+ */
 #include "autoconf.h"
 
 #include <fcntl.h>
@@ -25,10 +31,10 @@
 #include "repo/plan.h"
 #include "repo/store.h"
 #include "codec/delta.h"
+#include "session/apply.h"
 #include "session/report.h"
 #include "session/retry.h"
 #include "session/sender.h"
-#include "site/restart.h"
 #include "site/site.h"
 #include "site/target.h"
 #include "wire/proto.h"
@@ -38,7 +44,11 @@ extern const struct cmd_entry cmd_plan_entry;
 static const char plan_options[] =
     "  --release ID  plan for this release (default: the latest)\n"
     "  --json        machine-readable output\n"
-    "  -h, --help    this help\n";
+    "  -h, --help    this help\n"
+    "\n"
+    "Every host, local or over SSH: the paths added, updated and deleted, each\n"
+    "new file's basis, the bytes to send, and the services that would restart\n"
+    "and why, as the site's own configuration says. Changes nothing there.\n";
 
 static const char *
 change_word(enum manifest_change c)
@@ -84,14 +94,58 @@ read_line_file(const char *file)
  * What a plan found: the state applied last (from), or on a site never
  * applied whose target holds files, those files (found: 1, found_release the
  * kept release they equal or NULL); wire: the dry run of the push, as it
- * would encode each object (NULL when it could not run).
+ * would encode each object (NULL when it could not run); site: the site
+ * plan (services, run_once; apply_preview), NULL when the site could not
+ * say; verified: the site checks releases against a pinned root.
  */
 struct plan_site {
 	const char		*from;
 	int			 found;
 	const char		*found_release;
 	const struct report	*wire;
+	const struct proto_result *site;
+	int			 verified;
 };
+
+/* Prints the services part of a plan: what restarts and why, the run_once runs. */
+static void
+print_services(const struct proto_result *sp)
+{
+	size_t nrestart = 0;
+
+	printf("services:\n");
+	if (sp == NULL) {
+		printf("  unknown: the site's distsync is too old to say which services would "
+		    "restart\n");
+		return;
+	}
+	/* Names and paths are the site's: printed escaped. */
+	for (size_t i = 0; i < sp->nrestarts; i++) {
+		const struct proto_restart *it = &sp->restarts[i];
+		char *name = util_printable(it->name, 0), *why = util_printable(it->why, 0);
+
+		if (it->kind == PROTO_RESTART_NONE)
+			printf("  not restarted %s (restart: none): %s changed\n", name, why);
+		else {
+			printf("  restart %s%s: %s changed\n", name,
+			    it->kind == PROTO_RESTART_RELOAD ? " (reload_on)" : "", why);
+			nrestart++;
+		}
+		free(name);
+		free(why);
+	}
+	if (nrestart == 0)
+		printf("  no service restarts\n");
+	if (sp->nwould_run == 0)
+		return;
+	printf("run_once:\n");
+	for (size_t i = 0; i < sp->nwould_run; i++) {
+		char *run = util_printable(sp->would_run[i], 0);
+
+		printf("  %s\n", run);
+		free(run);
+	}
+}
 
 /* "(never synced)", the release applied last, or the files found ("found release A, ..."). */
 static char *
@@ -108,13 +162,15 @@ from_text(const struct plan_site *ps)
 
 static void
 print_text(const struct config_host *host, const char *release, const struct plan_site *ps,
-    const struct plan *p, const struct restart_plan *rp, char **drifted)
+    const struct plan *p, char **drifted)
 {
 	char bytes[32], *from = from_text(ps), *safe;
 
 	util_format_bytes(p->object_bytes, bytes, sizeof(bytes));
 	safe = util_printable(from, 0);	/* a release the site named */
-	printf("plan for %s (%s): %s -> %s\n", host->name, host->path, safe, release);
+	printf("plan for %s (%s%s%s): %s -> %s\n", host->name,
+	    host->address != NULL ? host->address : "", host->address != NULL ? ":" : "",
+	    host->path, safe, release);
 	free(safe);
 	free(from);
 	if (ps->found)
@@ -149,7 +205,7 @@ print_text(const struct config_host *host, const char *release, const struct pla
 	} else
 		printf("  %zu object%s to send, %s before compression\n", p->nobjects,
 		    p->nobjects == 1 ? "" : "s", bytes);
-	if (host->trust_root == NULL || host->trust_root[0] == NULL)
+	if (!ps->verified)
 		printf("  releases not verified (no trust_root): the site applies what it is sent\n");
 	/* Paths from the site (its manifest, its drift) are printed escaped. */
 	for (size_t i = 0; drifted != NULL && drifted[i] != NULL; i++) {
@@ -179,16 +235,15 @@ print_text(const struct config_host *host, const char *release, const struct pla
 			printf("  [content already on the site]");
 		printf("\n");
 	}
-	printf("services:\n");
-	restart_describe(rp, "  ", stdout);
+	print_services(ps->site);
 }
 
 static void
 print_json(const struct config_host *host, const char *release, const struct plan_site *ps,
-    const struct plan *p, const struct restart_plan *rp, char **drifted)
+    const struct plan *p, char **drifted)
 {
-	json_t *o, *changes = json_array(), *drift = json_array(), *services = json_array();
-	json_t *found = json_null(), *wire = json_null();
+	json_t *o, *changes = json_array(), *drift = json_array(), *services = json_null();
+	json_t *found = json_null(), *wire = json_null(), *runs = json_null();
 
 	for (size_t i = 0; i < p->count; i++) {
 		const struct plan_item *it = &p->items[i];
@@ -210,11 +265,22 @@ print_json(const struct config_host *host, const char *release, const struct pla
 	}
 	for (size_t i = 0; drifted != NULL && drifted[i] != NULL; i++)
 		json_array_append_new(drift, jsonio_string(drifted[i]));
-	for (size_t i = 0; rp != NULL && i < rp->count; i++)
-		json_array_append_new(services, jsonio_pack("{s:o,s:b,s:b,s:o}",
-		    "name", jsonio_string(rp->items[i].service->name),
-		    "restart", rp->items[i].restart != 0, "reload", rp->items[i].reload != 0,
-		    "why", jsonio_string(rp->items[i].why)));
+	/* null: the site could not say (an older distsync there). */
+	if (ps->site != NULL) {
+		services = json_array();
+		runs = json_array();
+		for (size_t i = 0; i < ps->site->nrestarts; i++) {
+			const struct proto_restart *it = &ps->site->restarts[i];
+
+			json_array_append_new(services, jsonio_pack("{s:o,s:b,s:b,s:o}",
+			    "name", jsonio_string(it->name),
+			    "restart", it->kind != PROTO_RESTART_NONE,
+			    "reload", it->kind == PROTO_RESTART_RELOAD,
+			    "why", jsonio_string(it->why)));
+		}
+		for (size_t i = 0; i < ps->site->nwould_run; i++)
+			json_array_append_new(runs, jsonio_string(ps->site->would_run[i]));
+	}
 	if (ps->found)
 		found = jsonio_pack("{s:o,s:o,s:o,s:o,s:o}", "release",
 		    jsonio_string(ps->found_release), "identical", jsonio_uint(p->unchanged),
@@ -233,14 +299,14 @@ print_json(const struct config_host *host, const char *release, const struct pla
 		    "encoded_bytes", jsonio_uint(report_encoded_bytes(ps->wire)),
 		    "signatures", jsonio_uint(ps->wire->signatures), "encodings", encodings);
 	}
-	o = jsonio_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}",
+	o = jsonio_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:b}",
 	    "host", jsonio_string(host->name), "release", jsonio_string(release),
 	    "from", jsonio_string(ps->from), "added", jsonio_uint(p->added),
 	    "updated", jsonio_uint(p->updated), "deleted", jsonio_uint(p->deleted),
 	    "mode_changed", jsonio_uint(p->mode_changed), "unchanged", jsonio_uint(p->unchanged),
 	    "objects", jsonio_uint(p->nobjects), "object_bytes", jsonio_uint(p->object_bytes),
 	    "changes", changes, "drifted", drift, "services", services, "found", found,
-	    "wire", wire);
+	    "wire", wire, "run_once", runs, "verified", ps->verified != 0);
 	jsonio_write(stdout, o);
 	printf("\n");
 	json_decref(o);
@@ -285,51 +351,84 @@ plan_pending(const struct config_host *host)
 }
 
 /*
- * The push's dry run on a local host: each object encoded as the push would
- * encode it (the encodings stay in the store's delta cache for that push),
- * nothing sent or changed. Returns 0 and fills REP, else the session's
- * error (logged).
+ * The push's dry run: each object encoded as the push would encode it (the
+ * encodings stay in the store's delta cache for that push), nothing sent
+ * or changed; the receiver opens the site read-only. SITE (may be NULL)
+ * gets the tree the site holds (sender.h). Returns 0 and fills REP, else
+ * the session's error (logged).
  */
 static int
 plan_wire(const struct config *config, struct store *store, const struct config_host *host,
-    const char *release, struct report *rep)
+    const char *release, struct report *rep, struct manifest **site)
 {
-	struct config_host h = *host;
 	struct sender_options so;
-	struct stat st;
-	char *tmp = NULL, *parent;
-	int r;
 
-	/*
-	 * A site never applied has no state directory, and a plan makes none:
-	 * its dry run runs against an empty one made beside the target (the
-	 * same filesystem), removed after. There is no state there to read.
-	 */
-	if (stat(host->state, &st) == -1) {
-		parent = path_dirname(host->path);
-		tmp = xasprintf("%s/.distsync-plan.XXXXXX", parent);
-		free(parent);
-		if (mkdtemp(tmp) == NULL) {
-			log_errno("%s", tmp);
-			free(tmp);
-			return DS_ERR_SYSTEM;
-		}
-		h.state = tmp;
-	}
 	memset(&so, 0, sizeof(so));
 	so.op = PROTO_OP_PUSH;
 	so.config = config;
-	so.host = &h;
+	so.host = host;
 	so.store = store;
 	so.release = release;
 	so.flags = PROTO_FLAG_DRY_RUN;
 	so.lock_timeout = CONFIG_LOCK_TIMEOUT_DEFAULT;
 	so.level = config->distribution.level;
-	r = sync_host_with_retries(config, &h, &so, rep, NULL);
-	if (tmp != NULL) {
-		(void)path_remove_tree(tmp);
-		free(tmp);
+	so.site = site;
+	return sync_host_with_retries(config, host, &so, rep, NULL);
+}
+
+static void
+print_plan(const struct config_host *host, const char *release, const struct plan_site *ps,
+    const struct plan *p, char **drifted, int json)
+{
+	if (json)
+		print_json(host, release, ps, p, drifted);
+	else
+		print_text(host, release, ps, p, drifted);
+}
+
+/*
+ * Plans one host over SSH: the dry-run push gives the tree the site holds,
+ * its drift and what it would send; the site's own answer (PROTO_CAP_SITEPLAN)
+ * which services would restart. Returns a DS_ERR_* code (logged).
+ */
+static int
+plan_remote(const struct config *config, struct store *store, const struct config_host *host,
+    const char *release, const struct manifest *target, int json)
+{
+	const struct proto_result *res;
+	struct manifest *site = NULL;
+	struct plan *p = NULL;
+	struct plan_site ps;
+	struct report wire;
+	int r;
+
+	memset(&ps, 0, sizeof(ps));
+	memset(&wire, 0, sizeof(wire));
+	if ((r = plan_wire(config, store, host, release, &wire, &site)) != 0) {
+		log_error("%s: no plan: its dry run failed (%s)", host->name, ds_strerror(r));
+		goto out;
 	}
+	res = &wire.result;
+	if (site == NULL)
+		site = manifest_new();
+	if (res->pending != NULL && res->pending[0] != '\0') {
+		char *pending = util_printable(res->pending, 0);
+
+		log_warn("%s: pending: %s", host->name, pending);
+		free(pending);
+	}
+	ps.from = res->from != NULL && res->from[0] != '\0' ? res->from : NULL;
+	ps.found = wire.found;
+	ps.found_release = wire.found_release;
+	ps.wire = &wire;
+	ps.site = res->siteplan ? res : NULL;
+	ps.verified = (res->flags & PROTO_RESULT_VERIFIED) != 0;
+	p = plan_make(site, target);
+	print_plan(host, release, &ps, p, res->drift, json);
+out:
+	plan_free(p);
+	manifest_free(site);
+	report_release(&wire);
 	return r;
 }
 
@@ -339,7 +438,7 @@ plan_host(const struct config *config, struct store *store, const struct config_
     const char *release, const struct manifest *target, int json)
 {
 	struct manifest *site = NULL, *applied = NULL;
-	struct restart_plan *rp = NULL;
+	struct proto_result sp;
 	struct plan *p = NULL;
 	struct plan_site ps;
 	struct report wire;
@@ -349,10 +448,9 @@ plan_host(const struct config *config, struct store *store, const struct config_
 	struct stat st;
 	int r;
 
-	if (host->address != NULL) {
-		log_error("%s: plan over SSH is 'distsync push %s --dry-run'", host->name, host->name);
-		return DS_ERR_UNSUPPORTED;
-	}
+	if (host->address != NULL)
+		return plan_remote(config, store, host, release, target, json);
+	memset(&sp, 0, sizeof(sp));
 	cache = path_join(host->state, "current.stat");
 	applied_file = path_join(host->state, "current.manifest");
 	id_file = path_join(host->state, "current.id");
@@ -377,26 +475,29 @@ plan_host(const struct config *config, struct store *store, const struct config_
 	}
 	ps.from = from;
 	ps.found_release = found_release;
+	ps.verified = host->trust_root != NULL && host->trust_root[0] != NULL;
 	p = plan_make(site, target);
-	if ((r = restart_select(config, p->changed_paths, p->nchanged_paths, &rp)) != 0)
+	/* A local host's configuration is the site's own: it says what would restart. */
+	if ((r = apply_preview(config, host->state, applied, target, p->changed_paths,
+	    p->nchanged_paths, &sp)) != 0)
 		goto out;
+	ps.site = &sp;
 	/*
 	 * The bytes to send: the push's own encodings, from its dry run, on a
-	 * target that exists and owes nothing (a dry run would complete an
-	 * interrupted apply; a plan changes nothing).
+	 * target that exists and owes nothing (what a push would complete
+	 * first is not what this plan shows).
 	 */
-	if (stat(host->path, &st) == 0 && !plan_pending(host) &&
-	    plan_wire(config, store, host, release, &wire) == 0)
-		ps.wire = &wire;
-	if (json)
-		print_json(host, release, &ps, p, rp, drifted);
-	else
-		print_text(host, release, &ps, p, rp, drifted);
+	if (stat(host->path, &st) == 0 && !plan_pending(host)) {
+		report_release(&wire);
+		if (plan_wire(config, store, host, release, &wire, NULL) == 0)
+			ps.wire = &wire;
+	}
+	print_plan(host, release, &ps, p, drifted, json);
 	r = 0;
 out:
 	report_release(&wire);
+	proto_result_free(&sp);
 	free(found_release);
-	restart_plan_free(rp);
 	plan_free(p);
 	manifest_free(site);
 	manifest_free(applied);
@@ -434,7 +535,7 @@ plan_exec(int argc, char **argv, const struct config *config)
 			json = 1;
 			break;
 		case 'h':
-			cmd_usage(&cmd_plan_entry, plan_options);
+			cmd_help(&cmd_plan_entry, plan_options);
 			free(release);
 			return 0;
 		default:
@@ -448,10 +549,9 @@ plan_exec(int argc, char **argv, const struct config *config)
 		free(release);
 		return DS_ERR_USAGE;
 	}
-	if ((r = config_resolve_hosts(config, argv + optind, argc - optind, &hosts, &nhosts)) != 0) {
-		r = r == DS_ERR_NOTFOUND ? DS_ERR_USAGE : r;	/* an unknown name: exit 2 */
+	if ((r = cmd_resolve_hosts(config, argv + optind, (size_t)(argc - optind), &hosts,
+	    &nhosts)) != 0)
 		goto out;
-	}
 	if ((r = store_open(config->distribution.store, 0, &store)) != 0)
 		goto out;
 	if (release == NULL && (r = store_release_latest(store, &release)) != 0)

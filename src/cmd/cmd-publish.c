@@ -96,7 +96,7 @@ publish_exec(int argc, char **argv, const struct config *config)
 			pass_file = optarg;
 			break;
 		case 'h':
-			cmd_usage(&cmd_publish_entry, publish_options);
+			cmd_help(&cmd_publish_entry, publish_options);
 			return 0;
 		default:
 			cmd_usage(&cmd_publish_entry, publish_options);

@@ -483,7 +483,7 @@ pull_exec(int argc, char **argv, const struct config *unused)
 			have_retries = 1;
 			break;
 		case 'h':
-			cmd_usage(&cmd_pull_entry, pull_options);
+			cmd_help(&cmd_pull_entry, pull_options);
 			return 0;
 		default:
 			cmd_usage(&cmd_pull_entry, pull_options);
@@ -613,7 +613,7 @@ const struct cmd_entry cmd_pull_entry = {
 int
 pull_send(const struct pull_send_options *opt)
 {
-	const char *file = opt->config_file ? opt->config_file : "distsync.yml";
+	const char *file = opt->config_file ? opt->config_file : CONFIG_FILE_DEFAULT;
 	const struct config_host *host;
 	struct sender_options so;
 	struct report rep;

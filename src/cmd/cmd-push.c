@@ -284,7 +284,7 @@ push_exec(int argc, char **argv, const struct config *config)
 			fleet_mode = 1;	/* the retried hosts' table, even for one */
 			break;
 		case 'h':
-			cmd_usage(&cmd_push_entry, push_options);
+			cmd_help(&cmd_push_entry, push_options);
 			return 0;
 		default:
 			cmd_usage(&cmd_push_entry, push_options);

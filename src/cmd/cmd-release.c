@@ -187,7 +187,7 @@ release_args(int argc, char **argv, struct release_args *a)
 			a->pass_file = optarg;
 			break;
 		case 'h':
-			cmd_usage(&cmd_release_entry, release_options);
+			cmd_help(&cmd_release_entry, release_options);
 			return 1;
 		default:
 			cmd_usage(&cmd_release_entry, release_options);

@@ -185,7 +185,7 @@ releases_exec(int argc, char **argv, const struct config *config)
 				return r;
 			break;
 		case 'h':
-			cmd_usage(&cmd_releases_entry, releases_options);
+			cmd_help(&cmd_releases_entry, releases_options);
 			return 0;
 		default:
 			cmd_usage(&cmd_releases_entry, releases_options);

@@ -245,7 +245,7 @@ restore_exec(int argc, char **argv, const struct config *config)
 				return r;
 			break;
 		case 'h':
-			cmd_usage(&cmd_restore_entry, restore_options);
+			cmd_help(&cmd_restore_entry, restore_options);
 			return 0;
 		default:
 			goto usage;

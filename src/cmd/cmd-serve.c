@@ -259,7 +259,7 @@ serve_exec(int argc, char **argv, const struct config *config)
 			only[nonly++] = optarg;
 			break;
 		case 'h':
-			cmd_usage(&cmd_serve_entry, serve_options);
+			cmd_help(&cmd_serve_entry, serve_options);
 			return 0;
 		case 'S':
 			send = 1;

@@ -289,7 +289,7 @@ status_exec(int argc, char **argv, const struct config *config)
 			continue;
 		switch (ch) {
 		case 'h':
-			cmd_usage(&cmd_status_entry, status_options);
+			cmd_help(&cmd_status_entry, status_options);
 			return 0;
 		default:
 			cmd_usage(&cmd_status_entry, status_options);

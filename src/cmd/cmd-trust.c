@@ -118,7 +118,7 @@ cmd_trust_exec(int argc, char **argv, const struct config *config_unused)
 			user = optarg;
 			break;
 		case 'h':
-			cmd_usage(&cmd_trust_entry, trust_options);
+			cmd_help(&cmd_trust_entry, trust_options);
 			return 0;
 		default:
 			cmd_usage(&cmd_trust_entry, trust_options);
@@ -134,7 +134,7 @@ cmd_trust_exec(int argc, char **argv, const struct config *config_unused)
 	 * file (or a HOST it does not name) HOST is an SSH address, so a new
 	 * site can be trusted before it is added to distsync.yml.
 	 */
-	file = cmd_config_file ? cmd_config_file : "distsync.yml";
+	file = cmd_config_file ? cmd_config_file : CONFIG_FILE_DEFAULT;
 	if (cmd_config_file != NULL || access(file, F_OK) == 0) {
 		if ((r = config_load(file, &config)) != 0)
 			return r;

@@ -21,8 +21,10 @@ struct cmd_entry {
 	int		(*exec)(int argc, char **argv, const struct config *config);
 };
 
-/* Prints "usage: distsync NAME USAGE" and the command's options to stderr. */
+/* Prints "usage: distsync NAME USAGE" and the command's options to stderr (a usage error). */
 void	cmd_usage(const struct cmd_entry *entry, const char *options);
+/* The same to stdout, for --help (so it pipes into a pager). */
+void	cmd_help(const struct cmd_entry *entry, const char *options);
 
 /*
  * The options the session commands (push, pull, status, rollback, verify)

@@ -54,13 +54,25 @@ static const struct cmd_entry *const cmd_table[] = {
 
 const char *cmd_config_file;
 
+static void
+usage_to(FILE *fp, const struct cmd_entry *entry, const char *options)
+{
+	fprintf(fp, "usage: distsync %s %s\n  %s\n", entry->name, entry->usage,
+	    entry->summary);
+	if (options != NULL && *options != '\0')
+		fprintf(fp, "\noptions:\n%s", options);
+}
+
 void
 cmd_usage(const struct cmd_entry *entry, const char *options)
 {
-	fprintf(stderr, "usage: distsync %s %s\n  %s\n", entry->name, entry->usage,
-	    entry->summary);
-	if (options != NULL && *options != '\0')
-		fprintf(stderr, "\noptions:\n%s", options);
+	usage_to(stderr, entry, options);
+}
+
+void
+cmd_help(const struct cmd_entry *entry, const char *options)
+{
+	usage_to(stdout, entry, options);
 }
 
 static void
@@ -151,9 +163,12 @@ main(int argc, char **argv)
 	}
 	optind = 0;	/* reset getopt for the command */
 	if (entry->needs_config && !wants_help(argc, argv)) {
-		r = config_load(cmd_config_file ? cmd_config_file : "distsync.yml", &config);
-		/* The commands a message suggests name the config this run loaded. */
-		hint_set_config(cmd_config_file ? cmd_config_file : "distsync.yml");
+		r = config_load(cmd_config_file ? cmd_config_file : CONFIG_FILE_DEFAULT, &config);
+		/*
+		 * The commands a message suggests name the config this run was
+		 * given (-c); the default one they find as this run did.
+		 */
+		hint_set_config(cmd_config_file);
 		if (r != 0)
 			return ds_exit_code(r);
 	}

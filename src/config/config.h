@@ -20,6 +20,7 @@
 /* Defaults that more than one layer applies; each is written only here. */
 #define CONFIG_KEEP_BACKUPS_DEFAULT	2	/* backup sets a site keeps */
 #define CONFIG_LOCK_TIMEOUT_DEFAULT	30	/* seconds to wait for a target's lock */
+#define CONFIG_FILE_DEFAULT	"distsync.yml"	/* the repository's, without -c */
 
 enum config_restart {
 	CONFIG_RESTART_NONE,	/* static files: never restarted, except reload_on */

@@ -14,6 +14,9 @@
 #include "session/apply.h"
 #include "site/commit.h"
 #include "site/finish.h"
+#include "site/journal.h"
+#include "site/restart.h"
+#include "site/runonce.h"
 #include "site/target.h"
 #include "site/trustdb.h"
 #include "wire/proto.h"
@@ -107,6 +110,83 @@ trust_check(const struct apply_site *s, const char *release, const struct manife
 }
 
 int
+apply_preview(const struct config *config, const char *state_dir, const struct manifest *from,
+    const struct manifest *to, char *const *changed, size_t n, struct proto_result *res)
+{
+	struct restart_plan *plan = NULL;
+	struct journal j;
+	size_t nrun = 0;
+	int r;
+
+	memset(&j, 0, sizeof(j));
+	for (size_t i = 0; res->restarts != NULL && i < res->nrestarts; i++) {
+		free(res->restarts[i].name);
+		free(res->restarts[i].why);
+	}
+	free(res->restarts);
+	xfree_strv(res->services);
+	xfree_strv(res->would_run);
+	res->restarts = NULL;
+	res->services = res->would_run = NULL;
+	res->nrestarts = res->nservices = res->nwould_run = 0;
+	res->siteplan = 1;
+	if (config == NULL)
+		return 0;
+	if (config->nservices > 0 && n > 0 &&
+	    (r = restart_select(config, changed, n, &plan)) != 0)
+		return r;
+	if (plan != NULL && plan->count > 0) {
+		size_t count = plan->count < PROTO_LIST_MAX ? plan->count : PROTO_LIST_MAX;
+
+		res->restarts = xcalloc(count, sizeof(*res->restarts));
+		res->services = xcalloc(count + 1, sizeof(char *));
+		for (size_t i = 0; i < count; i++) {
+			const struct restart_item *it = &plan->items[i];
+
+			res->restarts[i].name = xstrdup(it->service->name);
+			res->restarts[i].why = xstrdup(it->why);
+			res->restarts[i].kind = !it->restart ? PROTO_RESTART_NONE :
+			    it->reload ? PROTO_RESTART_RELOAD : PROTO_RESTART_RESTART;
+			if (it->restart)
+				res->services[res->nservices++] = xstrdup(it->service->name);
+		}
+		res->nrestarts = count;
+	}
+	restart_plan_free(plan);
+	if ((r = runonce_owed(config, state_dir, from, to, 0, &j, NULL)) != 0)
+		goto out;
+	res->would_run = xcalloc(j.count + 1, sizeof(char *));
+	for (size_t i = 0; i < j.count && nrun < PROTO_LIST_MAX; i++) {
+		const struct journal_record *rec = &j.records[i];
+
+		if (rec->kind == JOURNAL_RUN_FILE)
+			res->would_run[nrun++] = xasprintf("run_once[%zu] %s", rec->prep, rec->path);
+		else if (rec->kind == JOURNAL_RUN_SET)
+			res->would_run[nrun++] = xasprintf("run_once[%zu] (each: set)", rec->prep);
+	}
+	res->nwould_run = nrun;
+out:
+	journal_release(&j);
+	return r;
+}
+
+/* A dry run's site plan for the change the commit report describes. */
+static int
+preview(const struct apply_site *s, const struct manifest *to,
+    const struct commit_report *rep, struct proto_result *res)
+{
+	struct manifest *cur = NULL;
+	int r;
+
+	if ((r = target_current(s->t, NULL, &cur)) != 0)
+		return r;
+	r = apply_preview(s->trusted, target_state_dir(s->t), cur, to, rep->changed_paths,
+	    xstrv_len(rep->changed_paths), res);
+	manifest_free(cur);
+	return r;
+}
+
+int
 apply_release(const struct apply_site *s, const char *release, const struct manifest *to,
     const void *sig, size_t sig_len, uint32_t flags, struct proto_result *res,
     struct apply_outcome *out)
@@ -148,6 +228,8 @@ apply_release(const struct apply_site *s, const char *release, const struct mani
 	finish_of(s, &co, flags, &fs);
 	r = finish_apply(&fs, &rep, r, &fr);
 	from_finish(&fr, res);
+	if (r == 0 && co.dry_run && s->preview)
+		r = preview(s, to, &rep, res);
 	commit_report_release(&rep);
 	return r;
 }

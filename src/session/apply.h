@@ -27,6 +27,7 @@ struct apply_site {
 	const struct config_host *host;		/* the host served (names in messages) */
 	char *const		*pins;		/* root key ids releases must chain to; NULL: none */
 	const char		*who;		/* the peer, for messages */
+	int			 preview;	/* a dry run fills RESULT's site plan */
 };
 
 /* What an apply found on the site, for a session's summary. */
@@ -42,12 +43,26 @@ struct apply_outcome {
  * run); then commit_apply and finish_apply. Fills RES's from, to, counts,
  * drift, services, health and flags (the caller adds what it received),
  * and OUT (may be NULL). A first apply reports no drift: what it replaced
- * was found there, not changed since distsync applied. Returns 0 or the
+ * was found there, not changed since distsync applied. A dry run of a site
+ * with preview set adds the site plan (apply_preview). Returns 0 or the
  * DS_ERR_* that stopped it (logged).
  */
 int	apply_release(const struct apply_site *s, const char *release, const struct manifest *to,
 	    const void *sig, size_t sig_len, uint32_t flags, struct proto_result *res,
 	    struct apply_outcome *out);
+
+/*
+ * The site plan of a change (a dry run, distsync plan): into RES (siteplan
+ * set; restarts, services and would_run replaced) the services CONFIG (the
+ * site's own; NULL: nothing runs) would restart for the N CHANGED paths,
+ * each with the path that matched, in restart order, and the run_once runs
+ * the change from FROM (NULL: none applied) to TO owes, as STATE_DIR's done
+ * file records them. Changes nothing. Returns 0, DS_ERR_CONFIG (an after:
+ * cycle) or DS_ERR_SYSTEM (the done file unreadable), logged.
+ */
+int	apply_preview(const struct config *config, const char *state_dir,
+	    const struct manifest *from, const struct manifest *to, char *const *changed,
+	    size_t n, struct proto_result *res);
 
 /*
  * Rolls back (commit_rollback, finish_rollback) to RELEASE, a backup the site

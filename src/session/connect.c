@@ -5,6 +5,7 @@
 #include "autoconf.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "config/config.h"
 #include "session/connect.h"
@@ -58,8 +59,9 @@ connect_host(const struct config *config, const struct config_host *host, struct
 			args[3] = (char *)"--site-config";
 			args[4] = host->site_config;
 		}
-		/* Host-key messages then suggest "distsync -c FILE trust HOST". */
-		struct xport_ssh_opts opts = { .config_file = config->file };
+		/* Host-key messages suggest "distsync [-c FILE] trust HOST", -c as given. */
+		struct xport_ssh_opts opts = { .config_file =
+		    strcmp(config->file, CONFIG_FILE_DEFAULT) == 0 ? NULL : config->file };
 
 		quoted = xport_ssh_quote_argv(args);
 		r = xport_ssh_open(host, quoted, &opts, out);

@@ -90,6 +90,7 @@ struct receiver {
 						   described it (PROTO_CAP_ADOPT) */
 	struct receiver_found	 adopted;	/* what a first apply found and kept */
 	int			 opened;	/* OPEN was received */
+	int			 looking;	/* opened read-only: a look, a dry-run push */
 	int			 answered;	/* the peer had its first answer: RESULT ends the session */
 	pthread_mutex_t		 errors_lock;	/* capture_error runs on the decoder too */
 };
@@ -256,12 +257,17 @@ resolve_host(struct receiver *rc)
 	return 0;
 }
 
-/* Operations that only look at the site (verify, releases): it stays as it is. */
+/*
+ * Operations that only look at the site (verify, releases, a dry-run push):
+ * it stays as it is, not even locked or recovered.
+ */
 static int
 read_only_op(const struct receiver *rc)
 {
 	return rc->open.op == PROTO_OP_VERIFY || rc->open.op == PROTO_OP_RELEASES ||
-	    (rc->open.op == PROTO_OP_RESTORE && !rc->restore.in_place);
+	    (rc->open.op == PROTO_OP_RESTORE && !rc->restore.in_place) ||
+	    (rc->open.op == PROTO_OP_PUSH &&
+	    ((rc->open.flags | rc->flags_forced) & PROTO_FLAG_DRY_RUN) != 0);
 }
 
 static int
@@ -291,7 +297,7 @@ open_target(struct receiver *rc)
 			goto out;
 		}
 	}
-	if (read_only_op(rc))
+	if ((rc->looking = read_only_op(rc)) != 0)
 		r = site_open_readonly(target, state, rc->open.lock_timeout, &rc->t, &rc->pending);
 	else
 		r = site_open(target, state, rc->open.lock_timeout, &rc->t);
@@ -607,6 +613,30 @@ open_basis(struct receiver *rc, const uint8_t hash[HASH_LEN])
 }
 
 /*
+ * A scratch file for a signature: in staging, or on a site opened to look
+ * only (whose staging may not exist, and is not made) in TMPDIR. Unlinked:
+ * nothing stays. -1 (logged) when none can be made.
+ */
+static int
+scratch_open(struct receiver *rc)
+{
+	FILE *fp;
+	int fd;
+
+	if (!rc->looking)
+		return stage_scratch_open(rc->t);
+	if ((fp = tmpfile()) == NULL) {
+		log_errno("a scratch file for a signature");
+		return -1;
+	}
+	fd = dup(fileno(fp));
+	fclose(fp);
+	if (fd == -1)
+		log_errno("a scratch file for a signature");
+	return fd;
+}
+
+/*
  * Answers SIGNATURE_REQUEST: one SIGNATURE per path (absent when it is not a
  * regular file, or its signature would not fit a frame), then SIGNATURE_END.
  * The signed files become bases for the deltas that follow.
@@ -621,7 +651,7 @@ send_signatures(struct receiver *rc, const struct proto_signature_request *req)
 		memset(&sig, 0, sizeof(sig));
 		sig.path = req->paths[i];
 		if ((fd = open_target_file(rc, req->paths[i])) != -1) {
-			if ((tfd = stage_scratch_open(rc->t)) == -1) {
+			if ((tfd = scratch_open(rc)) == -1) {
 				r = DS_ERR_SYSTEM;
 				goto out;
 			}
@@ -852,11 +882,14 @@ out:
 	return r;
 }
 
-/* The flags an operation runs with: the peer's, and the site's own always. */
+/*
+ * The flags an operation runs with: the peer's, and the site's own always;
+ * a site opened to look only is a dry run, whatever COMMIT says.
+ */
 static uint32_t
 effective_flags(struct receiver *rc, uint32_t flags)
 {
-	return flags | rc->flags_forced;
+	return flags | rc->flags_forced | (rc->looking ? PROTO_FLAG_DRY_RUN : 0);
 }
 
 /* The site this session applies to, and what it trusts (apply.h). */
@@ -870,6 +903,7 @@ apply_site_of(struct receiver *rc, struct apply_site *as)
 	as->host = rc->host;
 	as->pins = rc->pins;
 	as->who = rc->x->peer;
+	as->preview = (rc->caps & PROTO_CAP_SITEPLAN) != 0;
 }
 
 /* Applies a COMMIT: the manifest, then apply_release (trust, engine, restarts). */
@@ -896,6 +930,12 @@ do_commit(struct receiver *rc, const struct proto_commit *c, struct proto_result
 		return DS_ERR_PROTO;
 	apply_site_of(rc, &as);
 	r = apply_release(&as, c->release, to, c->signature, c->signature_len, flags, res, &oc);
+	/* A look completes nothing: what an interrupted apply owes stays pending, and is said. */
+	if (rc->looking && rc->pending != NULL && (res->pending == NULL || res->pending[0] == '\0')) {
+		free(res->pending);
+		res->pending = rc->pending;
+		rc->pending = NULL;
+	}
 	if (oc.first && rc->found != NULL && rc->found->count > 0) {
 		rc->adopted.found = 1;
 		rc->adopted.identical = oc.identical;
@@ -1169,7 +1209,7 @@ serve_push(struct receiver *rc, struct proto_result *res)
 			r = send_manifest(rc);
 			break;
 		case PROTO_OBJECT:
-			if (rc->flags_forced & PROTO_FLAG_DRY_RUN) {
+			if (effective_flags(rc, 0) & PROTO_FLAG_DRY_RUN) {
 				log_error("%s: sent an object during this site's dry run", rc->x->peer);
 				r = DS_ERR_PROTO;
 				break;

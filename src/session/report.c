@@ -309,10 +309,14 @@ print_text(const struct report *rep, const char *host, const char *to, FILE *fp)
 	for (size_t i = 0; i < res->nruns; i++)
 		put_peer(fp, "  run_once: ", res->runs[i], "\n", 0);
 	if (res->nservices > 0) {
-		fprintf(fp, "  restarted:");
+		/* A dry run's services are the site's plan (PROTO_CAP_SITEPLAN). */
+		fprintf(fp, dry ? "  would restart:" : "  restarted:");
 		for (size_t i = 0; i < res->nservices; i++)
 			put_peer(fp, " ", res->services[i], "", 0);
-		put_peer(fp, " (health: ", res->health ? res->health : "?", ")\n", 0);
+		if (dry)
+			fprintf(fp, " (distsync plan says why)\n");
+		else
+			put_peer(fp, " (health: ", res->health ? res->health : "?", ")\n", 0);
 	} else if (res->health != NULL && strcmp(res->health, "none") != 0)
 		put_peer(fp, "  services: ", res->health, "\n", 0);
 	else if (!dry && status == 0)

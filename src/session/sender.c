@@ -817,6 +817,11 @@ run_push(struct sender *s, const struct proto_state *st, const struct proto_foun
 	if (s->report->found && target->count >= m.u.result.added + m.u.result.updated)
 		s->report->identical = target->count - m.u.result.added - m.u.result.updated;
 out:
+	if (opt->site != NULL && current != NULL) {
+		manifest_free(*opt->site);
+		*opt->site = current;
+		current = NULL;
+	}
 	free(commit.manifest);
 	free(commit.signature);
 	free(current_id);

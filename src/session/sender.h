@@ -12,6 +12,7 @@
 
 struct config;
 struct config_host;
+struct manifest;
 struct proto_restore;
 struct proto_restored;
 struct report;
@@ -34,6 +35,13 @@ struct sender_options {
 	 */
 	void		(*progress)(void *arg, uint64_t wire, uint64_t done, uint64_t total);
 	void		*progress_arg;
+	/*
+	 * Push (may be NULL): where to keep the tree the receiver holds, as
+	 * its manifest (its release, or the tree found on a site never
+	 * applied; NULL when the session did not get that far), for a plan.
+	 * What it held before is freed; the caller frees with manifest_free.
+	 */
+	struct manifest	**site;
 	/*
 	 * Restore (PROTO_OP_RESTORE): the request, sent after OPEN. For each
 	 * RESTORED that carries content, restore_begin returns an fd to write

@@ -195,15 +195,15 @@ out:
 	return r;
 }
 
-/* The state directory (absolute, made if missing) and its done file. */
+/* The state directory (absolute, made if missing when MAKE) and its done file. */
 static int
-done_open(const struct config *config, const char *state_dir, char **dir, char **file,
-    char **done)
+done_open(const struct config *config, const char *state_dir, int make, char **dir,
+    char **file, char **done)
 {
 	*dir = command_config_path(config, state_dir);
 	*file = path_join(*dir, RUNONCE_DONE_FILE);
 	*done = NULL;
-	if (path_mkdirs(*dir) == -1) {
+	if (make && path_mkdirs(*dir) == -1) {
 		log_errno("%s", *dir);
 		return DS_ERR_SYSTEM;
 	}
@@ -272,7 +272,8 @@ runonce_owed(const struct config *config, const char *state_dir, const struct ma
 
 	if (config == NULL || config->nrun_once == 0 || to == NULL)
 		return 0;
-	if ((r = done_open(config, state_dir, &dir, &file, &done)) != 0)
+	/* Only an apply (MIGRATE) records; a dry run makes nothing. */
+	if ((r = done_open(config, state_dir, migrate, &dir, &file, &done)) != 0)
 		goto out;
 	for (size_t i = 0; i < config->nrun_once; i++) {
 		const struct config_run_once *hook = &config->run_once[i];
@@ -587,7 +588,7 @@ runonce_run(const struct config *config, const struct config_host *host, const c
 	if (!any || config == NULL)
 		return 0;
 	command_ctx_init(&ctx, config, host);
-	if ((r = done_open(config, state_dir, &dir, &file, &done)) != 0)
+	if ((r = done_open(config, state_dir, 1, &dir, &file, &done)) != 0)
 		goto out;
 	for (size_t i = 0; i < n && r == 0; i++) {
 		struct run run;

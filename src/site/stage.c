@@ -59,7 +59,7 @@ stage_has(struct target *t, const uint8_t hash[HASH_LEN])
 	struct stat st;
 	int fd, r;
 
-	if ((fd = staging_fd(t)) == -1)
+	if ((fd = staging_fd_existing(t)) == -1)
 		return 0;
 	names(hash, hex, part);
 	r = fstatat(fd, hex, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
@@ -103,7 +103,11 @@ stage_list(struct target *t, struct stage_object **objects, size_t *count)
 
 	*objects = NULL;
 	*count = 0;
-	if ((fd = staging_fd(t)) == -1 || (dir = fdopendir(fd)) == NULL) {
+	/* Looking only: no staging (or state) directory, as a read-only open has, lists none. */
+	fd = staging_fd_existing(t);
+	if (fd == -1 && (errno == ENOENT || target_state_fd(t) == -1))
+		return 0;
+	if (fd == -1 || (dir = fdopendir(fd)) == NULL) {
 		log_errno("%s/staging", target_state_dir(t));
 		if (fd != -1)
 			close(fd);
@@ -449,7 +453,7 @@ stage_object_open(struct target *t, const uint8_t hash[HASH_LEN])
 	int dfd, fd, saved;
 
 	names(hash, hex, part);
-	if ((dfd = staging_fd(t)) == -1)
+	if ((dfd = staging_fd_existing(t)) == -1)
 		return -1;
 	fd = openat(dfd, hex, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	saved = errno;

@@ -32,7 +32,8 @@ int	stage_partial(struct target *t, const uint8_t hash[HASH_LEN], uint64_t *offs
 
 /*
  * Lists complete and partial objects. *objects is an array of *count
- * entries (caller frees with free; NULL when empty).
+ * entries (caller frees with free; NULL when empty). Looks only: a
+ * staging directory that is not there (a read-only open) lists none.
  */
 int	stage_list(struct target *t, struct stage_object **objects, size_t *count);
 

@@ -482,6 +482,76 @@ proto_commit_free(struct proto_commit *m)
  * strv services, string health, strv drift (paths), string message
  * [, string pending, strv kept, strv runs]: the site tail, all or none.
  */
+/*
+ * RESULT's site plan: u32 n × (string name, u8 kind, string why), then the
+ * run_once runs owed as a list of strings.
+ */
+static int
+put_siteplan(struct buf *b, const struct proto_result *m)
+{
+	int r;
+
+	if (m->nrestarts > PROTO_LIST_MAX)
+		return DS_ERR_INVALID;
+	if ((r = buf_put_u32(b, (uint32_t)m->nrestarts)) != 0)
+		return r;
+	for (size_t i = 0; i < m->nrestarts; i++) {
+		const struct proto_restart *it = &m->restarts[i];
+
+		if (it->kind > PROTO_RESTART_MAX)
+			return DS_ERR_INVALID;
+		if ((r = buf_put_cstring(b, it->name)) != 0 ||
+		    (r = buf_put_u8(b, it->kind)) != 0 ||
+		    (r = buf_put_cstring(b, it->why)) != 0)
+			return r;
+	}
+	return put_strv(b, m->would_run, m->nwould_run);
+}
+
+/* Decodes what put_siteplan wrote; *why says what was wrong. */
+static int
+get_siteplan(struct buf *b, struct proto_result *m, const char **why)
+{
+	uint32_t n;
+
+	if (buf_get_u32(b, &n) != 0) {
+		*why = "site plan count overruns the frame";
+		return DS_ERR_PROTO;
+	}
+	/* Each entry takes at least its two string lengths and its kind. */
+	if (n > PROTO_LIST_MAX || n > buf_len(b) / 9) {
+		*why = "site plan count is larger than the frame";
+		return DS_ERR_PROTO;
+	}
+	m->siteplan = 1;
+	m->restarts = xcalloc(n + 1, sizeof(*m->restarts));
+	for (; m->nrestarts < n; m->nrestarts++) {
+		struct proto_restart *it = &m->restarts[m->nrestarts];
+
+		if (get_str(b, &it->name, PROTO_STRING_MAX) != 0 || it->name[0] == '\0') {
+			*why = "bad service name in the site plan";
+			m->nrestarts++;
+			return DS_ERR_PROTO;
+		}
+		if (buf_get_u8(b, &it->kind) != 0 || it->kind > PROTO_RESTART_MAX) {
+			*why = "bad restart kind in the site plan";
+			m->nrestarts++;
+			return DS_ERR_PROTO;
+		}
+		if (get_str(b, &it->why, PATH_MAX_LEN) != 0 ||
+		    path_check(it->why, strlen(it->why), why) != 0) {
+			*why = *why != NULL ? *why : "bad changed path in the site plan";
+			m->nrestarts++;
+			return DS_ERR_PROTO;
+		}
+	}
+	if (get_strv(b, 0, PROTO_STRING_MAX, &m->would_run, &m->nwould_run, why) != 0) {
+		*why = *why != NULL ? *why : "bad run_once list in the site plan";
+		return DS_ERR_PROTO;
+	}
+	return 0;
+}
+
 int
 proto_result_encode(struct buf *b, const struct proto_result *m)
 {
@@ -506,7 +576,7 @@ proto_result_encode(struct buf *b, const struct proto_result *m)
 	    (r = put_strv(b, m->drift, m->ndrift)) != 0 ||
 	    (r = buf_put_string(b, msg, len)) != 0)
 		return r;
-	if (!m->tail)
+	if (!m->tail && !m->siteplan)
 		return 0;
 	if (m->pending != NULL && strlen(m->pending) > PROTO_MESSAGE_MAX)
 		return DS_ERR_INVALID;
@@ -514,7 +584,9 @@ proto_result_encode(struct buf *b, const struct proto_result *m)
 	    (r = put_strv(b, m->kept, m->nkept)) != 0 ||
 	    (r = put_strv(b, m->runs, m->nruns)) != 0)
 		return r;
-	return 0;
+	if (!m->siteplan)
+		return 0;
+	return put_siteplan(b, m);
 }
 
 int
@@ -559,6 +631,8 @@ proto_result_decode(struct buf *b, const char *peer, struct proto_result *m)
 			why = why ? why : "bad kept list";
 		else if (get_strv(b, 0, PROTO_STRING_MAX, &m->runs, &m->nruns, &why) != 0)
 			why = why ? why : "bad run_once list";
+		else if (buf_len(b) != 0 && get_siteplan(b, m, &why) != 0)
+			why = why ? why : "bad site plan";
 		else if (buf_len(b) != 0)
 			why = "trailing bytes";
 	}
@@ -582,6 +656,12 @@ proto_result_free(struct proto_result *m)
 	free(m->pending);
 	free_strv_n(m->kept, m->nkept);
 	free_strv_n(m->runs, m->nruns);
+	for (size_t i = 0; m->restarts != NULL && i < m->nrestarts; i++) {
+		free(m->restarts[i].name);
+		free(m->restarts[i].why);
+	}
+	free(m->restarts);
+	free_strv_n(m->would_run, m->nwould_run);
 	memset(m, 0, sizeof(*m));
 }
 

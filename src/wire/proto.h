@@ -19,6 +19,9 @@
  *	                                         (or RETRY: objects whose delta failed;
  *	                                         the sender sends them whole, COMMITs again)
  *
+ * A dry-run push (a plan) is the same session with no OBJECT: the receiver
+ * opens the site read-only, and with PROTO_CAP_SITEPLAN its RESULT carries
+ * the site plan (what its own configuration would restart, and why).
  * For rollback, verify and releases the receiver answers OPEN with RESULT
  * directly (a verify's RESULT preceded by FOUND with PROTO_CAP_ADOPT).
  * A restore (PROTO_CAP_RESTORE) is OPEN, RESTORE; the receiver answers one
@@ -62,11 +65,17 @@ struct xport;
  */
 #define PROTO_CAP_SITEINFO	(1u << 7)
 #define PROTO_CAP_ADOPT		(1u << 8)	/* FOUND: the tree a never-applied site holds */
+/*
+ * A dry-run push is a plan: the receiver opens the site read-only and its
+ * RESULT carries the site plan (the services that would restart and why,
+ * the run_once runs owed), from the site's own configuration.
+ */
+#define PROTO_CAP_SITEPLAN	(1u << 9)
 #define PROTO_CAP_RESTORE	(1u << 10)	/* PROTO_OP_RESTORE: RESTORE, RESTORED */
 #define PROTO_CAP_ALL		(PROTO_CAP_ZSTD | PROTO_CAP_RESUME | PROTO_CAP_DELTA | \
 				 PROTO_CAP_ZIPPATCH | PROTO_CAP_PLAN | PROTO_CAP_ZIPCOPY | \
 				 PROTO_CAP_TRUST | PROTO_CAP_SITEINFO | PROTO_CAP_ADOPT | \
-				 PROTO_CAP_RESTORE)
+				 PROTO_CAP_SITEPLAN | PROTO_CAP_RESTORE)
 
 enum proto_type {
 	PROTO_HELLO = 1,
@@ -280,6 +289,20 @@ struct proto_commit {
 	uint32_t	 flags;		/* PROTO_FLAG_* */
 };
 
+/* A service in a site plan: what a dry run's change would do to it. */
+enum proto_restart_kind {
+	PROTO_RESTART_NONE = 0,		/* restart: none; listed, not restarted */
+	PROTO_RESTART_RESTART = 1,	/* restarts: a changed path matched its paths */
+	PROTO_RESTART_RELOAD = 2,	/* restarts: a changed path matched its reload_on */
+};
+#define PROTO_RESTART_MAX	PROTO_RESTART_RELOAD
+
+struct proto_restart {
+	char		*name;		/* the service as the site configures it */
+	uint8_t		 kind;		/* enum proto_restart_kind */
+	char		*why;		/* the first changed path that matched */
+};
+
 struct proto_result {
 	int32_t		 status;	/* 0 or a DS_ERR_* */
 	uint32_t	 flags;		/* PROTO_FLAG_* that applied (dry run...) */
@@ -306,6 +329,17 @@ struct proto_result {
 	size_t		 nkept;
 	char		**runs;		/* run_once runs: "run_once[N] PATH: ran 0.2 s" */
 	size_t		 nruns;
+	/*
+	 * The site plan (PROTO_CAP_SITEPLAN, a dry run), encoded after the
+	 * site tail when siteplan is set (the tail then goes too); decoded
+	 * when present. restarts in restart order, those that restart first;
+	 * would_run the run_once runs owed ("run_once[N] PATH").
+	 */
+	int		 siteplan;
+	struct proto_restart *restarts;
+	size_t		 nrestarts;
+	char		**would_run;
+	size_t		 nwould_run;
 };
 
 /* A decoded message of any type, for generic handling (tests, fuzzing). */

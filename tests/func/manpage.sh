@@ -11,6 +11,8 @@ man_page=$top_srcdir/doc/distsync.1
 for c in $(sed -n '/^commands:/,/^$/s/^  \([a-z]*\) .*/\1/p' "$T_DIR/help"); do
 	expect_exit 0 "distsync $c --help" "$DISTSYNC" "$c" --help
 	cp "$T_DIR/.last.out" "$T_DIR/help-$c"
+	ok "distsync $c --help writes to stdout (a pager can read it)" \
+		sh -c "'$DISTSYNC' $c --help 2>/dev/null | grep -q '^usage: distsync $c '"
 done
 
 python3 - "$man_page" "$T_DIR" <<'PY' >"$T_DIR/report"

@@ -72,8 +72,10 @@ session(struct buf *out)
 	struct proto_manifest mf = { (uint8_t *)"distsync-manifest 1\n", 20 };
 	struct proto_object ob = { { 3 }, PROTO_ENC_ZSTD, 100, 0, { 0 } };
 	struct proto_commit c = { (char *)"r2", (uint8_t *)"m", 1, NULL, 0, 0 };
+	struct proto_restart rs = { (char *)"db", PROTO_RESTART_RELOAD, (char *)"a/b.omod" };
 	struct proto_result res = { 0, 0, (char *)"r1", (char *)"r2", 1, 2, 3, 4, 5, 6, paths, 1,
-	    (char *)"ok", paths, 2, (char *)"", 1, (char *)"restart db", paths, 2, paths, 1 };
+	    (char *)"ok", paths, 2, (char *)"", 1, (char *)"restart db", paths, 2, paths, 1,
+	    1, &rs, 1, paths, 1 };
 	struct buf *p = buf_new(0);
 
 #define FRAME(t, enc, msg) do { buf_reset(p); enc(p, msg); proto_frame_put(out, t, p); } while (0)

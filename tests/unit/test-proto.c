@@ -507,6 +507,142 @@ test_xport(void)
 	buf_free(big);
 }
 
+/*
+ * RESULT's site plan (PROTO_CAP_SITEPLAN): it round-trips with the site tail
+ * before it; every cut inside it, a trailing byte, an unknown kind, a reason
+ * that is not a clean path, an empty name and a count beyond the frame are
+ * refused; the encoder refuses what the decoder would.
+ */
+static struct proto_restart restarts[] = {
+	{ .name = "backend", .kind = PROTO_RESTART_RESTART, .why = "openmrs_modules/a.omod" },
+	{ .name = "frontend", .kind = PROTO_RESTART_RELOAD, .why = "frontend/index.html" },
+	{ .name = "static", .kind = PROTO_RESTART_NONE, .why = "frontend/x y.js" },
+};
+static char *would_run[] = { "run_once[0] trusted_sql/002.sql", NULL };
+
+/* Encodes R; returns the length of the encoding without the site plan in *plain. */
+static struct buf *
+siteplan_encode(const struct proto_result *r, size_t *plain)
+{
+	struct proto_result no = *r;
+	struct buf *b = buf_new(0);
+
+	no.siteplan = 0;
+	no.tail = 1;
+	proto_result_encode(b, &no);
+	*plain = buf_len(b);
+	buf_reset(b);
+	if (proto_result_encode(b, r) != 0) {
+		buf_free(b);
+		return NULL;
+	}
+	return b;
+}
+
+static void
+test_siteplan(void)
+{
+	struct proto_result r = result, bad;
+	struct proto_restart bad_items[1];
+	struct proto_msg m;
+	struct buf *b, *b2, *copy;
+	size_t plain, cut_bad = 0, flips = 0;
+	int saved, fd, dec;
+
+	r.siteplan = 1;
+	r.restarts = restarts;
+	r.nrestarts = 3;
+	r.would_run = would_run;
+	r.nwould_run = 1;
+	b = siteplan_encode(&r, &plain);
+	CHECK(b != NULL && buf_len(b) > plain, "a RESULT with a site plan encodes (tail first)");
+	copy = buf_from(buf_ptr(b), buf_len(b));
+	dec = proto_msg_decode(PROTO_RESULT, copy, "test", &m);
+	CHECK(dec == 0 && m.u.result.siteplan && m.u.result.tail && m.u.result.nrestarts == 3 &&
+	    strcmp(m.u.result.restarts[1].name, "frontend") == 0 &&
+	    m.u.result.restarts[1].kind == PROTO_RESTART_RELOAD &&
+	    strcmp(m.u.result.restarts[2].why, "frontend/x y.js") == 0 &&
+	    m.u.result.nwould_run == 1 &&
+	    strcmp(m.u.result.would_run[0], would_run[0]) == 0, "it decodes field for field");
+	b2 = buf_new(0);
+	CHECK(dec == 0 && proto_result_encode(b2, &m.u.result) == 0 &&
+	    buf_len(b2) == buf_len(b) && memcmp(buf_ptr(b), buf_ptr(b2), buf_len(b)) == 0,
+	    "and re-encodes to the same bytes");
+	proto_msg_free(&m);
+	buf_free(copy);
+	buf_free(b2);
+
+	saved = dup(2);
+	fd = open("stderr.log", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	dup2(fd, 2);
+	close(fd);
+	/* Without it (an older peer's RESULT with the tail) it decodes; any cut inside is refused. */
+	CHECK(try_decode(PROTO_RESULT, buf_ptr(b), plain) == 0,
+	    "a RESULT that stops before the site plan is one without it");
+	for (size_t cut = plain + 1; cut < buf_len(b); cut++)
+		if (try_decode(PROTO_RESULT, buf_ptr(b), cut) != DS_ERR_PROTO)
+			cut_bad++;
+	CHECK(cut_bad == 0, "all %zu cuts inside the site plan refused (%zu accepted)",
+	    buf_len(b) - plain - 1, cut_bad);
+	{
+		uint8_t *p = malloc(buf_len(b) + 1);
+
+		memcpy(p, buf_ptr(b), buf_len(b));
+		p[buf_len(b)] = 0;
+		CHECK(try_decode(PROTO_RESULT, p, buf_len(b) + 1) == DS_ERR_PROTO,
+		    "a trailing byte after the site plan is refused");
+		for (size_t pos = plain; pos < buf_len(b); pos++)
+			for (int bit = 0; bit < 8; bit++, flips++) {
+				p[pos] ^= (uint8_t)(1u << bit);
+				try_decode(PROTO_RESULT, p, buf_len(b));
+				p[pos] ^= (uint8_t)(1u << bit);
+			}
+		/* The kind byte of the first entry: after the count and the name (u32 length, bytes). */
+		p[plain + 4 + 4 + strlen("backend")] = PROTO_RESTART_MAX + 1;
+		CHECK(try_decode(PROTO_RESULT, p, buf_len(b)) == DS_ERR_PROTO,
+		    "an unknown restart kind is refused");
+		memcpy(p, buf_ptr(b), buf_len(b));
+		/* A count beyond what the frame holds, refused before allocating. */
+		memset(p + plain, 0xff, 4);
+		CHECK(try_decode(PROTO_RESULT, p, buf_len(b)) == DS_ERR_PROTO,
+		    "a huge site plan count is refused");
+		free(p);
+	}
+	CHECK(flips > 0, "%zu bit flips in the site plan decoded without a crash", flips);
+	buf_free(b);
+
+	bad = r;
+	bad.restarts = bad_items;
+	bad.nrestarts = 1;
+	bad_items[0] = restarts[0];
+	bad_items[0].why = "../etc/passwd";
+	b = siteplan_encode(&bad, &plain);
+	CHECK(b != NULL && try_decode(PROTO_RESULT, buf_ptr(b), buf_len(b)) == DS_ERR_PROTO,
+	    "a reason that is not a clean path is refused");
+	buf_free(b);
+	bad_items[0] = restarts[0];
+	bad_items[0].name = "";
+	b = siteplan_encode(&bad, &plain);
+	CHECK(b != NULL && try_decode(PROTO_RESULT, buf_ptr(b), buf_len(b)) == DS_ERR_PROTO,
+	    "an empty service name is refused");
+	buf_free(b);
+	bad_items[0] = restarts[0];
+	bad_items[0].kind = 7;
+	CHECK(siteplan_encode(&bad, &plain) == NULL, "the encoder refuses an unknown kind");
+	bad.nrestarts = PROTO_LIST_MAX + 1;
+	CHECK(siteplan_encode(&bad, &plain) == NULL, "and a list over PROTO_LIST_MAX");
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	{
+		char *log = captured_log();
+
+		CHECK(strstr(log, "test: RESULT frame: bad restart kind in the site plan") != NULL,
+		    "errors name the RESULT frame and the site plan");
+		free(log);
+	}
+}
+
 int
 main(void)
 {
@@ -517,5 +653,6 @@ main(void)
 	tap_run("restore", test_restore);
 	tap_run("frames", test_frames);
 	tap_run("xport", test_xport);
+	tap_run("siteplan", test_siteplan);
 	return tap_done();
 }
