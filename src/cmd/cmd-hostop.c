@@ -116,6 +116,32 @@ cmd_resolve_hosts(const struct config *config, char *const *names, size_t nnames
 	return r == DS_ERR_NOTFOUND ? DS_ERR_USAGE : r;	/* an unknown name: exit 2 */
 }
 
+int
+cmd_resolve_targets(const struct config *config, char *const *names, size_t nnames,
+    const struct config_host ***hosts, size_t *count)
+{
+	/* One site per process: the entry its own commands act on. */
+	static struct config_host self;
+	char *me = config->site.host != NULL ? config->site.host : config->site.upstream;
+
+	if (config->site.upstream == NULL)
+		return cmd_resolve_hosts(config, names, nnames, hosts, count);
+	for (size_t i = 0; i < nnames; i++) {
+		if (strcmp(names[i], me) != 0 && strcmp(names[i], config->site.upstream) != 0) {
+			log_error("%s: '%s': this is the config of site %s, which acts only on "
+			    "itself (name %s, or no host)", config->file, names[i], me, me);
+			return DS_ERR_USAGE;
+		}
+	}
+	self = *config_host(config, config->site.upstream);
+	self.address = NULL;	/* its target is here, whatever link the upstream has */
+	self.name = me;
+	*hosts = xcalloc(1, sizeof(**hosts));
+	(*hosts)[0] = &self;
+	*count = 1;
+	return 0;
+}
+
 /* One host's session of OP, its failure printed once (in REP, by the caller). */
 static int
 host_op_one(const struct config *config, const struct config_host *host, int op,
@@ -228,12 +254,13 @@ cmd_host_op(int argc, char **argv, const struct config *config,
 		}
 		goto usage;
 	}
-	if (argc - optind < 1)
-		goto usage;
-	if ((r = cmd_resolve_hosts(config, argv + optind, (size_t)(argc - optind), &hosts,
+	if (argc - optind < 1 && config->site.upstream == NULL)
+		goto usage;	/* a site's own config may name none: itself */
+	if ((r = cmd_resolve_targets(config, argv + optind, (size_t)(argc - optind), &hosts,
 	    &nhosts)) != 0)
 		return r;
-	if (argc - optind > 1 || config_host(config, argv[optind]) == NULL) {
+	if (argc - optind > 1 || (config->site.upstream == NULL &&
+	    config_host(config, argv[optind]) == NULL)) {
 		r = host_op_many(config, hosts, nhosts, op, &o);
 		free(hosts);
 		return r;

@@ -132,7 +132,7 @@ releases_hosts(const struct config *config, char **names, size_t nnames,
 	size_t n = 0;
 	int r, failed = 0;
 
-	if ((r = cmd_resolve_hosts(config, names, nnames, &hosts, &n)) != 0)
+	if ((r = cmd_resolve_targets(config, names, nnames, &hosts, &n)) != 0)
 		return r;
 	for (size_t i = 0; i < n; i++) {
 		struct report_errors held;
@@ -192,7 +192,8 @@ releases_exec(int argc, char **argv, const struct config *config)
 			return DS_ERR_USAGE;
 		}
 	}
-	if (optind != argc) {
+	/* At a site (site.yml), the releases are the site's: it has no store. */
+	if (optind != argc || config->site.upstream != NULL) {
 		so.json = json;
 		return releases_hosts(config, argv + optind, (size_t)(argc - optind), &so);
 	}

@@ -301,7 +301,7 @@ status_exec(int argc, char **argv, const struct config *config)
 	sc.config = config;
 	sc.lock_timeout = o.lock_timeout;
 	/* No name: every host. */
-	if ((r = cmd_resolve_hosts(config, argv, (size_t)argc, &hosts, &nhosts)) != 0)
+	if ((r = cmd_resolve_targets(config, argv, (size_t)argc, &hosts, &nhosts)) != 0)
 		return r;
 	/* Only to name what a site never applied holds: status works without a store. */
 	if (access(config->distribution.store, F_OK) == 0 &&

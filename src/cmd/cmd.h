@@ -73,6 +73,16 @@ int	cmd_resolve_hosts(const struct config *config, char *const *names, size_t nn
 	    const struct config_host ***hosts, size_t *count);
 
 /*
+ * cmd_resolve_hosts for the commands that act on a site (status, releases,
+ * rollback, verify): with a site's own config (site:), the one site itself,
+ * named by site.host or its upstream's entry (or no name), its target local
+ * whatever link the upstream has; any other name is DS_ERR_USAGE (logged).
+ * The site's entry is static: one site per process.
+ */
+int	cmd_resolve_targets(const struct config *config, char *const *names, size_t nnames,
+	    const struct config_host ***hosts, size_t *count);
+
+/*
  * Runs a one-host session of OP (PROTO_OP_ROLLBACK or PROTO_OP_VERIFY) for
  * the command ENTRY: parses [--no-restart] [--release ID] (rollback only)
  * [--lock-timeout S] [--json] HOST|GROUP..., prints the report (several

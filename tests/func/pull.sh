@@ -188,4 +188,24 @@ ok "the site got the pinned release 1.0, not the latest" \
     test "$(tree_digest site/distribution)" = "$(tree_digest dist-r1)"
 cp "$T_DIR/authorized_keys.open" "$up_keys"
 
+# At the site, its own config acts on the site itself: status, releases,
+# verify and rollback need no link (the upstream here is unreachable, so
+# nothing went over SSH), and name the site, not the upstream.
+sed 's/address: 127.0.0.1/address: 192.0.2.1/; s/connect_timeout: 10/connect_timeout: 1/' \
+    site.yml > site-offline.yml
+L() { "$DISTSYNC" -c "$T_DIR/site-offline.yml" "$@"; }
+expect_exit 0 "site: status with no host" L status
+keep
+ok "site: status names the site and its release" out_has "^kirehe  *yes  *1.0"
+expect_exit 0 "site: releases with no host lists the site's" L releases
+keep
+ok "site: releases says what it holds" out_has "^kirehe: current 1.0"
+expect_exit 0 "site: verify kirehe" L verify kirehe
+expect_exit 0 "site: rollback (no host)" L rollback --no-restart
+keep
+ok "site: rolled back on the site itself" out_has "^kirehe: rollback 1.0 -> "
+expect_exit 2 "site: another host is refused" L verify elsewhere
+keep
+ok "site: it says the config acts only on the site" out_has "this is the config of site kirehe"
+
 done_testing
