@@ -96,16 +96,22 @@ restore_begin(void *arg, const struct proto_restored *rd)
 	if (o->fd == -1) {
 		log_errno("%s", o->tmp);
 		free(o->tmp);
-		o->tmp = NULL;
+		free(o->final);
+		o->tmp = o->final = NULL;
 	}
 	return o->fd;
 }
 
-/* Puts the verified temp file in place: over --to FILE, never over an existing default name. */
+/*
+ * Puts the verified temp file in place: over --to FILE, never over an
+ * existing default name. The mode is the site's word: its permission bits
+ * only -- a setuid, setgid or sticky bit would make the copy the site chose
+ * run as whoever restores it.
+ */
 static int
 keep(struct restore_out *o, const struct proto_restored *rd)
 {
-	if (fchmod(o->fd, (mode_t)rd->mode) == -1 || fsync(o->fd) == -1) {
+	if (fchmod(o->fd, (mode_t)(rd->mode & 0777)) == -1 || fsync(o->fd) == -1) {
 		log_errno("%s", o->tmp);
 		return DS_ERR_SYSTEM;
 	}
@@ -149,7 +155,7 @@ restore_end(void *arg, const struct proto_restored *rd, int ok)
 	}
 	if (ok && (r = keep(o, rd)) == 0) {
 		printf("%s: %s from backup set %s -> %s (mode %04o, %" PRIu64 " bytes)\n",
-		    o->host, path, set, o->final, rd->mode, rd->size);
+		    o->host, path, set, o->final, rd->mode & 0777, rd->size);
 		o->done++;
 	}
 	if (o->tmp != NULL && (!ok || r != 0 || o->to == NULL))
