@@ -243,5 +243,8 @@ expect_exit 0 "named other: verify other acts on the site itself" N verify other
 expect_exit 0 "named other: releases other lists the site's" N releases other
 ok "named other: no host entry was reached over SSH" no_mark
 check "named other: the other entry's target was never made" "[ ! -e '$T_DIR/other' ]"
+# The control: a pull does reach the upstream, and its remote_command leaves the mark.
+expect_exit 1 "marked: a pull reaches the upstream's remote_command (which fails)" M pull
+check "marked: the mark a reach over SSH leaves is there" "[ -e '$T_DIR/reached-central' ]"
 
 done_testing
