@@ -13,6 +13,7 @@
 #include "autoconf.h"
 
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -83,6 +84,30 @@ default_name(const char *path)
 	return xasprintf("%s" RESTORED_SUFFIX, base != NULL ? base + 1 : path);
 }
 
+/*
+ * Is there room for the size the site declares where it is written? The
+ * size is the site's word, checked against the content only at its end: a
+ * hostile site must not fill this filesystem first. Logs when not.
+ */
+static int
+room_for(const struct restore_out *o, const struct proto_restored *rd)
+{
+	char need[32], have[32];
+	struct statvfs sv;
+	uint64_t avail;
+
+	if (fstatvfs(o->fd, &sv) == -1)
+		return 1;	/* cannot tell: the write fails when it must */
+	avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+	if (rd->size <= avail)
+		return 1;
+	util_format_bytes(rd->size, need, sizeof(need));
+	util_format_bytes(avail, have, sizeof(have));
+	log_error("%s: %s is declared as %s but only %s are free there; nothing written",
+	    o->host, o->final, need, have);
+	return 0;
+}
+
 static int
 restore_begin(void *arg, const struct proto_restored *rd)
 {
@@ -93,8 +118,14 @@ restore_begin(void *arg, const struct proto_restored *rd)
 	o->final = o->to != NULL ? xstrdup(o->to) : default_name(rd->path);
 	o->tmp = xasprintf("%s.distsync-tmp.%ld", o->final, (long)getpid());
 	o->fd = open(o->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (o->fd == -1) {
+	if (o->fd == -1)
 		log_errno("%s", o->tmp);
+	else if (!room_for(o, rd)) {
+		(void)unlink(o->tmp);
+		close(o->fd);
+		o->fd = -1;
+	}
+	if (o->fd == -1) {
 		free(o->tmp);
 		free(o->final);
 		o->tmp = o->final = NULL;

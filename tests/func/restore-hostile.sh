@@ -3,10 +3,11 @@
 # over SSH as the host's remote_command where `distsync serve` would be):
 # - restore: a path not asked for, one with ../ or /, content larger than
 #   declared or not matching its SHA-256, more files than asked, a mode with
-#   file type bits -- each refused, nothing written (no NAME.restored, no
-#   temp file, nothing outside); a setuid mode is written without it; an
-#   existing ./NAME.restored, even a dangling symlink, is never replaced or
-#   written through.
+#   file type bits, a size larger than the free space (then content without
+#   end) -- each refused, nothing written (no NAME.restored, no temp file,
+#   nothing outside); a setuid mode is written without it; an existing
+#   ./NAME.restored, even a dangling symlink, is never replaced or written
+#   through.
 # - plan HOST: a site plan whose service names, reasons, run_once runs,
 #   pending work and drift carry terminal escapes is printed escaped.
 . "$top_srcdir/tests/func/lib.sh"
@@ -21,7 +22,7 @@ HOME="$T_DIR/home"
 unset SSH_AUTH_SOCK
 export HOME
 sshd_start a || { echo "not ok 1 - sshd starts"; echo "1..1"; exit 1; }
-MODES="other dotdot absolute overlong wronghash extra setuid filetype plan"
+MODES="other dotdot absolute overlong wronghash extra setuid filetype huge plan"
 {
 	printf 'distribution:\n  name: test\n  source: dist\n  store: .distsync\nhosts:\n'
 	for m in $MODES; do
@@ -51,6 +52,7 @@ check "absolute: nothing written at the absolute path" "[ ! -e /tmp/hostile-site
 refused overlong 'more content than RESTORED declared'
 refused wronghash 'does not match its size and SHA-256'
 refused filetype 'RESTORED frame: bad mode'
+refused huge 'app.yml.restored is declared as .* but only .* are free there; nothing written'
 
 # More files than asked: the one asked for is kept, the extra one is refused.
 mkdir -p "$T_DIR/work/extra"

@@ -14,6 +14,7 @@
  *   extra      the path asked for, then RESTORED for extra.txt, then RESULT
  *   setuid     the path asked for with mode 04755
  *   filetype   the path asked for with mode 0120777 (a symlink's type bits)
+ *   huge       the path asked for declaring 2^62 bytes, then content without end
  * For a dry-run push (plan HOST), MODE "plan" answers with a site plan whose
  * service names, reasons, run_once runs, pending work and drift carry
  * terminal escapes, and a service of every kind.
@@ -65,6 +66,21 @@ send_content(struct xport *x, const void *data, size_t len)
 	buf_put(b, data, len);
 	if ((r = proto_send(x, PROTO_DATA, b)) == 0)
 		r = proto_send(x, PROTO_OBJECT_END, NULL);
+	buf_free(b);
+	return r;
+}
+
+/* One DATA frame of a megabyte of zeros. */
+static int
+send_content_chunk(struct xport *x)
+{
+	struct buf *b = buf_new(PROTO_FRAME_MAX);
+	uint8_t *dst;
+	int r;
+
+	buf_reserve(b, PROTO_CHUNK_MAX, &dst);
+	memset(dst, 0, PROTO_CHUNK_MAX);
+	r = proto_send(x, PROTO_DATA, b);
 	buf_free(b);
 	return r;
 }
@@ -132,6 +148,12 @@ restore(struct xport *x, struct buf *in, const char *mode)
 		r = send_file(x, path, 04755);
 	else if (strcmp(mode, "filetype") == 0)
 		r = send_file(x, path, 0120777);
+	else if (strcmp(mode, "huge") == 0) {
+		/* Until the initiator hangs up: a disk filler. */
+		if ((r = send_restored(x, path, 0644, UINT64_C(1) << 62, h)) == 0)
+			while ((r = send_content_chunk(x)) == 0)
+				;
+	}
 	else
 		r = DS_ERR_USAGE;
 	proto_msg_free(&m);
