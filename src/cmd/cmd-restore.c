@@ -206,33 +206,26 @@ out:
 /*
  * The host entry to restore on: HOST in the config, or with a site's own
  * config (site:), this site itself, whose target is local whatever link
- * the upstream entry holds.
+ * the upstream entry holds (cmd_resolve_targets). Another name, or a
+ * group, is DS_ERR_USAGE (logged).
  */
 static int
 restore_host(const struct config *config, const char *name, struct config_host *out)
 {
-	const struct config_host *h;
+	const struct config_host **hosts = NULL;
+	char *names[] = { (char *)(uintptr_t)name };
+	size_t n = 0;
+	int r;
 
-	if (config->site.upstream != NULL) {
-		if (strcmp(name, config->site.upstream) != 0 &&
-		    (config->site.host == NULL || strcmp(name, config->site.host) != 0)) {
-			log_error("%s is the config of site %s: restore %s PATH here",
-			    config->file, config->site.host ? config->site.host :
-			    config->site.upstream, config->site.host ? config->site.host :
-			    config->site.upstream);
-			return DS_ERR_NOTFOUND;
-		}
-		*out = *config_host(config, config->site.upstream);
-		out->address = NULL;
-		if (config->site.host != NULL)
-			out->name = config->site.host;
-		return 0;
+	if (config->site.upstream == NULL && config_host(config, name) == NULL) {
+		log_error("%s: no host named '%s' (restore takes one host, not a group)",
+		    config->file, name);
+		return DS_ERR_USAGE;
 	}
-	if ((h = config_host(config, name)) == NULL) {
-		log_error("no host named '%s' in %s", name, config->file);
-		return DS_ERR_NOTFOUND;
-	}
-	*out = *h;
+	if ((r = cmd_resolve_targets(config, names, 1, &hosts, &n)) != 0)
+		return r;
+	*out = *hosts[0];
+	free(hosts);
 	return 0;
 }
 

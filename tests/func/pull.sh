@@ -230,7 +230,7 @@ for op in status verify rollback releases; do
 done
 expect_exit 2 "marked: status all is refused" M status all
 expect_exit 2 "marked: verify of the site and another host is refused" M verify kirehe other
-expect_exit 1 "marked: restore from another host entry is refused" \
+expect_exit 2 "marked: restore from another host entry is refused" \
 	sh -c "cd '$T_DIR' && '$DISTSYNC' -c site-marked.yml restore other openmrs_config/x"
 ok "marked: no host entry was reached over SSH" no_mark
 # The site calls itself by another entry's name: that name is the site itself.
