@@ -46,6 +46,33 @@ strv_append(char ***v, size_t *n, char *s)
 	(*v)[*n] = NULL;
 }
 
+/*
+ * What failed, in one line for the summary: NAME, the output's first line
+ * (the command, its exit and last word; or what the health check saw) and,
+ * when it adds something, the output's last line (a health log's reason).
+ * Caller frees.
+ */
+static char *
+failure_line(const char *name, const char *output)
+{
+	size_t first, end, start;
+
+	if (output == NULL)
+		return xasprintf("%s failed", name);
+	first = strcspn(output, "\n");
+	end = strlen(output);
+	while (end > first && (output[end - 1] == '\n' || output[end - 1] == ' '))
+		end--;
+	start = end;
+	while (start > first && output[start - 1] != '\n')
+		start--;
+	if (start <= first || end - start > 200 ||
+	    memmem(output, first, output + start, end - start) != NULL)
+		return xasprintf("%s failed: %.*s", name, (int)first, output);
+	return xasprintf("%s failed: %.*s: %.*s", name, (int)first, output, (int)(end - start),
+	    output + start);
+}
+
 /* The services that restarted healthy, the runs, and the health word, from what ran. */
 static void
 report_restarts(const struct restart_report *rr, int r, struct finish_report *out)
@@ -65,8 +92,7 @@ report_restarts(const struct restart_report *rr, int r, struct finish_report *ou
 			strv_append(&out->services, &out->nservices, xstrdup(o->name));
 	}
 	if (r != 0 && rr->failed != NULL)
-		out->health = xasprintf("%s failed%s%s", rr->failed,
-		    rr->failed_output ? ": " : "", rr->failed_output ? rr->failed_output : "");
+		out->health = failure_line(rr->failed, rr->failed_output);
 	else if (r != 0)
 		out->health = xstrdup("failed");
 	else

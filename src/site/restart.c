@@ -574,6 +574,30 @@ health_wait(const struct command_ctx *ctx, const struct config_service *s,
 	return r;
 }
 
+/*
+ * The last line a command printed that says something (trailing blank
+ * lines skipped), at most 200 bytes, or NULL: caller frees.
+ */
+static char *
+last_line(const char *out)
+{
+	size_t end, start;
+
+	if (out == NULL)
+		return NULL;
+	end = strlen(out);
+	while (end > 0 && (out[end - 1] == '\n' || out[end - 1] == '\r' || out[end - 1] == ' '))
+		end--;
+	if (end == 0)
+		return NULL;
+	start = end;
+	while (start > 0 && out[start - 1] != '\n')
+		start--;
+	if (end - start > 200)
+		start = end - 200;
+	return xstrndup(out + start, end - start);
+}
+
 /* Restarts one service and waits for its health; *output gets the failure's text. */
 static int
 restart_one(const struct command_ctx *ctx, const struct restart_item *it, int *unhealthy,
@@ -610,15 +634,20 @@ restart_one(const struct command_ctx *ctx, const struct restart_item *it, int *u
 	}
 	if (r != 0) {
 		char *cmd = s->command ? spawn_argv_string(s->command) : xstrdup("compose restart");
+		char *said = last_line(res.output);
+
+		/* The command's own last word says why: in the log line and the reason. */
 		if (r != DS_ERR_CONFIG)
-			log_error("host %s: service %s: %s failed: %s (exit %d)", ctx->host->name, s->name,
-			    cmd, ds_strerror(r), res.exit_code);
+			log_error("host %s: service %s: %s failed: %s (exit %d)%s%s", ctx->host->name,
+			    s->name, cmd, ds_strerror(r), res.exit_code, said ? ": " : "",
+			    said ? said : "");
 		if (res.output == NULL)	/* compose was not even started */
 			*output = xasprintf("%s: %s", cmd, r == DS_ERR_CONFIG ?
 			    "the host has no compose directory" : "no docker compose found");
 		else
-			*output = xasprintf("%s: %s (exit %d)\n%s", cmd, ds_strerror(r),
-			    res.exit_code, res.output);
+			*output = xasprintf("%s: %s (exit %d)%s%s\n%s", cmd, ds_strerror(r),
+			    res.exit_code, said ? ": " : "", said ? said : "", res.output);
+		free(said);
 		free(cmd);
 		if (r != DS_ERR_CONFIG)
 			r = DS_ERR_CHILD;

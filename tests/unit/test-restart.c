@@ -313,6 +313,11 @@ test_run(void)
 	    strstr(report.failed_output, "cannot restart") != NULL &&
 	    strstr(report.failed_output, "exit 4") != NULL,
 	    "a failing restart command is reported with its output");
+#define FIRST_LINE "sh -c 'echo cannot restart; exit 4': command failed (exit 4): cannot restart\n"
+	CHECK(report.failed_output != NULL &&
+	    strncmp(report.failed_output, FIRST_LINE, strlen(FIRST_LINE)) == 0,
+	    "its first line says the command, its exit and its last word: %s",
+	    report.failed_output ? report.failed_output : "(none)");
 	{
 		char *buf = NULL;
 		size_t len = 0;
