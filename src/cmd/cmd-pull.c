@@ -403,8 +403,18 @@ restore_hint(const struct config *config, const struct proto_result *res)
 	free(cmd);
 }
 
+/* What pull's command line asked. */
+struct pull_args {
+	struct cmd_session_opts o;
+	int		 quiet;
+	unsigned	 random_delay, total, idle, retries;
+	uint64_t	 bwlimit;
+	int		 have_bw, have_idle, have_retries;
+};
+
+/* Parses pull's options into A: 0, 1 when --help was printed, or DS_ERR_USAGE (logged). */
 static int
-pull_exec(int argc, char **argv, const struct config *unused)
+pull_args_parse(int argc, char **argv, struct pull_args *a)
 {
 	static const struct option options[] = {
 		{ "quiet", no_argument, NULL, 'q' },
@@ -420,71 +430,58 @@ pull_exec(int argc, char **argv, const struct config *unused)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	const char *file = cmd_config_file ? cmd_config_file : SITE_CONFIG_DEFAULT, *why;
-	struct cmd_session_opts o;
-	struct pull_send_options so;
-	struct retry_hooks hooks;
-	struct config *config = NULL;
-	const struct config_host *up;
-	struct pull p;
-	struct proto_result *res = &p.result;
-	unsigned random_delay = 0, total = 0, idle = 0, retries = 0;
-	uint64_t bwlimit = 0;
-	char line[1024];
-	int ch, quiet = 0, have_bw = 0, have_idle = 0, have_retries = 0, lock_fd = -1, r;
+	const char *why;
+	int ch, r;
 
-	(void)unused;
-	memset(&p, 0, sizeof(p));
-	memset(&so, 0, sizeof(so));
-	memset(&hooks, 0, sizeof(hooks));
-	cmd_session_defaults(&o);
+	memset(a, 0, sizeof(*a));
+	cmd_session_defaults(&a->o);
 	while ((ch = getopt_long(argc, argv, "hq", options, NULL)) != -1) {
-		if ((r = cmd_session_option(ch, optarg, &o)) < 0)
+		if ((r = cmd_session_option(ch, optarg, &a->o)) < 0)
 			return r;
 		if (r == 1)
 			continue;
 		switch (ch) {
 		case 'q':
-			quiet = 1;
+			a->quiet = 1;
 			break;
 		case 'D':
-			if (util_parse_uint(optarg, RANDOM_DELAY_MAX, &random_delay) != 0) {
+			if (util_parse_uint(optarg, RANDOM_DELAY_MAX, &a->random_delay) != 0) {
 				log_error("--random-delay: '%s' is not a number of seconds "
 				    "(0..%u)", optarg, RANDOM_DELAY_MAX);
 				return DS_ERR_USAGE;
 			}
 			break;
 		case 'b':
-			if (config_parse_bwlimit(optarg, &bwlimit, &why) != 0) {
+			if (config_parse_bwlimit(optarg, &a->bwlimit, &why) != 0) {
 				log_error("--bwlimit: '%s': %s", optarg, why ? why : "invalid");
 				return DS_ERR_USAGE;
 			}
-			have_bw = 1;
+			a->have_bw = 1;
 			break;
 		case 't':
-			if (util_parse_uint(optarg, 7 * 86400, &total) != 0) {
+			if (util_parse_uint(optarg, 7 * 86400, &a->total) != 0) {
 				log_error("--timeout: '%s' is not a number of seconds", optarg);
 				return DS_ERR_USAGE;
 			}
 			break;
 		case 'i':
-			if (util_parse_uint(optarg, 86400, &idle) != 0 || idle == 0) {
+			if (util_parse_uint(optarg, 86400, &a->idle) != 0 || a->idle == 0) {
 				log_error("--idle-timeout: '%s' is not a number of seconds "
 				    "(1..86400)", optarg);
 				return DS_ERR_USAGE;
 			}
-			have_idle = 1;
+			a->have_idle = 1;
 			break;
 		case 'T':
-			if (util_parse_uint(optarg, 1000, &retries) != 0) {
+			if (util_parse_uint(optarg, 1000, &a->retries) != 0) {
 				log_error("--retries: '%s' is not a number (0..1000)", optarg);
 				return DS_ERR_USAGE;
 			}
-			have_retries = 1;
+			a->have_retries = 1;
 			break;
 		case 'h':
 			cmd_help(&cmd_pull_entry, pull_options);
-			return 0;
+			return 1;
 		default:
 			cmd_usage(&cmd_pull_entry, pull_options);
 			return DS_ERR_USAGE;
@@ -494,104 +491,152 @@ pull_exec(int argc, char **argv, const struct config *unused)
 		cmd_usage(&cmd_pull_entry, pull_options);
 		return DS_ERR_USAGE;
 	}
-	if (quiet && log_get_level() > LOG_LEVEL_ERROR)
-		log_set_level(LOG_LEVEL_ERROR);
-	if ((r = config_load(file, &config)) != 0)
-		return r;
-	hint_set_config(file);	/* the commands it suggests name this site.yml */
+	return 0;
+}
+
+/*
+ * The pull of CONFIG's site as A asks: the upstream entry with the command
+ * line's overrides, what the upstream is asked (SO). DS_ERR_CONFIG or
+ * DS_ERR_USAGE (logged) when it cannot be.
+ */
+static int
+pull_setup(struct pull *p, const struct pull_args *a, const struct config *config,
+    struct pull_send_options *so)
+{
 	if (config->site.upstream == NULL) {
 		log_error("%s: no site: section: pull needs site: {upstream: HOST, repository: "
-		    "FILE, host: NAME}", file);
-		r = DS_ERR_CONFIG;
-		goto out;
+		    "FILE, host: NAME}", config->file);
+		return DS_ERR_CONFIG;
 	}
-	up = config_host(config, config->site.upstream);
-	p.config = config;
-	p.host = *up;
-	if (have_bw)
-		p.host.bwlimit = bwlimit;
-	if (have_idle)
-		p.host.idle_timeout = idle;
-	if (have_retries)
-		p.host.retries = retries;
+	p->config = config;
+	p->host = *config_host(config, config->site.upstream);
+	if (a->have_bw)
+		p->host.bwlimit = a->bwlimit;
+	if (a->have_idle)
+		p->host.idle_timeout = a->idle;
+	if (a->have_retries)
+		p->host.retries = a->retries;
 	/* This site's commands see its own name (DISTSYNC_HOST, the messages). */
-	p.site = p.host;
-	p.site.name = config->site.host;
-	so.host = config->site.host;
-	so.release = o.release;
-	so.flags = o.flags;
-	p.flags = o.flags & (PROTO_FLAG_DRY_RUN | PROTO_FLAG_NO_RESTART);
-	so.lock_timeout = o.lock_timeout;
-	p.lock_timeout = o.lock_timeout;
-	so.bwlimit = p.host.bwlimit;
-	if (o.release != NULL && p.host.mirrors != NULL && p.host.mirrors[0] != NULL) {
+	p->site = p->host;
+	p->site.name = config->site.host;
+	p->flags = a->o.flags & (PROTO_FLAG_DRY_RUN | PROTO_FLAG_NO_RESTART);
+	p->lock_timeout = a->o.lock_timeout;
+	if (a->o.release != NULL && p->host.mirrors != NULL && p->host.mirrors[0] != NULL) {
 		log_error("--release: a site that pulls from mirrors takes the release its "
 		    "channel (%s) points at", config->distribution.channel);
-		r = DS_ERR_USAGE;
-		goto out;
+		return DS_ERR_USAGE;
 	}
+	so->host = config->site.host;
+	so->release = a->o.release;
+	so->flags = a->o.flags;
+	so->lock_timeout = a->o.lock_timeout;
+	so->bwlimit = p->host.bwlimit;
 	/*
 	 * The idle limit is the site's to enforce, on what arrives: the
 	 * upstream's writes may wait a whole SSH window (1-2 MB, a minute at
 	 * 256 kbit/s) on a healthy link, so it keeps the repository's limit.
 	 */
-	so.idle_timeout = 0;
-	p.remote_args = remote_args(config, &so);
+	so->idle_timeout = 0;
+	p->remote_args = remote_args(config, so);
+	return 0;
+}
+
+/* The attempts, under the lock, the --timeout and live progress on a terminal. */
+static int
+pull_run(struct pull *p, const struct pull_args *a, int *lock_fd)
+{
+	struct retry_hooks hooks;
+	int r;
+
+	memset(&hooks, 0, sizeof(hooks));
 	signal(SIGPIPE, SIG_IGN);
-	if (random_delay > 0) {
-		unsigned ms = (unsigned)((uint64_t)retry_random() * random_delay * 1000 /
+	if (a->random_delay > 0) {
+		unsigned ms = (unsigned)((uint64_t)retry_random() * a->random_delay * 1000 /
 		    UINT32_MAX);
 
 		log_info("waiting %u.%u s first (--random-delay)", ms / 1000, ms % 1000 / 100);
 		retry_sleep_ms(ms, 0);
 	}
-	if ((r = take_pull_lock(&p.host, &lock_fd)) != 0)
-		goto report;
-	if (total > 0) {
+	if ((r = take_pull_lock(&p->host, lock_fd)) != 0)
+		return r;
+	if (a->total > 0) {
 		/* The clock starts after the random delay: it bounds the work. */
-		hooks.deadline_ns = retry_now_ns() + (uint64_t)total * 1000000000u;
+		hooks.deadline_ns = retry_now_ns() + (uint64_t)a->total * 1000000000u;
 		signal(SIGALRM, on_alarm);
-		alarm(total);
+		alarm(a->total);
 	}
-	if (!quiet && progress_mode_for(stderr) == PROGRESS_TTY) {
+	if (!a->quiet && progress_mode_for(stderr) == PROGRESS_TTY) {
 		/* A person watching: bytes, rate, percent and ETA, redrawn in place. */
-		p.prog = progress_new(stderr, PROGRESS_TTY, "pull", 1);
+		p->prog = progress_new(stderr, PROGRESS_TTY, "pull", 1);
 		/* The row names this site: its log lines are read beside others'. */
-		p.slot = progress_host_begin(p.prog, config->site.host != NULL ?
-		    config->site.host : p.host.name);
-		progress_take_log(p.prog);
+		p->slot = progress_host_begin(p->prog, p->site.name != NULL ? p->site.name :
+		    p->host.name);
+		progress_take_log(p->prog);
 	}
 	interrupt_install();	/* Ctrl-C: the transfer stops; the summary says where */
-	r = retry_run(p.host.name, p.host.retries, p.host.retry_max_wait, pull_attempt, &p,
+	r = retry_run(p->host.name, p->host.retries, p->host.retry_max_wait, pull_attempt, p,
 	    &hooks, NULL);
 	alarm(0);
-	progress_free(p.prog);
-	p.prog = NULL;
-report:
-	summary(&p, r, line, sizeof(line));
-	log_syslog_event("%s", line);
-	if (r != 0 || !quiet || changed(res)) {
-		printf("%s\n", line);
-		if (res->nservices > 0) {
-			printf("  restarted:");
-			for (size_t i = 0; i < res->nservices; i++)
-				printf(" %s", res->services[i]);
-			printf(" (health: %s)\n", res->health ? res->health : "?");
-		}
-		for (size_t i = 0; i < res->ndrift; i++) {
-			/* A name a release made: escaped, as every peer's string is. */
-			char *path = util_printable(res->drift[i], 0);
+	progress_free(p->prog);
+	p->prog = NULL;
+	return r;
+}
 
-			printf("  drift   %s (changed here since the last apply; %s)\n", path,
-			    (res->flags & PROTO_FLAG_DRY_RUN) ? "would be overwritten" :
-			    "overwritten");
-			free(path);
-		}
-		if (r == 0 && res->ndrift > 0 && !(res->flags & PROTO_FLAG_DRY_RUN))
-			restore_hint(config, res);
-		fflush(stdout);
+/* The summary line (syslog too) and, unless quiet and unchanged, what it did. */
+static void
+pull_print(const struct pull *p, int r, int quiet)
+{
+	const struct proto_result *res = &p->result;
+	char line[1024];
+
+	summary(p, r, line, sizeof(line));
+	log_syslog_event("%s", line);
+	if (r == 0 && quiet && !changed(res))
+		return;
+	printf("%s\n", line);
+	if (res->nservices > 0) {
+		printf("  restarted:");
+		for (size_t i = 0; i < res->nservices; i++)
+			printf(" %s", res->services[i]);
+		printf(" (health: %s)\n", res->health ? res->health : "?");
 	}
-out:
+	for (size_t i = 0; i < res->ndrift; i++) {
+		/* A name a release made: escaped, as every peer's string is. */
+		char *path = util_printable(res->drift[i], 0);
+
+		printf("  drift   %s (changed here since the last apply; %s)\n", path,
+		    (res->flags & PROTO_FLAG_DRY_RUN) ? "would be overwritten" : "overwritten");
+		free(path);
+	}
+	if (r == 0 && res->ndrift > 0 && !(res->flags & PROTO_FLAG_DRY_RUN))
+		restore_hint(p->config, res);
+	fflush(stdout);
+}
+
+static int
+pull_exec(int argc, char **argv, const struct config *unused)
+{
+	const char *file = cmd_config_file ? cmd_config_file : SITE_CONFIG_DEFAULT;
+	struct pull_send_options so;
+	struct pull_args a;
+	struct config *config = NULL;
+	struct pull p;
+	int lock_fd = -1, r;
+
+	(void)unused;
+	memset(&p, 0, sizeof(p));
+	memset(&so, 0, sizeof(so));
+	if ((r = pull_args_parse(argc, argv, &a)) != 0)
+		return r == 1 ? 0 : r;
+	if (a.quiet && log_get_level() > LOG_LEVEL_ERROR)
+		log_set_level(LOG_LEVEL_ERROR);
+	if ((r = config_load(file, &config)) != 0)
+		return r;
+	hint_set_config(file);	/* the commands it suggests name this site.yml */
+	if ((r = pull_setup(&p, &a, config, &so)) == 0) {
+		r = pull_run(&p, &a, &lock_fd);
+		pull_print(&p, r, a.quiet);
+	}
 	if (lock_fd >= 0)
 		close(lock_fd);
 	proto_result_free(&p.result);

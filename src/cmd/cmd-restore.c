@@ -13,6 +13,7 @@
 #include "autoconf.h"
 
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -83,6 +84,30 @@ default_name(const char *path)
 	return xasprintf("%s" RESTORED_SUFFIX, base != NULL ? base + 1 : path);
 }
 
+/*
+ * Is there room for the size the site declares where it is written? The
+ * size is the site's word, checked against the content only at its end: a
+ * hostile site must not fill this filesystem first. Logs when not.
+ */
+static int
+room_for(const struct restore_out *o, const struct proto_restored *rd)
+{
+	char need[32], have[32];
+	struct statvfs sv;
+	uint64_t avail;
+
+	if (fstatvfs(o->fd, &sv) == -1)
+		return 1;	/* cannot tell: the write fails when it must */
+	avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+	if (rd->size <= avail)
+		return 1;
+	util_format_bytes(rd->size, need, sizeof(need));
+	util_format_bytes(avail, have, sizeof(have));
+	log_error("%s: %s is declared as %s but only %s are free there; nothing written",
+	    o->host, o->final, need, have);
+	return 0;
+}
+
 static int
 restore_begin(void *arg, const struct proto_restored *rd)
 {
@@ -93,19 +118,31 @@ restore_begin(void *arg, const struct proto_restored *rd)
 	o->final = o->to != NULL ? xstrdup(o->to) : default_name(rd->path);
 	o->tmp = xasprintf("%s.distsync-tmp.%ld", o->final, (long)getpid());
 	o->fd = open(o->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (o->fd == -1) {
+	if (o->fd == -1)
 		log_errno("%s", o->tmp);
+	else if (!room_for(o, rd)) {
+		(void)unlink(o->tmp);
+		close(o->fd);
+		o->fd = -1;
+	}
+	if (o->fd == -1) {
 		free(o->tmp);
-		o->tmp = NULL;
+		free(o->final);
+		o->tmp = o->final = NULL;
 	}
 	return o->fd;
 }
 
-/* Puts the verified temp file in place: over --to FILE, never over an existing default name. */
+/*
+ * Puts the verified temp file in place: over --to FILE, never over an
+ * existing default name. The mode is the site's word: its permission bits
+ * only -- a setuid, setgid or sticky bit would make the copy the site chose
+ * run as whoever restores it.
+ */
 static int
 keep(struct restore_out *o, const struct proto_restored *rd)
 {
-	if (fchmod(o->fd, (mode_t)rd->mode) == -1 || fsync(o->fd) == -1) {
+	if (fchmod(o->fd, (mode_t)(rd->mode & 0777)) == -1 || fsync(o->fd) == -1) {
 		log_errno("%s", o->tmp);
 		return DS_ERR_SYSTEM;
 	}
@@ -149,7 +186,7 @@ restore_end(void *arg, const struct proto_restored *rd, int ok)
 	}
 	if (ok && (r = keep(o, rd)) == 0) {
 		printf("%s: %s from backup set %s -> %s (mode %04o, %" PRIu64 " bytes)\n",
-		    o->host, path, set, o->final, rd->mode, rd->size);
+		    o->host, path, set, o->final, rd->mode & 0777, rd->size);
 		o->done++;
 	}
 	if (o->tmp != NULL && (!ok || r != 0 || o->to == NULL))
@@ -169,33 +206,26 @@ out:
 /*
  * The host entry to restore on: HOST in the config, or with a site's own
  * config (site:), this site itself, whose target is local whatever link
- * the upstream entry holds.
+ * the upstream entry holds (cmd_resolve_targets). Another name, or a
+ * group, is DS_ERR_USAGE (logged).
  */
 static int
 restore_host(const struct config *config, const char *name, struct config_host *out)
 {
-	const struct config_host *h;
+	const struct config_host **hosts = NULL;
+	char *names[] = { (char *)(uintptr_t)name };
+	size_t n = 0;
+	int r;
 
-	if (config->site.upstream != NULL) {
-		if (strcmp(name, config->site.upstream) != 0 &&
-		    (config->site.host == NULL || strcmp(name, config->site.host) != 0)) {
-			log_error("%s is the config of site %s: restore %s PATH here",
-			    config->file, config->site.host ? config->site.host :
-			    config->site.upstream, config->site.host ? config->site.host :
-			    config->site.upstream);
-			return DS_ERR_NOTFOUND;
-		}
-		*out = *config_host(config, config->site.upstream);
-		out->address = NULL;
-		if (config->site.host != NULL)
-			out->name = config->site.host;
-		return 0;
+	if (config->site.upstream == NULL && config_host(config, name) == NULL) {
+		log_error("%s: no host named '%s' (restore takes one host, not a group)",
+		    config->file, name);
+		return DS_ERR_USAGE;
 	}
-	if ((h = config_host(config, name)) == NULL) {
-		log_error("no host named '%s' in %s", name, config->file);
-		return DS_ERR_NOTFOUND;
-	}
-	*out = *h;
+	if ((r = cmd_resolve_targets(config, names, 1, &hosts, &n)) != 0)
+		return r;
+	*out = *hosts[0];
+	free(hosts);
 	return 0;
 }
 

@@ -963,9 +963,18 @@ run_restore(struct sender *s, struct proto_found *found)
 			s->report->result = m.u.result;
 			return m.u.result.status != 0 ? m.u.result.status : DS_ERR_PROTO;
 		}
-		if (m.type != PROTO_RESTORED || strcmp(m.u.restored.path, rq->paths[i]) != 0) {
+		if (m.type != PROTO_RESTORED) {
 			log_error("%s: expected RESTORED for %s, got %s", s->x->peer, rq->paths[i],
 			    proto_type_name(m.type));
+			proto_msg_free(&m);
+			return DS_ERR_PROTO;
+		}
+		if (strcmp(m.u.restored.path, rq->paths[i]) != 0) {
+			char *sent = util_printable(m.u.restored.path, 0);
+
+			log_error("%s: sent %s where %s was asked for: refused, nothing written",
+			    s->x->peer, sent, rq->paths[i]);
+			free(sent);
 			proto_msg_free(&m);
 			return DS_ERR_PROTO;
 		}

@@ -208,4 +208,43 @@ expect_exit 2 "site: another host is refused" L verify elsewhere
 keep
 ok "site: it says the config acts only on the site" out_has "this is the config of site kirehe"
 
+# A site.yml that names other hosts reaches none of them: every entry's
+# remote_command here (on a live sshd) leaves a mark, and status, releases,
+# verify and rollback either act on the site itself or refuse (exit 2).
+marked_yml() {
+	sed -e "s|remote_command: .*|remote_command: touch $T_DIR/reached-central; false|" \
+	    -e "s/host: kirehe}/host: $1}/" -e '/^site:/d' site.yml
+	printf '  other:\n    address: 127.0.0.1\n    port: %s\n    user: %s\n' \
+	    "$(sshd_port up)" "$(id -un)"
+	printf '    identity: %s\n    known_hosts: %s\n' "$SSHD_CLIENT_KEY" "$SSHD_KNOWN_HOSTS"
+	printf '    remote_command: touch %s/reached-other; false\n' "$T_DIR"
+	printf '    path: %s/other/distribution\n' "$T_DIR"
+	sed -n "s/host: kirehe}/host: $1}/; /^site:/p" site.yml
+}
+no_mark() { [ ! -e "$T_DIR/reached-central" ] && [ ! -e "$T_DIR/reached-other" ]; }
+marked_yml kirehe > site-marked.yml
+M() { "$DISTSYNC" -c "$T_DIR/site-marked.yml" "$@"; }
+expect_exit 0 "marked: status with no host acts here" M status
+for op in status verify rollback releases; do
+	expect_exit 2 "marked: $op of another host entry is refused" M $op other
+done
+expect_exit 2 "marked: status all is refused" M status all
+expect_exit 2 "marked: verify of the site and another host is refused" M verify kirehe other
+expect_exit 2 "marked: restore from another host entry is refused" \
+	sh -c "cd '$T_DIR' && '$DISTSYNC' -c site-marked.yml restore other openmrs_config/x"
+ok "marked: no host entry was reached over SSH" no_mark
+# The site calls itself by another entry's name: that name is the site itself.
+marked_yml other > site-named-other.yml
+N() { "$DISTSYNC" -c "$T_DIR/site-named-other.yml" "$@"; }
+expect_exit 0 "named other: status other acts on the site itself" N status other
+keep
+ok "named other: it shows the site's target" out_has "^other  *yes "
+expect_exit 0 "named other: verify other acts on the site itself" N verify other
+expect_exit 0 "named other: releases other lists the site's" N releases other
+ok "named other: no host entry was reached over SSH" no_mark
+check "named other: the other entry's target was never made" "[ ! -e '$T_DIR/other' ]"
+# The control: a pull does reach the upstream, and its remote_command leaves the mark.
+expect_exit 1 "marked: a pull reaches the upstream's remote_command (which fails)" M pull
+check "marked: the mark a reach over SSH leaves is there" "[ -e '$T_DIR/reached-central' ]"
+
 done_testing

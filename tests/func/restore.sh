@@ -157,7 +157,7 @@ mkdir -p "$T_DIR/work/pull"
 expect_exit 0 "pull site: the printed command runs as printed" sh -c "cd '$T_DIR/work/pull' && $cmd"
 check "pull site: it gives the content found back" \
 	"[ \"\$(sha256sum < '$T_DIR/work/pull/app.yml.restored')\" = '$found' ]"
-expect_exit 1 "pull site: another host name is refused" \
+expect_exit 2 "pull site: another host name is refused (a usage error)" \
 	"$DISTSYNC" -c "$T_DIR/site.yml" restore other openmrs_config/app.yml
 
 # A push to many hosts: the summary says which host's drift was overwritten,

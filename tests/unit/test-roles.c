@@ -400,6 +400,9 @@ enum {
 	SITE_APPLIED = 4,	/* release 1 applied, then a file edited (drift) */
 	SITE_LOCKED = 8,	/* another process holds the target's lock */
 	SITE_STATE_LINK = 16,	/* the default state directory is a planted symlink */
+	SITE_BACKED = 32,	/* backup set 1 keeps dir/f (drifted), only and a symlink */
+	SITE_PARENT_LINK = 64,	/* t/dir is a planted symlink to outside/ */
+	SITE_OBJECT_LINK = 128,	/* set 1's copy of dir/f is a planted symlink to outside/ */
 };
 
 struct refusal {
@@ -981,6 +984,142 @@ s_eof_mid_object(struct site *s)
 	return r;
 }
 
+/* -- RESTORE (PROTO_OP_RESTORE): the peer names paths and a backup set -- */
+
+/* HELLO, OPEN for a restore, then a RESTORE frame of PAYLOAD (put by hand). */
+static int
+send_restore_raw(struct site *s, struct buf *payload)
+{
+	int r;
+
+	if ((r = send_hello(s)) == 0 && (r = send_open(s, PROTO_OP_RESTORE, 0, NULL)) == 0)
+		r = proto_send(s->x, PROTO_RESTORE, payload);
+	buf_free(payload);
+	return r;
+}
+
+/* RESTORE of one PATH from set BACKUP ("": the newest), by hand: the encoder checks nothing. */
+static int
+send_restore(struct site *s, const char *backup, int in_place, const char *path)
+{
+	struct buf *b = buf_new(PROTO_FRAME_MAX);
+
+	buf_put_cstring(b, backup);
+	buf_put_u8(b, (uint8_t)in_place);
+	buf_put_u32(b, 1);
+	buf_put_cstring(b, path);
+	return send_restore_raw(s, b);
+}
+
+static int
+s_restore_dotdot(struct site *s)
+{
+	return send_restore(s, "", 0, "../outside/secret");
+}
+
+static int
+s_restore_inner_dotdot(struct site *s)
+{
+	return send_restore(s, "", 1, "dir/../../outside/x");
+}
+
+static int
+s_restore_absolute(struct site *s)
+{
+	return send_restore(s, "", 0, "/etc/passwd");
+}
+
+static int
+s_restore_newline(struct site *s)
+{
+	return send_restore(s, "", 0, "dir/f\nonly");
+}
+
+static int
+s_restore_nul(struct site *s)
+{
+	struct buf *b = buf_new(PROTO_FRAME_MAX);
+	static const char path[] = "only\0../../etc/passwd";
+
+	buf_put_cstring(b, "");
+	buf_put_u8(b, 0);
+	buf_put_u32(b, 1);
+	buf_put_string(b, path, sizeof(path) - 1);
+	return send_restore_raw(s, b);
+}
+
+static int
+s_restore_huge_count(struct site *s)
+{
+	struct buf *b = buf_new(PROTO_FRAME_MAX);
+
+	buf_put_cstring(b, "");
+	buf_put_u8(b, 0);
+	buf_put_u32(b, UINT32_MAX);
+	buf_put_cstring(b, "only");
+	return send_restore_raw(s, b);
+}
+
+static int
+s_restore_no_path(struct site *s)
+{
+	struct buf *b = buf_new(PROTO_FRAME_MAX);
+
+	buf_put_cstring(b, "");
+	buf_put_u8(b, 0);
+	buf_put_u32(b, 0);
+	return send_restore_raw(s, b);
+}
+
+static int
+s_restore_bad_flag(struct site *s)
+{
+	return send_restore(s, "", 2, "only");
+}
+
+static int
+s_restore_backup_dotdot(struct site *s)
+{
+	return send_restore(s, "..", 0, "only");
+}
+
+static int
+s_restore_backup_slash(struct site *s)
+{
+	return send_restore(s, "../../outside", 0, "only");
+}
+
+static int
+s_restore_not_offered(struct site *s)
+{
+	s->caps &= ~(uint64_t)PROTO_CAP_RESTORE;
+	return send_restore(s, "", 0, "only");
+}
+
+static int
+s_restore_in_place(struct site *s)
+{
+	return send_restore(s, "", 1, "dir/f");
+}
+
+static int
+s_restore_symlink(struct site *s)
+{
+	return send_restore(s, "1", 0, "link");
+}
+
+static int
+s_restore_dir_f(struct site *s)
+{
+	return send_restore(s, "", 0, "dir/f");
+}
+
+static int
+s_restore_never_kept(struct site *s)
+{
+	return send_restore(s, "", 1, "dir/never");
+}
+
 static const struct refusal refusals[] = {
 	/* Frames (proto.c), any time. */
 	{ "a frame over 16 MiB", 0, s_oversize_frame, PROTO_ERROR, DS_ERR_PROTO,
@@ -1088,6 +1227,39 @@ static const struct refusal refusals[] = {
 	    "is neither staged nor present" },
 	{ "COMMIT over drift with --fail-on-drift", SITE_APPLIED, s_commit_drift,
 	    PROTO_RESULT, DS_ERR_DRIFT, "refusing (--fail-on-drift)" },
+	/* RESTORE: paths and a set named by the peer; nothing read or written outside. */
+	{ "RESTORE of ../outside/secret", 0, s_restore_dotdot, PROTO_ERROR, DS_ERR_PROTO,
+	    "RESTORE frame: backtracking component '..'" },
+	{ "RESTORE in place of dir/../../outside/x", 0, s_restore_inner_dotdot, PROTO_ERROR,
+	    DS_ERR_PROTO, "RESTORE frame: backtracking component '..'" },
+	{ "RESTORE of an absolute path", 0, s_restore_absolute, PROTO_ERROR, DS_ERR_PROTO,
+	    "RESTORE frame: absolute path" },
+	{ "RESTORE of a path with a newline", 0, s_restore_newline, PROTO_ERROR, DS_ERR_PROTO,
+	    "RESTORE frame: newline in path" },
+	{ "RESTORE of a path with a NUL", 0, s_restore_nul, PROTO_ERROR, DS_ERR_PROTO,
+	    "holds NUL" },
+	{ "RESTORE of 2^32 - 1 paths", 0, s_restore_huge_count, PROTO_ERROR, DS_ERR_PROTO,
+	    "list count is larger than the frame" },
+	{ "RESTORE of no path", 0, s_restore_no_path, PROTO_ERROR, DS_ERR_PROTO,
+	    "RESTORE frame: no path" },
+	{ "RESTORE with an in-place flag of 2", 0, s_restore_bad_flag, PROTO_ERROR,
+	    DS_ERR_PROTO, "RESTORE frame: bad in-place flag" },
+	{ "RESTORE from backup set ..", SITE_BACKED, s_restore_backup_dotdot, PROTO_ERROR,
+	    DS_ERR_INVALID, "'..' is not a backup set's id" },
+	{ "RESTORE from backup set ../../outside", SITE_BACKED, s_restore_backup_slash,
+	    PROTO_ERROR, DS_ERR_INVALID, "is not a backup set's id" },
+	{ "RESTORE from a peer that did not offer it", 0, s_restore_not_offered, PROTO_ERROR,
+	    DS_ERR_PROTO, "asked for a restore without offering it" },
+	{ "RESTORE in place while the lock is held", SITE_BACKED | SITE_LOCKED,
+	    s_restore_in_place, PROTO_ERROR, DS_ERR_LOCKED, "locked by" },
+	{ "RESTORE of a symlink the set keeps", SITE_BACKED, s_restore_symlink, PROTO_ERROR,
+	    DS_ERR_NOTKEPT, "link: backup set 1 keeps no copy of it" },
+	{ "RESTORE of a path no set keeps", SITE_BACKED, s_restore_never_kept, PROTO_ERROR,
+	    DS_ERR_NOTKEPT, "dir/never: no backup set keeps a copy of it" },
+	{ "RESTORE in place under a planted symlink", SITE_BACKED | SITE_PARENT_LINK,
+	    s_restore_in_place, PROTO_ERROR, DS_ERR_SYSTEM, "/t/dir/f:" },
+	{ "RESTORE of a kept copy that is a planted symlink", SITE_BACKED | SITE_OBJECT_LINK,
+	    s_restore_dir_f, PROTO_ERROR, DS_ERR_NOTKEPT, "dir/f: no backup set keeps" },
 };
 
 /* Reads the receiver's answer: its type, code and message (caller frees). */
@@ -1138,6 +1310,58 @@ apply_and_drift(struct site *s)
 		return r;
 	(void)t;
 	return tap_write_file("t/only", "edited\n", 7);
+}
+
+/*
+ * Release 1 (only, dir/f, link -> only) applied, dir/f edited by hand,
+ * then release 2 applied over it: backup set 1 keeps the drifted dir/f,
+ * only, and the symlink (as a symlink: no copy a restore could send).
+ */
+static int
+apply_and_back_up(struct site *s)
+{
+	struct report rep;
+	int exit_status, r;
+
+	mkdir("r1", 0755);
+	mkdir("r1/dir", 0755);
+	mkdir("r2", 0755);
+	mkdir("r2/dir", 0755);
+	mkdir("outside", 0755);
+	if (tap_write_file("r1/only", "first\n", 6) != 0 ||
+	    tap_write_file("r1/dir/f", "f one\n", 6) != 0 || symlink("only", "r1/link") != 0 ||
+	    tap_write_file("r2/only", "second\n", 7) != 0 ||
+	    tap_write_file("r2/dir/f", "f two\n", 6) != 0 || symlink("dir/f", "r2/link") != 0)
+		return -1;
+	if ((r = make_release(s->store, "r1", "1")) != 0 ||
+	    (r = make_release(s->store, "r2", "2")) != 0)
+		return r;
+	r = push(s->config, s->store, "1", 0, &rep, &exit_status);
+	report_release(&rep);
+	if (r != 0)
+		return r;
+	if (tap_write_file("t/dir/f", "f edited\n", 9) != 0)
+		return -1;
+	r = push(s->config, s->store, "2", 0, &rep, &exit_status);
+	report_release(&rep);
+	return r;
+}
+
+/* SITE_OBJECT_LINK: set 1's copy of the drifted dir/f becomes a symlink to outside/secret. */
+static int
+plant_object_link(void)
+{
+	char hex[HASH_HEX_LEN + 1], *rel;
+	uint8_t h[HASH_LEN];
+	int r;
+
+	hash_bytes("f edited\n", 9, h);
+	hash_to_hex(h, hex);
+	rel = xasprintf(".t.distsync/backup/1/objects/%s", hex);
+	r = tap_write_file("outside/secret", "f edited\n", 9) != 0 || unlink(rel) != 0 ||
+	    symlink(abs_path("outside/secret", 3), rel) != 0 ? -1 : 0;
+	free(rel);
+	return r;
 }
 
 /* The lock holder of SITE_LOCKED: a child holding the target open. */
@@ -1202,6 +1426,14 @@ run_refusal(const struct refusal *c, size_t i)
 	}
 	if (c->setup & SITE_APPLIED)
 		CHECK(apply_and_drift(&s) == 0, "%s: release 1 applied, then edited", c->name);
+	if (c->setup & SITE_BACKED)
+		CHECK(apply_and_back_up(&s) == 0, "%s: release 2 applied over drift: set 1 kept",
+		    c->name);
+	if (c->setup & SITE_PARENT_LINK)
+		CHECK(rename("t/dir", "dir-moved") == 0 && symlink("../outside", "t/dir") == 0,
+		    "%s: t/dir -> ../outside", c->name);
+	if (c->setup & SITE_OBJECT_LINK)
+		CHECK(plant_object_link() == 0, "%s: set 1's copy -> outside/secret", c->name);
 	if (c->setup & SITE_LOCKED)
 		CHECK((holder = hold_lock()) > 0, "%s: another process holds the lock", c->name);
 	if (c->setup & SITE_STATE_LINK) {
@@ -1236,6 +1468,19 @@ run_refusal(const struct refusal *c, size_t i)
 	if (c->setup & SITE_STATE_LINK)
 		CHECK(count_files("elsewhere", "") == 0, "%s: nothing was written through it",
 		    c->name);
+	if (c->setup & SITE_BACKED)
+		CHECK(count_files("outside", "") == ((c->setup & SITE_OBJECT_LINK) ? 1 : 0),
+		    "%s: nothing was written outside the target", c->name);
+	if (c->setup & SITE_OBJECT_LINK) {
+		char secret[16] = "";
+		FILE *fp = fopen("outside/secret", "r");
+		size_t len = fp != NULL ? fread(secret, 1, sizeof(secret), fp) : 0;
+
+		if (fp != NULL)
+			fclose(fp);
+		CHECK(len == 9 && memcmp(secret, "f edited\n", 9) == 0,
+		    "%s: outside/secret is as it was", c->name);
+	}
 	{
 		struct stat st;
 
@@ -1260,6 +1505,138 @@ test_refusals(void)
 	for (size_t i = 0; i < sizeof(refusals) / sizeof(refusals[0]); i++)
 		run_refusal(&refusals[i], i);
 	alarm(0);
+}
+
+/* ---- a restore that is held, not refused ---- */
+
+/* Does the file PATH hold exactly TEXT? */
+static int
+file_is(const char *path, const char *text)
+{
+	char buf[256];
+	FILE *fp = fopen(path, "r");
+	size_t len;
+
+	if (fp == NULL)
+		return 0;
+	len = fread(buf, 1, sizeof(buf), fp);
+	fclose(fp);
+	return len == strlen(text) && memcmp(buf, text, len) == 0;
+}
+
+/*
+ * Reads the receiver's HELLO, RESTORED for PATH, then its content (unless
+ * IN_PLACE) into *got (caller frees).
+ */
+static int
+read_restored(struct site *s, const char *path, int in_place, char **got, size_t *len)
+{
+	struct proto_msg m;
+	struct buf *content = buf_new(0);
+	int r;
+
+	*got = NULL;
+	*len = 0;
+	if ((r = proto_recv_msg(s->x, PROTO_HELLO, s->payload, &m)) != 0)
+		goto out;
+	proto_msg_free(&m);
+	if ((r = proto_recv_msg(s->x, PROTO_RESTORED, s->payload, &m)) != 0)
+		goto out;
+	r = strcmp(m.u.restored.path, path) == 0 ? 0 : DS_ERR_PROTO;
+	proto_msg_free(&m);
+	while (r == 0 && !in_place) {
+		if ((r = proto_recv_msg(s->x, 0, s->payload, &m)) != 0)
+			break;
+		if (m.type == PROTO_OBJECT_END)
+			break;
+		if (m.type == PROTO_DATA)
+			buf_put(content, m.data, m.data_len);
+		else
+			r = DS_ERR_PROTO;
+		proto_msg_free(&m);
+	}
+	if (r == 0) {
+		*len = buf_len(content);
+		*got = xmalloc(*len + 1);
+		memcpy(*got, buf_ptr(content), *len);
+		(*got)[*len] = '\0';
+	}
+out:
+	buf_free(content);
+	return r;
+}
+
+/*
+ * What the refusals' planted symlinks stand beside: the kept copy of a
+ * drifted file is sent as the set kept it, and put back in place over a
+ * symlink planted at its own name -- the symlink is replaced, never
+ * followed, so the file it pointed at outside the target is untouched.
+ */
+static void
+test_restore_held(void)
+{
+	struct site s;
+	char *got = NULL, *message = NULL;
+	size_t len;
+	int code;
+
+	alarm(120);
+	memset(&s, 0, sizeof(s));
+	s.caps = PROTO_CAP_ALL;
+	mkdir("repo", 0755);
+	s.config = make_config("t");
+	if (s.config == NULL || store_open(abs_path("repo/.distsync", 0), 1, &s.store) != 0) {
+		CHECK(0, "config and store");
+		goto out;
+	}
+	s.ro.config = s.config;
+	s.ro.host = config_host(s.config, "site");
+	CHECK(apply_and_back_up(&s) == 0, "release 2 applied over drift: set 1 kept");
+
+	/* Sent: the drifted copy set 1 kept, the tree left alone. */
+	CHECK(site_start(&s) == 0 && send_restore(&s, "", 0, "dir/f") == 0,
+	    "RESTORE of dir/f sent");
+	CHECK(read_restored(&s, "dir/f", 0, &got, &len) == 0 && got != NULL &&
+	    strcmp(got, "f edited\n") == 0, "the content sent is the drifted copy (%s)",
+	    got != NULL ? got : "none");
+	free(got);
+	got = NULL;
+	CHECK(read_answer(&s, &code, &message) == PROTO_RESULT && code == 0,
+	    "RESULT 0 (%d)", code);
+	free(message);
+	message = NULL;
+	CHECK(site_stop(&s) == 0, "the receiver exits 0");
+	CHECK(file_is("t/dir/f", "f two\n"), "the tree is left alone");
+
+	/* In place, over a symlink planted at the file's own name. */
+	CHECK(tap_write_file("outside/target", "untouched\n", 10) == 0 && unlink("t/dir/f") == 0 &&
+	    symlink(abs_path("outside/target", 3), "t/dir/f") == 0,
+	    "t/dir/f -> outside/target");
+	CHECK(site_start(&s) == 0 && send_restore(&s, "1", 1, "dir/f") == 0,
+	    "RESTORE in place of dir/f sent");
+	CHECK(read_restored(&s, "dir/f", 1, &got, &len) == 0, "RESTORED dir/f");
+	free(got);
+	got = NULL;
+	CHECK(read_answer(&s, &code, &message) == PROTO_RESULT && code == 0,
+	    "RESULT 0 (%d)", code);
+	free(message);
+	message = NULL;
+	CHECK(site_stop(&s) == 0, "the receiver exits 0");
+	CHECK(file_is("outside/target", "untouched\n"),
+	    "the file the symlink pointed at is untouched");
+	{
+		struct stat st;
+
+		CHECK(lstat("t/dir/f", &st) == 0 && S_ISREG(st.st_mode) &&
+		    file_is("t/dir/f", "f edited\n"),
+		    "t/dir/f is a regular file again, holding the drifted copy");
+	}
+	CHECK(count_files("outside", "") == 1 && count_files("t/dir", "distsync-restore") == 0,
+	    "nothing else written, no temp file left");
+out:
+	alarm(0);
+	store_free(s.store);
+	config_free(s.config);
 }
 
 /* ---- sessions that must work ---- */
@@ -1881,6 +2258,7 @@ main(void)
 	if (getenv("DS_TEST_VERBOSE") == NULL)
 		log_set_level(LOG_LEVEL_SILENT);
 	tap_run("roles-refusals", test_refusals);
+	tap_run("roles-restore-held", test_restore_held);
 	tap_run("roles-honest", test_honest);
 	tap_run("roles-deltas-cache", test_deltas_cache);
 	tap_run("roles-rsync-uncached", test_rsync_uncached);
