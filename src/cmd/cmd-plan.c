@@ -127,7 +127,9 @@ print_services(const struct proto_result *sp)
 		if (it->kind == PROTO_RESTART_NONE)
 			printf("  not restarted %s (restart: none): %s changed\n", name, why);
 		else {
-			printf("  restart %s%s: %s changed\n", name,
+			/* Worded as restart_describe words a local plan. */
+			printf("  %s %s%s: %s changed\n",
+			    it->kind == PROTO_RESTART_RELOAD ? "reload" : "restart", name,
 			    it->kind == PROTO_RESTART_RELOAD ? " (reload_on)" : "", why);
 			nrestart++;
 		}

@@ -48,9 +48,10 @@ static const char push_options[] =
     "                      and passed their health checks\n"
     "  --max-failures K    start no new host after K failures (the rest: not started)\n"
     "  --retry-failed      push only the hosts that failed in the last push's report\n"
-    "With several hosts the first goes alone, then the rest at once: the encodings\n"
-    "it leaves in the store's delta cache serve every other host.\n"
-    "  -h, --help          this help\n";
+    "  -h, --help          this help\n"
+    "\n"
+    "With several hosts, up to N start at once; the store's delta cache makes each\n"
+    "encoding once, for every host that needs it.\n";
 
 /*
  * One host's push, in whichever process runs it: connect, send, apply, with

@@ -281,8 +281,18 @@ restore_exec(int argc, char **argv, const struct config *config)
 			goto usage;
 		}
 	}
-	if (argc - optind < 2 || (out.to != NULL && (out.in_place || argc - optind != 2)))
+	if (argc - optind < 2) {
+		log_error("restore: give a host and at least one path");
 		goto usage;
+	}
+	if (out.to != NULL && out.in_place) {
+		log_error("restore: --to and --in-place exclude each other");
+		goto usage;
+	}
+	if (out.to != NULL && argc - optind != 2) {
+		log_error("restore: --to takes one path");
+		goto usage;
+	}
 	rq.in_place = (uint8_t)out.in_place;
 	rq.paths = argv + optind + 1;
 	rq.npaths = (size_t)(argc - optind - 1);
@@ -338,7 +348,7 @@ usage:
 
 const struct cmd_entry cmd_restore_entry = {
 	.name = "restore",
-	.usage = "[--backup ID] [--to FILE | --in-place] [--lock-timeout S] HOST PATH...",
+	.usage = "[--backup ID | --release ID] [--to FILE | --in-place] [--lock-timeout S] HOST PATH...",
 	.summary = "get back a file a host's backup set keeps (drift an apply overwrote)",
 	.needs_config = 1,
 	.exec = restore_exec,

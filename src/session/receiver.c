@@ -227,8 +227,9 @@ resolve_host(struct receiver *rc)
 		rc->trusted = rc->config = rc->opt->site_config;
 		rc->trusted_host = rc->host = site_entry(rc->trusted, rc->open.host);
 		if (rc->host == NULL) {
-			log_error("%s: the site configuration has no entry for host %s (name it so, "
-			    "or keep one hosts: entry)", rc->trusted->file, rc->open.host);
+			log_error("%s: the site configuration has no hosts: entry for this site: "
+			    "add one named %s (as the repository names the host), or keep a "
+			    "single hosts: entry", rc->trusted->file, rc->open.host);
 			return DS_ERR_CONFIG;
 		}
 		rc->pins = pins_of(rc->host);

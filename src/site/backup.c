@@ -140,7 +140,9 @@ backup_load(struct target *t, const char *id, struct manifest **m, struct manife
 	*m = NULL;
 	*found = NULL;
 	if (access(file, F_OK) == -1) {
-		log_error("%s: the backup of release %s is gone (keep_backups)", target_dir(t), id);
+		log_error("%s: no backup of release %s is kept (never replaced here, or "
+		    "pruned by keep_backups); 'distsync releases HOST' lists those kept",
+		    target_dir(t), id);
 		r = DS_ERR_NOTFOUND;
 		goto out;
 	}

@@ -161,7 +161,7 @@ ok "release 3" D release --version 3
 expect_exit 0 "plan remote for release 3" D plan remote
 keep
 ok "frontend restarts for its reload_on file" \
-	out_has "^  restart frontend (reload_on): frontend/index.html changed$"
+	out_has "^  reload frontend (reload_on): frontend/index.html changed$"
 
 # A group: one plan per host. The plain site has no configuration of its own:
 # nothing restarts there, whatever the initiator's says.

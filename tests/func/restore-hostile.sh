@@ -93,7 +93,7 @@ expect_exit 0 "plan of a hostile site" D plan h-plan
 cp "$T_DIR/.last.out" "$T_DIR/plan.out"
 check "no escape byte reaches the terminal" "! grep -q '$ESC' '$T_DIR/plan.out'"
 ok "service names are shown escaped" grep -q -F 'restart web\x1b]0;pwned\x07\x1b[2J\x1b[31m: conf/\x1b]0;pwned' "$T_DIR/plan.out"
-ok "a reload is shown escaped" grep -q -F 'restart db\x1b]0;pwned\x07\x1b[2J\x1b[31m (reload_on)' "$T_DIR/plan.out"
+ok "a reload is shown escaped" grep -q -F 'reload db\x1b]0;pwned\x07\x1b[2J\x1b[31m (reload_on)' "$T_DIR/plan.out"
 ok "a service not restarted is shown escaped" grep -q -F 'not restarted idle\x1b]0;pwned' "$T_DIR/plan.out"
 ok "run_once runs are shown escaped" grep -q -F 'run_once[0] \x1b]0;pwned' "$T_DIR/plan.out"
 ok "pending work is shown escaped" grep -q -F 'pending: pending \x1b]0;pwned' "$T_DIR/plan.out"

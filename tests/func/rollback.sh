@@ -77,7 +77,7 @@ assert steps[:2] == [('2026.12.1', 1), ('2026.12.0', 2)], steps
 	expect_exit 1 "$h: rollback --release of a state not kept fails" \
 		D rollback --release 1999.1 $h
 	keep
-	ok "$h: and says the backup is gone" out_has "the backup of release 1999.1 is gone"
+	ok "$h: and says no backup of it is kept" out_has "no backup of release 1999.1 is kept"
 	check "$h: the tree is unchanged" "[ \"\$(cat $tree/app.txt)\" = 'app 2026.12.0' ]"
 	expect_exit 2 "$h: --release takes a release id" D rollback --release ../x $h
 done

@@ -86,13 +86,18 @@ mkdir -p work
 work=$T_DIR/work
 
 # The cues: what a line in parentheses asks for.
+# No signing keys, as the cue says (trust.sh covers signed releases).
+cue_unsigned() {
+	sed -i -e '/^  signing_key:/d; /^  signing_passphrase_file:/d; /^  timestamp_key:/d' \
+	    "$work/distsync.yml" &&
+	! grep -q 'signing_key\|timestamp_key' "$work/distsync.yml"
+}
+
 cue_config() {
 	# rwandaemr.yml as an admin adapts it: kirehe is the loopback sshd, the
 	# target under the test's directory, the site's own configuration beside
-	# it; no signing keys here (trust.sh covers signed releases), owner and
-	# group left to the user the test runs as.
-	sed -e '/^  signing_key:/d; /^  signing_passphrase_file:/d; /^  timestamp_key:/d' \
-	    -e "s|^  user: openmrs|  user: $(id -un)|" \
+	# it; owner and group left to the user the test runs as.
+	sed -e "s|^  user: openmrs|  user: $(id -un)|" \
 	    -e "s|^  port: 22|  port: $port|" \
 	    -e "s|^  path: /opt/openmrs/distribution|  path: $site|" \
 	    -e "s|^  compose: /opt/openmrs|  compose: $T_DIR/site|" \
@@ -180,6 +185,7 @@ while IFS= read -r line <&3; do
 	"# ("*)
 		case $line in
 		*"copy rwandaemr.yml"*) ok "cue: $line" cue_config ;;
+		*"unsigned: delete signing_key"*) ok "cue: $line" cue_unsigned ;;
 		*"release's files in dist/"*) ok "cue: $line" cue_dist ;;
 		*"add a module"*) ok "cue: $line" cue_module ;;
 		*"edits a file on kirehe by hand"*) ok "cue: $line" cue_edit; hand_edit=1 ;;
