@@ -231,7 +231,6 @@ serve_exec(int argc, char **argv, const struct config *config)
 	struct pull_send_options ps;
 	int send = 0;
 	struct receiver_options ro;
-	struct config *site = NULL;
 	const char *site_file = NULL;
 	struct xport *x;
 	struct stat st;
@@ -295,16 +294,13 @@ serve_exec(int argc, char **argv, const struct config *config)
 		log_error("--root %s: not a directory", ro.root);
 		return DS_ERR_USAGE;
 	}
-	if (site_file != NULL) {
-		if ((r = config_load(site_file, &site)) != 0)
-			return r;
-		ro.site_config = site;
-	}
+	/* Loaded in the session: a file that does not load is told to the initiator. */
+	ro.site_config_file = site_file;
 	signal(SIGPIPE, SIG_IGN);
 	x = xport_fd_new(STDIN_FILENO, STDOUT_FILENO, "initiator");
 	r = receiver_run(x, &ro);
 	xport_free(x);
-	config_free(site);
+
 	return r;
 }
 

@@ -223,8 +223,13 @@ resolve_host(struct receiver *rc)
 		rc->pins = pins_of(rc->host);
 		return 0;
 	}
-	if (rc->opt->site_config != NULL) {
+	if (rc->opt->site_config == NULL && rc->opt->site_config_file != NULL) {
+		if ((r = config_load(rc->opt->site_config_file, &rc->own_config)) != 0)
+			return r;
+		rc->trusted = rc->config = rc->own_config;
+	} else if (rc->opt->site_config != NULL)
 		rc->trusted = rc->config = rc->opt->site_config;
+	if (rc->trusted != NULL) {
 		rc->trusted_host = rc->host = site_entry(rc->trusted, rc->open.host);
 		if (rc->host == NULL) {
 			log_error("%s: the site configuration has no hosts: entry for this site: "

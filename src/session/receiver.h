@@ -47,6 +47,12 @@ struct receiver_options {
 	 * runs.
 	 */
 	const struct config *site_config;
+	/*
+	 * Or the file to load it from, in the session (serve): a file that does
+	 * not load is the session's error, told to the initiator (an ERROR, not
+	 * a dropped link it would retry).
+	 */
+	const char	*site_config_file;
 	uint32_t	 force_flags;	/* PROTO_FLAG_DRY_RUN/NO_RESTART the site itself asked for */
 	unsigned	 ops;		/* operations the peer may ask for, 1 << PROTO_OP_*; 0: all */
 	const char	*root;		/* serve --root: targets must be under it; NULL: any */

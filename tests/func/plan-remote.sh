@@ -55,6 +55,9 @@ YML
 	sshd_host_yml a plain "$T_DIR/plain/distribution"
 	printf '    groups: [fleet]\n'
 	sshd_host_yml a never "$T_DIR/never/here/distribution"
+	sshd_host_yml a noconf "$T_DIR/noconf/distribution"
+	printf '    retries: 3\n'
+	printf '    site_config: %s\n' "$T_DIR/no-such-site.yml"
 } > distsync.yml
 D() { "$DISTSYNC" "$@"; }
 keep() { cp "$T_DIR/.last.out" "$T_DIR/out"; }
@@ -219,5 +222,12 @@ assert j['services'] is None and j['run_once'] is None and j['added'] == 3, j
 else
 	echo "# an older site's fallback is not checked: DISTSYNC_OLD names no older build"
 fi
+
+# A site whose own config does not load says so at once: an error from the
+# site, not a dropped link the initiator retries.
+expect_exit 2 "a site whose site_config is missing: plan fails, a configuration error" D plan noconf
+keep
+ok "the message names the missing file" out_has "no-such-site.yml"
+ok "in one attempt, not retried as a lost link" sh -c "! grep -q 'attempt\|retrying' '$T_DIR/out'"
 
 done_testing
