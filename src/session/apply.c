@@ -247,6 +247,7 @@ apply_rollback(const struct apply_site *s, uint32_t flags, const char *release,
 	memset(&rep, 0, sizeof(rep));
 	options(s, flags, &co);
 	co.rollback_to = release;
+	co.keep_nonempty = 1;	/* emptying a production site takes its name */
 	r = commit_rollback(s->t, &co, &rep);
 	res->flags = flags;
 	from_report(&rep, res);

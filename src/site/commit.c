@@ -1127,6 +1127,13 @@ commit_rollback(struct target *t, const struct commit_opts *o, struct commit_rep
 	memset(r, 0, sizeof(*r));
 	if ((ret = rollback_target(t, o->rollback_to, &prev)) != 0)
 		goto out;
+	if (o->keep_nonempty && o->rollback_to == NULL && strcmp(prev, COMMIT_ID_EMPTY) == 0) {
+		log_error("%s: a rollback would empty the target: it held nothing before "
+		    "distsync's first apply; to do that, name it: rollback --release '%s'",
+		    target_dir(t), COMMIT_ID_EMPTY);
+		ret = DS_ERR_PRECONDITION;
+		goto out;
+	}
 	if ((ret = backup_load(t, prev, &m, &found)) != 0)
 		goto out;
 	if (found != NULL)

@@ -55,6 +55,12 @@ struct commit_opts {
 	 */
 	const struct config *config;
 	const char	*rollback_to;	/* commit_rollback: this state; NULL: the previous one */
+	/*
+	 * commit_rollback without rollback_to: refuse (DS_ERR_PRECONDITION) a
+	 * rollback that would empty the target, which held nothing before the
+	 * first apply; naming "(none)" in rollback_to does it.
+	 */
+	int		 keep_nonempty;
 };
 
 struct commit_report {

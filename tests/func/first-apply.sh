@@ -104,7 +104,12 @@ expect_exit 0 "push with a passing health check" D push empty
 keep
 ok "reports (none) -> C" out_has "push (none) -> C: "
 ok "site equals release C" same_tree $esite dist
-expect_exit 0 "rollback" D rollback empty
+before_rb=$(tree_digest $esite)
+expect_exit 3 "rollback that would empty the target is refused" D rollback empty
+keep
+ok "it says so and how to do it" out_has "a rollback would empty the target: it held nothing before distsync's first apply; to do that, name it: rollback --release '(none)'"
+ok "nothing changed" test "$(tree_digest $esite)" = "$before_rb"
+expect_exit 0 "rollback --release '(none)'" D rollback --release '(none)' empty
 keep
 ok "says it restores the empty target" out_has "rollback C -> (none)"
 ok "the target is empty" test -z "$(tree_digest $esite)"
