@@ -1154,6 +1154,11 @@ commit_rollback(struct target *t, const struct commit_opts *o, struct commit_rep
 		    apply(t, o, m, NULL, prev, 1, r);
 out:
 	manifest_free(keep);
+	/* Refused before the apply: the report still names the state the site keeps. */
+	if (ret != 0 && r->from_release == NULL)
+		(void)target_current(t, &r->from_release, NULL);
+	if (ret != 0 && r->to_release == NULL && (prev != NULL || o->rollback_to != NULL))
+		r->to_release = xstrdup(prev != NULL ? prev : o->rollback_to);
 	if (r->changed_paths == NULL)
 		r->changed_paths = strv_empty();
 	if (r->drifted_paths == NULL)

@@ -78,6 +78,7 @@ assert steps[:2] == [('2026.12.1', 1), ('2026.12.0', 2)], steps
 		D rollback --release 1999.1 $h
 	keep
 	ok "$h: and says no backup of it is kept" out_has "no backup of release 1999.1 is kept"
+	ok "$h: its line names the release the host keeps" out_has "^$h: rollback 2026.12.0 -> 1999.1"
 	check "$h: the tree is unchanged" "[ \"\$(cat $tree/app.txt)\" = 'app 2026.12.0' ]"
 	expect_exit 2 "$h: --release takes a release id" D rollback --release ../x $h
 done
