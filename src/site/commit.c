@@ -703,8 +703,13 @@ apply_sources(struct apply *a)
 	if (a->o->dry_run)
 		return 0;
 	if (missing > 0) {
-		log_error("%s: %zu object(s) missing; nothing was changed", target_dir(a->t),
-		    missing);
+		if (a->use_backups && a->to_id[0] != '(')	/* a rollback: a push sends what no backup holds */
+			log_error("%s: %zu object(s) missing; nothing was changed (a push of "
+			    "release %s sends them: 'distsync push --release %s HOST')",
+			    target_dir(a->t), missing, a->to_id, a->to_id);
+		else
+			log_error("%s: %zu object(s) missing; nothing was changed",
+			    target_dir(a->t), missing);
 		return DS_ERR_NOTFOUND;
 	}
 	/* Copies, the new manifest and the journal are all the new space an apply takes. */
