@@ -534,6 +534,27 @@ out:
  * Sends the objects the receiver lacks, encoded ahead by a worker thread.
  * Objects partly staged on the receiver resume their content stream.
  */
+/* What the receiver holds staged of PLAN's objects already: where progress starts. */
+static uint64_t
+staged_share(const struct plan *plan, const struct proto_state *st)
+{
+	uint64_t done = 0, offset;
+	int complete;
+
+	for (size_t i = 0; i < plan->nobjects; i++) {
+		const struct plan_object *po = &plan->objects[i];
+
+		if (po->entry->type != MANIFEST_FILE && po->entry->type != MANIFEST_SYMLINK)
+			continue;
+		staged_offset(st, po->entry->hash, &complete, &offset);
+		if (complete)
+			done += po->entry->size;
+		else if (offset <= po->entry->size)
+			done += offset;
+	}
+	return done;
+}
+
 static int
 send_objects(struct sender *s, const struct plan *plan, const struct proto_state *st)
 {
@@ -555,12 +576,8 @@ send_objects(struct sender *s, const struct plan *plan, const struct proto_state
 		if (po->entry->type != MANIFEST_FILE && po->entry->type != MANIFEST_SYMLINK)
 			continue;
 		staged_offset(st, po->entry->hash, &complete, &offset);
-		if (complete) {
-			s->staged_done += po->entry->size;
+		if (complete)
 			continue;
-		}
-		if (offset <= po->entry->size)
-			s->staged_done += offset;
 		n = encoder_add(w, po);
 		offsets[n] = offset;
 		staged_encoded(st, po->entry->hash, &enc_kinds[n], &enc_offsets[n]);
@@ -764,8 +781,10 @@ run_push(struct sender *s, const struct proto_state *st, const struct proto_foun
 	usable = without_drift(current, st->drift, st->ndrift);
 	plan = plan_make(usable, target);
 	s->report->planned_bytes = plan->object_bytes;
+	s->staged_done = staged_share(plan, st);
 	if (opt->progress != NULL)
-		opt->progress(opt->progress_arg, s->x->bytes_out, 0, plan->object_bytes);
+		opt->progress(opt->progress_arg, s->x->bytes_out, s->staged_done,
+		    plan->object_bytes);
 	if (plan->object_bytes > st->free_bytes) {
 		char need[32], have[32];
 

@@ -156,8 +156,34 @@ assert len(v) == 1 and v[0]['host'] == 'slow' and v[0]['ok'] is False, v
 assert v[0]['error'].startswith('interrupted'), v
 "
 ok "staged bytes are kept" staged_at_least 300000
-expect_exit 0 "push --retry-failed completes it" D push --retry-failed
-keep
+# On a terminal (a pty), so the live progress line shows: it counts from
+# what the site held staged, not from zero.
+expect_exit 0 "push --retry-failed completes it (on a terminal)" python3 -c '
+import os, pty, re, sys
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp(sys.argv[1], [sys.argv[1], "push", "--retry-failed"])
+out = b""
+while True:
+    try:
+        d = os.read(fd, 65536)
+    except OSError:
+        break
+    if not d:
+        break
+    out += d
+_, st = os.waitpid(pid, 0)
+text = out.decode("utf-8", "replace")
+open(sys.argv[2], "w").write(text)
+open(sys.argv[3], "w").write(re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text).replace("\r", ""))
+sys.exit(os.waitstatus_to_exitcode(st))
+' "$DISTSYNC" "$T_DIR/retry.tty" "$T_DIR/out"
+ok "retry: the first progress shown counts the staged bytes (>= 5%)" python3 -c '
+import re, sys
+p = [int(x) for x in re.findall(r"slow +sending +([0-9]+)% of", open(sys.argv[1]).read())]
+assert p, "no progress line"
+assert p[0] >= 5, p[:5]
+' "$T_DIR/retry.tty"
 ok "retry: slow A -> C" out_has "^slow *A -> C .* ok"
 ok "retry: resumed, not sent again" python3 -c "
 import json
