@@ -11,6 +11,7 @@
 #   netns_sample                 # the same, and when, read without a fork
 #   netns_shape 512kbit          # new rate; also resets the byte count
 #   netns_cut up                 # kill up's per-connection sshd processes
+#                                # (NETNS_CUT_LOST adds what that destroyed)
 #   netns_link_down; netns_link_up   # loopback down (packets vanish) and up again
 #
 # Traffic both ways crosses the one loopback, so netns_bytes counts the data,
@@ -110,11 +111,32 @@ netns_connections() {
 	done
 }
 
+# netns_inflight: bytes that crossed the link or wait in its queue but no
+# process has read yet: the namespace's TCP receive queues and the qdisc's
+# backlog. A killed connection resets, and a reset socket's unread data is
+# dropped: those bytes crossed the link and will cross it again after a
+# resume, however well the resume is done (the busier the machine, the
+# further the reader lags and the more that is).
+netns_inflight() {
+	local q b
+	q=$(NX ss -tnH 2>/dev/null | awk '{ s += $2 } END { print s + 0 }')
+	b=$(ip netns exec "$NETNS" tc -s qdisc show dev lo | awk '
+		/backlog/ { v = $2; m = 1
+			if (v ~ /Kb$/) m = 1024; else if (v ~ /Mb$/) m = 1048576
+			sub(/[KM]?b$/, "", v); print int(v * m); exit }')
+	echo $((q + ${b:-0}))
+}
+
 # netns_cut NAME: the connection dies mid-stream, as when a link drops.
+# Sets NETNS_CUT_LAST to the bytes in flight that the cut destroyed and
+# adds them to NETNS_CUT_LOST.
+NETNS_CUT_LOST=0 NETNS_CUT_LAST=0
 netns_cut() {
-	local pids
+	local pids lost
 	pids=$(netns_connections "$1")
 	[ -n "$pids" ] || return 1
+	lost=$(netns_inflight)
+	NETNS_CUT_LAST=$lost NETNS_CUT_LOST=$((NETNS_CUT_LOST + lost))
 	# shellcheck disable=SC2086
 	kill -9 $pids 2>/dev/null
 	return 0
