@@ -11,6 +11,7 @@
 
 static enum log_level current_level = LOG_LEVEL_INFO;
 static int syslog_open;
+static int level_tags;
 static char prefix[128];
 static int (*capture_fn)(const char *, void *);
 static void *capture_arg;
@@ -22,6 +23,12 @@ log_set_writer(void (*fn)(const char *line, void *arg), void *arg)
 {
 	writer_fn = fn;
 	writer_arg = arg;
+}
+
+void
+log_set_level_tags(int on)
+{
+	level_tags = on;
 }
 
 void
@@ -95,9 +102,16 @@ vlog(enum log_level level, int priority, const char *err, const char *fmt, va_li
 	if (level <= current_level && !captured) {
 		char full[4400];
 
-		snprintf(full, sizeof(full), "distsync: %s%s%s%s%s", prefix,
-		    level == LOG_LEVEL_WARN ? "warning: " : "", line, err ? ": " : "",
-		    err ? err : "");
+		const char *tag = "";
+
+		if (level == LOG_LEVEL_WARN)
+			tag = "warning: ";
+		else if (level_tags && level == LOG_LEVEL_INFO)
+			tag = "info: ";
+		else if (level_tags && level == LOG_LEVEL_DEBUG)
+			tag = "debug: ";
+		snprintf(full, sizeof(full), "distsync: %s%s%s%s%s", prefix, tag, line,
+		    err ? ": " : "", err ? err : "");
 		if (writer_fn != NULL)
 			writer_fn(full, writer_arg);
 		else

@@ -22,6 +22,12 @@ void	log_set_capture(int (*fn)(const char *line, void *arg), void *arg);
  * NULL restores stderr.
  */
 void	log_set_writer(void (*fn)(const char *line, void *arg), void *arg);
+/*
+ * Marks info and debug lines on stderr ("distsync: info: ...") as warnings
+ * always are: serve's stderr goes to the peer over SSH, which prints each
+ * line at its level (an initiator's -q silences a site's info lines).
+ */
+void	log_set_level_tags(int on);
 /* Also sends warnings and errors to syslog under the ident "distsync". */
 void	log_open_syslog(void);
 /* Sends one line to syslog at notice level whether or not it was opened. */

@@ -278,6 +278,12 @@ serve_exec(int argc, char **argv, const struct config *config)
 			return DS_ERR_USAGE;
 		}
 	}
+	/*
+	 * Run by sshd, its stderr is the initiator's to print: each line says
+	 * its level there, so the initiator's -q silences this side's info.
+	 */
+	if (getenv("SSH_CONNECTION") != NULL)
+		log_set_level_tags(1);
 	if (send) {
 		if (optind != argc || ro.root != NULL || site_file != NULL) {
 			cmd_usage(&cmd_serve_entry, serve_options);

@@ -831,8 +831,13 @@ remote_line(struct ssh_priv *p, char *line, size_t len)
 	/* A remote distsync already says "distsync: "; ours says it once. */
 	if (strncmp(text, "distsync: ", 10) == 0)
 		text += 10;
+	/* Its level, as serve marks it (log_set_level_tags): -q silences info. */
 	if (strncmp(text, "warning: ", 9) == 0)
 		log_warn("%s: %s", p->name, text + 9);
+	else if (strncmp(text, "info: ", 6) == 0)
+		log_info("%s: %s", p->name, text + 6);
+	else if (strncmp(text, "debug: ", 7) == 0)
+		log_debug("%s: %s", p->name, text + 7);
 	else
 		log_error("%s: %s", p->name, text);
 }

@@ -230,4 +230,18 @@ keep
 ok "the message names the missing file" out_has "no-such-site.yml"
 ok "in one attempt, not retried as a lost link" sh -c "! grep -q 'attempt\|retrying' '$T_DIR/out'"
 
+# The site's stderr comes back with each line's level marked: its info lines
+# are the initiator's info (silenced by -q), never shown as errors.
+expect_exit 0 "push -q 2: the site restarts backend" D -q push remote --release 2
+keep
+check "the site ran the restart" "grep -q backend $T_DIR/mark"
+ok "-q: the site's info line is not shown" sh -c "! grep -q 'service backend restarted' '$T_DIR/out'"
+ok "-q: only the summary, no log line" sh -c "! grep -q '^distsync:' '$T_DIR/out'"
+ok "-q: the summary says what restarted" out_has "^  restarted: backend"
+expect_exit 0 "rollback: the site restarts backend again" D rollback remote
+keep
+ok "without -q the site's info line is shown, naming the host" \
+	out_has "^distsync: remote: .*service backend restarted"
+ok "without the level word serve marked it with" sh -c "! grep -q 'info: ' '$T_DIR/out'"
+
 done_testing
