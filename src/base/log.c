@@ -80,6 +80,35 @@ log_syslog_event(const char *fmt, ...)
 }
 
 /*
+ * Whether LINE already names what the prefix does ("kirehe: ..." or "host
+ * kirehe: ..." under the prefix "kirehe: "): then it is not said twice.
+ */
+int
+log_line_names(const char *line, const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n == 0)
+		return 0;
+	if (strncmp(line, "host ", 5) == 0)
+		line += 5;
+	return strncmp(line, name, n) == 0 && line[n] == ':' && line[n + 1] == ' ';
+}
+
+static const char *
+prefix_for(const char *line)
+{
+	char name[sizeof(prefix)];
+	size_t n = strlen(prefix);
+
+	if (n < 2)
+		return prefix;
+	memcpy(name, prefix, n - 2);	/* "kirehe: " -> "kirehe" */
+	name[n - 2] = '\0';
+	return log_line_names(line, name) ? "" : prefix;
+}
+
+/*
  * Every line is made printable (util_printable) where it is made: the
  * arguments of many carry a peer's bytes (paths, ids, messages), and a
  * terminal must not take them for escape sequences.
@@ -110,7 +139,7 @@ vlog(enum log_level level, int priority, const char *err, const char *fmt, va_li
 			tag = "info: ";
 		else if (level_tags && level == LOG_LEVEL_DEBUG)
 			tag = "debug: ";
-		snprintf(full, sizeof(full), "distsync: %s%s%s%s%s", prefix, tag, line,
+		snprintf(full, sizeof(full), "distsync: %s%s%s%s%s", prefix_for(line), tag, line,
 		    err ? ": " : "", err ? err : "");
 		if (writer_fn != NULL)
 			writer_fn(full, writer_arg);
@@ -118,7 +147,8 @@ vlog(enum log_level level, int priority, const char *err, const char *fmt, va_li
 			fprintf(stderr, "%s\n", full);	/* one write: hosts do not interleave */
 	}
 	if (syslog_open && level <= LOG_LEVEL_WARN)
-		syslog(priority, "%s%s%s%s", prefix, line, err ? ": " : "", err ? err : "");
+		syslog(priority, "%s%s%s%s", prefix_for(line), line, err ? ": " : "",
+		    err ? err : "");
 }
 
 #define LOG_FN(name, level, priority)				\

@@ -9,6 +9,7 @@ void	log_set_level(enum log_level level);
 enum log_level log_get_level(void);
 /* Prefixes every stderr line with "prefix: " (e.g. a host name); NULL clears. */
 void	log_set_prefix(const char *prefix);
+int	log_line_names(const char *line, const char *name);
 /*
  * Hands each error line (without "distsync: " and the prefix) to fn first;
  * when fn returns nonzero the line is not printed to stderr (it is still

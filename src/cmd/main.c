@@ -81,7 +81,7 @@ usage(FILE *fp)
 	fprintf(fp,
 	    "usage: distsync [-c FILE] [-v|-q] COMMAND [ARGS]\n"
 	    "\n"
-	    "global options:\n"
+	    "global options (before or after COMMAND):\n"
 	    "  -c, --config FILE  configuration (default: ./distsync.yml)\n"
 	    "  -v, --verbose      more detail; repeat for debug output\n"
 	    "  -q, --quiet        errors only\n"
@@ -94,6 +94,60 @@ usage(FILE *fp)
 	fprintf(fp, "\nexit codes: 0 ok, 1 some host failed, 2 usage or config error,\n"
 	    "3 nothing applied because of a precondition (lock, signature, space),\n"
 	    "4 restore: no backup set keeps a path\n");
+}
+
+/*
+ * The global -v, -q and -c given after the command ("distsync push HOST -v"),
+ * taken out of the command's arguments (up to a "--") as if given before it.
+ * pull's -q is pull's own; serve's arguments are its peer's and stay as they
+ * came. Returns 0, or DS_ERR_USAGE (logged) for a -c without its file.
+ */
+static int
+take_global_options(const struct cmd_entry *entry, int *argc, char **argv, int *verbose,
+    int *quiet)
+{
+	int own_quiet = strcmp(entry->name, "pull") == 0;
+	int i, j;
+
+	if (strcmp(entry->name, "serve") == 0)
+		return 0;
+	for (i = j = 1; i < *argc; i++) {
+		const char *a = argv[i];
+
+		if (strcmp(a, "--") == 0) {
+			while (i < *argc)
+				argv[j++] = argv[i++];
+			break;
+		}
+		if (a[0] == '-' && a[1] == 'v' && a[strspn(a + 1, "v") + 1] == '\0') {
+			*verbose += (int)strlen(a) - 1;
+			continue;
+		}
+		if (strcmp(a, "--verbose") == 0) {
+			(*verbose)++;
+			continue;
+		}
+		if (!own_quiet && (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0)) {
+			*quiet = 1;
+			continue;
+		}
+		if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) {
+			if (i + 1 >= *argc) {
+				log_error("%s: %s needs a configuration file", entry->name, a);
+				return DS_ERR_USAGE;
+			}
+			cmd_config_file = argv[++i];
+			continue;
+		}
+		if (strncmp(a, "--config=", 9) == 0) {
+			cmd_config_file = a + 9;
+			continue;
+		}
+		argv[j++] = argv[i];
+	}
+	argv[j] = NULL;
+	*argc = j;
+	return 0;
 }
 
 static int
@@ -121,7 +175,7 @@ main(int argc, char **argv)
 	};
 	const struct cmd_entry *entry = NULL;
 	struct config *config = NULL;
-	int ch, r, verbose = 0;
+	int ch, r, verbose = 0, quiet = 0;
 
 	/* '+': stop at the command name; its options are its own. */
 	while ((ch = getopt_long(argc, argv, "+c:vqhV", options, NULL)) != -1) {
@@ -133,7 +187,7 @@ main(int argc, char **argv)
 			verbose++;
 			break;
 		case 'q':
-			log_set_level(LOG_LEVEL_ERROR);
+			quiet = 1;
 			break;
 		case 'h':
 			usage(stdout);
@@ -146,8 +200,6 @@ main(int argc, char **argv)
 			return DS_EXIT_USAGE;
 		}
 	}
-	if (verbose > 0)
-		log_set_level(verbose > 1 ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO);
 	argc -= optind;
 	argv += optind;
 	if (argc == 0) {
@@ -161,6 +213,12 @@ main(int argc, char **argv)
 		log_error("unknown command '%s'; see 'distsync --help'", argv[0]);
 		return DS_EXIT_USAGE;
 	}
+	if (take_global_options(entry, &argc, argv, &verbose, &quiet) != 0)
+		return DS_EXIT_USAGE;
+	if (quiet)
+		log_set_level(LOG_LEVEL_ERROR);
+	else if (verbose > 0)
+		log_set_level(verbose > 1 ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO);
 	optind = 0;	/* reset getopt for the command */
 	if (entry->needs_config && !wants_help(argc, argv)) {
 		r = config_load(cmd_config_file ? cmd_config_file : CONFIG_FILE_DEFAULT, &config);

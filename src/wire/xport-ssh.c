@@ -821,7 +821,8 @@ out:
 static void
 remote_line(struct ssh_priv *p, char *line, size_t len)
 {
-	const char *text = line;
+	const char *text = line, *name = p->name, *sep = ": ";
+	enum log_level level = LOG_LEVEL_ERROR;
 
 	while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == '\n'))
 		len--;
@@ -833,13 +834,22 @@ remote_line(struct ssh_priv *p, char *line, size_t len)
 		text += 10;
 	/* Its level, as serve marks it (log_set_level_tags): -q silences info. */
 	if (strncmp(text, "warning: ", 9) == 0)
-		log_warn("%s: %s", p->name, text + 9);
+		level = LOG_LEVEL_WARN, text += 9;
 	else if (strncmp(text, "info: ", 6) == 0)
-		log_info("%s: %s", p->name, text + 6);
+		level = LOG_LEVEL_INFO, text += 6;
 	else if (strncmp(text, "debug: ", 7) == 0)
-		log_debug("%s: %s", p->name, text + 7);
+		level = LOG_LEVEL_DEBUG, text += 7;
+	/* The host's name first, unless the line names it ("host NAME: "). */
+	if (log_line_names(text, p->name))
+		name = sep = "";
+	if (level == LOG_LEVEL_WARN)
+		log_warn("%s%s%s", name, sep, text);
+	else if (level == LOG_LEVEL_INFO)
+		log_info("%s%s%s", name, sep, text);
+	else if (level == LOG_LEVEL_DEBUG)
+		log_debug("%s%s%s", name, sep, text);
 	else
-		log_error("%s: %s", p->name, text);
+		log_error("%s%s%s", name, sep, text);
 }
 
 /* Reads what the remote wrote to stderr so far and logs complete lines. */

@@ -240,8 +240,8 @@ ok "-q: only the summary, no log line" sh -c "! grep -q '^distsync:' '$T_DIR/out
 ok "-q: the summary says what restarted" out_has "^  restarted: backend"
 expect_exit 0 "rollback: the site restarts backend again" D rollback remote
 keep
-ok "without -q the site's info line is shown, naming the host" \
-	out_has "^distsync: remote: .*service backend restarted"
+ok "without -q the site's info line is shown, naming the host once" \
+	out_has "^distsync: host remote: service backend restarted"
 ok "without the level word serve marked it with" sh -c "! grep -q 'info: ' '$T_DIR/out'"
 
 done_testing

@@ -135,6 +135,23 @@ keep
 ok "still 2 round trips" out_has '\"round_trips\":2'
 ok "site equals release 4" same_tree $site dist
 
+# Global options after the command, as before it; a line names its host once.
+echo changed > dist/many/f5
+ok "release 5" D release --version 5.0
+expect_exit 0 "push HOST -vv: -vv after the command" D push demo -vv
+keep
+ok "-vv after the command shows debug lines" out_has '^distsync: demo: sent many/f5 as '
+ok "no line names the host twice" sh -c "! grep -E '(^|: )demo: (host )?demo: ' '$T_DIR/out'"
+expect_exit 0 "status HOST -q -c FILE after the command" sh -c \
+    'cd .. && "$DISTSYNC" status demo -q -c repo/distsync.yml'
+keep
+ok "-c after the command names the config" out_has '^demo .* 5[.]0 '
+expect_exit 2 "-c at the end without its file" D status demo -c
+keep
+ok "it says -c needs a file" out_has 'status: -c needs a configuration file'
+expect_exit 2 "a command's unknown option is still refused" D push demo --verbos
+expect_exit 0 "after -- an argument is the command's: status -- demo" D status -- demo
+
 for c in push rollback verify serve; do
 	expect_exit 0 "$c --help" D $c --help
 done

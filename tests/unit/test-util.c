@@ -74,6 +74,24 @@ test_log(void)
 	    "the bytes are shown escaped");
 	log_warn("name \302\233 end");
 	CHECK(!has_control(logged), "a C1 control is escaped in a warning: %s", logged);
+	/* A local push's site side logs under the host's name, once. */
+	log_set_prefix("kirehe");
+	log_error("host kirehe: service backend restarted");
+	CHECK(strcmp(logged, "distsync: host kirehe: service backend restarted") == 0,
+	    "a line naming its host is not prefixed again: %s", logged);
+	log_error("kirehe: connection closed");
+	CHECK(strcmp(logged, "distsync: kirehe: connection closed") == 0,
+	    "nor one beginning with the name: %s", logged);
+	log_error("host kirehe2: x");
+	CHECK(strcmp(logged, "distsync: kirehe: host kirehe2: x") == 0,
+	    "another host's line keeps the prefix: %s", logged);
+	log_error("kirehex: y");
+	CHECK(strcmp(logged, "distsync: kirehe: kirehex: y") == 0,
+	    "a name only beginning like it keeps the prefix: %s", logged);
+	log_set_prefix(NULL);
+	CHECK(log_line_names("host a: b", "a") && log_line_names("a: b", "a") &&
+	    !log_line_names("host a b", "a") && !log_line_names("b: a", "a") &&
+	    !log_line_names("a: b", ""), "log_line_names");
 	log_set_writer(NULL, NULL);
 }
 
