@@ -1089,9 +1089,46 @@ out:
 }
 
 /*
+ * Puts every path of the RESTORE back in the tree from KEPT: each copy is
+ * staged beside its path first, and only when all are staged is each renamed
+ * over its path; a copy that cannot be staged (no room, a directory there
+ * now) changes nothing. A path named twice goes back once.
+ */
+static int
+put_back_all(struct receiver *rc, const struct backup_kept *kept, long uid, long gid)
+{
+	const struct proto_restore *rq = &rc->restore;
+	struct backup_put *puts = xcalloc(rq->npaths + 1, sizeof(*puts));
+	size_t i, j;
+	int r = 0;
+
+	for (i = 0; i < rq->npaths; i++)
+		puts[i].pfd = -1;
+	for (i = 0; i < rq->npaths && r == 0; i++) {
+		for (j = 0; j < i && strcmp(rq->paths[j], rq->paths[i]) != 0; j++)
+			;
+		if (j == i)
+			r = backup_put_prepare(rc->t, &kept[i], rq->paths[i], uid, gid, &puts[i]);
+	}
+	if (r != 0 && rq->npaths > 1)
+		log_error("%s: nothing was put back (all paths or none)", target_dir(rc->t));
+	for (i = 0; i < rq->npaths; i++) {
+		if (r == 0 && puts[i].pfd != -1 &&
+		    (r = backup_put_commit(rc->t, &puts[i], rq->paths[i])) != 0 && i > 0)
+			log_error("%s: the paths named before %s were put back", target_dir(rc->t),
+			    rq->paths[i]);
+		else
+			backup_put_abort(&puts[i]);
+	}
+	free(puts);
+	return r;
+}
+
+/*
  * RESTORE: every path is looked up first, so a path no set keeps changes
- * nothing; then each is sent, or put back in the tree (in place), and named
- * in a RESTORED. The RESULT lists the paths restored.
+ * nothing; then each is sent, or all are put back in the tree (in place,
+ * all or none), and each is named in a RESTORED. The RESULT lists the paths
+ * restored.
  */
 static int
 do_restore(struct receiver *rc, struct proto_result *res)
@@ -1118,15 +1155,15 @@ do_restore(struct receiver *rc, struct proto_result *res)
 	for (size_t i = 0; i < rq->npaths; i++)
 		if ((r = backup_kept_find(rc->t, set, rq->paths[i], &kept[i])) != 0)
 			goto out;
+	/* In place, all or none: every copy is staged beside its path before any is renamed. */
+	if (rq->in_place && (r = put_back_all(rc, kept, uid, gid)) != 0)
+		goto out;
 	res->drift = xcalloc(rq->npaths + 1, sizeof(char *));
 	for (size_t i = 0; i < rq->npaths; i++) {
 		struct proto_restored rd = { .path = rq->paths[i], .backup = kept[i].set,
 		    .mode = kept[i].mode, .size = kept[i].size };
 
 		memcpy(rd.hash, kept[i].hash, HASH_LEN);
-		if (rq->in_place && (r = backup_put_back(rc->t, &kept[i], rq->paths[i], uid,
-		    gid)) != 0)
-			goto out;
 		if (rq->in_place)
 			log_info("%s/%s: put back from backup set %s; the tree differs from "
 			    "release %s until the next apply", target_dir(rc->t), rq->paths[i],

@@ -388,37 +388,42 @@ backup_kept_open(struct target *t, const struct backup_kept *k)
 }
 
 int
-backup_put_back(struct target *t, const struct backup_kept *k, const char *path, long uid,
-    long gid)
+backup_put_prepare(struct target *t, const struct backup_kept *k, const char *path, long uid,
+    long gid, struct backup_put *put)
 {
 	const char *base;
-	char *tmp = NULL;
 	struct stat st;
-	int pfd, in = -1, out = -1, r = DS_ERR_SYSTEM;
+	int in = -1, out = -1, r = DS_ERR_SYSTEM;
 
-	if ((pfd = path_open_parent(target_root_fd(t), path, 1, &base)) == -1) {
+	memset(put, 0, sizeof(*put));
+	put->pfd = -1;
+	if ((put->pfd = path_open_parent(target_root_fd(t), path, 1, &base)) == -1) {
 		log_errno("%s/%s", target_dir(t), path);
 		return DS_ERR_SYSTEM;
 	}
-	if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) {
+	put->base = xstrdup(base);
+	if (fstatat(put->pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) {
 		log_error("%s/%s: is a directory now; not replaced", target_dir(t), path);
 		r = DS_ERR_INVALID;
 		goto out;
 	}
-	tmp = xasprintf(".%s.distsync-restore", base);
-	(void)unlinkat(pfd, tmp, 0);
+	put->tmp = xasprintf(".%s.distsync-restore", base);
+	(void)unlinkat(put->pfd, put->tmp, 0);
 	if ((in = backup_kept_open(t, k)) == -1)
 		goto out;
-	out = openat(pfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	out = openat(put->pfd, put->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+	    0600);
 	if (out != -1)
-		owner_set_at(pfd, tmp, uid, gid);
+		owner_set_at(put->pfd, put->tmp, uid, gid);
 	if (out == -1 || fileio_copy_fd(in, out) == -1 || fchmod(out, (mode_t)k->mode) == -1 ||
-	    fsync(out) == -1 || renameat(pfd, tmp, pfd, base) == -1 || fsync(pfd) == -1) {
+	    fsync(out) == -1) {
 		r = errno == ENOSPC ? DS_ERR_NOSPACE : DS_ERR_SYSTEM;
-		log_errno("%s/%s: putting back the copy of backup set %s", target_dir(t), path,
+		log_errno("%s/%s: copying back the copy of backup set %s", target_dir(t), path,
 		    k->set);
-		if (out != -1)
-			(void)unlinkat(pfd, tmp, 0);
+		if (out == -1) {
+			free(put->tmp);	/* not ours to remove */
+			put->tmp = NULL;
+		}
 		goto out;
 	}
 	r = 0;
@@ -427,9 +432,38 @@ out:
 		close(in);
 	if (out != -1)
 		close(out);
-	close(pfd);
-	free(tmp);
+	if (r != 0)
+		backup_put_abort(put);
 	return r;
+}
+
+int
+backup_put_commit(struct target *t, struct backup_put *put, const char *path)
+{
+	int r = 0;
+
+	if (renameat(put->pfd, put->tmp, put->pfd, put->base) == -1 || fsync(put->pfd) == -1) {
+		log_errno("%s/%s: putting it back", target_dir(t), path);
+		r = DS_ERR_SYSTEM;
+	} else {
+		free(put->tmp);
+		put->tmp = NULL;
+	}
+	backup_put_abort(put);
+	return r;
+}
+
+void
+backup_put_abort(struct backup_put *put)
+{
+	if (put->pfd != -1 && put->tmp != NULL)
+		(void)unlinkat(put->pfd, put->tmp, 0);
+	if (put->pfd != -1)
+		close(put->pfd);
+	free(put->tmp);
+	free(put->base);
+	memset(put, 0, sizeof(*put));
+	put->pfd = -1;
 }
 
 void

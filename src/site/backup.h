@@ -10,7 +10,8 @@
  * An apply fills the set before its commit point (backup_begin, backup_save,
  * backup_sync); its rollback reads it (backup_load, backup_find); each
  * finished apply prunes the oldest sets (backup_prune). `distsync restore`
- * gets one file back (backup_kept_find, backup_kept_open, backup_put_back).
+ * gets files back (backup_kept_find, backup_kept_open, backup_put_prepare,
+ * backup_put_commit).
  */
 #ifndef DS_BACKUP_H
 #define DS_BACKUP_H
@@ -88,15 +89,27 @@ int	backup_kept_find(struct target *t, const char *set, const char *path,
 /* Opens K's content read-only, never through a symlink: an fd, or -1 (logged). */
 int	backup_kept_open(struct target *t, const struct backup_kept *k);
 
+/* A file being put back: its copy staged beside PATH, not yet renamed over it. */
+struct backup_put {
+	int	 pfd;		/* PATH's directory; -1 when none */
+	char	*base;		/* PATH's last component */
+	char	*tmp;		/* the staged copy in pfd; NULL when none */
+};
+
 /*
- * Puts K's content back at PATH in the tree atomically: a temp file in the
- * same directory (no symlink followed on the way), K's mode, owner UID:GID
- * (-1: left as is; owner.h), fsync, rename over PATH, fsync of the
- * directory. Refuses a directory at PATH. Returns 0, or DS_ERR_SYSTEM /
- * DS_ERR_NOSPACE / DS_ERR_INVALID (logged); on failure PATH is as it was.
+ * Puts K's content back at PATH in the tree atomically, in two steps so that
+ * several paths go back all or none: backup_put_prepare writes a temp file in
+ * PATH's directory (no symlink followed on the way) with K's mode, owner
+ * UID:GID (-1: left as is; owner.h), and fsyncs it; refuses a directory at
+ * PATH. backup_put_commit renames it over PATH and fsyncs the directory;
+ * backup_put_abort removes it. Both prepare and commit return 0, or
+ * DS_ERR_SYSTEM / DS_ERR_NOSPACE / DS_ERR_INVALID (logged); after a failed
+ * prepare, PUT holds nothing and PATH is as it was.
  */
-int	backup_put_back(struct target *t, const struct backup_kept *k, const char *path,
-	    long uid, long gid);
+int	backup_put_prepare(struct target *t, const struct backup_kept *k, const char *path,
+	    long uid, long gid, struct backup_put *put);
+int	backup_put_commit(struct target *t, struct backup_put *put, const char *path);
+void	backup_put_abort(struct backup_put *put);
 
 /* Frees what K holds; K may be zeroed. */
 void	backup_kept_release(struct backup_kept *k);

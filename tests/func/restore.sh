@@ -177,8 +177,30 @@ expect_exit 0 "fleet: the printed command runs as printed" sh -c "cd '$T_DIR/wor
 check "fleet: it gives the content found back" \
 	"[ \"\$(sha256sum < '$T_DIR/work/fleet/app.yml.restored')\" = '$found' ]"
 
-# A symlink in the tree is not followed: the directory it points at is untouched.
+# In place, several paths go back all or none: one that cannot (a directory
+# stands there now) leaves the others as they were.
 site=$T_DIR/site/distribution
+echo '<html>4</html>' > dist/frontend/index.html
+echo 'db: four' > dist/openmrs_config/app.yml
+ok "release 4" D release --version 4.0
+expect_exit 0 "demo: push release 4 (replaces app.yml and index.html)" D push --release 4.0 demo
+rm "$site/frontend/index.html"
+mkdir "$site/frontend/index.html"
+before=$(tree_digest "$site")
+expect_exit 1 "in place, two paths, the second a directory now: refused" \
+	D restore --in-place demo openmrs_config/app.yml frontend/index.html
+keep
+ok "it names the directory" out_has 'frontend/index.html: is a directory now; not replaced'
+ok "it says nothing was put back" out_has 'nothing was put back (all paths or none)'
+ok "the first path was not put back either" test "$(tree_digest "$site")" = "$before"
+check "no temp file left" "! ls -a '$site/openmrs_config' '$site/frontend' | grep -q distsync-restore"
+rmdir "$site/frontend/index.html"
+expect_exit 0 "in place, both paths (one named twice)" \
+	D restore --in-place demo openmrs_config/app.yml frontend/index.html openmrs_config/app.yml
+check "both are back" "grep -q '<html>1</html>' '$site/frontend/index.html' && grep -q 'tuned by hand on demo' '$site/openmrs_config/app.yml'"
+check "no temp file left" "! ls -a '$site/openmrs_config' '$site/frontend' | grep -q distsync-restore"
+
+# A symlink in the tree is not followed: the directory it points at is untouched.
 mkdir -p "$T_DIR/outside"
 mv "$site/openmrs_config" "$T_DIR/moved"
 ln -s "$T_DIR/outside" "$site/openmrs_config"
