@@ -92,35 +92,6 @@ unreachable(int status)
 }
 
 /*
- * Splits a history.log line "TIME ACTION ... result=TEXT" into its time,
- * action and result (pointers into a copy the caller frees as *copy).
- */
-static void
-split_last(const char *line, char **copy, const char **time, const char **action,
-    const char **result)
-{
-	char *p, *sp, *res;
-
-	*copy = NULL;
-	*time = *action = *result = NULL;
-	if (line == NULL)
-		return;
-	*copy = p = xstrdup(line);
-	res = strstr(p, " result=");
-	if (res != NULL) {
-		*res = '\0';
-		*result = res + 8;
-	}
-	if ((sp = strchr(p, ' ')) != NULL) {
-		*sp = '\0';
-		*action = sp + 1;
-		if ((sp = strchr(sp + 1, ' ')) != NULL)
-			*sp = '\0';
-	}
-	*time = p;
-}
-
-/*
  * The RELEASE of a host: its current one, or what a site never applied holds
  * ("found A, not yet managed"); NULL when unknown. Caller frees.
  */
@@ -161,7 +132,7 @@ print_table(const struct config_host *const *hosts, const struct report *res, si
 		char *copy, drift[24], *why = NULL, *what, *from = release_text(r);
 		char *safe_what, *safe_from, *safe_time;
 
-		split_last(last_line(r), &copy, &time, &action, &result);
+		report_split_history(last_line(r), &copy, &time, &action, &result);
 		if (r->status == 0)
 			snprintf(drift, sizeof(drift), "%" PRIu64, r->result.changed);
 		else
@@ -223,16 +194,9 @@ print_json(const struct config_host *const *hosts, const struct report *res, siz
 
 	for (size_t i = 0; i < n; i++) {
 		const struct report *r = &res[i];
-		const char *time, *action, *result, *from = r->result.from;
-		json_t *o = json_object(), *last = json_null(), *found = json_null();
-		char *copy;
-
-		split_last(last_line(r), &copy, &time, &action, &result);
-		if (time != NULL)
-			last = jsonio_pack("{s:o,s:o,s:o,s:o}", "time", jsonio_string(time),
-			    "action", jsonio_string(action != NULL ? action : ""),
-			    "result", jsonio_string(result != NULL ? result : ""),
-			    "line", jsonio_string(last_line(r)));
+		const char *from = r->result.from;
+		json_t *o = json_object(), *last = report_history_json(last_line(r));
+		json_t *found = json_null();
 		json_object_set_new(o, "host", jsonio_string(hosts[i]->name));
 		json_object_set_new(o, "ok", json_boolean(r->status == 0));
 		json_object_set_new(o, "reachable",
@@ -254,7 +218,6 @@ print_json(const struct config_host *const *hosts, const struct report *res, siz
 		json_object_set_new(o, "found", found);
 		json_object_set_new(o, "seconds", jsonio_seconds(r->seconds));
 		json_array_append_new(a, o);
-		free(copy);
 	}
 	jsonio_write_lines(fp, a);
 	json_decref(a);

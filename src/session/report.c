@@ -418,6 +418,48 @@ report_json(const struct report *rep, const char *host)
 	return o;
 }
 
+void
+report_split_history(const char *line, char **copy, const char **time, const char **action,
+    const char **result)
+{
+	char *p, *sp, *res;
+
+	*copy = NULL;
+	*time = *action = *result = NULL;
+	if (line == NULL)
+		return;
+	*copy = p = xstrdup(line);
+	res = strstr(p, " result=");
+	if (res != NULL) {
+		*res = '\0';
+		*result = res + 8;
+	}
+	if ((sp = strchr(p, ' ')) != NULL) {
+		*sp = '\0';
+		*action = sp + 1;
+		if ((sp = strchr(sp + 1, ' ')) != NULL)
+			*sp = '\0';
+	}
+	*time = p;
+}
+
+json_t *
+report_history_json(const char *line)
+{
+	const char *time, *action, *result;
+	json_t *o = json_null();
+	char *copy;
+
+	report_split_history(line, &copy, &time, &action, &result);
+	if (time != NULL)
+		o = jsonio_pack("{s:o,s:o,s:o,s:o}", "time", jsonio_string(time),
+		    "action", jsonio_string(action != NULL ? action : ""),
+		    "result", jsonio_string(result != NULL ? result : ""),
+		    "line", jsonio_string(line));
+	free(copy);
+	return o;
+}
+
 json_t *
 report_verify_json(const struct report *rep, const char *host)
 {
@@ -438,8 +480,8 @@ report_verify_json(const struct report *rep, const char *host)
 	put(o, "drift", string_array(res->drift, res->ndrift));
 	put(o, "drift_complete", json_boolean(res->ndrift >= res->changed));
 	put(o, "pending", jsonio_string(nonempty(res->pending) ? res->pending : NULL));
-	put(o, "last_apply", jsonio_string(answered && nonempty(res->message) ? res->message :
-	    NULL));
+	put(o, "last_apply", report_history_json(answered && nonempty(res->message) ?
+	    res->message : NULL));
 	put(o, "found", found_json(rep));
 	return o;
 }

@@ -93,10 +93,21 @@ struct json_t *report_json(const struct report *rep, const char *host);
  * What verify --json prints for HOST (a new reference): host, operation,
  * ok, result ("no drift", "drifted" or "FAILED"), error, release, verified,
  * drifted (the count), drift (the paths listed; drift_complete false when
- * the list was cut), pending, last_apply (the host's history line) and
+ * the list was cut), pending, last_apply (the host's history line, as
+ * report_history_json gives it) and
  * found. No transfer counters: a verify sends none.
  */
 struct json_t *report_verify_json(const struct report *rep, const char *host);
+
+/*
+ * Splits a history.log line "TIME ACTION ... result=TEXT" into its time,
+ * action and result (pointers into a copy the caller frees as *copy); all
+ * NULL for a NULL line.
+ */
+void	report_split_history(const char *line, char **copy, const char **time,
+	    const char **action, const char **result);
+/* A history.log line as status and verify --json give it: {time, action, result, line}, or null. */
+struct json_t *report_history_json(const char *line);
 
 /*
  * The error lines a session logs, held back while it runs so that a

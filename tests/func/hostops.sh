@@ -55,6 +55,9 @@ assert c1['operation'] == 'verify' and c1['result'] == 'no drift' and c1['ok'], 
 assert c1['release'] == 'B' and c1['drifted'] == 0 and c1['drift'] == [], c1
 assert c2['result'] == 'drifted' and c2['drifted'] == 1 and c2['drift'] == ['app.txt'], c2
 assert c2['drift_complete'] is True and c2['error'] is None, c2
+# last_apply as status gives it: the history line, split
+la = c1['last_apply']
+assert la['action'] == 'apply' and la['result'] == 'ok' and la['line'].startswith(la['time']), la
 for k in ('bytes_sent', 'objects_sent', 'encodings', 'round_trips'):
     assert k not in c1, k
 "
