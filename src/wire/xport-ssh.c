@@ -42,6 +42,7 @@
 
 #include "base/err.h"
 #include "base/hint.h"
+#include "base/interrupt.h"
 #include "base/log.h"
 #include "base/path.h"
 #include "base/util.h"
@@ -1089,6 +1090,16 @@ ssh_xport_close(struct xport *x)
 	if (p->closed)
 		return p->close_result;
 	p->closed = 1;
+	/*
+	 * Ctrl-C: the session ends now. Reading the peer to its end would wait
+	 * for what it still sends (a pull's object at the link's rate, up to
+	 * CLOSE_DRAIN_TIMEOUT); closing tells it to stop.
+	 */
+	if (interrupt_signal() != 0) {
+		p->failed = 1;
+		if (p->error == 0)
+			p->error = DS_ERR_INTERRUPTED;
+	}
 	if (!p->sent_eof && !p->failed && ssh_channel_is_open(p->channel)) {
 		p->sent_eof = 1;
 		ssh_channel_send_eof(p->channel);

@@ -266,4 +266,30 @@ ok "the delta was smaller than the file" test "$delta_bytes" -lt 4900000
 ok "the site received the delta, not the file" test "${recv_delta:-0}" -gt 3900000 -a \
     "${recv_delta:-0}" -lt 4900000
 
+# Ctrl-C stops a pull at once: it does not read the object in flight to its
+# end (at this link's rate that was up to 10 s and 5 MB more), the site keeps
+# release C, and what came is staged for the next pull.
+head -c 6000000 /dev/urandom > repo/dist/openmrs_modules/d-1.0.omod
+ok "release D" R release --version D
+netns_shape "$RATE"
+# (ip netns exec execs distsync: $! is its pid, as kill -INT needs; NX, a
+# shell function, would put a background subshell, which ignores SIGINT, between.)
+ip netns exec "$NETNS" "$DISTSYNC" -c "$T_DIR/cut.yml" pull --release D >"$T_DIR/int.log" 2>&1 &
+pull=$!
+wait_for 600 bytes_past 1500000 $pull
+at_int=$(netns_bytes)
+kill -INT $pull
+wait $pull
+st=$?
+after_int=$(( $(netns_bytes) - at_int ))
+echo "# SIGINT at $at_int bytes on the wire; $after_int more after it"
+ok "SIGINT: the pull exits 130" test "$st" -eq 130
+ok "SIGINT: it says it was interrupted and the site keeps its release" \
+    grep -q "interrupted (SIGINT) while receiving objects: this site keeps the release it had" "$T_DIR/int.log"
+# What the link and the socket buffers held, and what came while the process
+# got the CPU to close: 174 KB here; reading the object to its end was 4.9 MB.
+ok "SIGINT: under 1.5 MB crossed the link after it ($after_int)" test "$after_int" -lt 1500000
+ok "SIGINT: the site is still C" test "$(tree_digest cut/distribution)" = "$digest_C"
+check "SIGINT: what came is staged" "ls $T_DIR/cut/.distribution.distsync/staging | grep -q '[.]part\$'"
+
 done_testing
