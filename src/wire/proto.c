@@ -1165,7 +1165,14 @@ proto_log_lines(const char *peer, const char *text)
 		nl = strchr(p, '\n');
 		if (nl == NULL)
 			nl = p + strlen(p);
-		log_error("%s: %.*s", peer, (int)(nl - p), p);
+		char *line = xstrndup(p, (size_t)(nl - p));
+
+		/* A line that names its host already ("host kirehe: ...") says it once. */
+		if (log_line_names(line, peer))
+			log_error("%s", line);
+		else
+			log_error("%s: %s", peer, line);
+		free(line);
 		p = *nl == '\n' ? nl + 1 : nl;
 	}
 }

@@ -9,6 +9,7 @@
 
 #include <fcntl.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -643,10 +644,37 @@ test_siteplan(void)
 	}
 }
 
+static char logged[2][256];
+static int nlogged;
+
+static void
+keep_line(const char *line, void *arg)
+{
+	(void)arg;
+	if (nlogged < 2)
+		snprintf(logged[nlogged], sizeof(logged[0]), "%s", line);
+	nlogged++;
+}
+
+/* A peer's error lines name the peer once, also when a line names it already. */
+static void
+test_log_lines(void)
+{
+	log_set_writer(keep_line, NULL);
+	proto_log_lines("kirehe", "host kirehe: service backend failed\ndisk full");
+	CHECK(nlogged == 2, "two lines: %d", nlogged);
+	CHECK(strcmp(logged[0], "distsync: host kirehe: service backend failed") == 0,
+	    "the line naming its host is not prefixed again: %s", logged[0]);
+	CHECK(strcmp(logged[1], "distsync: kirehe: disk full") == 0,
+	    "the other is: %s", logged[1]);
+	log_set_writer(NULL, NULL);
+}
+
 int
 main(void)
 {
 	log_set_level(LOG_LEVEL_ERROR);
+	tap_run("log lines", test_log_lines);
 	tap_run("round-trip", test_round_trip);
 	tap_run("mutations", test_mutations);
 	tap_run("semantic", test_semantic_checks);
