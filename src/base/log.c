@@ -10,6 +10,7 @@
 #include "base/util.h"
 
 static enum log_level current_level = LOG_LEVEL_INFO;
+static int trace;	/* -vv: libraries' own logs too */
 static int syslog_open;
 static int level_tags;
 static char prefix[128];
@@ -42,6 +43,18 @@ void
 log_set_level(enum log_level level)
 {
 	current_level = level;
+}
+
+void
+log_set_trace(int on)
+{
+	trace = on;
+}
+
+int
+log_trace(void)
+{
+	return trace;
 }
 
 enum log_level

@@ -7,6 +7,9 @@ enum log_level { LOG_LEVEL_SILENT = -1, LOG_LEVEL_ERROR, LOG_LEVEL_WARN, LOG_LEV
 /* Sets the most verbose level printed to stderr (default: info). */
 void	log_set_level(enum log_level level);
 enum log_level log_get_level(void);
+/* -vv: the libraries' own logs (libssh's protocol log) beside debug lines. */
+void	log_set_trace(int on);
+int	log_trace(void);
 /* Prefixes every stderr line with "prefix: " (e.g. a host name); NULL clears. */
 void	log_set_prefix(const char *prefix);
 int	log_line_names(const char *line, const char *name);

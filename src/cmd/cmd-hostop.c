@@ -254,8 +254,11 @@ cmd_host_op(int argc, char **argv, const struct config *config,
 		}
 		goto usage;
 	}
-	if (argc - optind < 1 && config->site.upstream == NULL)
-		goto usage;	/* a site's own config may name none: itself */
+	if (argc - optind < 1 && config->site.upstream == NULL) {
+		/* a site's own config may name none: itself */
+		log_error("%s: name at least one host or group", entry->name);
+		goto usage;
+	}
 	if ((r = cmd_resolve_targets(config, argv + optind, (size_t)(argc - optind), &hosts,
 	    &nhosts)) != 0)
 		return r;

@@ -547,6 +547,7 @@ plan_exec(int argc, char **argv, const struct config *config)
 		}
 	}
 	if (optind == argc) {
+		log_error("plan: name at least one host or group");
 		cmd_usage(&cmd_plan_entry, plan_options);
 		free(release);
 		return DS_ERR_USAGE;

@@ -295,6 +295,7 @@ push_exec(int argc, char **argv, const struct config *config)
 	argc -= optind;
 	argv += optind;
 	if (argc == 0 && !retry_failed) {
+		log_error("push: name at least one host or group (or give --retry-failed)");
 		cmd_usage(&cmd_push_entry, push_options);
 		return DS_ERR_USAGE;
 	}
@@ -351,7 +352,9 @@ push_exec(int argc, char **argv, const struct config *config)
 		fo.max_failures = max_failures;
 		fo.run = push_child_run;
 		fo.arg = &pc;
-		fo.progress = progress_new(stderr, progress_mode_for(stderr), "push", nhosts);
+		/* -q: errors only, not each host's progress lines. */
+		fo.progress = progress_new(stderr, log_get_level() < LOG_LEVEL_INFO ?
+		    PROGRESS_QUIET : progress_mode_for(stderr), "push", nhosts);
 		r = fleet_run(&fo, hosts, nhosts, reports);
 		progress_free(fo.progress);
 		if (o.json)

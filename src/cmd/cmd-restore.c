@@ -62,8 +62,9 @@ static const char restore_options[] =
     "to the current directory as NAME.restored (never over an existing file) and\n"
     "the host is not touched. With a site's own config (site.yml, -c FILE) HOST is\n"
     "that site and the target is local. Exit codes: 0 restored, 1 failed, 2 usage\n"
-    "(a PATH that is absolute or leaves the tree), 4 no backup set keeps a PATH\n"
-    "(nothing written).\n";
+    "(a PATH that is absolute or leaves the tree), 3 NAME.restored exists here or\n"
+    "the host is locked (nothing written), 4 no backup set keeps a PATH (nothing\n"
+    "written).\n";
 
 /* Where the content of each RESTORED goes (sender.h's restore callbacks). */
 struct restore_out {

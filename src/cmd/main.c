@@ -63,10 +63,13 @@ usage_to(FILE *fp, const struct cmd_entry *entry, const char *options)
 		fprintf(fp, "\noptions:\n%s", options);
 }
 
+/* After a wrong command line: the usage line and where the options are, not all of them. */
 void
 cmd_usage(const struct cmd_entry *entry, const char *options)
 {
-	usage_to(stderr, entry, options);
+	(void)options;
+	fprintf(stderr, "usage: distsync %s %s\n(see 'distsync %s --help')\n", entry->name,
+	    entry->usage, entry->name);
 }
 
 void
@@ -83,7 +86,8 @@ usage(FILE *fp)
 	    "\n"
 	    "global options (before or after COMMAND):\n"
 	    "  -c, --config FILE  configuration (default: ./distsync.yml)\n"
-	    "  -v, --verbose      more detail; repeat for debug output\n"
+	    "  -v, --verbose      more detail: each object, its encoding, the commands run;\n"
+	    "                     twice: libssh's protocol log too\n"
 	    "  -q, --quiet        errors only\n"
 	    "  -h, --help         this help; 'distsync COMMAND --help' for a command\n"
 	    "  -V, --version      print the version\n"
@@ -218,7 +222,8 @@ main(int argc, char **argv)
 	if (quiet)
 		log_set_level(LOG_LEVEL_ERROR);
 	else if (verbose > 0)
-		log_set_level(verbose > 1 ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO);
+		log_set_level(LOG_LEVEL_DEBUG);
+	log_set_trace(!quiet && verbose > 1);
 	optind = 0;	/* reset getopt for the command */
 	if (entry->needs_config && !wants_help(argc, argv)) {
 		r = config_load(cmd_config_file ? cmd_config_file : CONFIG_FILE_DEFAULT, &config);

@@ -1567,7 +1567,11 @@ config_load(const char *file, struct config **out)
 	*out = NULL;
 	/* O_NONBLOCK: a FIFO given by mistake must not hang the open. */
 	if ((fd = open(file, O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC)) == -1) {
-		log_errno("%s: cannot open the configuration", file);
+		if (errno == ENOENT)
+			log_error("%s: no such configuration file (run distsync where it is, or "
+			    "give -c FILE)", file);
+		else
+			log_errno("%s: cannot open the configuration", file);
 		return DS_ERR_CONFIG;
 	}
 	if (fstat(fd, &st) == -1) {

@@ -193,11 +193,10 @@ child_log(const struct fleet_options *opt, const struct config_host *host, const
 {
 	const char *rest = line;
 	char *text;
-	size_t hl = strlen(host->name);
 
 	if (strncmp(rest, "distsync: ", 10) == 0)
 		rest += 10;
-	if (strncmp(rest, host->name, hl) == 0 && rest[hl] == ':')
+	if (log_line_names(rest, host->name))	/* "alpha: ..." or "host alpha: ..." */
 		text = xasprintf("distsync: %s", rest);
 	else
 		text = xasprintf("distsync: %s: %s", host->name, rest);

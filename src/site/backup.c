@@ -292,13 +292,29 @@ backup_prune(struct target *t, unsigned keep, char *const *prefer)
 	closedir(dir);
 }
 
+/* The first file under directory PATH in M ("PATH/..."), or NULL; caller frees. */
+static char *
+file_under(const struct manifest *m, const char *path)
+{
+	size_t n = strlen(path);
+
+	for (size_t i = 0; i < m->count; i++) {
+		const struct manifest_entry *e = &m->entries[i];
+
+		if (e->type == MANIFEST_FILE && strncmp(e->path, path, n) == 0 && e->path[n] == '/')
+			return xstrdup(e->path);
+	}
+	return NULL;
+}
+
 /*
  * PATH in set SET: its entry in found.manifest, else in the manifest, when
  * a regular file whose content objects/ keeps. 1 and *k filled, 0 when the
  * set does not keep it, or an error (logged).
  */
 static int
-kept_in(struct target *t, const char *set, const char *path, struct backup_kept *k)
+kept_in(struct target *t, const char *set, const char *path, struct backup_kept *k,
+    char **under)
 {
 	struct manifest *m = NULL, *found = NULL;
 	const struct manifest_entry *e = NULL;
@@ -313,6 +329,9 @@ kept_in(struct target *t, const char *set, const char *path, struct backup_kept 
 	if (e == NULL)
 		e = manifest_find(m, path);
 	r = 0;
+	if (e != NULL && e->type == MANIFEST_DIR && *under == NULL)
+		*under = file_under(found != NULL && manifest_find(found, path) != NULL ? found : m,
+		    path);
 	if (e == NULL || e->type != MANIFEST_FILE)
 		goto out;
 	hash_to_hex(e->hash, hex);
@@ -336,6 +355,7 @@ int
 backup_kept_find(struct target *t, const char *set, const char *path, struct backup_kept *k)
 {
 	struct backup_set *sets = NULL;
+	char *under = NULL;
 	size_t n = 0;
 	DIR *dir = NULL;
 	int r;
@@ -343,30 +363,38 @@ backup_kept_find(struct target *t, const char *set, const char *path, struct bac
 	memset(k, 0, sizeof(*k));
 	if (set != NULL) {
 		/* A set that is gone (logged) keeps nothing either. */
-		if ((r = kept_in(t, set, path, k)) < 0)
+		if ((r = kept_in(t, set, path, k, &under)) < 0)
 			return r == DS_ERR_NOTFOUND ? DS_ERR_NOTKEPT : r;
-		if (r == 0) {
+		if (r == 0 && under != NULL)
+			log_error("%s: %s: it was a directory in backup set %s, which keeps the "
+			    "files that were under it: name those (the first: %s)", target_dir(t),
+			    path, set, under);
+		else if (r == 0)
 			log_error("%s: %s: backup set %s keeps no copy of it (it was not replaced "
 			    "when that state was, or it was not a regular file)", target_dir(t),
 			    path, set);
-			return DS_ERR_NOTKEPT;
-		}
-		return 0;
+		free(under);
+		return r == 0 ? DS_ERR_NOTKEPT : 0;
 	}
 	sets_list(t, NULL, &dir, &sets, &n);
 	r = 0;
 	for (size_t i = 0; i < n && r == 0; i++) {
 		/* A set that cannot be read is not the one that keeps it: go on. */
-		if ((r = kept_in(t, sets[i].name, path, k)) < 0)
+		if ((r = kept_in(t, sets[i].name, path, k, &under)) < 0)
 			r = 0;
 	}
-	if (r == 0) {
+	if (r == 0 && under != NULL) {
+		log_error("%s: %s: it was a directory in a backup set, which keeps the files "
+		    "that were under it: name those (the first: %s)", target_dir(t), path, under);
+		r = DS_ERR_NOTKEPT;
+	} else if (r == 0) {
 		log_error("%s: %s: no backup set keeps a copy of it (%zu set%s kept; a file is "
 		    "kept only when an apply replaced or removed it)", target_dir(t), path, n,
 		    n == 1 ? "" : "s");
 		r = DS_ERR_NOTKEPT;
 	} else
 		r = 0;
+	free(under);
 	sets_free(sets, n);
 	if (dir != NULL)
 		closedir(dir);

@@ -620,8 +620,8 @@ apply_drift_policy(struct apply *a)
 	}
 	if (r->from_release == NULL)
 		return 0;	/* apply_adoption_note says how the found tree relates */
-	log_warn("%s: %zu path(s) changed since the last apply will be overwritten (first: %s)",
-	    target_dir(a->t), n, r->drifted_paths[0]);
+	log_warn("%s: %zu path(s) changed since the last apply %s be overwritten (first: %s)",
+	    target_dir(a->t), n, a->o->dry_run ? "would" : "will", r->drifted_paths[0]);
 	return 0;
 }
 

@@ -405,7 +405,7 @@ endpoint_new(struct link *l, const char *alias, const char *user, unsigned port,
 	ep->alias = xstrdup(alias);
 	ep->is_jump = is_jump;
 	ep->label = is_jump ? xasprintf("%s: jump host %s", l->name, alias) : xstrdup(l->name);
-	if (log_get_level() >= LOG_LEVEL_DEBUG) {
+	if (log_trace()) {
 		ssh_set_log_callback(libssh_log);
 		verbosity = SSH_LOG_PROTOCOL;
 	} else

@@ -200,12 +200,27 @@ expect_exit 0 "in place, both paths (one named twice)" \
 check "both are back" "grep -q '<html>1</html>' '$site/frontend/index.html' && grep -q 'tuned by hand on demo' '$site/openmrs_config/app.yml'"
 check "no temp file left" "! ls -a '$site/openmrs_config' '$site/frontend' | grep -q distsync-restore"
 
+# A file the host replaced by a directory: the set keeps the files under it,
+# and a restore of the directory's path names them.
+rm "$site/frontend/index.html"
+mkdir "$site/frontend/index.html"
+echo kept > "$site/frontend/index.html/keep"
+echo '<html>5</html>' > dist/frontend/index.html
+ok "release 5" D release --version 5.0
+expect_exit 0 "demo: push release 5 over the directory" D push --release 5.0 demo
+expect_exit 4 "restore of the path that was a directory: exit 4" \
+	D restore --to - --backup 4.0 demo frontend/index.html
+keep
+ok "it names the file kept under it" out_has 'frontend/index.html: it was a directory in backup set 4.0, which keeps the files that were under it: name those (the first: frontend/index.html/keep)'
+expect_exit 0 "restore of that file" sh -c "'$DISTSYNC' -c fleet.yml restore --to - --backup 4.0 demo frontend/index.html/keep > '$T_DIR/keep'"
+ok "it is the file that was there" grep -qx kept "$T_DIR/keep"
+
 # A symlink in the tree is not followed: the directory it points at is untouched.
 mkdir -p "$T_DIR/outside"
 mv "$site/openmrs_config" "$T_DIR/moved"
 ln -s "$T_DIR/outside" "$site/openmrs_config"
 expect_exit 1 "in place through a symlinked directory is refused" \
-	D restore --in-place --backup 1.0 demo openmrs_config/app.yml
+	D restore --in-place demo openmrs_config/app.yml
 check "nothing was written through the symlink" "[ -z \"\$(ls -A '$T_DIR/outside')\" ]"
 
 done_testing
