@@ -32,7 +32,10 @@ ok "release A" D release --version A
 echo "app 2" > dist/app.txt
 ok "release B" D release --version B
 expect_exit 0 "push A to the group" D push --release A clinics
-expect_exit 0 "push B to the group" D push clinics
+keep
+ok "each host's progress lines (not a terminal)" out_has '^c1: started$'
+expect_exit 0 "push B to the group, -q" sh -c '"$1" push clinics -q 2>"$2"' - "$DISTSYNC" "$T_DIR/q.err"
+ok "-q: nothing on stderr, no host's progress lines" test ! -s "$T_DIR/q.err"
 
 # Groups wherever hosts.
 expect_exit 0 "verify a group" D verify clinics
