@@ -310,7 +310,8 @@ file_under(const struct manifest *m, const char *path)
 /*
  * PATH in set SET: its entry in found.manifest, else in the manifest, when
  * a regular file whose content objects/ keeps. 1 and *k filled, 0 when the
- * set does not keep it, or an error (logged).
+ * set does not keep it, or an error (logged). When PATH was a directory
+ * there, *UNDER (if still NULL) names the first file under it.
  */
 static int
 kept_in(struct target *t, const char *set, const char *path, struct backup_kept *k,
