@@ -276,6 +276,7 @@ netns_shape "$RATE"
 # shell function, would put a background subshell, which ignores SIGINT, between.)
 ip netns exec "$NETNS" "$DISTSYNC" -c "$T_DIR/cut.yml" pull --release D >"$T_DIR/int.log" 2>&1 &
 pull=$!
+at_exit "kill $pull"
 wait_for 600 bytes_past 1500000 $pull
 at_int=$(netns_bytes)
 kill -INT $pull
