@@ -1169,3 +1169,104 @@ out:
 	delta_decoder_free(d);
 	return r;
 }
+
+int
+delta_buf_encode(const void *prefix, size_t plen, const void *src, size_t slen, int level,
+    uint8_t **out, size_t *out_len)
+{
+	ZSTD_CCtx *cctx;
+	size_t cap = ZSTD_compressBound(slen), n;
+	int r;
+
+	*out = NULL;
+	*out_len = 0;
+	if ((r = level_check(&level)) != 0)
+		return r;
+	if ((cctx = ZSTD_createCCtx()) == NULL) {
+		log_error("delta: out of memory for a compressor");
+		return DS_ERR_SYSTEM;
+	}
+	*out = xmalloc(cap > 0 ? cap : 1);
+	if ((r = zstd_check(ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level),
+	    "level")) != 0 ||
+	    (r = zstd_check(ZSTD_CCtx_setParameter(cctx, ZSTD_c_windowLog,
+	    (int)clamp_window((uint64_t)plen + slen, DELTA_BUF_WINDOWLOG_MAX)), "window")) != 0 ||
+	    (r = zstd_check(ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1), "checksum")) != 0 ||
+	    (plen > 0 && (r = zstd_check(ZSTD_CCtx_refPrefix(cctx, prefix, plen), "prefix")) != 0))
+		goto out;
+	n = ZSTD_compress2(cctx, *out, cap, src, slen);
+	if ((r = zstd_check(n, "compress")) == 0)
+		*out_len = n;
+out:
+	ZSTD_freeCCtx(cctx);
+	if (r != 0) {
+		free(*out);
+		*out = NULL;
+	}
+	return r;
+}
+
+int
+delta_buf_decode(const void *prefix, size_t plen, const void *src, size_t slen, size_t max,
+    const char *what, uint8_t **out, size_t *out_len)
+{
+	ZSTD_inBuffer in = { src, slen, 0 };
+	ZSTD_outBuffer o = { NULL, 0, 0 };
+	ZSTD_DCtx *dctx;
+	size_t left = 1;
+	int r = 0;
+
+	*out = NULL;
+	*out_len = 0;
+	if ((dctx = ZSTD_createDCtx()) == NULL) {
+		log_error("%s: out of memory for a decompressor", what);
+		return DS_ERR_SYSTEM;
+	}
+	/* The window the encoder used covers the prefix and the output: no more. */
+	if ((r = zstd_check(ZSTD_DCtx_setParameter(dctx, ZSTD_d_windowLogMax,
+	    (int)clamp_window((uint64_t)plen + max, DELTA_BUF_WINDOWLOG_MAX)), "window")) != 0 ||
+	    (plen > 0 && (r = zstd_check(ZSTD_DCtx_refPrefix(dctx, prefix, plen), "prefix")) != 0))
+		goto out;
+	while (left != 0) {
+		if (o.pos == o.size) {
+			if (o.size >= max + 1) {
+				log_error("%s: decodes to more than %zu bytes", what, max);
+				r = DS_ERR_CORRUPT;
+				goto out;
+			}
+			/* Grows as the output does, to one byte over the limit (to see it passed). */
+			o.size = o.size == 0 ? 65536 : o.size * 2;
+			if (o.size > max + 1)
+				o.size = max + 1;
+			o.dst = xreallocarray(o.dst, o.size, 1);
+		}
+		left = ZSTD_decompressStream(dctx, &o, &in);
+		if (ZSTD_isError(left)) {
+			log_error("%s: does not decode: %s", what, ZSTD_getErrorName(left));
+			r = DS_ERR_CORRUPT;
+			goto out;
+		}
+		if (left != 0 && in.pos == in.size && o.pos < o.size) {
+			log_error("%s: ends mid-frame", what);
+			r = DS_ERR_CORRUPT;
+			goto out;
+		}
+	}
+	if (o.pos > max) {
+		log_error("%s: decodes to more than %zu bytes", what, max);
+		r = DS_ERR_CORRUPT;
+		goto out;
+	}
+	if (in.pos != in.size) {
+		log_error("%s: has bytes after its frame", what);
+		r = DS_ERR_CORRUPT;
+		goto out;
+	}
+	*out = o.dst;
+	*out_len = o.pos;
+	o.dst = NULL;
+out:
+	ZSTD_freeDCtx(dctx);
+	free(o.dst);
+	return r;
+}

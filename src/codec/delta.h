@@ -126,4 +126,21 @@ int	delta_decoder_finish(struct delta_decoder *d, uint64_t *out_len,
 /* Frees the decoder (NULL is fine); does not close the fds. */
 void	delta_decoder_free(struct delta_decoder *d);
 
+/*
+ * A buffer as one zstd frame (with its checksum) that PREFIX (may be empty)
+ * serves as a prefix dictionary for, as a zstd patch serves a file: a
+ * release's manifest against the one the site holds. *out (caller frees).
+ * The window covers prefix and content, at most 2^DELTA_BUF_WINDOWLOG_MAX.
+ */
+#define DELTA_BUF_WINDOWLOG_MAX	26
+int	delta_buf_encode(const void *prefix, size_t plen, const void *src, size_t slen,
+	    int level, uint8_t **out, size_t *out_len);
+/*
+ * Decodes such a frame (untrusted) against the same PREFIX: at most MAX bytes
+ * out, a window no larger than prefix and MAX need, the whole input one
+ * frame. 0 and *out (caller frees), or DS_ERR_CORRUPT (logged, naming WHAT).
+ */
+int	delta_buf_decode(const void *prefix, size_t plen, const void *src, size_t slen,
+	    size_t max, const char *what, uint8_t **out, size_t *out_len);
+
 #endif

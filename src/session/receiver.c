@@ -912,28 +912,63 @@ apply_site_of(struct receiver *rc, struct apply_site *as)
 	as->preview = (rc->caps & PROTO_CAP_SITEPLAN) != 0;
 }
 
-/* Applies a COMMIT: the manifest, then apply_release (trust, engine, restarts). */
+/*
+ * COMMIT's manifest: its text, or with PROTO_CAP_MANIFEST_ZSTD a zstd frame
+ * (it starts with the zstd magic, which the text never does) against the
+ * manifest of the release this site holds, as the sender encoded it
+ * (delta_buf_encode); decoded within the frame limit the text had. The
+ * empty one is this site's own. 0 and *to, or DS_ERR_* (logged).
+ */
 static int
-do_commit(struct receiver *rc, const struct proto_commit *c, struct proto_result *res)
+commit_manifest(struct receiver *rc, const struct proto_commit *c, struct manifest **to)
+{
+	static const uint8_t magic[4] = { 0x28, 0xb5, 0x2f, 0xfd };
+	struct manifest *cur = NULL;
+	char *prefix = NULL, *id = NULL;
+	uint8_t *text = NULL;
+	size_t plen = 0, tlen = 0;
+	int r;
+
+	*to = NULL;
+	if (c->manifest_len == 0)	/* the sender saw our digest: the one we hold */
+		return target_current(rc->t, NULL, to);
+	if (!(rc->caps & PROTO_CAP_MANIFEST_ZSTD) || c->manifest_len < sizeof(magic) ||
+	    memcmp(c->manifest, magic, sizeof(magic)) != 0)
+		return manifest_decode((const char *)c->manifest, c->manifest_len, c->release,
+		    to) != 0 ? DS_ERR_PROTO : 0;
+	if ((r = target_current(rc->t, &id, &cur)) != 0)
+		return r;
+	if (id != NULL)
+		manifest_encode(cur, &prefix, &plen);
+	r = delta_buf_decode(prefix, plen, c->manifest, c->manifest_len, PROTO_FRAME_MAX,
+	    "COMMIT's manifest", &text, &tlen);
+	if (r == 0 && manifest_decode((const char *)text, tlen, c->release, to) != 0)
+		r = DS_ERR_PROTO;
+	else if (r != 0)
+		r = DS_ERR_PROTO;
+	free(text);
+	free(prefix);
+	free(id);
+	manifest_free(cur);
+	return r;
+}
+
+/* Applies a COMMIT of release TO (freed here): apply_release (trust, engine, restarts). */
+static int
+do_commit(struct receiver *rc, const struct proto_commit *c, struct manifest *to,
+    struct proto_result *res)
 {
 	struct apply_site as;
 	struct apply_outcome oc;
-	struct manifest *to = NULL;
 	uint32_t flags = effective_flags(rc, c->flags);
 	int r;
 
 	res->flags = flags;
 	if (store_release_id_check(c->release) != 0) {
 		log_error("%s: COMMIT names an invalid release id", rc->x->peer);
+		manifest_free(to);
 		return DS_ERR_PROTO;
 	}
-	if (c->manifest_len == 0) {
-		/* The sender saw our digest: the release is the manifest we hold. */
-		if ((r = target_current(rc->t, NULL, &to)) != 0)
-			return r;
-	} else if ((r = manifest_decode((const char *)c->manifest, c->manifest_len,
-	    c->release, &to)) != 0)
-		return DS_ERR_PROTO;
 	apply_site_of(rc, &as);
 	r = apply_release(&as, c->release, to, c->signature, c->signature_len, flags, res, &oc);
 	/* A look completes nothing: what an interrupted apply owes stays pending, and is said. */
@@ -1221,19 +1256,17 @@ retry_evicted(const uint8_t *hash, void *arg)
  * make room (room.h) and that C's release needs join the RETRY list.
  */
 static void
-evicted_for_commit(struct receiver *rc, const struct proto_commit *c)
+evicted_for_commit(struct receiver *rc, const struct manifest *to)
 {
-	struct manifest *to = NULL, *current = NULL;
+	struct manifest *current = NULL;
 
-	if (rc->commits++ > 0 || !room_evicted(rc->room) || c->manifest_len == 0 ||
-	    manifest_decode((const char *)c->manifest, c->manifest_len, c->release, &to) != 0)
-		return;		/* do_commit reports a manifest that does not decode */
+	if (rc->commits++ > 0 || !room_evicted(rc->room))
+		return;
 	/* What the sender planned from: the current release, or the tree found. */
 	if (rc->found != NULL)
 		room_evicted_needed(rc->room, rc->t, to, rc->found, retry_evicted, rc);
 	else if (target_current(rc->t, NULL, &current) == 0)
 		room_evicted_needed(rc->room, rc->t, to, current, retry_evicted, rc);
-	manifest_free(to);
 	manifest_free(current);
 }
 
@@ -1241,6 +1274,7 @@ evicted_for_commit(struct receiver *rc, const struct proto_commit *c)
 static int
 serve_push(struct receiver *rc, struct proto_result *res)
 {
+	struct manifest *to = NULL;
 	struct proto_msg m;
 	int r;
 
@@ -1272,9 +1306,10 @@ serve_push(struct receiver *rc, struct proto_result *res)
 			break;
 		case PROTO_COMMIT:
 			/* Every delta decoded: the failures are in the RETRY list. */
-			if ((r = decoder_collect(rc->dec, 1)) != 0)
+			if ((r = decoder_collect(rc->dec, 1)) != 0 ||
+			    (r = commit_manifest(rc, &m.u.commit, &to)) != 0)
 				break;
-			evicted_for_commit(rc, &m.u.commit);
+			evicted_for_commit(rc, to);
 			if (rc->nretry > 0) {
 				/* Deltas failed: the sender sends those whole, then COMMITs again. */
 				struct proto_retry rt = { rc->retry, rc->nretry };
@@ -1283,9 +1318,11 @@ serve_push(struct receiver *rc, struct proto_result *res)
 				free(rc->retry);
 				rc->retry = NULL;
 				rc->nretry = 0;
+				manifest_free(to);
+				to = NULL;
 				break;
 			}
-			r = do_commit(rc, &m.u.commit, res);
+			r = do_commit(rc, &m.u.commit, to, res);
 			proto_msg_free(&m);
 			return r;
 		default:

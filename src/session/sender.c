@@ -43,6 +43,10 @@
 #include "wire/xport.h"
 
 #define READ_CHUNK	(128u * 1024)
+/* Levels for a manifest: the best ratio is cheap for a small one, not for a large one. */
+#define MANIFEST_PACK_LEVEL	19
+#define MANIFEST_PACK_LEVEL_LARGE	6	/* over MANIFEST_PACK_LARGE bytes */
+#define MANIFEST_PACK_LARGE	(1u << 20)
 /*
  * DATA payload per frame. The receiver stages a frame once it is whole, so a
  * cut link loses the frame in flight: 16 KiB is half a second at 256 kbit/s,
@@ -306,6 +310,42 @@ out:
 		close(fd);
 	free(what);
 	return r;
+}
+
+/*
+ * COMMIT's manifest as one zstd frame against the receiver's current release
+ * (PROTO_CAP_MANIFEST_ZSTD; CURRENT is it when ST names one), when smaller
+ * than the text: a release that changes a few files of thousands sends a
+ * few hundred bytes. The text stays when the receiver cannot take it.
+ */
+static int
+pack_manifest(struct sender *s, const struct proto_state *st, const struct manifest *current,
+    struct proto_commit *commit)
+{
+	char *prefix = NULL;
+	uint8_t *packed = NULL;
+	size_t plen = 0, len = 0;
+	int r;
+
+	if (!(s->enc.caps & PROTO_CAP_MANIFEST_ZSTD) || commit->manifest_len == 0)
+		return 0;
+	if (st->release[0] != '\0' && current != NULL)
+		manifest_encode(current, &prefix, &plen);
+	r = delta_buf_encode(prefix, plen, commit->manifest, commit->manifest_len,
+	    commit->manifest_len > MANIFEST_PACK_LARGE ? MANIFEST_PACK_LEVEL_LARGE :
+	    MANIFEST_PACK_LEVEL, &packed, &len);
+	free(prefix);
+	if (r != 0)
+		return r;
+	if (len < commit->manifest_len) {
+		log_debug("%s: the release's manifest as %zu bytes (%zu as text)", s->x->peer, len,
+		    commit->manifest_len);
+		free(commit->manifest);
+		commit->manifest = packed;
+		commit->manifest_len = len;
+	} else
+		free(packed);
+	return 0;
 }
 
 /*
@@ -825,6 +865,8 @@ run_push(struct sender *s, const struct proto_state *st, const struct proto_foun
 		if (memcmp(d, st->digest, HASH_LEN) == 0)
 			commit.manifest_len = 0;
 	}
+	if ((r = pack_manifest(s, st, current, &commit)) != 0)
+		goto out;
 	commit.flags = opt->flags;
 	if ((r = attach_signature(s, release, &commit)) != 0)
 		goto out;

@@ -72,10 +72,17 @@ struct xport;
  */
 #define PROTO_CAP_SITEPLAN	(1u << 9)
 #define PROTO_CAP_RESTORE	(1u << 10)	/* PROTO_OP_RESTORE: RESTORE, RESTORED */
+/*
+ * COMMIT's manifest may be one zstd frame (it starts with the zstd magic;
+ * the text never does) with the manifest of the receiver's current release,
+ * when it has one, as prefix dictionary: a small change to a release of
+ * thousands of files costs a few hundred bytes, not the whole text.
+ */
+#define PROTO_CAP_MANIFEST_ZSTD	(1u << 11)
 #define PROTO_CAP_ALL		(PROTO_CAP_ZSTD | PROTO_CAP_RESUME | PROTO_CAP_DELTA | \
 				 PROTO_CAP_ZIPPATCH | PROTO_CAP_PLAN | PROTO_CAP_ZIPCOPY | \
 				 PROTO_CAP_TRUST | PROTO_CAP_SITEINFO | PROTO_CAP_ADOPT | \
-				 PROTO_CAP_SITEPLAN | PROTO_CAP_RESTORE)
+				 PROTO_CAP_SITEPLAN | PROTO_CAP_RESTORE | PROTO_CAP_MANIFEST_ZSTD)
 
 enum proto_type {
 	PROTO_HELLO = 1,

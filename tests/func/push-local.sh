@@ -134,6 +134,14 @@ expect_exit 0 "push 1000 new files" D push demo --json
 keep
 ok "still 2 round trips" out_has '\"round_trips\":2'
 ok "site equals release 4" same_tree $site dist
+# One file of the 1000 changes: the release's manifest goes as a zstd frame
+# against the one the site holds, not as its 85 KB of text.
+echo "changed in 4.1" > dist/many/f500
+ok "release 4.1 (one file of 1000 changed)" D release --version 4.1
+expect_exit 0 "push it" sh -c '"$DISTSYNC" push demo --json >"$1"' - "$T_DIR/json"
+check "under 4 KB on the wire, both ways" "python3 -c \"import json; r=json.load(open('$T_DIR/json'))[0]; assert r['bytes_sent'] + r['bytes_received'] < 4096, r\""
+ok "site equals release 4.1" same_tree $site dist
+expect_exit 0 "verify after it" D verify demo
 
 # Global options after the command, as before it; a line names its host once.
 echo changed > dist/many/f5

@@ -5,6 +5,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include <zstd.h>
@@ -730,10 +733,71 @@ test_rsync_bomb(void)
 	free(z);
 }
 
+/* A text of N lines like a manifest's, line K changed when K < N. */
+static char *
+lines_text(size_t n, size_t k, size_t *len)
+{
+	char *t = malloc(n * 160 + 1), *p = t;
+
+	for (size_t i = 0; i < n; i++)
+		p += sprintf(p, "f 0644 %zu frontend/app-%zu/chunk-%zu.js %064zx\n", i * 7, i % 13, i,
+		    i * 2654435761u + (i == k ? 1 : 0));
+	*len = (size_t)(p - t);
+	return t;
+}
+
+/*
+ * delta_buf_encode / delta_buf_decode (a release's manifest against the
+ * site's): round trip, a small change costs little, and a frame that
+ * decodes to more than allowed, against another prefix, cut short or with
+ * bytes after it is refused.
+ */
+static void
+test_buf(void)
+{
+	size_t alen, blen, plen, dlen;
+	char *a = lines_text(2000, 2000, &alen), *b = lines_text(2000, 777, &blen);
+	uint8_t *packed = NULL, *out = NULL;
+
+	CHECK(delta_buf_encode(a, alen, b, blen, 19, &packed, &plen) == 0, "encodes");
+	CHECK(plen < 200, "one line of 2000 changed: %zu bytes for %zu", plen, blen);
+	CHECK(delta_buf_decode(a, alen, packed, plen, blen, "t", &out, &dlen) == 0 &&
+	    dlen == blen && memcmp(out, b, blen) == 0, "decodes to the text");
+	free(out);
+	out = NULL;
+	CHECK(delta_buf_decode(a, alen, packed, plen, blen - 1, "t", &out, &dlen) ==
+	    DS_ERR_CORRUPT && out == NULL, "refused when it decodes to more than allowed");
+	{
+		size_t clen;
+		char *c = lines_text(1500, 3, &clen);
+
+		CHECK(delta_buf_decode(c, clen, packed, plen, blen, "t", &out, &dlen) ==
+		    DS_ERR_CORRUPT, "refused against another prefix (its checksum)");
+		free(c);
+	}
+	CHECK(delta_buf_decode(a, alen, packed, plen - 1, blen, "t", &out, &dlen) ==
+	    DS_ERR_CORRUPT, "refused cut short");
+	packed = realloc(packed, plen + 1);
+	packed[plen] = 0;
+	CHECK(delta_buf_decode(a, alen, packed, plen + 1, blen, "t", &out, &dlen) ==
+	    DS_ERR_CORRUPT, "refused with a byte after the frame");
+	free(packed);
+	packed = NULL;
+	CHECK(delta_buf_encode(NULL, 0, b, blen, 19, &packed, &plen) == 0 && plen < blen &&
+	    delta_buf_decode(NULL, 0, packed, plen, blen, "t", &out, &dlen) == 0 &&
+	    dlen == blen && memcmp(out, b, blen) == 0, "no prefix: %zu bytes for %zu", plen,
+	    blen);
+	free(out);
+	free(packed);
+	free(a);
+	free(b);
+}
+
 int
 main(void)
 {
 	log_set_level(LOG_LEVEL_ERROR);
+	tap_run("delta-buf", test_buf);
 	/* Decoders log every rejected stream; the corruption tests make thousands. */
 	if (getenv("DS_TEST_VERBOSE") == NULL && freopen("/dev/null", "w", stderr) == NULL)
 		return 1;

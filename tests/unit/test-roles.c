@@ -879,6 +879,84 @@ s_commit_bad_manifest(struct site *s)
 	return r != 0 ? r : send_commit(s, "1", "distsync-manifest 1\nnot a line\n", 0);
 }
 
+/* COMMIT with these manifest bytes as they are (a packed one: PROTO_CAP_MANIFEST_ZSTD). */
+static int
+send_commit_bytes(struct site *s, const void *manifest, size_t len)
+{
+	struct proto_commit c;
+
+	memset(&c, 0, sizeof(c));
+	c.release = (char *)"1";
+	c.manifest = (uint8_t *)(uintptr_t)manifest;
+	c.manifest_len = len;
+	return proto_send_msg(s->x, PROTO_COMMIT, &c);
+}
+
+/*
+ * LEN zero bytes as one zstd frame with a 1 MiB window and no content size
+ * (a stream: nothing up front says how much it makes), then EXTRA bytes.
+ */
+static uint8_t *
+zeros_frame(size_t len, size_t extra, size_t *out_len)
+{
+	ZSTD_CCtx *c = ZSTD_createCCtx();
+	uint8_t *zeros = xcalloc(len + 1, 1), *out;
+	size_t cap = ZSTD_compressBound(len) + extra;
+	ZSTD_inBuffer in = { zeros, len, 0 };
+	ZSTD_outBuffer o;
+
+	out = xcalloc(cap, 1);
+	o = (ZSTD_outBuffer){ out, cap - extra, 0 };
+	ZSTD_CCtx_setParameter(c, ZSTD_c_windowLog, 20);
+	ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, 0);
+	while (ZSTD_compressStream2(c, &o, &in, ZSTD_e_end) != 0)
+		;
+	memset(out + o.pos, 'x', extra);
+	*out_len = o.pos + extra;
+	ZSTD_freeCCtx(c);
+	free(zeros);
+	return out;
+}
+
+/* A packed manifest of 16 MiB + 1 zero bytes from 1 KB: refused at the frame limit. */
+static int
+s_commit_packed_bomb(struct site *s)
+{
+	size_t len;
+	uint8_t *f = zeros_frame(PROTO_FRAME_MAX + 1, 0, &len);
+	int r = open_push(s, 0, NULL);
+
+	if (r == 0)
+		r = send_commit_bytes(s, f, len);
+	free(f);
+	return r;
+}
+
+/* The zstd magic, then bytes that are no frame. */
+static int
+s_commit_packed_garbage(struct site *s)
+{
+	uint8_t g[36] = { 0x28, 0xb5, 0x2f, 0xfd };
+	int r = open_push(s, 0, NULL);
+
+	memset(g + 4, 0xff, sizeof(g) - 4);	/* a frame header with its reserved bit set */
+	return r != 0 ? r : send_commit_bytes(s, g, sizeof(g));
+}
+
+/* A whole frame, then bytes after it. */
+static int
+s_commit_packed_trailing(struct site *s)
+{
+	size_t len;
+	uint8_t *f = zeros_frame(16, 5, &len);
+	int r = open_push(s, 0, NULL);
+
+	if (r == 0)
+		r = send_commit_bytes(s, f, len);
+	free(f);
+	return r;
+}
+
 static int
 s_commit_newline(struct site *s)
 {
@@ -1217,6 +1295,12 @@ static const struct refusal refusals[] = {
 	    "COMMIT names an invalid release id" },
 	{ "COMMIT with a manifest that does not decode", 0, s_commit_bad_manifest,
 	    PROTO_RESULT, DS_ERR_PROTO, "bad entry type" },
+	{ "COMMIT with a packed manifest of 16 MiB + 1 from 1 KB", 0, s_commit_packed_bomb,
+	    PROTO_RESULT, DS_ERR_PROTO, "COMMIT's manifest: decodes to more than 16777216 bytes" },
+	{ "COMMIT with a packed manifest that is no zstd frame", 0, s_commit_packed_garbage,
+	    PROTO_RESULT, DS_ERR_PROTO, "COMMIT's manifest: does not decode" },
+	{ "COMMIT with bytes after its packed manifest", 0, s_commit_packed_trailing,
+	    PROTO_RESULT, DS_ERR_PROTO, "COMMIT's manifest: has bytes after its frame" },
 	{ "COMMIT naming a file with a newline", 0, s_commit_newline, PROTO_RESULT,
 	    DS_ERR_PROTO, "newline in path" },
 	{ "COMMIT with a symlink out of the tree", 0, s_commit_link_out, PROTO_RESULT,
