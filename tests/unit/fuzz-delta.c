@@ -2,7 +2,8 @@
  * Fuzz target for the delta decoders (untrusted bytes from the peer or a
  * bundle). Input: one byte choosing the encoding, one byte choosing the
  * chunk size the stream is fed in, then the stream. The decoder must not
- * crash, and must never write more than max_out.
+ * crash, and must never write more than max_out. Encoding byte 0xff is
+ * delta_buf_decode (COMMIT's packed manifest) against the same basis.
  *
  * Built with -DDS_LIBFUZZER it is a libFuzzer target (--enable-fuzzing);
  * otherwise main() runs a short deterministic mutation pass over valid
@@ -30,7 +31,10 @@ int	LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #include "fuzz-main.h"
 
+#define SEL_BUF		0xff	/* the first byte for delta_buf_decode */
+
 static int basis_fd = -1, out_fd = -1;
+static uint8_t *basis_mem;
 static int overlong;
 
 static void
@@ -66,7 +70,7 @@ setup(void)
 		free(b);
 		return -1;
 	}
-	free(b);
+	basis_mem = b;		/* kept: delta_buf_decode's prefix */
 	return 0;
 }
 
@@ -82,6 +86,20 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	if (size < 2)
 		return 0;
+	if (data[0] == SEL_BUF) {
+		uint8_t *o = NULL;
+		size_t olen = 0;
+
+		if (delta_buf_decode(basis_mem, BASIS_LEN, data + 2, size - 2, MAX_OUT, "fuzz", &o,
+		    &olen) == 0 && olen > MAX_OUT) {
+			overlong++;
+#ifdef DS_LIBFUZZER
+			abort();
+#endif
+		}
+		free(o);
+		return 0;
+	}
 	chunk = 1 + (size_t)data[1] * 97;
 	if (ftruncate(out_fd, 0) != 0 || lseek(out_fd, 0, SEEK_SET) != 0)
 		abort();
@@ -131,6 +149,21 @@ make_seed(enum delta_encoding enc, uint8_t **out, size_t *len)
 		memcpy(t + i, "edited!", 7);
 	if (tfd < 0 || efd < 0 || write(tfd, t, BASIS_LEN + 4000) != BASIS_LEN + 4000)
 		goto out;
+	if ((int)enc == DELTA_ENCODING_COUNT) {		/* SEL_BUF: a packed manifest */
+		uint8_t *p = NULL;
+		size_t plen = 0;
+
+		if (delta_buf_encode(basis_mem, BASIS_LEN, t, BASIS_LEN + 4000, 3, &p, &plen) != 0)
+			goto out;
+		*out = malloc(plen + 2);
+		(*out)[0] = SEL_BUF;
+		(*out)[1] = 40;
+		memcpy(*out + 2, p, plen);
+		free(p);
+		*len = plen + 2;
+		r = 0;
+		goto out;
+	}
 	if (delta_encode(enc, delta_encoding_needs_basis(enc) ? basis_fd : -1, tfd, 3, efd,
 	    &elen) != 0)
 		goto out;
@@ -163,18 +196,19 @@ main(void)
 		printf("Bail out! memfd_create failed\n");
 		return 1;
 	}
-	for (int e = 0; e < DELTA_ENCODING_COUNT; e++) {
+	for (int e = 0; e <= DELTA_ENCODING_COUNT; e++) {	/* COUNT: SEL_BUF */
+		const char *name = e == DELTA_ENCODING_COUNT ? "manifest frame" :
+		    delta_encoding_name(e);
 		uint8_t *seed = NULL, *buf;
 		size_t len = 0;
 
 		if (e == DELTA_ZIP_PATCH) {
 			/* Its seeds must be zips: test-zipdelta mutates those streams. */
-			printf("ok %d - # SKIP %s: mutated in test-zipdelta\n", ++count,
-			    delta_encoding_name(e));
+			printf("ok %d - # SKIP %s: mutated in test-zipdelta\n", ++count, name);
 			continue;
 		}
 		if (make_seed((enum delta_encoding)e, &seed, &len) != 0) {
-			printf("not ok %d - seed for %s\n", ++count, delta_encoding_name(e));
+			printf("not ok %d - seed for %s\n", ++count, name);
 			failed++;
 			continue;
 		}
@@ -217,12 +251,11 @@ main(void)
 
 			for (size_t k = 0; k < n; k++)
 				buf[k] = (uint8_t)rng();
-			buf[0] = (uint8_t)e;
+			buf[0] = e == DELTA_ENCODING_COUNT ? SEL_BUF : (uint8_t)e;
 			LLVMFuzzerTestOneInput(buf, n);
 		}
 		printf("%s %d - %s: %d mutated streams, none crashed, %d wrote past max_out\n",
-		    overlong == 0 ? "ok" : "not ok", ++count, delta_encoding_name(e),
-		    rounds + rounds / 4, overlong);
+		    overlong == 0 ? "ok" : "not ok", ++count, name, rounds + rounds / 4, overlong);
 		if (overlong != 0)
 			failed++;
 		free(seed);
@@ -248,7 +281,7 @@ main(void)
 		if (getenv("DS_FUZZ_WRITE_SEEDS") != NULL) {
 			struct fuzz_seeds own = { NULL, NULL, 0 };
 
-			for (int e = 0; e < DELTA_ENCODING_COUNT; e++) {
+			for (int e = 0; e <= DELTA_ENCODING_COUNT; e++) {
 				uint8_t *seed = NULL;
 				size_t len = 0;
 
