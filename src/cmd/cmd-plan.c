@@ -109,7 +109,7 @@ struct plan_site {
 
 /* Prints the services part of a plan: what restarts and why, the run_once runs. */
 static void
-print_services(const struct proto_result *sp)
+print_services(const struct config_host *host, const struct proto_result *sp)
 {
 	size_t nrestart = 0;
 
@@ -136,7 +136,11 @@ print_services(const struct proto_result *sp)
 		free(name);
 		free(why);
 	}
-	if (nrestart == 0)
+	if (nrestart == 0 && host->address != NULL && host->site_config == NULL && sp->nrestarts == 0)
+		/* The initiator's services are not the site's (serve --site-config). */
+		printf("  no service restarts (%s names no site_config: a site runs only the "
+		    "commands of its own configuration)\n", host->name);
+	else if (nrestart == 0)
 		printf("  no service restarts\n");
 	if (sp->nwould_run == 0)
 		return;
@@ -237,7 +241,7 @@ print_text(const struct config_host *host, const char *release, const struct pla
 			printf("  [content already on the site]");
 		printf("\n");
 	}
-	print_services(ps->site);
+	print_services(host, ps->site);
 }
 
 static void

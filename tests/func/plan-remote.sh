@@ -172,7 +172,8 @@ expect_exit 0 "plan fleet (a group)" D plan fleet --release 2
 keep
 ok "a plan for remote" out_has "^plan for remote (127.0.0.1:$SITE): 1 -> 2"
 ok "and one for plain" out_has "^plan for plain (127.0.0.1:$T_DIR/plain/distribution): 1 -> 2"
-ok "plain restarts nothing" sh -c "grep -A30 '^plan for plain' '$T_DIR/out' | grep -q '^  no service restarts'"
+ok "plain restarts nothing, and says why" sh -c "grep -A30 '^plan for plain' '$T_DIR/out' | grep -q '^  no service restarts (plain names no site_config: a site runs only the commands of its own configuration)'"
+ok "remote, which has one, does not say it" sh -c "! grep -q 'remote names no site_config' '$T_DIR/out'"
 ok "never the initiator's services" sh -c "! grep -q initiator_only '$T_DIR/out'"
 
 # A host never synced, whose path does not exist: everything is added, nothing is made.
